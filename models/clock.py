@@ -1,0 +1,67 @@
+"""The one source of time. Nothing else in the engine reads the wall clock.
+
+`SystemClock` is the production clock; `VirtualClock` is set and moved by tests, the demo,
+simulations and `NIM_CLOCK`. Dates that people see are local to the UK (Europe/London).
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, date, datetime, time, timedelta
+from typing import Protocol
+from zoneinfo import ZoneInfo
+
+UK = ZoneInfo("Europe/London")
+
+
+class Clock(Protocol):
+    def now(self) -> datetime:
+        """The current instant, timezone-aware UTC."""
+        ...
+
+
+def today(clock: Clock) -> date:
+    """The current UK calendar date."""
+    return clock.now().astimezone(UK).date()
+
+
+def uk_instant(day: date, at: time) -> datetime:
+    """A UK wall-clock time on `day` as an aware UTC instant (handles BST/GMT)."""
+    return datetime.combine(day, at, tzinfo=UK).astimezone(UTC)
+
+
+class SystemClock:
+    def now(self) -> datetime:
+        return datetime.now(UTC)
+
+
+class VirtualClock:
+    """A clock that only moves when told to."""
+
+    def __init__(self, start: datetime) -> None:
+        if start.tzinfo is None:
+            start = start.replace(tzinfo=UK)
+        self._now = start.astimezone(UTC)
+
+    def now(self) -> datetime:
+        return self._now
+
+    def advance(self, delta: timedelta) -> None:
+        self._now += delta
+
+    def set(self, instant: datetime) -> None:
+        if instant.tzinfo is None:
+            instant = instant.replace(tzinfo=UK)
+        self._now = instant.astimezone(UTC)
+
+
+def parse_instant(text: str) -> datetime:
+    """An ISO date or date-time; naive values are UK local time."""
+    try:
+        value = datetime.fromisoformat(text)
+    except ValueError as exc:
+        raise ValueError(
+            f"{text!r} is not an ISO date or date-time (e.g. 2026-03-02 or 2026-03-02T09:00)"
+        ) from exc
+    if value.tzinfo is None:
+        value = value.replace(tzinfo=UK)
+    return value.astimezone(UTC)

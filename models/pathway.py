@@ -1,0 +1,393 @@
+"""The NIM pathway as data: spec types, YAML loading and validation.
+
+A pathway file (pathways/<profile>.yaml) declares roles, settings, stages with their tasks
+and due rules, decision gates, statutory clocks and the notification ladders. It is
+validated on load; errors name the file, the line, the path and the field.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import re
+from datetime import date
+from functools import cached_property
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, create_model, model_validator
+
+from models.calendar import UNITS
+
+SLUG = r"^[a-z][a-z0-9-]*$"
+PATHWAYS_DIR = Path(__file__).resolve().parent.parent / "pathways"
+
+# Anchors every case has from the moment it is opened.
+CASE_ANCHORS = ("care_entry", "referral")
+# Anchors a case may gain later (court dates, stage starts are added by the engine).
+OPTIONAL_ANCHORS = ("proceedings_issued", "case_management_hearing", "final_hearing", "consent")
+
+
+class PathwayError(ValueError):
+    """A pathway file that cannot be used, with where and why."""
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class Offset(_Strict):
+    """Exactly one of the units; the amount is a number or the name of a pathway setting."""
+
+    working_days: int | str | None = None
+    days: int | str | None = None
+    weeks: int | str | None = None
+    months: int | str | None = None
+
+    @model_validator(mode="after")
+    def _exactly_one_unit(self) -> Offset:
+        given = [u for u in UNITS if getattr(self, u) is not None]
+        if len(given) != 1:
+            raise ValueError(
+                f"give exactly one of {', '.join(UNITS)} (got {', '.join(given) or 'none'})"
+            )
+        return self
+
+    @property
+    def unit(self) -> str:
+        return next(u for u in UNITS if getattr(self, u) is not None)
+
+    @property
+    def raw_amount(self) -> int | str:
+        return getattr(self, self.unit)
+
+    def amount(self, settings: dict[str, int]) -> int:
+        raw = self.raw_amount
+        return settings[raw] if isinstance(raw, str) else raw
+
+
+class DueRule(Offset):
+    anchor: str = Field(description="a case anchor, 'stage:<id>' or 'done:<task-id>'")
+
+
+class OutcomeField(_Strict):
+    type: Literal["choice", "text", "date", "bool", "int"] = "text"
+    choices: list[str] | None = None
+    required: bool = True
+    label: str | None = None
+
+    @model_validator(mode="after")
+    def _choices_only_for_choice(self) -> OutcomeField:
+        if self.type == "choice" and not self.choices:
+            raise ValueError("a choice field needs a non-empty 'choices' list")
+        if self.type != "choice" and self.choices:
+            raise ValueError("'choices' only applies to fields of type choice")
+        return self
+
+
+class TaskSpec(_Strict):
+    id: str = Field(pattern=SLUG)
+    title: str
+    role: str
+    per: Literal["case", "caregiver", "parent", "carer"] = "case"
+    count: int | str = 1
+    due: DueRule
+    every: Offset | None = None  # spacing between occurrences when count > 1
+    then_every: list[Offset] = []  # recurring series: next occurrence after completion
+    after: list[str] = []  # task ids in the same stage that must be done first
+    outcome: dict[str, OutcomeField] = {}
+    reminders: list[int] | None = None  # working days before due; None = pathway default
+    source: str | None = None
+
+    @model_validator(mode="after")
+    def _repetition(self) -> TaskSpec:
+        if self.count != 1 and self.every is None:
+            raise ValueError("a task with count other than 1 needs 'every'")
+        if self.then_every and self.count != 1:
+            raise ValueError("use either 'count' with 'every' or 'then_every', not both")
+        return self
+
+
+class GateOutcome(_Strict):
+    label: str
+    next: str | None = None
+
+
+class GateSpec(_Strict):
+    decision: Literal["d1", "d2"]
+    task: str
+    outcomes: dict[str, GateOutcome]
+
+
+class StageSpec(_Strict):
+    id: str = Field(pattern=SLUG)
+    title: str
+    description: str = ""
+    next: str | None = None
+    gate: GateSpec | None = None
+    tasks: list[TaskSpec]
+
+
+class ClockSpec(_Strict):
+    id: str = Field(pattern=SLUG)
+    title: str
+    anchor: str
+    limit: Offset
+    target: str | None = None  # task id whose completion meets the clock
+    court_override: bool = False  # a recorded court timetable override replaces the limit
+    roll_forward: bool = False  # a service target (not a statutory limit) skips closed days
+    warnings: list[Offset] = []  # warn this long before the limit
+    source: str | None = None
+
+
+class Escalation(_Strict):
+    after_working_days: int = Field(ge=0)
+    role: str
+
+
+class Notifications(_Strict):
+    reminders: list[int] = [5, 1, 0]
+    escalations: list[Escalation] = []
+    send_at: str = "09:00"  # UK local time of day timers fire
+
+    @model_validator(mode="after")
+    def _time(self) -> Notifications:
+        if not re.fullmatch(r"([01]\d|2[0-3]):[0-5]\d", self.send_at):
+            raise ValueError("send_at must be HH:MM (24-hour UK time)")
+        return self
+
+
+class RoleSpec(_Strict):
+    title: str
+    team: Literal["nim", "local-authority", "admin"]
+    manager: bool = False  # may act on any task and receives escalations
+
+
+class PathwaySpec(_Strict):
+    profile: str = Field(pattern=SLUG)
+    version: str
+    title: str
+    jurisdictions: list[Literal["england-and-wales", "scotland", "northern-ireland"]]
+    roles: dict[str, RoleSpec]
+    settings: dict[str, int] = {}
+    notifications: Notifications = Notifications()
+    decision_outcomes: dict[str, str] = {}
+    stages: list[StageSpec]
+    statutory: list[TaskSpec] = []
+    clocks: list[ClockSpec] = []
+
+    @model_validator(mode="after")
+    def _references(self) -> PathwaySpec:
+        problems: list[str] = []
+        stage_ids = [s.id for s in self.stages]
+        if len(set(stage_ids)) != len(stage_ids):
+            problems.append("stages: stage ids must be unique")
+        all_tasks = [t for s in self.stages for t in s.tasks] + list(self.statutory)
+        task_ids = [t.id for t in all_tasks]
+        dupes = sorted({t for t in task_ids if task_ids.count(t) > 1})
+        if dupes:
+            problems.append(f"tasks: task ids must be unique across the pathway: {dupes}")
+        anchors = set(CASE_ANCHORS) | set(OPTIONAL_ANCHORS) | {f"stage:{s}" for s in stage_ids}
+        anchors |= {f"done:{t}" for t in task_ids}
+
+        def check_offset(where: str, offset: Offset | None) -> None:
+            if offset is not None and isinstance(offset.raw_amount, str):
+                if offset.raw_amount not in self.settings:
+                    problems.append(
+                        f"{where}: setting {offset.raw_amount!r} is not declared under "
+                        f"'settings' (declared: {', '.join(sorted(self.settings)) or 'none'})"
+                    )
+
+        def check_task(where: str, task: TaskSpec, siblings: set[str]) -> None:
+            if task.role not in self.roles:
+                problems.append(
+                    f"{where}.role: unknown role {task.role!r}; declared roles: "
+                    f"{', '.join(sorted(self.roles))}"
+                )
+            if task.due.anchor not in anchors:
+                problems.append(
+                    f"{where}.due.anchor: unknown anchor {task.due.anchor!r}; use a case "
+                    f"anchor ({', '.join(CASE_ANCHORS + OPTIONAL_ANCHORS)}), 'stage:<id>' "
+                    "or 'done:<task-id>'"
+                )
+            check_offset(f"{where}.due", task.due)
+            check_offset(f"{where}.every", task.every)
+            for i, off in enumerate(task.then_every):
+                check_offset(f"{where}.then_every.{i}", off)
+            if isinstance(task.count, str) and task.count not in self.settings:
+                problems.append(f"{where}.count: setting {task.count!r} is not declared")
+            for dep in task.after:
+                if dep not in siblings:
+                    problems.append(
+                        f"{where}.after: {dep!r} is not a task of the same stage "
+                        f"({', '.join(sorted(siblings))})"
+                    )
+
+        for si, stage in enumerate(self.stages):
+            siblings = {t.id for t in stage.tasks}
+            for ti, task in enumerate(stage.tasks):
+                check_task(f"stages.{si}.tasks.{ti}", task, siblings)
+            if stage.next is not None and stage.next not in stage_ids:
+                problems.append(f"stages.{si}.next: unknown stage {stage.next!r}")
+            if stage.gate:
+                if stage.gate.task not in siblings:
+                    problems.append(
+                        f"stages.{si}.gate.task: {stage.gate.task!r} is not a task of stage "
+                        f"{stage.id!r}"
+                    )
+                for code, out in stage.gate.outcomes.items():
+                    if out.next is not None and out.next not in stage_ids:
+                        problems.append(
+                            f"stages.{si}.gate.outcomes.{code}.next: unknown stage {out.next!r}"
+                        )
+        statutory_ids = {t.id for t in self.statutory}
+        for ti, task in enumerate(self.statutory):
+            check_task(f"statutory.{ti}", task, statutory_ids)
+        for ci, clock in enumerate(self.clocks):
+            if clock.anchor not in anchors:
+                problems.append(f"clocks.{ci}.anchor: unknown anchor {clock.anchor!r}")
+            if clock.target is not None and clock.target not in task_ids:
+                problems.append(f"clocks.{ci}.target: unknown task {clock.target!r}")
+            check_offset(f"clocks.{ci}.limit", clock.limit)
+        for ei, esc in enumerate(self.notifications.escalations):
+            if esc.role not in self.roles:
+                problems.append(f"notifications.escalations.{ei}.role: unknown role {esc.role!r}")
+        if problems:
+            raise ValueError("; ".join(problems))
+        return self
+
+    # -- look-ups -------------------------------------------------------------------------
+
+    @cached_property
+    def stage_by_id(self) -> dict[str, StageSpec]:
+        return {s.id: s for s in self.stages}
+
+    @cached_property
+    def task_by_id(self) -> dict[str, TaskSpec]:
+        found = {t.id: t for s in self.stages for t in s.tasks}
+        found.update({t.id: t for t in self.statutory})
+        return found
+
+    @cached_property
+    def stage_of_task(self) -> dict[str, str]:
+        found = {t.id: s.id for s in self.stages for t in s.tasks}
+        found.update({t.id: "statutory" for t in self.statutory})
+        return found
+
+    @cached_property
+    def gate_of_task(self) -> dict[str, GateSpec]:
+        return {s.gate.task: s.gate for s in self.stages if s.gate}
+
+    def managers(self) -> set[str]:
+        return {name for name, role in self.roles.items() if role.manager}
+
+    def canonical_json(self) -> str:
+        return json.dumps(self.model_dump(mode="json"), sort_keys=True, separators=(",", ":"))
+
+    def digest(self) -> str:
+        return hashlib.sha256(self.canonical_json().encode()).hexdigest()
+
+    def outcome_model(self, task_id: str) -> type[BaseModel]:
+        """The Pydantic model of a task's outcome (its form in the UI and the CLI file)."""
+        return _outcome_model(self, task_id)
+
+
+_FIELD_TYPES: dict[str, Any] = {"text": str, "date": date, "bool": bool, "int": int}
+
+
+def _outcome_model(spec: PathwaySpec, task_id: str) -> type[BaseModel]:
+    task = spec.task_by_id[task_id]
+    fields: dict[str, Any] = {}
+    gate = spec.gate_of_task.get(task_id)
+    if gate:
+        fields["decision"] = (Literal[tuple(gate.outcomes)], Field(description="decision"))
+    for name, f in task.outcome.items():
+        py: Any = Literal[tuple(f.choices)] if f.type == "choice" else _FIELD_TYPES[f.type]
+        if f.required:
+            fields[name] = (py, Field(description=f.label or name))
+        else:
+            fields[name] = (py | None, Field(default=None, description=f.label or name))
+    fields["completed_on"] = (date | None, Field(default=None, description="defaults to today"))
+    fields["notes"] = (str, Field(default="", max_length=4000))
+    return create_model(  # type: ignore[call-overload]
+        f"Outcome_{task_id.replace('-', '_')}",
+        __config__=ConfigDict(extra="forbid"),
+        **fields,
+    )
+
+
+# -- loading ------------------------------------------------------------------------------
+
+
+def _line_of(root: yaml.Node | None, loc: tuple[Any, ...]) -> int | None:
+    """The 1-based line of the YAML node at a Pydantic error location, as far as it goes."""
+    node, line = root, None
+    for part in loc:
+        if node is None:
+            break
+        line = node.start_mark.line + 1
+        if isinstance(node, yaml.MappingNode):
+            node = next((v for k, v in node.value if k.value == str(part)), None)
+        elif isinstance(node, yaml.SequenceNode) and isinstance(part, int):
+            node = node.value[part] if part < len(node.value) else None
+        else:
+            node = None
+    if node is not None:
+        line = node.start_mark.line + 1
+    return line
+
+
+def _path_to_loc(path: str) -> tuple[Any, ...]:
+    return tuple(int(p) if p.isdigit() else p for p in path.split("."))
+
+
+def parse_pathway(text: str, source: str = "<pathway>") -> PathwaySpec:
+    try:
+        data = yaml.safe_load(text)
+        root = yaml.compose(text)
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f"{source}:{mark.line + 1}" if mark else source
+        raise PathwayError(f"{where}: not valid YAML: {getattr(exc, 'problem', exc)}") from None
+    if not isinstance(data, dict):
+        raise PathwayError(f"{source}: a pathway file must be a mapping with 'profile', 'stages'…")
+    try:
+        return PathwaySpec.model_validate(data)
+    except ValidationError as exc:
+        lines = []
+        for err in exc.errors():
+            loc = tuple(err["loc"])
+            msg = err["msg"]
+            if not loc and msg.startswith("Value error, "):
+                # cross-reference problems carry their own paths
+                for problem in msg.removeprefix("Value error, ").split("; "):
+                    path, _, why = problem.partition(": ")
+                    line = _line_of(root, _path_to_loc(path))
+                    lines.append(f"{source}:{line or '?'}: {path}: {why}")
+                continue
+            path = ".".join(str(p) for p in loc)
+            line = _line_of(root, loc)
+            lines.append(f"{source}:{line or '?'}: {path}: {msg.removeprefix('Value error, ')}")
+        raise PathwayError("invalid pathway file\n" + "\n".join(lines)) from None
+
+
+def load_pathway(profile_or_path: str, directory: Path | None = None) -> PathwaySpec:
+    """Load `pathways/<profile>.yaml` (or a file path) and validate it."""
+    candidate = Path(profile_or_path)
+    if candidate.suffix in (".yaml", ".yml"):
+        path = candidate
+    else:
+        path = (directory or PATHWAYS_DIR) / f"{profile_or_path}.yaml"
+    if not path.is_file():
+        known = sorted(p.stem for p in (directory or PATHWAYS_DIR).glob("*.yaml"))
+        raise PathwayError(
+            f"no pathway {profile_or_path!r} (looked for {path}); known profiles: "
+            f"{', '.join(known) or 'none'}"
+        )
+    return parse_pathway(path.read_text(encoding="utf-8"), source=str(path))
+
+
+def pathway_from_json(text: str) -> PathwaySpec:
+    """A pathway version stored with a case (already validated when it was first used)."""
+    return PathwaySpec.model_validate_json(text)

@@ -1,0 +1,172 @@
+"""The case store: SQLModel tables. The source of truth for every case fact.
+
+Identity (names, dates of birth, addresses) lives only in `Child` and `Caregiver.name`.
+Every other table, the audit log included, carries the case reference and keys only.
+Schema changes go through Alembic (migrations/); `alembic check` runs in the tests.
+"""
+
+from __future__ import annotations
+
+from datetime import date, datetime
+from typing import Any
+
+from sqlalchemy import JSON, Column, Index, UniqueConstraint
+from sqlmodel import Field, SQLModel
+
+
+def _json(**kw: Any) -> Any:
+    return Field(default=None, sa_column=Column(JSON, nullable=kw.get("nullable", True)))
+
+
+class PathwayVersion(SQLModel, table=True):
+    """The exact pathway a case started on, kept so the case never changes underfoot."""
+
+    __tablename__ = "pathway_version"
+    __table_args__ = (UniqueConstraint("profile", "version"),)
+    id: int | None = Field(default=None, primary_key=True)
+    profile: str
+    version: str
+    sha256: str
+    spec_json: str
+    stored_at: datetime
+
+
+class Case(SQLModel, table=True):
+    __tablename__ = "nim_case"
+    id: int | None = Field(default=None, primary_key=True)
+    ref: str = Field(unique=True, index=True)  # NIM-2026-0001
+    jurisdiction: str
+    site: str
+    pathway_id: int = Field(foreign_key="pathway_version.id")
+    settings: dict | None = _json()  # pathway settings overridden for this case
+    stage: str | None = Field(default=None, index=True)
+    opened_at: datetime
+    closed_on: date | None = None
+    court_override_weeks: int | None = None
+    court_override_direction: str | None = None
+    legal_status: str | None = None
+
+
+class CaseAnchor(SQLModel, table=True):
+    """Key dates: care entry, referral, consent, proceedings issued, hearings, stage starts."""
+
+    __tablename__ = "case_anchor"
+    __table_args__ = (UniqueConstraint("case_id", "name"),)
+    id: int | None = Field(default=None, primary_key=True)
+    case_id: int = Field(foreign_key="nim_case.id", index=True)
+    name: str
+    value: date
+    cause: str | None = None
+
+
+class Child(SQLModel, table=True):
+    """The only place a child's identity lives."""
+
+    id: int | None = Field(default=None, primary_key=True)
+    case_id: int = Field(foreign_key="nim_case.id", unique=True)
+    given_name: str | None
+    family_name: str | None
+    date_of_birth: date | None
+    address: str | None = None
+    erased_at: datetime | None = None
+
+
+class Caregiver(SQLModel, table=True):
+    __table_args__ = (UniqueConstraint("case_id", "key"),)
+    id: int | None = Field(default=None, primary_key=True)
+    case_id: int = Field(foreign_key="nim_case.id", index=True)
+    key: str  # mother, father, foster-carer, father-2
+    relationship: str
+    name: str | None = None  # identity: case store only
+    consent: str | None = None  # given, declined, not-reached
+    consent_on: date | None = None
+
+
+class Placement(SQLModel, table=True):
+    """Every placement and placement change, with its date and reason."""
+
+    id: int | None = Field(default=None, primary_key=True)
+    case_id: int = Field(foreign_key="nim_case.id", index=True)
+    kind: str  # foster, kinship, mother-and-baby, residential, home
+    start: date
+    end: date | None = None
+    reason: str | None = None
+
+
+class Practitioner(SQLModel, table=True):
+    id: int | None = Field(default=None, primary_key=True)
+    handle: str = Field(unique=True, index=True)  # e.g. "psy-ward"
+    display_name: str
+    role: str = Field(index=True)
+    team: str
+    contact: str | None = None  # an Apprise URL or a named target
+    active: bool = True
+
+
+class Task(SQLModel, table=True):
+    __table_args__ = (
+        UniqueConstraint("case_id", "key"),
+        Index("ix_task_state_due", "state", "due"),
+    )
+    id: int | None = Field(default=None, primary_key=True)
+    case_id: int = Field(foreign_key="nim_case.id", index=True)
+    key: str
+    spec_id: str
+    stage: str
+    title: str
+    role: str = Field(index=True)
+    caregiver: str | None = None
+    occurrence: int = 1
+    anchor: str
+    after: list | None = _json()
+    due: date
+    due_explanation: str
+    state: str  # blocked, open, done, cancelled
+    assignee_id: int | None = Field(default=None, foreign_key="practitioner.id", index=True)
+    outcome: dict | None = _json()
+    completed_on: date | None = None
+    completed_by: str | None = None
+    handover_note: str | None = None
+    created_at: datetime
+    updated_at: datetime
+
+
+class Decision(SQLModel, table=True):
+    __table_args__ = (UniqueConstraint("case_id", "kind"),)
+    id: int | None = Field(default=None, primary_key=True)
+    case_id: int = Field(foreign_key="nim_case.id", index=True)
+    kind: str  # d1, d2
+    outcome: str
+    decided_on: date
+    decided_by: str
+    rationale: str = ""
+
+
+class Timer(SQLModel, table=True):
+    """A reminder, due notice, escalation or clock warning; fired exactly once by the sweep."""
+
+    __table_args__ = (Index("ix_timer_pending", "fired_at", "cancelled_at", "due_at"),)
+    id: int | None = Field(default=None, primary_key=True)
+    key: str = Field(unique=True)
+    case_id: int = Field(foreign_key="nim_case.id", index=True)
+    task_key: str | None = None
+    kind: str
+    role: str
+    due_at: datetime
+    detail: dict | None = _json()
+    fired_at: datetime | None = None
+    cancelled_at: datetime | None = None
+
+
+class AuditEvent(SQLModel, table=True):
+    """Append-only, hash-chained: each row's hash covers its content and the previous hash."""
+
+    __tablename__ = "audit_event"
+    id: int | None = Field(default=None, primary_key=True)
+    at: datetime
+    actor: str
+    case_ref: str | None = Field(default=None, index=True)
+    action: str
+    detail: dict | None = _json()
+    prev_hash: str
+    hash: str = Field(unique=True)

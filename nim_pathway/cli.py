@@ -1,0 +1,399 @@
+"""`nim-pathway`: the command line for coordinators, practitioners and managers.
+
+Heavy imports (SQLAlchemy, holidays, Prefect) happen inside the commands that need them,
+so `--help` and simple reads start fast. Every refusal is one line on stderr, exit code 2,
+with nothing written.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from datetime import date
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+
+app = typer.Typer(help="NIM pathway engine: cases, tasks, deadlines.", no_args_is_help=True,
+                  add_completion=False, pretty_exceptions_enable=False)
+case_app = typer.Typer(help="Open and inspect cases.", no_args_is_help=True)
+task_app = typer.Typer(help="List, complete and reassign tasks.", no_args_is_help=True)
+prac_app = typer.Typer(help="Manage practitioners.", no_args_is_help=True)
+audit_app = typer.Typer(help="The append-only audit log.", no_args_is_help=True)
+app.add_typer(case_app, name="case")
+app.add_typer(task_app, name="task")
+app.add_typer(prac_app, name="practitioner")
+app.add_typer(audit_app, name="audit")
+
+JsonOpt = Annotated[bool, typer.Option("--json", help="print JSON instead of a table")]
+ActorOpt = Annotated[str, typer.Option("--as", envvar="NIM_ACTOR",
+                                       help="your practitioner handle (or set NIM_ACTOR)")]
+
+
+class UserError(Exception):
+    """Shown as one line, exit code 2."""
+
+
+def _store():  # noqa: ANN202 - lazy import keeps --help fast
+    from nim_pathway import settings
+    from nim_pathway.commands import CaseStore
+    from nim_pathway.db import migrate
+
+    url = settings.database_url()
+    migrate(url)
+    return CaseStore(url, settings.clock(), settings.closure_days())
+
+
+def _emit(rows: Any, as_json: bool, columns: list[str] | None = None, title: str = "") -> None:
+    if as_json:
+        typer.echo(json.dumps(rows, default=str, indent=2))
+        return
+    from rich.console import Console
+    from rich.table import Table
+
+    console = Console()
+    if isinstance(rows, dict):
+        table = Table(title=title, show_header=False)
+        for k, v in rows.items():
+            table.add_row(k, v if isinstance(v, str) else json.dumps(v, default=str))
+        console.print(table)
+        return
+    table = Table(title=title)
+    columns = columns or (list(rows[0]) if rows else [])
+    for c in columns:
+        table.add_column(c)
+    for r in rows:
+        table.add_row(*("" if r.get(c) is None else str(r.get(c)) for c in columns))
+    console.print(table)
+    if not rows:
+        console.print("(none)")
+
+
+def _parse_date(value: str, what: str) -> date:
+    try:
+        return date.fromisoformat(value)
+    except ValueError:
+        raise UserError(f"{what} {value!r} is not an ISO date like 2026-03-02") from None
+
+
+def _report(result: Any) -> None:
+    typer.echo(result.message)
+    for e in result.effects:
+        if e.kind in ("stage-entered", "task-unlocked", "decision-recorded", "case-closed",
+                      "task-redated"):
+            bits = " ".join(f"{k}={v}" for k, v in e.detail.items())
+            typer.echo(f"  {e.kind} {e.task or ''} {bits}".rstrip())
+
+
+# -- deadline ------------------------------------------------------------------------------
+
+
+@app.command()
+def deadline(
+    jurisdiction: Annotated[str, typer.Option(help="england-and-wales, scotland, northern-ireland")],
+    from_: Annotated[str, typer.Option("--from", help="anchor date (ISO)")],
+    working_days: Annotated[int | None, typer.Option(help="N-th working day after the anchor")] = None,
+    days: Annotated[int | None, typer.Option(help="calendar days")] = None,
+    weeks: Annotated[int | None, typer.Option(help="weeks")] = None,
+    months: Annotated[int | None, typer.Option(help="calendar months")] = None,
+    explain: Annotated[bool, typer.Option(help="say how the date was reached")] = False,
+) -> None:
+    """Compute a due date; the ISO date is always the last line."""
+    from models.calendar import WorkingCalendar, compute_due
+    from nim_pathway.settings import closure_days
+
+    given = {k: v for k, v in dict(working_days=working_days, days=days, weeks=weeks,
+                                    months=months).items() if v is not None}
+    if len(given) != 1:
+        raise UserError("give exactly one of --working-days, --days, --weeks, --months")
+    (unit, amount), = given.items()
+    anchor = _parse_date(from_, "--from")
+    due = compute_due(WorkingCalendar(jurisdiction, closure_days()), anchor, amount, unit)
+    if explain:
+        typer.echo(due.explanation)
+    typer.echo(due.due.isoformat())
+
+
+# -- cases ---------------------------------------------------------------------------------
+
+
+def _load_referral_file(path: Path) -> dict:
+    if not path.is_file():
+        raise UserError(f"referral file {path} does not exist")
+    import yaml
+
+    try:
+        data = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except yaml.YAMLError as exc:
+        raise UserError(f"{path}: not valid JSON/YAML: {getattr(exc, 'problem', exc)}") from None
+    if not isinstance(data, dict):
+        raise UserError(f"{path}: a referral must be a mapping of fields")
+    return data
+
+
+def _split(value: str, what: str) -> tuple[str, str | None]:
+    head, sep, tail = value.partition(":")
+    return head.strip(), (tail.strip() or None) if sep else None
+
+
+@case_app.command("open")
+def case_open(
+    actor: ActorOpt,
+    file: Annotated[Path | None, typer.Option(help="referral as JSON or YAML")] = None,
+    jurisdiction: Annotated[str | None, typer.Option()] = None,
+    site: Annotated[str | None, typer.Option()] = None,
+    pathway: Annotated[str | None, typer.Option(help="profile: england, scotland")] = None,
+    given_name: Annotated[str | None, typer.Option(help="child's given name")] = None,
+    family_name: Annotated[str | None, typer.Option(help="child's family name")] = None,
+    dob: Annotated[str | None, typer.Option(help="child's date of birth")] = None,
+    care_entry: Annotated[str | None, typer.Option()] = None,
+    referral_date: Annotated[str | None, typer.Option("--referral")] = None,
+    proceedings_issued: Annotated[str | None, typer.Option()] = None,
+    caregiver: Annotated[list[str] | None, typer.Option(
+        help="RELATIONSHIP[:NAME], repeat per caregiver (mother, father, parent, "
+             "foster-carer, kinship-carer)")] = None,
+    placement: Annotated[str | None, typer.Option(help="KIND:START, e.g. foster:2026-01-05")] = None,
+    setting: Annotated[list[str] | None, typer.Option(help="pathway setting NAME=N")] = None,
+) -> None:
+    """Open a case from a referral file or flags. Prefer a file: flags land in shell history."""
+    from pydantic import ValidationError
+
+    from models.schemas import Referral
+
+    data: dict[str, Any] = _load_referral_file(file) if file else {}
+    flags = {"jurisdiction": jurisdiction, "site": site, "pathway": pathway,
+             "care_entry": care_entry, "referral": referral_date,
+             "proceedings_issued": proceedings_issued}
+    data.update({k: v for k, v in flags.items() if v is not None})
+    child = {"given_name": given_name, "family_name": family_name, "date_of_birth": dob}
+    if any(child.values()):
+        data["child"] = {**data.get("child", {}), **{k: v for k, v in child.items() if v}}
+    if caregiver:
+        data["caregivers"] = [dict(zip(("relationship", "name"), _split(c, "caregiver"),
+                                       strict=True)) for c in caregiver]
+    if placement:
+        kind, start = _split(placement, "placement")
+        data["placement"] = {"kind": kind, "start": start}
+    if setting:
+        pairs = [s.partition("=") for s in setting]
+        bad = [s for s, (_, eq, v) in zip(setting, pairs, strict=True) if not eq or not v.isdigit()]
+        if bad:
+            raise UserError(f"--setting must be NAME=N (whole number): {', '.join(bad)}")
+        data["settings"] = {k: int(v) for k, _, v in pairs}
+    try:
+        referral = Referral.model_validate(data)
+    except ValidationError as exc:
+        raise UserError("invalid referral: " + _pydantic_problems(exc)) from None
+    _report(_store().open_case(referral, actor))
+
+
+def _pydantic_problems(exc: Any) -> str:
+    out = []
+    for err in exc.errors():
+        where = ".".join(str(p) for p in err["loc"]) or "referral"
+        msg = err["msg"].removeprefix("Value error, ")
+        out.append(f"{where}: {msg}")
+    return "; ".join(out)
+
+
+@case_app.command("list")
+def case_list(as_json: JsonOpt = False) -> None:
+    """All cases with their stage."""
+    _emit(_store().cases(), as_json, ["ref", "stage", "jurisdiction", "site", "closed_on"])
+
+
+@case_app.command("show")
+def case_show(ref: str, as_json: JsonOpt = False) -> None:
+    """A case's stage, dates, statutory clocks and open work (no identity)."""
+    data = _store().show(ref)
+    if as_json:
+        _emit(data, True)
+        return
+    clocks = data.pop("clocks")
+    open_tasks = data.pop("open_tasks")
+    _emit(data, False, title=ref)
+    _emit([{k: c[k] for k in ("title", "due", "state", "days_left")} for c in clocks], False,
+          title="Statutory clocks")
+    _emit(open_tasks, False, title="Open tasks")
+
+
+@case_app.command("timeline")
+def case_timeline(ref: str, as_json: JsonOpt = False) -> None:
+    """Planned against actual for every task, decisions and stage starts."""
+    _emit(_store().timeline(ref), as_json, ["date", "event", "due", "status", "role"],
+          title=f"{ref} timeline")
+
+
+@case_app.command("move-date")
+def case_move_date(
+    ref: str, name: str, new_date: str, actor: ActorOpt,
+    cause: Annotated[str, typer.Option(help="why: hearing adjourned, court extension, ...")] = "",
+) -> None:
+    """Set or move a key date (e.g. final_hearing); dependent deadlines are re-dated."""
+    _report(_store().move_date(ref, name, _parse_date(new_date, "date"), cause, actor))
+
+
+@case_app.command("court-override")
+def case_court_override(
+    ref: str, actor: ActorOpt,
+    weeks: Annotated[int, typer.Option(help="the timetable the court set, in weeks")],
+    direction: Annotated[str, typer.Option(help="the court's direction, as recorded")],
+) -> None:
+    """Record a court timetable override of the 26-week limit (or the Scottish 6-month aim)."""
+    _report(_store().set_court_override(ref, weeks, direction, actor))
+
+
+# -- tasks ---------------------------------------------------------------------------------
+
+
+@task_app.command("list")
+def task_list(
+    case: Annotated[str | None, typer.Option(help="case reference")] = None,
+    role: Annotated[str | None, typer.Option()] = None,
+    overdue: Annotated[bool, typer.Option(help="only work past its due date")] = False,
+    due_within: Annotated[int | None, typer.Option(help="due within N calendar days")] = None,
+    state: Annotated[str, typer.Option(help="open, blocked, done, cancelled or all")] = "open",
+    as_json: JsonOpt = False,
+) -> None:
+    """Work waiting for people, soonest due first."""
+    if state not in ("open", "blocked", "done", "cancelled", "all"):
+        raise UserError("--state must be open, blocked, done, cancelled or all")
+    rows = _store().tasks(case, role, overdue, due_within, None if state == "all" else state)
+    _emit(rows, as_json, ["task", "title", "role", "assignee", "due", "days_to_due", "state"])
+
+
+@task_app.command("complete")
+def task_complete(
+    task: Annotated[str, typer.Argument(help="CASE-REF/TASK-KEY")],
+    actor: ActorOpt,
+    outcome_file: Annotated[Path | None, typer.Option(help="outcome as JSON or YAML")] = None,
+    field: Annotated[list[str] | None, typer.Option(help="outcome field NAME=VALUE")] = None,
+) -> None:
+    """Record a task's outcome; what it unlocks is started."""
+    outcome: dict[str, Any] = _load_referral_file(outcome_file) if outcome_file else {}
+    for item in field or []:
+        name, eq, value = item.partition("=")
+        if not eq:
+            raise UserError(f"--field must be NAME=VALUE, got {item!r}")
+        outcome[name] = {"true": True, "false": False}.get(value.lower(), value)
+    _report(_store().complete_task(task, actor, outcome))
+
+
+@task_app.command("reassign")
+def task_reassign(
+    task: Annotated[str, typer.Argument(help="CASE-REF/TASK-KEY")],
+    to: Annotated[str, typer.Option(help="practitioner handle taking the task over")],
+    actor: ActorOpt,
+    note: Annotated[str, typer.Option(help="handover note for the new owner")] = "",
+) -> None:
+    """Hand a task to another practitioner with the same role."""
+    _report(_store().reassign(task, to, actor, note))
+
+
+@app.command()
+def decide(
+    ref: str,
+    decision: Annotated[str, typer.Argument(help="d1 or d2")],
+    outcome: Annotated[str, typer.Argument(help="d1: treatment, no_treatment; d2: return_home, "
+                                                "kinship_care, adoption, long_term_foster_care, "
+                                                "permanence_order (Scotland)")],
+    actor: ActorOpt,
+    rationale: Annotated[str, typer.Option(help="why, for the record")] = "",
+) -> None:
+    """Record decision D1 (treatment or not) or D2 (the permanence recommendation)."""
+    if decision not in ("d1", "d2"):
+        raise UserError("decision must be d1 or d2")
+    _report(_store().decide(ref, decision, outcome, actor, rationale))
+
+
+# -- practitioners -------------------------------------------------------------------------
+
+
+@prac_app.command("add")
+def practitioner_add(
+    handle: str, role: Annotated[str, typer.Option()],
+    name: Annotated[str, typer.Option(help="display name")],
+    team: Annotated[str, typer.Option()] = "nim",
+    contact: Annotated[str | None, typer.Option(help="Apprise URL, e.g. mailto://...")] = None,
+    actor: Annotated[str, typer.Option("--as", envvar="NIM_ACTOR")] = "admin",
+) -> None:
+    """Register a practitioner with a role."""
+    from pydantic import ValidationError
+
+    from models.schemas import PractitionerIn
+
+    try:
+        p = PractitionerIn(handle=handle, display_name=name, role=role, team=team,
+                           contact=contact)
+    except ValidationError as exc:
+        raise UserError("invalid practitioner: " + _pydantic_problems(exc)) from None
+    _report(_store().add_practitioner(p, actor))
+
+
+@prac_app.command("list")
+def practitioner_list(as_json: JsonOpt = False) -> None:
+    """Registered practitioners."""
+    _emit(_store().practitioners(), as_json, ["handle", "display_name", "role", "team", "active"])
+
+
+@audit_app.command("verify")
+def audit_verify() -> None:
+    """Check the hash chain: an edited, inserted or deleted row is reported."""
+    from nim_pathway import settings
+    from nim_pathway.commands import verify_audit
+    from nim_pathway.db import migrate
+
+    url = settings.database_url()
+    migrate(url)
+    problems = verify_audit(url)
+    for p in problems:
+        typer.echo(p, err=True)
+    if problems:
+        raise typer.Exit(1)
+    typer.echo("audit chain intact")
+
+
+@app.command()
+def demo(
+    profile: Annotated[str, typer.Option(help="england or scotland")] = "england",
+    no_treatment: Annotated[bool, typer.Option(help="take the D1 no-treatment branch")] = False,
+) -> None:
+    """Drive a demo case through the whole pathway in virtual time and print its timeline."""
+    from nim_pathway.demo import run_demo
+
+    run_demo(profile, no_treatment)
+
+
+def main() -> None:
+    """Entry point: user errors are one line and exit 2; nothing else leaks a traceback."""
+    try:
+        app()
+    except UserError as exc:
+        _fail(str(exc))
+    except Exception as exc:  # noqa: BLE001 - translate known refusals, log the rest
+        from models.calendar import CalendarError
+        from models.pathway import PathwayError
+        from nim_pathway.commands import CommandError
+
+        if isinstance(exc, CommandError | PathwayError | CalendarError):
+            _fail(str(exc))
+        _internal(exc)
+
+
+def _fail(message: str) -> None:
+    typer.echo(f"error: {message}", err=True)
+    sys.exit(2)
+
+
+def _internal(exc: Exception) -> None:
+    import traceback
+
+    from nim_pathway.settings import data_dir
+
+    log = data_dir() / "errors.log"
+    with log.open("a", encoding="utf-8") as fh:
+        traceback.print_exception(exc, file=fh)
+    typer.echo(f"internal error ({type(exc).__name__}); details in {log}. Nothing was "
+               "half-written: each command is one transaction.", err=True)
+    sys.exit(1)

@@ -1,0 +1,577 @@
+"""Domain commands: the one path every change takes (CLI, Prefect UI resume, API).
+
+Each command is one transaction on the case store: it loads the case, calls the pure
+engine with today's date from the injected clock, writes the new state, re-plans the
+case's timers and appends hash-chained audit rows. If anything fails, nothing is written.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import dataclass, field
+from datetime import UTC, date, datetime, time
+from typing import Any
+
+from sqlalchemy import func, text
+from sqlmodel import Session, select
+
+from models import engine as eng
+from models.clock import Clock, today, uk_instant
+from models.pathway import (
+    PATHWAYS_DIR,
+    PathwayError,
+    PathwaySpec,
+    load_pathway,
+    pathway_from_json,
+)
+from models.schemas import PractitionerIn, Referral
+from models.tables import (
+    AuditEvent,
+    Caregiver,
+    Case,
+    CaseAnchor,
+    Child,
+    Decision,
+    PathwayVersion,
+    Placement,
+    Practitioner,
+    Task,
+    Timer,
+)
+from nim_pathway.db import session_scope
+
+GENESIS = "0" * 64
+
+
+class CommandError(ValueError):
+    """A refused command: the message says what was wrong and how to fix it."""
+
+
+@dataclass
+class Result:
+    """What a command did, for the CLI to print and for orchestration to act on."""
+
+    ref: str
+    message: str
+    effects: list[eng.Effect] = field(default_factory=list)
+    data: dict[str, Any] = field(default_factory=dict)
+
+
+class CaseStore:
+    def __init__(self, url: str, clock: Clock, closures: frozenset[date] = frozenset()) -> None:
+        self.url = url
+        self.clock = clock
+        self.closures = closures
+        self._specs: dict[int, PathwaySpec] = {}
+
+    # -- plumbing -------------------------------------------------------------------------
+
+    def _now(self) -> datetime:
+        return self.clock.now()
+
+    def _today(self) -> date:
+        return today(self.clock)
+
+    def _spec(self, session: Session, pathway_id: int) -> PathwaySpec:
+        if pathway_id not in self._specs:
+            row = session.get(PathwayVersion, pathway_id)
+            self._specs[pathway_id] = pathway_from_json(row.spec_json)
+        return self._specs[pathway_id]
+
+    def _case(self, session: Session, ref: str, lock: bool = False) -> Case:
+        stmt = select(Case).where(Case.ref == ref)
+        if lock and session.get_bind().dialect.name == "postgresql":
+            stmt = stmt.with_for_update()  # one writer per case; SQLite's BEGIN IMMEDIATE
+        case = session.exec(stmt).first()
+        if case is None:
+            raise CommandError(f"unknown case {ref!r}; `nim-pathway case list` shows the cases")
+        return case
+
+    def _practitioner(self, session: Session, handle: str) -> Practitioner:
+        found = session.exec(select(Practitioner).where(Practitioner.handle == handle)).first()
+        if found is None or not found.active:
+            raise CommandError(
+                f"unknown practitioner {handle!r}; `nim-pathway practitioner list` shows them"
+            )
+        return found
+
+    def audit(
+        self, session: Session, actor: str, action: str, case_ref: str | None, detail: dict
+    ) -> AuditEvent:
+        """Append one hash-chained audit row (never updated, never deleted)."""
+        if session.get_bind().dialect.name == "postgresql":
+            session.exec(text("SELECT pg_advisory_xact_lock(724)"))  # one chain, one writer
+        last = session.exec(select(AuditEvent).order_by(AuditEvent.id.desc()).limit(1)).first()
+        row = AuditEvent(at=self._now(), actor=actor, case_ref=case_ref, action=action,
+                         detail=detail, prev_hash=last.hash if last else GENESIS, hash="")
+        row.hash = audit_hash(row)
+        session.add(row)
+        session.flush()
+        return row
+
+    def _store_pathway(self, session: Session, spec: PathwaySpec) -> PathwayVersion:
+        row = session.exec(select(PathwayVersion).where(
+            PathwayVersion.profile == spec.profile, PathwayVersion.version == spec.version
+        )).first()
+        digest = spec.digest()
+        if row is None:
+            row = PathwayVersion(profile=spec.profile, version=spec.version, sha256=digest,
+                                 spec_json=spec.canonical_json(), stored_at=self._now())
+            session.add(row)
+            session.flush()
+        elif row.sha256 != digest:
+            raise CommandError(
+                f"pathway {spec.profile} version {spec.version} has changed since cases started "
+                "on it; give the edited file a new 'version' so open cases keep theirs"
+            )
+        return row
+
+    # -- state <-> rows -------------------------------------------------------------------
+
+    def _load(self, session: Session, case: Case) -> tuple[PathwaySpec, eng.CaseState]:
+        spec = self._spec(session, case.pathway_id)
+        anchors = {a.name: a.value for a in session.exec(
+            select(CaseAnchor).where(CaseAnchor.case_id == case.id))}
+        carers = session.exec(select(Caregiver).where(Caregiver.case_id == case.id)
+                              .order_by(Caregiver.id)).all()
+        tasks = session.exec(select(Task).where(Task.case_id == case.id).order_by(Task.id)).all()
+        decisions = {d.kind: d.outcome for d in session.exec(
+            select(Decision).where(Decision.case_id == case.id))}
+        state = eng.CaseState(
+            ref=case.ref, jurisdiction=case.jurisdiction, anchors=anchors,
+            settings={**spec.settings, **(case.settings or {})},
+            caregivers=[eng.Caregiver(c.key, c.relationship) for c in carers],
+            stage=case.stage, decisions=decisions, closed_on=case.closed_on,
+            court_override_weeks=case.court_override_weeks, closures=self.closures,
+        )
+        for t in tasks:
+            state.tasks[t.key] = eng.TaskState(
+                key=t.key, spec_id=t.spec_id, stage=t.stage, title=t.title, role=t.role,
+                due=t.due, due_explanation=t.due_explanation, anchor=t.anchor, state=t.state,
+                caregiver=t.caregiver, occurrence=t.occurrence, after=list(t.after or []),
+                outcome=t.outcome, completed_on=t.completed_on, completed_by=t.completed_by)
+        return spec, state
+
+    def _save(
+        self, session: Session, case: Case, spec: PathwaySpec, state: eng.CaseState,
+        effects: list[eng.Effect], actor: str,
+    ) -> None:
+        now = self._now()
+        case.stage, case.closed_on = state.stage, state.closed_on
+        case.court_override_weeks = state.court_override_weeks
+        session.add(case)
+        existing_anchors = {a.name: a for a in session.exec(
+            select(CaseAnchor).where(CaseAnchor.case_id == case.id))}
+        causes = {e.detail["anchor"]: e.detail["cause"] for e in effects
+                  if e.kind == "anchor-moved"}
+        for name, value in state.anchors.items():
+            row = existing_anchors.get(name)
+            if row is None:
+                session.add(CaseAnchor(case_id=case.id, name=name, value=value,
+                                       cause=causes.get(name)))
+            elif row.value != value:
+                row.value, row.cause = value, causes.get(name, row.cause)
+                session.add(row)
+        rows = {t.key: t for t in session.exec(select(Task).where(Task.case_id == case.id))}
+        new_tasks = []
+        for t in state.tasks.values():
+            row = rows.get(t.key)
+            values = dict(spec_id=t.spec_id, stage=t.stage, title=t.title, role=t.role,
+                          caregiver=t.caregiver, occurrence=t.occurrence, anchor=t.anchor,
+                          after=t.after, due=t.due, due_explanation=t.due_explanation,
+                          state=t.state, outcome=t.outcome, completed_on=t.completed_on,
+                          completed_by=t.completed_by)
+            if row is None:
+                row = Task(case_id=case.id, key=t.key, created_at=now, updated_at=now, **values)
+                new_tasks.append(row)
+            elif any(getattr(row, k) != v for k, v in values.items()):
+                for k, v in values.items():
+                    setattr(row, k, v)
+                row.updated_at = now
+            else:
+                continue
+            session.add(row)
+        self._auto_assign(session, case, new_tasks)
+        for e in effects:
+            if e.kind == "decision-recorded":
+                task = state.tasks[e.task]
+                session.add(Decision(case_id=case.id, kind=e.detail["decision"],
+                                     outcome=e.detail["outcome"], decided_on=task.completed_on,
+                                     decided_by=actor, rationale=task.outcome.get("notes", "")))
+        session.flush()
+        self._plan_timers(session, case, spec, state)
+        for e in effects:
+            self.audit(session, actor, e.kind, case.ref, {"task": e.task, **e.detail})
+
+    def _auto_assign(self, session: Session, case: Case, tasks: list[Task]) -> None:
+        """Keep one practitioner per role on a case; otherwise the least-loaded one."""
+        for task in tasks:
+            on_case = session.exec(select(Task.assignee_id).where(
+                Task.case_id == case.id, Task.role == task.role, Task.assignee_id.is_not(None)
+            ).limit(1)).first()
+            if on_case is not None:
+                task.assignee_id = on_case
+                continue
+            load = (select(Practitioner.id, func.count(Task.id).label("n"))
+                    .join(Task, (Task.assignee_id == Practitioner.id) & (Task.state == "open"),
+                          isouter=True)
+                    .where(Practitioner.role == task.role, Practitioner.active)
+                    .group_by(Practitioner.id, Practitioner.handle)
+                    .order_by(func.count(Task.id), Practitioner.handle).limit(1))
+            best = session.exec(load).first()
+            task.assignee_id = best[0] if best else None
+            session.add(task)
+            session.flush()
+
+    def _plan_timers(
+        self, session: Session, case: Case, spec: PathwaySpec, state: eng.CaseState
+    ) -> None:
+        """Make the case's unfired timers equal the engine's plan: add, keep, cancel."""
+        send_at = time.fromisoformat(spec.notifications.send_at)
+        planned = {p.key: p for p in eng.planned_timers(spec, state)}
+        pending = {t.key: t for t in session.exec(select(Timer).where(
+            Timer.case_id == case.id, Timer.fired_at.is_(None), Timer.cancelled_at.is_(None)))}
+        now = self._now()
+        for key, timer in pending.items():
+            if key not in planned:
+                timer.cancelled_at = now
+                session.add(timer)
+        known = set(session.exec(select(Timer.key).where(Timer.case_id == case.id)))
+        for key, p in planned.items():
+            if key in known:
+                continue  # pending already, or fired/cancelled once: never again
+            session.add(Timer(key=key, case_id=case.id, task_key=p.task, kind=p.kind,
+                              role=p.role, due_at=uk_instant(p.fire_on, send_at),
+                              detail=p.detail))
+
+    # -- commands -------------------------------------------------------------------------
+
+    def open_case(self, referral: Referral, actor: str, pathway: PathwaySpec | None = None,
+                  ) -> Result:
+        on = self._today()
+        if referral.referral > on:
+            raise CommandError(f"referral date {referral.referral} is in the future (today {on})")
+        try:
+            spec = pathway or load_pathway(referral.default_pathway())
+        except PathwayError as exc:
+            raise CommandError(str(exc)) from None
+        if referral.jurisdiction not in spec.jurisdictions:
+            raise CommandError(
+                f"pathway {spec.profile} is for {', '.join(spec.jurisdictions)}, not "
+                f"{referral.jurisdiction}; choose another with --pathway"
+            )
+        unknown = sorted(set(referral.settings) - set(spec.settings))
+        if unknown:
+            raise CommandError(
+                f"unknown pathway setting(s) {', '.join(unknown)}; known: "
+                f"{', '.join(sorted(spec.settings))}"
+            )
+        with session_scope(self.url) as session:
+            self._require_role(session, spec, actor, {"coordinator"}, "open a case")
+            version = self._store_pathway(session, spec)
+            ref = self._next_ref(session, on.year)
+            case = Case(ref=ref, jurisdiction=referral.jurisdiction, site=referral.site,
+                        pathway_id=version.id, settings=referral.settings or None,
+                        opened_at=self._now(), legal_status=referral.legal_status)
+            session.add(case)
+            session.flush()
+            child = referral.child
+            session.add(Child(case_id=case.id, given_name=child.given_name,
+                              family_name=child.family_name,
+                              date_of_birth=child.date_of_birth, address=child.address))
+            carers = eng.caregiver_keys([c.relationship for c in referral.caregivers])
+            for c, given in zip(carers, referral.caregivers, strict=True):
+                session.add(Caregiver(case_id=case.id, key=c.key, relationship=c.relationship,
+                                      name=given.name))
+            if referral.placement:
+                session.add(Placement(case_id=case.id, kind=referral.placement.kind,
+                                      start=referral.placement.start, reason="care entry"))
+            anchors = {"care_entry": referral.care_entry, "referral": referral.referral}
+            for name in ("proceedings_issued", "final_hearing"):
+                if getattr(referral, name):
+                    anchors[name] = getattr(referral, name)
+            state = eng.CaseState(ref=ref, jurisdiction=referral.jurisdiction, anchors=anchors,
+                                  settings={**spec.settings, **referral.settings},
+                                  caregivers=carers, closures=self.closures)
+            effects = [eng.Effect("case-opened", None, {
+                "pathway": f"{spec.profile}@{spec.version}", "jurisdiction": case.jurisdiction,
+                "site": case.site, "caregivers": [c.key for c in carers]})]
+            effects += self._engine(eng.open_case, spec, state, on)
+            self._save(session, case, spec, state, effects, actor)
+        return Result(ref, f"opened {ref} on pathway {spec.profile}@{spec.version}", effects)
+
+    def _next_ref(self, session: Session, year: int) -> str:
+        prefix = f"NIM-{year}-"
+        last = session.exec(select(func.max(Case.ref)).where(Case.ref.like(prefix + "%"))).first()
+        n = int(last.rsplit("-", 1)[1]) + 1 if last else 1
+        return f"{prefix}{n:04d}"
+
+    @staticmethod
+    def _engine(fn, *args: Any) -> list[eng.Effect]:  # noqa: ANN001
+        try:
+            return fn(*args)
+        except eng.EngineError as exc:
+            raise CommandError(str(exc)) from None
+
+    def _require_role(
+        self, session: Session, spec: PathwaySpec, handle: str, roles: set[str], doing: str,
+        case_ref: str | None = None,
+    ) -> Practitioner:
+        who = self._practitioner(session, handle)
+        if who.role not in roles | spec.managers():
+            raise CommandError(
+                f"{handle} is {who.role} and may not {doing}; it needs "
+                f"{' or '.join(sorted(roles | spec.managers()))}"
+            )
+        return who
+
+    def _find_task(self, session: Session, task_ref: str) -> tuple[Case, Task]:
+        ref, sep, key = task_ref.partition("/")
+        if not sep:
+            raise CommandError(
+                f"task {task_ref!r} should be CASE-REF/TASK-KEY, e.g. NIM-2026-0001/triage "
+                "(`nim-pathway task list --case REF` shows them)"
+            )
+        case = self._case(session, ref, lock=True)
+        task = session.exec(select(Task).where(Task.case_id == case.id, Task.key == key)).first()
+        if task is None:
+            raise CommandError(f"case {ref} has no task {key!r}")
+        return case, task
+
+    def complete_task(self, task_ref: str, actor: str, outcome: dict[str, Any]) -> Result:
+        with session_scope(self.url) as session:
+            case, task = self._find_task(session, task_ref)
+            spec, state = self._load(session, case)
+            who = self._practitioner(session, actor)
+            if who.role != task.role and who.role not in spec.managers():
+                self.audit(session, actor, "refused", case.ref,
+                           {"task": task.key, "why": f"role {who.role} is not {task.role}"})
+                session.commit()  # keep the refusal on record, change nothing else
+                raise CommandError(
+                    f"{actor} is {who.role}; task {task_ref} needs a {task.role}"
+                    " (or a manager)"
+                )
+            effects = self._engine(eng.complete_task, spec, state, task.key, outcome, actor,
+                                   self._today())
+            self._save(session, case, spec, state, effects, actor)
+        return Result(case.ref, f"completed {task_ref}", effects)
+
+    def decide(self, ref: str, decision: str, outcome: str, actor: str,
+               rationale: str = "") -> Result:
+        with session_scope(self.url) as session:
+            case = self._case(session, ref, lock=True)
+            spec, state = self._load(session, case)
+            gate_task = next((t for t in state.tasks.values()
+                              if (g := spec.gate_of_task.get(t.spec_id)) and g.decision == decision
+                              and t.state != eng.CANCELLED), None)
+            if gate_task is not None:
+                who = self._practitioner(session, actor)
+                if who.role != gate_task.role and who.role not in spec.managers():
+                    raise CommandError(f"{actor} is {who.role}; {decision} is recorded by a "
+                                       f"{gate_task.role} (or a manager)")
+            effects = self._engine(eng.decide, spec, state, decision, outcome, actor,
+                                   self._today(), {"notes": rationale})
+            self._save(session, case, spec, state, effects, actor)
+        return Result(ref, f"recorded {decision} = {outcome} for {ref}", effects)
+
+    def reassign(self, task_ref: str, to: str, actor: str, note: str) -> Result:
+        with session_scope(self.url) as session:
+            case, task = self._find_task(session, task_ref)
+            spec = self._spec(session, case.pathway_id)
+            who = self._practitioner(session, actor)
+            target = self._practitioner(session, to)
+            if task.state not in (eng.OPEN, eng.BLOCKED):
+                raise CommandError(f"task {task_ref} is {task.state}; only open work moves")
+            if target.role != task.role:
+                raise CommandError(f"{to} is {target.role}; task {task_ref} needs a {task.role}")
+            if who.id != task.assignee_id and who.role not in spec.managers():
+                raise CommandError(f"{actor} may not reassign {task_ref}: only its current "
+                                   "owner or a manager can")
+            before = session.get(Practitioner, task.assignee_id) if task.assignee_id else None
+            task.assignee_id, task.handover_note, task.updated_at = target.id, note, self._now()
+            session.add(task)
+            effect = eng.Effect("task-reassigned", task.key, {
+                "from": before.handle if before else None, "to": target.handle,
+                "note_length": len(note)})
+            self.audit(session, actor, effect.kind, case.ref, {"task": task.key, **effect.detail})
+        return Result(case.ref, f"reassigned {task_ref} to {to}", [effect])
+
+    def move_date(self, ref: str, anchor: str, value: date, cause: str, actor: str) -> Result:
+        if not cause.strip():
+            raise CommandError("say why the date moved (--cause), e.g. 'hearing adjourned'")
+        with session_scope(self.url) as session:
+            case = self._case(session, ref, lock=True)
+            spec, state = self._load(session, case)
+            self._require_role(session, spec, actor, {"coordinator"}, "move a case date")
+            allowed = {"care_entry", "referral", "proceedings_issued", "case_management_hearing",
+                       "final_hearing"} | {a for a in state.anchors if a.startswith("stage:")}
+            if anchor not in allowed:
+                raise CommandError(f"unknown date {anchor!r}; use one of {', '.join(sorted(allowed))}")
+            effects = self._engine(eng.move_anchor, spec, state, anchor, value, cause)
+            self._save(session, case, spec, state, effects, actor)
+        return Result(ref, f"{anchor} is now {value}", effects)
+
+    def set_court_override(self, ref: str, weeks: int | None, direction: str,
+                           actor: str) -> Result:
+        if weeks is not None and not 1 <= weeks <= 156:
+            raise CommandError("--weeks must be between 1 and 156")
+        if not direction.strip():
+            raise CommandError("record the court's direction (--direction)")
+        with session_scope(self.url) as session:
+            case = self._case(session, ref, lock=True)
+            spec, state = self._load(session, case)
+            self._require_role(session, spec, actor, {"coordinator"}, "record a court timetable")
+            effects = eng.set_court_override(spec, state, weeks, direction)
+            case.court_override_direction = direction
+            self._save(session, case, spec, state, effects, actor)
+        return Result(ref, f"court timetable for {ref}: {weeks or 'default'} weeks", effects)
+
+    def add_practitioner(self, p: PractitionerIn, actor: str) -> Result:
+        roles = known_roles()
+        if p.role not in roles:
+            raise CommandError(f"unknown role {p.role!r}; roles: {', '.join(sorted(roles))}")
+        with session_scope(self.url) as session:
+            if session.exec(select(Practitioner).where(Practitioner.handle == p.handle)).first():
+                raise CommandError(f"practitioner {p.handle!r} exists already")
+            session.add(Practitioner(**p.model_dump()))
+            self.audit(session, actor, "practitioner-added", None,
+                       {"handle": p.handle, "role": p.role, "team": p.team})
+        return Result("", f"added {p.handle} ({p.role})")
+
+    # -- reads ----------------------------------------------------------------------------
+
+    def pathway(self, ref: str) -> PathwaySpec:
+        """The pathway version the case started on."""
+        with session_scope(self.url) as session:
+            return self._spec(session, self._case(session, ref).pathway_id)
+
+    def practitioners(self) -> list[dict]:
+        with session_scope(self.url) as session:
+            return [p.model_dump(exclude={"id"}) for p in
+                    session.exec(select(Practitioner).order_by(Practitioner.handle))]
+
+    def cases(self) -> list[dict]:
+        with session_scope(self.url) as session:
+            return [{"ref": c.ref, "stage": c.stage, "jurisdiction": c.jurisdiction,
+                     "site": c.site, "closed_on": c.closed_on}
+                    for c in session.exec(select(Case).order_by(Case.ref))]
+
+    def tasks(self, case: str | None = None, role: str | None = None, overdue: bool = False,
+              due_within: int | None = None, state: str | None = "open") -> list[dict]:
+        on = self._today()
+        with session_scope(self.url) as session:
+            stmt = (select(Task, Case.ref, Practitioner.handle).join(Case)
+                    .join(Practitioner, Task.assignee_id == Practitioner.id, isouter=True))
+            if case:
+                self._case(session, case)
+                stmt = stmt.where(Case.ref == case)
+            if role:
+                stmt = stmt.where(Task.role == role)
+            if state:
+                stmt = stmt.where(Task.state == state)
+            if overdue:
+                stmt = stmt.where(Task.due < on, Task.state.in_(("open", "blocked")))
+            if due_within is not None:
+                stmt = stmt.where(Task.due <= date.fromordinal(on.toordinal() + due_within))
+            rows = session.exec(stmt.order_by(Task.due, Case.ref, Task.key)).all()
+            return [{"task": f"{ref}/{t.key}", "spec_id": t.spec_id, "title": t.title, "stage": t.stage,
+                     "role": t.role, "assignee": handle, "due": t.due, "state": t.state,
+                     "days_to_due": (t.due - on).days, "due_explanation": t.due_explanation,
+                     "completed_on": t.completed_on, "handover_note": t.handover_note}
+                    for t, ref, handle in rows]
+
+    def show(self, ref: str) -> dict:
+        """The case for its team: stage, dates, clocks, open work. No identity fields."""
+        on = self._today()
+        with session_scope(self.url) as session:
+            case = self._case(session, ref)
+            spec, state = self._load(session, case)
+            version = session.get(PathwayVersion, case.pathway_id)
+            child = session.exec(select(Child).where(Child.case_id == case.id)).one()
+            placements = session.exec(select(Placement).where(Placement.case_id == case.id)).all()
+        age = None
+        if child.date_of_birth:
+            from models.schemas import months_between
+            age = months_between(child.date_of_birth, on)
+        return {
+            "ref": ref, "jurisdiction": case.jurisdiction, "site": case.site,
+            "pathway": f"{version.profile}@{version.version}", "stage": case.stage,
+            "closed_on": case.closed_on, "child_age_months": age,
+            "caregivers": [c.key for c in state.caregivers],
+            "placements": [{"kind": p.kind, "start": p.start, "end": p.end} for p in placements],
+            "dates": dict(sorted(state.anchors.items(), key=lambda kv: kv[1])),
+            "decisions": state.decisions,
+            "court_override": {"weeks": case.court_override_weeks,
+                               "direction": case.court_override_direction}
+            if case.court_override_weeks else None,
+            "clocks": [c.__dict__ for c in eng.clock_states(spec, state, on)],
+            "open_tasks": [{"task": t.key, "role": t.role, "due": t.due, "state": t.state}
+                           for t in sorted(state.tasks.values(), key=lambda t: t.due)
+                           if t.state in (eng.OPEN, eng.BLOCKED)],
+        }
+
+    def timeline(self, ref: str) -> list[dict]:
+        """Planned against actual for every task, with stage starts and decisions."""
+        on = self._today()
+        with session_scope(self.url) as session:
+            case = self._case(session, ref)
+            spec, state = self._load(session, case)
+        rows: list[dict] = []
+        for name, value in state.anchors.items():
+            what = f"stage {name[6:]} started" if name.startswith("stage:") else name
+            rows.append({"date": value, "event": what.replace("_", " "), "due": None,
+                         "status": "", "role": ""})
+        for t in state.tasks.values():
+            if t.state == eng.DONE:
+                late = (t.completed_on - t.due).days
+                status = "on time" if late <= 0 else f"late by {late} days"
+                when = t.completed_on
+            elif t.state == eng.CANCELLED:
+                status, when = "cancelled", t.due
+            else:
+                status = "overdue" if t.due < on else "due"
+                when = t.due
+            rows.append({"date": when, "event": t.title + (f" ({t.caregiver})" if t.caregiver
+                                                           else "") + f" [{t.key}]",
+                         "due": t.due, "status": status, "role": t.role})
+        for kind, outcome in state.decisions.items():
+            gate = next(s.gate for s in spec.stages if s.gate and s.gate.decision == kind)
+            label = gate.outcomes[outcome].label if outcome in gate.outcomes else outcome
+            when = next((t.completed_on for t in state.tasks.values()
+                         if (g := spec.gate_of_task.get(t.spec_id)) and g.decision == kind), on)
+            rows.append({"date": when, "event": f"decision {kind.upper()}: {label}",
+                         "due": None, "status": "", "role": ""})
+        if state.closed_on:
+            rows.append({"date": state.closed_on, "event": "case closed", "due": None,
+                         "status": "", "role": ""})
+        rows.sort(key=lambda r: (r["date"], r["event"]))
+        return rows
+
+
+def known_roles() -> set[str]:
+    """Every role any installed pathway declares."""
+    return set().union(*(load_pathway(p.stem).roles for p in PATHWAYS_DIR.glob("*.yaml")))
+
+
+def audit_hash(row: AuditEvent) -> str:
+    at = row.at if row.at.tzinfo else row.at.replace(tzinfo=UTC)
+    body = json.dumps({"at": at.astimezone(UTC).isoformat(), "actor": row.actor,
+                       "case": row.case_ref, "action": row.action, "detail": row.detail,
+                       "prev": row.prev_hash}, sort_keys=True, default=str)
+    return hashlib.sha256(body.encode()).hexdigest()
+
+
+def verify_audit(url: str) -> list[str]:
+    """Problems in the audit chain: an edited, inserted or deleted row breaks it."""
+    problems = []
+    prev = GENESIS
+    with session_scope(url) as session:
+        for row in session.exec(select(AuditEvent).order_by(AuditEvent.id)):
+            if row.prev_hash != prev:
+                problems.append(f"row {row.id}: chain broken (a row before it was removed or "
+                                "inserted)")
+            if audit_hash(row) != row.hash:
+                problems.append(f"row {row.id}: content does not match its hash (edited)")
+            prev = row.hash
+    return problems

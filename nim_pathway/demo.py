@@ -1,0 +1,109 @@
+"""The demo: a fictional case driven through the whole pathway on a virtual clock."""
+
+from __future__ import annotations
+
+from datetime import date, datetime, timedelta
+
+from rich.console import Console
+from rich.table import Table
+
+from models.clock import UK, VirtualClock, today
+from models.schemas import PractitionerIn, Referral
+from models.simulate import sample_outcome
+from nim_pathway.commands import CaseStore
+from nim_pathway.db import migrate
+from nim_pathway.settings import data_dir
+
+DEMO_TEAM = [
+    ("coord.ali", "Ali Coordinator", "coordinator", "nim"),
+    ("mgr.okafor", "Dr Okafor", "nim-service-manager", "nim"),
+    ("lead.singh", "Dr Singh", "clinical-lead", "nim"),
+    ("psych.ward", "Dr Ward", "psychiatrist", "nim"),
+    ("psy.chen", "Dr Chen", "psychologist", "nim"),
+    ("sw.jones", "Sam Jones", "nim-social-worker", "nim"),
+    ("fsw.brown", "Lee Brown", "family-support-worker", "nim"),
+    ("la.patel", "Priya Patel", "la-social-worker", "local-authority"),
+    ("la.tm.evans", "Jo Evans", "la-team-manager", "local-authority"),
+    ("iro.khan", "Sara Khan", "iro", "local-authority"),
+    ("ro.fraser", "Ross Fraser", "reviewing-officer", "local-authority"),
+    ("hos.taylor", "Chris Taylor", "head-of-service", "nim"),
+]
+
+
+def seed_team(store: CaseStore) -> None:
+    known = {p["handle"] for p in store.practitioners()}
+    for handle, name, role, team in DEMO_TEAM:
+        if handle not in known:
+            store.add_practitioner(PractitionerIn(handle=handle, display_name=name, role=role,
+                                                  team=team), "demo")
+
+
+def run_demo(profile: str = "england", no_treatment: bool = False) -> None:
+    console = Console(width=max(Console().width, 120))
+    db = data_dir() / f"demo-{profile}.db"
+    db.unlink(missing_ok=True)
+    url = f"sqlite:///{db}"
+    migrate(url)
+    clock = VirtualClock(datetime(2026, 1, 12, 9, 0, tzinfo=UK))
+    store = CaseStore(url, clock)
+    seed_team(store)
+    scotland = profile == "scotland"
+    referral = Referral(
+        jurisdiction="scotland" if scotland else "england-and-wales", site="demo",
+        pathway=profile,
+        child={"given_name": "Demo", "family_name": "Child", "date_of_birth": "2025-06-01"},
+        care_entry=date(2026, 1, 5), referral=date(2026, 1, 12),
+        proceedings_issued=None if scotland else date(2026, 1, 8),
+        caregivers=[{"relationship": "mother"}, {"relationship": "father"},
+                    {"relationship": "foster-carer"}],
+        placement={"kind": "foster", "start": "2026-01-05"},
+    )
+    ref = store.open_case(referral, "coord.ali").ref
+    console.print(f"[bold]Opened {ref}[/] ({profile}); the virtual clock starts "
+                  f"{today(clock)}")
+    decisions = {"d1": "no_treatment" if no_treatment else "treatment", "d2": "adoption"}
+    handle_for = {role: handle for handle, _, role, _ in DEMO_TEAM}
+    moved = False
+    for _ in range(400):
+        tasks = store.tasks(case=ref)
+        if not tasks:
+            break
+        task = min(tasks, key=lambda t: (t["stage"] == "statutory", t["due"]))
+        if task["stage"] == "statutory" and store.show(ref)["closed_on"]:
+            break
+        due = task["due"]
+        # work is done on the due date, a little late now and then, as in life
+        late = 2 if task["task"].endswith(("wmci-father", "court-update-2")) else 0
+        clock.set(datetime.combine(due + timedelta(days=late), datetime.min.time(), UK)
+                  .replace(hour=10))
+        for statutory in [t for t in tasks if t["stage"] == "statutory" and t["due"] <= due]:
+            store.complete_task(statutory["task"], handle_for[statutory["role"]], {})
+        spec = store.pathway(ref)
+        outcome = sample_outcome(spec, task["spec_id"], decisions)
+        store.complete_task(task["task"], handle_for[task["role"]], outcome)
+        if task["spec_id"] == "professionals-meeting" and not scotland:
+            store.set_court_override(ref, 52, "judicial agreement to run outside 26 weeks for "
+                                     "a trial of NIM treatment", "coord.ali")
+        if not moved and task["spec_id"] == "treatment-plan":
+            store.move_date(ref, "final_hearing", today(clock) + timedelta(weeks=20),
+                            "final hearing listed", "coord.ali")
+            store.move_date(ref, "final_hearing", today(clock) + timedelta(weeks=26),
+                            "hearing adjourned by the court", "coord.ali")
+            moved = True
+    show = store.show(ref)
+    table = Table(title=f"{ref} timeline ({profile})")
+    for col in ("date", "event", "due", "status", "role"):
+        table.add_column(col)
+    for row in store.timeline(ref):
+        if row["role"] in ("iro", "la-social-worker", "reviewing-officer"):
+            continue  # statutory series: shown by `nim-pathway case timeline`
+        table.add_row(*(str(row[c] or "") for c in ("date", "event", "due", "status", "role")))
+    console.print(table)
+    clocks = Table(title="Statutory clocks")
+    for col in ("clock", "due", "state"):
+        clocks.add_column(col)
+    for c in show["clocks"]:
+        clocks.add_row(c["title"], str(c["due"] or ""), c["state"])
+    console.print(clocks)
+    console.print(f"Decisions: {show['decisions']}; closed on {show['closed_on']}. "
+                  f"Database: {db}")

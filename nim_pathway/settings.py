@@ -1,0 +1,39 @@
+"""Settings from the environment, read in one place."""
+
+from __future__ import annotations
+
+import os
+from datetime import date
+from pathlib import Path
+
+from models.clock import Clock, SystemClock, VirtualClock, parse_instant
+
+PROJECT_DIR = Path(__file__).resolve().parent.parent
+
+
+def data_dir() -> Path:
+    """Where the embedded database, the local stack's state and reports live."""
+    path = Path(os.environ.get("NIM_DATA_DIR", PROJECT_DIR / ".nim"))
+    path.mkdir(parents=True, exist_ok=True)
+    return path
+
+
+def database_url() -> str:
+    """NIM_DATABASE_URL: a SQLite file by default, PostgreSQL in production."""
+    url = os.environ.get("NIM_DATABASE_URL")
+    return url or f"sqlite:///{data_dir() / 'nim.db'}"
+
+
+def clock() -> Clock:
+    """NIM_CLOCK freezes time (an ISO instant) for demos, drills and tests."""
+    frozen = os.environ.get("NIM_CLOCK")
+    return VirtualClock(parse_instant(frozen)) if frozen else SystemClock()
+
+
+def closure_days() -> frozenset[date]:
+    """NIM_CLOSURE_DAYS: the site's extra non-working days, comma-separated ISO dates."""
+    raw = os.environ.get("NIM_CLOSURE_DAYS", "")
+    try:
+        return frozenset(date.fromisoformat(d.strip()) for d in raw.split(",") if d.strip())
+    except ValueError as exc:
+        raise ValueError(f"NIM_CLOSURE_DAYS must be ISO dates separated by commas: {exc}") from None

@@ -1,0 +1,126 @@
+"""Shared fixtures: a migrated case store on SQLite and on PostgreSQL, a virtual clock."""
+
+from __future__ import annotations
+
+import os
+import uuid
+from datetime import date, datetime
+
+import pytest
+from sqlalchemy import create_engine, text
+
+from models.clock import UK, VirtualClock
+from models.pathway import load_pathway
+from nim_pathway.commands import CaseStore
+from nim_pathway.db import get_engine, migrate
+
+PG_ADMIN_URL = os.environ.get(
+    "NIM_TEST_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/postgres"
+)
+
+
+def _pg_admin():
+    url = "postgresql+psycopg://" + PG_ADMIN_URL.split("://", 1)[1]
+    return create_engine(url, isolation_level="AUTOCOMMIT")
+
+
+@pytest.fixture(scope="session")
+def pg_url():
+    """A fresh PostgreSQL database for this test session, dropped afterwards."""
+    try:
+        admin = _pg_admin()
+        with admin.connect() as conn:
+            conn.execute(text("select 1"))
+    except Exception as exc:  # noqa: BLE001
+        if os.environ.get("NIM_REQUIRE_POSTGRES"):
+            pytest.fail(f"PostgreSQL is required (NIM_REQUIRE_POSTGRES) but unreachable: {exc}")
+        pytest.skip(f"PostgreSQL not reachable at {PG_ADMIN_URL}: {exc.__class__.__name__}")
+    name = f"nim_test_{uuid.uuid4().hex[:10]}"
+    with admin.connect() as conn:
+        conn.execute(text(f'CREATE DATABASE "{name}"'))
+    url = PG_ADMIN_URL.rsplit("/", 1)[0] + f"/{name}"
+    migrate(url)
+    yield url
+    get_engine(url).dispose()
+    with admin.connect() as conn:
+        conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+
+
+def _truncate(url: str) -> None:
+    engine = get_engine(url)
+    tables = ["audit_event", "timer", "decision", "task", "placement", "caregiver", "child",
+              "case_anchor", "nim_case", "practitioner", "pathway_version"]
+    with engine.begin() as conn:
+        if engine.dialect.name == "postgresql":
+            conn.execute(text(f"TRUNCATE {', '.join(tables)} RESTART IDENTITY CASCADE"))
+        else:
+            for t in tables:
+                conn.execute(text(f"DELETE FROM {t}"))
+
+
+@pytest.fixture(params=["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)])
+def db_url(request, tmp_path):
+    """A migrated, empty case store on each backend."""
+    if request.param == "sqlite":
+        url = f"sqlite:///{tmp_path / 'nim.db'}"
+        migrate(url)
+        yield url
+        get_engine(url).dispose()
+    else:
+        url = request.getfixturevalue("pg_url")
+        _truncate(url)
+        yield url
+
+
+@pytest.fixture
+def sqlite_url(tmp_path):
+    url = f"sqlite:///{tmp_path / 'nim.db'}"
+    migrate(url)
+    yield url
+    get_engine(url).dispose()
+
+
+@pytest.fixture
+def clock():
+    return VirtualClock(datetime(2026, 1, 12, 9, 0, tzinfo=UK))
+
+
+@pytest.fixture
+def england():
+    return load_pathway("england")
+
+
+@pytest.fixture
+def scotland():
+    return load_pathway("scotland")
+
+
+@pytest.fixture
+def store(db_url, clock):
+    from nim_pathway.demo import seed_team
+
+    s = CaseStore(db_url, clock)
+    seed_team(s)
+    return s
+
+
+def referral_data(**over) -> dict:
+    """A valid England referral with fictional identity; override any field."""
+    data = {
+        "jurisdiction": "england-and-wales",
+        "site": "test",
+        "child": {"given_name": "Sentinel-Given", "family_name": "Sentinel-Family",
+                  "date_of_birth": "2025-06-01", "address": "Sentinel Address 1"},
+        "care_entry": "2026-01-05",
+        "referral": "2026-01-12",
+        "proceedings_issued": "2026-01-08",
+        "caregivers": [{"relationship": "mother", "name": "Sentinel-Mother"},
+                       {"relationship": "father", "name": "Sentinel-Father"},
+                       {"relationship": "foster-carer", "name": "Sentinel-Carer"}],
+        "placement": {"kind": "foster", "start": "2026-01-05"},
+    }
+    data.update(over)
+    return data
+
+
+TODAY = date(2026, 1, 12)
