@@ -1,0 +1,232 @@
+"""The case store and domain commands on SQLite and PostgreSQL."""
+
+from __future__ import annotations
+
+import threading
+from datetime import date, datetime, timedelta
+
+import pytest
+from sqlalchemy import text
+from sqlmodel import select
+
+from models.clock import UK
+from models.pathway import load_pathway, parse_pathway
+from models.schemas import Referral
+from models.simulate import sample_outcome
+from models.tables import AuditEvent, Case, Task, Timer
+from nim_pathway.commands import CommandError, verify_audit
+from nim_pathway.db import get_engine, session_scope
+from tests.conftest import referral_data
+
+SENTINELS = ("Sentinel-Given", "Sentinel-Family", "Sentinel-Mother", "Sentinel-Father",
+             "Sentinel-Carer", "Sentinel Address", "2025-06-01")
+IDENTITY_TABLES = {"child", "caregiver", "alembic_version", "practitioner"}
+
+
+def open_case(store, **over):
+    return store.open_case(Referral.model_validate(referral_data(**over)), "coord.ali")
+
+
+def count(url, table):
+    with get_engine(url).connect() as conn:
+        return conn.execute(text(f"select count(*) from {table}")).scalar_one()
+
+
+def test_open_case_writes_the_record(store, db_url):
+    result = open_case(store)
+    assert result.ref == "NIM-2026-0001"
+    assert open_case(store).ref == "NIM-2026-0002"
+    tasks = store.tasks(case=result.ref)
+    assert [t["task"] for t in tasks][:2] == ["NIM-2026-0001/sw-visit-1", "NIM-2026-0001/triage"]
+    triage = next(t for t in tasks if t["task"].endswith("/triage"))
+    assert triage["assignee"] == "mgr.okafor" and triage["due"] == date(2026, 1, 19)
+    shown = store.show(result.ref)
+    assert shown["stage"] == "referral" and shown["child_age_months"] == 7
+    assert shown["caregivers"] == ["mother", "father", "foster-carer"]
+    assert count(db_url, "timer") > 0
+    assert verify_audit(db_url) == []
+
+
+def test_identity_lives_only_in_identity_tables(store, db_url):
+    ref = open_case(store).ref
+    store.complete_task(f"{ref}/triage", "mgr.okafor", {"accepted": True})
+    engine = get_engine(db_url)
+    with engine.connect() as conn:
+        tables = [r[0] for r in conn.execute(text(
+            "select table_name from information_schema.tables where table_schema='public'"
+            if engine.dialect.name == "postgresql" else
+            "select name from sqlite_master where type='table'"))]
+        for table in set(tables) - IDENTITY_TABLES:
+            dump = str(conn.execute(text(f"select * from {table}")).all())
+            hits = [s for s in SENTINELS if s in dump]
+            assert not hits, f"identity {hits} found in table {table}"
+    assert "Sentinel" not in str(store.show(ref)) + str(store.timeline(ref))
+
+
+def test_bad_referrals_are_refused_and_nothing_is_written(store, db_url):
+    cases = [
+        ({"child": {"given_name": "A", "family_name": "B", "date_of_birth": "2020-01-01"}},
+         "60 months"),
+        ({"referral": "2026-01-01", "care_entry": "2025-12-01",
+          "child": {"given_name": "A", "family_name": "B", "date_of_birth": "2026-01-05"}},
+         "before the date of birth"),
+        ({"caregivers": [{"relationship": "aunt"}]}, "caregivers.0.relationship"),
+    ]
+    for over, message in cases:
+        with pytest.raises(ValueError, match=message):
+            open_case(store, **over)
+    with pytest.raises(CommandError, match="in the future"):
+        open_case(store, referral="2026-02-01")
+    with pytest.raises(CommandError, match="unknown pathway setting"):
+        open_case(store, settings={"treatment_weeks": 3})
+    with pytest.raises(CommandError, match="is iro and may not open a case"):
+        store.open_case(Referral.model_validate(referral_data()), "iro.khan")
+    assert count(db_url, "nim_case") == 0 and count(db_url, "child") == 0
+
+
+def test_complete_task_twice_and_wrong_role(store, db_url):
+    ref = open_case(store).ref
+    with pytest.raises(CommandError, match="la.patel is la-social-worker; task .* needs a "
+                                           "nim-service-manager"):
+        store.complete_task(f"{ref}/triage", "la.patel", {"accepted": True})
+    with session_scope(db_url) as s:
+        refused = s.exec(select(AuditEvent).where(AuditEvent.action == "refused")).all()
+        assert len(refused) == 1 and refused[0].actor == "la.patel"
+    result = store.complete_task(f"{ref}/triage", "mgr.okafor", {"accepted": True})
+    assert any(e.kind == "stage-entered" for e in result.effects)
+    audit_rows = count(db_url, "audit_event")
+    with pytest.raises(CommandError, match="already completed on 2026-01-12 by mgr.okafor"):
+        store.complete_task(f"{ref}/triage", "mgr.okafor", {"accepted": True})
+    assert count(db_url, "audit_event") == audit_rows
+    with pytest.raises(CommandError, match="unknown case 'NIM-2099-0001'"):
+        store.complete_task("NIM-2099-0001/triage", "mgr.okafor", {})
+    with pytest.raises(CommandError, match="unknown practitioner 'nobody'"):
+        store.complete_task(f"{ref}/consent-mother", "nobody", {})
+    with pytest.raises(CommandError, match="CASE-REF/TASK-KEY"):
+        store.complete_task("triage", "mgr.okafor", {})
+
+
+def test_same_task_completed_at_once_wins_once(store, db_url):
+    ref = open_case(store).ref
+    outcomes: list[str] = []
+    barrier = threading.Barrier(2)
+
+    def attempt():
+        barrier.wait()
+        try:
+            store.complete_task(f"{ref}/triage", "mgr.okafor", {"accepted": True})
+            outcomes.append("ok")
+        except CommandError as exc:
+            outcomes.append(str(exc))
+
+    threads = [threading.Thread(target=attempt) for _ in range(2)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert sorted(outcomes)[0] != "ok" or outcomes.count("ok") == 1
+    assert outcomes.count("ok") == 1, outcomes
+    assert any("already completed" in o for o in outcomes)
+    consent = [t for t in store.tasks(case=ref) if t["task"].startswith(f"{ref}/consent-")]
+    assert len(consent) == 3  # the next stage was entered exactly once
+    assert verify_audit(db_url) == []
+
+
+def test_reassign_with_handover_note(store, clock):
+    from models.schemas import PractitionerIn
+
+    store.add_practitioner(PractitionerIn(handle="mgr.two", display_name="M Two",
+                                          role="nim-service-manager", team="nim"), "admin")
+    ref = open_case(store).ref
+    with pytest.raises(CommandError, match="psy.chen is psychologist"):
+        store.reassign(f"{ref}/triage", "psy.chen", "mgr.okafor", "note")
+    with pytest.raises(CommandError, match="only its current owner or a manager"):
+        store.reassign(f"{ref}/triage", "mgr.two", "la.patel", "note")
+    result = store.reassign(f"{ref}/triage", "mgr.two", "mgr.okafor", "Leave from Monday")
+    assert result.effects[0].detail == {"from": "mgr.okafor", "to": "mgr.two", "note_length": 17}
+    row = next(t for t in store.tasks(case=ref) if t["task"].endswith("/triage"))
+    assert row["assignee"] == "mgr.two" and row["handover_note"] == "Leave from Monday"
+
+
+def test_moved_hearing_redates_tasks_and_timers(store, db_url):
+    ref = open_case(store).ref
+    with session_scope(db_url) as s:
+        pending = set(s.exec(select(Timer.key).where(Timer.task_key == "triage",
+                                                     Timer.cancelled_at.is_(None))))
+    result = store.move_date(ref, "referral", date(2026, 1, 9), "referral date corrected",
+                             "coord.ali")
+    assert any(e.kind == "task-redated" and e.task == "triage" for e in result.effects)
+    triage = next(t for t in store.tasks(case=ref) if t["task"].endswith("/triage"))
+    assert triage["due"] == date(2026, 1, 16)
+    with session_scope(db_url) as s:
+        cancelled = set(s.exec(select(Timer.key).where(Timer.cancelled_at.is_not(None))))
+        live = set(s.exec(select(Timer.key).where(Timer.task_key == "triage",
+                                                  Timer.cancelled_at.is_(None))))
+    assert pending <= cancelled and live and live.isdisjoint(pending)
+    with pytest.raises(CommandError, match="say why"):
+        store.move_date(ref, "final_hearing", date(2026, 9, 1), " ", "coord.ali")
+    with pytest.raises(CommandError, match="unknown date 'birthday'"):
+        store.move_date(ref, "birthday", date(2026, 9, 1), "x", "coord.ali")
+
+
+def test_case_keeps_its_pathway_version(store, db_url):
+    spec = load_pathway("england")
+    first = open_case(store).ref
+    edited_text = (spec_text := open("pathways/england.yaml").read()).replace(
+        "triage_working_days: 5", "triage_working_days: 7")
+    edited = parse_pathway(edited_text)
+    with pytest.raises(CommandError, match="give the edited file a new 'version'"):
+        store.open_case(Referral.model_validate(referral_data()), "coord.ali", edited)
+    v2 = parse_pathway(edited_text.replace('version: "2026.1"', 'version: "2026.2"'))
+    second = store.open_case(Referral.model_validate(referral_data()), "coord.ali", v2).ref
+    assert store.pathway(first).settings["triage_working_days"] == 5
+    assert store.pathway(second).settings["triage_working_days"] == 7
+    assert store.pathway(first) == spec and spec_text
+
+
+def test_audit_chain_detects_edit_insert_delete(store, db_url):
+    ref = open_case(store).ref
+    store.complete_task(f"{ref}/triage", "mgr.okafor", {"accepted": True})
+    assert verify_audit(db_url) == []
+    engine = get_engine(db_url)
+    with engine.begin() as conn:
+        conn.execute(text("update audit_event set actor='someone-else' where id=3"))
+    assert any("row 3" in p and "edited" in p for p in verify_audit(db_url))
+    with engine.begin() as conn:
+        conn.execute(text("update audit_event set actor=(select actor from audit_event where id=4)"
+                          " where id=3"))  # not the original: still broken
+    with engine.begin() as conn:
+        conn.execute(text("delete from audit_event where id=5"))
+    problems = verify_audit(db_url)
+    assert any("row 6" in p and "chain broken" in p for p in problems)
+
+
+def test_whole_case_through_the_store(store, clock, db_url):
+    """Referral to closure through the domain commands, on both backends."""
+    ref = open_case(store).ref
+    handles = {"nim-service-manager": "mgr.okafor", "clinical-lead": "lead.singh",
+               "psychiatrist": "psych.ward", "psychologist": "psy.chen",
+               "nim-social-worker": "sw.jones", "coordinator": "coord.ali",
+               "iro": "iro.khan", "la-social-worker": "la.patel"}
+    spec = store.pathway(ref)
+    decisions = {"d1": "treatment", "d2": "return_home"}
+    for _ in range(200):
+        tasks = [t for t in store.tasks(case=ref) if t["stage"] != "statutory"]
+        if not tasks:
+            break
+        task = tasks[0]
+        clock.set(datetime.combine(task["due"], datetime.min.time(), UK) + timedelta(hours=10))
+        store.complete_task(task["task"], handles[task["role"]],
+                            sample_outcome(spec, task["spec_id"], decisions))
+    shown = store.show(ref)
+    assert shown["closed_on"] is not None and shown["decisions"] == decisions
+    with session_scope(db_url) as s:
+        case = s.exec(select(Case).where(Case.ref == ref)).one()
+        open_left = s.exec(select(Task).where(Task.case_id == case.id, Task.state == "open")).all()
+        live_timers = s.exec(select(Timer).where(Timer.fired_at.is_(None),
+                                                 Timer.cancelled_at.is_(None))).all()
+    assert open_left == [] and live_timers == []
+    timeline = store.timeline(ref)
+    assert timeline[-1]["event"] == "case closed"
+    assert any(r["event"] == "decision D2: Return home (reunification)" for r in timeline)
+    assert verify_audit(db_url) == []
