@@ -11,7 +11,7 @@ import hashlib
 import json
 import re
 from datetime import date
-from functools import cached_property
+from functools import cached_property, lru_cache
 from pathlib import Path
 from typing import Any, Literal
 
@@ -385,7 +385,13 @@ def load_pathway(profile_or_path: str, directory: Path | None = None) -> Pathway
             f"no pathway {profile_or_path!r} (looked for {path}); known profiles: "
             f"{', '.join(known) or 'none'}"
         )
-    return parse_pathway(path.read_text(encoding="utf-8"), source=str(path))
+    return _parse_file(str(path), path.stat().st_mtime_ns)
+
+
+@lru_cache(maxsize=32)
+def _parse_file(path: str, mtime_ns: int) -> PathwaySpec:
+    """Parsed once per file version: the mtime in the key notices edits."""
+    return parse_pathway(Path(path).read_text(encoding="utf-8"), source=path)
 
 
 def pathway_from_json(text: str) -> PathwaySpec:

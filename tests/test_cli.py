@@ -1,0 +1,99 @@
+"""The `nim-pathway` command through its real entry point, as a coordinator would use it."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+
+from tests.conftest import referral_data
+
+CLI = str(Path(sys.executable).parent / "nim-pathway")
+
+
+@pytest.fixture
+def run(tmp_path):
+    env = {**os.environ, "NIM_DATA_DIR": str(tmp_path / "data"),
+           "NIM_DATABASE_URL": f"sqlite:///{tmp_path / 'cli.db'}",
+           "NIM_CLOCK": "2026-01-12T10:00", "COLUMNS": "200"}
+    env.pop("NIM_ACTOR", None)
+
+    def _run(*args, code=0):
+        proc = subprocess.run([CLI, *args], capture_output=True, text=True, env=env, timeout=60)
+        assert proc.returncode == code, (proc.stdout, proc.stderr)
+        assert "Traceback" not in proc.stderr
+        return proc
+
+    return _run
+
+
+@pytest.fixture
+def team(run):
+    for handle, role in (("coord.ali", "coordinator"), ("mgr.okafor", "nim-service-manager"),
+                         ("sw.jones", "nim-social-worker"), ("la.patel", "la-social-worker")):
+        run("practitioner", "add", handle, "--role", role, "--name", handle.upper())
+    return run
+
+
+def test_help_lists_the_commands(run):
+    out = run("--help").stdout
+    for word in ("deadline", "case", "task", "decide", "practitioner", "demo"):
+        assert word in out
+
+
+def test_open_from_file_then_work_the_case(team, tmp_path):
+    run = team
+    referral = tmp_path / "referral.yaml"
+    referral.write_text(yaml.safe_dump(referral_data()))
+    out = run("case", "open", "--file", str(referral), "--as", "coord.ali").stdout
+    assert out.startswith("opened NIM-2026-0001 on pathway england@2026.1")
+    shown = json.loads(run("case", "show", "NIM-2026-0001", "--json").stdout)
+    assert shown["stage"] == "referral" and "Sentinel" not in json.dumps(shown)
+    tasks = json.loads(run("task", "list", "--role", "nim-service-manager", "--json").stdout)
+    assert [t["task"] for t in tasks] == ["NIM-2026-0001/triage"]
+    assert tasks[0]["due"] == "2026-01-19" and tasks[0]["assignee"] == "mgr.okafor"
+
+    wrong = run("task", "complete", "NIM-2026-0001/triage", "--as", "la.patel", code=2)
+    assert wrong.stderr.startswith("error: la.patel is la-social-worker")
+    done = run("task", "complete", "NIM-2026-0001/triage", "--as", "mgr.okafor",
+               "--field", "accepted=true")
+    assert "stage-entered" in done.stdout and "stage=consent" in done.stdout
+    twice = run("task", "complete", "NIM-2026-0001/triage", "--as", "mgr.okafor",
+                "--field", "accepted=true", code=2)
+    assert "already completed on 2026-01-12 by mgr.okafor" in twice.stderr
+    assert len(twice.stderr.strip().splitlines()) == 1
+
+    bad = run("task", "complete", "NIM-2026-0001/consent-mother", "--as", "sw.jones",
+              "--field", "consent=maybe", code=2)
+    assert "consent" in bad.stderr and "'given'" in bad.stderr
+    early = run("decide", "NIM-2026-0001", "d1", "treatment", "--as", "mgr.okafor", code=2)
+    assert "not at decision d1 yet" in early.stderr
+    timeline = json.loads(run("case", "timeline", "NIM-2026-0001", "--json").stdout)
+    assert any(r["event"].startswith("Triage the referral") and r["status"] == "on time"
+               for r in timeline)
+    run("audit", "verify")
+
+
+def test_open_from_flags_and_refusals(team):
+    run = team
+    args = ["case", "open", "--as", "coord.ali", "--jurisdiction", "scotland", "--site", "gift",
+            "--given-name", "A", "--family-name", "B", "--care-entry", "2026-01-05",
+            "--referral", "2026-01-12", "--caregiver", "mother", "--caregiver", "foster-carer:C"]
+    too_old = run(*args, "--dob", "2020-12-01", code=2)
+    assert too_old.stderr.startswith("error: invalid referral:")
+    assert "60 months" in too_old.stderr
+    before_birth = run(*args, "--dob", "2026-01-10", code=2)
+    assert "before the date of birth" in before_birth.stderr
+    assert json.loads(run("case", "list", "--json").stdout) == []
+    ok = run(*args, "--dob", "2025-10-01", "--setting", "treatment_months=9")
+    assert "scotland@2026.1" in ok.stdout
+    run("case", "show", "NIM-2099-0009", code=2)
+    unknown_role = run("practitioner", "add", "x.y", "--role", "wizard", "--name", "X", code=2)
+    assert "unknown role 'wizard'" in unknown_role.stderr
+    assert "error: give exactly one" in run("deadline", "--jurisdiction", "scotland", "--from",
+                                            "2026-01-01", code=2).stderr
