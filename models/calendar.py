@@ -116,6 +116,10 @@ class DueDate:
     explanation: str
 
 
+def _plural(amount: int, unit: str) -> str:
+    return f"{amount} {unit}{'' if abs(amount) == 1 else 's'}"
+
+
 def _describe_skips(skipped: Iterable[tuple[date, str]]) -> str:
     skipped = list(skipped)
     weekends = sum(1 for _, why in skipped if why == "weekend")
@@ -143,18 +147,18 @@ def compute_due(
     if unit == "working_days":
         due, skipped = calendar.add_working_days(anchor, amount)
         how = (
-            f"{amount} working day{'s' if abs(amount) != 1 else ''} after {anchor_name} "
+            f"{_plural(amount, 'working day')} after {anchor_name} "
             f"{anchor.isoformat()} in {calendar.jurisdiction}; {_describe_skips(skipped)}"
         )
     elif unit == "days":
         due = anchor + timedelta(days=amount)
-        how = f"{amount} calendar days after {anchor_name} {anchor.isoformat()}"
+        how = f"{_plural(amount, 'calendar day')} after {anchor_name} {anchor.isoformat()}"
     elif unit == "weeks":
         due = anchor + timedelta(weeks=amount)
-        how = f"{amount} weeks after {anchor_name} {anchor.isoformat()}"
+        how = f"{_plural(amount, 'week')} after {anchor_name} {anchor.isoformat()}"
     elif unit == "months":
         due = add_months(anchor, amount)
-        how = f"{amount} calendar months after {anchor_name} {anchor.isoformat()}"
+        how = f"{_plural(amount, 'calendar month')} after {anchor_name} {anchor.isoformat()}"
     else:
         raise CalendarError(f"unknown unit {unit!r}; use one of {', '.join(UNITS)}")
     if unit != "working_days":

@@ -195,7 +195,7 @@ class PathwaySpec(_Strict):
             if offset is not None and isinstance(offset.raw_amount, str):
                 if offset.raw_amount not in self.settings:
                     problems.append(
-                        f"{where}: setting {offset.raw_amount!r} is not declared under "
+                        f"{where}.{offset.unit}: setting {offset.raw_amount!r} is not declared under "
                         f"'settings' (declared: {', '.join(sorted(self.settings)) or 'none'})"
                     )
 
@@ -254,7 +254,7 @@ class PathwaySpec(_Strict):
             if esc.role not in self.roles:
                 problems.append(f"notifications.escalations.{ei}.role: unknown role {esc.role!r}")
         if problems:
-            raise ValueError("; ".join(problems))
+            raise ValueError("\n".join(problems))
         return self
 
     # -- look-ups -------------------------------------------------------------------------
@@ -290,6 +290,8 @@ class PathwaySpec(_Strict):
 
     def outcome_model(self, task_id: str) -> type[BaseModel]:
         """The Pydantic model of a task's outcome (its form in the UI and the CLI file)."""
+        if task_id not in self.task_by_id:
+            raise PathwayError(f"pathway {self.profile} has no task {task_id!r}")
         return _outcome_model(self, task_id)
 
 
@@ -321,20 +323,23 @@ def _outcome_model(spec: PathwaySpec, task_id: str) -> type[BaseModel]:
 
 
 def _line_of(root: yaml.Node | None, loc: tuple[Any, ...]) -> int | None:
-    """The 1-based line of the YAML node at a Pydantic error location, as far as it goes."""
+    """The 1-based line of the YAML key or item at a Pydantic error location, as far as it goes."""
     node, line = root, None
     for part in loc:
         if node is None:
             break
         line = node.start_mark.line + 1
         if isinstance(node, yaml.MappingNode):
-            node = next((v for k, v in node.value if k.value == str(part)), None)
+            pair = next(((k, v) for k, v in node.value if k.value == str(part)), None)
+            if pair is None:
+                node = None
+                continue
+            line, node = pair[0].start_mark.line + 1, pair[1]  # the key's line, then go down
         elif isinstance(node, yaml.SequenceNode) and isinstance(part, int):
             node = node.value[part] if part < len(node.value) else None
+            line = node.start_mark.line + 1 if node is not None else line
         else:
             node = None
-    if node is not None:
-        line = node.start_mark.line + 1
     return line
 
 
@@ -361,7 +366,7 @@ def parse_pathway(text: str, source: str = "<pathway>") -> PathwaySpec:
             msg = err["msg"]
             if not loc and msg.startswith("Value error, "):
                 # cross-reference problems carry their own paths
-                for problem in msg.removeprefix("Value error, ").split("; "):
+                for problem in msg.removeprefix("Value error, ").split("\n"):
                     path, _, why = problem.partition(": ")
                     line = _line_of(root, _path_to_loc(path))
                     lines.append(f"{source}:{line or '?'}: {path}: {why}")
