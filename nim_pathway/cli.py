@@ -234,6 +234,17 @@ def case_move_date(
     _report(_store().move_date(ref, name, _parse_date(new_date, "date"), cause, actor))
 
 
+@case_app.command("placement")
+def case_placement(
+    ref: str, actor: ActorOpt,
+    kind: Annotated[str, typer.Option(help="foster, kinship, mother-and-baby, residential, home")],
+    start: Annotated[str, typer.Option(help="date the new placement started")],
+    reason: Annotated[str, typer.Option(help="why the child moved")],
+) -> None:
+    """Record a placement change (the current placement ends that day)."""
+    _report(_store().change_placement(ref, kind, _parse_date(start, "--start"), reason, actor))
+
+
 @case_app.command("court-override")
 def case_court_override(
     ref: str, actor: ActorOpt,

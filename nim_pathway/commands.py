@@ -193,6 +193,7 @@ class CaseStore:
                 continue
             session.add(row)
         self._auto_assign(session, case, new_tasks)
+        self._record_consent(session, case, state, effects)
         for e in effects:
             if e.kind == "decision-recorded":
                 task = state.tasks[e.task]
@@ -203,6 +204,20 @@ class CaseStore:
         self._plan_timers(session, case, spec, state)
         for e in effects:
             self.audit(session, actor, e.kind, case.ref, {"task": e.task, **e.detail})
+
+    def _record_consent(
+        self, session: Session, case: Case, state: eng.CaseState, effects: list[eng.Effect]
+    ) -> None:
+        """Consent is kept per person on the caregiver record as well as in the task."""
+        for e in effects:
+            task = state.tasks.get(e.task or "")
+            if e.kind != "task-completed" or not task or "consent" not in (task.outcome or {}):
+                continue
+            carer = session.exec(select(Caregiver).where(
+                Caregiver.case_id == case.id, Caregiver.key == task.caregiver)).first()
+            if carer is not None:
+                carer.consent, carer.consent_on = task.outcome["consent"], task.completed_on
+                session.add(carer)
 
     def _auto_assign(self, session: Session, case: Case, tasks: list[Task]) -> None:
         """Keep one practitioner per role on a case; otherwise the least-loaded one."""
@@ -427,6 +442,35 @@ class CaseStore:
             self._save(session, case, spec, state, effects, actor)
         return Result(ref, f"court timetable for {ref}: {weeks or 'default'} weeks", effects)
 
+    def change_placement(self, ref: str, kind: str, start: date, reason: str,
+                         actor: str) -> Result:
+        """Record a placement move: the current placement ends the day the new one starts."""
+        from models.schemas import PLACEMENT_KINDS
+
+        if kind not in PLACEMENT_KINDS:
+            raise CommandError(f"unknown placement kind {kind!r}; use {', '.join(PLACEMENT_KINDS)}")
+        if not reason.strip():
+            raise CommandError("say why the placement changed (--reason)")
+        with session_scope(self.url) as session:
+            case = self._case(session, ref, lock=True)
+            spec = self._spec(session, case.pathway_id)
+            self._require_role(session, spec, actor, {"coordinator", "la-social-worker"},
+                               "record a placement change")
+            if start > self._today():
+                raise CommandError(f"placement start {start} is in the future")
+            current = session.exec(select(Placement).where(
+                Placement.case_id == case.id, Placement.end.is_(None))).first()
+            if current is not None:
+                if start < current.start:
+                    raise CommandError(f"the current placement started {current.start}; a "
+                                       "change cannot start before it")
+                current.end = start
+                session.add(current)
+            session.add(Placement(case_id=case.id, kind=kind, start=start, reason=reason))
+            self.audit(session, actor, "placement-changed", ref,
+                       {"kind": kind, "start": str(start), "reason": reason})
+        return Result(ref, f"placement for {ref}: {kind} from {start}")
+
     def add_practitioner(self, p: PractitionerIn, actor: str) -> Result:
         roles = known_roles()
         if p.role not in roles:
@@ -489,7 +533,10 @@ class CaseStore:
             spec, state = self._load(session, case)
             version = session.get(PathwayVersion, case.pathway_id)
             child = session.exec(select(Child).where(Child.case_id == case.id)).one()
-            placements = session.exec(select(Placement).where(Placement.case_id == case.id)).all()
+            placements = session.exec(select(Placement).where(Placement.case_id == case.id)
+                                      .order_by(Placement.start, Placement.id)).all()
+            carers = session.exec(select(Caregiver).where(Caregiver.case_id == case.id)
+                                  .order_by(Caregiver.id)).all()
         age = None
         if child.date_of_birth:
             from models.schemas import months_between
@@ -498,8 +545,10 @@ class CaseStore:
             "ref": ref, "jurisdiction": case.jurisdiction, "site": case.site,
             "pathway": f"{version.profile}@{version.version}", "stage": case.stage,
             "closed_on": case.closed_on, "child_age_months": age,
-            "caregivers": [c.key for c in state.caregivers],
-            "placements": [{"kind": p.kind, "start": p.start, "end": p.end} for p in placements],
+            "caregivers": [{"key": c.key, "consent": c.consent, "consent_on": c.consent_on}
+                           for c in carers],
+            "placements": [{"kind": p.kind, "start": p.start, "end": p.end, "reason": p.reason}
+                           for p in placements],
             "dates": dict(sorted(state.anchors.items(), key=lambda kv: kv[1])),
             "decisions": state.decisions,
             "court_override": {"weeks": case.court_override_weeks,

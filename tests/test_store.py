@@ -42,7 +42,7 @@ def test_open_case_writes_the_record(store, db_url):
     assert triage["assignee"] == "mgr.okafor" and triage["due"] == date(2026, 1, 19)
     shown = store.show(result.ref)
     assert shown["stage"] == "referral" and shown["child_age_months"] == 7
-    assert shown["caregivers"] == ["mother", "father", "foster-carer"]
+    assert [c["key"] for c in shown["caregivers"]] == ["mother", "father", "foster-carer"]
     assert count(db_url, "timer") > 0
     assert verify_audit(db_url) == []
 
@@ -230,3 +230,21 @@ def test_whole_case_through_the_store(store, clock, db_url):
     assert timeline[-1]["event"] == "case closed"
     assert any(r["event"] == "decision D2: Return home (reunification)" for r in timeline)
     assert verify_audit(db_url) == []
+
+
+def test_consent_and_placement_changes_are_recorded(store, clock):
+    ref = open_case(store).ref
+    store.complete_task(f"{ref}/triage", "mgr.okafor", {"accepted": True})
+    store.complete_task(f"{ref}/consent-mother", "sw.jones", {"consent": "given"})
+    store.complete_task(f"{ref}/consent-father", "sw.jones", {"consent": "declined"})
+    carers = {c["key"]: c for c in store.show(ref)["caregivers"]}
+    assert carers["mother"]["consent"] == "given" and carers["father"]["consent"] == "declined"
+    assert carers["foster-carer"]["consent"] is None
+    with pytest.raises(CommandError, match="say why"):
+        store.change_placement(ref, "kinship", date(2026, 1, 10), "", "la.patel")
+    with pytest.raises(CommandError, match="unknown placement kind"):
+        store.change_placement(ref, "hotel", date(2026, 1, 10), "x", "la.patel")
+    store.change_placement(ref, "kinship", date(2026, 1, 10), "grandmother assessed", "la.patel")
+    placements = store.show(ref)["placements"]
+    assert [(p["kind"], p["end"]) for p in placements] == [("foster", date(2026, 1, 10)),
+                                                           ("kinship", None)]
