@@ -170,3 +170,17 @@ class AuditEvent(SQLModel, table=True):
     detail: dict | None = _json()
     prev_hash: str
     hash: str = Field(unique=True)
+
+
+class Intake(SQLModel, table=True):
+    """A referral staged by a coordinator so that the Prefect UI only ever sees its handle.
+
+    The open-case deployment's form takes the handle; the identity in `referral` never
+    becomes a Prefect parameter."""
+
+    id: int | None = Field(default=None, primary_key=True)
+    handle: str = Field(unique=True, index=True)  # e.g. IN-7F3A2C9D
+    referral: dict | None = _json()  # the validated referral, identity included
+    created_by: str
+    created_at: datetime
+    case_ref: str | None = None  # set once the case is opened (idempotent re-runs)

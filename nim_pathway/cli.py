@@ -77,13 +77,28 @@ def _parse_date(value: str, what: str) -> date:
         raise UserError(f"{what} {value!r} is not an ISO date like 2026-03-02") from None
 
 
-def _report(result: Any) -> None:
+def _report(result: Any, store: Any = None) -> None:
+    """Print what a command did, then bring Prefect up to date if it is configured."""
     typer.echo(result.message)
     for e in result.effects:
         if e.kind in ("stage-entered", "task-unlocked", "decision-recorded", "case-closed",
                       "task-redated"):
             bits = " ".join(f"{k}={v}" for k, v in e.detail.items())
             typer.echo(f"  {e.kind} {e.task or ''} {bits}".rstrip())
+    if store is None or not result.ref:
+        return
+    from nim_pathway.orchestration import OrchestrationUnavailable, orchestrate_after
+
+    try:
+        typer.echo(orchestrate_after(store, result.ref))
+    except OrchestrationUnavailable as exc:
+        typer.echo(f"warning: {exc}", err=True)
+
+
+def _do(command: str, *args: Any) -> None:
+    """Run a write command on the store and report it (with orchestration)."""
+    store = _store()
+    _report(getattr(store, command)(*args), store)
 
 
 # -- deadline ------------------------------------------------------------------------------
@@ -185,7 +200,27 @@ def case_open(
         referral = Referral.model_validate(data)
     except ValidationError as exc:
         raise UserError("invalid referral: " + _pydantic_problems(exc)) from None
-    _report(_store().open_case(referral, actor))
+    _do("open_case", referral, actor)
+
+
+@case_app.command("intake")
+def case_intake(
+    actor: ActorOpt,
+    file: Annotated[Path, typer.Option(help="referral as JSON or YAML")],
+) -> None:
+    """Stage a referral for opening from the Prefect UI: prints the handle the form takes."""
+    from pydantic import ValidationError
+
+    from models.schemas import Referral
+
+    try:
+        referral = Referral.model_validate(_load_referral_file(file))
+    except ValidationError as exc:
+        raise UserError("invalid referral: " + _pydantic_problems(exc)) from None
+    handle = _store().stage_intake(referral, actor)
+    typer.echo(f"staged referral {handle}: in the Prefect UI run deployment open-case/open-case "
+               f"with intake={handle} and your handle as coordinator")
+    typer.echo(handle)
 
 
 def _pydantic_problems(exc: Any) -> str:
@@ -231,7 +266,7 @@ def case_move_date(
     cause: Annotated[str, typer.Option(help="why: hearing adjourned, court extension, ...")] = "",
 ) -> None:
     """Set or move a key date (e.g. final_hearing); dependent deadlines are re-dated."""
-    _report(_store().move_date(ref, name, _parse_date(new_date, "date"), cause, actor))
+    _do("move_date", ref, name, _parse_date(new_date, "date"), cause, actor)
 
 
 @case_app.command("placement")
@@ -242,7 +277,7 @@ def case_placement(
     reason: Annotated[str, typer.Option(help="why the child moved")],
 ) -> None:
     """Record a placement change (the current placement ends that day)."""
-    _report(_store().change_placement(ref, kind, _parse_date(start, "--start"), reason, actor))
+    _do("change_placement", ref, kind, _parse_date(start, "--start"), reason, actor)
 
 
 @case_app.command("court-override")
@@ -252,7 +287,7 @@ def case_court_override(
     direction: Annotated[str, typer.Option(help="the court's direction, as recorded")],
 ) -> None:
     """Record a court timetable override of the 26-week limit (or the Scottish 6-month aim)."""
-    _report(_store().set_court_override(ref, weeks, direction, actor))
+    _do("set_court_override", ref, weeks, direction, actor)
 
 
 # -- tasks ---------------------------------------------------------------------------------
@@ -288,7 +323,7 @@ def task_complete(
         if not eq:
             raise UserError(f"--field must be NAME=VALUE, got {item!r}")
         outcome[name] = {"true": True, "false": False}.get(value.lower(), value)
-    _report(_store().complete_task(task, actor, outcome))
+    _do("complete_task", task, actor, outcome)
 
 
 @task_app.command("reassign")
@@ -299,7 +334,7 @@ def task_reassign(
     note: Annotated[str, typer.Option(help="handover note for the new owner")] = "",
 ) -> None:
     """Hand a task to another practitioner with the same role."""
-    _report(_store().reassign(task, to, actor, note))
+    _do("reassign", task, to, actor, note)
 
 
 @app.command()
@@ -315,7 +350,7 @@ def decide(
     """Record decision D1 (treatment or not) or D2 (the permanence recommendation)."""
     if decision not in ("d1", "d2"):
         raise UserError("decision must be d1 or d2")
-    _report(_store().decide(ref, decision, outcome, actor, rationale))
+    _do("decide", ref, decision, outcome, actor, rationale)
 
 
 # -- practitioners -------------------------------------------------------------------------
@@ -366,6 +401,70 @@ def audit_verify() -> None:
 
 
 @app.command()
+def up(
+    seed: Annotated[bool, typer.Option(help="add the demo practitioners")] = False,
+) -> None:
+    """Start the local stack: Prefect server, work pool, deployments, worker."""
+    from nim_pathway.stack import up as stack_up
+
+    url = stack_up(seed)
+    typer.echo(f"Prefect UI: {url}  (stop with `nim-pathway down`)")
+
+
+@app.command()
+def down() -> None:
+    """Stop the local stack (worker first, then server)."""
+    from nim_pathway.stack import down as stack_down
+
+    stopped = stack_down()
+    typer.echo(f"stopped: {', '.join(stopped) or 'nothing was running'}")
+
+
+@app.command()
+def status(as_json: JsonOpt = False) -> None:
+    """What of the local stack runs."""
+    from nim_pathway.stack import status as stack_status
+
+    _emit(stack_status(), as_json, title="nim-pathway stack")
+
+
+@app.command()
+def reconcile(ref: Annotated[list[str] | None, typer.Argument(help="cases (default: all)")] = None,
+              ) -> None:
+    """Rebuild Prefect's runs from the case store (after an outage or a lost database)."""
+    from nim_pathway.orchestration import api_url, check_reachable
+    from nim_pathway.orchestration import reconcile as do_reconcile
+
+    url = api_url()
+    if url is None:
+        raise UserError("no Prefect to reconcile with: start the stack (`nim-pathway up`) or "
+                        "set PREFECT_API_URL")
+    import os
+
+    os.environ.setdefault("PREFECT_API_URL", url)
+    check_reachable(url)
+    for report in do_reconcile(_store(), ref or None):
+        typer.echo(report.summary())
+
+
+@app.command()
+def sweep(at: Annotated[str | None, typer.Option(help="fire as of this instant (ISO)")] = None,
+          ) -> None:
+    """Fire the timers that are due (reminders, escalations, clock warnings)."""
+    from models.clock import parse_instant
+
+    try:
+        instant = parse_instant(at) if at else None
+    except ValueError as exc:
+        raise UserError(str(exc)) from None
+    fired = _store().fire_due_timers(instant)
+    for t in fired:
+        typer.echo(f"{t['kind']:<13} {t['ref']} {t['task'] or t['detail'].get('clock', '')} "
+                   f"-> {t['role']}")
+    typer.echo(f"fired {len(fired)} timer(s)")
+
+
+@app.command()
 def demo(
     profile: Annotated[str, typer.Option(help="england or scotland")] = "england",
     no_treatment: Annotated[bool, typer.Option(help="take the D1 no-treatment branch")] = False,
@@ -386,8 +485,9 @@ def main() -> None:
         from models.calendar import CalendarError
         from models.pathway import PathwayError
         from nim_pathway.commands import CommandError
+        from nim_pathway.orchestration import OrchestrationUnavailable
 
-        if isinstance(exc, CommandError | PathwayError | CalendarError):
+        if isinstance(exc, CommandError | PathwayError | CalendarError | OrchestrationUnavailable):
             _fail(str(exc))
         _internal(exc)
 

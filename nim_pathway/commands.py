@@ -33,6 +33,7 @@ from models.tables import (
     CaseAnchor,
     Child,
     Decision,
+    Intake,
     PathwayVersion,
     Placement,
     Practitioner,
@@ -262,8 +263,40 @@ class CaseStore:
 
     # -- commands -------------------------------------------------------------------------
 
+    def stage_intake(self, referral: Referral, actor: str) -> str:
+        """Keep a referral in the case store and return the handle the Prefect form takes."""
+        import secrets
+
+        with session_scope(self.url) as session:
+            self._require_role(session, load_pathway(referral.default_pathway()), actor,
+                               {"coordinator"}, "stage a referral")
+            handle = f"IN-{secrets.token_hex(4).upper()}"
+            session.add(Intake(handle=handle, referral=referral.model_dump(mode="json"),
+                               created_by=actor, created_at=self._now()))
+            self.audit(session, actor, "intake-staged", None, {"handle": handle})
+        return handle
+
+    def open_from_intake(self, handle: str, actor: str) -> Result:
+        """Open the case for a staged referral; running it again returns the same case."""
+        with session_scope(self.url) as session:
+            intake = self._intake(session, handle)
+            if intake.case_ref:
+                return Result(intake.case_ref, f"{handle} was opened as {intake.case_ref}")
+            referral = Referral.model_validate(intake.referral)
+        return self.open_case(referral, actor, intake_handle=handle)
+
+    def _intake(self, session: Session, handle: str, lock: bool = False) -> Intake:
+        stmt = select(Intake).where(Intake.handle == handle.strip())
+        if lock and session.get_bind().dialect.name == "postgresql":
+            stmt = stmt.with_for_update()
+        intake = session.exec(stmt).first()
+        if intake is None:
+            raise CommandError(f"no staged referral {handle!r}; create one with "
+                               "`nim-pathway case intake --file referral.yaml`")
+        return intake
+
     def open_case(self, referral: Referral, actor: str, pathway: PathwaySpec | None = None,
-                  ) -> Result:
+                  intake_handle: str | None = None) -> Result:
         on = self._today()
         if referral.referral > on:
             raise CommandError(f"referral date {referral.referral} is in the future (today {on})")
@@ -284,6 +317,11 @@ class CaseStore:
             )
         with session_scope(self.url) as session:
             self._require_role(session, spec, actor, {"coordinator"}, "open a case")
+            if intake_handle:  # one case per staged referral, however often the flow runs
+                intake = self._intake(session, intake_handle, lock=True)
+                if intake.case_ref:
+                    return Result(intake.case_ref, f"{intake_handle} was opened as "
+                                  f"{intake.case_ref}")
             version = self._store_pathway(session, spec)
             ref = self._next_ref(session, on.year)
             case = Case(ref=ref, jurisdiction=referral.jurisdiction, site=referral.site,
@@ -314,6 +352,9 @@ class CaseStore:
                 "site": case.site, "caregivers": [c.key for c in carers]})]
             effects += self._engine(eng.open_case, spec, state, on)
             self._save(session, case, spec, state, effects, actor)
+            if intake_handle:
+                intake.case_ref = ref
+                session.add(intake)
         return Result(ref, f"opened {ref} on pathway {spec.profile}@{spec.version}", effects)
 
     def _next_ref(self, session: Session, year: int) -> str:
@@ -354,15 +395,23 @@ class CaseStore:
             raise CommandError(f"case {ref} has no task {key!r}")
         return case, task
 
-    def complete_task(self, task_ref: str, actor: str, outcome: dict[str, Any]) -> Result:
+    def complete_task(self, task_ref: str, actor: str, outcome: dict[str, Any],
+                      via: str | None = None) -> Result:
+        """Record an outcome. `via` names the UI attempt (flow run and form) it came from, so a
+        replayed flow does not audit the same refusal twice."""
         with session_scope(self.url) as session:
             case, task = self._find_task(session, task_ref)
             spec, state = self._load(session, case)
             who = self._practitioner(session, actor)
             if who.role != task.role and who.role not in spec.managers():
-                self.audit(session, actor, "refused", case.ref,
-                           {"task": task.key, "why": f"role {who.role} is not {task.role}"})
-                session.commit()  # keep the refusal on record, change nothing else
+                seen = via is not None and any(
+                    (a.detail or {}).get("via") == via for a in session.exec(select(AuditEvent)
+                    .where(AuditEvent.case_ref == case.ref, AuditEvent.action == "refused")))
+                if not seen:
+                    self.audit(session, actor, "refused", case.ref,
+                               {"task": task.key, "why": f"role {who.role} is not {task.role}",
+                                "via": via})
+                    session.commit()  # keep the refusal on record, change nothing else
                 raise CommandError(
                     f"{actor} is {who.role}; task {task_ref} needs a {task.role}"
                     " (or a manager)"
@@ -483,6 +532,32 @@ class CaseStore:
                        {"handle": p.handle, "role": p.role, "team": p.team})
         return Result("", f"added {p.handle} ({p.role})")
 
+    def fire_due_timers(self, at: datetime | None = None, batch: int = 1000) -> list[dict]:
+        """Claim timers due by `at` and mark them fired, one batch per transaction.
+
+        PostgreSQL: `FOR UPDATE SKIP LOCKED`, so sweeps running at once never claim the same
+        row. SQLite: BEGIN IMMEDIATE makes each batch the single writer. A crash before the
+        commit leaves the batch unfired for the next sweep; nothing fires twice."""
+        at = at or self._now()
+        fired: list[dict] = []
+        while True:
+            with session_scope(self.url) as session:
+                stmt = (select(Timer, Case.ref).join(Case)
+                        .where(Timer.fired_at.is_(None), Timer.cancelled_at.is_(None),
+                               Timer.due_at <= at)
+                        .order_by(Timer.due_at, Timer.id).limit(batch))
+                if session.get_bind().dialect.name == "postgresql":
+                    stmt = stmt.with_for_update(skip_locked=True, of=Timer)
+                rows = session.exec(stmt).all()
+                for timer, ref in rows:
+                    timer.fired_at = at
+                    session.add(timer)
+                    fired.append({"key": timer.key, "ref": ref, "kind": timer.kind,
+                                  "task": timer.task_key, "role": timer.role,
+                                  "due_at": timer.due_at, "detail": timer.detail})
+            if len(rows) < batch:
+                return fired
+
     # -- reads ----------------------------------------------------------------------------
 
     def pathway(self, ref: str) -> PathwaySpec:
@@ -519,7 +594,9 @@ class CaseStore:
             if due_within is not None:
                 stmt = stmt.where(Task.due <= date.fromordinal(on.toordinal() + due_within))
             rows = session.exec(stmt.order_by(Task.due, Case.ref, Task.key)).all()
-            return [{"task": f"{ref}/{t.key}", "spec_id": t.spec_id, "title": t.title, "stage": t.stage,
+            return [{"task": f"{ref}/{t.key}", "ref": ref, "key": t.key, "spec_id": t.spec_id,
+                     "title": t.title, "caregiver": t.caregiver, "outcome": t.outcome,
+                     "completed_by": t.completed_by, "stage": t.stage,
                      "role": t.role, "assignee": handle, "due": t.due, "state": t.state,
                      "days_to_due": (t.due - on).days, "due_explanation": t.due_explanation,
                      "completed_on": t.completed_on, "handover_note": t.handover_note}

@@ -1,0 +1,167 @@
+"""Prefect flows: open a case, a run per stage, a suspended run per human task, the sweep and
+reconcile. Flows orchestrate; every decision is taken by the domain commands in the case
+store. Parameters, names, tags, logs and events carry the case reference only.
+"""
+
+from __future__ import annotations
+
+from datetime import date
+from typing import Any
+
+from prefect import flow, get_run_logger
+from prefect.input import RunInput
+from prefect.runtime import flow_run
+from pydantic import BaseModel, ConfigDict, Field, create_model
+
+from models.clock import today
+from tasks.case_tasks import (
+    emit_case_event,
+    fire_due_timers,
+    forget_form_responses,
+    load_task,
+    publish_task_card,
+    reconcile_cases,
+    record_outcome,
+    store,
+    sync_case_runs,
+    task_description,
+)
+
+REF_PATTERN = r"^NIM-\d{4}-\d{4,}$"
+
+
+class OpenCaseForm(BaseModel):
+    """The open-case deployment's form. It takes a handle, never a name or a date of birth:
+    the coordinator stages the referral in the case store first (`nim-pathway case intake`)."""
+
+    model_config = ConfigDict(extra="forbid")
+    intake: str = Field(pattern=r"^IN-[0-9A-F]{8}$", description="handle from `case intake`")
+    coordinator: str = Field(description="your practitioner handle")
+
+
+class StageClosed(RunInput):
+    closed_on: date
+
+
+def form_model(ref: str, spec_id: str) -> type[RunInput]:
+    """The Resume form of a task: who completes it plus the task's outcome fields."""
+    outcome = store().pathway(ref).outcome_model(spec_id)
+    return create_model(  # type: ignore[call-overload]
+        f"{outcome.__name__}Form",
+        __base__=(outcome, RunInput),
+        completed_by=(str, Field(description="your practitioner handle")),
+    )
+
+
+def _open_case_run_name() -> str:
+    form = flow_run.parameters.get("form") or {}
+    handle = form.get("intake") if isinstance(form, dict) else getattr(form, "intake", "")
+    return f"open-case · {handle}"
+
+
+@flow(name="open-case", flow_run_name=_open_case_run_name, persist_result=True)
+def open_case_flow(form: OpenCaseForm) -> str:
+    """Open the case for a staged referral and start its stage and task runs."""
+    from tasks.case_tasks import store as case_store
+
+    result = case_store().open_from_intake(form.intake, form.coordinator)
+    get_run_logger().info("%s", result.message)
+    sync_case_runs(result.ref)
+    return result.ref
+
+
+@flow(name="stage", persist_result=True)
+def stage_flow(ref: str, stage: str) -> str:
+    """One run per case stage: starts the stage's task runs, then waits until the case store
+    says the stage is finished (resumed by sync, or asks again if resumed too early)."""
+    sync_case_runs(ref)
+    attempt = 1
+    while True:
+        shown = store().show(ref)
+        if shown["stage"] != stage:
+            return f"{ref} finished stage {stage}"
+        if attempt == 1 and stage == store().pathway(ref).stages[0].id:
+            emit_case_event("nim.case.opened", ref, {"jurisdiction": shown["jurisdiction"],
+                                                     "pathway": shown["pathway"]},
+                            f"{ref}/opened")
+        waiting = [t for t in shown["open_tasks"] if t["state"] == "open"]
+        lines = [f"## {ref} · stage {stage}", "Closes by itself when the stage's tasks are done.",
+                 "**Open work:**"] + [f"- {t['task']} ({t['role']}), due {t['due']}"
+                                      for t in waiting]
+        if attempt > 1:
+            lines.insert(1, "> Resumed before the stage was finished; still waiting.")
+        suspend_for(StageClosed, "\n".join(lines), f"stage-closed-{attempt}",
+                    closed_on=today(store().clock))
+        attempt += 1
+
+
+def suspend_for(model: type[RunInput], description: str, key: str, **defaults: Any) -> Any:
+    from prefect.flow_runs import suspend_flow_run
+
+    return suspend_flow_run(wait_for_input=model.with_initial_data(description=description,
+                                                                   **defaults),
+                            key=key, timeout=None)
+
+
+@flow(name="human-task", persist_result=True)
+def human_task_flow(ref: str, task_key: str) -> str:
+    """One run per human task: record it, show it, suspend until someone completes it.
+
+    Completion from the UI (Resume form) and from the CLI end in the same domain command. A
+    refused form (wrong role, invalid outcome) is not an error: the run asks again."""
+    view = load_task(ref, task_key)
+    if view["state"] == "open":
+        publish_task_card(ref, view)
+        form_cls = form_model(ref, view["spec_id"])
+        note, attempt = "", 1
+        while True:
+            form = suspend_for(form_cls, task_description(ref, view, note), f"outcome-{attempt}")
+            result = record_outcome(ref, task_key, form.model_dump(mode="json"),
+                                    via=f"{flow_run.id}/{attempt}")
+            if result["status"] != "refused":
+                break
+            get_run_logger().warning("form %s not recorded: %s", attempt, result["message"])
+            note, attempt = result["message"], attempt + 1
+        view = load_task(ref, task_key)
+    if view["state"] != "done":
+        return f"{ref}/{task_key} is {view['state']}"
+    forget_form_responses(str(flow_run.id))
+    emit_case_event("nim.task.completed", ref, {"task": task_key, "role": view["role"],
+                                                "completed_on": str(view["completed_on"])},
+                    f"{ref}/{task_key}/completed")
+    if "decision" in (view["outcome"] or {}):
+        emit_case_event("nim.decision.recorded", ref,
+                        {"task": task_key, "outcome": view["outcome"]["decision"]},
+                        f"{ref}/{task_key}/decision")
+    sync_case_runs(ref)
+    return f"{ref}/{task_key} completed by {view['completed_by']}"
+
+
+@flow(name="sweep", persist_result=False)
+def sweep_flow() -> dict[str, int]:
+    """Fire due timers from the case store, then reconcile Prefect with it."""
+    fired = fire_due_timers()
+    for timer in fired:
+        if timer["kind"] in ("escalation", "clock-breach"):
+            emit_case_event("nim.deadline.breached", timer["ref"],
+                            {"kind": timer["kind"], "task": timer["task"],
+                             "role": timer["role"], **(timer["detail"] or {})},
+                            f"timer/{timer['key']}")
+    synced = reconcile_cases()
+    get_run_logger().info("fired %d timers; reconciled %d cases", len(fired), len(synced))
+    return {"fired": len(fired), "cases": len(synced)}
+
+
+@flow(name="reconcile", persist_result=False)
+def reconcile_flow() -> list[str]:
+    """Rebuild Prefect's runs from the case store (after an outage or a lost database)."""
+    return reconcile_cases()
+
+
+ALL_FLOWS = {
+    "open-case": open_case_flow,
+    "stage": stage_flow,
+    "human-task": human_task_flow,
+    "sweep": sweep_flow,
+    "reconcile": reconcile_flow,
+}

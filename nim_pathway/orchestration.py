@@ -1,0 +1,182 @@
+"""Keep Prefect's picture equal to the case store.
+
+The case store decides; Prefect shows and waits. `sync_case` starts the stage run and one
+suspended run per open task, resumes runs whose task or stage is finished, and cancels runs
+that no longer stand for open work. It is idempotent, so it runs after every command, in
+every stage flow, and for every open case in `reconcile` (which also rebuilds everything
+after Prefect's database is lost).
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from datetime import date
+from typing import Any
+
+from nim_pathway.commands import CaseStore
+
+TASK_DEPLOYMENT = "human-task/human-task"
+STAGE_DEPLOYMENT = "stage/stage"
+LIVE = {"SCHEDULED", "PENDING", "RUNNING", "PAUSED"}
+STACK_URL = "http://127.0.0.1:4200/api"
+
+
+class OrchestrationUnavailable(RuntimeError):
+    """Prefect cannot be reached: the case store change stands, orchestration is pending."""
+
+
+def api_url() -> str | None:
+    """PREFECT_API_URL, or the local stack's server when `nim-pathway up` is running."""
+    url = os.environ.get("PREFECT_API_URL")
+    if url:
+        return url
+    from nim_pathway.stack import stack_running
+
+    return STACK_URL if stack_running() else None
+
+
+def check_reachable(url: str, timeout: float = 3.0) -> None:
+    import httpx
+
+    try:
+        httpx.get(url.rstrip("/") + "/health", timeout=timeout).raise_for_status()
+    except httpx.HTTPError as exc:
+        raise OrchestrationUnavailable(
+            f"Prefect at {url} is unreachable ({exc.__class__.__name__}); the case store "
+            "change is saved and orchestration is pending: run `nim-pathway reconcile` when "
+            "Prefect is back (every sweep also does this)"
+        ) from None
+
+
+def run_name(ref: str, stage: str, task: str | None = None) -> str:
+    return " · ".join(p for p in (ref, stage, task) if p)
+
+
+def case_tags(ref: str, stage: str, jurisdiction: str, role: str | None = None) -> list[str]:
+    tags = [f"case:{ref}", f"stage:{stage}", f"jurisdiction:{jurisdiction}"]
+    return tags + ([f"role:{role}"] if role else [])
+
+
+def _tag(run: Any, prefix: str) -> str | None:
+    return next((t[len(prefix):] for t in run.tags if t.startswith(prefix)), None)
+
+
+@dataclass
+class SyncReport:
+    ref: str
+    started: list[str] = field(default_factory=list)
+    resumed: list[str] = field(default_factory=list)
+    cancelled: list[str] = field(default_factory=list)
+
+    def summary(self) -> str:
+        parts = [f"{len(self.started)} started", f"{len(self.resumed)} resumed",
+                 f"{len(self.cancelled)} cancelled"]
+        return f"{self.ref}: " + ", ".join(parts)
+
+
+def read_case_runs(client: Any, ref: str) -> list[Any]:
+    from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterTags
+
+    return client.read_flow_runs(
+        flow_run_filter=FlowRunFilter(tags=FlowRunFilterTags(all_=[f"case:{ref}"])), limit=1000
+    )
+
+
+def sync_case(store: CaseStore, ref: str, today: date | None = None) -> SyncReport:
+    """Make Prefect's runs for one case match the case store (idempotent)."""
+    from prefect.client.orchestration import get_client
+    from prefect.client.schemas.objects import StateType
+    from prefect.deployments import run_deployment
+    from prefect.states import Cancelled
+
+    report = SyncReport(ref)
+    show = store.show(ref)
+    jurisdiction = show["jurisdiction"]
+    tasks = store.tasks(case=ref, state=None)
+    today = today or store._today()
+    with get_client(sync_client=True) as client:
+        runs = read_case_runs(client, ref)
+        by_task: dict[str, list[Any]] = {}
+        by_stage: dict[str, list[Any]] = {}
+        for run in runs:
+            if "kind:task" in run.tags:
+                by_task.setdefault(_tag(run, "task:") or "", []).append(run)
+            elif "kind:stage" in run.tags:
+                by_stage.setdefault(_tag(run, "stage:") or "", []).append(run)
+
+        def live(group: list[Any]) -> list[Any]:
+            return [r for r in group if r.state and r.state.type.value in LIVE]
+
+        def resume(run: Any, run_input: dict[str, Any], label: str) -> None:
+            if run.state.type == StateType.PAUSED:
+                client.resume_flow_run(run.id, run_input=run_input)
+                report.resumed.append(label)
+
+        def cancel(run: Any, why: str, label: str) -> None:
+            client.set_flow_run_state(run.id, Cancelled(message=why), force=True)
+            report.cancelled.append(label)
+
+        for t in tasks:
+            key, group = t["key"], by_task.get(t["key"], [])
+            if t["state"] == "open" and not live(group):
+                run_deployment(
+                    TASK_DEPLOYMENT, parameters={"ref": ref, "task_key": key}, timeout=0,
+                    as_subflow=False, flow_run_name=run_name(ref, t["stage"], key),
+                    tags=case_tags(ref, t["stage"], jurisdiction, t["role"])
+                    + [f"task:{key}", "kind:task"],
+                    idempotency_key=f"{ref}/{key}#{len(group) + 1}",
+                )
+                report.started.append(key)
+            elif t["state"] == "done":
+                for run in live(group):
+                    resume(run, {**(t["outcome"] or {}), "completed_by": t["completed_by"]}, key)
+            elif t["state"] in ("cancelled", "blocked"):
+                for run in live(group):
+                    cancel(run, f"task is {t['state']} in the case store", key)
+
+        current = show["stage"]
+        if current and not live(by_stage.get(current, [])):
+            group = by_stage.get(current, [])
+            run_deployment(
+                STAGE_DEPLOYMENT, parameters={"ref": ref, "stage": current}, timeout=0,
+                as_subflow=False, flow_run_name=run_name(ref, current),
+                tags=case_tags(ref, current, jurisdiction) + ["kind:stage"],
+                idempotency_key=f"{ref}/stage:{current}#{len(group) + 1}",
+            )
+            report.started.append(f"stage:{current}")
+        for stage, group in by_stage.items():
+            if stage != current:
+                for run in live(group):
+                    resume(run, {"closed_on": str(today)}, f"stage:{stage}")
+    return report
+
+
+def reconcile(store: CaseStore, refs: list[str] | None = None) -> list[SyncReport]:
+    """Sync every open case (and any closed case that still has live runs)."""
+    from prefect.client.orchestration import get_client
+    from prefect.client.schemas.filters import (
+        FlowRunFilter,
+        FlowRunFilterState,
+        FlowRunFilterStateType,
+    )
+
+    if refs is None:
+        refs = [c["ref"] for c in store.cases() if not c["closed_on"]]
+        with get_client(sync_client=True) as client:
+            live_runs = client.read_flow_runs(flow_run_filter=FlowRunFilter(
+                state=FlowRunFilterState(type=FlowRunFilterStateType(any_=sorted(LIVE)))),
+                limit=5000)
+        refs += sorted({t[5:] for r in live_runs for t in r.tags if t.startswith("case:")}
+                       - set(refs))
+    return [sync_case(store, ref) for ref in refs]
+
+
+def orchestrate_after(store: CaseStore, ref: str) -> str:
+    """Called after a command: sync the case if Prefect is configured, say what happened."""
+    url = api_url()
+    if url is None:
+        return "orchestration off (no PREFECT_API_URL and no local stack running)"
+    os.environ.setdefault("PREFECT_API_URL", url)
+    check_reachable(url)
+    return "orchestration: " + sync_case(store, ref).summary()

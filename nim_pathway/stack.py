@@ -1,0 +1,149 @@
+"""The local stack: a Prefect server on 127.0.0.1:4200, a process work pool, the deployments
+from prefect.yaml and a worker. State (SQLite, logs, pids) lives under the data folder."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+from nim_pathway.settings import PROJECT_DIR, data_dir
+
+HOST, PORT = "127.0.0.1", 4200
+POOL = "nim-process"
+
+
+def stack_dir() -> Path:
+    path = data_dir() / "stack"
+    path.mkdir(parents=True, exist_ok=True)
+    return path
+
+
+def _bin(name: str) -> str:
+    return str(Path(sys.executable).parent / name)
+
+
+def _pid(name: str) -> int | None:
+    path = stack_dir() / f"{name}.pid"
+    if not path.exists():
+        return None
+    pid = int(path.read_text())
+    try:
+        os.kill(pid, 0)
+    except OSError:
+        path.unlink(missing_ok=True)
+        return None
+    return pid
+
+
+def stack_running() -> bool:
+    return _pid("server") is not None
+
+
+def stack_env(port: int = PORT) -> dict[str, str]:
+    """The environment the server, the worker and the flows it starts share."""
+    env = dict(os.environ)
+    env.update({
+        "PREFECT_HOME": str(data_dir() / "prefect"),
+        "PREFECT_API_URL": f"http://{HOST}:{port}/api",
+        "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
+        "DO_NOT_TRACK": "1",
+        "PREFECT_WORKER_QUERY_SECONDS": "2",
+        "PREFECT_LOGGING_LEVEL": env.get("PREFECT_LOGGING_LEVEL", "INFO"),
+        "NIM_DATA_DIR": str(data_dir()),
+        "NIM_PROJECT_DIR": str(PROJECT_DIR),
+    })
+    from nim_pathway.settings import database_url
+
+    env["NIM_DATABASE_URL"] = database_url()
+    if os.environ.get("NIM_PREFECT_AUTH"):  # basic auth for the server and its clients
+        env["PREFECT_SERVER_API_AUTH_STRING"] = os.environ["NIM_PREFECT_AUTH"]
+        env["PREFECT_API_AUTH_STRING"] = os.environ["NIM_PREFECT_AUTH"]
+    return env
+
+
+def _spawn(name: str, args: list[str], env: dict[str, str]) -> int:
+    log = open(stack_dir() / f"{name}.log", "ab")  # noqa: SIM115 - the child keeps it open
+    proc = subprocess.Popen(args, env=env, stdout=log, stderr=subprocess.STDOUT,
+                            stdin=subprocess.DEVNULL, cwd=PROJECT_DIR, start_new_session=True)
+    (stack_dir() / f"{name}.pid").write_text(str(proc.pid))
+    return proc.pid
+
+
+def wait_healthy(url: str, seconds: float = 120) -> None:
+    import httpx
+
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        try:
+            if httpx.get(url.rstrip("/") + "/health", timeout=2).status_code == 200:
+                return
+        except httpx.HTTPError:
+            pass
+        time.sleep(0.5)
+    raise RuntimeError(f"Prefect server at {url} did not become healthy in {seconds:.0f} s; "
+                       f"see {stack_dir() / 'server.log'}")
+
+
+def _run(args: list[str], env: dict[str, str], what: str) -> None:
+    proc = subprocess.run(args, env=env, cwd=PROJECT_DIR, capture_output=True, text=True)
+    if proc.returncode != 0:
+        raise RuntimeError(f"{what} failed: {proc.stderr.strip()[-800:] or proc.stdout[-800:]}")
+
+
+def up(seed: bool = False, port: int = PORT) -> str:
+    """Start (or reuse) server, pool, deployments and worker; return the UI URL."""
+    env = stack_env(port)
+    if not stack_running():
+        _spawn("server", [_bin("prefect"), "server", "start", "--host", HOST, "--port",
+                          str(port)], env)
+    wait_healthy(env["PREFECT_API_URL"])
+    from nim_pathway.db import migrate
+
+    migrate(env["NIM_DATABASE_URL"])
+    proc = subprocess.run([_bin("prefect"), "work-pool", "inspect", POOL], env=env,
+                          capture_output=True, text=True)
+    if proc.returncode != 0:
+        _run([_bin("prefect"), "work-pool", "create", POOL, "--type", "process"], env,
+             "creating the work pool")
+    _run([_bin("prefect"), "--no-prompt", "deploy", "--all"], env, "deploying prefect.yaml")
+    if _pid("worker") is None:
+        _spawn("worker", [_bin("prefect"), "worker", "start", "--pool", POOL, "--limit", "50"],
+               env)
+    if seed:
+        from nim_pathway import settings
+        from nim_pathway.commands import CaseStore
+        from nim_pathway.demo import seed_team
+
+        seed_team(CaseStore(env["NIM_DATABASE_URL"], settings.clock()))
+    return f"http://{HOST}:{port}"
+
+
+def _stop(name: str, grace: float = 15) -> bool:
+    pid = _pid(name)
+    if pid is None:
+        return False
+    os.killpg(pid, signal.SIGTERM)
+    deadline = time.monotonic() + grace
+    while time.monotonic() < deadline and _pid(name) is not None:
+        time.sleep(0.2)
+    if _pid(name) is not None:
+        os.killpg(pid, signal.SIGKILL)
+    (stack_dir() / f"{name}.pid").unlink(missing_ok=True)
+    return True
+
+
+def down() -> list[str]:
+    """Stop the worker first, then the server (the other order hangs on shutdown)."""
+    return [name for name in ("worker", "server") if _stop(name)]
+
+
+def status() -> dict[str, str]:
+    out = {name: (f"running (pid {pid})" if (pid := _pid(name)) else "stopped")
+           for name in ("server", "worker")}
+    out["ui"] = f"http://{HOST}:{PORT}" if stack_running() else "-"
+    out["case store"] = stack_env()["NIM_DATABASE_URL"]
+    return out
