@@ -54,6 +54,23 @@ class VirtualClock:
         self._now = instant.astimezone(UTC)
 
 
+class FileClock:
+    """A virtual clock shared by processes: the instant is read from a file on every call.
+
+    Lets a test or a demo move time for the CLI, the worker and its flow runs at once."""
+
+    def __init__(self, path: str) -> None:
+        self.path = path
+
+    def now(self) -> datetime:
+        with open(self.path, encoding="utf-8") as fh:
+            return parse_instant(fh.read().strip())
+
+    def set(self, instant: datetime) -> None:
+        with open(self.path, "w", encoding="utf-8") as fh:
+            fh.write(instant.astimezone(UTC).isoformat())
+
+
 def parse_instant(text: str) -> datetime:
     """An ISO date or date-time; naive values are UK local time."""
     try:

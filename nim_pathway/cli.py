@@ -93,6 +93,10 @@ def _report(result: Any, store: Any = None) -> None:
         typer.echo(orchestrate_after(store, result.ref))
     except OrchestrationUnavailable as exc:
         typer.echo(f"warning: {exc}", err=True)
+    except Exception as exc:  # noqa: BLE001 - the case store change stands whatever Prefect says
+        typer.echo(f"warning: saved in the case store, but updating Prefect failed "
+                   f"({exc.__class__.__name__}: {str(exc)[:200]}); orchestration is pending: run "
+                   "`nim-pathway reconcile` (every sweep also does)", err=True)
 
 
 def _do(command: str, *args: Any) -> None:

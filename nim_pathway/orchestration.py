@@ -75,12 +75,21 @@ class SyncReport:
         return f"{self.ref}: " + ", ".join(parts)
 
 
+def read_all_runs(client: Any, flow_run_filter: Any) -> list[Any]:
+    """Every matching flow run (the API pages at 200)."""
+    runs: list[Any] = []
+    while True:
+        page = client.read_flow_runs(flow_run_filter=flow_run_filter, limit=200,
+                                     offset=len(runs))
+        runs += page
+        if len(page) < 200:
+            return runs
+
+
 def read_case_runs(client: Any, ref: str) -> list[Any]:
     from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterTags
 
-    return client.read_flow_runs(
-        flow_run_filter=FlowRunFilter(tags=FlowRunFilterTags(all_=[f"case:{ref}"])), limit=1000
-    )
+    return read_all_runs(client, FlowRunFilter(tags=FlowRunFilterTags(all_=[f"case:{ref}"])))
 
 
 def sync_case(store: CaseStore, ref: str, today: date | None = None) -> SyncReport:
@@ -164,9 +173,8 @@ def reconcile(store: CaseStore, refs: list[str] | None = None) -> list[SyncRepor
     if refs is None:
         refs = [c["ref"] for c in store.cases() if not c["closed_on"]]
         with get_client(sync_client=True) as client:
-            live_runs = client.read_flow_runs(flow_run_filter=FlowRunFilter(
-                state=FlowRunFilterState(type=FlowRunFilterStateType(any_=sorted(LIVE)))),
-                limit=5000)
+            live_runs = read_all_runs(client, FlowRunFilter(
+                state=FlowRunFilterState(type=FlowRunFilterStateType(any_=sorted(LIVE)))))
         refs += sorted({t[5:] for r in live_runs for t in r.tags if t.startswith("case:")}
                        - set(refs))
     return [sync_case(store, ref) for ref in refs]

@@ -6,7 +6,7 @@ import os
 from datetime import date
 from pathlib import Path
 
-from models.clock import Clock, SystemClock, VirtualClock, parse_instant
+from models.clock import Clock, FileClock, SystemClock, VirtualClock, parse_instant
 
 PROJECT_DIR = Path(__file__).resolve().parent.parent
 
@@ -25,7 +25,11 @@ def database_url() -> str:
 
 
 def clock() -> Clock:
-    """NIM_CLOCK freezes time (an ISO instant) for demos, drills and tests."""
+    """NIM_CLOCK freezes time (an ISO instant); NIM_CLOCK_FILE shares a movable virtual time
+    between processes (demo stack, integration tests). Otherwise the system clock."""
+    shared = os.environ.get("NIM_CLOCK_FILE")
+    if shared:
+        return FileClock(shared)
     frozen = os.environ.get("NIM_CLOCK")
     return VirtualClock(parse_instant(frozen)) if frozen else SystemClock()
 
