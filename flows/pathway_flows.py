@@ -110,7 +110,7 @@ def human_task_flow(ref: str, task_key: str) -> str:
     Completion from the UI (Resume form) and from the CLI end in the same domain command. A
     refused form (wrong role, invalid outcome) is not an error: the run asks again."""
     view = load_task(ref, task_key)
-    if view["state"] == "open":
+    if view["state"] in ("open", "blocked"):  # blocked: the form explains what it waits for
         publish_task_card(ref, view)
         form_cls = form_model(ref, view["spec_id"])
         note, attempt = "", 1

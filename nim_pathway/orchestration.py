@@ -100,12 +100,15 @@ def sync_case(store: CaseStore, ref: str, today: date | None = None) -> SyncRepo
     from prefect.states import Cancelled
 
     report = SyncReport(ref)
-    show = store.show(ref)
-    jurisdiction = show["jurisdiction"]
-    tasks = store.tasks(case=ref, state=None)
-    today = today or store._today()
     with get_client(sync_client=True) as client:
+        # Prefect first, the case store second: the store view is never the older one.
+        # Every action below is monotonic (start open work under an idempotency key, resume
+        # finished work, cancel cancelled work), so a sync racing another cannot undo it.
         runs = read_case_runs(client, ref)
+        show = store.show(ref)
+        jurisdiction = show["jurisdiction"]
+        tasks = store.tasks(case=ref, state=None)
+        today = today or store._today()
         by_task: dict[str, list[Any]] = {}
         by_stage: dict[str, list[Any]] = {}
         for run in runs:
@@ -140,9 +143,9 @@ def sync_case(store: CaseStore, ref: str, today: date | None = None) -> SyncRepo
             elif t["state"] == "done":
                 for run in live(group):
                     resume(run, {**(t["outcome"] or {}), "completed_by": t["completed_by"]}, key)
-            elif t["state"] in ("cancelled", "blocked"):
+            elif t["state"] == "cancelled":
                 for run in live(group):
-                    cancel(run, f"task is {t['state']} in the case store", key)
+                    cancel(run, "task cancelled in the case store", key)
 
         current = show["stage"]
         if current and not live(by_stage.get(current, [])):

@@ -52,6 +52,7 @@ def stack_env(port: int = PORT) -> dict[str, str]:
         "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
         "DO_NOT_TRACK": "1",
         "PREFECT_WORKER_QUERY_SECONDS": "2",
+        "PREFECT_SERVER_DATABASE_TIMEOUT": "60",  # SQLite: wait for the writer, don't fail
         "PREFECT_LOGGING_LEVEL": env.get("PREFECT_LOGGING_LEVEL", "INFO"),
         "NIM_DATA_DIR": str(data_dir()),
         "NIM_PROJECT_DIR": str(PROJECT_DIR),

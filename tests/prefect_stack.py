@@ -1,0 +1,98 @@
+"""A real Prefect server and served deployments for the integration tests."""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+from nim_pathway.stack import wait_healthy
+
+PREFECT = str(Path(sys.executable).parent / "prefect")
+SERVE = (
+    "from prefect import serve\n"
+    "from flows.pathway_flows import ALL_FLOWS\n"
+    "serve(*[f.to_deployment(name=n) for n, f in ALL_FLOWS.items()])\n"
+)
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+class Stack:
+    """Server + `serve` process sharing one environment (case store, clock file, Prefect)."""
+
+    def __init__(self, tmp: Path, case_store_url: str, prefect_db_url: str | None = None) -> None:
+        self.tmp = tmp
+        self.port = free_port()
+        self.api = f"http://127.0.0.1:{self.port}/api"
+        self.clock_file = tmp / "clock"
+        self.env = {
+            **os.environ,
+            "PREFECT_HOME": str(tmp / "prefect"),
+            "PREFECT_API_URL": self.api,
+            "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
+            "DO_NOT_TRACK": "1",
+            "PREFECT_RUNNER_POLL_FREQUENCY": "1",
+            "PREFECT_SERVER_DATABASE_TIMEOUT": "60",
+            "PREFECT_LOGGING_LEVEL": "WARNING",
+            "NIM_DATABASE_URL": case_store_url,
+            "NIM_DATA_DIR": str(tmp / "data"),
+            "NIM_CLOCK_FILE": str(self.clock_file),
+        }
+        if prefect_db_url:
+            self.env["PREFECT_SERVER_DATABASE_CONNECTION_URL"] = prefect_db_url
+        self.server: subprocess.Popen | None = None
+        self.served: subprocess.Popen | None = None
+
+    def _spawn(self, name: str, args: list[str]) -> subprocess.Popen:
+        log = open(self.tmp / f"{name}.log", "ab")  # noqa: SIM115
+        return subprocess.Popen(args, env=self.env, stdout=log, stderr=subprocess.STDOUT,
+                                cwd=ROOT, start_new_session=True)
+
+    def start_server(self) -> None:
+        self.server = self._spawn("server", [PREFECT, "server", "start", "--host", "127.0.0.1",
+                                             "--port", str(self.port)])
+        wait_healthy(self.api, 180)
+
+    def start_serving(self) -> None:
+        self.served = self._spawn("serve", [sys.executable, "-c", SERVE])
+        from prefect.client.orchestration import get_client
+
+        deadline = time.monotonic() + 120
+        with get_client(sync_client=True) as client:
+            while time.monotonic() < deadline:
+                names = {d.name for d in client.read_deployments()}
+                if {"human-task", "stage", "open-case", "reconcile"} <= names:
+                    return
+                time.sleep(0.5)
+        raise RuntimeError(f"deployments not served; see {self.tmp / 'serve.log'}")
+
+    @staticmethod
+    def _stop(proc: subprocess.Popen | None) -> None:
+        if proc is None or proc.poll() is not None:
+            return
+        os.killpg(proc.pid, signal.SIGTERM)
+        try:
+            proc.wait(20)
+        except subprocess.TimeoutExpired:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait(10)
+
+    def stop_serving(self) -> None:
+        self._stop(self.served)
+
+    def stop_server(self) -> None:
+        self._stop(self.server)
+
+    def stop(self) -> None:
+        self.stop_serving()  # serve before server: the other order hangs on shutdown
+        self.stop_server()

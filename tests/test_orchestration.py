@@ -1,0 +1,270 @@
+"""Integration: a real Prefect server, the deployments served, the case store shared.
+
+A case runs referral → recommendation with half its tasks completed through the CLI path and
+half through `resume_flow_run` exactly as the UI's Resume form does. Then Prefect's database
+is thrown away and `reconcile` restores every waiting run. Runs once on SQLite and once in
+the production profile (Prefect and the case store on PostgreSQL).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+import uuid
+from datetime import UTC, datetime, timedelta
+
+import pytest
+from sqlalchemy import create_engine, text
+from sqlmodel import select
+
+from models.clock import FileClock
+from models.schemas import Referral
+from models.simulate import sample_outcome
+from models.tables import AuditEvent, Timer
+from nim_pathway.commands import CaseStore
+from nim_pathway.db import migrate, session_scope
+from nim_pathway.demo import seed_team
+from tests.conftest import PG_ADMIN_URL, referral_data
+from tests.prefect_stack import Stack
+
+pytestmark = pytest.mark.slow
+
+SENTINELS = ("Sentinel-Given", "Sentinel-Family", "Sentinel-Mother", "Sentinel Address",
+             "2025-06-01")
+HANDLES = {"nim-service-manager": "mgr.okafor", "clinical-lead": "lead.singh",
+           "psychiatrist": "psych.ward", "psychologist": "psy.chen",
+           "nim-social-worker": "sw.jones", "coordinator": "coord.ali", "iro": "iro.khan",
+           "la-social-worker": "la.patel"}
+DECISIONS = {"d1": "no_treatment", "d2": "adoption"}
+
+
+def _pg_database(name: str) -> str:
+    admin = create_engine("postgresql+psycopg://" + PG_ADMIN_URL.split("://", 1)[1],
+                          isolation_level="AUTOCOMMIT")
+    with admin.connect() as conn:
+        conn.execute(text(f'CREATE DATABASE "{name}"'))
+    return PG_ADMIN_URL.rsplit("/", 1)[0] + f"/{name}"
+
+
+@pytest.fixture(scope="module", params=["sqlite", pytest.param("postgresql",
+                                                               marks=pytest.mark.postgres)])
+def stack(request, tmp_path_factory):
+    from prefect.settings import PREFECT_API_URL, temporary_settings
+
+    tmp = tmp_path_factory.mktemp(f"stack-{request.param}")
+    if request.param == "sqlite":
+        case_url, prefect_db = f"sqlite:///{tmp / 'cases.db'}", None
+    else:
+        request.getfixturevalue("pg_url")  # skips (or fails in CI) without PostgreSQL
+        suffix = uuid.uuid4().hex[:8]
+        case_url = _pg_database(f"nim_cases_{suffix}")
+        prefect_url = _pg_database(f"nim_prefect_{suffix}")
+        admin = create_engine("postgresql+psycopg://" + prefect_url.split("://", 1)[1])
+        with admin.begin() as conn:
+            conn.execute(text("CREATE EXTENSION IF NOT EXISTS pg_trgm"))
+        admin.dispose()
+        prefect_db = "postgresql+asyncpg://" + prefect_url.split("://", 1)[1]
+    migrate(case_url)
+    s = Stack(tmp, case_url, prefect_db)
+    FileClock(str(s.clock_file)).set(datetime(2026, 1, 12, 10, tzinfo=UTC))
+    s.start_server()
+    saved = os.environ.get("PREFECT_API_URL")
+    os.environ["PREFECT_API_URL"] = s.api  # the CLI path reads it from the environment
+    with temporary_settings(updates={PREFECT_API_URL: s.api}):
+        s.start_serving()
+        s.store = CaseStore(case_url, FileClock(str(s.clock_file)))
+        seed_team(s.store)
+        try:
+            yield s
+        finally:
+            s.stop()
+            if saved is None:
+                os.environ.pop("PREFECT_API_URL", None)
+            else:
+                os.environ["PREFECT_API_URL"] = saved
+
+
+# -- helpers ------------------------------------------------------------------------------
+
+
+def wait_for(predicate, what: str, timeout: float = 120):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = predicate()
+        if value:
+            return value
+        time.sleep(0.5)
+    raise AssertionError(f"timed out waiting for {what}")
+
+
+def case_runs(ref: str) -> list:
+    from prefect.client.orchestration import get_client
+
+    from nim_pathway.orchestration import read_case_runs
+
+    with get_client(sync_client=True) as client:
+        return read_case_runs(client, ref)
+
+
+def task_run(ref: str, key: str, state: str = "Suspended"):
+    def find():
+        runs = [r for r in case_runs(ref) if f"task:{key}" in r.tags]
+        return next((r for r in runs if r.state.name == state), None)
+
+    return wait_for(find, f"{ref}/{key} to be {state}")
+
+
+def complete_ui(ref: str, key: str, actor: str, outcome: dict) -> None:
+    """What the Resume form does: resume the suspended run with the form's input."""
+    from prefect.flow_runs import resume_flow_run
+
+    run = task_run(ref, key)
+    resume_flow_run(run.id, run_input={"completed_by": actor, **outcome})
+
+
+def complete_cli(store: CaseStore, ref: str, key: str, actor: str, outcome: dict) -> None:
+    """What `nim-pathway task complete` does: the domain command, then sync Prefect."""
+    from nim_pathway.orchestration import orchestrate_after
+
+    task_run(ref, key)  # let the run reach its suspend first, as a person would
+    store.complete_task(f"{ref}/{key}", actor, outcome)
+    orchestrate_after(store, ref)
+
+
+def open_tasks(store: CaseStore, ref: str) -> list[dict]:
+    return [t for t in store.tasks(case=ref) if t["stage"] != "statutory"]
+
+
+# -- tests --------------------------------------------------------------------------------
+
+
+def test_case_runs_from_referral_to_recommendation(stack):
+    from prefect.client.orchestration import get_client
+    from prefect.client.schemas.filters import LogFilter, LogFilterFlowRunId
+    from prefect.deployments import run_deployment
+
+    store: CaseStore = stack.store
+    referral = Referral.model_validate(referral_data(
+        caregivers=[{"relationship": "mother", "name": "Sentinel-Mother"}],
+        settings={"contact_observations_per_parent": 1}))
+    handle = store.stage_intake(referral, "coord.ali")
+    opener = run_deployment("open-case/open-case", timeout=0,
+                            parameters={"form": {"intake": handle, "coordinator": "coord.ali"}})
+    ref = wait_for(lambda: next((c["ref"] for c in store.cases()), None), "the case to open")
+
+    # a refused form asks again instead of completing
+    complete_ui(ref, "triage", "la.patel", {"accepted": True})
+    refused = wait_for(lambda: (r := task_run(ref, "triage")).state.state_details
+                       .run_input_keyset["response"].startswith("suspended-outcome-2") and r,
+                       "the triage form to be asked again")
+    assert refused and store.tasks(case=ref)[0]["state"] == "open"
+
+    spec = store.pathway(ref)
+    via_ui = True
+    while store.show(ref)["stage"] not in ("closure", None):
+        tasks = open_tasks(store, ref)
+        assert tasks, store.show(ref)
+        for t in tasks:
+            outcome = sample_outcome(spec, t["spec_id"], DECISIONS)
+            complete = complete_ui if via_ui else complete_cli
+            args = (ref, t["key"], HANDLES[t["role"]], outcome)
+            complete(*args) if via_ui else complete(store, *args)
+            via_ui = not via_ui
+        asked = {t["key"] for t in tasks}
+        wait_for(lambda asked=asked: not asked & {t["key"] for t in open_tasks(store, ref)},
+                 "the completions to be recorded")
+
+    assert store.show(ref)["decisions"] == DECISIONS
+    # every completed task's run ends Completed; the case's waiting work is Suspended
+    done = [t for t in store.tasks(case=ref, state="done")]
+    for t in done:
+        task_run(ref, t["key"], "Completed")
+    wait_for(lambda: all(task_run(ref, t["key"]) for t in store.tasks(case=ref)),
+             "runs for every open task")
+    runs = case_runs(ref)
+    task_runs = [r for r in runs if "kind:task" in r.tags]
+    keys = [next(t[5:] for t in r.tags if t.startswith("task:")) for r in task_runs]
+    assert len(keys) == len(set(keys)), "a replay started a second run for a task"
+    for r in task_runs:
+        key = keys[task_runs.index(r)]
+        row = next(t for t in store.tasks(case=ref, state=None) if t["key"] == key)
+        assert r.name == f"{ref} · {row['stage']} · {key}"
+        assert {f"case:{ref}", f"stage:{row['stage']}", f"role:{row['role']}",
+                "jurisdiction:england-and-wales"} <= set(r.tags)
+    stages = {r.name: r.state.name for r in runs if "kind:stage" in r.tags}
+    assert stages[f"{ref} · assessment"] == "Completed"
+    assert stages[f"{ref} · closure"] in ("Suspended", "Running", "Pending", "Scheduled")
+    assert f"{ref} · treatment" not in stages  # D1 said no treatment
+
+    # replays created no duplicate task or timer
+    with session_scope(store.url) as s:
+        created = [a.detail["task"] for a in s.exec(select(AuditEvent).where(
+            AuditEvent.action == "task-created"))]
+        refusals = s.exec(select(AuditEvent).where(AuditEvent.action == "refused")).all()
+        timer_keys = list(s.exec(select(Timer.key)))
+    assert len(created) == len(set(created)) and len(refusals) == 1
+    assert len(timer_keys) == len(set(timer_keys))
+
+    # nothing Prefect holds names the child or the family
+    with get_client(sync_client=True) as client:
+        everything = [opener.model_dump_json()] + [r.model_dump_json() for r in runs]
+        ids = [r.id for r in runs] + [opener.id]
+        for offset in range(0, 2000, 200):
+            page = client.read_logs(log_filter=LogFilter(flow_run_id=LogFilterFlowRunId(
+                any_=ids)), limit=200, offset=offset)
+            everything += [log.message for log in page]
+            if len(page) < 200:
+                break
+        for r in runs:
+            everything += [i.value for i in client.filter_flow_run_input(
+                r.id, key_prefix="", limit=100, exclude_keys=set())]
+        everything += [a.model_dump_json() for a in client.read_artifacts()]
+    blob = json.dumps(everything)
+    assert not [s for s in SENTINELS if s in blob]
+
+    # the sweep fires what is due in virtual time, and reconciles
+    FileClock(str(stack.clock_file)).set(datetime(2026, 1, 12, 10, tzinfo=UTC) + timedelta(weeks=6))
+    result = run_deployment("sweep/sweep", timeout=120)
+    assert result.state.is_completed(), result.state
+    with session_scope(store.url) as s:
+        fired = s.exec(select(Timer).where(Timer.fired_at.is_not(None))).all()
+    assert fired and all(t.due_at <= datetime(2026, 2, 23, 10, tzinfo=UTC) for t in fired)
+
+
+def test_prefect_down_then_database_lost_reconcile_restores(stack):
+    from nim_pathway.orchestration import OrchestrationUnavailable, orchestrate_after, reconcile
+
+    store: CaseStore = stack.store
+    FileClock(str(stack.clock_file)).set(datetime(2026, 1, 12, 10, tzinfo=UTC))
+    ref = store.open_case(Referral.model_validate(referral_data(
+        caregivers=[{"relationship": "father"}])), "coord.ali").ref
+    orchestrate_after(store, ref)
+    task_run(ref, "triage")
+
+    stack.stop()  # Prefect goes away entirely, database included
+    store.complete_task(f"{ref}/triage", "mgr.okafor", {"accepted": True})
+    with pytest.raises(OrchestrationUnavailable, match="orchestration is pending"):
+        orchestrate_after(store, ref)
+    assert store.show(ref)["stage"] == "consent"  # the change is kept
+
+    if "PREFECT_SERVER_DATABASE_CONNECTION_URL" in stack.env:
+        url = stack.env["PREFECT_SERVER_DATABASE_CONNECTION_URL"]
+        engine = create_engine("postgresql+psycopg://" + url.split("://", 1)[1])
+        with engine.begin() as conn:
+            conn.execute(text("DROP SCHEMA public CASCADE; CREATE SCHEMA public; "
+                              "CREATE EXTENSION IF NOT EXISTS pg_trgm"))
+        engine.dispose()
+    else:
+        for f in (stack.tmp / "prefect").glob("prefect.db*"):
+            f.unlink()
+    stack.start_server()
+    stack.start_serving()
+    assert case_runs(ref) == []
+    reports = reconcile(store)
+    assert any(r.ref == ref and r.started for r in reports)
+    for t in store.tasks(case=ref):
+        task_run(ref, t["key"])
+    assert {r.name for r in case_runs(ref) if "kind:stage" in r.tags} >= {f"{ref} · consent"}
+    again = reconcile(store, [ref])[0]
+    assert again.started == [] and again.cancelled == []
