@@ -13,7 +13,7 @@ $(STAMP): pyproject.toml
 	touch $(STAMP)
 
 demo: $(STAMP)
-	$(BIN)/nim-pathway demo
+	$(BIN)/nim-pathway demo --stack
 
 test: $(STAMP)
 	$(BIN)/ruff check .

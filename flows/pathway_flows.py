@@ -137,7 +137,7 @@ def human_task_flow(ref: str, task_key: str) -> str:
     return f"{ref}/{task_key} completed by {view['completed_by']}"
 
 
-@flow(name="sweep", persist_result=False)
+@flow(name="sweep", flow_run_name="sweep", persist_result=False)
 def sweep_flow() -> dict[str, int]:
     """Fire due timers from the case store, then reconcile Prefect with it."""
     fired = fire_due_timers()
@@ -152,7 +152,7 @@ def sweep_flow() -> dict[str, int]:
     return {"fired": len(fired), "cases": len(synced)}
 
 
-@flow(name="reconcile", persist_result=False)
+@flow(name="reconcile", flow_run_name="reconcile", persist_result=False)
 def reconcile_flow() -> list[str]:
     """Rebuild Prefect's runs from the case store (after an outage or a lost database)."""
     return reconcile_cases()

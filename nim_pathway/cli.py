@@ -472,11 +472,16 @@ def sweep(at: Annotated[str | None, typer.Option(help="fire as of this instant (
 def demo(
     profile: Annotated[str, typer.Option(help="england or scotland")] = "england",
     no_treatment: Annotated[bool, typer.Option(help="take the D1 no-treatment branch")] = False,
+    stack: Annotated[bool, typer.Option(help="then start the local stack with a live case")]
+    = False,
 ) -> None:
-    """Drive a demo case through the whole pathway in virtual time and print its timeline."""
-    from nim_pathway.demo import run_demo
+    """Drive a demo case through the whole pathway in virtual time and print its timeline;
+    with --stack, then bring up Prefect and leave a live case waiting for people."""
+    from nim_pathway.demo import run_demo, run_live_demo
 
     run_demo(profile, no_treatment)
+    if stack:
+        run_live_demo()
 
 
 def main() -> None:

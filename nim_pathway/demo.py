@@ -107,3 +107,53 @@ def run_demo(profile: str = "england", no_treatment: bool = False) -> None:
     console.print(clocks)
     console.print(f"Decisions: {show['decisions']}; closed on {show['closed_on']}. "
                   f"Database: {db}")
+
+
+def run_live_demo() -> None:
+    """Bring up the local stack and leave a demo case with work waiting for people."""
+    import os
+
+    from nim_pathway import settings
+    from nim_pathway.orchestration import orchestrate_after
+    from nim_pathway.stack import stack_env, up
+
+    console = Console(width=max(Console().width, 120))
+    console.print("[bold]Starting the local stack[/] (Prefect server, work pool, deployments, "
+                  "worker)…")
+    url = up(seed=True)
+    os.environ["PREFECT_API_URL"] = stack_env()["PREFECT_API_URL"]
+    store = CaseStore(settings.database_url(), settings.clock(), settings.closure_days())
+    on = today(store.clock)
+    referral = Referral(
+        jurisdiction="england-and-wales", site="demo", pathway="england",
+        child={"given_name": "Demo", "family_name": "Child",
+               "date_of_birth": on - timedelta(days=240)},
+        care_entry=on - timedelta(days=21), referral=on - timedelta(days=7),
+        proceedings_issued=on - timedelta(days=18),
+        caregivers=[{"relationship": "mother"}, {"relationship": "foster-carer"}],
+        placement={"kind": "foster", "start": on - timedelta(days=21)},
+    )
+    ref = store.open_case(referral, "coord.ali").ref
+    store.complete_task(f"{ref}/triage", "mgr.okafor", {"accepted": True})
+    for carer in ("mother", "foster-carer"):
+        store.complete_task(f"{ref}/consent-{carer}", "sw.jones", {"consent": "given"})
+    console.print(orchestrate_after(store, ref))
+    second = Referral.model_validate({**referral.model_dump(), "caregivers": [
+        {"relationship": "mother"}, {"relationship": "father"}]})
+    handle = store.stage_intake(second, "coord.ali")
+    waiting = [t for t in store.tasks(case=ref) if t["stage"] == "assessment"]
+    console.print(f"\n[bold]{ref}[/] is in its assessment stage; {len(waiting)} tasks wait for "
+                  "people, each as a Suspended flow run.\n")
+    console.print(f"Prefect UI: [bold]{url}[/]\n")
+    console.print("What to click:")
+    console.print(f"  1. Runs → filter by tag [bold]case:{ref}[/] (a case) or "
+                  "[bold]role:psychologist[/] (a practitioner's queue).")
+    console.print(f"  2. Open '{ref} · assessment · wmci-mother' → Resume → completed_by "
+                  "[bold]psy.chen[/], classification → Submit. The case store records it and "
+                  "the run completes.")
+    console.print("     Try completed_by [bold]la.patel[/] first: refused, the form asks again.")
+    console.print(f"  3. Deployments → open-case → Run → intake [bold]{handle}[/], coordinator "
+                  "[bold]coord.ali[/]: opens a second case without identity entering Prefect.")
+    console.print(f"  From the CLI: nim-pathway task list --case {ref}; nim-pathway task complete "
+                  f"{ref}/crowell-mother --as psy.chen --field quality=adaptive")
+    console.print("Stop the stack with: nim-pathway down")
