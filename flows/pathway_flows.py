@@ -15,6 +15,7 @@ from pydantic import BaseModel, ConfigDict, Field, create_model
 
 from models.clock import today
 from tasks.case_tasks import (
+    dispatch_outbox,
     emit_case_event,
     fire_due_timers,
     forget_form_responses,
@@ -147,9 +148,11 @@ def sweep_flow() -> dict[str, int]:
                             {"kind": timer["kind"], "task": timer["task"],
                              "role": timer["role"], **(timer["detail"] or {})},
                             f"timer/{timer['key']}")
+    delivered = dispatch_outbox()
     synced = reconcile_cases()
-    get_run_logger().info("fired %d timers; reconciled %d cases", len(fired), len(synced))
-    return {"fired": len(fired), "cases": len(synced)}
+    get_run_logger().info("fired %d timers; delivered %s; reconciled %d cases", len(fired),
+                          delivered, len(synced))
+    return {"fired": len(fired), "sent": delivered["sent"], "cases": len(synced)}
 
 
 @flow(name="reconcile", flow_run_name="reconcile", persist_result=False)

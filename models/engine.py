@@ -482,10 +482,13 @@ def planned_timers(spec: PathwaySpec, case: CaseState) -> list[TimerPlan]:
             fire = compute_due(cal, state.due, -w.amount(case.settings), w.unit).due
             plans.append(TimerPlan(
                 f"{case.ref}/clock/{clock.id}/warn-{w.raw_amount}{w.unit}/{state.due}",
-                "clock-warning", fire, None, owner, {"clock": clock.id, "due": str(state.due)}))
+                "clock-warning", fire, None, owner,
+                {"clock": clock.id, "title": clock.title, "due": str(state.due),
+                 "explanation": state.explanation}))
         if clock.target:
             plans.append(TimerPlan(
                 f"{case.ref}/clock/{clock.id}/breach/{state.due}", "clock-breach",
                 state.due + timedelta(days=1), None, owner,
-                {"clock": clock.id, "due": str(state.due)}))
+                {"clock": clock.id, "title": clock.title, "due": str(state.due),
+                 "explanation": state.explanation}))
     return plans

@@ -98,8 +98,12 @@ class PractitionerIn(_Input):
     @field_validator("contact")
     @classmethod
     def _contact_is_target(cls, value: str | None) -> str | None:
-        if value and not re.match(r"^[a-z][a-z0-9+.-]*://", value):
-            raise ValueError("contact must be an Apprise URL such as mailto://… or json://…")
+        if value and not re.match(r"^[a-z][a-z0-9+.-]*:(//)?\S+$", value):
+            raise ValueError("contact must be a named target with an address (email:you@nhs.net)"
+                             " or an Apprise URL without secrets (json://host/path)")
+        if value and re.match(r"^[a-z][a-z0-9+.-]*://[^/@]*:[^/@]*@", value):
+            raise ValueError("contact must not hold a password: put credentials in the "
+                             "notification config (NIM_NOTIFY_CONFIG) and use a named target")
         return value
 
 

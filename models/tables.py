@@ -99,8 +99,9 @@ class Practitioner(SQLModel, table=True):
     display_name: str
     role: str = Field(index=True)
     team: str
-    contact: str | None = None  # an Apprise URL or a named target
+    contact: str | None = None  # a named target ("email:x@y.org") or an Apprise URL, no secrets
     active: bool = True
+    digest: bool = False  # reminders in one daily digest instead of single messages
 
 
 class Task(SQLModel, table=True):
@@ -127,6 +128,7 @@ class Task(SQLModel, table=True):
     completed_on: date | None = None
     completed_by: str | None = None
     handover_note: str | None = None
+    flow_run_id: str | None = None  # the Prefect run waiting for this task (for deep links)
     created_at: datetime
     updated_at: datetime
 
@@ -184,3 +186,43 @@ class Intake(SQLModel, table=True):
     created_by: str
     created_at: datetime
     case_ref: str | None = None  # set once the case is opened (idempotent re-runs)
+
+
+class Outbox(SQLModel, table=True):
+    """A rendered message to one recipient, delivered by the dispatcher exactly once.
+
+    `recipient` names a practitioner or a channel; the Apprise URL (with any secret) is
+    resolved from configuration at send time and never stored here or in Prefect."""
+
+    __table_args__ = (Index("ix_outbox_due", "status", "next_attempt_at"),)
+    id: int | None = Field(default=None, primary_key=True)
+    dedupe_key: str = Field(unique=True)
+    case_ref: str | None = Field(default=None, index=True)
+    kind: str
+    recipient: str  # "practitioner:<handle>", "channel:<name>" or "admin"
+    subject: str
+    body_text: str
+    body_html: str
+    ics: str | None = None
+    meta: dict | None = _json()  # task key, title, due, link: for digests and listings
+    status: str = "pending"  # pending, held (for a digest), digested, sent, dead
+    attempts: int = 0
+    next_attempt_at: datetime
+    claimed_until: datetime | None = None  # a dispatcher's lease
+    claim_token: str | None = None  # which dispatcher holds the lease
+    reclaimed: int = 0  # leases that expired mid-send: a possible duplicate, counted
+    last_error: str | None = None
+    created_at: datetime
+    sent_at: datetime | None = None
+
+
+class DeliveryAttempt(SQLModel, table=True):
+    """One line per attempt: when, to which target, and what happened."""
+
+    __tablename__ = "delivery_attempt"
+    id: int | None = Field(default=None, primary_key=True)
+    outbox_id: int = Field(foreign_key="outbox.id", index=True)
+    at: datetime
+    target: str  # the target's name, never its URL
+    ok: bool
+    error: str | None = None

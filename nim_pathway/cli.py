@@ -21,10 +21,14 @@ case_app = typer.Typer(help="Open and inspect cases.", no_args_is_help=True)
 task_app = typer.Typer(help="List, complete and reassign tasks.", no_args_is_help=True)
 prac_app = typer.Typer(help="Manage practitioners.", no_args_is_help=True)
 audit_app = typer.Typer(help="The append-only audit log.", no_args_is_help=True)
+outbox_app = typer.Typer(help="Queued and sent notifications.", no_args_is_help=True)
+notify_app = typer.Typer(help="Check notification targets.", no_args_is_help=True)
 app.add_typer(case_app, name="case")
 app.add_typer(task_app, name="task")
 app.add_typer(prac_app, name="practitioner")
 app.add_typer(audit_app, name="audit")
+app.add_typer(outbox_app, name="outbox")
+app.add_typer(notify_app, name="notify")
 
 JsonOpt = Annotated[bool, typer.Option("--json", help="print JSON instead of a table")]
 ActorOpt = Annotated[str, typer.Option("--as", envvar="NIM_ACTOR",
@@ -453,19 +457,84 @@ def reconcile(ref: Annotated[list[str] | None, typer.Argument(help="cases (defau
 
 @app.command()
 def sweep(at: Annotated[str | None, typer.Option(help="fire as of this instant (ISO)")] = None,
+          dispatch: Annotated[bool, typer.Option(help="deliver the queued messages too")] = True,
           ) -> None:
-    """Fire the timers that are due (reminders, escalations, clock warnings)."""
-    from models.clock import parse_instant
+    """Fire due timers into the outbox (reminders, escalations, clock warnings), then deliver."""
+    from models.clock import VirtualClock, parse_instant
 
     try:
         instant = parse_instant(at) if at else None
     except ValueError as exc:
         raise UserError(str(exc)) from None
-    fired = _store().fire_due_timers(instant)
+    store = _store()
+    fired = store.fire_due_timers(instant)
     for t in fired:
         typer.echo(f"{t['kind']:<13} {t['ref']} {t['task'] or t['detail'].get('clock', '')} "
                    f"-> {t['role']}")
     typer.echo(f"fired {len(fired)} timer(s)")
+    if dispatch:
+        from notifications.dispatcher import Dispatcher
+
+        clock = VirtualClock(instant) if instant else store.clock
+        report = Dispatcher(store.url, clock).run_until_idle()
+        typer.echo(f"delivered {report.sent}, failed {report.failed} (will retry), "
+                   f"dead-lettered {report.dead}, deferred {report.deferred}")
+
+
+@outbox_app.command("list")
+def outbox_list(failed: Annotated[bool, typer.Option(help="only failing or dead")] = False,
+                as_json: JsonOpt = False) -> None:
+    """Messages queued, sent, failing or dead-lettered (newest first)."""
+    _emit(_store().outbox(failed), as_json,
+          ["id", "kind", "case", "recipient", "status", "attempts", "last_error", "sent_at"])
+
+
+@outbox_app.command("retry")
+def outbox_retry(message_id: int, actor: ActorOpt) -> None:
+    """Queue a failing or dead-lettered message again."""
+    typer.echo(_store().retry_message(message_id, actor).message)
+
+
+@outbox_app.command("dispatch")
+def outbox_dispatch() -> None:
+    """Deliver what is due in the outbox now."""
+    from notifications.dispatcher import Dispatcher
+
+    store = _store()
+    report = Dispatcher(store.url, store.clock).run_until_idle()
+    typer.echo(f"delivered {report.sent}, failed {report.failed} (will retry), "
+               f"dead-lettered {report.dead}, deferred {report.deferred}")
+    for err in sorted(set(report.errors))[:10]:
+        typer.echo(f"  {err}", err=True)
+
+
+@notify_app.command("test")
+def notify_test(to: Annotated[str, typer.Option(
+        help="an Apprise URL, a named target like email:you@example.org, or a practitioner")],
+) -> None:
+    """Send a test message to a target and say whether it arrived."""
+    from notifications.config import load_config
+    from notifications.dispatcher import apprise_send
+    from notifications.render import fit_for_channel, is_email, render_message
+
+    config = load_config()
+    contact = to
+    if "://" not in to and ":" not in to:  # a practitioner handle
+        known = {p["handle"]: p["contact"] for p in _store().practitioners()}
+        if to not in known:
+            raise UserError(f"{to!r} is neither a target URL, a named target nor a practitioner")
+        contact = known[to]
+    try:
+        name, url = config.resolve(f"practitioner:{to}", contact)
+    except ValueError as exc:
+        raise UserError(str(exc)) from None
+    msg = render_message("test", {"case_ref": "TEST", "link": config.ui_url, "recipient": to,
+                                  "dedupe_key": "notify-test"})
+    title, body = fit_for_channel(url, msg)
+    error = apprise_send(url, title, body, is_email(url), None)
+    if error:
+        raise UserError(f"test message to {name} failed: {error}")
+    typer.echo(f"test message delivered to {name}")
 
 
 @app.command()

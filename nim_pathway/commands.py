@@ -17,7 +17,7 @@ from sqlalchemy import func, text
 from sqlmodel import Session, select
 
 from models import engine as eng
-from models.clock import Clock, today, uk_instant
+from models.clock import UK, Clock, today, uk_instant
 from models.pathway import (
     PATHWAYS_DIR,
     PathwayError,
@@ -34,6 +34,7 @@ from models.tables import (
     Child,
     Decision,
     Intake,
+    Outbox,
     PathwayVersion,
     Placement,
     Practitioner,
@@ -203,6 +204,10 @@ class CaseStore:
                                      decided_by=actor, rationale=task.outcome.get("notes", "")))
         session.flush()
         self._plan_timers(session, case, spec, state)
+        from notifications.outbox import queue_handoffs
+
+        queue_handoffs(session, case.id, case.ref, effects, actor, set(spec.gate_of_task),
+                       self._today(), self._now())
         for e in effects:
             self.audit(session, actor, e.kind, case.ref, {"task": e.task, **e.detail})
 
@@ -459,6 +464,11 @@ class CaseStore:
                 "from": before.handle if before else None, "to": target.handle,
                 "note_length": len(note)})
             self.audit(session, actor, effect.kind, case.ref, {"task": task.key, **effect.detail})
+            session.flush()
+            from notifications.outbox import queue_handoffs
+
+            queue_handoffs(session, case.id, case.ref, [effect], actor, set(spec.gate_of_task),
+                           self._today(), self._now())
         return Result(case.ref, f"reassigned {task_ref} to {to}", [effect])
 
     def move_date(self, ref: str, anchor: str, value: date, cause: str, actor: str) -> Result:
@@ -533,12 +543,18 @@ class CaseStore:
         return Result("", f"added {p.handle} ({p.role})")
 
     def fire_due_timers(self, at: datetime | None = None, batch: int = 1000) -> list[dict]:
-        """Claim timers due by `at` and mark them fired, one batch per transaction.
+        """Claim timers due by `at`, queue their messages and mark them fired, one batch per
+        transaction: a crash before the commit leaves the batch for the next sweep, so every
+        timer turns into its messages exactly once.
 
         PostgreSQL: `FOR UPDATE SKIP LOCKED`, so sweeps running at once never claim the same
-        row. SQLite: BEGIN IMMEDIATE makes each batch the single writer. A crash before the
-        commit leaves the batch unfired for the next sweep; nothing fires twice."""
+        row. SQLite: BEGIN IMMEDIATE makes each batch the single writer."""
+        from notifications.config import load_config
+        from notifications.outbox import queue_for_timer
+
         at = at or self._now()
+        on = at.astimezone(UK).date()
+        config = load_config()
         fired: list[dict] = []
         while True:
             with session_scope(self.url) as session:
@@ -549,7 +565,16 @@ class CaseStore:
                 if session.get_bind().dialect.name == "postgresql":
                     stmt = stmt.with_for_update(skip_locked=True, of=Timer)
                 rows = session.exec(stmt).all()
+                wanted = {(t.case_id, t.task_key) for t, _ in rows if t.task_key}
+                tasks = {}
+                if wanted:
+                    found = session.exec(select(Task).where(
+                        Task.case_id.in_({c for c, _ in wanted}),
+                        Task.key.in_({k for _, k in wanted})))
+                    tasks = {(t.case_id, t.key): t for t in found}
                 for timer, ref in rows:
+                    queue_for_timer(session, timer, ref, tasks.get((timer.case_id, timer.task_key)),
+                                    on, at, config)
                     timer.fired_at = at
                     session.add(timer)
                     fired.append({"key": timer.key, "ref": ref, "kind": timer.kind,
@@ -557,6 +582,47 @@ class CaseStore:
                                   "due_at": timer.due_at, "detail": timer.detail})
             if len(rows) < batch:
                 return fired
+
+    def queue_digests(self, at: datetime | None = None) -> int:
+        from notifications.outbox import queue_digests
+
+        at = at or self._now()
+        with session_scope(self.url) as session:
+            return queue_digests(session, at, at.astimezone(UK).date())
+
+    def record_flow_runs(self, ref: str, runs: dict[str, str]) -> None:
+        """Remember which Prefect run waits for each task (for deep links in messages)."""
+        with session_scope(self.url) as session:
+            case = self._case(session, ref)
+            for task in session.exec(select(Task).where(Task.case_id == case.id,
+                                                        Task.key.in_(list(runs)))):
+                task.flow_run_id = runs[task.key]
+                session.add(task)
+
+    def outbox(self, failed: bool = False, limit: int = 200) -> list[dict]:
+        with session_scope(self.url) as session:
+            stmt = select(Outbox).order_by(Outbox.id.desc()).limit(limit)
+            if failed:
+                stmt = stmt.where((Outbox.status == "dead") | (Outbox.last_error.is_not(None)))
+            return [{"id": o.id, "kind": o.kind, "case": o.case_ref, "recipient": o.recipient,
+                     "status": o.status, "attempts": o.attempts, "subject": o.subject,
+                     "last_error": o.last_error, "next_attempt_at": o.next_attempt_at,
+                     "sent_at": o.sent_at} for o in session.exec(stmt)]
+
+    def retry_message(self, message_id: int, actor: str) -> Result:
+        """Put a dead or failing message back in the queue now."""
+        with session_scope(self.url) as session:
+            row = session.get(Outbox, message_id)
+            if row is None:
+                raise CommandError(f"no outbox message {message_id}; `nim-pathway outbox list`")
+            if row.status == "sent":
+                raise CommandError(f"message {message_id} was delivered at {row.sent_at}; "
+                                   "it is not sent twice")
+            row.status, row.attempts, row.next_attempt_at = "pending", 0, self._now()
+            row.claim_token = row.claimed_until = None
+            session.add(row)
+            self.audit(session, actor, "outbox-retry", row.case_ref, {"message": message_id})
+        return Result(row.case_ref or "", f"message {message_id} queued again")
 
     # -- reads ----------------------------------------------------------------------------
 

@@ -68,6 +68,7 @@ class SyncReport:
     started: list[str] = field(default_factory=list)
     resumed: list[str] = field(default_factory=list)
     cancelled: list[str] = field(default_factory=list)
+    runs: dict[str, str] = field(default_factory=dict)  # task key -> flow run id started
 
     def summary(self) -> str:
         parts = [f"{len(self.started)} started", f"{len(self.resumed)} resumed",
@@ -132,7 +133,7 @@ def sync_case(store: CaseStore, ref: str, today: date | None = None) -> SyncRepo
         for t in tasks:
             key, group = t["key"], by_task.get(t["key"], [])
             if t["state"] == "open" and not live(group):
-                run_deployment(
+                started = run_deployment(
                     TASK_DEPLOYMENT, parameters={"ref": ref, "task_key": key}, timeout=0,
                     as_subflow=False, flow_run_name=run_name(ref, t["stage"], key),
                     tags=case_tags(ref, t["stage"], jurisdiction, t["role"])
@@ -140,6 +141,7 @@ def sync_case(store: CaseStore, ref: str, today: date | None = None) -> SyncRepo
                     idempotency_key=f"{ref}/{key}#{len(group) + 1}",
                 )
                 report.started.append(key)
+                report.runs[key] = str(started.id)
             elif t["state"] == "done":
                 for run in live(group):
                     resume(run, {**(t["outcome"] or {}), "completed_by": t["completed_by"]}, key)
@@ -161,6 +163,8 @@ def sync_case(store: CaseStore, ref: str, today: date | None = None) -> SyncRepo
             if stage != current:
                 for run in live(group):
                     resume(run, {"closed_on": str(today)}, f"stage:{stage}")
+    if report.runs:
+        store.record_flow_runs(ref, report.runs)
     return report
 
 

@@ -130,3 +130,16 @@ def reconcile_cases() -> list[str]:
     from nim_pathway.orchestration import reconcile
 
     return [r.summary() for r in reconcile(store())]
+
+
+@task(name="dispatch-outbox", cache_policy=NO_CACHE)
+def dispatch_outbox() -> dict[str, int]:
+    """Queue the daily digests when due, then deliver what the outbox holds."""
+    from models.clock import UK
+    from notifications.dispatcher import Dispatcher
+
+    s = store()
+    if s.clock.now().astimezone(UK).hour >= 8:
+        s.queue_digests()
+    report = Dispatcher(s.url, s.clock).run_until_idle()
+    return {"sent": report.sent, "failed": report.failed, "dead": report.dead}

@@ -47,9 +47,10 @@ def pg_url():
 
 
 def _truncate(url: str) -> None:
+    from sqlmodel import SQLModel
+
     engine = get_engine(url)
-    tables = ["audit_event", "timer", "decision", "task", "placement", "caregiver", "child",
-              "case_anchor", "nim_case", "practitioner", "pathway_version"]
+    tables = [t.name for t in reversed(SQLModel.metadata.sorted_tables)]
     with engine.begin() as conn:
         if engine.dialect.name == "postgresql":
             conn.execute(text(f"TRUNCATE {', '.join(tables)} RESTART IDENTITY CASCADE"))

@@ -1,0 +1,107 @@
+"""Where messages go: named targets, role channels and the admin target.
+
+Configuration is data: a YAML file (`NIM_NOTIFY_CONFIG`) and environment variables. Secrets
+(SMTP passwords, webhook tokens) live only here, never in the case store, logs or Prefect:
+a practitioner's `contact` is either a named target with an address (`email:chen@nhs.net`)
+or an Apprise URL without secrets (`json://127.0.0.1:8080/hook`).
+
+    targets:                 # Apprise URL templates; {to} is filled from the contact
+      email: "mailtos://nim:SECRET@smtp.example.org?from=nim@example.org&to={to}"
+    channels:                # team channels (Teams, Slack) by name
+      psychology: "msteams://TOKEN_A/TOKEN_B/TOKEN_C"
+    roles:                   # role -> channels that receive the role's messages
+      psychologist: [psychology]
+    admin: ["mailtos://...to=ops@example.org"]   # dead-letter alerts
+    ui_url: http://127.0.0.1:4200
+    quiet_hours: {start: "20:00", end: "08:00"}  # SMS and push wait until the end
+    max_attempts: 6
+    backoff_seconds: 60      # doubled on each failed attempt
+    concurrency: 8
+
+Environment: `NIM_TARGET_<NAME>=url` adds or overrides a target or channel,
+`NIM_ADMIN_TARGETS=url,url` the admin targets, `NIM_UI_URL` the UI link base.
+"""
+
+from __future__ import annotations
+
+import os
+from datetime import time
+from functools import lru_cache
+from pathlib import Path
+from urllib.parse import quote
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field
+
+
+class QuietHours(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    start: time = time(20, 0)
+    end: time = time(8, 0)
+
+    def contains(self, t: time) -> bool:
+        if self.start <= self.end:
+            return self.start <= t < self.end
+        return t >= self.start or t < self.end
+
+
+class NotifyConfig(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    targets: dict[str, str] = {}
+    channels: dict[str, str] = {}
+    roles: dict[str, list[str]] = {}
+    admin: list[str] = []
+    ui_url: str = "http://127.0.0.1:4200"
+    quiet_hours: QuietHours = QuietHours()
+    max_attempts: int = Field(default=6, ge=1, le=50)
+    backoff_seconds: int = Field(default=60, ge=1)
+    concurrency: int = Field(default=8, ge=1, le=64)
+    lease_seconds: int = Field(default=300, ge=10)
+
+    def resolve(self, recipient: str, contact: str | None) -> tuple[str, str]:
+        """(target name for logs, Apprise URL) of one recipient; ValueError says what to set."""
+        kind, _, name = recipient.partition(":")
+        if kind == "channel":
+            if name not in self.channels:
+                raise ValueError(f"no channel {name!r} configured (channels: or NIM_TARGET_"
+                                 f"{name.upper().replace('-', '_')})")
+            return recipient, self.channels[name]
+        if not contact:
+            raise ValueError(f"practitioner {name} has no contact; set one with "
+                             "`nim-pathway practitioner add … --contact email:address`")
+        scheme, sep, address = contact.partition(":")
+        if sep and not address.startswith("//"):  # a named target with an address
+            if scheme not in self.targets:
+                raise ValueError(f"contact of {name} uses target {scheme!r}, which is not "
+                                 f"configured (targets: or NIM_TARGET_{scheme.upper()})")
+            return f"{recipient} via {scheme}", self.targets[scheme].replace(
+                "{to}", quote(address, safe="@"))
+        return f"{recipient} via {scheme}", contact
+
+
+def load_config(path: str | None = None) -> NotifyConfig:
+    path = path or os.environ.get("NIM_NOTIFY_CONFIG")
+    env = {k: v for k, v in os.environ.items() if k.startswith("NIM_") and "TARGET" in k
+           or k in ("NIM_UI_URL",)}
+    return _load(path, tuple(sorted(env.items())))
+
+
+@lru_cache(maxsize=8)
+def _load(path: str | None, env: tuple[tuple[str, str], ...]) -> NotifyConfig:
+    data: dict = {}
+    if path:
+        file = Path(path)
+        if not file.is_file():
+            raise ValueError(f"NIM_NOTIFY_CONFIG points at {path}, which does not exist")
+        data = yaml.safe_load(file.read_text(encoding="utf-8")) or {}
+    config = NotifyConfig.model_validate(data)
+    for key, value in env:
+        if key.startswith("NIM_TARGET_"):
+            name = key.removeprefix("NIM_TARGET_").lower().replace("_", "-")
+            config.targets[name] = value
+            config.channels[name] = value
+        elif key == "NIM_ADMIN_TARGETS":
+            config.admin = [u.strip() for u in value.split(",") if u.strip()]
+        elif key == "NIM_UI_URL":
+            config.ui_url = value.rstrip("/")
+    return config

@@ -1,0 +1,198 @@
+"""Deliver the outbox through Apprise: leased, bounded, retried, logged, dead-lettered.
+
+A dispatcher claims due rows under a lease (`FOR UPDATE SKIP LOCKED` on PostgreSQL, the
+single writer on SQLite), sends them with bounded concurrency outside any transaction, then
+records each result only if it still holds the lease. So two dispatchers never send the same
+row, and a dispatcher killed mid-batch loses nothing: its rows are claimed again when the
+lease runs out. The one case that can repeat a message is a kill after Apprise sent it and
+before the result was written; such a reclaim is counted in `outbox.reclaimed` and logged.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import tempfile
+import uuid
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from pathlib import Path
+
+from sqlmodel import select
+
+from models.clock import UK, Clock
+from models.tables import DeliveryAttempt, Outbox, Practitioner
+from nim_pathway.db import session_scope
+from notifications.config import NotifyConfig, load_config
+from notifications.outbox import enqueue
+from notifications.render import Rendered, fit_for_channel, is_email, is_sms
+
+
+@dataclass
+class DispatchReport:
+    sent: int = 0
+    failed: int = 0
+    dead: int = 0
+    deferred: int = 0
+    reclaimed: int = 0
+    errors: list[str] = field(default_factory=list)
+
+
+def _clean(error: str) -> str:
+    """Error text without anything that looks like a credential or a full URL."""
+    error = re.sub(r"[a-z][a-z0-9+.-]*://\S+", "<target>", error)
+    return error[:300]
+
+
+def apprise_send(url: str, title: str, body: str, html: bool, ics: str | None) -> str | None:
+    """Send one message; None on success, else the reason (never the URL)."""
+    import apprise
+
+    app = apprise.Apprise()
+    if not app.add(url):
+        return "target URL not understood by Apprise; check its scheme and fields"
+    attach = None
+    with tempfile.TemporaryDirectory() as tmp:
+        if ics:
+            path = Path(tmp) / "due.ics"
+            path.write_text(ics, encoding="utf-8")
+            attach = apprise.AppriseAttachment(str(path))
+        with apprise.LogCapture(level=apprise.logging.WARNING) as log:
+            ok = app.notify(title=title, body=body, attach=attach,
+                            body_format=apprise.NotifyFormat.HTML if html else
+                            apprise.NotifyFormat.TEXT)
+            detail = log.getvalue().strip().splitlines()
+    if ok:
+        return None
+    return _clean(detail[-1] if detail else "delivery failed")
+
+
+class Dispatcher:
+    def __init__(self, url: str, clock: Clock, config: NotifyConfig | None = None,
+                 send=apprise_send) -> None:  # noqa: ANN001 - a callable like apprise_send
+        self.url = url
+        self.clock = clock
+        self.config = config or load_config()
+        self.send = send
+        self.token = uuid.uuid4().hex
+
+    def run_once(self, limit: int = 500) -> DispatchReport:
+        """Claim, send and record one batch of due messages."""
+        report = DispatchReport()
+        now = self.clock.now()
+        claimed = self._claim(now, limit, report)
+        if not claimed:
+            return report
+        contacts = self._contacts()
+        jobs = []
+        for row in claimed:
+            try:
+                target, url = self._target(row, contacts)
+            except ValueError as exc:
+                jobs.append((row, "unresolved", None, str(exc)))
+                continue
+            if is_sms(url) and self.config.quiet_hours.contains(now.astimezone(UK).time()):
+                jobs.append((row, target, None, "quiet"))
+                continue
+            jobs.append((row, target, url, None))
+        with ThreadPoolExecutor(max_workers=self.config.concurrency) as pool:
+            futures = [(row, target, pool.submit(self._deliver, row, url) if url else None, err)
+                       for row, target, url, err in jobs]
+            for row, target, future, err in futures:
+                self._record(row, target, future.result() if future else err, report)
+        return report
+
+    def run_until_idle(self, limit: int = 500, rounds: int = 100) -> DispatchReport:
+        total = DispatchReport()
+        for _ in range(rounds):
+            r = self.run_once(limit)
+            for name in ("sent", "failed", "dead", "deferred", "reclaimed"):
+                setattr(total, name, getattr(total, name) + getattr(r, name))
+            total.errors += r.errors
+            if r.sent + r.failed + r.dead + r.deferred == 0:
+                break
+        return total
+
+    # -- steps ----------------------------------------------------------------------------
+
+    def _claim(self, now: datetime, limit: int, report: DispatchReport) -> list[Outbox]:
+        with session_scope(self.url) as session:
+            stmt = (select(Outbox).where(Outbox.status == "pending",
+                                         Outbox.next_attempt_at <= now)
+                    .where((Outbox.claimed_until.is_(None)) | (Outbox.claimed_until < now))
+                    .order_by(Outbox.next_attempt_at, Outbox.id).limit(limit))
+            if session.get_bind().dialect.name == "postgresql":
+                stmt = stmt.with_for_update(skip_locked=True)
+            rows = session.exec(stmt).all()
+            for row in rows:
+                if row.claimed_until is not None:  # a dispatcher died holding it
+                    row.reclaimed += 1
+                    report.reclaimed += 1
+                row.claim_token = self.token
+                row.claimed_until = now + timedelta(seconds=self.config.lease_seconds)
+                session.add(row)
+            return rows
+
+    def _contacts(self) -> dict[str, str | None]:
+        with session_scope(self.url) as session:
+            return {p.handle: p.contact for p in session.exec(select(Practitioner))}
+
+    def _target(self, row: Outbox, contacts: dict[str, str | None]) -> tuple[str, str]:
+        if row.recipient == "admin":
+            if not self.config.admin:
+                raise ValueError("no admin target configured (admin: or NIM_ADMIN_TARGETS)")
+            return "admin", self.config.admin[0]
+        kind, _, name = row.recipient.partition(":")
+        if kind == "role-unstaffed":
+            raise ValueError(f"nobody holds role {name}; add a practitioner or a role channel")
+        return self.config.resolve(row.recipient, contacts.get(name))
+
+    def _deliver(self, row: Outbox, url: str) -> str | None:
+        rendered = Rendered(row.subject, row.body_text, row.body_html, row.ics,
+                            link=(row.meta or {}).get("link"))
+        title, body = fit_for_channel(url, rendered)
+        error = self.send(url, title, body, is_email(url), row.ics if is_email(url) else None)
+        if error is None and os.environ.get("NIM_FAULT") == "exit-after-send":
+            os._exit(137)  # fault injection for the crash tests: sent, not yet recorded
+        return error
+
+    def _record(self, row: Outbox, target: str, error: str | None,
+                report: DispatchReport) -> None:
+        now = self.clock.now()
+        with session_scope(self.url) as session:
+            current = session.get(Outbox, row.id)
+            if current is None or current.claim_token != self.token or current.status != "pending":
+                return  # our lease ran out and another dispatcher took over
+            if error == "quiet":
+                start = now.astimezone(UK)
+                end = datetime.combine(start.date(), self.config.quiet_hours.end, UK)
+                current.next_attempt_at = end if end > start else end + timedelta(days=1)
+                current.claim_token = current.claimed_until = None
+                session.add(current)
+                report.deferred += 1
+                return
+            current.attempts += 1
+            session.add(DeliveryAttempt(outbox_id=current.id, at=now, target=target,
+                                        ok=error is None, error=error))
+            current.claim_token = current.claimed_until = None
+            if error is None:
+                current.status, current.sent_at, current.last_error = "sent", now, None
+                report.sent += 1
+            elif current.attempts >= self.config.max_attempts:
+                current.status, current.last_error = "dead", error
+                report.dead += 1
+                if current.kind != "dead-letter":  # never alert about an alert
+                    enqueue(session, self.config, "dead-letter", f"dead/{current.id}",
+                            current.case_ref, "admin",
+                            {"case_ref": current.case_ref or "-", "message_id": current.id,
+                             "attempts": current.attempts, "last_error": error,
+                             "link": f"{self.config.ui_url}", "kind": current.kind,
+                             "recipient_name": current.recipient}, now)
+            else:
+                delay = self.config.backoff_seconds * 2 ** (current.attempts - 1)
+                current.next_attempt_at = now + timedelta(seconds=delay)
+                current.last_error = error
+                report.failed += 1
+            report.errors += [error] if error else []
+            session.add(current)

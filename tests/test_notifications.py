@@ -1,0 +1,333 @@
+"""Timers, the outbox and delivery through Apprise to real local receivers."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import threading
+from collections import Counter
+from datetime import UTC, datetime, timedelta
+
+import pytest
+from sqlmodel import select
+
+from models.clock import UK, VirtualClock
+from models.schemas import PractitionerIn, Referral
+from models.simulate import sample_outcome
+from models.tables import DeliveryAttempt, Outbox, Practitioner
+from nim_pathway.commands import CaseStore
+from nim_pathway.db import session_scope
+from nim_pathway.demo import DEMO_TEAM
+from notifications.config import NotifyConfig
+from notifications.dispatcher import Dispatcher
+from tests.conftest import referral_data
+from tests.receivers import HttpReceiver, SmtpReceiver
+
+SENTINELS = ("Sentinel-Given", "Sentinel-Family", "Sentinel-Mother", "Sentinel-Father",
+             "Sentinel-Carer", "Sentinel Address", "2025-06-01")
+
+
+@pytest.fixture
+def http():
+    r = HttpReceiver().start()
+    yield r
+    r.stop()
+
+
+@pytest.fixture
+def smtp():
+    r = SmtpReceiver().start()
+    yield r
+    r.stop()
+
+
+@pytest.fixture
+def team(db_url, clock, http, smtp, monkeypatch):
+    """The demo team: psychologists by email (SMTP), everyone else by HTTP, an admin target."""
+    monkeypatch.setenv("NIM_TARGET_EMAIL", smtp.target())
+    monkeypatch.setenv("NIM_ADMIN_TARGETS", http.url("admin"))
+    store = CaseStore(db_url, clock)
+    for handle, name, role, team_name in DEMO_TEAM:
+        contact = "email:chen@example.org" if role == "psychologist" else http.url(handle)
+        store.add_practitioner(PractitionerIn(handle=handle, display_name=name, role=role,
+                                              team=team_name, contact=contact), "admin")
+    return store
+
+
+def dispatcher(store, clock, **config) -> Dispatcher:
+    from notifications.config import load_config
+
+    base = load_config().model_dump()
+    return Dispatcher(store.url, clock, NotifyConfig.model_validate({**base, **config}))
+
+
+def open_case(store, **over):
+    return store.open_case(Referral.model_validate(referral_data(**over)), "coord.ali").ref
+
+
+def at(clock, day: str, hour: int = 9, minute: int = 5) -> datetime:
+    clock.set(datetime.fromisoformat(day).replace(hour=hour, minute=minute, tzinfo=UK))
+    return clock.now()
+
+
+def outbox(store) -> list[Outbox]:
+    with session_scope(store.url) as s:
+        return s.exec(select(Outbox).order_by(Outbox.id)).all()
+
+
+def test_reminders_and_handoffs_arrive_once(team, clock, http, smtp):
+    store = team
+    ref = open_case(store)
+    # opening the case tells the triage owner (handoff) right away
+    d = dispatcher(store, clock)
+    assert d.run_until_idle().sent >= 1
+    handoff = [m for m in http.received if m["path"] == "/mgr.okafor"]
+    assert handoff and ref in handoff[0]["title"] + handoff[0]["message"]
+
+    # triage is due 2026-01-19: the 1-working-day reminder fires on Friday 16 Jan at 09:00
+    store.fire_due_timers(at(clock, "2026-01-16"))
+    store.fire_due_timers(at(clock, "2026-01-16"))  # a second sweep finds nothing new
+    assert d.run_until_idle().sent >= 1
+    d.run_until_idle()  # a second dispatcher pass sends nothing twice
+    reminders = [m for m in http.received if m["path"] == "/mgr.okafor"
+                 and "/triage/reminder-" in m["message"]]
+    # both rungs due by Friday fire once each: 5 working days before (Mon 12) and 1 (Fri 16)
+    assert sorted(m["message"].rsplit("ref: ", 1)[1].split("/")[2] for m in reminders) == [
+        "reminder-1wd", "reminder-5wd"]
+
+    # completing triage hands consent work to the NIM social worker
+    store.complete_task(f"{ref}/triage", "mgr.okafor", {"accepted": True})
+    d.run_until_idle()
+    sw = [m for m in http.received if m["path"] == "/sw.jones"]
+    assert len(sw) == 3 and all(ref in m["message"] for m in sw)  # one per caregiver
+
+    # the psychologist's work arrives by email, with HTML and an .ics for the due date
+    for key in ("consent-mother", "consent-father", "consent-foster-carer"):
+        store.complete_task(f"{ref}/{key}", "sw.jones", {"consent": "given"})
+    d.run_until_idle()
+    mails = [m for m in smtp.messages if "wmci" in m.get_body(("plain", "html")).get_content()]
+    assert mails, [m["Subject"] for m in smtp.messages]
+    mail = mails[0]
+    assert mail["To"] == "chen@example.org" and ref in mail["Subject"]
+    assert mail.get_body(("html",)) is not None
+    ics = [p for p in mail.iter_attachments() if p.get_filename() == "due.ics"]
+    assert ics and "BEGIN:VEVENT" in ics[0].get_content()
+
+    everything = str([m for m in http.received]) + "".join(m.as_string() for m in smtp.messages)
+    assert not [s for s in SENTINELS if s in everything]
+    assert Counter(m["path"] + m["title"] + m["message"] for m in http.received).most_common(1)[
+        0][1] == 1
+
+
+def test_escalations_and_clock_warnings(team, clock, http):
+    store = team
+    open_case(store)
+    d = dispatcher(store, clock)
+    # triage due Mon 19 Jan; tier 1 after 1 working day (20 Jan), tier 2 after 5 (26 Jan)
+    store.fire_due_timers(at(clock, "2026-01-26"))
+    d.run_until_idle()
+    escalations = [m for m in http.received if "escalat" in (m["title"] + m["message"]).lower()]
+    paths = Counter(m["path"] for m in escalations)
+    assert paths["/mgr.okafor"] >= 1 and paths["/hos.taylor"] >= 1
+    # the 26-week proceedings clock (issued 8 Jan → 9 Jul) warns 8 and 4 weeks before
+    store.fire_due_timers(at(clock, "2026-06-12"))
+    d.run_until_idle()
+    warnings = [m for m in http.received if "26 weeks" in m["title"] + m["message"]]
+    assert warnings
+
+
+def test_receiver_down_then_back_gets_everything(team, clock, http):
+    store = team
+    http.stop()
+    open_case(store)
+    d = dispatcher(store, clock, backoff_seconds=60)
+    first = d.run_once()
+    assert first.sent == 0 and first.failed >= 1
+    pending = [m for m in outbox(store) if m.status == "pending"]
+    assert pending and all(m.next_attempt_at > clock.now() for m in pending if m.attempts)
+    assert d.run_once().failed == 0  # backing off: nothing due yet
+    http.start()
+    clock.advance(timedelta(minutes=5))
+    assert d.run_until_idle().sent == len(pending)
+    with session_scope(store.url) as s:
+        attempts = s.exec(select(DeliveryAttempt)).all()
+    assert any(not a.ok for a in attempts) and any(a.ok for a in attempts)
+    assert all("://" not in (a.target + (a.error or "")) for a in attempts)  # no URLs logged
+
+
+def test_target_down_for_days_is_dead_lettered_with_an_admin_alert(team, clock, http):
+    store = team
+    with session_scope(store.url) as s:
+        mgr = s.exec(select(Practitioner).where(Practitioner.handle == "mgr.okafor")).one()
+        mgr.contact = "json://127.0.0.1:9/nobody-listens"
+        s.add(mgr)
+    open_case(store)
+    d = dispatcher(store, clock, max_attempts=4, backoff_seconds=3600)
+    for _ in range(8):  # days of virtual time, a dispatcher pass every few hours
+        d.run_until_idle()
+        clock.advance(timedelta(hours=6))
+    dead = [m for m in outbox(store) if m.status == "dead"]
+    assert dead and all(m.attempts == 4 for m in dead)
+    alerts = [m for m in http.received if m["path"] == "/admin"]
+    assert len(alerts) == len(dead)
+    assert str(dead[0].id) in alerts[0]["message"]
+    listed = store.outbox(failed=True)
+    assert {m["id"] for m in listed} >= {m.id for m in dead}
+    store.retry_message(dead[0].id, "mgr.okafor")
+    assert [m.status for m in outbox(store) if m.id == dead[0].id] == ["pending"]
+
+
+def test_reassignment_tells_new_and_previous_owner(team, clock, http):
+    store = team
+    store.add_practitioner(PractitionerIn(handle="mgr.two", display_name="M Two",
+                                          role="nim-service-manager", team="nim",
+                                          contact=http.url("mgr.two")), "admin")
+    ref = open_case(store)
+    store.reassign(f"{ref}/triage", "mgr.two", "mgr.okafor",
+                   "Sentinel-Mother prefers mornings; call first")
+    dispatcher(store, clock).run_until_idle()
+    new = [m for m in http.received if m["path"] == "/mgr.two"]
+    old = [m for m in http.received if m["path"] == "/mgr.okafor" and "reassign" in
+           (m["title"] + m["message"]).lower()]
+    assert new and old
+    assert "prefers mornings" in new[0]["message"] and "[redacted]" in new[0]["message"]
+    assert "Sentinel-Mother" not in str(http.received)
+
+
+def test_digest_instead_of_single_messages(team, clock, http):
+    store = team
+    with session_scope(store.url) as s:
+        sw = s.exec(select(Practitioner).where(Practitioner.handle == "sw.jones")).one()
+        sw.digest = True
+        s.add(sw)
+    ref = open_case(store)
+    store.complete_task(f"{ref}/triage", "mgr.okafor", {"accepted": True})
+    d = dispatcher(store, clock)
+    d.run_until_idle()
+    assert not [m for m in http.received if m["path"] == "/sw.jones"]
+    assert store.queue_digests() == 1
+    d.run_until_idle()
+    digest = [m for m in http.received if m["path"] == "/sw.jones"]
+    assert len(digest) == 1 and digest[0]["message"].count(ref) >= 3
+
+
+def test_sms_waits_for_the_end_of_quiet_hours(team, clock, http):
+    store = team
+    sent: list[tuple[str, str]] = []
+    with session_scope(store.url) as s:
+        mgr = s.exec(select(Practitioner).where(Practitioner.handle == "mgr.okafor")).one()
+        mgr.contact = "sms://127.0.0.1/07700900123"
+        s.add(mgr)
+    open_case(store)
+    at(clock, "2026-01-12", hour=22)
+    d = Dispatcher(store.url, clock, dispatcher(store, clock).config,
+                   send=lambda url, title, body, html, ics: sent.append((url, body)))
+    report = d.run_until_idle()
+    assert report.deferred >= 1 and not [u for u, _ in sent if u.startswith("sms")]
+    deferred = [m for m in outbox(store) if m.recipient == "practitioner:mgr.okafor"]
+    assert deferred[0].next_attempt_at == datetime(2026, 1, 13, 8, tzinfo=UK).astimezone(UTC)
+    at(clock, "2026-01-13", hour=8, minute=1)
+    d.run_until_idle()
+    sms = [b for u, b in sent if u.startswith("sms")]
+    assert sms and all(len(b) <= 160 for b in sms)
+
+
+@pytest.mark.postgres
+def test_two_sweeps_and_two_dispatchers_race_exactly_once(db_url, clock, http, monkeypatch):
+    if not db_url.startswith("postgresql"):
+        pytest.skip("the race is run on PostgreSQL (SKIP LOCKED); SQLite has one writer")
+    monkeypatch.setenv("NIM_ADMIN_TARGETS", http.url("admin"))
+    store = CaseStore(db_url, clock)
+    for handle, name, role, team_name in DEMO_TEAM:
+        store.add_practitioner(PractitionerIn(handle=handle, display_name=name, role=role,
+                                              team=team_name, contact=http.url(handle)), "a")
+    for _ in range(15):
+        open_case(store)
+    instant = at(clock, "2026-03-30")
+    barrier = threading.Barrier(2)
+
+    def sweep():
+        barrier.wait()
+        store.fire_due_timers(instant, batch=7)
+
+    threads = [threading.Thread(target=sweep) for _ in range(2)]
+    [t.start() for t in threads]
+    [t.join() for t in threads]
+    dispatchers = [dispatcher(store, clock, concurrency=4) for _ in range(2)]
+    barrier2 = threading.Barrier(2)
+
+    def send(d):
+        barrier2.wait()
+        d.run_until_idle(limit=9)
+
+    threads = [threading.Thread(target=send, args=(d,)) for d in dispatchers]
+    [t.start() for t in threads]
+    [t.join() for t in threads]
+    rows = outbox(store)
+    assert rows and all(m.status == "sent" for m in rows)
+    keys = Counter(m["message"].rsplit("ref: ", 1)[-1].split()[0] for m in http.received)
+    assert len(keys) == len(rows) and max(keys.values()) == 1
+
+
+def test_killed_between_send_and_mark_loses_nothing(sqlite_url, tmp_path, http):
+    """The dispatcher process dies right after Apprise sent a message: the message is not
+    lost; after the lease it is sent again, and that resend is counted (reclaimed)."""
+    clock = VirtualClock(datetime(2026, 1, 12, 9, 0, tzinfo=UK))
+    store = CaseStore(sqlite_url, clock)
+    store.add_practitioner(PractitionerIn(handle="mgr.okafor", display_name="M",
+                                          role="nim-service-manager", team="nim",
+                                          contact=http.url("mgr")), "a")
+    for handle, role in (("coord.ali", "coordinator"), ("iro.khan", "iro"),
+                         ("la.patel", "la-social-worker")):
+        store.add_practitioner(PractitionerIn(handle=handle, display_name=handle, role=role,
+                                              team="la", contact=http.url(handle)), "a")
+    open_case(store)
+    script = ("import sys\nfrom datetime import datetime\nfrom models.clock import VirtualClock\n"
+              "from notifications.dispatcher import Dispatcher\n"
+              "Dispatcher(sys.argv[1], VirtualClock(datetime.fromisoformat(sys.argv[2])))"
+              ".run_once()\n")
+    env = {**os.environ, "NIM_FAULT": "exit-after-send"}
+    proc = subprocess.run([sys.executable, "-c", script, sqlite_url, clock.now().isoformat()],
+                          env=env, cwd=os.getcwd(), capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 137, proc.stderr
+    assert len(http.received) >= 1
+    pending = [m for m in outbox(store) if m.status == "pending"]
+    assert pending and all(m.claimed_until is not None for m in pending)  # leased, not lost
+    clock.advance(timedelta(minutes=10))  # the lease runs out
+    report = dispatcher(store, clock).run_until_idle()
+    assert report.reclaimed == len(pending)
+    assert all(m.status == "sent" for m in outbox(store))
+    assert sum(m.reclaimed for m in outbox(store)) == len(pending)
+
+
+def test_virtual_time_case_gets_the_full_ladder_exactly_once(team, clock, http, smtp):
+    """The demo case through virtual time: daily sweeps, some work done late."""
+    store = team
+    ref = open_case(store, caregivers=[{"relationship": "mother", "name": "Sentinel-Mother"}])
+    spec = store.pathway(ref)
+    handles = {role: handle for handle, _, role, _ in DEMO_TEAM}
+    d = dispatcher(store, clock)
+    day = datetime(2026, 1, 12, 9, 5, tzinfo=UK)
+    for _ in range(400):
+        clock.set(day)
+        store.fire_due_timers(clock.now())
+        store.fire_due_timers(clock.now())  # overlapping sweeps change nothing
+        for task in store.tasks(case=ref):
+            late = 3 if task["key"] in ("wmci-mother", "final-report") else 0
+            if task["stage"] != "statutory" and task["days_to_due"] <= -late:
+                store.complete_task(task["task"], handles[task["role"]],
+                                    sample_outcome(spec, task["spec_id"],
+                                                   {"d1": "treatment", "d2": "return_home"}))
+        d.run_until_idle()
+        if store.show(ref)["stage"] in ("follow-up", None):
+            break
+        day += timedelta(days=1)
+    rows = outbox(store)
+    kinds = Counter(m.kind for m in rows)
+    assert {"handoff", "reminder", "due", "escalation", "gate", "clock-warning"} <= set(kinds)
+    assert all(m.status == "sent" for m in rows), Counter(m.status for m in rows)
+    delivered = len(http.received) + len(smtp.messages)
+    assert delivered == len(rows)
+    keys = Counter(m["message"].rsplit("ref: ", 1)[-1].split()[0] for m in http.received)
+    assert max(keys.values()) == 1
