@@ -528,6 +528,8 @@ def notify_test(to: Annotated[str, typer.Option(
         name, url = config.resolve(f"practitioner:{to}", contact)
     except ValueError as exc:
         raise UserError(str(exc)) from None
+    if "://" in to:
+        name = f"the {to.split('://', 1)[0]} target"  # never echo a URL: it may hold a secret
     msg = render_message("test", {"case_ref": "TEST", "link": config.ui_url, "recipient": to,
                                   "dedupe_key": "notify-test"})
     title, body = fit_for_channel(url, msg)

@@ -58,7 +58,7 @@ def apprise_send(url: str, title: str, body: str, html: bool, ics: str | None) -
             path = Path(tmp) / "due.ics"
             path.write_text(ics, encoding="utf-8")
             attach = apprise.AppriseAttachment(str(path))
-        with apprise.LogCapture(level=apprise.logging.WARNING) as log:
+        with apprise.LogCapture(level=apprise.logging.WARNING, fmt="%(message)s") as log:
             ok = app.notify(title=title, body=body, attach=attach,
                             body_format=apprise.NotifyFormat.HTML if html else
                             apprise.NotifyFormat.TEXT)

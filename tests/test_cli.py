@@ -97,3 +97,24 @@ def test_open_from_flags_and_refusals(team):
     assert "unknown role 'wizard'" in unknown_role.stderr
     assert "error: give exactly one" in run("deadline", "--jurisdiction", "scotland", "--from",
                                             "2026-01-01", code=2).stderr
+
+
+def test_notify_test_and_outbox_commands(team):
+    from tests.receivers import HttpReceiver
+
+    run = team
+    receiver = HttpReceiver().start()
+    try:
+        ok = run("notify", "test", "--to", receiver.url("check"))
+        assert ok.stdout.startswith("test message delivered")
+        assert receiver.received and receiver.received[0]["path"] == "/check"
+        down = run("notify", "test", "--to", "json://127.0.0.1:9/none", code=2)
+        assert "failed" in down.stderr and "127.0.0.1:9" not in down.stderr
+        unknown = run("notify", "test", "--to", "nobody", code=2)
+        assert "neither a target URL" in unknown.stderr
+    finally:
+        receiver.stop()
+    rows = json.loads(run("outbox", "list", "--json").stdout)
+    assert rows == []
+    assert "no outbox message 99" in run("outbox", "retry", "99", "--as", "mgr.okafor",
+                                          code=2).stderr
