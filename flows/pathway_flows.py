@@ -20,6 +20,7 @@ from tasks.case_tasks import (
     fire_due_timers,
     forget_form_responses,
     load_task,
+    publish_oversight,
     publish_task_card,
     reconcile_cases,
     record_outcome,
@@ -149,6 +150,7 @@ def sweep_flow() -> dict[str, int]:
                              "role": timer["role"], **(timer["detail"] or {})},
                             f"timer/{timer['key']}")
     delivered = dispatch_outbox()
+    publish_oversight()
     synced = reconcile_cases()
     get_run_logger().info("fired %d timers; delivered %s; reconciled %d cases", len(fired),
                           delivered, len(synced))

@@ -129,6 +129,7 @@ class Task(SQLModel, table=True):
     completed_by: str | None = None
     handover_note: str | None = None
     flow_run_id: str | None = None  # the Prefect run waiting for this task (for deep links)
+    delay_cause: str | None = None  # court, family, capacity, other: why it moved or slipped
     created_at: datetime
     updated_at: datetime
 

@@ -23,12 +23,16 @@ prac_app = typer.Typer(help="Manage practitioners.", no_args_is_help=True)
 audit_app = typer.Typer(help="The append-only audit log.", no_args_is_help=True)
 outbox_app = typer.Typer(help="Queued and sent notifications.", no_args_is_help=True)
 notify_app = typer.Typer(help="Check notification targets.", no_args_is_help=True)
+report_app = typer.Typer(help="Manager views, KPIs, report packs.", no_args_is_help=True)
+export_app = typer.Typer(help="CSV, FHIR and calendar exports.", no_args_is_help=True)
 app.add_typer(case_app, name="case")
 app.add_typer(task_app, name="task")
 app.add_typer(prac_app, name="practitioner")
 app.add_typer(audit_app, name="audit")
 app.add_typer(outbox_app, name="outbox")
 app.add_typer(notify_app, name="notify")
+app.add_typer(report_app, name="report")
+app.add_typer(export_app, name="export")
 
 JsonOpt = Annotated[bool, typer.Option("--json", help="print JSON instead of a table")]
 ActorOpt = Annotated[str, typer.Option("--as", envvar="NIM_ACTOR",
@@ -268,13 +272,38 @@ def case_timeline(ref: str, as_json: JsonOpt = False) -> None:
           title=f"{ref} timeline")
 
 
+@case_app.command("forecast")
+def case_forecast(
+    ref: str,
+    hearing_date: Annotated[str | None, typer.Option(help="what if the final hearing is then")]
+    = None,
+    treatment_months: Annotated[int | None, typer.Option(help="what if treatment lasts N months")]
+    = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Project every remaining deadline and flag conflicts before they happen."""
+    hearing = _parse_date(hearing_date, "--hearing-date") if hearing_date else None
+    data = _store().forecast(ref, hearing, treatment_months)
+    if as_json:
+        _emit(data, True)
+        return
+    _emit(data["milestones"], False, ["task", "title", "projected", "done"],
+          title=f"{ref} forecast")
+    _emit(data["clocks"], False, ["title", "due", "state"], title="Statutory clocks (projected)")
+    for c in data["conflicts"]:
+        typer.echo(f"CONFLICT: {c}")
+    if not data["conflicts"]:
+        typer.echo("no conflicts projected")
+
+
 @case_app.command("move-date")
 def case_move_date(
     ref: str, name: str, new_date: str, actor: ActorOpt,
     cause: Annotated[str, typer.Option(help="why: hearing adjourned, court extension, ...")] = "",
+    category: Annotated[str, typer.Option(help="court, family, capacity or other")] = "court",
 ) -> None:
     """Set or move a key date (e.g. final_hearing); dependent deadlines are re-dated."""
-    _do("move_date", ref, name, _parse_date(new_date, "date"), cause, actor)
+    _do("move_date", ref, name, _parse_date(new_date, "date"), cause, actor, category)
 
 
 @case_app.command("placement")
@@ -345,6 +374,17 @@ def task_reassign(
     _do("reassign", task, to, actor, note)
 
 
+@task_app.command("delay-cause")
+def task_delay_cause(
+    task: Annotated[str, typer.Argument(help="CASE-REF/TASK-KEY")],
+    cause: Annotated[str, typer.Argument(help="court, family, capacity or other")],
+    actor: ActorOpt,
+    note: Annotated[str, typer.Option(help="what happened")] = "",
+) -> None:
+    """Record why a task is late (feeds the breach report and the KPIs)."""
+    typer.echo(_store().record_delay_cause(task, cause, note, actor).message)
+
+
 @app.command()
 def decide(
     ref: str,
@@ -406,6 +446,83 @@ def audit_verify() -> None:
     if problems:
         raise typer.Exit(1)
     typer.echo("audit chain intact")
+
+
+@report_app.command("board")
+def report_board(as_json: JsonOpt = False) -> None:
+    """The caseload board: every open case, its next work, RAG and clocks."""
+    from reports.oversight import caseload_board
+
+    _emit(caseload_board(_store()), as_json, ["case", "stage", "next_task", "due",
+                                              "working_days_to_due", "rag", "owner_role",
+                                              "clocks"], title="Caseload board")
+
+
+@report_app.command("kpis")
+def report_kpis(as_json: JsonOpt = False) -> None:
+    """KPIs: days to each milestone, share to treatment, on-time rates, breach causes."""
+    from reports.oversight import kpi_markdown, kpis
+
+    data = kpis(_store())
+    typer.echo(json.dumps(data, indent=2, default=str) if as_json else kpi_markdown(data))
+
+
+@report_app.command("breaches")
+def report_breaches(as_json: JsonOpt = False) -> None:
+    """Late or overdue work and breached clocks, by team, with their cause."""
+    from reports.oversight import breach_report_markdown, breaches
+
+    rows = breaches(_store())
+    typer.echo(json.dumps(rows, indent=2, default=str) if as_json
+               else breach_report_markdown(rows))
+
+
+@report_app.command("pack")
+def report_pack(
+    ref: str, actor: ActorOpt,
+    kind: Annotated[str, typer.Option(help="assessment (after D1) or final (after D2)")],
+    fmt: Annotated[str, typer.Option("--format", help="html or pdf")] = "html",
+    out: Annotated[Path | None, typer.Option(help="folder (default: <data>/reports)")] = None,
+) -> None:
+    """Render a report pack for the court or hearing (contains identity: local file only)."""
+    from nim_pathway.settings import data_dir
+    from reports.packs import write_pack
+
+    path, digest = write_pack(_store(), ref, kind, fmt, out or data_dir() / "reports", actor)
+    typer.echo(f"wrote {path} (sha256 {digest}, recorded in the audit log)")
+
+
+@report_app.command("diagram")
+def report_diagram(profile: Annotated[str, typer.Option()] = "england") -> None:
+    """The pathway as a Mermaid flowchart, from the YAML."""
+    from models.pathway import load_pathway
+    from reports.diagram import mermaid
+
+    typer.echo(mermaid(load_pathway(profile)))
+
+
+@export_app.command("csv")
+def export_csv(case: Annotated[str | None, typer.Option(help="one case")] = None) -> None:
+    """Tasks and deadlines as CSV (stdout)."""
+    from reports.exports import tasks_csv
+
+    typer.echo(tasks_csv(_store(), case), nl=False)
+
+
+@export_app.command("fhir")
+def export_fhir(ref: str) -> None:
+    """A FHIR R4 Task bundle for one case (JSON, stdout)."""
+    from reports.exports import fhir_bundle
+
+    typer.echo(json.dumps(fhir_bundle(_store(), ref), indent=2))
+
+
+@export_app.command("ics")
+def export_ics(handle: str) -> None:
+    """A practitioner's open deadlines as an iCalendar file (stdout)."""
+    from reports.exports import practitioner_ics
+
+    typer.echo(practitioner_ics(_store(), handle), nl=False)
 
 
 @app.command()

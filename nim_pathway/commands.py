@@ -44,6 +44,7 @@ from models.tables import (
 from nim_pathway.db import session_scope
 
 GENESIS = "0" * 64
+DELAY_CAUSES = ("court", "family", "capacity", "other")
 
 
 class CommandError(ValueError):
@@ -471,9 +472,13 @@ class CaseStore:
                            self._today(), self._now())
         return Result(case.ref, f"reassigned {task_ref} to {to}", [effect])
 
-    def move_date(self, ref: str, anchor: str, value: date, cause: str, actor: str) -> Result:
+    def move_date(self, ref: str, anchor: str, value: date, cause: str, actor: str,
+                  category: str = "court") -> Result:
+        """Move a key date; the re-dated tasks record the category of the delay."""
         if not cause.strip():
             raise CommandError("say why the date moved (--cause), e.g. 'hearing adjourned'")
+        if category not in DELAY_CAUSES:
+            raise CommandError(f"--category must be one of {', '.join(DELAY_CAUSES)}")
         with session_scope(self.url) as session:
             case = self._case(session, ref, lock=True)
             spec, state = self._load(session, case)
@@ -484,7 +489,29 @@ class CaseStore:
                 raise CommandError(f"unknown date {anchor!r}; use one of {', '.join(sorted(allowed))}")
             effects = self._engine(eng.move_anchor, spec, state, anchor, value, cause)
             self._save(session, case, spec, state, effects, actor)
+            moved = [e.task for e in effects if e.kind == "task-redated"]
+            for task in session.exec(select(Task).where(Task.case_id == case.id,
+                                                        Task.key.in_(moved))):
+                task.delay_cause = category
+                session.add(task)
         return Result(ref, f"{anchor} is now {value}", effects)
+
+    def record_delay_cause(self, task_ref: str, category: str, note: str, actor: str) -> Result:
+        """Say why a task is late: court or family events, or team capacity."""
+        if category not in DELAY_CAUSES:
+            raise CommandError(f"cause must be one of {', '.join(DELAY_CAUSES)}")
+        with session_scope(self.url) as session:
+            case, task = self._find_task(session, task_ref)
+            spec = self._spec(session, case.pathway_id)
+            who = self._practitioner(session, actor)
+            if who.role != task.role and who.role not in spec.managers():
+                raise CommandError(f"{actor} is {who.role}; the cause of a delay on "
+                                   f"{task_ref} is recorded by a {task.role} or a manager")
+            task.delay_cause = category
+            session.add(task)
+            self.audit(session, actor, "delay-cause", case.ref,
+                       {"task": task.key, "cause": category, "note_length": len(note)})
+        return Result(case.ref, f"{task_ref}: delay cause {category}")
 
     def set_court_override(self, ref: str, weeks: int | None, direction: str,
                            actor: str) -> Result:
@@ -600,7 +627,7 @@ class CaseStore:
                 session.add(task)
 
     def outbox(self, failed: bool = False, limit: int = 200) -> list[dict]:
-        with session_scope(self.url) as session:
+        with session_scope(self.url, read_only=True) as session:
             stmt = select(Outbox).order_by(Outbox.id.desc()).limit(limit)
             if failed:
                 stmt = stmt.where((Outbox.status == "dead") | (Outbox.last_error.is_not(None)))
@@ -628,16 +655,16 @@ class CaseStore:
 
     def pathway(self, ref: str) -> PathwaySpec:
         """The pathway version the case started on."""
-        with session_scope(self.url) as session:
+        with session_scope(self.url, read_only=True) as session:
             return self._spec(session, self._case(session, ref).pathway_id)
 
     def practitioners(self) -> list[dict]:
-        with session_scope(self.url) as session:
+        with session_scope(self.url, read_only=True) as session:
             return [p.model_dump(exclude={"id"}) for p in
                     session.exec(select(Practitioner).order_by(Practitioner.handle))]
 
     def cases(self) -> list[dict]:
-        with session_scope(self.url) as session:
+        with session_scope(self.url, read_only=True) as session:
             return [{"ref": c.ref, "stage": c.stage, "jurisdiction": c.jurisdiction,
                      "site": c.site, "closed_on": c.closed_on}
                     for c in session.exec(select(Case).order_by(Case.ref))]
@@ -645,7 +672,7 @@ class CaseStore:
     def tasks(self, case: str | None = None, role: str | None = None, overdue: bool = False,
               due_within: int | None = None, state: str | None = "open") -> list[dict]:
         on = self._today()
-        with session_scope(self.url) as session:
+        with session_scope(self.url, read_only=True) as session:
             stmt = (select(Task, Case.ref, Practitioner.handle).join(Case)
                     .join(Practitioner, Task.assignee_id == Practitioner.id, isouter=True))
             if case:
@@ -671,7 +698,7 @@ class CaseStore:
     def show(self, ref: str) -> dict:
         """The case for its team: stage, dates, clocks, open work. No identity fields."""
         on = self._today()
-        with session_scope(self.url) as session:
+        with session_scope(self.url, read_only=True) as session:
             case = self._case(session, ref)
             spec, state = self._load(session, case)
             version = session.get(PathwayVersion, case.pathway_id)
@@ -703,10 +730,26 @@ class CaseStore:
                            if t.state in (eng.OPEN, eng.BLOCKED)],
         }
 
+    def forecast(self, ref: str, hearing_date: date | None = None,
+                 treatment_months: int | None = None) -> dict:
+        """Project the case's remaining deadlines (what-if on hearing date or treatment)."""
+        from models.forecast import forecast
+
+        if treatment_months is not None and not 1 <= treatment_months <= 24:
+            raise CommandError("--treatment-months must be between 1 and 24")
+        with session_scope(self.url, read_only=True) as session:
+            spec, state = self._load(session, self._case(session, ref))
+        if state.closed_on:
+            raise CommandError(f"{ref} is closed; there is nothing left to forecast")
+        result = self._engine(forecast, spec, state, self._today(), hearing_date,
+                              treatment_months)
+        return {"ref": ref, "milestones": result.milestones, "clocks": result.clocks,
+                "conflicts": result.conflicts}
+
     def timeline(self, ref: str) -> list[dict]:
         """Planned against actual for every task, with stage starts and decisions."""
         on = self._today()
-        with session_scope(self.url) as session:
+        with session_scope(self.url, read_only=True) as session:
             case = self._case(session, ref)
             spec, state = self._load(session, case)
         rows: list[dict] = []
@@ -758,7 +801,7 @@ def verify_audit(url: str) -> list[str]:
     """Problems in the audit chain: an edited, inserted or deleted row breaks it."""
     problems = []
     prev = GENESIS
-    with session_scope(url) as session:
+    with session_scope(url, read_only=True) as session:
         for row in session.exec(select(AuditEvent).order_by(AuditEvent.id)):
             if row.prev_hash != prev:
                 problems.append(f"row {row.id}: chain broken (a row before it was removed or "

@@ -29,8 +29,10 @@ def get_engine(url: str) -> Engine:
     if url.startswith("sqlite"):
         engine = create_engine(url, connect_args={"check_same_thread": False})
         event.listen(engine, "connect", _sqlite_pragmas)
-        # take the write lock at BEGIN so two writers queue instead of failing mid-way
-        event.listen(engine, "begin", lambda conn: conn.exec_driver_sql("BEGIN IMMEDIATE"))
+        # writers take the lock at BEGIN so two of them queue instead of failing mid-way;
+        # read-only sessions begin deferred and read a snapshot without blocking anyone
+        event.listen(engine, "begin", lambda conn: conn.exec_driver_sql(
+            "BEGIN" if conn.get_execution_options().get("nim_read_only") else "BEGIN IMMEDIATE"))
 
         @event.listens_for(engine, "connect")
         def _no_pysqlite_begin(dbapi_conn, _record) -> None:  # noqa: ANN001
@@ -85,9 +87,12 @@ def migrate(url: str) -> None:
 
 
 @contextmanager
-def session_scope(url: str) -> Iterator[Session]:
+def session_scope(url: str, read_only: bool = False) -> Iterator[Session]:
     """One transaction: committed if the block succeeds, rolled back whole if not."""
-    with Session(get_engine(url), expire_on_commit=False) as session:
+    engine = get_engine(url)
+    if read_only:
+        engine = engine.execution_options(nim_read_only=True)
+    with Session(engine, expire_on_commit=False) as session:
         try:
             yield session
             session.commit()

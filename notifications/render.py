@@ -195,25 +195,31 @@ def _fold(line: str) -> str:
 
 def ics_event(case_ref: str, task_key: str, title: str, due: date, link: str, uid: str) -> str:
     """A VCALENDAR with one all-day event on `due`; DTSTAMP comes from `due`, not the wall clock."""
-    day = f"{due:%Y%m%d}"
-    lines = [
-        "BEGIN:VCALENDAR",
-        "VERSION:2.0",
-        "PRODID:-//nim-pathway//notifications//EN",
-        "CALSCALE:GREGORIAN",
-        "METHOD:PUBLISH",
-        "BEGIN:VEVENT",
-        f"UID:{_ics_text(uid)}",
-        f"DTSTAMP:{day}T000000Z",
-        f"DTSTART;VALUE=DATE:{day}",
-        f"DTEND;VALUE=DATE:{due + timedelta(days=1):%Y%m%d}",
-        f"SUMMARY:{_ics_text(f'{case_ref}: {title}')}",
-        f"DESCRIPTION:{_ics_text(f'Task {task_key} on case {case_ref}. Open in NIM pathway: {link}')}",
-        f"URL:{link}",
-        "TRANSP:TRANSPARENT",  # a deadline, not a meeting: do not block the day
-        "END:VEVENT",
-        "END:VCALENDAR",
-    ]
+    return ics_calendar([{"case_ref": case_ref, "task_key": task_key, "title": title,
+                          "due": due, "link": link, "uid": uid}])
+
+
+def ics_calendar(events: list[dict]) -> str:
+    """A VCALENDAR of all-day deadline events (case_ref, task_key, title, due, link, uid)."""
+    lines = ["BEGIN:VCALENDAR", "VERSION:2.0", "PRODID:-//nim-pathway//notifications//EN",
+             "CALSCALE:GREGORIAN", "METHOD:PUBLISH"]
+    for e in events:
+        due, case_ref = e["due"], e["case_ref"]
+        day = f"{due:%Y%m%d}"
+        lines += [
+            "BEGIN:VEVENT",
+            f"UID:{_ics_text(e['uid'])}",
+            f"DTSTAMP:{day}T000000Z",
+            f"DTSTART;VALUE=DATE:{day}",
+            f"DTEND;VALUE=DATE:{due + timedelta(days=1):%Y%m%d}",
+            f"SUMMARY:{_ics_text(case_ref + ': ' + e['title'])}",
+            "DESCRIPTION:" + _ics_text(f"Task {e['task_key']} on case {case_ref}. "
+                                       f"Open in NIM pathway: {e['link']}"),
+            f"URL:{e['link']}",
+            "TRANSP:TRANSPARENT",  # a deadline, not a meeting: do not block the day
+            "END:VEVENT",
+        ]
+    lines.append("END:VCALENDAR")
     return "".join(_fold(line) + "\r\n" for line in lines)
 
 

@@ -143,3 +143,40 @@ def dispatch_outbox() -> dict[str, int]:
         s.queue_digests()
     report = Dispatcher(s.url, s.clock).run_until_idle()
     return {"sent": report.sent, "failed": report.failed, "dead": report.dead}
+
+
+@task(name="publish-oversight", cache_policy=NO_CACHE)
+def publish_oversight() -> int:
+    """Refresh the managers' artifacts: caseload board, KPIs, breaches, timelines, diagram."""
+    from prefect.artifacts import create_markdown_artifact, create_table_artifact
+
+    from reports.diagram import mermaid
+    from reports.oversight import (
+        breach_report_markdown,
+        breaches,
+        caseload_board,
+        kpi_markdown,
+        kpis,
+        timeline_markdown,
+    )
+
+    s = store()
+    board = caseload_board(s)
+    create_table_artifact(key="caseload-board", table=board or [{"case": "no open cases"}],
+                          description="Open cases by urgency (RAG by working days to due)")
+    create_markdown_artifact(key="nim-kpis", markdown=kpi_markdown(kpis(s)),
+                             description="NIM KPIs")
+    create_markdown_artifact(key="breach-report", markdown=breach_report_markdown(breaches(s)),
+                             description="Breaches by team with their cause")
+    for row in board:
+        create_markdown_artifact(key=f"timeline-{row['case'].lower()}",
+                                 markdown=timeline_markdown(s, row["case"]),
+                                 description=f"{row['case']} planned against actual")
+    profiles = sorted({s.pathway(row["case"]).profile for row in board}) or ["england"]
+    for profile in profiles:
+        from models.pathway import load_pathway
+
+        create_markdown_artifact(key=f"pathway-{profile}",
+                                 markdown=f"```mermaid\n{mermaid(load_pathway(profile))}\n```",
+                                 description=f"The {profile} pathway")
+    return len(board)

@@ -1,0 +1,1 @@
+"""Benchmarks for nim-pathway: `make bench` (or `python -m bench [--quick] [--only NAME]`)."""

@@ -1,0 +1,184 @@
+"""Shared plumbing: result rows, worker subprocesses, CPU of process trees, PostgreSQL, machine."""
+
+from __future__ import annotations
+
+import json
+import os
+import platform
+import resource
+import socket
+import statistics
+import subprocess
+import sys
+import time
+import uuid
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parent.parent
+PY = sys.executable
+PG_ADMIN_URL = os.environ.get("NIM_BENCH_POSTGRES_URL",
+                              os.environ.get("NIM_TEST_POSTGRES_URL",
+                                             "postgresql://postgres@127.0.0.1:5432/postgres"))
+CLK_TCK = os.sysconf("SC_CLK_TCK")
+
+
+@dataclass
+class Row:
+    """One line of the results table."""
+
+    figure: str
+    value: float | None
+    unit: str
+    target: str
+    met: bool | None
+    baseline: float | None = None
+    baseline_label: str = ""
+    ratio: float | None = None
+    details: dict[str, Any] = field(default_factory=dict)
+
+    def as_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def clean_env(**extra: str) -> dict[str, str]:
+    """The environment for child processes: no case store, clock or Prefect settings leak in."""
+    env = {k: v for k, v in os.environ.items()
+           if not k.startswith(("NIM_", "PREFECT_"))}
+    env["PYTHONPATH"] = str(ROOT)
+    env.update(extra)
+    return env
+
+
+def run_worker(module: str, args: dict[str, Any], env: dict[str, str] | None = None,
+               timeout: float = 900) -> dict[str, Any]:
+    """`python -m module ARGS_JSON` in a fresh process; its last stdout line is its JSON result."""
+    proc = subprocess.run([PY, "-m", module, json.dumps(args, default=str)], cwd=ROOT,
+                          env=env or clean_env(), capture_output=True, text=True,
+                          timeout=timeout, check=False)
+    if proc.returncode != 0:
+        raise RuntimeError(f"{module} failed ({proc.returncode}):\n{proc.stderr[-3000:]}")
+    return json.loads(proc.stdout.strip().splitlines()[-1])
+
+
+def worker_main(fn: Callable[[dict[str, Any]], dict[str, Any]]) -> None:
+    """Entry point of a worker: JSON args in argv[1], JSON result (plus peak RSS) on stdout."""
+    result = fn(json.loads(sys.argv[1]))
+    result["max_rss_mb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    print(json.dumps(result, default=str), flush=True)
+
+
+def cpu_seconds() -> float:
+    """User + system CPU of this process so far."""
+    r = resource.getrusage(resource.RUSAGE_SELF)
+    return r.ru_utime + r.ru_stime
+
+
+def _stat(pid: int) -> tuple[int, float] | None:
+    """(parent pid, CPU-s of the process and its reaped children) from /proc/<pid>/stat."""
+    try:
+        raw = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return None
+    fields = raw[raw.rindex(")") + 2:].split()
+    utime, stime, cutime, cstime = (int(x) for x in fields[11:15])
+    return int(fields[1]), (utime + stime + cutime + cstime) / CLK_TCK
+
+
+def tree_cpu(*roots: int) -> float:
+    """CPU-s used so far by the process trees under `roots`: each live process plus the children
+    it has already reaped (which /proc counts in cutime/cstime)."""
+    stats = {int(p): s for p in os.listdir("/proc") if p.isdigit() and (s := _stat(int(p)))}
+    children: dict[int, list[int]] = {}
+    for pid, (ppid, _) in stats.items():
+        children.setdefault(ppid, []).append(pid)
+    total, todo = 0.0, [r for r in roots if r in stats]
+    while todo:
+        pid = todo.pop()
+        total += stats[pid][1]
+        todo += children.get(pid, [])
+    return total
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def median_wall(cmd: list[str], runs: int, env: dict[str, str]) -> tuple[float, list[float]]:
+    """Median wall-clock seconds of running `cmd` `runs` times."""
+    times = []
+    for _ in range(runs):
+        start = time.perf_counter()
+        subprocess.run(cmd, env=env, cwd=ROOT, capture_output=True, check=True)
+        times.append(time.perf_counter() - start)
+    return statistics.median(times), times
+
+
+# -- PostgreSQL -------------------------------------------------------------------------------
+
+
+def _pg_admin():  # noqa: ANN202 - SQLAlchemy engine, imported lazily
+    from sqlalchemy import create_engine
+
+    return create_engine("postgresql+psycopg://" + PG_ADMIN_URL.split("://", 1)[1],
+                         isolation_level="AUTOCOMMIT")
+
+
+def pg_available() -> str | None:
+    """None if the PostgreSQL server answers, else why not."""
+    from sqlalchemy import text
+
+    try:
+        with _pg_admin().connect() as conn:
+            conn.execute(text("select 1"))
+    except Exception as exc:  # noqa: BLE001 - any failure means "skip"
+        return f"{exc.__class__.__name__}: {exc}".splitlines()[0]
+    return None
+
+
+def pg_version() -> str:
+    from sqlalchemy import text
+
+    try:
+        with _pg_admin().connect() as conn:
+            return str(conn.execute(text("show server_version")).scalar())
+    except Exception:  # noqa: BLE001
+        return "unavailable"
+
+
+@contextmanager
+def throwaway_pg(prefix: str = "nim_bench") -> Iterator[str]:
+    """A fresh PostgreSQL database, dropped afterwards."""
+    from sqlalchemy import text
+
+    name = f"{prefix}_{uuid.uuid4().hex[:8]}"
+    admin = _pg_admin()
+    with admin.connect() as conn:
+        conn.execute(text(f'CREATE DATABASE "{name}"'))
+    try:
+        yield PG_ADMIN_URL.rsplit("/", 1)[0] + f"/{name}"
+    finally:
+        with admin.connect() as conn:
+            conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+        admin.dispose()
+
+
+# -- machine ----------------------------------------------------------------------------------
+
+
+def machine() -> dict[str, Any]:
+    import sqlite3
+
+    cpuinfo = Path("/proc/cpuinfo").read_text()
+    model = next((line.split(":", 1)[1].strip() for line in cpuinfo.splitlines()
+                  if line.startswith("model name")), platform.processor() or "unknown")
+    mem_kb = next(int(line.split()[1]) for line in Path("/proc/meminfo").read_text().splitlines()
+                  if line.startswith("MemTotal"))
+    return {"cpu": model, "cores": os.cpu_count(), "ram_gb": round(mem_kb / 1024 / 1024, 1),
+            "python": platform.python_version(), "sqlite": sqlite3.sqlite_version,
+            "postgresql": pg_version(), "os": platform.platform()}

@@ -1,0 +1,83 @@
+"""Forecast and what-if: project every remaining deadline and flag conflicts before they happen.
+
+Pure: a copy of the case is driven through the rest of the pathway with each task done on its
+due date (D1 assumed "treatment" unless already decided), so the projection follows the same
+rules as the real case. Conflicts: NIM's timetable against the 26-week limit or Scotland's
+6-month aim, and a final report due after the final hearing.
+"""
+
+from __future__ import annotations
+
+import copy
+from dataclasses import dataclass, field
+from datetime import date
+
+from models import engine as eng
+from models.pathway import PathwaySpec
+from models.simulate import sample_outcome
+
+
+@dataclass
+class Forecast:
+    ref: str
+    milestones: list[dict] = field(default_factory=list)  # task, title, projected, done
+    clocks: list[dict] = field(default_factory=list)
+    conflicts: list[str] = field(default_factory=list)
+
+
+def forecast(spec: PathwaySpec, case: eng.CaseState, today: date,
+             hearing_date: date | None = None, treatment_months: int | None = None) -> Forecast:
+    sim = copy.deepcopy(case)
+    if treatment_months is not None:
+        sim.settings["treatment_months"] = treatment_months
+        eng.redate_open_tasks(spec, sim, "what-if: treatment length")
+    if hearing_date is not None:
+        eng.move_anchor(spec, sim, "final_hearing", hearing_date, "what-if: hearing date")
+    decisions = {"d1": sim.decisions.get("d1", "treatment"),
+                 "d2": sim.decisions.get("d2", next(iter(_d2_outcomes(spec))))}
+    day = today
+    for _ in range(2000):
+        if sim.closed_on or sim.stage in (None, "follow-up"):
+            break
+        task = min((t for t in sim.tasks.values()
+                    if t.state == eng.OPEN and t.stage != "statutory"),
+                   key=lambda t: (t.due, t.key), default=None)
+        if task is None:
+            break
+        day = max(day, task.due)
+        eng.complete_task(spec, sim, task.key, sample_outcome(spec, task.spec_id, decisions),
+                          "forecast", day)
+    out = Forecast(case.ref)
+    gate_ids = set(spec.gate_of_task)
+    for t in sorted(sim.tasks.values(), key=lambda t: (t.completed_on or t.due, t.key)):
+        if t.stage == "statutory" or t.spec_id not in gate_ids | {"assessment-report",
+                                                                 "final-report", "handover"}:
+            continue
+        real = case.tasks.get(t.key)
+        out.milestones.append({"task": t.key, "title": t.title,
+                               "projected": t.completed_on or t.due,
+                               "done": bool(real and real.state == eng.DONE)})
+    clocks = eng.clock_states(spec, sim, day)
+    for c in clocks:
+        out.clocks.append({"clock": c.id, "title": c.title, "due": c.due, "state": c.state,
+                           "explanation": c.explanation})
+        if c.state in ("breached", "breached-open") and c.due is not None:
+            target = next((cl.target for cl in spec.clocks if cl.id == c.id), None)
+            when = next((m["projected"] for m in out.milestones if target and
+                         m["task"].startswith(target)), None)
+            if when and when > c.due:
+                out.conflicts.append(
+                    f"{c.title}: limit {c.due}, but {target} is projected for {when} "
+                    f"({(when - c.due).days} days late); record a court timetable override or "
+                    "shorten the pathway")
+    hearing = sim.anchors.get("final_hearing")
+    final = next((m["projected"] for m in out.milestones if m["task"] == "final-report"), None)
+    if hearing and final and final > hearing:
+        out.conflicts.append(f"final report projected for {final}, after the final hearing on "
+                             f"{hearing}")
+    return out
+
+
+def _d2_outcomes(spec: PathwaySpec) -> list[str]:
+    return [code for s in spec.stages if s.gate and s.gate.decision == "d2"
+            for code in s.gate.outcomes]

@@ -1,0 +1,34 @@
+"""The pathway as a Mermaid flowchart, generated from the YAML so it never drifts."""
+
+from __future__ import annotations
+
+from models.pathway import PathwaySpec
+
+
+def _node(stage_id: str) -> str:
+    return stage_id.replace("-", "_")
+
+
+def mermaid(spec: PathwaySpec) -> str:
+    lines = ["flowchart TD"]
+    for stage in spec.stages:
+        tasks = "<br/>".join(f"{t.id} ({t.role}{', per ' + t.per if t.per != 'case' else ''})"
+                             for t in stage.tasks)
+        lines.append(f'    {_node(stage.id)}["<b>{stage.title}</b><br/>{tasks}"]')
+    for stage in spec.stages:
+        if stage.gate:
+            gate = f"{_node(stage.id)}_gate"
+            lines.append(f"    {_node(stage.id)} --> {gate}{{{stage.gate.decision.upper()}}}")
+            for code, out in stage.gate.outcomes.items():
+                target = _node(out.next) if out.next else "closed"
+                lines.append(f"    {gate} -->|{code}| {target}")
+        elif stage.next:
+            lines.append(f"    {_node(stage.id)} --> {_node(stage.next)}")
+        else:
+            lines.append(f"    {_node(stage.id)} --> closed([case closed])")
+    for clock in spec.clocks:
+        lines.append(f'    clock_{_node(clock.id)}[/"{clock.title}"/]')
+        if clock.target:
+            stage = spec.stage_of_task[clock.target]
+            lines.append(f"    clock_{_node(clock.id)} -.-> {_node(stage)}")
+    return "\n".join(lines)
