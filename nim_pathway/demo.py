@@ -138,6 +138,9 @@ def run_live_demo() -> None:
     for carer in ("mother", "foster-carer"):
         store.complete_task(f"{ref}/consent-{carer}", "sw.jones", {"consent": "given"})
     console.print(orchestrate_after(store, ref))
+    from prefect.deployments import run_deployment
+
+    run_deployment("sweep/sweep", timeout=0)  # publishes the board, KPIs and timelines now
     second = Referral.model_validate({**referral.model_dump(), "caregivers": [
         {"relationship": "mother"}, {"relationship": "father"}]})
     handle = store.stage_intake(second, "coord.ali")
@@ -154,6 +157,8 @@ def run_live_demo() -> None:
     console.print("     Try completed_by [bold]la.patel[/] first: refused, the form asks again.")
     console.print(f"  3. Deployments → open-case → Run → intake [bold]{handle}[/], coordinator "
                   "[bold]coord.ali[/]: opens a second case without identity entering Prefect.")
+    console.print("  4. Artifacts: caseload-board, nim-kpis, breach-report, "
+                  f"timeline-{ref.lower()} and the pathway diagram (refreshed by every sweep).")
     console.print(f"  From the CLI: nim-pathway task list --case {ref}; nim-pathway task complete "
                   f"{ref}/crowell-mother --as psy.chen --field quality=adaptive")
     console.print("Stop the stack with: nim-pathway down")

@@ -118,3 +118,25 @@ def test_notify_test_and_outbox_commands(team):
     assert rows == []
     assert "no outbox message 99" in run("outbox", "retry", "99", "--as", "mgr.okafor",
                                           code=2).stderr
+
+
+def test_reports_exports_and_forecast(team, tmp_path):
+    run = team
+    referral = tmp_path / "referral.yaml"
+    referral.write_text(yaml.safe_dump(referral_data()))
+    run("case", "open", "--file", str(referral), "--as", "coord.ali")
+    board = json.loads(run("report", "board", "--json").stdout)
+    assert board[0]["case"] == "NIM-2026-0001" and board[0]["rag"] in ("amber", "green")
+    assert json.loads(run("report", "kpis", "--json").stdout)["cases"] == 1
+    assert "No breaches" in run("report", "breaches").stdout
+    assert run("report", "diagram", "--profile", "scotland").stdout.startswith("flowchart TD")
+    forecast = run("case", "forecast", "NIM-2026-0001").stdout
+    assert "CONFLICT: Care proceedings decided within 26 weeks" in forecast
+    assert "bad" in run("case", "forecast", "NIM-2026-0001", "--hearing-date", "bad",
+                        code=2).stderr
+    assert run("export", "csv").stdout.startswith("task,title,stage")
+    assert json.loads(run("export", "fhir", "NIM-2026-0001").stdout)["type"] == "collection"
+    assert run("export", "ics", "mgr.okafor").stdout.startswith("BEGIN:VCALENDAR")
+    early = run("report", "pack", "NIM-2026-0001", "--kind", "assessment", "--as", "coord.ali",
+                code=2)
+    assert "after D1" in early.stderr

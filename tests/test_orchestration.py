@@ -206,6 +206,23 @@ def test_case_runs_from_referral_to_recommendation(stack):
     assert len(created) == len(set(created)) and len(refusals) == 1
     assert len(timer_keys) == len(set(timer_keys))
 
+    # the sweep fires what is due in virtual time, and reconciles
+    FileClock(str(stack.clock_file)).set(datetime(2026, 1, 12, 10, tzinfo=UTC) + timedelta(weeks=6))
+    result = run_deployment("sweep/sweep", timeout=120)
+    assert result.state.is_completed(), result.state
+    with session_scope(store.url) as s:
+        fired = s.exec(select(Timer).where(Timer.fired_at.is_not(None))).all()
+    assert fired and all(t.due_at <= datetime(2026, 2, 23, 10, tzinfo=UTC) for t in fired)
+    from prefect.client.schemas.filters import ArtifactFilter, ArtifactFilterKey
+
+    with get_client(sync_client=True) as client:
+        keys = {a.key for a in client.read_artifacts(artifact_filter=ArtifactFilter(
+            key=ArtifactFilterKey(any_=["caseload-board", "nim-kpis", "breach-report",
+                                        f"timeline-{ref.lower()}", "pathway-england"])))}
+    assert keys == {"caseload-board", "nim-kpis", "breach-report", f"timeline-{ref.lower()}",
+                    "pathway-england"}
+    runs = case_runs(ref)
+
     # nothing Prefect holds names the child or the family
     with get_client(sync_client=True) as client:
         everything = [opener.model_dump_json()] + [r.model_dump_json() for r in runs]
@@ -222,14 +239,6 @@ def test_case_runs_from_referral_to_recommendation(stack):
         everything += [a.model_dump_json() for a in client.read_artifacts()]
     blob = json.dumps(everything)
     assert not [s for s in SENTINELS if s in blob]
-
-    # the sweep fires what is due in virtual time, and reconciles
-    FileClock(str(stack.clock_file)).set(datetime(2026, 1, 12, 10, tzinfo=UTC) + timedelta(weeks=6))
-    result = run_deployment("sweep/sweep", timeout=120)
-    assert result.state.is_completed(), result.state
-    with session_scope(store.url) as s:
-        fired = s.exec(select(Timer).where(Timer.fired_at.is_not(None))).all()
-    assert fired and all(t.due_at <= datetime(2026, 2, 23, 10, tzinfo=UTC) for t in fired)
 
 
 def test_prefect_down_then_database_lost_reconcile_restores(stack):
