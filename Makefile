@@ -25,5 +25,8 @@ test-fast: $(STAMP)
 lint: $(STAMP)
 	$(BIN)/ruff check .
 
+bench: $(STAMP)
+	$(BIN)/python -m bench
+
 clean:
 	rm -rf .nim .pytest_cache

@@ -67,8 +67,16 @@ def run_worker(module: str, args: dict[str, Any], env: dict[str, str] | None = N
 def worker_main(fn: Callable[[dict[str, Any]], dict[str, Any]]) -> None:
     """Entry point of a worker: JSON args in argv[1], JSON result (plus peak RSS) on stdout."""
     result = fn(json.loads(sys.argv[1]))
-    result["max_rss_mb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    result["max_rss_mb"] = peak_rss_mb()
     print(json.dumps(result, default=str), flush=True)
+
+
+def peak_rss_mb() -> float:
+    """Peak resident set of this process (VmHWM: unlike ru_maxrss it does not carry over the
+    parent's RSS from before exec)."""
+    status = Path("/proc/self/status").read_text()
+    return next(int(line.split()[1]) for line in status.splitlines()
+                if line.startswith("VmHWM")) / 1024
 
 
 def cpu_seconds() -> float:

@@ -49,9 +49,11 @@ def figure(ctx: Any) -> list[Row]:
         raise RuntimeError(f"only {r['closed']} of {n} cases closed")
     return [Row(
         figure=f"3. engine: {n} cases to closure", value=r["seconds"], unit="s",
-        target="≤30 s", met=r["seconds"] <= 30, baseline_label="none (not in the brief)",
-        details={"pathway_load_s": r["setup_s"], "events": r["events"], "events_per_s": r["events"] / r["seconds"],
-                 "cases_per_s": n / r["seconds"], "peak_rss_mb": r["max_rss_mb"]})]
+        target=f"≤{30 * n / 1000:g} s", met=r["seconds"] <= 30 * n / 1000,
+        baseline_label="none (not in the brief)",
+        details={"pathway_load_s": r["setup_s"], "events": r["events"],
+                 "events_per_s": r["events"] / r["seconds"], "cases_per_s": n / r["seconds"],
+                 "peak_rss_mb": r["max_rss_mb"]})]
 
 
 if __name__ == "__main__":

@@ -235,10 +235,16 @@ def case_intake(
     typer.echo(handle)
 
 
+def _printable(text: str, keep_newlines: bool = False) -> str:
+    """Escape control characters so an error stays on its line whatever the input held."""
+    return "".join(ch if ch.isprintable() or (keep_newlines and ch == "\n")
+                   else repr(ch)[1:-1] for ch in text)
+
+
 def _pydantic_problems(exc: Any) -> str:
     out = []
     for err in exc.errors():
-        where = ".".join(str(p) for p in err["loc"]) or "referral"
+        where = ".".join(_printable(str(p)) for p in err["loc"]) or "referral"
         msg = err["msg"].removeprefix("Value error, ")
         out.append(f"{where}: {msg}")
     return "; ".join(out)
@@ -525,6 +531,25 @@ def export_ics(handle: str) -> None:
     typer.echo(practitioner_ics(_store(), handle), nl=False)
 
 
+retention_app = typer.Typer(help="Records past their retention date.", no_args_is_help=True)
+app.add_typer(retention_app, name="retention")
+
+
+@retention_app.command("review")
+def retention_review(as_json: JsonOpt = False) -> None:
+    """Cases past their retention date (75th birthday; 100 years after adoption)."""
+    _emit(_store().retention_review(), as_json, ["case", "basis", "retain_until", "closed_on"],
+          title="Past retention")
+
+
+@app.command()
+def erase(ref: str, actor: ActorOpt,
+          reason: Annotated[str, typer.Option(help="why, if before the retention date")] = "",
+          ) -> None:
+    """Remove a case's identity; the pathway record and the audit of the erasure remain."""
+    typer.echo(_store().erase(ref, actor, reason).message)
+
+
 @app.command()
 def up(
     seed: Annotated[bool, typer.Option(help="add the demo practitioners")] = False,
@@ -690,7 +715,7 @@ def main() -> None:
 
 
 def _fail(message: str) -> None:
-    typer.echo(f"error: {message}", err=True)
+    typer.echo(f"error: {_printable(message, keep_newlines=True)}", err=True)
     sys.exit(2)
 
 

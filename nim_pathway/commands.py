@@ -41,10 +41,13 @@ from models.tables import (
     Task,
     Timer,
 )
+from nim_pathway import faults
 from nim_pathway.db import session_scope
 
 GENESIS = "0" * 64
 DELAY_CAUSES = ("court", "family", "capacity", "other")
+# England: looked-after children's records to their 75th birthday, adoption records 100 years
+RETENTION_YEARS = {"default": 75, "adoption": 100}
 
 
 class CommandError(ValueError):
@@ -376,16 +379,23 @@ class CaseStore:
         except eng.EngineError as exc:
             raise CommandError(str(exc)) from None
 
+    def _refuse(self, session: Session, actor: str, case_ref: str | None, message: str,
+                detail: dict) -> None:
+        """Audit an access refusal (kept even though the command changes nothing), then say so."""
+        self.audit(session, actor, "refused", case_ref, detail)
+        session.commit()
+        raise CommandError(message)
+
     def _require_role(
         self, session: Session, spec: PathwaySpec, handle: str, roles: set[str], doing: str,
         case_ref: str | None = None,
     ) -> Practitioner:
         who = self._practitioner(session, handle)
         if who.role not in roles | spec.managers():
-            raise CommandError(
-                f"{handle} is {who.role} and may not {doing}; it needs "
-                f"{' or '.join(sorted(roles | spec.managers()))}"
-            )
+            self._refuse(session, handle, case_ref,
+                         f"{handle} is {who.role} and may not {doing}; it needs "
+                         f"{' or '.join(sorted(roles | spec.managers()))}",
+                         {"doing": doing, "role": who.role})
         return who
 
     def _find_task(self, session: Session, task_ref: str) -> tuple[Case, Task]:
@@ -410,18 +420,15 @@ class CaseStore:
             spec, state = self._load(session, case)
             who = self._practitioner(session, actor)
             if who.role != task.role and who.role not in spec.managers():
+                message = f"{actor} is {who.role}; task {task_ref} needs a {task.role} (or a manager)"
                 seen = via is not None and any(
                     (a.detail or {}).get("via") == via for a in session.exec(select(AuditEvent)
                     .where(AuditEvent.case_ref == case.ref, AuditEvent.action == "refused")))
-                if not seen:
-                    self.audit(session, actor, "refused", case.ref,
-                               {"task": task.key, "why": f"role {who.role} is not {task.role}",
-                                "via": via})
-                    session.commit()  # keep the refusal on record, change nothing else
-                raise CommandError(
-                    f"{actor} is {who.role}; task {task_ref} needs a {task.role}"
-                    " (or a manager)"
-                )
+                if seen:  # a replayed form: refused and audited already
+                    raise CommandError(message)
+                self._refuse(session, actor, case.ref, message,
+                             {"task": task.key, "why": f"role {who.role} is not {task.role}",
+                              "via": via})
             effects = self._engine(eng.complete_task, spec, state, task.key, outcome, actor,
                                    self._today())
             self._save(session, case, spec, state, effects, actor)
@@ -438,8 +445,9 @@ class CaseStore:
             if gate_task is not None:
                 who = self._practitioner(session, actor)
                 if who.role != gate_task.role and who.role not in spec.managers():
-                    raise CommandError(f"{actor} is {who.role}; {decision} is recorded by a "
-                                       f"{gate_task.role} (or a manager)")
+                    self._refuse(session, actor, ref, f"{actor} is {who.role}; {decision} is "
+                                 f"recorded by a {gate_task.role} (or a manager)",
+                                 {"doing": f"decide {decision}", "role": who.role})
             effects = self._engine(eng.decide, spec, state, decision, outcome, actor,
                                    self._today(), {"notes": rationale})
             self._save(session, case, spec, state, effects, actor)
@@ -456,8 +464,9 @@ class CaseStore:
             if target.role != task.role:
                 raise CommandError(f"{to} is {target.role}; task {task_ref} needs a {task.role}")
             if who.id != task.assignee_id and who.role not in spec.managers():
-                raise CommandError(f"{actor} may not reassign {task_ref}: only its current "
-                                   "owner or a manager can")
+                self._refuse(session, actor, case.ref, f"{actor} may not reassign {task_ref}: "
+                             "only its current owner or a manager can",
+                             {"doing": "reassign", "task": task.key, "role": who.role})
             before = session.get(Practitioner, task.assignee_id) if task.assignee_id else None
             task.assignee_id, task.handover_note, task.updated_at = target.id, note, self._now()
             session.add(task)
@@ -505,8 +514,9 @@ class CaseStore:
             spec = self._spec(session, case.pathway_id)
             who = self._practitioner(session, actor)
             if who.role != task.role and who.role not in spec.managers():
-                raise CommandError(f"{actor} is {who.role}; the cause of a delay on "
-                                   f"{task_ref} is recorded by a {task.role} or a manager")
+                self._refuse(session, actor, case.ref, f"{actor} is {who.role}; the cause of a "
+                             f"delay on {task_ref} is recorded by a {task.role} or a manager",
+                             {"doing": "delay-cause", "task": task.key, "role": who.role})
             task.delay_cause = category
             session.add(task)
             self.audit(session, actor, "delay-cause", case.ref,
@@ -602,11 +612,13 @@ class CaseStore:
                 for timer, ref in rows:
                     queue_for_timer(session, timer, ref, tasks.get((timer.case_id, timer.task_key)),
                                     on, at, config)
+                    faults.reached("sweep-timer")  # crash tests: mid-batch, uncommitted
                     timer.fired_at = at
                     session.add(timer)
                     fired.append({"key": timer.key, "ref": ref, "kind": timer.kind,
                                   "task": timer.task_key, "role": timer.role,
                                   "due_at": timer.due_at, "detail": timer.detail})
+            faults.reached("sweep-batch")  # crash tests: between committed batches
             if len(rows) < batch:
                 return fired
 
@@ -650,6 +662,57 @@ class CaseStore:
             session.add(row)
             self.audit(session, actor, "outbox-retry", row.case_ref, {"message": message_id})
         return Result(row.case_ref or "", f"message {message_id} queued again")
+
+    def retention_review(self) -> list[dict]:
+        """Cases whose identity is past its retention date and not yet erased."""
+        on = self._today()
+        out = []
+        with session_scope(self.url, read_only=True) as session:
+            rows = session.exec(select(Case, Child).join(Child, Child.case_id == Case.id))
+            decisions = {(d.case_id, d.kind): d.outcome for d in session.exec(select(Decision))}
+            for case, child in rows:
+                if child.erased_at or child.date_of_birth is None:
+                    continue
+                basis = "adoption" if decisions.get((case.id, "d2")) == "adoption" else "default"
+                dob = child.date_of_birth
+                years = RETENTION_YEARS[basis]
+                until = dob.replace(year=dob.year + years) if not (dob.month == 2 and
+                                                                  dob.day == 29) \
+                    else date(dob.year + years, 3, 1)
+                if until <= on:
+                    out.append({"case": case.ref, "basis": basis, "retain_until": until,
+                                "closed_on": case.closed_on})
+        return out
+
+    def erase(self, ref: str, actor: str, reason: str = "") -> Result:
+        """Remove a case's identity (names, date of birth, address, staged referral); the
+        pathway record stays, and the erasure itself is audited."""
+        with session_scope(self.url) as session:
+            case = self._case(session, ref, lock=True)
+            spec = self._spec(session, case.pathway_id)
+            self._require_role(session, spec, actor, set(), "erase identity")
+            child = session.exec(select(Child).where(Child.case_id == case.id)).one()
+            if child.erased_at:
+                raise CommandError(f"identity on {ref} was erased on {child.erased_at:%Y-%m-%d}")
+            due = {r["case"] for r in self.retention_review()}
+            if ref not in due and not reason.strip():
+                raise CommandError(f"{ref} is not past its retention date; give --reason (for "
+                                   "example a court order) to erase it earlier")
+            child.given_name = child.family_name = child.address = None
+            child.date_of_birth, child.erased_at = None, self._now()
+            session.add(child)
+            carers = session.exec(select(Caregiver).where(Caregiver.case_id == case.id)).all()
+            for carer in carers:
+                carer.name = None
+                session.add(carer)
+            for intake in session.exec(select(Intake).where(Intake.case_ref == ref)):
+                intake.referral = {"erased": True}
+                session.add(intake)
+            self.audit(session, actor, "identity-erased", ref, {
+                "fields": ["child.given_name", "child.family_name", "child.date_of_birth",
+                           "child.address", "caregiver.name", "intake.referral"],
+                "caregivers": len(carers), "early": ref not in due, "reason_length": len(reason)})
+        return Result(ref, f"identity erased from {ref}; the pathway record and audit remain")
 
     # -- reads ----------------------------------------------------------------------------
 

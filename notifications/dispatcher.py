@@ -10,7 +10,6 @@ before the result was written; such a reclaim is counted in `outbox.reclaimed` a
 
 from __future__ import annotations
 
-import os
 import re
 import tempfile
 import uuid
@@ -23,6 +22,7 @@ from sqlmodel import select
 
 from models.clock import UK, Clock
 from models.tables import DeliveryAttempt, Outbox, Practitioner
+from nim_pathway import faults
 from nim_pathway.db import session_scope
 from notifications.config import NotifyConfig, load_config
 from notifications.outbox import enqueue
@@ -153,8 +153,7 @@ class Dispatcher:
                             link=(row.meta or {}).get("link"))
         title, body = fit_for_channel(url, rendered)
         error = self.send(url, title, body, is_email(url), row.ics if is_email(url) else None)
-        if error is None and os.environ.get("NIM_FAULT") == "exit-after-send":
-            os._exit(137)  # fault injection for the crash tests: sent, not yet recorded
+        faults.reached("dispatch-sent")  # crash tests: sent, not yet recorded
         return error
 
     def _record(self, row: Outbox, target: str, error: str | None,

@@ -189,16 +189,37 @@ def test_audit_chain_detects_edit_insert_delete(store, db_url):
     store.complete_task(f"{ref}/triage", "mgr.okafor", {"accepted": True})
     assert verify_audit(db_url) == []
     engine = get_engine(db_url)
+    postgres = engine.dialect.name == "postgresql"
+    for sql in ("update audit_event set actor='x' where id=3", "delete from audit_event where id=3"):
+        with pytest.raises(Exception, match="append-only"), engine.begin() as conn:
+            conn.execute(text(sql))
+    # someone with the database owner's rights drops the guard and tampers
     with engine.begin() as conn:
+        if postgres:
+            conn.execute(text("drop trigger audit_event_no_change on audit_event"))
+        else:
+            conn.execute(text("drop trigger audit_event_no_update"))
+            conn.execute(text("drop trigger audit_event_no_delete"))
         conn.execute(text("update audit_event set actor='someone-else' where id=3"))
     assert any("row 3" in p and "edited" in p for p in verify_audit(db_url))
     with engine.begin() as conn:
-        conn.execute(text("update audit_event set actor=(select actor from audit_event where id=4)"
-                          " where id=3"))  # not the original: still broken
-    with engine.begin() as conn:
         conn.execute(text("delete from audit_event where id=5"))
-    problems = verify_audit(db_url)
-    assert any("row 6" in p and "chain broken" in p for p in problems)
+    assert any("row 6" in p and "chain broken" in p for p in verify_audit(db_url))
+    with engine.begin() as conn:
+        row = conn.execute(text("select * from audit_event where id=7")).mappings().one()
+        conn.execute(text("insert into audit_event (id, at, actor, case_ref, action, detail, "
+                          "prev_hash, hash) values (1000, :at, 'forger', :ref, 'forged', "
+                          ":detail, :prev, :hash)"),
+                     {"at": row["at"], "ref": ref, "detail": '{"task": "triage"}',
+                      "prev": row["hash"], "hash": "f" * 64})
+    assert any("row 1000" in p for p in verify_audit(db_url))
+    if postgres:  # put the guard back for the other tests sharing this database
+        from alembic import command
+
+        from nim_pathway.db import alembic_config
+
+        command.downgrade(alembic_config(db_url), "0004")
+        command.upgrade(alembic_config(db_url), "head")
 
 
 def test_whole_case_through_the_store(store, clock, db_url):

@@ -1,0 +1,371 @@
+"""Figures 5 and 6: what a human task and a timer cost on a real local Prefect server.
+
+A driver process starts `prefect server start` on a free port with a temporary PREFECT_HOME
+and a `serve` process for the pathway's deployments plus a no-op flow (as tests/prefect_stack.py
+does), then measures. CPU-s is read from /proc for the server and serve process trees (each
+flow run is a subprocess of `serve`, counted once reaped) plus the driver's own client calls.
+
+5. One human task (`human-task` deployment, triage of a fresh case): start (created → Running),
+   suspend (Running → Suspended), resume (Resume form input → Completed). So that the flow's
+   closing sync starts no runs for the next tasks (which would run inside the measurement),
+   their runs exist beforehand as runs scheduled for tomorrow. Baseline: a bare flow run.
+6. 1,000 timers: 1,000 case-store timers written and fired by one sweep, against one Prefect
+   scheduled run per timer; a sample of scheduled no-op runs is executed and extrapolated.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import statistics
+import subprocess
+import time
+from dataclasses import replace
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+from bench.common import PY, ROOT, Row, clean_env, cpu_seconds, free_port, run_worker, tree_cpu
+from bench.common import worker_main as _worker_main
+
+NOOP = "bench-noop/noop"
+TRIAGE = {"completed_by": "mgr.okafor", "accepted": True}
+DONE = {"COMPLETED", "FAILED", "CRASHED", "CANCELLED"}
+
+
+class Stack:
+    """A Prefect server and a `serve` process in a temporary PREFECT_HOME."""
+
+    def __init__(self, tmp: Path, store_url: str, clock_file: Path) -> None:
+        self.tmp = tmp
+        self.api = f"http://127.0.0.1:{free_port()}/api"
+        self.env = clean_env(
+            PREFECT_HOME=str(tmp / "prefect"), PREFECT_API_URL=self.api,
+            PREFECT_SERVER_ANALYTICS_ENABLED="false", DO_NOT_TRACK="1",
+            PREFECT_RUNNER_POLL_FREQUENCY="1", PREFECT_SERVER_DATABASE_TIMEOUT="60",
+            PREFECT_LOGGING_LEVEL="WARNING", NIM_DATABASE_URL=store_url,
+            NIM_DATA_DIR=str(tmp / "data"), NIM_CLOCK_FILE=str(clock_file))
+        self.procs: list[subprocess.Popen] = []
+
+    def _spawn(self, name: str, args: list[str]) -> subprocess.Popen:
+        log = open(self.tmp / f"{name}.log", "ab")  # noqa: SIM115 - kept open for the child
+        proc = subprocess.Popen(args, env=self.env, stdout=log, stderr=subprocess.STDOUT,
+                                cwd=ROOT, start_new_session=True)
+        self.procs.append(proc)
+        return proc
+
+    def start(self) -> None:
+        import httpx
+
+        from bench.noop_flow import SERVE
+
+        port = self.api.rsplit(":", 1)[1].split("/")[0]
+        self.server = self._spawn("server", [str(Path(PY).parent / "prefect"), "server",
+                                             "start", "--host", "127.0.0.1", "--port", port])
+        deadline = time.monotonic() + 180
+        while time.monotonic() < deadline:
+            try:
+                if httpx.get(self.api + "/health", timeout=2).status_code == 200:
+                    break
+            except httpx.HTTPError:
+                time.sleep(0.5)
+        else:
+            raise RuntimeError(f"Prefect server did not start; see {self.tmp}/server.log")
+        self.serve = self._spawn("serve", [PY, "-c", SERVE])
+
+    def cpu(self) -> float:
+        return tree_cpu(self.server.pid, self.serve.pid)
+
+    def stop(self) -> None:
+        for proc in reversed(self.procs):  # serve before server: the other order hangs
+            if proc.poll() is None:
+                os.killpg(proc.pid, signal.SIGTERM)
+                try:
+                    proc.wait(20)
+                except subprocess.TimeoutExpired:
+                    os.killpg(proc.pid, signal.SIGKILL)
+                    proc.wait(10)
+
+
+# -- the driver (a worker process with PREFECT_API_URL set) ---------------------------------
+
+
+class Meter:
+    """Wall-clock and CPU-s (server + serve trees, driver) at marks."""
+
+    def __init__(self, stack: Stack) -> None:
+        self.stack = stack
+
+    def mark(self) -> tuple[float, float, float]:
+        return time.perf_counter(), self.stack.cpu(), cpu_seconds()
+
+    @staticmethod
+    def delta(a: tuple[float, float, float], b: tuple[float, float, float]) -> dict[str, float]:
+        return {"wall_s": b[0] - a[0], "stack_cpu_s": b[1] - a[1], "driver_cpu_s": b[2] - a[2],
+                "cpu_s": (b[1] - a[1]) + (b[2] - a[2])}
+
+
+def _wait(client: Any, run_id: Any, states: set[str], timeout: float = 300) -> Any:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        run = client.read_flow_run(run_id)
+        name = run.state.type.value if run.state else ""
+        if name in states:
+            return run
+        if name in DONE:
+            raise RuntimeError(f"run {run.name} ended {run.state.name}: {run.state.message}")
+        time.sleep(0.1)
+    raise RuntimeError(f"timed out waiting for {run_id} to be {states}")
+
+
+def _open_cases(url: str, clock: Any, n: int, complete_triage: bool) -> list[dict[str, Any]]:
+    """n fresh cases (fictional referral); with complete_triage, the open work after triage."""
+    from models.schemas import Referral
+    from nim_pathway.commands import CaseStore
+    from nim_pathway.db import migrate
+    from nim_pathway.demo import seed_team
+
+    migrate(url)
+    store = CaseStore(url, clock)
+    seed_team(store)
+    out = []
+    for i in range(n):
+        ref = store.open_case(Referral(
+            jurisdiction="england-and-wales", site="bench",
+            child={"given_name": "Juno", "family_name": "Ashdown",
+                   "date_of_birth": f"2025-0{i % 9 + 1}-01"},
+            care_entry="2026-01-05", referral="2026-01-12", proceedings_issued="2026-01-08",
+            caregivers=[{"relationship": "mother"}, {"relationship": "foster-carer"}],
+            placement={"kind": "foster", "start": "2026-01-05"}), "coord.ali").ref
+        if complete_triage:
+            store.complete_task(f"{ref}/triage", "mgr.okafor", {"accepted": True})
+        out.append({"ref": ref, "stage": store.show(ref)["stage"], "tasks": store.tasks(case=ref)})
+    return out
+
+
+def _placeholders(client: Any, cases: list[dict[str, Any]], tomorrow: datetime) -> None:
+    """Runs scheduled for tomorrow for every task and stage the triage sync would start."""
+    from prefect.deployments import run_deployment
+
+    from nim_pathway.orchestration import STAGE_DEPLOYMENT, TASK_DEPLOYMENT, case_tags, run_name
+
+    for case in cases:
+        ref = case["ref"]
+        for t in case["tasks"]:
+            if t["key"] != "triage":
+                run_deployment(TASK_DEPLOYMENT, parameters={"ref": ref, "task_key": t["key"]},
+                               timeout=0, as_subflow=False, scheduled_time=tomorrow,
+                               flow_run_name=run_name(ref, t["stage"], t["key"]),
+                               tags=case_tags(ref, t["stage"], "england-and-wales", t["role"])
+                               + [f"task:{t['key']}", "kind:task"])
+        for stage in case["stages"]:
+            run_deployment(STAGE_DEPLOYMENT, parameters={"ref": ref, "stage": stage}, timeout=0,
+                           as_subflow=False, scheduled_time=tomorrow,
+                           flow_run_name=run_name(ref, stage),
+                           tags=case_tags(ref, stage, "england-and-wales") + ["kind:stage"])
+
+
+def _human_task(client: Any, meter: Meter, case: dict[str, Any]) -> dict[str, Any]:
+    from prefect.deployments import run_deployment
+    from prefect.flow_runs import resume_flow_run
+
+    from nim_pathway.orchestration import TASK_DEPLOYMENT, case_tags, run_name
+
+    ref = case["ref"]
+    m0 = meter.mark()
+    run = run_deployment(TASK_DEPLOYMENT, parameters={"ref": ref, "task_key": "triage"},
+                         timeout=0, as_subflow=False, idempotency_key=f"{ref}/triage#1",
+                         flow_run_name=run_name(ref, "referral", "triage"),
+                         tags=case_tags(ref, "referral", "england-and-wales",
+                                        "nim-service-manager") + ["task:triage", "kind:task"])
+    _wait(client, run.id, {"RUNNING"})
+    m1 = meter.mark()
+    _wait(client, run.id, {"PAUSED"})
+    m2 = meter.mark()
+    resume_flow_run(run.id, run_input=TRIAGE)
+    _wait(client, run.id, {"COMPLETED"})
+    m3 = meter.mark()
+    return {"start": meter.delta(m0, m1), "suspend": meter.delta(m1, m2),
+            "resume": meter.delta(m2, m3), "total": meter.delta(m0, m3)}
+
+
+def _noop(client: Any, meter: Meter) -> dict[str, Any]:
+    from prefect.deployments import run_deployment
+
+    m0 = meter.mark()
+    run = run_deployment(NOOP, timeout=0, as_subflow=False)
+    _wait(client, run.id, {"COMPLETED"})
+    return {"total": meter.delta(m0, meter.mark())}
+
+
+def _scheduled_sample(client: Any, meter: Meter, n: int) -> dict[str, Any]:
+    """n scheduled no-op runs created and executed by `serve`, measured whole."""
+    from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterId
+    from prefect.deployments import run_deployment
+
+    m0 = meter.mark()
+    when = datetime.now(UTC) + timedelta(seconds=2)
+    ids = [run_deployment(NOOP, timeout=0, as_subflow=False, scheduled_time=when).id
+           for _ in range(n)]
+    created = meter.mark()
+    deadline = time.monotonic() + 900
+    while time.monotonic() < deadline:
+        runs = client.read_flow_runs(flow_run_filter=FlowRunFilter(id=FlowRunFilterId(any_=ids)))
+        states = [r.state.type.value for r in runs]
+        if sum(s in DONE for s in states) == n:
+            break
+        time.sleep(0.5)
+    else:
+        raise RuntimeError(f"scheduled runs did not finish: {states}")
+    failed = sum(s != "COMPLETED" for s in states)
+    return {"runs": n, "failed": failed, "create": meter.delta(m0, created),
+            "total": meter.delta(m0, meter.mark())}
+
+
+def driver(args: dict[str, Any]) -> dict[str, Any]:
+    """In the driver process: start the stack, measure what `args["parts"]` asks for, stop."""
+    tmp = Path(args["tmp"])
+    store_url, clock_file = f"sqlite:///{tmp}/store.db", tmp / "clock"
+    stack = Stack(tmp, store_url, clock_file)
+    os.environ.update({k: v for k, v in stack.env.items() if k.startswith(("PREFECT_", "NIM_"))})
+    from models.clock import FileClock
+
+    clock = FileClock(str(clock_file))
+    clock.set(datetime(2026, 1, 12, 10, tzinfo=UTC))
+    reps = args["reps"]
+    cases = _open_cases(store_url, clock, reps, False)
+    after = _open_cases(f"sqlite:///{tmp}/twin.db", clock, reps, True)  # what triage leads to
+    for case, twin in zip(cases, after, strict=True):
+        case["tasks"] = case["tasks"] + [t for t in twin["tasks"]
+                                         if t["key"] not in {c["key"] for c in case["tasks"]}]
+        case["stages"] = sorted({case["stage"], twin["stage"]})
+    from prefect.client.orchestration import get_client
+
+    out: dict[str, Any] = {}
+    t0 = time.perf_counter()
+    stack.start()
+    try:
+        with get_client(sync_client=True) as client:
+            deadline = time.monotonic() + 180
+            while not {"human-task", "noop"} <= {d.name for d in client.read_deployments()}:
+                if time.monotonic() > deadline:
+                    raise RuntimeError(f"deployments not served; see {tmp}/serve.log")
+                time.sleep(0.5)
+            meter = Meter(stack)
+            _noop(client, meter)  # warm-up: the first run pays the server's lazy start-up
+            out["startup_s"] = time.perf_counter() - t0
+            if "human-task" in args["parts"]:
+                _placeholders(client, cases, datetime.now(UTC) + timedelta(days=1))
+                out["noop"] = [_noop(client, meter) for _ in range(reps)]
+                out["human_task"] = [_human_task(client, meter, c) for c in cases]
+                refs = {f"case:{c['ref']}" for c in cases}
+                runs = [r for r in client.read_flow_runs(limit=200) if refs & set(r.tags)]
+                expected = sum(len(c["tasks"]) + len(c["stages"]) for c in cases)
+                out["unexpected_runs"] = len(runs) - expected
+            if "timers" in args["parts"]:
+                out["scheduled"] = _scheduled_sample(client, meter, args["sample"])
+    finally:
+        stack.stop()
+    return out
+
+
+def casestore_timers(args: dict[str, Any]) -> dict[str, Any]:
+    """In a worker process: write 1,000 timers through the ORM and fire them in one sweep."""
+    from models.clock import VirtualClock
+    from models.tables import Timer
+    from nim_pathway.commands import CaseStore
+    from nim_pathway.db import session_scope
+
+    at = datetime.fromisoformat(args["at"])
+    rows = json.loads(Path(args["timers"]).read_text())
+    store = CaseStore(args["url"], VirtualClock(at))
+    c0, t0 = cpu_seconds(), time.perf_counter()
+    with session_scope(args["url"]) as session:
+        for key, case_id, task_key, kind, role, _due, detail, _, _ in rows:
+            session.add(Timer(key=key, case_id=case_id, task_key=task_key, kind=kind, role=role,
+                              due_at=at, detail=json.loads(detail)))
+    c1 = cpu_seconds()
+    fired = len(store.fire_due_timers(at=at))
+    return {"timers": len(rows), "fired": fired, "write_cpu_s": c1 - c0,
+            "sweep_cpu_s": cpu_seconds() - c1, "cpu_s": cpu_seconds() - c0,
+            "wall_s": time.perf_counter() - t0}
+
+
+def work(args: dict[str, Any]) -> dict[str, Any]:
+    return driver(args) if args["role"] == "driver" else casestore_timers(args)
+
+
+# -- figures (in the bench process) -----------------------------------------------------------
+
+
+def _driver_results(ctx: Any) -> dict[str, Any]:
+    if "prefect" not in ctx.cache:
+        parts = [p for p in ("human-task", "timers") if p in ctx.selected]
+        tmp = ctx.tmp / "prefect-stack"
+        tmp.mkdir(exist_ok=True)
+        ctx.cache["prefect"] = run_worker("bench.prefect_runs", {
+            "role": "driver", "tmp": str(tmp), "parts": parts, "reps": ctx.sizes["reps"],
+            "sample": ctx.sizes["prefect_sample"]}, timeout=1200)
+    return ctx.cache["prefect"]
+
+
+def _median(items: list[dict[str, Any]], phase: str, what: str) -> float:
+    return statistics.median(i[phase][what] for i in items)
+
+
+def figure_human_task(ctx: Any) -> list[Row]:
+    r = _driver_results(ctx)
+    ht, noop = r["human_task"], r["noop"]
+    phases = {p: {"wall_s": _median(ht, p, "wall_s"), "cpu_s": _median(ht, p, "cpu_s")}
+              for p in ("start", "suspend", "resume", "total")}
+    cpu, base_cpu = phases["total"]["cpu_s"], _median(noop, "total", "cpu_s")
+    return [Row(
+        figure="5. human task on Prefect: start + suspend + resume", value=cpu, unit="CPU-s",
+        target="report (no target)", met=None, baseline=base_cpu,
+        baseline_label="bare no-op flow run", ratio=cpu / base_cpu,
+        details={"phases_median": phases, "wall_s": phases["total"]["wall_s"],
+                 "baseline_wall_s": _median(noop, "total", "wall_s"),
+                 "repetitions": len(ht), "runs_started_by_closing_sync": r["unexpected_runs"],
+                 "stack_startup_s": r["startup_s"],
+                 "note": "CPU-s = server + serve process trees + driver client; runner poll 1 s"})]
+
+
+def figure_timers(ctx: Any) -> list[Row]:
+    from bench.cohort import Cohort, Rows, populate
+    from bench.sweep import WINDOW_END
+
+    templates = ctx.templates()
+    url = f"sqlite:///{ctx.tmp / 'timers-1000.db'}"
+    cohort = Cohort(60, WINDOW_END, all_due=True, max_timers=1000)
+    populate(url, templates, replace(cohort, max_timers=0))
+    timers = ctx.tmp / "timers-1000.json"
+    timers.write_text(json.dumps(list(Rows(templates, cohort).timers()), default=str))
+    store = run_worker("bench.prefect_runs", {"role": "casestore", "url": url,
+                                              "timers": str(timers),
+                                              "at": WINDOW_END.isoformat()})
+    sample = _driver_results(ctx)["scheduled"]
+    per_run = sample["total"]["cpu_s"] / sample["runs"]
+    prefect_cpu = per_run * 1000
+    ratio = prefect_cpu / store["cpu_s"]
+    return [Row(
+        figure="6. 1,000 timers: case store (write + sweep)", value=store["cpu_s"],
+        unit="CPU-s", target="≥100× cheaper than Prefect", met=ratio >= 100,
+        baseline=prefect_cpu,
+        baseline_label=f"1,000 Prefect scheduled runs (extrapolated ×{1000 // sample['runs']} "
+                       f"from {sample['runs']} executed)",
+        ratio=ratio,
+        details={"timers_fired": store["fired"], "write_cpu_s": store["write_cpu_s"],
+                 "sweep_cpu_s": store["sweep_cpu_s"], "casestore_wall_s": store["wall_s"],
+                 "prefect_sample_runs": sample["runs"], "prefect_sample_failed": sample["failed"],
+                 "prefect_sample_cpu_s": sample["total"]["cpu_s"],
+                 "prefect_sample_wall_s": sample["total"]["wall_s"],
+                 "prefect_cpu_s_per_run": per_run,
+                 "prefect_create_cpu_s_per_run": sample["create"]["cpu_s"] / sample["runs"],
+                 "prefect_wall_s_1000_extrapolated": sample["total"]["wall_s"] / sample["runs"]
+                 * 1000,
+                 "note": "ratio = Prefect CPU-s / case-store CPU-s (extrapolated linearly)"})]
+
+
+if __name__ == "__main__":
+    _worker_main(work)

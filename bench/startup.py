@@ -1,0 +1,60 @@
+"""Figure 7: CLI start-up, `nim-pathway --help` and `nim-pathway task list --json`.
+
+Each command runs against a small migrated SQLite store (a few open cases) in a temporary data
+folder; the median wall-clock of several runs is reported. Baseline: `python -c pass`.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+from bench.common import PY, Row, clean_env, median_wall, run_worker, worker_main
+
+
+def seed(args: dict[str, Any]) -> dict[str, Any]:
+    """In a worker process: a small store with a few open cases (domain commands)."""
+    from models.clock import UK, VirtualClock
+    from models.schemas import Referral
+    from nim_pathway.commands import CaseStore
+    from nim_pathway.db import migrate
+    from nim_pathway.demo import seed_team
+
+    migrate(args["url"])
+    store = CaseStore(args["url"], VirtualClock(datetime(2026, 1, 12, 9, tzinfo=UK)))
+    seed_team(store)
+    for i in range(args["cases"]):
+        store.open_case(Referral(
+            jurisdiction="england-and-wales", site="bench",
+            child={"given_name": "Kit", "family_name": "Lowther",
+                   "date_of_birth": f"2025-0{i % 9 + 1}-01"},
+            care_entry="2026-01-05", referral="2026-01-12", proceedings_issued="2026-01-08",
+            caregivers=[{"relationship": "mother"}, {"relationship": "father"}],
+            placement={"kind": "foster", "start": "2026-01-05"}), "coord.ali")
+    return {"tasks": len(store.tasks())}
+
+
+def figure(ctx: Any) -> list[Row]:
+    data = ctx.tmp / "cli"
+    data.mkdir(exist_ok=True)
+    url = f"sqlite:///{data / 'nim.db'}"
+    seeded = run_worker("bench.startup", {"url": url, "cases": 5})
+    env = clean_env(NIM_DATA_DIR=str(data), NIM_DATABASE_URL=url,
+                    NIM_CLOCK="2026-01-12T09:00")
+    cli, runs = str(Path(PY).parent / "nim-pathway"), ctx.sizes["startup_runs"]
+    base, base_all = median_wall([PY, "-c", "pass"], runs, env)
+    rows = []
+    for label, args in (("--help", ["--help"]), ("task list --json", ["task", "list", "--json"])):
+        median_wall([cli, *args], 1, env)  # warm the page cache and bytecode
+        value, times = median_wall([cli, *args], runs, env)
+        rows.append(Row(
+            figure=f"7. start-up: nim-pathway {label}", value=value, unit="s",
+            target="≤0.5 s", met=value <= 0.5, baseline=base, baseline_label="python -c pass",
+            ratio=value / base,
+            details={"runs_s": times, "baseline_runs_s": base_all, "open_tasks": seeded["tasks"]}))
+    return rows
+
+
+if __name__ == "__main__":
+    worker_main(seed)
