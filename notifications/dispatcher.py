@@ -84,6 +84,7 @@ class Dispatcher:
         claimed = self._claim(now, limit, report)
         if not claimed:
             return report
+        faults.reached("dispatch-claimed")  # crash tests: leased, nothing sent yet
         contacts = self._contacts()
         jobs = []
         for row in claimed:

@@ -21,7 +21,7 @@ from sqlmodel import select
 from models.clock import FileClock
 from models.schemas import Referral
 from models.simulate import sample_outcome
-from models.tables import AuditEvent, Timer
+from models.tables import AuditEvent, Outbox, Timer
 from nim_pathway.commands import CaseStore
 from nim_pathway.db import migrate, session_scope
 from nim_pathway.demo import seed_team
@@ -237,6 +237,17 @@ def test_case_runs_from_referral_to_recommendation(stack):
             everything += [i.value for i in client.filter_flow_run_input(
                 r.id, key_prefix="", limit=100, exclude_keys=set())]
         everything += [a.model_dump_json() for a in client.read_artifacts()]
+        import httpx
+
+        events = httpx.post(f"{stack.api}/events/filter", timeout=30, json={
+            "filter": {"event": {"prefix": ["nim."]}}, "limit": 200}).json()
+        assert {e["event"] for e in events["events"]} >= {"nim.case.opened",
+                                                           "nim.task.completed",
+                                                           "nim.decision.recorded"}
+        everything.append(json.dumps(events))
+    with session_scope(store.url) as s:  # and every message the outbox holds
+        everything += [o.subject + o.body_text + o.body_html + (o.ics or "")
+                       for o in s.exec(select(Outbox))]
     blob = json.dumps(everything)
     assert not [s for s in SENTINELS if s in blob]
 
