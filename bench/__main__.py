@@ -19,7 +19,7 @@ from functools import cache
 from pathlib import Path
 from typing import Any
 
-from bench.common import ROOT, Row, machine, pg_available
+from bench.common import ROOT, Row, load, machine, pg_available
 
 RESULTS = ROOT / "bench" / "results"
 FULL = {"sweep": [10_000, 100_000], "engine": 1000, "dispatch": 2000, "reps": 3,
@@ -55,6 +55,25 @@ def _figures() -> dict[str, Callable[[Context], list[Row]]]:
 
 
 NEEDS_POSTGRES = {"sweep-postgres", "dispatch"}
+METHOD = """\
+- **Cohorts** (figures 1, 2, 6): eight template cases (England and Scotland, different
+  caregivers, 0 to 24 tasks done) are opened and progressed through the domain commands, then
+  cloned in bulk (sqlite3 `executemany`, PostgreSQL `COPY`) into a freshly migrated store with
+  fictional names: ~20 live timers per case, each clone shifted by whole weeks (0-150), so
+  timers before the window are fired, those at the window's 09:00 UK send time are due and later
+  ones pending. One practitioner per role per 40 cases; every role has a team channel (the
+  README's production config), so role messages go to one channel, not to everyone in the role.
+- **Sweeps**: each side runs in a fresh process (imports done before timing); the baseline runs
+  first on the same rows, then they are un-fired and the outbox emptied. Peak RSS is the
+  process's VmHWM.
+- **Dispatch**: two dispatcher processes (8 send threads each) start on one signal; the
+  receiver counts messages by their `ref:` footer. Wall-clock from the signal to the last
+  message received.
+- **Prefect**: `prefect server start` on a free port with a temporary PREFECT_HOME and one
+  `serve` process (runner poll 1 s); CPU-s from /proc for the server and serve process trees
+  plus the driver's client calls. Medians of the repetitions.
+- **Start-up**: median wall-clock of separate runs against a small migrated SQLite store.
+"""
 
 
 def _fmt(value: float | None, unit: str = "") -> str:
@@ -104,11 +123,13 @@ def markdown(report: dict[str, Any]) -> str:
         f"Run {report['started']} ({'quick' if report['quick'] else 'full'}), "
         f"{report['total_s']:.0f} s in total. `make bench` to reproduce.", "",
         f"Machine: {m['cpu']}, {m['cores']} cores, {m['ram_gb']} GB RAM; Python {m['python']}, "
-        f"SQLite {m['sqlite']}, PostgreSQL {m['postgresql']}; {m['os']}.", "",
+        f"SQLite {m['sqlite']}, PostgreSQL {m['postgresql']}; {m['os']}. Load average "
+        f"before the run {report['load_before']}, after {m['load_average']} (anything else "
+        "running on the machine shares its cores with the figures).", "",
         table(report["rows"]), "",
         "Ratio = value / baseline, except figure 6, where it is how many times cheaper the "
         "case store is (Prefect CPU-s / case-store CPU-s).", "",
-        "## Details", "", _details(report["rows"]), ""])
+        "## Details", "", _details(report["rows"]), "", "## Method", "", METHOD])
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -122,7 +143,7 @@ def main(argv: list[str] | None = None) -> int:
     if unknown:
         parser.error(f"unknown figure(s) {', '.join(sorted(unknown))}; "
                      f"choose from {', '.join(figures)}")
-    started, t0 = datetime.now(UTC), time.perf_counter()
+    started, t0, load_before = datetime.now(UTC), time.perf_counter(), load()
     no_pg = pg_available() if NEEDS_POSTGRES & set(selected) else None
     rows: list[dict[str, Any]] = []
     tmp = Path(tempfile.mkdtemp(prefix="nim-bench-"))
@@ -141,7 +162,8 @@ def main(argv: list[str] | None = None) -> int:
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
     report = {"started": started.isoformat(timespec="seconds"), "quick": args.quick,
-              "total_s": time.perf_counter() - t0, "machine": machine(), "rows": rows}
+              "total_s": time.perf_counter() - t0, "load_before": load_before,
+              "machine": machine(), "rows": rows}
     RESULTS.mkdir(exist_ok=True)
     (RESULTS / "latest.json").write_text(json.dumps(report, indent=2, default=str))
     md = markdown(report)

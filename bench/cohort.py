@@ -151,7 +151,7 @@ class Cohort:
     cases: int
     window_end: datetime
     window: timedelta = timedelta(minutes=5)
-    spread_weeks: int = 100  # clones are shifted back by 0..spread_weeks weeks
+    spread_weeks: int = 150  # clones shifted back 0..150 weeks: ~4% of cases due in the window
     all_due: bool = False  # every timer due in the window (the 1,000-timer figure)
     max_timers: int | None = None
     seed: int = 20260112

@@ -189,4 +189,9 @@ def machine() -> dict[str, Any]:
                   if line.startswith("MemTotal"))
     return {"cpu": model, "cores": os.cpu_count(), "ram_gb": round(mem_kb / 1024 / 1024, 1),
             "python": platform.python_version(), "sqlite": sqlite3.sqlite_version,
-            "postgresql": pg_version(), "os": platform.platform()}
+            "postgresql": pg_version(), "os": platform.platform(), "load_average": load()}
+
+
+def load() -> str:
+    """1-, 5- and 15-minute load averages: other work on the machine skews the figures."""
+    return " ".join(Path("/proc/loadavg").read_text().split()[:3])

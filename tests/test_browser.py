@@ -1,0 +1,237 @@
+"""The Prefect UI as managers and practitioners use it, driven in headless Chromium.
+
+Runs against a real Prefect server with the deployments served and a demo case. Each step
+saves a screenshot to docs/screenshots/, which the README's guide shows: the guide's
+pictures are produced by this test, not by hand.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import time
+from datetime import UTC, datetime
+from pathlib import Path
+
+import pytest
+
+from models.clock import UK, FileClock
+from models.schemas import PractitionerIn, Referral
+from nim_pathway.commands import CaseStore
+from nim_pathway.db import migrate
+from nim_pathway.demo import DEMO_TEAM
+from notifications.dispatcher import Dispatcher
+from tests.conftest import referral_data
+from tests.prefect_stack import Stack
+from tests.receivers import HttpReceiver
+
+pytestmark = [pytest.mark.slow, pytest.mark.browser]
+
+CHROMIUM = "/usr/bin/chromium"
+SHOTS = Path(__file__).resolve().parent.parent / "docs" / "screenshots"
+ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking",
+        "--disable-component-update", "--no-first-run", "--disable-quic", "--disable-sync"]
+
+
+def _browser_or_skip():
+    missing = []
+    if not shutil.which(CHROMIUM):
+        missing.append(f"{CHROMIUM} (apt-get install chromium)")
+    try:
+        import playwright  # noqa: F401
+    except ImportError:
+        missing.append("the playwright package")
+    if missing:
+        if os.environ.get("NIM_REQUIRE_BROWSER"):
+            pytest.fail(f"browser tests are required here but need {', '.join(missing)}")
+        pytest.skip(f"browser tests need {', '.join(missing)}")
+
+
+@pytest.fixture(scope="module")
+def ui(tmp_path_factory):
+    """A stack, a notification receiver, the demo team and a case waiting at triage."""
+    _browser_or_skip()
+    from prefect.settings import PREFECT_API_URL, temporary_settings
+
+    tmp = tmp_path_factory.mktemp("browser")
+    receiver = HttpReceiver().start()
+    url = f"sqlite:///{tmp / 'cases.db'}"
+    migrate(url)
+    saved = dict(os.environ)
+    stack = Stack(tmp, url)
+    ui_url = stack.api.removesuffix("/api")
+    os.environ.update({"PREFECT_API_URL": stack.api, "NIM_UI_URL": ui_url,
+                       "NIM_ADMIN_TARGETS": receiver.url("admin")})
+    stack.env.update({"NIM_UI_URL": ui_url, "NIM_ADMIN_TARGETS": receiver.url("admin")})
+    clock = FileClock(str(stack.clock_file))
+    clock.set(datetime(2026, 1, 12, 10, tzinfo=UTC))
+    stack.start_server()
+    try:
+        with temporary_settings(updates={PREFECT_API_URL: stack.api}):
+            stack.start_serving()
+            store = CaseStore(url, clock)
+            for handle, name, role, team in DEMO_TEAM:
+                store.add_practitioner(PractitionerIn(handle=handle, display_name=name,
+                                                      role=role, team=team,
+                                                      contact=receiver.url(handle)), "admin")
+            from nim_pathway.orchestration import orchestrate_after
+
+            ref = store.open_case(Referral.model_validate(referral_data(
+                caregivers=[{"relationship": "mother", "name": "Sentinel-Mother"}])),
+                "coord.ali").ref
+            orchestrate_after(store, ref)
+            yield {"store": store, "ref": ref, "url": ui_url, "receiver": receiver,
+                   "clock": clock, "stack": stack}
+    finally:
+        stack.stop()
+        receiver.stop()
+        os.environ.clear()
+        os.environ.update(saved)
+
+
+@pytest.fixture(scope="module")
+def page(ui):
+    from playwright.sync_api import sync_playwright
+
+    SHOTS.mkdir(parents=True, exist_ok=True)
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=CHROMIUM, headless=True, args=ARGS)
+        context = browser.new_context(viewport={"width": 1400, "height": 950})
+        yield context.new_page()
+        browser.close()
+
+
+def wait_for(predicate, what: str, timeout: float = 240):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = predicate()
+        if value:
+            return value
+        time.sleep(0.5)
+    raise AssertionError(f"timed out waiting for {what}")
+
+
+def task_run(ref: str, key: str):
+    from prefect.client.orchestration import get_client
+
+    from nim_pathway.orchestration import read_case_runs
+
+    with get_client(sync_client=True) as client:
+        runs = [r for r in read_case_runs(client, ref) if f"task:{key}" in r.tags]
+    return runs[0] if runs else None
+
+
+def shot(page, name: str) -> None:
+    page.wait_for_timeout(800)
+    page.screenshot(path=str(SHOTS / f"{name}.png"))
+
+
+def open_resume_form(page):
+    page.get_by_role("button", name="Resume").first.click()
+    dialog = page.locator(".p-modal__card")
+    dialog.get_by_text("Resume Flow Run").wait_for()
+    return dialog
+
+
+def field(dialog, label: str):
+    return dialog.locator(".p-label", has=dialog.page.get_by_text(label, exact=True))
+
+
+def save_view(page, name: str) -> None:
+    """The run list's ⋮ menu (right of the saved-filter select) → Save View."""
+    select = page.get_by_role("button", name="Custom")
+    box = select.bounding_box()
+    page.mouse.click(box["x"] + box["width"] + 30, box["y"] + box["height"] / 2)
+    page.get_by_text("Save View").click()
+    dialog = page.locator(".p-modal__card")
+    dialog.locator("input").first.fill(name)
+    dialog.get_by_role("button", name="Save").click()
+    page.get_by_role("button", name=name).wait_for()
+
+
+def test_runs_are_listed_and_filtered_by_tag(ui, page):
+    ref = ui["ref"]
+    wait_for(lambda: (r := task_run(ref, "triage")) and r.state.name == "Suspended",
+             "the triage run to wait")
+    page.goto(f"{ui['url']}/runs?tag=case:{ref}", wait_until="networkidle")
+    page.get_by_text(f"{ref} · referral · triage").wait_for()
+    assert page.get_by_text(f"{ref} · statutory · lac-review-1").count() == 1
+    shot(page, "01-runs-of-a-case")
+    page.goto(f"{ui['url']}/runs?tag=role:nim-service-manager", wait_until="networkidle")
+    page.get_by_text(f"{ref} · referral · triage").wait_for()
+    assert page.get_by_text(f"{ref} · statutory · sw-visit-1").count() == 0
+    save_view(page, "My queue: nim-service-manager")
+    shot(page, "02-queue-of-a-role-saved")
+    page.goto(f"{ui['url']}/runs?tag=stage:referral", wait_until="networkidle")
+    page.get_by_text(f"{ref} · referral · triage").wait_for()
+    save_view(page, "Stage board: referral")
+    shot(page, "02b-stage-board-saved")
+    assert "Sentinel" not in page.content()
+
+
+def test_task_completed_from_the_notification_link(ui, page):
+    store, ref, receiver = ui["store"], ui["ref"], ui["receiver"]
+    # Friday 16 January: the 1-working-day reminder for triage goes out with a deep link
+    instant = datetime(2026, 1, 16, 9, 5, tzinfo=UK)
+    ui["clock"].set(instant)
+    store.fire_due_timers(instant)
+    Dispatcher(store.url, store.clock).run_until_idle()
+    reminder = wait_for(lambda: next((m for m in receiver.received if m["path"] == "/mgr.okafor"
+                                      and "/runs/flow-run/" in m["message"]), None),
+                        "a reminder with a deep link")
+    link = next(w for w in reminder["message"].split() if "/runs/flow-run/" in w)
+    page.goto(link, wait_until="networkidle")
+    page.get_by_text(f"{ref} · referral · triage").first.wait_for()
+    shot(page, "03-task-from-the-link")
+
+    dialog = open_resume_form(page)
+    dialog.get_by_text("Awaiting:").wait_for()
+    assert dialog.get_by_text("Accepted").count() >= 1
+    shot(page, "04-resume-form")
+    # someone without the role: refused, and the run asks again
+    field(dialog, "Completed By").locator("textarea").fill("la.patel")
+    dialog.get_by_role("button", name="Submit").click()
+    wait_for(lambda: task_run(ref, "triage").state.state_details.run_input_keyset
+             and task_run(ref, "triage").state.state_details.run_input_keyset["response"]
+             .startswith("suspended-outcome-2"), "the form to be asked again")
+    assert next(t for t in store.tasks(case=ref) if t["key"] == "triage")["state"] == "open"
+
+    page.goto(link, wait_until="networkidle")
+    dialog = open_resume_form(page)
+    dialog.get_by_text("Not recorded:").wait_for()
+    shot(page, "05-refused-and-asked-again")
+    switch = field(dialog, "Accepted").get_by_role("switch")
+    switch.click()
+    assert switch.get_attribute("aria-checked") == "true"
+    field(dialog, "Completed By").locator("textarea").fill("mgr.okafor")
+    shot(page, "06-filled-form")
+    dialog.get_by_role("button", name="Submit").click()
+    wait_for(lambda: next(t for t in store.tasks(case=ref, state=None)
+                          if t["key"] == "triage")["state"] == "done",
+             "triage to be recorded in the case store")
+    done = next(t for t in store.tasks(case=ref, state=None) if t["key"] == "triage")
+    assert done["completed_by"] == "mgr.okafor" and done["outcome"]["accepted"] is True
+    wait_for(lambda: task_run(ref, "triage").state.name == "Completed", "the run to complete")
+    # the next role hears about its work
+    Dispatcher(store.url, store.clock).run_until_idle()
+    handoff = [m for m in receiver.received if m["path"] == "/sw.jones"]
+    assert handoff and "consent" in handoff[0]["message"].lower()
+    page.goto(link, wait_until="networkidle")
+    page.get_by_text("Completed").first.wait_for()
+    shot(page, "07-completed")
+
+
+def test_caseload_board_artifact_renders(ui, page):
+    from prefect.deployments import run_deployment
+
+    result = run_deployment("sweep/sweep", timeout=180)
+    assert result.state.is_completed(), result.state
+    page.goto(f"{ui['url']}/artifacts/key/caseload-board", wait_until="networkidle")
+    page.get_by_text(ui["ref"]).first.wait_for()
+    assert page.get_by_text("consent-mother").count() >= 1
+    shot(page, "08-caseload-board")
+    page.goto(f"{ui['url']}/artifacts/key/timeline-{ui['ref'].lower()}",
+              wait_until="networkidle")
+    page.get_by_text("Triage the referral").first.wait_for()
+    shot(page, "09-case-timeline")
+    assert "Sentinel" not in page.content()
