@@ -1,7 +1,7 @@
 """`python -m bench [--quick] [--only NAME[,NAME]]`: run the figures, print and save the table.
 
-Writes bench/results/latest.json and bench/results/latest.md (git-ignored) and copies the
-Markdown to bench/RESULTS.md (committed).
+Writes bench/results/latest.json and bench/results/latest.md (git-ignored); a full run of
+every figure also copies the Markdown to bench/RESULTS.md (committed).
 """
 
 from __future__ import annotations
@@ -89,17 +89,17 @@ def _met(met: bool | None) -> str:
 
 def table(rows: list[dict[str, Any]]) -> str:
     """The results as a Markdown table (also readable as plain text)."""
-    head = ["figure", "value", "target", "met", "baseline", "ratio"]
+    head = ["figure", "value", "target", "met", "baseline", "ratio", "notes"]
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for r in rows:
         if r.get("error"):
-            lines.append(f"| {r['figure']} | error: {r['error']} | | | | |")
+            lines.append(f"| {r['figure']} | error: {r['error']} | | | | | |")
             continue
         base = f"{_fmt(r['baseline'], r['unit'])} ({r['baseline_label']})" \
             if r["baseline"] is not None else r["baseline_label"] or "—"
         ratio = f"{r['ratio']:.2f}×" if r["ratio"] is not None else "—"
         lines.append(f"| {r['figure']} | {_fmt(r['value'], r['unit'])} | {r['target']} | "
-                     f"{_met(r['met'])} | {base} | {ratio} |")
+                     f"{_met(r['met'])} | {base} | {ratio} | {r['note']} |")
     return "\n".join(lines)
 
 

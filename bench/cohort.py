@@ -188,10 +188,9 @@ class Rows:
     TIMER = ("key", "case_id", "task_key", "kind", "role", "due_at", "detail", "fired_at",
              "cancelled_at")
 
-    def __init__(self, templates: Templates, cohort: Cohort, contact: str | None = None) -> None:
+    def __init__(self, templates: Templates, cohort: Cohort) -> None:
         self.t = templates
         self.c = cohort
-        self.contact = contact
         self.rng = random.Random(cohort.seed)
         self.staff: dict[str, list[int]] = {}
         # one shift per case, drawn up front so every table agrees
@@ -220,7 +219,7 @@ class Rows:
                 pid += 1
                 self.staff.setdefault(role, []).append(pid)
                 name = f"{GIVEN[k % len(GIVEN)]} {FAMILY[(k // len(GIVEN)) % len(FAMILY)]}"
-                yield (pid, f"{role}.{k:05d}", name, role, "nim", self.contact, True,
+                yield (pid, f"{role}.{k:05d}", name, role, "nim", None, True,
                        k % 20 == 19)  # one in twenty takes a daily digest
 
     def _instant(self, day: date, at: time) -> datetime:
@@ -273,7 +272,7 @@ class Rows:
 
 # -- writers ------------------------------------------------------------------------------------
 
-def _sqlite_value(v: Any) -> Any:
+def sqlite_value(v: Any) -> Any:
     if isinstance(v, datetime):  # SQLAlchemy's SQLite DATETIME text, UTC (UTCDateTime)
         return v.astimezone(UTC).strftime("%Y-%m-%d %H:%M:%S.%f")
     if isinstance(v, date):
@@ -292,7 +291,7 @@ def populate_sqlite(url: str, rows: Rows) -> dict[str, int]:
         sql = (f"INSERT INTO {table} ({', '.join(columns)}) "
                f"VALUES ({', '.join('?' * len(columns))})")
         before = db.total_changes
-        db.executemany(sql, (tuple(_sqlite_value(v) for v in r) for r in source))
+        db.executemany(sql, (tuple(sqlite_value(v) for v in r) for r in source))
         counts[table] = db.total_changes - before
     db.commit()
     db.execute("ANALYZE")
@@ -333,14 +332,13 @@ def _tables(rows: Rows) -> Iterator[tuple[str, tuple[str, ...], Iterator[tuple]]
     yield "timer", Rows.TIMER, rows.timers()
 
 
-def populate(url: str, templates: Templates, cohort: Cohort,
-             contact: str | None = None) -> dict[str, int]:
+def populate(url: str, templates: Templates, cohort: Cohort) -> dict[str, int]:
     """Migrate `url` and fill it with the cohort; returns rows per table."""
     from nim_pathway.db import get_engine, migrate
 
     migrate(url)
     get_engine(url).dispose()
-    rows = Rows(templates, cohort, contact)
+    rows = Rows(templates, cohort)
     if url.startswith("sqlite"):
         return populate_sqlite(url, rows)
     return populate_postgres(url, rows)

@@ -38,6 +38,7 @@ class Row:
     baseline: float | None = None
     baseline_label: str = ""
     ratio: float | None = None
+    note: str = ""  # the key numbers behind the value, shown in the table
     details: dict[str, Any] = field(default_factory=dict)
 
     def as_dict(self) -> dict[str, Any]:

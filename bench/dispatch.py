@@ -194,6 +194,7 @@ def figure(ctx: Any) -> list[Row]:
         unit="msgs/s", target="≥200 msgs/s, 0 duplicates",
         met=rate >= 200 and duplicates == 0 and unique == n, baseline=base_rate,
         baseline_label="plain Apprise send loop", ratio=rate / base_rate,
+        note=f"{unique:,} of {n:,} received, {duplicates} duplicates, in {wall:.1f} s",
         details={"seconds": wall, "received_unique": unique, "duplicates": duplicates,
                  "sent_in_store": sent_in_store,
                  "per_dispatcher_sent": [r["sent"] for r in results],

@@ -51,6 +51,8 @@ def figure(ctx: Any) -> list[Row]:
         figure=f"3. engine: {n} cases to closure", value=r["seconds"], unit="s",
         target=f"≤{30 * n / 1000:g} s", met=r["seconds"] <= 30 * n / 1000,
         baseline_label="none (not in the brief)",
+        note=f"{r['events']:,} events, {r['events'] / r['seconds']:,.0f} events/s; peak RSS "
+             f"{r['max_rss_mb']:.0f} MB",
         details={"pathway_load_s": r["setup_s"], "events": r["events"],
                  "events_per_s": r["events"] / r["seconds"], "cases_per_s": n / r["seconds"],
                  "peak_rss_mb": r["max_rss_mb"]})]

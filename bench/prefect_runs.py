@@ -324,6 +324,8 @@ def figure_human_task(ctx: Any) -> list[Row]:
         figure="5. human task on Prefect: start + suspend + resume", value=cpu, unit="CPU-s",
         target="report (no target)", met=None, baseline=base_cpu,
         baseline_label="bare no-op flow run", ratio=cpu / base_cpu,
+        note="; ".join(f"{p} {v['wall_s']:.2f} s / {v['cpu_s']:.2f} CPU-s" for p, v in phases.items())
+        + f" (baseline {_median(noop, 'total', 'wall_s'):.2f} s wall)",
         details={"phases_median": phases, "wall_s": phases["total"]["wall_s"],
                  "baseline_wall_s": _median(noop, "total", "wall_s"),
                  "repetitions": len(ht), "runs_started_by_closing_sync": r["unexpected_runs"],
@@ -355,6 +357,9 @@ def figure_timers(ctx: Any) -> list[Row]:
         baseline_label=f"1,000 Prefect scheduled runs (extrapolated ×{1000 // sample['runs']} "
                        f"from {sample['runs']} executed)",
         ratio=ratio,
+        note=f"case store {store['fired']:,} timers in {store['wall_s']:.2f} s wall; Prefect "
+             f"{per_run:.2f} CPU-s per run ({sample['runs']} runs executed, "
+             f"{sample['failed']} failed)",
         details={"timers_fired": store["fired"], "write_cpu_s": store["write_cpu_s"],
                  "sweep_cpu_s": store["sweep_cpu_s"], "casestore_wall_s": store["wall_s"],
                  "prefect_sample_runs": sample["runs"], "prefect_sample_failed": sample["failed"],

@@ -51,7 +51,7 @@ def figure(ctx: Any) -> list[Row]:
         rows.append(Row(
             figure=f"7. start-up: nim-pathway {label}", value=value, unit="s",
             target="≤0.5 s", met=value <= 0.5, baseline=base, baseline_label="python -c pass",
-            ratio=value / base,
+            ratio=value / base, note=f"median of {runs} runs",
             details={"runs_s": times, "baseline_runs_s": base_all, "open_tasks": seeded["tasks"]}))
     return rows
 

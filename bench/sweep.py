@@ -21,11 +21,11 @@ BATCH = 1000
 def _raw_sqlite(url: str, at: datetime) -> int:
     import sqlite3
 
-    from bench.cohort import _sqlite_value
+    from bench.cohort import sqlite_value
 
     db = sqlite3.connect(url.removeprefix("sqlite:///"), isolation_level=None)
     db.execute("PRAGMA busy_timeout=30000")
-    stamp, fired = _sqlite_value(at), 0
+    stamp, fired = sqlite_value(at), 0
     while True:
         db.execute("BEGIN IMMEDIATE")
         rows = db.execute(
@@ -83,11 +83,11 @@ def _reset(url: str, at: datetime) -> int:
     if url.startswith("sqlite"):
         import sqlite3
 
-        from bench.cohort import _sqlite_value
+        from bench.cohort import sqlite_value
 
         db = sqlite3.connect(url.removeprefix("sqlite:///"))
         n = db.execute("UPDATE timer SET fired_at = NULL WHERE fired_at = ?",
-                       (_sqlite_value(at),)).rowcount
+                       (sqlite_value(at),)).rowcount
         db.execute("DELETE FROM outbox")
         db.commit()
         db.close()
@@ -136,6 +136,9 @@ def measure(ctx: Any, url: str, cases: int, label: str) -> Row:
         figure=f"{label}: sweep, {cases // 1000}k open cases", value=orm["seconds"], unit="s",
         target="≤1 s and ≤3× baseline" if big else "≤3× baseline", met=met,
         baseline=raw["seconds"], baseline_label="raw SQL select + mark fired", ratio=ratio,
+        note=f"{orm['fired']:,} timers fired, {orm['fired'] / orm['seconds']:,.0f} timers/s "
+             f"(baseline {raw['fired'] / raw['seconds']:,.0f}/s); peak RSS "
+             f"{orm['max_rss_mb']:.0f} MB",
         details={"timers_fired": orm["fired"], "timers_per_s": orm["fired"] / orm["seconds"],
                  "baseline_timers_per_s": raw["fired"] / raw["seconds"],
                  "messages_queued": messages, "peak_rss_mb": orm["max_rss_mb"],

@@ -8,6 +8,7 @@ pictures are produced by this test, not by hand.
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import time
 from datetime import UTC, datetime
@@ -140,8 +141,12 @@ def field(dialog, label: str):
 def save_view(page, name: str) -> None:
     """The run list's ⋮ menu (right of the saved-filter select) → Save View."""
     select = page.get_by_role("button", name="Custom")
-    box = select.bounding_box()
-    page.mouse.click(box["x"] + box["width"] + 30, box["y"] + box["height"] / 2)
+    select.wait_for()
+    row = select.bounding_box()
+    menu = max((b for b in page.get_by_role("button").all()
+                if (box := b.bounding_box()) and abs(box["y"] - row["y"]) < 20),
+               key=lambda b: b.bounding_box()["x"])  # the last button on the header row
+    menu.click()
     page.get_by_text("Save View").click()
     dialog = page.locator(".p-modal__card")
     dialog.locator("input").first.fill(name)
@@ -177,9 +182,10 @@ def test_task_completed_from_the_notification_link(ui, page):
     store.fire_due_timers(instant)
     Dispatcher(store.url, store.clock).run_until_idle()
     reminder = wait_for(lambda: next((m for m in receiver.received if m["path"] == "/mgr.okafor"
-                                      and "/runs/flow-run/" in m["message"]), None),
-                        "a reminder with a deep link")
+                                      and "/triage/reminder-" in m["message"]), None),
+                        "the triage reminder")
     link = next(w for w in reminder["message"].split() if "/runs/flow-run/" in w)
+    assert link.endswith(str(task_run(ref, "triage").id)), link
     page.goto(link, wait_until="networkidle")
     page.get_by_text(f"{ref} · referral · triage").first.wait_for()
     shot(page, "03-task-from-the-link")
@@ -221,17 +227,23 @@ def test_task_completed_from_the_notification_link(ui, page):
     shot(page, "07-completed")
 
 
+def open_latest_artifact(page, key_url: str) -> None:
+    """An artifact key's page lists its versions, newest first; open the newest."""
+    page.goto(key_url, wait_until="networkidle")
+    page.get_by_role("link").filter(has_text=re.compile(r"^[0-9a-f]{8}$")).first.click()
+    page.wait_for_load_state("networkidle")
+
+
 def test_caseload_board_artifact_renders(ui, page):
     from prefect.deployments import run_deployment
 
-    result = run_deployment("sweep/sweep", timeout=180)
+    result = run_deployment("sweep/sweep", timeout=180, _sync=True)  # inside Playwright's loop
     assert result.state.is_completed(), result.state
-    page.goto(f"{ui['url']}/artifacts/key/caseload-board", wait_until="networkidle")
+    open_latest_artifact(page, f"{ui['url']}/artifacts/key/caseload-board")
     page.get_by_text(ui["ref"]).first.wait_for()
     assert page.get_by_text("consent-mother").count() >= 1
     shot(page, "08-caseload-board")
-    page.goto(f"{ui['url']}/artifacts/key/timeline-{ui['ref'].lower()}",
-              wait_until="networkidle")
+    open_latest_artifact(page, f"{ui['url']}/artifacts/key/timeline-{ui['ref'].lower()}")
     page.get_by_text("Triage the referral").first.wait_for()
     shot(page, "09-case-timeline")
     assert "Sentinel" not in page.content()
