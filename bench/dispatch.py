@@ -3,7 +3,8 @@
 The receiver (a threaded `http.server` in this process) counts each message by the
 `ref: <dedupe_key>` footer of its body, so a message delivered twice is seen twice. The two
 dispatchers are separate processes that import everything first and start on one signal.
-Baseline: a plain Apprise send loop of the same messages to the same receiver.
+Baseline: a plain Apprise send loop of the same messages to the same receiver. Both are
+timed best of N (duplicates: the worst run).
 """
 
 from __future__ import annotations
@@ -172,22 +173,29 @@ def _sent_in_store(url: str) -> int:
 
 
 def figure(ctx: Any) -> list[Row]:
-    n = ctx.sizes["dispatch"]
+    n, tries = ctx.sizes["dispatch"], ctx.sizes["best_of"]
     receiver = Receiver()
+    races, plains = [], []
     try:
-        with throwaway_pg() as url:
-            msgs = fill_outbox(url, receiver, n)
-            wall, results = _race([{"role": "dispatch", "url": url, "limit": 200}] * 2,
-                                  receiver, n)
-            duplicates = sum(c - 1 for c in receiver.seen.values() if c > 1)
-            unique, sent_in_store = len(receiver.seen), _sent_in_store(url)
-        receiver.reset()
+        for _ in range(tries):  # best of N, each on a fresh outbox: the machine may be shared
+            receiver.reset()
+            with throwaway_pg() as url:
+                msgs = fill_outbox(url, receiver, n)
+                wall, results = _race([{"role": "dispatch", "url": url, "limit": 200}] * 2,
+                                      receiver, n)
+                races.append((wall, results, dict(receiver.seen), _sent_in_store(url)))
         plain = ctx.tmp / "plain-messages.json"
         plain.write_text(json.dumps([{"url": receiver.url(m["who"]), "subject": m["subject"],
                                       "text": m["text"]} for m in msgs]))
-        base_wall, base = _race([{"role": "plain", "messages": str(plain)}], receiver, n)
+        for _ in range(tries):
+            receiver.reset()
+            plains.append(_race([{"role": "plain", "messages": str(plain)}], receiver, n))
     finally:
         receiver.stop()
+    duplicates = max(sum(c - 1 for c in seen.values() if c > 1) for _, _, seen, _ in races)
+    wall, results, seen, sent_in_store = min(races, key=lambda r: r[0])
+    base_wall, base = min(plains, key=lambda r: r[0])
+    unique = len(seen)
     rate, base_rate = unique / wall, n / base_wall
     return [Row(
         figure=f"4. dispatch: 2 dispatchers, {n} messages (PostgreSQL)", value=rate,
@@ -195,7 +203,9 @@ def figure(ctx: Any) -> list[Row]:
         met=rate >= 200 and duplicates == 0 and unique == n, baseline=base_rate,
         baseline_label="plain Apprise send loop", ratio=rate / base_rate,
         note=f"{unique:,} of {n:,} received, {duplicates} duplicates, in {wall:.1f} s",
-        details={"seconds": wall, "received_unique": unique, "duplicates": duplicates,
+        details={"seconds": wall, "runs_s": [r[0] for r in races],
+                 "baseline_runs_s": [r[0] for r in plains],
+                 "received_unique": unique, "duplicates_worst_run": duplicates,
                  "sent_in_store": sent_in_store,
                  "per_dispatcher_sent": [r["sent"] for r in results],
                  "failed": sum(r["failed"] for r in results),

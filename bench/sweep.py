@@ -2,7 +2,7 @@
 
 The case store's `fire_due_timers` (select, render each timer's messages into the outbox, mark
 fired; batches of 1,000) against the same selection and update as raw SQL without rendering.
-Each side runs in its own process, so its peak RSS is its own.
+Each side runs in its own process, so its peak RSS is its own; each is timed best of N.
 """
 
 from __future__ import annotations
@@ -122,13 +122,17 @@ def measure(ctx: Any, url: str, cases: int, label: str) -> Row:
     env = clean_env(NIM_NOTIFY_CONFIG=str(notify_config(ctx.tmp / "notify.yaml",
                                                         ctx.templates().roles)))
     args = {"url": url, "at": WINDOW_END.isoformat()}
-    raw = run_worker("bench.sweep", {**args, "mode": "raw"}, env)
-    _reset(url, WINDOW_END)
-    orm = run_worker("bench.sweep", {**args, "mode": "orm"}, env)
-    messages = _outbox(url)
+    raws, orms = [], []
+    for _ in range(ctx.sizes["best_of"]):  # best of N: the machine may be shared
+        raws.append(run_worker("bench.sweep", {**args, "mode": "raw"}, env))
+        _reset(url, WINDOW_END)
+        orms.append(run_worker("bench.sweep", {**args, "mode": "orm"}, env))
+        messages = _outbox(url)
+        _reset(url, WINDOW_END)
     get_engine(url).dispose()
-    if raw["fired"] != orm["fired"]:
-        raise RuntimeError(f"raw SQL fired {raw['fired']}, the case store {orm['fired']}")
+    raw, orm = (min(runs, key=lambda r: r["seconds"]) for runs in (raws, orms))
+    if {r["fired"] for r in raws + orms} != {raw["fired"]}:
+        raise RuntimeError(f"raw SQL and the case store fired different timers: {raws} {orms}")
     ratio = orm["seconds"] / raw["seconds"]
     big = cases >= 100_000
     met = ratio <= 3 and (orm["seconds"] <= 1 or not big)
@@ -143,6 +147,8 @@ def measure(ctx: Any, url: str, cases: int, label: str) -> Row:
                  "baseline_timers_per_s": raw["fired"] / raw["seconds"],
                  "messages_queued": messages, "peak_rss_mb": orm["max_rss_mb"],
                  "baseline_peak_rss_mb": raw["max_rss_mb"], "cpu_s": orm["cpu_s"],
+                 "runs_s": [r["seconds"] for r in orms],
+                 "baseline_runs_s": [r["seconds"] for r in raws],
                  "timers_in_store": counts["timer"], "tasks_in_store": counts["task"],
                  "practitioners": counts["practitioner"], "load_s": load_s})
 

@@ -586,8 +586,10 @@ class CaseStore:
 
         PostgreSQL: `FOR UPDATE SKIP LOCKED`, so sweeps running at once never claim the same
         row. SQLite: BEGIN IMMEDIATE makes each batch the single writer."""
+        from sqlalchemy import insert, update
+
         from notifications.config import load_config
-        from notifications.outbox import queue_for_timer
+        from notifications.outbox import Directory, timer_messages
 
         at = at or self._now()
         on = at.astimezone(UK).date()
@@ -609,15 +611,21 @@ class CaseStore:
                         Task.case_id.in_({c for c, _ in wanted}),
                         Task.key.in_({k for _, k in wanted})))
                     tasks = {(t.case_id, t.key): t for t in found}
+                directory = Directory(session, config) if rows else None
+                messages = []
                 for timer, ref in rows:
-                    queue_for_timer(session, timer, ref, tasks.get((timer.case_id, timer.task_key)),
-                                    on, at, config)
+                    messages += timer_messages(timer, ref,
+                                               tasks.get((timer.case_id, timer.task_key)), on,
+                                               at, directory)
                     faults.reached("sweep-timer")  # crash tests: mid-batch, uncommitted
-                    timer.fired_at = at
-                    session.add(timer)
                     fired.append({"key": timer.key, "ref": ref, "kind": timer.kind,
                                   "task": timer.task_key, "role": timer.role,
                                   "due_at": timer.due_at, "detail": timer.detail})
+                if rows:  # one INSERT and one UPDATE for the batch, in its transaction
+                    session.execute(insert(Outbox), messages)
+                    session.execute(update(Timer).where(Timer.id.in_([t.id for t, _ in rows]))
+                                    .values(fired_at=at).execution_options(
+                                        synchronize_session=False))
             faults.reached("sweep-batch")  # crash tests: between committed batches
             if len(rows) < batch:
                 return fired

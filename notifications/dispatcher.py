@@ -25,8 +25,10 @@ from models.tables import DeliveryAttempt, Outbox, Practitioner
 from nim_pathway import faults
 from nim_pathway.db import session_scope
 from notifications.config import NotifyConfig, load_config
-from notifications.outbox import enqueue
-from notifications.render import Rendered, fit_for_channel, is_email, is_sms
+from notifications.outbox import enqueue, revive
+from notifications.render import Rendered, fit_for_channel, is_email, is_sms, render_message
+
+RECORD_EVERY = 25  # results written per transaction while a batch is being sent
 
 
 @dataclass
@@ -86,22 +88,25 @@ class Dispatcher:
             return report
         faults.reached("dispatch-claimed")  # crash tests: leased, nothing sent yet
         contacts = self._contacts()
-        jobs = []
-        for row in claimed:
-            try:
-                target, url = self._target(row, contacts)
-            except ValueError as exc:
-                jobs.append((row, "unresolved", None, str(exc)))
-                continue
-            if is_sms(url) and self.config.quiet_hours.contains(now.astimezone(UK).time()):
-                jobs.append((row, target, None, "quiet"))
-                continue
-            jobs.append((row, target, url, None))
+        results: list[tuple[Outbox, str, Rendered | None, str | None]] = []
         with ThreadPoolExecutor(max_workers=self.config.concurrency) as pool:
-            futures = [(row, target, pool.submit(self._deliver, row, url) if url else None, err)
-                       for row, target, url, err in jobs]
-            for row, target, future, err in futures:
-                self._record(row, target, future.result() if future else err, report)
+            futures = []
+            for row in claimed:
+                try:
+                    target, url = self._target(row, contacts)
+                except ValueError as exc:
+                    results.append((row, "unresolved", None, str(exc)))
+                    continue
+                if is_sms(url) and self.config.quiet_hours.contains(now.astimezone(UK).time()):
+                    results.append((row, target, None, "quiet"))
+                    continue
+                futures.append((row, target, pool.submit(self._deliver, row, url)))
+            for row, target, future in futures:
+                results.append((row, target, *future.result()))
+                if len(results) >= RECORD_EVERY:  # bounds what a kill can make us resend
+                    self._record(results, report)
+                    results = []
+        self._record(results, report)
         return report
 
     def run_until_idle(self, limit: int = 500, rounds: int = 100) -> DispatchReport:
@@ -149,50 +154,67 @@ class Dispatcher:
             raise ValueError(f"nobody holds role {name}; add a practitioner or a role channel")
         return self.config.resolve(row.recipient, contacts.get(name))
 
-    def _deliver(self, row: Outbox, url: str) -> str | None:
-        rendered = Rendered(row.subject, row.body_text, row.body_html, row.ics,
-                            link=(row.meta or {}).get("link"))
+    def _deliver(self, row: Outbox, url: str) -> tuple[Rendered, str | None]:
+        rendered = self._rendered(row)
         title, body = fit_for_channel(url, rendered)
-        error = self.send(url, title, body, is_email(url), row.ics if is_email(url) else None)
+        error = self.send(url, title, body, is_email(url), rendered.ics if is_email(url) else None)
         faults.reached("dispatch-sent")  # crash tests: sent, not yet recorded
-        return error
+        return rendered, error
 
-    def _record(self, row: Outbox, target: str, error: str | None,
+    @staticmethod
+    def _rendered(row: Outbox) -> Rendered:
+        """The message text: rendered once from its frozen context, then kept on the row."""
+        if row.subject:
+            return Rendered(row.subject, row.body_text, row.body_html, row.ics,
+                            link=(row.meta or {}).get("link"))
+        context = revive(row.meta or {})
+        rendered = render_message(row.kind, context)
+        return Rendered(rendered.subject, rendered.text, rendered.html, rendered.ics,
+                        link=context.get("link"))
+
+    def _record(self, results: list[tuple[Outbox, str, Rendered | None, str | None]],
                 report: DispatchReport) -> None:
+        """Write the outcome of each send, in one transaction, where we still hold the lease."""
+        if not results:
+            return
         now = self.clock.now()
         with session_scope(self.url) as session:
-            current = session.get(Outbox, row.id)
-            if current is None or current.claim_token != self.token or current.status != "pending":
-                return  # our lease ran out and another dispatcher took over
-            if error == "quiet":
-                start = now.astimezone(UK)
-                end = datetime.combine(start.date(), self.config.quiet_hours.end, UK)
-                current.next_attempt_at = end if end > start else end + timedelta(days=1)
+            for row, target, rendered, error in results:
+                current = session.get(Outbox, row.id)
+                if current is None or current.claim_token != self.token or \
+                        current.status != "pending":
+                    continue  # our lease ran out and another dispatcher took over
                 current.claim_token = current.claimed_until = None
                 session.add(current)
-                report.deferred += 1
-                return
-            current.attempts += 1
-            session.add(DeliveryAttempt(outbox_id=current.id, at=now, target=target,
-                                        ok=error is None, error=error))
-            current.claim_token = current.claimed_until = None
-            if error is None:
-                current.status, current.sent_at, current.last_error = "sent", now, None
-                report.sent += 1
-            elif current.attempts >= self.config.max_attempts:
-                current.status, current.last_error = "dead", error
-                report.dead += 1
-                if current.kind != "dead-letter":  # never alert about an alert
-                    enqueue(session, self.config, "dead-letter", f"dead/{current.id}",
-                            current.case_ref, "admin",
-                            {"case_ref": current.case_ref or "-", "message_id": current.id,
-                             "attempts": current.attempts, "last_error": error,
-                             "link": f"{self.config.ui_url}", "kind": current.kind,
-                             "recipient_name": current.recipient}, now)
-            else:
-                delay = self.config.backoff_seconds * 2 ** (current.attempts - 1)
-                current.next_attempt_at = now + timedelta(seconds=delay)
-                current.last_error = error
-                report.failed += 1
-            report.errors += [error] if error else []
-            session.add(current)
+                if error == "quiet":
+                    start = now.astimezone(UK)
+                    end = datetime.combine(start.date(), self.config.quiet_hours.end, UK)
+                    current.next_attempt_at = end if end > start else end + timedelta(days=1)
+                    report.deferred += 1
+                    continue
+                if rendered is not None and not current.subject:  # what was sent is kept
+                    current.subject, current.body_text = rendered.subject, rendered.text
+                    current.body_html, current.ics = rendered.html, rendered.ics
+                current.attempts += 1
+                session.add(DeliveryAttempt(outbox_id=current.id, at=now, target=target,
+                                            ok=error is None, error=error))
+                if error is None:
+                    current.status, current.sent_at, current.last_error = "sent", now, None
+                    report.sent += 1
+                    continue
+                report.errors.append(error)
+                if current.attempts >= self.config.max_attempts:
+                    current.status, current.last_error = "dead", error
+                    report.dead += 1
+                    if current.kind != "dead-letter":  # never alert about an alert
+                        enqueue(session, self.config, "dead-letter", f"dead/{current.id}",
+                                current.case_ref, "admin",
+                                {"case_ref": current.case_ref or "-", "message_id": current.id,
+                                 "attempts": current.attempts, "last_error": error,
+                                 "link": self.config.ui_url, "kind": current.kind,
+                                 "recipient_name": current.recipient}, now)
+                else:
+                    delay = self.config.backoff_seconds * 2 ** (current.attempts - 1)
+                    current.next_attempt_at = now + timedelta(seconds=delay)
+                    current.last_error = error
+                    report.failed += 1

@@ -17,9 +17,15 @@ from sqlmodel import Session, select
 
 from models.tables import Caregiver, Child, Outbox, Practitioner, Task
 from notifications.config import NotifyConfig, load_config
-from notifications.render import render_message
 
 DIGESTIBLE = {"reminder", "due", "handoff"}
+DATE_KEYS = ("due", "clock_due")
+
+
+def revive(context: dict[str, Any]) -> dict[str, Any]:
+    """A stored context back to what the templates take (dates as dates)."""
+    return {k: date.fromisoformat(v) if k in DATE_KEYS and isinstance(v, str) else v
+            for k, v in context.items()}
 
 
 def redact(text: str | None, identities: Iterable[str]) -> str | None:
@@ -44,19 +50,29 @@ def case_identities(session: Session, case_id: int) -> list[str]:
     return out
 
 
-def recipients(session: Session, config: NotifyConfig, role: str,
-               assignee_id: int | None) -> list[str]:
-    """The assignee; else the role's channels; else everyone holding the role."""
-    if assignee_id is not None:
-        who = session.get(Practitioner, assignee_id)
-        if who is not None and who.active:
-            return [f"practitioner:{who.handle}"]
-    if config.roles.get(role):
-        return [f"channel:{c}" for c in config.roles[role]]
-    staff = session.exec(select(Practitioner.handle).where(
-        Practitioner.role == role, Practitioner.active).order_by(Practitioner.handle)).all()
-    # nobody holds the role: address it anyway so delivery fails loudly and is dead-lettered
-    return [f"practitioner:{h}" for h in staff] or [f"role-unstaffed:{role}"]
+class Directory:
+    """Who can be addressed: active practitioners by id and role, and role channels. Loaded
+    once per sweep batch, so addressing a thousand timers costs one query, not thousands."""
+
+    def __init__(self, session: Session, config: NotifyConfig) -> None:
+        self.config = config
+        staff = session.exec(select(Practitioner).where(Practitioner.active)
+                             .order_by(Practitioner.handle)).all()
+        self.by_id = {p.id: p for p in staff}
+        self.by_role: dict[str, list[str]] = {}
+        for p in staff:
+            self.by_role.setdefault(p.role, []).append(p.handle)
+        self.digest = {f"practitioner:{p.handle}" for p in staff if p.digest}
+
+    def recipients(self, role: str, assignee_id: int | None) -> list[str]:
+        """The assignee; else the role's channels; else everyone holding the role."""
+        if assignee_id in self.by_id:
+            return [f"practitioner:{self.by_id[assignee_id].handle}"]
+        if self.config.roles.get(role):
+            return [f"channel:{c}" for c in self.config.roles[role]]
+        # nobody holds the role: address it anyway so delivery fails loudly and is dead-lettered
+        return [f"practitioner:{h}" for h in self.by_role.get(role, [])] or [
+            f"role-unstaffed:{role}"]
 
 
 def link_for(config: NotifyConfig, ref: str, task: Task | None) -> str:
@@ -72,32 +88,47 @@ def task_context(ref: str, task: Task, today: date, config: NotifyConfig) -> dic
             "handed_over_by": None, "handover_note": None}
 
 
-def enqueue(session: Session, config: NotifyConfig, kind: str, key: str, ref: str | None,
-            recipient: str, context: dict[str, Any], now: datetime) -> Outbox | None:
-    """Render and queue one message unless its dedupe key is already queued."""
-    if session.exec(select(Outbox.id).where(Outbox.dedupe_key == key)).first() is not None:
-        return None
+def _jsonable(value: Any) -> Any:
+    if isinstance(value, date):
+        return value.isoformat()
+    if isinstance(value, dict):
+        return {k: _jsonable(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_jsonable(v) for v in value]
+    return value
+
+
+def message_row(kind: str, key: str, ref: str | None, recipient: str, context: dict[str, Any],
+                now: datetime, held: bool) -> dict[str, Any]:
+    """An outbox row. Its context is frozen now; the dispatcher renders it once, stores the
+    text it sent, and so keeps rendering out of the sweep's transaction."""
     context = {**context, "recipient": recipient.partition(":")[2] or recipient,
                "dedupe_key": key}
-    msg = render_message(kind, context)
-    status = "pending"
-    if kind in DIGESTIBLE and recipient.startswith("practitioner:"):
-        who = session.exec(select(Practitioner).where(
-            Practitioner.handle == recipient.partition(":")[2])).first()
-        status = "held" if who is not None and who.digest else "pending"
-    meta = {k: str(context[k]) if context.get(k) is not None else None
-            for k in ("task_key", "task_title", "due", "days_to_due", "link")}
-    row = Outbox(dedupe_key=key, case_ref=ref, kind=kind, recipient=recipient,
-                 subject=msg.subject, body_text=msg.text, body_html=msg.html, ics=msg.ics,
-                 meta=meta, status=status, next_attempt_at=now, created_at=now)
+    status = "held" if held and kind in DIGESTIBLE else "pending"
+    return {"dedupe_key": key, "case_ref": ref, "kind": kind, "recipient": recipient,
+            "subject": "", "body_text": "", "body_html": "", "ics": None,
+            "meta": _jsonable(context), "status": status, "attempts": 0, "reclaimed": 0,
+            "next_attempt_at": now, "created_at": now}
+
+
+def enqueue(session: Session, config: NotifyConfig, kind: str, key: str, ref: str | None,
+            recipient: str, context: dict[str, Any], now: datetime,
+            directory: Directory | None = None) -> Outbox | None:
+    """Queue one message unless its dedupe key is already queued."""
+    if session.exec(select(Outbox.id).where(Outbox.dedupe_key == key)).first() is not None:
+        return None
+    directory = directory or Directory(session, config)
+    row = Outbox(**message_row(kind, key, ref, recipient, context, now,
+                               recipient in directory.digest))
     session.add(row)
     return row
 
 
-def queue_for_timer(session: Session, timer: Any, ref: str, task: Task | None, today: date,
-                    now: datetime, config: NotifyConfig | None = None) -> int:
-    """Messages for one fired timer (reminder, due, escalation, clock warning or breach)."""
-    config = config or load_config()
+def timer_messages(timer: Any, ref: str, task: Task | None, today: date, now: datetime,
+                   directory: Directory) -> list[dict[str, Any]]:
+    """Outbox rows for one fired timer (reminder, due, escalation, clock warning or breach).
+    Each timer fires once and its key is unique, so its rows need no dedupe look-up."""
+    config = directory.config
     detail = timer.detail or {}
     if task is not None:
         context = task_context(ref, task, today, config)
@@ -113,11 +144,9 @@ def queue_for_timer(session: Session, timer: Any, ref: str, task: Task | None, t
     if timer.kind == "escalation":
         context.update(tier=detail.get("tier", 1), owner_role=detail.get("owner"))
     assignee = task.assignee_id if task is not None and timer.kind in ("reminder", "due") else None
-    count = 0
-    for recipient in recipients(session, config, timer.role, assignee):
-        count += enqueue(session, config, timer.kind, f"{timer.key}|{recipient}", ref,
-                         recipient, context, now) is not None
-    return count
+    return [message_row(timer.kind, f"{timer.key}|{r}", ref, r, context, now,
+                        r in directory.digest)
+            for r in directory.recipients(timer.role, assignee)]
 
 
 def queue_handoffs(session: Session, case_id: int, ref: str, effects: list[Any], actor: str,
@@ -125,6 +154,7 @@ def queue_handoffs(session: Session, case_id: int, ref: str, effects: list[Any],
     """New or unlocked work tells its owner; a reassignment tells the new and previous owner."""
     config = load_config()
     tasks = {t.key: t for t in session.exec(select(Task).where(Task.case_id == case_id))}
+    directory = Directory(session, config)
     identities: list[str] | None = None
     count = 0
     for e in effects:
@@ -145,13 +175,13 @@ def queue_handoffs(session: Session, case_id: int, ref: str, effects: list[Any],
                 key = f"{ref}/{task.key}/reassigned/{e.detail['to']}/{audience}/{now.isoformat()}"
                 count += enqueue(session, config, "reassigned", key, ref,
                                  f"practitioner:{handle}", {**context, "audience": audience},
-                                 now) is not None
+                                 now, directory) is not None
             continue
         kind = "gate" if task.spec_id in gate_tasks else "handoff"
-        for recipient in recipients(session, config, task.role, task.assignee_id):
+        for recipient in directory.recipients(task.role, task.assignee_id):
             key = f"{ref}/{task.key}/{kind}/{task.due}|{recipient}"
             count += enqueue(session, config, kind, key, ref, recipient, context,
-                             now) is not None
+                             now, directory) is not None
     return count
 
 
@@ -165,10 +195,9 @@ def queue_digests(session: Session, now: datetime, today: date) -> int:
         by_recipient.setdefault(row.recipient, []).append(row)
     count = 0
     for recipient, rows in by_recipient.items():
-        items = [{"case_ref": r.case_ref, **(r.meta or {})} for r in rows]
-        for item in items:  # meta keeps strings; the template wants a date and a number
-            item["due"] = date.fromisoformat(item["due"]) if item.get("due") else None
-            item["days_to_due"] = int(item["days_to_due"]) if item.get("days_to_due") else 0
+        items = [{k: (r.meta or {}).get(k) for k in ("task_key", "task_title", "due",
+                                                     "days_to_due", "link")}
+                 | {"case_ref": r.case_ref} for r in rows]
         context = {"case_ref": rows[0].case_ref, "items": items,
                    "link": f"{config.ui_url}/runs", "due": today}
         count += enqueue(session, config, "digest", f"digest/{recipient}/{today}/{rows[-1].id}",

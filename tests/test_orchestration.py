@@ -246,7 +246,7 @@ def test_case_runs_from_referral_to_recommendation(stack):
                                                            "nim.decision.recorded"}
         everything.append(json.dumps(events))
     with session_scope(store.url) as s:  # and every message the outbox holds
-        everything += [o.subject + o.body_text + o.body_html + (o.ics or "")
+        everything += [o.subject + o.body_text + o.body_html + (o.ics or "") + json.dumps(o.meta)
                        for o in s.exec(select(Outbox))]
     blob = json.dumps(everything)
     assert not [s for s in SENTINELS if s in blob]
