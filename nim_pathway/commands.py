@@ -586,7 +586,7 @@ class CaseStore:
 
         PostgreSQL: `FOR UPDATE SKIP LOCKED`, so sweeps running at once never claim the same
         row. SQLite: BEGIN IMMEDIATE makes each batch the single writer."""
-        from sqlalchemy import insert, update
+        from sqlalchemy import insert, tuple_, update
 
         from notifications.config import load_config
         from notifications.outbox import Directory, timer_messages
@@ -606,10 +606,11 @@ class CaseStore:
                 rows = session.exec(stmt).all()
                 wanted = {(t.case_id, t.task_key) for t, _ in rows if t.task_key}
                 tasks = {}
-                if wanted:
-                    found = session.exec(select(Task).where(
-                        Task.case_id.in_({c for c, _ in wanted}),
-                        Task.key.in_({k for _, k in wanted})))
+                if wanted:  # only the columns a message needs, for exactly these pairs
+                    found = session.exec(select(
+                        Task.case_id, Task.key, Task.title, Task.role, Task.due,
+                        Task.due_explanation, Task.flow_run_id, Task.assignee_id,
+                    ).where(tuple_(Task.case_id, Task.key).in_(list(wanted))))
                     tasks = {(t.case_id, t.key): t for t in found}
                 directory = Directory(session, config) if rows else None
                 messages = []

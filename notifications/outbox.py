@@ -56,7 +56,8 @@ class Directory:
 
     def __init__(self, session: Session, config: NotifyConfig) -> None:
         self.config = config
-        staff = session.exec(select(Practitioner).where(Practitioner.active)
+        staff = session.exec(select(Practitioner.id, Practitioner.handle, Practitioner.role,
+                                    Practitioner.digest).where(Practitioner.active)
                              .order_by(Practitioner.handle)).all()
         self.by_id = {p.id: p for p in staff}
         self.by_role: dict[str, list[str]] = {}
@@ -75,13 +76,14 @@ class Directory:
             f"role-unstaffed:{role}"]
 
 
-def link_for(config: NotifyConfig, ref: str, task: Task | None) -> str:
+def link_for(config: NotifyConfig, ref: str, task: Any) -> str:
     if task is not None and task.flow_run_id:
         return f"{config.ui_url}/runs/flow-run/{task.flow_run_id}"
     return f"{config.ui_url}/runs?tag=case:{ref}"
 
 
-def task_context(ref: str, task: Task, today: date, config: NotifyConfig) -> dict[str, Any]:
+def task_context(ref: str, task: Any, today: date, config: NotifyConfig) -> dict[str, Any]:
+    """What a message says about a task (a Task row or a row of its columns)."""
     return {"case_ref": ref, "task_key": task.key, "task_title": task.title,
             "role": task.role, "due": task.due, "due_explanation": task.due_explanation,
             "days_to_due": (task.due - today).days, "link": link_for(config, ref, task),
@@ -124,7 +126,7 @@ def enqueue(session: Session, config: NotifyConfig, kind: str, key: str, ref: st
     return row
 
 
-def timer_messages(timer: Any, ref: str, task: Task | None, today: date, now: datetime,
+def timer_messages(timer: Any, ref: str, task: Any, today: date, now: datetime,
                    directory: Directory) -> list[dict[str, Any]]:
     """Outbox rows for one fired timer (reminder, due, escalation, clock warning or breach).
     Each timer fires once and its key is unique, so its rows need no dedupe look-up."""
