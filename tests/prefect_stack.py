@@ -21,6 +21,17 @@ SERVE = (
 ROOT = Path(__file__).resolve().parent.parent
 
 
+def wait_for(predicate, what: str, timeout: float = 240):  # noqa: ANN001, ANN201
+    """Poll until `predicate()` is truthy and return it; fail saying what never happened."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = predicate()
+        if value:
+            return value
+        time.sleep(0.5)
+    raise AssertionError(f"timed out waiting for {what}")
+
+
 def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))

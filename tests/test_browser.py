@@ -10,7 +10,6 @@ from __future__ import annotations
 import os
 import re
 import shutil
-import time
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -23,7 +22,7 @@ from nim_pathway.db import migrate
 from nim_pathway.demo import DEMO_TEAM
 from notifications.dispatcher import Dispatcher
 from tests.conftest import referral_data
-from tests.prefect_stack import Stack
+from tests.prefect_stack import Stack, wait_for
 from tests.receivers import HttpReceiver
 
 pytestmark = [pytest.mark.slow, pytest.mark.browser]
@@ -102,14 +101,6 @@ def page(ui):
         browser.close()
 
 
-def wait_for(predicate, what: str, timeout: float = 240):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(0.5)
-    raise AssertionError(f"timed out waiting for {what}")
 
 
 def task_run(ref: str, key: str):

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import json
 import os
-import time
 import uuid
 from datetime import UTC, datetime, timedelta
 
@@ -26,7 +25,7 @@ from nim_pathway.commands import CaseStore
 from nim_pathway.db import migrate, session_scope
 from nim_pathway.demo import seed_team
 from tests.conftest import PG_ADMIN_URL, referral_data
-from tests.prefect_stack import Stack
+from tests.prefect_stack import Stack, wait_for
 
 pytestmark = pytest.mark.slow
 
@@ -88,14 +87,6 @@ def stack(request, tmp_path_factory):
 # -- helpers ------------------------------------------------------------------------------
 
 
-def wait_for(predicate, what: str, timeout: float = 120):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(0.5)
-    raise AssertionError(f"timed out waiting for {what}")
 
 
 def case_runs(ref: str) -> list:
