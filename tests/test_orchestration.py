@@ -231,7 +231,7 @@ def test_case_runs_from_referral_to_recommendation(stack):
         import httpx
 
         events = httpx.post(f"{stack.api}/events/filter", timeout=30, json={
-            "filter": {"event": {"prefix": ["nim."]}}, "limit": 200}).json()
+            "filter": {"event": {"prefix": ["nim."]}}, "limit": 50}).raise_for_status().json()
         assert {e["event"] for e in events["events"]} >= {"nim.case.opened",
                                                            "nim.task.completed",
                                                            "nim.decision.recorded"}
