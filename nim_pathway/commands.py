@@ -612,7 +612,8 @@ class CaseStore:
                         Task.due_explanation, Task.flow_run_id, Task.assignee_id,
                     ).where(tuple_(Task.case_id, Task.key).in_(list(wanted))))
                     tasks = {(t.case_id, t.key): t for t in found}
-                directory = Directory(session, config) if rows else None
+                directory = Directory(session, config,
+                                      {t.assignee_id for t in tasks.values() if t.assignee_id})
                 messages = []
                 for timer, ref in rows:
                     messages += timer_messages(timer, ref,

@@ -51,29 +51,50 @@ def case_identities(session: Session, case_id: int) -> list[str]:
 
 
 class Directory:
-    """Who can be addressed: active practitioners by id and role, and role channels. Loaded
-    once per sweep batch, so addressing a thousand timers costs one query, not thousands."""
+    """Who can be addressed: practitioners by id and by role, and role channels. A sweep batch
+    loads its assignees in one query and each role it needs once, not a row per timer."""
 
-    def __init__(self, session: Session, config: NotifyConfig) -> None:
-        self.config = config
-        staff = session.exec(select(Practitioner.id, Practitioner.handle, Practitioner.role,
-                                    Practitioner.digest).where(Practitioner.active)
-                             .order_by(Practitioner.handle)).all()
-        self.by_id = {p.id: p for p in staff}
+    def __init__(self, session: Session, config: NotifyConfig,
+                 assignee_ids: Iterable[int] | None = None) -> None:
+        self.session, self.config = session, config
+        self.by_id: dict[int, str] = {}
         self.by_role: dict[str, list[str]] = {}
-        for p in staff:
-            self.by_role.setdefault(p.role, []).append(p.handle)
-        self.digest = {f"practitioner:{p.handle}" for p in staff if p.digest}
+        self.digest: set[str] = set()
+        if assignee_ids is not None:
+            self._load(Practitioner.id.in_(set(assignee_ids)))
+
+    def _load(self, where: Any) -> list[str]:
+        rows = self.session.exec(select(Practitioner.id, Practitioner.handle,
+                                        Practitioner.digest)
+                                 .where(where, Practitioner.active)
+                                 .order_by(Practitioner.handle)).all()
+        for pid, handle, digest in rows:
+            self.by_id[pid] = handle
+            if digest:
+                self.digest.add(f"practitioner:{handle}")
+        return [handle for _, handle, _ in rows]
+
+    def _holders(self, role: str) -> list[str]:
+        if role not in self.by_role:
+            self.by_role[role] = self._load(Practitioner.role == role)
+        return self.by_role[role]
 
     def recipients(self, role: str, assignee_id: int | None) -> list[str]:
         """The assignee; else the role's channels; else everyone holding the role."""
+        if assignee_id is not None and assignee_id not in self.by_id:
+            self._load(Practitioner.id == assignee_id)
         if assignee_id in self.by_id:
-            return [f"practitioner:{self.by_id[assignee_id].handle}"]
+            return [f"practitioner:{self.by_id[assignee_id]}"]
         if self.config.roles.get(role):
             return [f"channel:{c}" for c in self.config.roles[role]]
         # nobody holds the role: address it anyway so delivery fails loudly and is dead-lettered
-        return [f"practitioner:{h}" for h in self.by_role.get(role, [])] or [
-            f"role-unstaffed:{role}"]
+        return [f"practitioner:{h}" for h in self._holders(role)] or [f"role-unstaffed:{role}"]
+
+    def held(self, recipient: str) -> bool:
+        """Whether this recipient takes reminders as a daily digest."""
+        if recipient.startswith("practitioner:") and recipient not in self.digest:
+            self._load(Practitioner.handle == recipient.partition(":")[2])
+        return recipient in self.digest
 
 
 def link_for(config: NotifyConfig, ref: str, task: Any) -> str:
@@ -121,7 +142,7 @@ def enqueue(session: Session, config: NotifyConfig, kind: str, key: str, ref: st
         return None
     directory = directory or Directory(session, config)
     row = Outbox(**message_row(kind, key, ref, recipient, context, now,
-                               recipient in directory.digest))
+                               directory.held(recipient)))
     session.add(row)
     return row
 
@@ -147,7 +168,7 @@ def timer_messages(timer: Any, ref: str, task: Any, today: date, now: datetime,
         context.update(tier=detail.get("tier", 1), owner_role=detail.get("owner"))
     assignee = task.assignee_id if task is not None and timer.kind in ("reminder", "due") else None
     return [message_row(timer.kind, f"{timer.key}|{r}", ref, r, context, now,
-                        r in directory.digest)
+                        r in directory.digest)  # assignees were loaded with their digest flag
             for r in directory.recipients(timer.role, assignee)]
 
 
