@@ -586,7 +586,7 @@ class CaseStore:
 
         PostgreSQL: `FOR UPDATE SKIP LOCKED`, so sweeps running at once never claim the same
         row. SQLite: BEGIN IMMEDIATE makes each batch the single writer."""
-        from sqlalchemy import insert, tuple_, update
+        from sqlalchemy import insert, update
 
         from notifications.config import load_config
         from notifications.outbox import Directory, timer_messages
@@ -610,8 +610,9 @@ class CaseStore:
                     found = session.exec(select(
                         Task.case_id, Task.key, Task.title, Task.role, Task.due,
                         Task.due_explanation, Task.flow_run_id, Task.assignee_id,
-                    ).where(tuple_(Task.case_id, Task.key).in_(list(wanted))))
-                    tasks = {(t.case_id, t.key): t for t in found}
+                    ).where(Task.case_id.in_({c for c, _ in wanted}),
+                            Task.key.in_({k for _, k in wanted})))  # both IN: the unique index
+                    tasks = {(t.case_id, t.key): t for t in found if (t.case_id, t.key) in wanted}
                 directory = Directory(session, config,
                                       {t.assignee_id for t in tasks.values() if t.assignee_id})
                 messages = []
