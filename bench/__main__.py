@@ -19,7 +19,7 @@ from functools import cache
 from pathlib import Path
 from typing import Any
 
-from bench.common import ROOT, Row, load, machine, pg_available
+from bench.common import ROOT, Row, code_version, load, machine, pg_available
 
 RESULTS = ROOT / "bench" / "results"
 FULL = {"sweep": [10_000, 100_000], "engine": 1000, "dispatch": 2000, "reps": 3,
@@ -123,7 +123,9 @@ def markdown(report: dict[str, Any]) -> str:
         f"Run {report['started']} ({'quick' if report['quick'] else 'full'}), "
         f"{report['total_s']:.0f} s in total. `make bench` to reproduce.", "",
         f"Machine: {m['cpu']}, {m['cores']} cores, {m['ram_gb']} GB RAM; Python {m['python']}, "
-        f"SQLite {m['sqlite']}, PostgreSQL {m['postgresql']}; {m['os']}. Load average "
+        f"SQLite {m['sqlite']}, PostgreSQL {m['postgresql']}; {m['os']}. Code measured: "
+        f"{m['code']}" + (f" at the start, {m['code_at_end']} at the end (the code changed during "
+                          "the run)" if m["code_at_end"] != m["code"] else "") + ". Load average "
         f"before the run {report['load_before']}, after {m['load_average']} (anything else "
         "running on the machine shares its cores with the figures).", "",
         table(report["rows"]), "",
@@ -144,6 +146,7 @@ def main(argv: list[str] | None = None) -> int:
         parser.error(f"unknown figure(s) {', '.join(sorted(unknown))}; "
                      f"choose from {', '.join(figures)}")
     started, t0, load_before = datetime.now(UTC), time.perf_counter(), load()
+    code = code_version()  # the code being measured: the other figures import it as they run
     no_pg = pg_available() if NEEDS_POSTGRES & set(selected) else None
     rows: list[dict[str, Any]] = []
     tmp = Path(tempfile.mkdtemp(prefix="nim-bench-"))
@@ -163,7 +166,8 @@ def main(argv: list[str] | None = None) -> int:
         shutil.rmtree(tmp, ignore_errors=True)
     report = {"started": started.isoformat(timespec="seconds"), "quick": args.quick,
               "total_s": time.perf_counter() - t0, "load_before": load_before,
-              "machine": machine(), "rows": rows}
+              "machine": {**machine(), "code": code, "code_at_end": code_version()},
+              "rows": rows}
     RESULTS.mkdir(exist_ok=True)
     (RESULTS / "latest.json").write_text(json.dumps(report, indent=2, default=str))
     md = markdown(report)

@@ -154,6 +154,8 @@ class Cohort:
     spread_weeks: int = 150  # clones shifted back 0..150 weeks: ~4% of cases due in the window
     all_due: bool = False  # every timer due in the window (the 1,000-timer figure)
     max_timers: int | None = None
+    contact: str | None = None  # every practitioner's contact (an Apprise URL)
+    digest_every: int = 20  # one practitioner in twenty takes a daily digest; 0: nobody
     seed: int = 20260112
 
     @property
@@ -164,13 +166,13 @@ class Cohort:
         return max(2, self.cases // 40)  # a caseload of about 40 cases per practitioner
 
 
-def notify_config(path: Path, roles: list[str]) -> Path:
+def notify_config(path: Path, roles: list[str], url: str = "json://127.0.0.1:9/unused") -> Path:
     """Role channels for every role, as README's production config has: role messages
     (escalations, clock warnings) go to one team channel instead of everyone in the role."""
     import yaml
 
     path.write_text(yaml.safe_dump({
-        "channels": {f"team-{r}": "json://127.0.0.1:9/unused" for r in roles},
+        "channels": {f"team-{r}": f"{url}/team-{r}" for r in roles},
         "roles": {r: [f"team-{r}"] for r in roles}}))
     return path
 
@@ -219,8 +221,9 @@ class Rows:
                 pid += 1
                 self.staff.setdefault(role, []).append(pid)
                 name = f"{GIVEN[k % len(GIVEN)]} {FAMILY[(k // len(GIVEN)) % len(FAMILY)]}"
-                yield (pid, f"{role}.{k:05d}", name, role, "nim", None, True,
-                       k % 20 == 19)  # one in twenty takes a daily digest
+                every = self.c.digest_every
+                digest = bool(every) and k % every == every - 1
+                yield (pid, f"{role}.{k:05d}", name, role, "nim", self.c.contact, True, digest)
 
     def _instant(self, day: date, at: time) -> datetime:
         key = (day, at)
@@ -295,6 +298,7 @@ def populate_sqlite(url: str, rows: Rows) -> dict[str, int]:
         counts[table] = db.total_changes - before
     db.commit()
     db.execute("ANALYZE")
+    db.execute("PRAGMA wal_checkpoint(TRUNCATE)")  # so no measured run pays the load's checkpoint
     db.close()
     return counts
 

@@ -190,7 +190,20 @@ def machine() -> dict[str, Any]:
                   if line.startswith("MemTotal"))
     return {"cpu": model, "cores": os.cpu_count(), "ram_gb": round(mem_kb / 1024 / 1024, 1),
             "python": platform.python_version(), "sqlite": sqlite3.sqlite_version,
-            "postgresql": pg_version(), "os": platform.platform(), "load_average": load()}
+            "postgresql": pg_version(), "os": platform.platform(), "load_average": load(),
+            "code": code_version()}
+
+
+def code_version() -> str:
+    """The commit measured, and the application files changed since (bench/ aside)."""
+    def git(*args: str) -> str:
+        return subprocess.run(["git", *args], cwd=ROOT, capture_output=True, text=True,
+                              check=False).stdout.rstrip("\n")
+
+    changed = [line[3:] for line in git("status", "--porcelain").splitlines()
+               if not line[3:].startswith("bench/")]
+    return git("rev-parse", "--short", "HEAD") + (
+        f" + uncommitted changes in {', '.join(changed)}" if changed else "")
 
 
 def load() -> str:

@@ -1,10 +1,12 @@
 """Figure 4: two dispatchers on PostgreSQL racing over one outbox, to a local HTTP receiver.
 
-The receiver (a threaded `http.server` in this process) counts each message by the
-`ref: <dedupe_key>` footer of its body, so a message delivered twice is seen twice. The two
-dispatchers are separate processes that import everything first and start on one signal.
-Baseline: a plain Apprise send loop of the same messages to the same receiver. Both are
-timed best of N (duplicates: the worst run).
+The outbox is filled by the case store's own sweep (2,000 due timers of a synthetic cohort,
+every practitioner and role channel pointing at the receiver), so the rows are whatever the
+sweep writes. The receiver (a threaded `http.server` in this process) counts each message by
+the `ref: <dedupe_key>` footer of its body, so a message delivered twice is seen twice. The
+two dispatchers are separate processes that import everything first and start on one signal.
+Baseline: a plain Apprise send loop of the same messages (the text the dispatchers sent) to
+the same receiver. Both are timed best of N (duplicates: the worst run).
 """
 
 from __future__ import annotations
@@ -16,12 +18,21 @@ import sys
 import threading
 import time
 from collections import Counter
-from datetime import UTC, date, datetime, timedelta
+from datetime import UTC, datetime
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
-from bench.common import PY, ROOT, Row, clean_env, free_port, throwaway_pg, worker_main
+from bench.common import (
+    PY,
+    ROOT,
+    Row,
+    clean_env,
+    free_port,
+    run_worker,
+    throwaway_pg,
+    worker_main,
+)
 
 AT = datetime(2027, 3, 8, 9, 5, tzinfo=UTC)
 REF = re.compile(r"ref: (\S+)")
@@ -74,43 +85,20 @@ class Receiver:
         self.server.server_close()
 
 
-def fill_outbox(url: str, receiver: Receiver, messages: int) -> list[dict[str, Any]]:
-    """Practitioners whose contact is the receiver, and `messages` rendered reminders."""
-    import psycopg
+def fill_outbox(ctx: Any, url: str, receiver: Receiver, messages: int) -> dict[str, str]:
+    """The outbox as a sweep leaves it: `messages` due timers fired by the case store, every
+    practitioner and role channel pointing at the receiver. Returns the workers' environment."""
+    from bench.cohort import Cohort, notify_config, populate
+    from bench.sweep import WINDOW_END
 
-    from nim_pathway.db import get_engine, migrate
-    from notifications.render import render_message
-
-    migrate(url)
-    get_engine(url).dispose()
-    staff = [f"psy.{k:03d}" for k in range(20)]
-    rows = []
-    for i in range(messages):
-        who, ref, due = staff[i % len(staff)], f"NIM-2025-{i // 5 + 1:06d}", date(2027, 3, 15)
-        key = f"{ref}/wmci-mother-{i % 5}/reminder-5wd/{due}|practitioner:{who}"
-        ctx = {"case_ref": ref, "task_key": f"wmci-mother-{i % 5}", "recipient": who,
-               "task_title": "Working Model of the Child Interview", "role": "psychologist",
-               "due": due, "due_explanation": "6 weeks after stage assessment 2027-02-01",
-               "days_to_due": 7, "link": f"http://127.0.0.1:4200/runs?tag=case:{ref}",
-               "handed_over_by": None, "handover_note": None, "dedupe_key": key}
-        m = render_message("reminder", ctx)
-        rows.append({"key": key, "ref": ref, "who": who, "subject": m.subject, "text": m.text,
-                     "html": m.html, "ics": m.ics, "link": ctx["link"]})
-    with psycopg.connect(url) as conn, conn.cursor() as cur:
-        with cur.copy("COPY practitioner (handle, display_name, role, team, contact, active, "
-                      "digest) FROM STDIN") as copy:
-            for who in staff:
-                copy.write_row((who, f"Dr {who}", "psychologist", "nim", receiver.url(who),
-                                True, False))
-        with cur.copy("COPY outbox (dedupe_key, case_ref, kind, recipient, subject, body_text, "
-                      "body_html, ics, meta, status, attempts, next_attempt_at, reclaimed, "
-                      "created_at) FROM STDIN") as copy:
-            for r in rows:
-                copy.write_row((r["key"], r["ref"], "reminder", f"practitioner:{r['who']}",
-                                r["subject"], r["text"], r["html"], r["ics"],
-                                json.dumps({"link": r["link"]}), "pending", 0,
-                                AT - timedelta(minutes=1), 0, AT - timedelta(minutes=1)))
-    return rows
+    cohort = Cohort(messages // 18 + 1, WINDOW_END, all_due=True, max_timers=messages,  # 18-20 each
+                    contact=receiver.url("staff"), digest_every=0)
+    populate(url, ctx.templates(), cohort)
+    config = notify_config(ctx.tmp / "notify-receiver.yaml", ctx.templates().roles,
+                           f"json://127.0.0.1:{receiver.port}/hook")
+    env = clean_env(NIM_NOTIFY_CONFIG=str(config))
+    run_worker("bench.sweep", {"url": url, "at": WINDOW_END.isoformat(), "mode": "orm"}, env)
+    return env
 
 
 def dispatcher(args: dict[str, Any]) -> dict[str, Any]:
@@ -118,10 +106,9 @@ def dispatcher(args: dict[str, Any]) -> dict[str, Any]:
     import apprise  # noqa: F401 - imported before the start signal: process start-up cost
 
     from models.clock import VirtualClock
-    from notifications.config import NotifyConfig
     from notifications.dispatcher import Dispatcher
 
-    d = Dispatcher(args["url"], VirtualClock(AT), NotifyConfig())
+    d = Dispatcher(args["url"], VirtualClock(AT))  # targets from NIM_NOTIFY_CONFIG
     d._contacts()  # connect to the database before the start signal
     print("ready", flush=True)
     sys.stdin.readline()
@@ -148,10 +135,11 @@ def plain_loop(args: dict[str, Any]) -> dict[str, Any]:
     return {"sent": ok, "seconds": time.perf_counter() - t0}
 
 
-def _race(workers: list[dict[str, Any]], receiver: Receiver, expected: int) -> tuple[float, list]:
+def _race(workers: list[dict[str, Any]], receiver: Receiver, expected: int,
+          env: dict[str, str]) -> tuple[float, list]:
     """Start the workers, wait until all are ready, say go, and time until all are done."""
     procs = [subprocess.Popen([PY, "-m", "bench.dispatch", json.dumps(w, default=str)],
-                              cwd=ROOT, env=clean_env(), stdin=subprocess.PIPE,
+                              cwd=ROOT, env=env, stdin=subprocess.PIPE,
                               stdout=subprocess.PIPE, text=True) for w in workers]
     for p in procs:
         if p.stdout.readline().strip() != "ready":
@@ -165,11 +153,13 @@ def _race(workers: list[dict[str, Any]], receiver: Receiver, expected: int) -> t
     return time.perf_counter() - t0, results
 
 
-def _sent_in_store(url: str) -> int:
+def _outbox(url: str, status: str) -> list[tuple[str, str, str]]:
+    """(recipient, subject, text) of the outbox rows with `status`."""
     import psycopg
 
     with psycopg.connect(url) as conn:
-        return conn.execute("SELECT count(*) FROM outbox WHERE status = 'sent'").fetchone()[0]
+        return conn.execute("SELECT recipient, subject, body_text FROM outbox WHERE status = %s "
+                            "ORDER BY id", (status,)).fetchall()
 
 
 def figure(ctx: Any) -> list[Row]:
@@ -180,29 +170,35 @@ def figure(ctx: Any) -> list[Row]:
         for _ in range(tries):  # best of N, each on a fresh outbox: the machine may be shared
             receiver.reset()
             with throwaway_pg() as url:
-                msgs = fill_outbox(url, receiver, n)
+                env = fill_outbox(ctx, url, receiver, n)
+                queued = len(_outbox(url, "pending"))
                 wall, results = _race([{"role": "dispatch", "url": url, "limit": 200}] * 2,
-                                      receiver, n)
-                races.append((wall, results, dict(receiver.seen), _sent_in_store(url)))
+                                      receiver, queued, env)
+                sent = _outbox(url, "sent")
+                races.append((wall, results, dict(receiver.seen), len(sent), queued))
+        if any(not subject for _, subject, _ in sent):
+            raise RuntimeError("sent rows do not keep the text that was sent; no baseline")
         plain = ctx.tmp / "plain-messages.json"
-        plain.write_text(json.dumps([{"url": receiver.url(m["who"]), "subject": m["subject"],
-                                      "text": m["text"]} for m in msgs]))
+        plain.write_text(json.dumps([{"url": receiver.url(who.replace(":", "/")),
+                                      "subject": subject, "text": text}
+                                     for who, subject, text in sent]))
         for _ in range(tries):
             receiver.reset()
-            plains.append(_race([{"role": "plain", "messages": str(plain)}], receiver, n))
+            plains.append(_race([{"role": "plain", "messages": str(plain)}], receiver,
+                                len(sent), clean_env()))
     finally:
         receiver.stop()
-    duplicates = max(sum(c - 1 for c in seen.values() if c > 1) for _, _, seen, _ in races)
-    wall, results, seen, sent_in_store = min(races, key=lambda r: r[0])
+    duplicates = max(sum(c - 1 for c in seen.values() if c > 1) for _, _, seen, _, _ in races)
+    wall, results, seen, sent_in_store, queued = min(races, key=lambda r: r[0])
     base_wall, base = min(plains, key=lambda r: r[0])
     unique = len(seen)
-    rate, base_rate = unique / wall, n / base_wall
+    rate, base_rate = unique / wall, base[0]["sent"] / base_wall
     return [Row(
-        figure=f"4. dispatch: 2 dispatchers, {n} messages (PostgreSQL)", value=rate,
+        figure=f"4. dispatch: 2 dispatchers, {queued:,} messages (PostgreSQL)", value=rate,
         unit="msgs/s", target="≥200 msgs/s, 0 duplicates",
-        met=rate >= 200 and duplicates == 0 and unique == n, baseline=base_rate,
+        met=rate >= 200 and duplicates == 0 and unique == queued, baseline=base_rate,
         baseline_label="plain Apprise send loop", ratio=rate / base_rate,
-        note=f"{unique:,} of {n:,} received, {duplicates} duplicates, in {wall:.1f} s",
+        note=f"{unique:,} of {queued:,} received, {duplicates} duplicates, in {wall:.1f} s",
         details={"seconds": wall, "runs_s": [r[0] for r in races],
                  "baseline_runs_s": [r[0] for r in plains],
                  "received_unique": unique, "duplicates_worst_run": duplicates,

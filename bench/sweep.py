@@ -1,7 +1,7 @@
 """Figures 1 and 2: one sweep of a 5-minute window of due timers at 10k and 100k open cases.
 
-The case store's `fire_due_timers` (select, render each timer's messages into the outbox, mark
-fired; batches of 1,000) against the same selection and update as raw SQL without rendering.
+The case store's `fire_due_timers` (select, queue each timer's messages in the outbox, mark
+fired; batches of 1,000) against the same selection and update as raw SQL, without messages.
 Each side runs in its own process, so its peak RSS is its own; each is timed best of N.
 """
 
