@@ -292,7 +292,14 @@ class PathwaySpec(_Strict):
         """The Pydantic model of a task's outcome (its form in the UI and the CLI file)."""
         if task_id not in self.task_by_id:
             raise PathwayError(f"pathway {self.profile} has no task {task_id!r}")
-        return _outcome_model(self, task_id)
+        models = self._outcome_models
+        if task_id not in models:  # built once: creating a pydantic model is costly
+            models[task_id] = _outcome_model(self, task_id)
+        return models[task_id]
+
+    @cached_property
+    def _outcome_models(self) -> dict[str, type[BaseModel]]:
+        return {}
 
 
 _FIELD_TYPES: dict[str, Any] = {"text": str, "date": date, "bool": bool, "int": int}
