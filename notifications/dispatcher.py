@@ -10,6 +10,7 @@ before the result was written; such a reclaim is counted in `outbox.reclaimed` a
 
 from __future__ import annotations
 
+import contextlib
 import re
 import tempfile
 import uuid
@@ -54,10 +55,10 @@ def apprise_send(url: str, title: str, body: str, html: bool, ics: str | None) -
     app = apprise.Apprise()
     if not app.add(url):
         return "target URL not understood by Apprise; check its scheme and fields"
-    attach = None
-    with tempfile.TemporaryDirectory() as tmp:
-        if ics:
-            path = Path(tmp) / "due.ics"
+    with contextlib.ExitStack() as stack:
+        attach = None
+        if ics:  # a temporary file only when there is a calendar event to attach
+            path = Path(stack.enter_context(tempfile.TemporaryDirectory())) / "due.ics"
             path.write_text(ics, encoding="utf-8")
             attach = apprise.AppriseAttachment(str(path))
         with apprise.LogCapture(level=apprise.logging.WARNING, fmt="%(message)s") as log:

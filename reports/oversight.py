@@ -27,11 +27,14 @@ def rag(working_days_to_due: int) -> str:
     return "amber" if working_days_to_due <= AMBER_WORKING_DAYS else "green"
 
 
-def _states(store: CaseStore, open_only: bool) -> list[tuple[Case, Any, eng.CaseState]]:
+def _states(store: CaseStore, open_only: bool,
+            ref: str | None = None) -> list[tuple[Case, Any, eng.CaseState]]:
     with session_scope(store.url, read_only=True) as session:
         stmt = select(Case).order_by(Case.ref)
         if open_only:
             stmt = stmt.where(Case.closed_on.is_(None))
+        if ref is not None:
+            stmt = stmt.where(Case.ref == ref)
         return [(case, *store._load(session, case)) for case in session.exec(stmt)]
 
 
@@ -57,13 +60,13 @@ def caseload_board(store: CaseStore) -> list[dict[str, Any]]:
     return sorted(rows, key=lambda r: (order[r["rag"]], r["due"] or "9999", r["case"]))
 
 
-def breaches(store: CaseStore) -> list[dict[str, Any]]:
+def breaches(store: CaseStore, ref: str | None = None) -> list[dict[str, Any]]:
     """Work done late or still overdue, and statutory clocks breached, with their cause."""
     today = store._today()
     with session_scope(store.url, read_only=True) as session:
         causes = {(t.case_id, t.key): t.delay_cause for t in session.exec(select(Task))}
     out = []
-    for case, spec, state in _states(store, open_only=False):
+    for case, spec, state in _states(store, open_only=False, ref=ref):
         for t in state.tasks.values():
             late = (t.completed_on - t.due).days if t.state == eng.DONE and t.completed_on \
                 else (today - t.due).days if t.state == eng.OPEN else 0
@@ -153,7 +156,7 @@ def timeline_markdown(store: CaseStore, ref: str) -> str:
     lines += ["", "## Statutory clocks", "", "| clock | due | state | why |", "|---|---|---|---|"]
     lines += [f"| {c['title']} | {c['due'] or ''} | {c['state']} | {c['explanation']} |"
               for c in show["clocks"]]
-    case_breaches = [b for b in breaches(store) if b["case"] == ref]
+    case_breaches = breaches(store, ref)  # this case only: the sweep calls this per case
     if case_breaches:
         lines += ["", "## Breaches", "", "| item | due | days late | cause |", "|---|---|---|---|"]
         lines += [f"| {b['item']} | {b['due']} | {b['days_late']} | {b['cause']} |"
