@@ -147,8 +147,9 @@ def save_view(page, name: str) -> None:
 
 def test_runs_are_listed_and_filtered_by_tag(ui, page):
     ref = ui["ref"]
-    wait_for(lambda: (r := task_run(ref, "triage")) and r.state.name == "Suspended",
-             "the triage run to wait")
+    for key in ("triage", "lac-review-1"):  # both runs exist before the page is read
+        wait_for(lambda key=key: (r := task_run(ref, key)) and r.state.name == "Suspended",
+                 f"the {key} run to wait")
     page.goto(f"{ui['url']}/runs?tag=case:{ref}", wait_until="networkidle")
     page.get_by_text(f"{ref} · referral · triage").wait_for()
     assert page.get_by_text(f"{ref} · statutory · lac-review-1").count() == 1
