@@ -93,10 +93,30 @@ def read_case_runs(client: Any, ref: str) -> list[Any]:
     return read_all_runs(client, FlowRunFilter(tags=FlowRunFilterTags(all_=[f"case:{ref}"])))
 
 
+def resume_paused(client: Any, run: Any, run_input: dict[str, Any]) -> bool:
+    """Resume a run read as paused; False if it was not paused or another sync got there first.
+
+    A 409 means a concurrent sync (e.g. the finishing task's own run) resumed it first: the
+    server stores the input and the new state in one transaction, so the run is resumed exactly
+    once either way. Any other error is a real one."""
+    from prefect.client.schemas.objects import StateType
+    from prefect.client.schemas.responses import SetStateStatus
+    from prefect.exceptions import PrefectHTTPStatusError
+
+    if run.state is None or run.state.type != StateType.PAUSED:
+        return False
+    try:
+        result = client.resume_flow_run(run.id, run_input=run_input)
+    except PrefectHTTPStatusError as exc:
+        if exc.response.status_code != 409:
+            raise
+        return False
+    return result.status == SetStateStatus.ACCEPT  # ABORT: no longer paused when it arrived
+
+
 def sync_case(store: CaseStore, ref: str, today: date | None = None) -> SyncReport:
     """Make Prefect's runs for one case match the case store (idempotent)."""
     from prefect.client.orchestration import get_client
-    from prefect.client.schemas.objects import StateType
     from prefect.deployments import run_deployment
     from prefect.states import Cancelled
 
@@ -122,8 +142,7 @@ def sync_case(store: CaseStore, ref: str, today: date | None = None) -> SyncRepo
             return [r for r in group if r.state and r.state.type.value in LIVE]
 
         def resume(run: Any, run_input: dict[str, Any], label: str) -> None:
-            if run.state.type == StateType.PAUSED:
-                client.resume_flow_run(run.id, run_input=run_input)
+            if resume_paused(client, run, run_input):
                 report.resumed.append(label)
 
         def cancel(run: Any, why: str, label: str) -> None:

@@ -8,9 +8,12 @@ the production profile (Prefect and the case store on PostgreSQL).
 
 from __future__ import annotations
 
+import contextvars
 import json
 import os
+import threading
 import uuid
+from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime, timedelta
 
 import pytest
@@ -241,6 +244,38 @@ def test_case_runs_from_referral_to_recommendation(stack):
                        for o in s.exec(select(Outbox))]
     blob = json.dumps(everything)
     assert not [s for s in SENTINELS if s in blob]
+
+
+def test_two_syncs_resuming_the_same_run_do_not_fail(stack):
+    """The CLI's sync and the finishing task's own sync can both read a run as paused and both
+    resume it at once; Prefect lets one through and refuses the rest (409 Conflict, or ABORT
+    when the run is no longer paused): none of them may fail the command."""
+    from prefect.client.orchestration import get_client
+
+    from nim_pathway.orchestration import orchestrate_after, resume_paused
+
+    store: CaseStore = stack.store
+    ref = store.open_case(Referral.model_validate(referral_data()), "coord.ali").ref
+    orchestrate_after(store, ref)
+    stale = task_run(ref, "triage")  # both syncs read this snapshot: paused
+    store.complete_task(f"{ref}/triage", "mgr.okafor", {"accepted": True})
+    answer = {"accepted": True, "completed_by": "mgr.okafor"}
+    start = threading.Barrier(6)
+
+    def one_sync() -> bool:
+        with get_client(sync_client=True) as client:
+            start.wait()
+            return resume_paused(client, stale, answer)
+
+    with ThreadPoolExecutor(6) as pool:  # each thread gets the test's Prefect settings
+        futures = [pool.submit(contextvars.copy_context().run, one_sync) for _ in range(6)]
+        outcomes = [f.result() for f in futures]
+    assert sorted(outcomes) == [False] * 5 + [True]
+    assert task_run(ref, "triage", "Completed")
+    with session_scope(store.url) as s:
+        done = [a for a in s.exec(select(AuditEvent).where(
+            AuditEvent.case_ref == ref, AuditEvent.action.in_(["task-completed", "refused"])))]
+    assert [(a.action, a.detail.get("task")) for a in done] == [("task-completed", "triage")]
 
 
 def test_prefect_down_then_database_lost_reconcile_restores(stack):
