@@ -63,9 +63,11 @@ METHOD = """\
   timers before the window are fired, those at the window's 09:00 UK send time are due and later
   ones pending. One practitioner per role per 40 cases; every role has a team channel (the
   README's production config), so role messages go to one channel, not to everyone in the role.
-- **Sweeps**: each side runs in a fresh process (imports done before timing) on the same rows,
-  baseline first; after each run the timers are un-fired and the outbox emptied. Best of 2
-  (full run), as the machine may be shared. Peak RSS is the process's VmHWM.
+- **Sweeps**: each side runs in a fresh process on the same rows; imports, SQLAlchemy's mapper
+  configuration and the engine object (process start-up, once per sweep process) come before
+  timing; connecting and compiling SQL are timed. Baseline first; after each run the timers
+  are un-fired and the outbox emptied. Best of 2 (full run), as the machine may be shared.
+  Peak RSS is the process's VmHWM.
 - **Dispatch**: two dispatcher processes (8 send threads each) start on one signal; the
   receiver counts messages by their `ref:` footer. Wall-clock from the signal to the last
   message received; best of 2 on fresh outboxes, duplicates counted in every run.

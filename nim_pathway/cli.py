@@ -348,7 +348,19 @@ def task_list(
     """Work waiting for people, soonest due first."""
     if state not in ("open", "blocked", "done", "cancelled", "all"):
         raise UserError("--state must be open, blocked, done, cancelled or all")
-    rows = _store().tasks(case, role, overdue, due_within, None if state == "all" else state)
+    from models.clock import today
+    from nim_pathway import reads, settings
+
+    url = settings.database_url()
+    conn = reads.connect(url)  # the fast path: no ORM import (see nim_pathway/reads.py)
+    if conn is None:  # a new or older database: migrate it first, as every command does
+        _store()
+        conn = reads.connect(url)
+    try:
+        rows = reads.task_rows(conn, today(settings.clock()), case, role, overdue, due_within,
+                               None if state == "all" else state)
+    finally:
+        conn.close()
     _emit(rows, as_json, ["task", "title", "role", "assignee", "due", "days_to_due", "state"])
 
 
@@ -706,7 +718,7 @@ def main() -> None:
     except Exception as exc:  # noqa: BLE001 - translate known refusals, log the rest
         from models.calendar import CalendarError
         from models.pathway import PathwayError
-        from nim_pathway.commands import CommandError
+        from nim_pathway.errors import CommandError
         from nim_pathway.orchestration import OrchestrationUnavailable
 
         if isinstance(exc, CommandError | PathwayError | CalendarError | OrchestrationUnavailable):

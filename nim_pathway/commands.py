@@ -43,15 +43,13 @@ from models.tables import (
 )
 from nim_pathway import faults
 from nim_pathway.db import session_scope
+from nim_pathway.errors import CommandError
+from nim_pathway.reads import task_rows
 
 GENESIS = "0" * 64
 DELAY_CAUSES = ("court", "family", "capacity", "other")
 # England: looked-after children's records to their 75th birthday, adoption records 100 years
 RETENTION_YEARS = {"default": 75, "adoption": 100}
-
-
-class CommandError(ValueError):
-    """A refused command: the message says what was wrong and how to fix it."""
 
 
 @dataclass
@@ -587,6 +585,7 @@ class CaseStore:
         PostgreSQL: `FOR UPDATE SKIP LOCKED`, so sweeps running at once never claim the same
         row. SQLite: BEGIN IMMEDIATE makes each batch the single writer."""
         from sqlalchemy import insert, update
+        from sqlalchemy.orm import Bundle
 
         from notifications.config import load_config
         from notifications.outbox import Directory, timer_messages
@@ -597,38 +596,39 @@ class CaseStore:
         fired: list[dict] = []
         while True:
             with session_scope(self.url) as session:
-                stmt = (select(Timer, Case.ref).join(Case)
+                # one query, columns only: each due timer with its case ref and, through the
+                # unique (case_id, key) index, the few task columns its message needs
+                stmt = (select(Bundle("timer", Timer.id, Timer.key, Timer.kind, Timer.task_key,
+                                      Timer.role, Timer.due_at, Timer.detail),
+                               Case.ref,
+                               Bundle("task", Task.key, Task.title, Task.role, Task.due,
+                                      Task.due_explanation, Task.flow_run_id,
+                                      Task.assignee_id))
+                        .select_from(Timer).join(Case, Case.id == Timer.case_id)
+                        .join(Task, (Task.case_id == Timer.case_id)
+                              & (Task.key == Timer.task_key), isouter=True)
                         .where(Timer.fired_at.is_(None), Timer.cancelled_at.is_(None),
                                Timer.due_at <= at)
                         .order_by(Timer.due_at, Timer.id).limit(batch))
                 if session.get_bind().dialect.name == "postgresql":
                     stmt = stmt.with_for_update(skip_locked=True, of=Timer)
-                rows = session.exec(stmt).all()
-                wanted = {(t.case_id, t.task_key) for t, _ in rows if t.task_key}
-                tasks = {}
-                if wanted:  # only the columns a message needs, for exactly these pairs
-                    found = session.exec(select(
-                        Task.case_id, Task.key, Task.title, Task.role, Task.due,
-                        Task.due_explanation, Task.flow_run_id, Task.assignee_id,
-                    ).where(Task.case_id.in_({c for c, _ in wanted}),
-                            Task.key.in_({k for _, k in wanted})))  # both IN: the unique index
-                    tasks = {(t.case_id, t.key): t for t in found if (t.case_id, t.key) in wanted}
+                rows = [(timer, ref, task if task.key is not None else None)
+                        for timer, ref, task in session.execute(stmt)]
                 directory = Directory(session, config,
-                                      {t.assignee_id for t in tasks.values() if t.assignee_id})
+                                      {t.assignee_id for _, _, t in rows if t and t.assignee_id})
                 messages = []
-                for timer, ref in rows:
-                    messages += timer_messages(timer, ref,
-                                               tasks.get((timer.case_id, timer.task_key)), on,
-                                               at, directory)
+                for timer, ref, task in rows:
+                    messages += timer_messages(timer, ref, task, on, at, directory)
                     faults.reached("sweep-timer")  # crash tests: mid-batch, uncommitted
                     fired.append({"key": timer.key, "ref": ref, "kind": timer.kind,
                                   "task": timer.task_key, "role": timer.role,
                                   "due_at": timer.due_at, "detail": timer.detail})
-                if rows:  # one INSERT and one UPDATE for the batch, in its transaction
-                    session.execute(insert(Outbox), messages)
-                    session.execute(update(Timer).where(Timer.id.in_([t.id for t, _ in rows]))
-                                    .values(fired_at=at).execution_options(
-                                        synchronize_session=False))
+                if rows:  # one INSERT and one UPDATE for the batch, in its transaction (Core
+                    # statements: the ORM's bulk paths cost more than the rows themselves)
+                    session.execute(insert(Outbox.__table__), messages)
+                    session.execute(update(Timer.__table__)
+                                    .where(Timer.id.in_([t.id for t, _, _ in rows]))
+                                    .values(fired_at=at))
             faults.reached("sweep-batch")  # crash tests: between committed batches
             if len(rows) < batch:
                 return fired
@@ -745,29 +745,9 @@ class CaseStore:
 
     def tasks(self, case: str | None = None, role: str | None = None, overdue: bool = False,
               due_within: int | None = None, state: str | None = "open") -> list[dict]:
-        on = self._today()
         with session_scope(self.url, read_only=True) as session:
-            stmt = (select(Task, Case.ref, Practitioner.handle).join(Case)
-                    .join(Practitioner, Task.assignee_id == Practitioner.id, isouter=True))
-            if case:
-                self._case(session, case)
-                stmt = stmt.where(Case.ref == case)
-            if role:
-                stmt = stmt.where(Task.role == role)
-            if state:
-                stmt = stmt.where(Task.state == state)
-            if overdue:
-                stmt = stmt.where(Task.due < on, Task.state.in_(("open", "blocked")))
-            if due_within is not None:
-                stmt = stmt.where(Task.due <= date.fromordinal(on.toordinal() + due_within))
-            rows = session.exec(stmt.order_by(Task.due, Case.ref, Task.key)).all()
-            return [{"task": f"{ref}/{t.key}", "ref": ref, "key": t.key, "spec_id": t.spec_id,
-                     "title": t.title, "caregiver": t.caregiver, "outcome": t.outcome,
-                     "completed_by": t.completed_by, "stage": t.stage,
-                     "role": t.role, "assignee": handle, "due": t.due, "state": t.state,
-                     "days_to_due": (t.due - on).days, "due_explanation": t.due_explanation,
-                     "completed_on": t.completed_on, "handover_note": t.handover_note}
-                    for t, ref, handle in rows]
+            conn = session.connection().connection.driver_connection
+            return task_rows(conn, self._today(), case, role, overdue, due_within, state)
 
     def show(self, ref: str) -> dict:
         """The case for its team: stage, dates, clocks, open work. No identity fields."""

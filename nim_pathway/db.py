@@ -5,13 +5,12 @@ from __future__ import annotations
 from collections.abc import Iterator
 from contextlib import contextmanager
 from functools import lru_cache
-from pathlib import Path
 
 from sqlalchemy import event
 from sqlalchemy.engine import Engine
 from sqlmodel import Session, create_engine
 
-MIGRATIONS_DIR = Path(__file__).resolve().parent.parent / "migrations"
+from nim_pathway.reads import MIGRATIONS_DIR, head_revision
 
 
 def _sqlite_pragmas(dbapi_conn, _record) -> None:  # noqa: ANN001
@@ -49,24 +48,6 @@ def alembic_config(url: str):  # noqa: ANN201 - alembic type imported lazily
     cfg.set_main_option("script_location", str(MIGRATIONS_DIR))
     cfg.set_main_option("sqlalchemy.url", url.replace("%", "%%"))
     return cfg
-
-
-@lru_cache(maxsize=1)
-def head_revision() -> str:
-    """The newest migration, read from the files (importing Alembic costs ~0.3 s)."""
-    import re
-
-    revisions, parents = set(), set()
-    for path in (MIGRATIONS_DIR / "versions").glob("*.py"):
-        text = path.read_text(encoding="utf-8")
-        rev = re.search(r"^revision: str = '([^']+)'", text, re.M)
-        down = re.search(r"^down_revision: str \| None = '([^']+)'", text, re.M)
-        if rev:
-            revisions.add(rev.group(1))
-        if down:
-            parents.add(down.group(1))
-    heads = revisions - parents
-    return heads.pop() if len(heads) == 1 else ""
 
 
 def migrate(url: str) -> None:

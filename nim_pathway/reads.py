@@ -1,0 +1,112 @@
+"""The work queue as plain SQL over a DB-API connection (sqlite3 or psycopg).
+
+`nim-pathway task list` is what practitioners run most; importing SQLAlchemy and the SQLModel
+tables costs ~0.4 s before any work, so the CLI reads through here directly. The case store's
+own `tasks()` runs this same query on its session's connection: one query, two ways in.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from datetime import date
+from functools import lru_cache
+from pathlib import Path
+from typing import Any
+
+from nim_pathway.errors import CommandError
+
+MIGRATIONS_DIR = Path(__file__).resolve().parent.parent / "migrations"
+TASK_COLUMNS = ("key", "ref", "spec_id", "title", "caregiver", "outcome", "completed_by",
+                "stage", "role", "assignee", "due", "state", "due_explanation",
+                "completed_on", "handover_note")
+
+
+@lru_cache(maxsize=1)
+def head_revision() -> str:
+    """The newest migration, read from the files (importing Alembic costs ~0.3 s)."""
+    revisions, parents = set(), set()
+    for path in (MIGRATIONS_DIR / "versions").glob("*.py"):
+        text = path.read_text(encoding="utf-8")
+        rev = re.search(r"^revision: str = '([^']+)'", text, re.M)
+        down = re.search(r"^down_revision: str \| None = '([^']+)'", text, re.M)
+        if rev:
+            revisions.add(rev.group(1))
+        if down:
+            parents.add(down.group(1))
+    heads = revisions - parents
+    return heads.pop() if len(heads) == 1 else ""
+
+
+def connect(url: str) -> Any | None:
+    """A DB-API connection to a case store already at the newest schema, else None (the
+    caller migrates through `nim_pathway.db` first)."""
+    if url.startswith("sqlite"):
+        import sqlite3
+
+        path = url.split(":///", 1)[1]
+        if not Path(path).is_file():
+            return None
+        conn: Any = sqlite3.connect(path, isolation_level=None)
+        conn.execute("PRAGMA busy_timeout=30000")
+    else:
+        import psycopg
+
+        conn = psycopg.connect(re.sub(r"^postgresql\+\w+://", "postgresql://", url),
+                               autocommit=True)
+    try:
+        current = conn.execute("SELECT version_num FROM alembic_version").fetchone()
+    except Exception:  # noqa: BLE001 - no alembic_version table: a database never migrated
+        current = None
+    if current is None or current[0] != head_revision():
+        conn.close()
+        return None
+    return conn
+
+
+def task_rows(conn: Any, today: date, case: str | None = None, role: str | None = None,
+              overdue: bool = False, due_within: int | None = None,
+              state: str | None = "open") -> list[dict[str, Any]]:
+    """Tasks matching the filters, soonest due first, as the CLI and reports show them."""
+    qmark = type(conn).__module__.startswith("sqlite3")
+
+    def param(name: str) -> str:
+        return f":{name}" if qmark else f"%({name})s"
+
+    where, params = [], {"today": today.isoformat() if qmark else today}
+    if case:
+        found = conn.execute(f"SELECT 1 FROM nim_case WHERE ref = {param('case')}",
+                             {"case": case}).fetchone()
+        if found is None:
+            raise CommandError(f"unknown case {case!r}; `nim-pathway case list` shows the cases")
+        where.append(f"c.ref = {param('case')}")
+        params["case"] = case
+    if role:
+        where.append(f"t.role = {param('role')}")
+        params["role"] = role
+    if state:
+        where.append(f"t.state = {param('state')}")
+        params["state"] = state
+    if overdue:
+        where.append(f"t.due < {param('today')} AND t.state IN ('open', 'blocked')")
+    if due_within is not None:
+        until = date.fromordinal(today.toordinal() + due_within)
+        where.append(f"t.due <= {param('until')}")
+        params["until"] = until.isoformat() if qmark else until
+    sql = ("SELECT t.key, c.ref, t.spec_id, t.title, t.caregiver, t.outcome, t.completed_by, "
+           "t.stage, t.role, p.handle, t.due, t.state, t.due_explanation, t.completed_on, "
+           "t.handover_note FROM task t JOIN nim_case c ON c.id = t.case_id "
+           "LEFT JOIN practitioner p ON p.id = t.assignee_id"
+           + (" WHERE " + " AND ".join(where) if where else "")
+           + " ORDER BY t.due, c.ref, t.key")
+    out = []
+    for values in conn.execute(sql, params).fetchall():
+        row = dict(zip(TASK_COLUMNS, values, strict=True))
+        for name in ("due", "completed_on"):  # sqlite3 returns ISO text, psycopg dates
+            if isinstance(row[name], str):
+                row[name] = date.fromisoformat(row[name])
+        if isinstance(row["outcome"], str):  # sqlite3 returns the JSON text
+            row["outcome"] = json.loads(row["outcome"])
+        out.append({"task": f"{row['ref']}/{row['key']}", **row,
+                    "days_to_due": (row["due"] - today).days})
+    return out
