@@ -109,7 +109,7 @@ def dispatcher(args: dict[str, Any]) -> dict[str, Any]:
     from notifications.dispatcher import Dispatcher
 
     d = Dispatcher(args["url"], VirtualClock(AT))  # targets from NIM_NOTIFY_CONFIG
-    d._contacts()  # connect to the database before the start signal
+    d._contacts_and_links([])  # connect to the database before the start signal
     print("ready", flush=True)
     sys.stdin.readline()
     t0 = time.perf_counter()

@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import json
 import os
-import signal
 import statistics
 import subprocess
 import time
@@ -78,14 +77,10 @@ class Stack:
         return tree_cpu(self.server.pid, self.serve.pid)
 
     def stop(self) -> None:
+        from nim_pathway.stack import stop_group
+
         for proc in reversed(self.procs):  # serve before server: the other order hangs
-            if proc.poll() is None:
-                os.killpg(proc.pid, signal.SIGTERM)
-                try:
-                    proc.wait(20)
-                except subprocess.TimeoutExpired:
-                    os.killpg(proc.pid, signal.SIGKILL)
-                    proc.wait(10)
+            stop_group(proc)
 
 
 # -- the driver (a worker process with PREFECT_API_URL set) ---------------------------------

@@ -123,6 +123,19 @@ def up(seed: bool = False, port: int = PORT) -> str:
     return f"http://{HOST}:{port}"
 
 
+def stop_group(proc: subprocess.Popen, grace: float = 20) -> None:
+    """Stop a process started in its own session, with everything it spawned (a Prefect
+    server's uvicorn, a runner's flow-run subprocesses): TERM, then KILL after `grace`."""
+    if proc.poll() is not None:
+        return
+    os.killpg(proc.pid, signal.SIGTERM)
+    try:
+        proc.wait(grace)
+    except subprocess.TimeoutExpired:
+        os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait(10)
+
+
 def _stop(name: str, grace: float = 15) -> bool:
     pid = _pid(name)
     if pid is None:

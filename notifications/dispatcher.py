@@ -13,6 +13,7 @@ from __future__ import annotations
 import contextlib
 import re
 import tempfile
+import threading
 import uuid
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -26,7 +27,7 @@ from models.tables import DeliveryAttempt, Outbox, Practitioner
 from nim_pathway import faults
 from nim_pathway.db import session_scope
 from notifications.config import NotifyConfig, load_config
-from notifications.outbox import enqueue, revive
+from notifications.outbox import enqueue, refresh_links, revive
 from notifications.render import Rendered, fit_for_channel, is_email, is_sms, render_message
 
 RECORD_EVERY = 25  # results written per transaction while a batch is being sent
@@ -48,12 +49,27 @@ def _clean(error: str) -> str:
     return error[:300]
 
 
+_per_thread = threading.local()
+
+
+def _apprise_for(url: str):  # noqa: ANN202 - apprise is imported lazily
+    """One Apprise object per target URL and send thread: parsing the URL and loading its
+    plugin cost more than a local send; objects are not shared between threads."""
+    import apprise
+
+    apps = _per_thread.__dict__.setdefault("apps", {})
+    if url not in apps:
+        app = apprise.Apprise()
+        apps[url] = app if app.add(url) else None
+    return apps[url]
+
+
 def apprise_send(url: str, title: str, body: str, html: bool, ics: str | None) -> str | None:
     """Send one message; None on success, else the reason (never the URL)."""
     import apprise
 
-    app = apprise.Apprise()
-    if not app.add(url):
+    app = _apprise_for(url)
+    if app is None:
         return "target URL not understood by Apprise; check its scheme and fields"
     with contextlib.ExitStack() as stack:
         attach = None
@@ -88,7 +104,7 @@ class Dispatcher:
         if not claimed:
             return report
         faults.reached("dispatch-claimed")  # crash tests: leased, nothing sent yet
-        contacts = self._contacts()
+        contacts = self._contacts_and_links(claimed)
         results: list[tuple[Outbox, str, Rendered | None, str | None]] = []
         with ThreadPoolExecutor(max_workers=self.config.concurrency) as pool:
             futures = []
@@ -141,8 +157,13 @@ class Dispatcher:
                 session.add(row)
             return rows
 
-    def _contacts(self) -> dict[str, str | None]:
-        with session_scope(self.url) as session:
+    def _contacts_and_links(self, claimed: list[Outbox]) -> dict[str, str | None]:
+        """Each practitioner's contact; and, for messages not yet rendered, links to runs
+        started since they were queued (a digest's items included)."""
+        unrendered = [row.meta for row in claimed if not row.subject and row.meta]
+        with session_scope(self.url, read_only=True) as session:
+            refresh_links(session, self.config, unrendered + [
+                item for meta in unrendered for item in meta.get("items") or []])
             return {p.handle: p.contact for p in session.exec(select(Practitioner))}
 
     def _target(self, row: Outbox, contacts: dict[str, str | None]) -> tuple[str, str]:
@@ -180,8 +201,10 @@ class Dispatcher:
             return
         now = self.clock.now()
         with session_scope(self.url) as session:
+            ids = [row.id for row, *_ in results]  # one read for the chunk, not one per row
+            rows = {o.id: o for o in session.exec(select(Outbox).where(Outbox.id.in_(ids)))}
             for row, target, rendered, error in results:
-                current = session.get(Outbox, row.id)
+                current = rows.get(row.id)
                 if current is None or current.claim_token != self.token or \
                         current.status != "pending":
                     continue  # our lease ran out and another dispatcher took over

@@ -15,7 +15,7 @@ from typing import Any
 
 from sqlmodel import Session, select
 
-from models.tables import Caregiver, Child, Outbox, Practitioner, Task
+from models.tables import Caregiver, Case, Child, Outbox, Practitioner, Task
 from notifications.config import NotifyConfig, load_config
 
 DIGESTIBLE = {"reminder", "due", "handoff"}
@@ -97,17 +97,36 @@ class Directory:
         return recipient in self.digest
 
 
-def link_for(config: NotifyConfig, ref: str, task: Any) -> str:
-    if task is not None and task.flow_run_id:
-        return f"{config.ui_url}/runs/flow-run/{task.flow_run_id}"
+def link_for(config: NotifyConfig, ref: str, flow_run_id: str | None) -> str:
+    """The task's own run (its Resume form) if it has one, else the case's runs."""
+    if flow_run_id:
+        return f"{config.ui_url}/runs/flow-run/{flow_run_id}"
     return f"{config.ui_url}/runs?tag=case:{ref}"
+
+
+def refresh_links(session: Session, config: NotifyConfig, contexts: list[dict[str, Any]]) -> None:
+    """Work is announced in the transaction that creates it, before its Prefect run exists,
+    so its link names the case's runs. At send time, point it at the task's run if there is
+    one now: the practitioner lands on the Resume form. One query for all `contexts`."""
+    stale = [c for c in contexts if c.get("task_key") and c.get("case_ref")
+             and "/flow-run/" not in (c.get("link") or "")]
+    if not stale:
+        return
+    runs = {(ref, key): run for ref, key, run in session.exec(
+        select(Case.ref, Task.key, Task.flow_run_id).join(Case, Case.id == Task.case_id)
+        .where(Task.flow_run_id.is_not(None), Case.ref.in_({c["case_ref"] for c in stale}),
+               Task.key.in_({c["task_key"] for c in stale})))}
+    for c in stale:
+        if (c["case_ref"], c["task_key"]) in runs:
+            c["link"] = link_for(config, c["case_ref"], runs[c["case_ref"], c["task_key"]])
 
 
 def task_context(ref: str, task: Any, today: date, config: NotifyConfig) -> dict[str, Any]:
     """What a message says about a task (a Task row or a row of its columns)."""
     return {"case_ref": ref, "task_key": task.key, "task_title": task.title,
             "role": task.role, "due": task.due, "due_explanation": task.due_explanation,
-            "days_to_due": (task.due - today).days, "link": link_for(config, ref, task),
+            "days_to_due": (task.due - today).days,
+            "link": link_for(config, ref, task.flow_run_id),
             "handed_over_by": None, "handover_note": None}
 
 

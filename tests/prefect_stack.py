@@ -3,14 +3,13 @@
 from __future__ import annotations
 
 import os
-import signal
 import socket
 import subprocess
 import sys
 import time
 from pathlib import Path
 
-from nim_pathway.stack import wait_healthy
+from nim_pathway.stack import stop_group, wait_healthy
 
 PREFECT = str(Path(sys.executable).parent / "prefect")
 SERVE = (
@@ -87,22 +86,13 @@ class Stack:
                 time.sleep(0.5)
         raise RuntimeError(f"deployments not served; see {self.tmp / 'serve.log'}")
 
-    @staticmethod
-    def _stop(proc: subprocess.Popen | None) -> None:
-        if proc is None or proc.poll() is not None:
-            return
-        os.killpg(proc.pid, signal.SIGTERM)
-        try:
-            proc.wait(20)
-        except subprocess.TimeoutExpired:
-            os.killpg(proc.pid, signal.SIGKILL)
-            proc.wait(10)
-
     def stop_serving(self) -> None:
-        self._stop(self.served)
+        if self.served is not None:
+            stop_group(self.served)
 
     def stop_server(self) -> None:
-        self._stop(self.server)
+        if self.server is not None:
+            stop_group(self.server)
 
     def stop(self) -> None:
         self.stop_serving()  # serve before server: the other order hangs on shutdown

@@ -195,6 +195,30 @@ def test_reassignment_tells_new_and_previous_owner(team, clock, http):
     assert "Sentinel-Mother" not in str(http.received)
 
 
+def test_handoff_links_to_the_task_run_started_after_it_was_queued(team, clock, http):
+    """A handoff is queued with the case before Prefect has a run for the task; sent after
+    the run exists, it links straight to that run (its Resume form), digests included."""
+    store = team
+    ref = open_case(store)
+    with session_scope(store.url) as s:
+        sw = s.exec(select(Practitioner).where(Practitioner.handle == "sw.jones")).one()
+        sw.digest = True
+        s.add(sw)
+    store.complete_task(f"{ref}/triage", "mgr.okafor", {"accepted": True})
+    assert all("/flow-run/" not in o.meta["link"] for o in outbox(store) if o.meta)
+    runs = {"triage": "11111111-0000-4000-8000-000000000001",
+            "consent-mother": "11111111-0000-4000-8000-000000000002"}
+    store.record_flow_runs(ref, runs)  # what the orchestration sync does once runs start
+    store.queue_digests()
+    dispatcher(store, clock).run_until_idle()
+    triage = [m for m in http.received if m["path"] == "/mgr.okafor"]
+    assert triage and f"/runs/flow-run/{runs['triage']}" in triage[0]["message"]
+    digest = [m for m in http.received if m["path"] == "/sw.jones"]
+    assert len(digest) == 1, digest
+    assert f"/runs/flow-run/{runs['consent-mother']}" in digest[0]["message"]
+    assert f"/runs?tag=case:{ref}" in digest[0]["message"]  # consent-father: no run yet
+
+
 def test_digest_instead_of_single_messages(team, clock, http):
     store = team
     with session_scope(store.url) as s:

@@ -257,7 +257,11 @@ def test_two_syncs_resuming_the_same_run_do_not_fail(stack):
     store: CaseStore = stack.store
     ref = store.open_case(Referral.model_validate(referral_data()), "coord.ali").ref
     orchestrate_after(store, ref)
-    stale = task_run(ref, "triage")  # both syncs read this snapshot: paused
+    # the stage run syncs the case when it starts: let it finish and suspend first, so the
+    # six syncs below are the only ones (another sync winning would also be correct)
+    wait_for(lambda: [r for r in case_runs(ref) if "kind:stage" in r.tags
+                      and r.state.name == "Suspended"], f"{ref}'s stage run to suspend")
+    stale = task_run(ref, "triage")  # every sync below read this snapshot: paused
     store.complete_task(f"{ref}/triage", "mgr.okafor", {"accepted": True})
     answer = {"accepted": True, "completed_by": "mgr.okafor"}
     start = threading.Barrier(6)
@@ -270,7 +274,7 @@ def test_two_syncs_resuming_the_same_run_do_not_fail(stack):
     with ThreadPoolExecutor(6) as pool:  # each thread gets the test's Prefect settings
         futures = [pool.submit(contextvars.copy_context().run, one_sync) for _ in range(6)]
         outcomes = [f.result() for f in futures]
-    assert sorted(outcomes) == [False] * 5 + [True]
+    assert outcomes.count(True) <= 1, outcomes  # and none raised
     assert task_run(ref, "triage", "Completed")
     with session_scope(store.url) as s:
         done = [a for a in s.exec(select(AuditEvent).where(
