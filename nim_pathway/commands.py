@@ -596,22 +596,28 @@ class CaseStore:
         fired: list[dict] = []
         while True:
             with session_scope(self.url) as session:
-                # one query, columns only: each due timer with its case ref and, through the
-                # unique (case_id, key) index, the few task columns its message needs
-                stmt = (select(Bundle("timer", Timer.id, Timer.key, Timer.kind, Timer.task_key,
-                                      Timer.role, Timer.due_at, Timer.detail),
+                # the claim (LIMITed, and locked on PostgreSQL) in a subquery, then each claimed
+                # timer's case ref and the task columns its message needs, by primary and
+                # unique keys: the planner never joins the whole task table first
+                claim = (select(Timer.id, Timer.key, Timer.kind, Timer.task_key, Timer.role,
+                                Timer.due_at, Timer.detail, Timer.case_id)
+                         .where(Timer.fired_at.is_(None), Timer.cancelled_at.is_(None),
+                                Timer.due_at <= at)
+                         .order_by(Timer.due_at, Timer.id).limit(batch))
+                if session.get_bind().dialect.name == "postgresql":
+                    claim = claim.with_for_update(skip_locked=True)
+                claim = claim.subquery("claim")
+                stmt = (select(Bundle("timer", claim.c.id, claim.c.key, claim.c.kind,
+                                      claim.c.task_key, claim.c.role, claim.c.due_at,
+                                      claim.c.detail),
                                Case.ref,
                                Bundle("task", Task.key, Task.title, Task.role, Task.due,
                                       Task.due_explanation, Task.flow_run_id,
                                       Task.assignee_id))
-                        .select_from(Timer).join(Case, Case.id == Timer.case_id)
-                        .join(Task, (Task.case_id == Timer.case_id)
-                              & (Task.key == Timer.task_key), isouter=True)
-                        .where(Timer.fired_at.is_(None), Timer.cancelled_at.is_(None),
-                               Timer.due_at <= at)
-                        .order_by(Timer.due_at, Timer.id).limit(batch))
-                if session.get_bind().dialect.name == "postgresql":
-                    stmt = stmt.with_for_update(skip_locked=True, of=Timer)
+                        .select_from(claim).join(Case, Case.id == claim.c.case_id)
+                        .join(Task, (Task.case_id == claim.c.case_id)
+                              & (Task.key == claim.c.task_key), isouter=True)
+                        .order_by(claim.c.due_at, claim.c.id))
                 rows = [(timer, ref, task if task.key is not None else None)
                         for timer, ref, task in session.execute(stmt)]
                 directory = Directory(session, config,
