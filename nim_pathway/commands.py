@@ -11,7 +11,7 @@ import hashlib
 import json
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, time
-from typing import Any
+from typing import Any, NamedTuple
 
 from sqlalchemy import func, text
 from sqlmodel import Session, select
@@ -60,6 +60,30 @@ class Result:
     message: str
     effects: list[eng.Effect] = field(default_factory=list)
     data: dict[str, Any] = field(default_factory=dict)
+
+
+class DueTimer(NamedTuple):
+    """The timer columns a sweep reads."""
+
+    id: int
+    key: str
+    kind: str
+    task_key: str | None
+    role: str
+    due_at: datetime
+    detail: dict | None
+
+
+class TaskForMessage(NamedTuple):
+    """The task columns a timer's message needs."""
+
+    key: str
+    title: str
+    role: str
+    due: date
+    due_explanation: str
+    flow_run_id: str | None
+    assignee_id: int | None
 
 
 class CaseStore:
@@ -585,7 +609,6 @@ class CaseStore:
         PostgreSQL: `FOR UPDATE SKIP LOCKED`, so sweeps running at once never claim the same
         row. SQLite: BEGIN IMMEDIATE makes each batch the single writer."""
         from sqlalchemy import insert, update
-        from sqlalchemy.orm import Bundle
 
         from notifications.config import load_config
         from notifications.outbox import Directory, timer_messages
@@ -607,19 +630,16 @@ class CaseStore:
                 if session.get_bind().dialect.name == "postgresql":
                     claim = claim.with_for_update(skip_locked=True)
                 claim = claim.subquery("claim")
-                stmt = (select(Bundle("timer", claim.c.id, claim.c.key, claim.c.kind,
-                                      claim.c.task_key, claim.c.role, claim.c.due_at,
-                                      claim.c.detail),
-                               Case.ref,
-                               Bundle("task", Task.key, Task.title, Task.role, Task.due,
-                                      Task.due_explanation, Task.flow_run_id,
-                                      Task.assignee_id))
+                stmt = (select(claim.c.id, claim.c.key, claim.c.kind, claim.c.task_key,
+                               claim.c.role, claim.c.due_at, claim.c.detail, Case.ref,
+                               Task.key, Task.title, Task.role, Task.due, Task.due_explanation,
+                               Task.flow_run_id, Task.assignee_id)
                         .select_from(claim).join(Case, Case.id == claim.c.case_id)
                         .join(Task, (Task.case_id == claim.c.case_id)
                               & (Task.key == claim.c.task_key), isouter=True)
                         .order_by(claim.c.due_at, claim.c.id))
-                rows = [(timer, ref, task if task.key is not None else None)
-                        for timer, ref, task in session.execute(stmt)]
+                rows = [(DueTimer(*r[:7]), r[7], TaskForMessage(*r[8:]) if r[8] else None)
+                        for r in session.connection().execute(stmt)]  # Core rows: no ORM
                 directory = Directory(session, config,
                                       {t.assignee_id for _, _, t in rows if t and t.assignee_id})
                 messages = []

@@ -131,13 +131,13 @@ def task_context(ref: str, task: Any, today: date, config: NotifyConfig) -> dict
 
 
 def _jsonable(value: Any) -> Any:
-    if isinstance(value, date):
-        return value.isoformat()
+    """Dates as ISO text, at any depth (scalars are checked inline: a sweep makes thousands)."""
     if isinstance(value, dict):
-        return {k: _jsonable(v) for k, v in value.items()}
+        return {k: v if isinstance(v, str | int | None) else _jsonable(v)
+                for k, v in value.items()}
     if isinstance(value, list):
         return [_jsonable(v) for v in value]
-    return value
+    return value.isoformat() if isinstance(value, date) else value
 
 
 def message_row(kind: str, key: str, ref: str | None, recipient: str, context: dict[str, Any],
