@@ -723,7 +723,21 @@ def main() -> None:
 
         if isinstance(exc, CommandError | PathwayError | CalendarError | OrchestrationUnavailable):
             _fail(str(exc))
+        if type(exc).__name__ == "OperationalError":  # sqlite3's, psycopg's or SQLAlchemy's
+            _fail(_store_unavailable(exc))
         _internal(exc)
+
+
+def _store_unavailable(exc: Exception) -> str:
+    import re
+
+    from nim_pathway.settings import database_url
+
+    url = re.sub(r"//([^:/@]+):[^@]*@", r"//\1:***@", database_url())  # never a password
+    reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+    reason = re.sub(r"^\((?:[\w.]+)\) ", "", reason)
+    return (f"the case store at {url} is unavailable ({reason}). Check NIM_DATABASE_URL and "
+            "that the database is running; nothing was changed.")
 
 
 def _fail(message: str) -> None:

@@ -140,3 +140,18 @@ def test_reports_exports_and_forecast(team, tmp_path):
     early = run("report", "pack", "NIM-2026-0001", "--kind", "assessment", "--as", "coord.ali",
                 code=2)
     assert "after D1" in early.stderr
+
+
+@pytest.mark.parametrize("url", ["postgresql://nim:s3cret@127.0.0.1:1/cases",
+                                 "sqlite:////no-such-folder/nim.db"])
+@pytest.mark.parametrize("argv", [["case", "list"], ["task", "list"]])
+def test_unreachable_case_store_is_one_clear_line(url, argv, tmp_path):
+    """Both read paths (ORM and plain DB-API) say which store, why, and what to check, and
+    never print its password."""
+    proc = subprocess.run([CLI, *argv], capture_output=True, text=True, timeout=60,
+                          env={**os.environ, "NIM_DATABASE_URL": url,
+                               "NIM_DATA_DIR": str(tmp_path)})
+    assert proc.returncode == 2, proc.stderr
+    assert "Traceback" not in proc.stderr and "s3cret" not in proc.stderr
+    assert "case store at" in proc.stderr and "is unavailable" in proc.stderr
+    assert "Check NIM_DATABASE_URL" in proc.stderr and len(proc.stderr.splitlines()) == 1
