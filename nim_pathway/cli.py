@@ -351,16 +351,15 @@ def task_list(
     from models.clock import today
     from nim_pathway import reads, settings
 
-    url = settings.database_url()
-    conn = reads.connect(url)  # the fast path: no ORM import (see nim_pathway/reads.py)
-    if conn is None:  # a new or older database: migrate it first, as every command does
-        _store()
-        conn = reads.connect(url)
-    try:
-        rows = reads.task_rows(conn, today(settings.clock()), case, role, overdue, due_within,
-                               None if state == "all" else state)
-    finally:
-        conn.close()
+    filters = (case, role, overdue, due_within, None if state == "all" else state)
+    conn = reads.connect(settings.database_url())  # fast: no ORM import (see reads.py)
+    if conn is None:  # a new or older database: the store migrates it, then runs the same query
+        rows = _store().tasks(*filters)
+    else:
+        try:
+            rows = reads.task_rows(conn, today(settings.clock()), *filters)
+        finally:
+            conn.close()
     _emit(rows, as_json, ["task", "title", "role", "assignee", "due", "days_to_due", "state"])
 
 
