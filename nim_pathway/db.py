@@ -10,7 +10,7 @@ from sqlalchemy import event
 from sqlalchemy.engine import Engine
 from sqlmodel import Session, create_engine
 
-from nim_pathway.reads import MIGRATIONS_DIR, head_revision
+from nim_pathway.reads import MIGRATIONS_DIR, at_head
 
 
 def _sqlite_pragmas(dbapi_conn, _record) -> None:  # noqa: ANN001
@@ -52,16 +52,14 @@ def alembic_config(url: str):  # noqa: ANN201 - alembic type imported lazily
 
 def migrate(url: str) -> None:
     """Bring the case store schema to the newest migration (idempotent, cheap when current)."""
-    from sqlalchemy import text
     from sqlalchemy.exc import DBAPIError
 
     try:
         with get_engine(url).connect() as conn:
-            current = conn.execute(text("SELECT version_num FROM alembic_version")).scalar()
-        if current and current == head_revision():
-            return
+            if at_head(conn.connection.driver_connection):
+                return
     except DBAPIError:
-        pass  # a new database: no alembic_version table yet
+        pass  # not reachable now: Alembic below says why
     from alembic import command
 
     command.upgrade(alembic_config(url), "head")

@@ -54,14 +54,19 @@ def connect(url: str) -> Any | None:
 
         conn = psycopg.connect(re.sub(r"^postgresql\+\w+://", "postgresql://", url),
                                autocommit=True)
-    try:
-        current = conn.execute("SELECT version_num FROM alembic_version").fetchone()
-    except Exception:  # noqa: BLE001 - no alembic_version table: a database never migrated
-        current = None
-    if current is None or current[0] != head_revision():
+    if not at_head(conn):
         conn.close()
         return None
     return conn
+
+
+def at_head(conn: Any) -> bool:
+    """Whether the database behind this DB-API connection is at the newest migration."""
+    try:
+        current = conn.execute("SELECT version_num FROM alembic_version").fetchone()
+    except Exception:  # noqa: BLE001 - no alembic_version table: a database never migrated
+        return False
+    return current is not None and current[0] == head_revision()
 
 
 def task_rows(conn: Any, today: date, case: str | None = None, role: str | None = None,
