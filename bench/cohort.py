@@ -71,15 +71,15 @@ def build_templates() -> Templates:
     from models.clock import VirtualClock
     from models.schemas import Referral
     from models.simulate import sample_outcome
-    from nim_pathway.commands import CaseStore
-    from nim_pathway.db import get_engine, migrate
+    from nim_pathway.app import build_service
     from nim_pathway.demo import seed_team
+    from store.db import get_engine, migrate
 
     with tempfile.TemporaryDirectory() as tmp:
         url = f"sqlite:///{tmp}/templates.db"
         migrate(url)
         clock = VirtualClock(datetime(2026, 1, 12, 9, 0, tzinfo=UK))
-        store = CaseStore(url, clock)
+        store = build_service(url, clock, migrate=False)
         seed_team(store)
         for i, (jurisdiction, carers, steps) in enumerate(VARIANTS):
             clock.set(datetime(2026, 1, 12, 9, 0, tzinfo=UK))
@@ -91,21 +91,21 @@ def build_templates() -> Templates:
                 proceedings_issued=None if jurisdiction == "scotland" else date(2026, 1, 8),
                 caregivers=[{"relationship": c} for c in carers],
                 placement={"kind": "foster", "start": "2026-01-05"})
-            ref = store.open_case(referral, HANDLES["coordinator"]).ref
-            spec = store.pathway(ref)
+            ref = store.commands.open_case(referral, HANDLES["coordinator"]).ref
+            spec = store.queries.pathway(ref)
             done = 0
             while done < steps:
-                tasks = store.tasks(case=ref)
+                tasks = store.queries.tasks(case=ref)
                 if not tasks:
                     break
-                task = min(tasks, key=lambda t: (t["stage"] == "statutory", t["due"]))
-                clock.set(datetime.combine(task["due"], time(10), UK))
+                task = min(tasks, key=lambda t: (t.stage == "statutory", t.due))
+                clock.set(datetime.combine(task.due, time(10), UK))
                 for statutory in [t for t in tasks
-                                  if t["stage"] == "statutory" and t["due"] <= task["due"]]:
-                    store.complete_task(statutory["task"], HANDLES[statutory["role"]], {})
-                if task["stage"] != "statutory":
-                    store.complete_task(task["task"], HANDLES[task["role"]],
-                                        sample_outcome(spec, task["spec_id"], DECISIONS))
+                                  if t.stage == "statutory" and t.due <= task.due]:
+                    store.commands.complete_task(statutory.task, HANDLES[statutory.role], {})
+                if task.stage != "statutory":
+                    store.commands.complete_task(task.task, HANDLES[task.role],
+                                        sample_outcome(spec, task.spec_id, DECISIONS))
                     done += 1
         get_engine(url).dispose()
         db = sqlite3.connect(Path(tmp) / "templates.db")
@@ -248,10 +248,10 @@ class Rows:
             d = timedelta(days=shift)
             who = {role: self.rng.choice(ids) for role, ids in self.staff.items()}
             for t in tpl.tasks:
-                stamp = self._instant(t["due"] + d, time(9))
-                yield (i, t["key"], t["spec_id"], t["stage"], t["title"], t["role"],
-                       t["caregiver"], t["occurrence"], t["anchor"], t["after"], t["due"] + d,
-                       t["due_explanation"], t["state"], who.get(t["role"]), t["outcome"],
+                stamp = self._instant(t.due + d, time(9))
+                yield (i, t["key"], t.spec_id, t.stage, t["title"], t.role,
+                       t["caregiver"], t["occurrence"], t["anchor"], t["after"], t.due + d,
+                       t["due_explanation"], t["state"], who.get(t.role), t["outcome"],
                        t["completed_on"] + d if t["completed_on"] else None, t["completed_by"],
                        stamp, stamp)
 
@@ -338,7 +338,7 @@ def _tables(rows: Rows) -> Iterator[tuple[str, tuple[str, ...], Iterator[tuple]]
 
 def populate(url: str, templates: Templates, cohort: Cohort) -> dict[str, int]:
     """Migrate `url` and fill it with the cohort; returns rows per table."""
-    from nim_pathway.db import get_engine, migrate
+    from store.db import get_engine, migrate
 
     migrate(url)
     get_engine(url).dispose()

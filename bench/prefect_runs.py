@@ -116,17 +116,18 @@ def _wait(client: Any, run_id: Any, states: set[str], timeout: float = 300) -> A
 
 def _open_cases(url: str, clock: Any, n: int, complete_triage: bool) -> list[dict[str, Any]]:
     """n fresh cases (fictional referral); with complete_triage, the open work after triage."""
+    from models.refs import TaskRef
     from models.schemas import Referral
-    from nim_pathway.commands import CaseStore
-    from nim_pathway.db import migrate
+    from nim_pathway.app import build_service
     from nim_pathway.demo import seed_team
+    from store.db import migrate
 
     migrate(url)
-    store = CaseStore(url, clock)
+    store = build_service(url, clock, migrate=False)
     seed_team(store)
     out = []
     for i in range(n):
-        ref = store.open_case(Referral(
+        ref = store.commands.open_case(Referral(
             jurisdiction="england-and-wales", site="bench",
             child={"given_name": "Juno", "family_name": "Ashdown",
                    "date_of_birth": f"2025-0{i % 9 + 1}-01"},
@@ -134,8 +135,9 @@ def _open_cases(url: str, clock: Any, n: int, complete_triage: bool) -> list[dic
             caregivers=[{"relationship": "mother"}, {"relationship": "foster-carer"}],
             placement={"kind": "foster", "start": "2026-01-05"}), "coord.ali").ref
         if complete_triage:
-            store.complete_task(f"{ref}/triage", "mgr.okafor", {"accepted": True})
-        out.append({"ref": ref, "stage": store.show(ref)["stage"], "tasks": store.tasks(case=ref)})
+            store.commands.complete_task(TaskRef(ref, "triage"), "mgr.okafor", {"accepted": True})
+        out.append({"ref": ref, "stage": store.queries.show(ref).stage,
+                    "tasks": store.queries.tasks(case=ref)})
     return out
 
 
@@ -143,17 +145,17 @@ def _placeholders(client: Any, cases: list[dict[str, Any]], tomorrow: datetime) 
     """Runs scheduled for tomorrow for every task and stage the triage sync would start."""
     from prefect.deployments import run_deployment
 
-    from nim_pathway.orchestration import STAGE_DEPLOYMENT, TASK_DEPLOYMENT, case_tags, run_name
+    from flows.orchestration import STAGE_DEPLOYMENT, TASK_DEPLOYMENT, case_tags, run_name
 
     for case in cases:
         ref = case["ref"]
         for t in case["tasks"]:
-            if t["key"] != "triage":
-                run_deployment(TASK_DEPLOYMENT, parameters={"ref": ref, "task_key": t["key"]},
+            if t.key != "triage":
+                run_deployment(TASK_DEPLOYMENT, parameters={"ref": ref, "task_key": t.key},
                                timeout=0, as_subflow=False, scheduled_time=tomorrow,
-                               flow_run_name=run_name(ref, t["stage"], t["key"]),
-                               tags=case_tags(ref, t["stage"], "england-and-wales", t["role"])
-                               + [f"task:{t['key']}", "kind:task"])
+                               flow_run_name=run_name(ref, t.stage, t.key),
+                               tags=case_tags(ref, t.stage, "england-and-wales", t.role)
+                               + [f"task:{t.key}", "kind:task"])
         for stage in case["stages"]:
             run_deployment(STAGE_DEPLOYMENT, parameters={"ref": ref, "stage": stage}, timeout=0,
                            as_subflow=False, scheduled_time=tomorrow,
@@ -165,7 +167,7 @@ def _human_task(client: Any, meter: Meter, case: dict[str, Any]) -> dict[str, An
     from prefect.deployments import run_deployment
     from prefect.flow_runs import resume_flow_run
 
-    from nim_pathway.orchestration import TASK_DEPLOYMENT, case_tags, run_name
+    from flows.orchestration import TASK_DEPLOYMENT, case_tags, run_name
 
     ref = case["ref"]
     m0 = meter.mark()
@@ -233,7 +235,7 @@ def driver(args: dict[str, Any]) -> dict[str, Any]:
     after = _open_cases(f"sqlite:///{tmp}/twin.db", clock, reps, True)  # what triage leads to
     for case, twin in zip(cases, after, strict=True):
         case["tasks"] = case["tasks"] + [t for t in twin["tasks"]
-                                         if t["key"] not in {c["key"] for c in case["tasks"]}]
+                                         if t.key not in {c.key for c in case["tasks"]}]
         case["stages"] = sorted({case["stage"], twin["stage"]})
     from prefect.client.orchestration import get_client
 
@@ -268,20 +270,20 @@ def driver(args: dict[str, Any]) -> dict[str, Any]:
 def casestore_timers(args: dict[str, Any]) -> dict[str, Any]:
     """In a worker process: write 1,000 timers through the ORM and fire them in one sweep."""
     from models.clock import VirtualClock
-    from models.tables import Timer
-    from nim_pathway.commands import CaseStore
-    from nim_pathway.db import session_scope
+    from nim_pathway.app import build_service
+    from store.db import session_scope
+    from store.tables import Timer
 
     at = datetime.fromisoformat(args["at"])
     rows = json.loads(Path(args["timers"]).read_text())
-    store = CaseStore(args["url"], VirtualClock(at))
+    store = build_service(args["url"], VirtualClock(at), migrate=False)
     c0, t0 = cpu_seconds(), time.perf_counter()
     with session_scope(args["url"]) as session:
         for key, case_id, task_key, kind, role, _due, detail, _, _ in rows:
             session.add(Timer(key=key, case_id=case_id, task_key=task_key, kind=kind, role=role,
                               due_at=at, detail=json.loads(detail)))
     c1 = cpu_seconds()
-    fired = len(store.fire_due_timers(at=at))
+    fired = len(store.commands.fire_due_timers(at=at))
     return {"timers": len(rows), "fired": fired, "write_cpu_s": c1 - c0,
             "sweep_cpu_s": cpu_seconds() - c1, "cpu_s": cpu_seconds() - c0,
             "wall_s": time.perf_counter() - t0}

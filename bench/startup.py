@@ -17,22 +17,23 @@ def seed(args: dict[str, Any]) -> dict[str, Any]:
     """In a worker process: a small store with a few open cases (domain commands)."""
     from models.clock import UK, VirtualClock
     from models.schemas import Referral
-    from nim_pathway.commands import CaseStore
-    from nim_pathway.db import migrate
+    from nim_pathway.app import build_service
     from nim_pathway.demo import seed_team
+    from store.db import migrate
 
     migrate(args["url"])
-    store = CaseStore(args["url"], VirtualClock(datetime(2026, 1, 12, 9, tzinfo=UK)))
+    store = build_service(args["url"], VirtualClock(datetime(2026, 1, 12, 9, tzinfo=UK)),
+                          migrate=False)
     seed_team(store)
     for i in range(args["cases"]):
-        store.open_case(Referral(
+        store.commands.open_case(Referral(
             jurisdiction="england-and-wales", site="bench",
             child={"given_name": "Kit", "family_name": "Lowther",
                    "date_of_birth": f"2025-0{i % 9 + 1}-01"},
             care_entry="2026-01-05", referral="2026-01-12", proceedings_issued="2026-01-08",
             caregivers=[{"relationship": "mother"}, {"relationship": "father"}],
             placement={"kind": "foster", "start": "2026-01-05"}), "coord.ali")
-    return {"tasks": len(store.tasks())}
+    return {"tasks": len(store.queries.tasks())}
 
 
 def figure(ctx: Any) -> list[Row]:

@@ -71,8 +71,8 @@ def work(args: dict[str, Any]) -> dict[str, Any]:
 
         import notifications.outbox  # noqa: F401
         from models.clock import VirtualClock
-        from nim_pathway.commands import CaseStore
-        from nim_pathway.db import get_engine
+        from nim_pathway.app import Service, build_service  # noqa: F401
+        from store.db import get_engine
 
         configure_mappers()  # SQLAlchemy does this once per process, at the first query
         get_engine(url)  # the engine object only: connecting is timed, as in the baseline
@@ -80,7 +80,8 @@ def work(args: dict[str, Any]) -> dict[str, Any]:
     if args["mode"] == "raw":
         fired = _raw_sqlite(url, at) if url.startswith("sqlite") else _raw_postgres(url, at)
     else:
-        fired = len(CaseStore(url, VirtualClock(at)).fire_due_timers(at=at, batch=BATCH))
+        fired = len(build_service(url, VirtualClock(at), migrate=False).commands.fire_due_timers(
+            at=at, batch=BATCH))
     return {"fired": fired, "seconds": time.perf_counter() - t0, "cpu_s": cpu_seconds() - cpu0}
 
 
@@ -112,7 +113,7 @@ def _reset(url: str, at: datetime) -> int:
 def _outbox(url: str) -> int:
     from sqlalchemy import text
 
-    from nim_pathway.db import get_engine
+    from store.db import get_engine
 
     with get_engine(url).connect() as conn:
         return int(conn.execute(text("SELECT count(*) FROM outbox")).scalar() or 0)
@@ -120,7 +121,7 @@ def _outbox(url: str) -> int:
 
 def measure(ctx: Any, url: str, cases: int, label: str) -> Row:
     from bench.cohort import Cohort, notify_config, populate
-    from nim_pathway.db import get_engine
+    from store.db import get_engine
 
     t0 = time.perf_counter()
     counts = populate(url, ctx.templates(), Cohort(cases, WINDOW_END))

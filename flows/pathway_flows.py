@@ -1,6 +1,7 @@
 """Prefect flows: open a case, a run per stage, a suspended run per human task, the sweep and
-reconcile. Flows orchestrate; every decision is taken by the domain commands in the case
-store. Parameters, names, tags, logs and events carry the case reference only.
+reconcile. Flows orchestrate; every decision is taken by the domain commands, which flows
+reach only through the Prefect tasks of tasks/case_tasks.py. Parameters, names, tags, logs and
+events carry the case reference only.
 """
 
 from __future__ import annotations
@@ -13,18 +14,20 @@ from prefect.input import RunInput
 from prefect.runtime import flow_run
 from pydantic import BaseModel, ConfigDict, Field, create_model
 
-from models.clock import today
+from models.pathway import PathwaySpec
 from tasks.case_tasks import (
     dispatch_outbox,
     emit_case_event,
     fire_due_timers,
     forget_form_responses,
+    load_case_pathway,
+    load_stage,
     load_task,
+    open_from_intake,
     publish_oversight,
     publish_task_card,
     reconcile_cases,
     record_outcome,
-    store,
     sync_case_runs,
     task_description,
 )
@@ -45,9 +48,9 @@ class StageClosed(RunInput):
     closed_on: date
 
 
-def form_model(ref: str, spec_id: str) -> type[RunInput]:
+def form_model(spec: PathwaySpec, spec_id: str) -> type[RunInput]:
     """The Resume form of a task: who completes it plus the task's outcome fields."""
-    outcome = store().pathway(ref).outcome_model(spec_id)
+    outcome = spec.outcome_model(spec_id)
     return create_model(  # type: ignore[call-overload]
         f"{outcome.__name__}Form",
         __base__=(outcome, RunInput),
@@ -64,12 +67,9 @@ def _open_case_run_name() -> str:
 @flow(name="open-case", flow_run_name=_open_case_run_name, persist_result=True)
 def open_case_flow(form: OpenCaseForm) -> str:
     """Open the case for a staged referral and start its stage and task runs."""
-    from tasks.case_tasks import store as case_store
-
-    result = case_store().open_from_intake(form.intake, form.coordinator)
-    get_run_logger().info("%s", result.message)
-    sync_case_runs(result.ref)
-    return result.ref
+    ref = open_from_intake(form.intake, form.coordinator)
+    sync_case_runs(ref)
+    return ref
 
 
 @flow(name="stage", persist_result=True)
@@ -79,21 +79,20 @@ def stage_flow(ref: str, stage: str) -> str:
     sync_case_runs(ref)
     attempt = 1
     while True:
-        shown = store().show(ref)
-        if shown["stage"] != stage:
+        shown = load_stage(ref)
+        if shown.stage != stage:
             return f"{ref} finished stage {stage}"
-        if attempt == 1 and stage == store().pathway(ref).stages[0].id:
-            emit_case_event("nim.case.opened", ref, {"jurisdiction": shown["jurisdiction"],
-                                                     "pathway": shown["pathway"]},
+        if attempt == 1 and stage == shown.first_stage:
+            emit_case_event("nim.case.opened", ref, {"jurisdiction": shown.jurisdiction,
+                                                     "pathway": shown.pathway},
                             f"{ref}/opened")
-        waiting = [t for t in shown["open_tasks"] if t["state"] == "open"]
+        waiting = [t for t in shown.open_tasks if t.state == "open"]
         lines = [f"## {ref} · stage {stage}", "Closes by itself when the stage's tasks are done.",
-                 "**Open work:**"] + [f"- {t['task']} ({t['role']}), due {t['due']}"
-                                      for t in waiting]
+                 "**Open work:**"] + [f"- {t.task} ({t.role}), due {t.due}" for t in waiting]
         if attempt > 1:
             lines.insert(1, "> Resumed before the stage was finished; still waiting.")
         suspend_for(StageClosed, "\n".join(lines), f"stage-closed-{attempt}",
-                    closed_on=today(store().clock))
+                    closed_on=shown.today)
         attempt += 1
 
 
@@ -112,9 +111,9 @@ def human_task_flow(ref: str, task_key: str) -> str:
     Completion from the UI (Resume form) and from the CLI end in the same domain command. A
     refused form (wrong role, invalid outcome) is not an error: the run asks again."""
     view = load_task(ref, task_key)
-    if view["state"] in ("open", "blocked"):  # blocked: the form explains what it waits for
+    if view.state in ("open", "blocked"):  # blocked: the form explains what it waits for
         publish_task_card(ref, view)
-        form_cls = form_model(ref, view["spec_id"])
+        form_cls = form_model(load_case_pathway(ref), view.spec_id)
         note, attempt = "", 1
         while True:
             form = suspend_for(form_cls, task_description(ref, view, note), f"outcome-{attempt}")
@@ -125,18 +124,18 @@ def human_task_flow(ref: str, task_key: str) -> str:
             get_run_logger().warning("form %s not recorded: %s", attempt, result["message"])
             note, attempt = result["message"], attempt + 1
         view = load_task(ref, task_key)
-    if view["state"] != "done":
-        return f"{ref}/{task_key} is {view['state']}"
+    if view.state != "done":
+        return f"{view.task} is {view.state}"
     forget_form_responses(str(flow_run.id))
-    emit_case_event("nim.task.completed", ref, {"task": task_key, "role": view["role"],
-                                                "completed_on": str(view["completed_on"])},
-                    f"{ref}/{task_key}/completed")
-    if "decision" in (view["outcome"] or {}):
+    emit_case_event("nim.task.completed", ref, {"task": task_key, "role": view.role,
+                                                "completed_on": str(view.completed_on)},
+                    f"{view.task}/completed")
+    if "decision" in (view.outcome or {}):
         emit_case_event("nim.decision.recorded", ref,
-                        {"task": task_key, "outcome": view["outcome"]["decision"]},
-                        f"{ref}/{task_key}/decision")
+                        {"task": task_key, "outcome": view.outcome["decision"]},
+                        f"{view.task}/decision")
     sync_case_runs(ref)
-    return f"{ref}/{task_key} completed by {view['completed_by']}"
+    return f"{view.task} completed by {view.completed_by}"
 
 
 @flow(name="sweep", flow_run_name="sweep", persist_result=False)
@@ -144,11 +143,11 @@ def sweep_flow() -> dict[str, int]:
     """Fire due timers from the case store, then reconcile Prefect with it."""
     fired = fire_due_timers()
     for timer in fired:
-        if timer["kind"] in ("escalation", "clock-breach"):
-            emit_case_event("nim.deadline.breached", timer["ref"],
-                            {"kind": timer["kind"], "task": timer["task"],
-                             "role": timer["role"], **(timer["detail"] or {})},
-                            f"timer/{timer['key']}")
+        if timer.kind in ("escalation", "clock-breach"):
+            emit_case_event("nim.deadline.breached", timer.ref,
+                            {"kind": timer.kind, "task": timer.task, "role": timer.role,
+                             **(timer.detail or {})},
+                            f"timer/{timer.key}")
     delivered = dispatch_outbox()
     publish_oversight()
     synced = reconcile_cases()

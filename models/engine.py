@@ -27,6 +27,10 @@ class EngineError(ValueError):
     """An event the pathway cannot accept, with the reason in words a user can act on."""
 
 
+class AlreadyCompleted(EngineError):
+    """The task was completed before; nothing changes."""
+
+
 @dataclass
 class Caregiver:
     key: str  # e.g. "mother", "father", "father-2", "foster-carer"
@@ -275,7 +279,7 @@ def complete_task(
     if task is None:
         raise EngineError(f"case {case.ref} has no task {key!r}")
     if task.state == DONE:
-        raise EngineError(
+        raise AlreadyCompleted(
             f"task {case.ref}/{key} was already completed on {task.completed_on} "
             f"by {task.completed_by}; nothing was changed"
         )
@@ -345,6 +349,9 @@ def decide(
     )
     if gate_task is None:
         stages = [s.id for s in spec.stages if s.gate and s.gate.decision == decision]
+        if not stages:
+            known = ", ".join(s.gate.decision for s in spec.stages if s.gate)
+            raise EngineError(f"unknown decision {decision!r}; this pathway's decisions: {known}")
         raise EngineError(
             f"case {case.ref} is not at decision {decision} yet (it is in stage "
             f"{case.stage or 'none'}; {decision} is taken in stage {', '.join(stages)})"
@@ -477,7 +484,7 @@ def planned_timers(spec: PathwaySpec, case: CaseState) -> list[TimerPlan]:
         state = today_clocks[clock.id]
         if state.due is None or state.state in ("met", "breached", "not-applicable"):
             continue
-        owner = spec.task_by_id[clock.target].role if clock.target else "nim-service-manager"
+        owner = spec.task_by_id[clock.target].role if clock.target else spec.clock_owner
         for w in clock.warnings:
             fire = compute_due(cal, state.due, -w.amount(case.settings), w.unit).due
             plans.append(TimerPlan(

@@ -17,11 +17,19 @@ from models.pathway import PathwaySpec
 from models.simulate import sample_outcome
 
 
+@dataclass(frozen=True, slots=True)
+class Milestone:
+    task: str  # task key
+    title: str
+    projected: date
+    done: bool
+
+
 @dataclass
 class Forecast:
     ref: str
-    milestones: list[dict] = field(default_factory=list)  # task, title, projected, done
-    clocks: list[dict] = field(default_factory=list)
+    milestones: list[Milestone] = field(default_factory=list)
+    clocks: list[eng.ClockState] = field(default_factory=list)
     conflicts: list[str] = field(default_factory=list)
 
 
@@ -33,8 +41,7 @@ def forecast(spec: PathwaySpec, case: eng.CaseState, today: date,
         eng.redate_open_tasks(spec, sim, "what-if: treatment length")
     if hearing_date is not None:
         eng.move_anchor(spec, sim, "final_hearing", hearing_date, "what-if: hearing date")
-    decisions = {"d1": sim.decisions.get("d1", "treatment"),
-                 "d2": sim.decisions.get("d2", next(iter(_d2_outcomes(spec))))}
+    decisions = _assumed_decisions(spec, sim)
     day = today
     for _ in range(2000):
         if sim.closed_on or sim.stage in (None, "follow-up"):
@@ -48,36 +55,41 @@ def forecast(spec: PathwaySpec, case: eng.CaseState, today: date,
         eng.complete_task(spec, sim, task.key, sample_outcome(spec, task.spec_id, decisions),
                           "forecast", day)
     out = Forecast(case.ref)
-    gate_ids = set(spec.gate_of_task)
+    rep = spec.reporting
+    shown = set(spec.gate_of_task) | {rep.assessment_report, rep.final_report, rep.handover}
     for t in sorted(sim.tasks.values(), key=lambda t: (t.completed_on or t.due, t.key)):
-        if t.stage == "statutory" or t.spec_id not in gate_ids | {"assessment-report",
-                                                                 "final-report", "handover"}:
+        if t.stage == "statutory" or t.spec_id not in shown:
             continue
         real = case.tasks.get(t.key)
-        out.milestones.append({"task": t.key, "title": t.title,
-                               "projected": t.completed_on or t.due,
-                               "done": bool(real and real.state == eng.DONE)})
-    clocks = eng.clock_states(spec, sim, day)
-    for c in clocks:
-        out.clocks.append({"clock": c.id, "title": c.title, "due": c.due, "state": c.state,
-                           "explanation": c.explanation})
+        out.milestones.append(Milestone(t.key, t.title, t.completed_on or t.due,
+                                        bool(real and real.state == eng.DONE)))
+    out.clocks = eng.clock_states(spec, sim, day)
+    for c in out.clocks:
         if c.state in ("breached", "breached-open") and c.due is not None:
             target = next((cl.target for cl in spec.clocks if cl.id == c.id), None)
-            when = next((m["projected"] for m in out.milestones if target and
-                         m["task"].startswith(target)), None)
+            when = next((m.projected for m in out.milestones if target and
+                         m.task.startswith(target)), None)
             if when and when > c.due:
                 out.conflicts.append(
                     f"{c.title}: limit {c.due}, but {target} is projected for {when} "
                     f"({(when - c.due).days} days late); record a court timetable override or "
                     "shorten the pathway")
     hearing = sim.anchors.get("final_hearing")
-    final = next((m["projected"] for m in out.milestones if m["task"] == "final-report"), None)
+    final = next((m.projected for m in out.milestones if m.task == rep.final_report), None)
     if hearing and final and final > hearing:
         out.conflicts.append(f"final report projected for {final}, after the final hearing on "
                              f"{hearing}")
     return out
 
 
-def _d2_outcomes(spec: PathwaySpec) -> list[str]:
-    return [code for s in spec.stages if s.gate and s.gate.decision == "d2"
-            for code in s.gate.outcomes]
+def _assumed_decisions(spec: PathwaySpec, case: eng.CaseState) -> dict[str, str]:
+    """Decisions taken so far; the rest assumed: treatment at the treatment gate, else each
+    gate's first outcome."""
+    rep = spec.reporting
+    out = {}
+    for stage in spec.stages:
+        if stage.gate:
+            first = next(iter(stage.gate.outcomes))
+            assumed = rep.treatment_outcome if stage.gate.decision == rep.treatment_gate else first
+            out[stage.gate.decision] = case.decisions.get(stage.gate.decision, assumed or first)
+    return out

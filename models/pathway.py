@@ -33,6 +33,26 @@ class PathwayError(ValueError):
     """A pathway file that cannot be used, with where and why."""
 
 
+# What people do on a case, each granted by the pathway's `permissions:` table (checked by
+# nim_pathway/policy.py). A rule lists roles, plus these stand-ins resolved per target:
+TASK_ROLE = "task-role"  # the role the task (or the decision's gate task) is for
+ASSIGNEE = "assignee"  # the practitioner the task is assigned to
+# Manager roles (`manager: true`) may always act. Defaults below are this engine's; each
+# pathway file states its own table.
+DEFAULT_PERMISSIONS: dict[str, list[str]] = {
+    "stage-intake": ["coordinator"],
+    "open-case": ["coordinator"],
+    "complete-task": [TASK_ROLE],
+    "decide": [TASK_ROLE],
+    "reassign": [ASSIGNEE],
+    "record-delay-cause": [TASK_ROLE],
+    "move-date": ["coordinator"],
+    "set-court-timetable": ["coordinator"],
+    "change-placement": ["coordinator", "la-social-worker"],
+    "erase-identity": [],
+}
+
+
 class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
@@ -150,12 +170,30 @@ class Notifications(_Strict):
     reminders: list[int] = [5, 1, 0]
     escalations: list[Escalation] = []
     send_at: str = "09:00"  # UK local time of day timers fire
+    # who hears of a statutory clock that no task meets (warnings); default: the first
+    # manager role
+    clock_owner: str | None = None
 
     @model_validator(mode="after")
     def _time(self) -> Notifications:
         if not re.fullmatch(r"([01]\d|2[0-3]):[0-5]\d", self.send_at):
             raise ValueError("send_at must be HH:MM (24-hour UK time)")
         return self
+
+
+class ReportingSpec(_Strict):
+    """Which of the pathway's tasks and outcomes the KPIs, forecast and report packs read."""
+
+    assessment_report: str | None = None  # task id: NIM's assessment report
+    recommendation: str | None = None  # task id: the permanence recommendation sign-off
+    final_report: str | None = None  # task id: the final report to the court or hearing
+    handover: str | None = None  # task id: handover to the local authority
+    treatment_gate: str | None = None  # decision id whose outcome sends a family to treatment
+    treatment_outcome: str | None = None  # that outcome's code
+    assessment_pack_after: str | None = None  # decision after which the assessment pack is made
+    final_pack_after: str | None = None  # decision after which the final pack is made
+    pack_stages: list[str] = []  # stages whose completed work the packs list as assessments
+    pack_excludes: list[str] = []  # task ids in those stages that are not assessments
 
 
 class RoleSpec(_Strict):
@@ -176,6 +214,11 @@ class PathwaySpec(_Strict):
     stages: list[StageSpec]
     statutory: list[TaskSpec] = []
     clocks: list[ClockSpec] = []
+    permissions: dict[str, list[str]] = {}
+    reporting: ReportingSpec = ReportingSpec()
+    # years identity is kept after the child's birth, by basis (England: looked-after
+    # children's records to the 75th birthday, adoption records 100 years)
+    retention_years: dict[str, int] = {"default": 75, "adoption": 100}
 
     @model_validator(mode="after")
     def _references(self) -> PathwaySpec:
@@ -253,6 +296,32 @@ class PathwaySpec(_Strict):
         for ei, esc in enumerate(self.notifications.escalations):
             if esc.role not in self.roles:
                 problems.append(f"notifications.escalations.{ei}.role: unknown role {esc.role!r}")
+        owner = self.notifications.clock_owner
+        if owner is not None and owner not in self.roles:
+            problems.append(f"notifications.clock_owner: unknown role {owner!r}")
+        for action, roles in self.permissions.items():
+            if action not in DEFAULT_PERMISSIONS:
+                problems.append(f"permissions.{action}: unknown action; actions: "
+                                f"{', '.join(sorted(DEFAULT_PERMISSIONS))}")
+            for role in roles:
+                if role not in self.roles and role not in (TASK_ROLE, ASSIGNEE):
+                    problems.append(f"permissions.{action}: unknown role {role!r}; use declared "
+                                    f"roles, {TASK_ROLE!r} or {ASSIGNEE!r}")
+        rep = self.reporting
+        for name in ("assessment_report", "recommendation", "final_report", "handover"):
+            if getattr(rep, name) is not None and getattr(rep, name) not in task_ids:
+                problems.append(f"reporting.{name}: unknown task {getattr(rep, name)!r}")
+        for name in ("pack_excludes",):
+            problems += [f"reporting.{name}: unknown task {t!r}" for t in getattr(rep, name)
+                         if t not in task_ids]
+        problems += [f"reporting.pack_stages: unknown stage {s!r}" for s in rep.pack_stages
+                     if s not in stage_ids]
+        gates = {s.gate.decision for s in self.stages if s.gate}
+        for name in ("treatment_gate", "assessment_pack_after", "final_pack_after"):
+            if getattr(rep, name) is not None and getattr(rep, name) not in gates:
+                problems.append(f"reporting.{name}: unknown decision {getattr(rep, name)!r}")
+        if "default" not in self.retention_years:
+            problems.append("retention_years: needs a 'default' entry")
         if problems:
             raise ValueError("\n".join(problems))
         return self
@@ -281,6 +350,15 @@ class PathwaySpec(_Strict):
 
     def managers(self) -> set[str]:
         return {name for name, role in self.roles.items() if role.manager}
+
+    def permitted(self, action: str) -> list[str]:
+        """The roles (and stand-ins) the pathway grants an action, managers aside."""
+        return self.permissions.get(action, DEFAULT_PERMISSIONS[action])
+
+    @property
+    def clock_owner(self) -> str:
+        """Who hears of a clock that no task meets."""
+        return self.notifications.clock_owner or min(self.managers() or self.roles)
 
     def canonical_json(self) -> str:
         return json.dumps(self.model_dump(mode="json"), sort_keys=True, separators=(",", ":"))

@@ -8,10 +8,10 @@ from rich.console import Console
 from rich.table import Table
 
 from models.clock import UK, VirtualClock, today
+from models.refs import TaskRef
 from models.schemas import PractitionerIn, Referral
 from models.simulate import sample_outcome
-from nim_pathway.commands import CaseStore
-from nim_pathway.db import migrate
+from nim_pathway.app import Service, build_service
 from nim_pathway.settings import data_dir
 
 DEMO_TEAM = [
@@ -30,23 +30,22 @@ DEMO_TEAM = [
 ]
 
 
-def seed_team(store: CaseStore) -> None:
-    known = {p["handle"] for p in store.practitioners()}
+def seed_team(svc: Service) -> None:
+    known = {p.handle for p in svc.queries.practitioners()}
     for handle, name, role, team in DEMO_TEAM:
         if handle not in known:
-            store.add_practitioner(PractitionerIn(handle=handle, display_name=name, role=role,
-                                                  team=team), "demo")
+            svc.commands.add_practitioner(PractitionerIn(handle=handle, display_name=name,
+                                                         role=role, team=team), "demo")
 
 
 def run_demo(profile: str = "england", no_treatment: bool = False) -> None:
     console = Console(width=max(Console().width, 120))
     db = data_dir() / f"demo-{profile}.db"
     db.unlink(missing_ok=True)
-    url = f"sqlite:///{db}"
-    migrate(url)
     clock = VirtualClock(datetime(2026, 1, 12, 9, 0, tzinfo=UK))
-    store = CaseStore(url, clock)
-    seed_team(store)
+    svc = build_service(f"sqlite:///{db}", clock)
+    seed_team(svc)
+    do, read = svc.commands, svc.queries
     scotland = profile == "scotland"
     referral = Referral(
         jurisdiction="scotland" if scotland else "england-and-wales", site="demo",
@@ -58,54 +57,54 @@ def run_demo(profile: str = "england", no_treatment: bool = False) -> None:
                     {"relationship": "foster-carer"}],
         placement={"kind": "foster", "start": "2026-01-05"},
     )
-    ref = store.open_case(referral, "coord.ali").ref
+    ref = do.open_case(referral, "coord.ali").ref
     console.print(f"[bold]Opened {ref}[/] ({profile}); the virtual clock starts "
                   f"{today(clock)}")
     decisions = {"d1": "no_treatment" if no_treatment else "treatment", "d2": "adoption"}
     handle_for = {role: handle for handle, _, role, _ in DEMO_TEAM}
     moved = False
     for _ in range(400):
-        tasks = store.tasks(case=ref)
+        tasks = read.tasks(case=ref)
         if not tasks:
             break
-        task = min(tasks, key=lambda t: (t["stage"] == "statutory", t["due"]))
-        if task["stage"] == "statutory" and store.show(ref)["closed_on"]:
+        task = min(tasks, key=lambda t: (t.stage == "statutory", t.due))
+        if task.stage == "statutory" and read.show(ref).closed_on:
             break
-        due = task["due"]
+        due = task.due
         # work is done on the due date, a little late now and then, as in life
-        late = 2 if task["task"].endswith(("wmci-father", "court-update-2")) else 0
+        late = 2 if task.key in ("wmci-father", "court-update-2") else 0
         clock.set(datetime.combine(due + timedelta(days=late), datetime.min.time(), UK)
                   .replace(hour=10))
-        for statutory in [t for t in tasks if t["stage"] == "statutory" and t["due"] <= due]:
-            store.complete_task(statutory["task"], handle_for[statutory["role"]], {})
-        spec = store.pathway(ref)
-        outcome = sample_outcome(spec, task["spec_id"], decisions)
-        store.complete_task(task["task"], handle_for[task["role"]], outcome)
-        if task["spec_id"] == "professionals-meeting" and not scotland:
-            store.set_court_override(ref, 52, "judicial agreement to run outside 26 weeks for "
-                                     "a trial of NIM treatment", "coord.ali")
-        if not moved and task["spec_id"] == "treatment-plan":
-            store.move_date(ref, "final_hearing", today(clock) + timedelta(weeks=20),
-                            "final hearing listed", "coord.ali")
-            store.move_date(ref, "final_hearing", today(clock) + timedelta(weeks=26),
-                            "hearing adjourned by the court", "coord.ali")
+        for statutory in [t for t in tasks if t.stage == "statutory" and t.due <= due]:
+            do.complete_task(statutory.task, handle_for[statutory.role], {})
+        outcome = sample_outcome(read.pathway(ref), task.spec_id, decisions)
+        do.complete_task(task.task, handle_for[task.role], outcome)
+        if task.spec_id == "professionals-meeting" and not scotland:
+            do.set_court_override(ref, 52, "judicial agreement to run outside 26 weeks for "
+                                  "a trial of NIM treatment", "coord.ali")
+        if not moved and task.spec_id == "treatment-plan":
+            do.move_date(ref, "final_hearing", today(clock) + timedelta(weeks=20),
+                         "final hearing listed", "coord.ali")
+            do.move_date(ref, "final_hearing", today(clock) + timedelta(weeks=26),
+                         "hearing adjourned by the court", "coord.ali")
             moved = True
-    show = store.show(ref)
+    show = read.show(ref)
     table = Table(title=f"{ref} timeline ({profile})")
     for col in ("date", "event", "due", "status", "role"):
         table.add_column(col)
-    for row in store.timeline(ref):
-        if row["role"] in ("iro", "la-social-worker", "reviewing-officer"):
+    for row in read.timeline(ref):
+        if row.role in ("iro", "la-social-worker", "reviewing-officer"):
             continue  # statutory series: shown by `nim-pathway case timeline`
-        table.add_row(*(str(row[c] or "") for c in ("date", "event", "due", "status", "role")))
+        table.add_row(*(str(getattr(row, c) or "") for c in ("date", "event", "due", "status",
+                                                             "role")))
     console.print(table)
     clocks = Table(title="Statutory clocks")
     for col in ("clock", "due", "state"):
         clocks.add_column(col)
-    for c in show["clocks"]:
-        clocks.add_row(c["title"], str(c["due"] or ""), c["state"])
+    for c in show.clocks:
+        clocks.add_row(c.title, str(c.due or ""), c.state)
     console.print(clocks)
-    console.print(f"Decisions: {show['decisions']}; closed on {show['closed_on']}. "
+    console.print(f"Decisions: {show.decisions}; closed on {show.closed_on}. "
                   f"Database: {db}")
 
 
@@ -113,17 +112,18 @@ def run_live_demo() -> None:
     """Bring up the local stack and leave a demo case with work waiting for people."""
     import os
 
-    from nim_pathway import settings
-    from nim_pathway.orchestration import orchestrate_after
+    from flows.orchestration import orchestrate_after
     from nim_pathway.stack import stack_env, up
 
     console = Console(width=max(Console().width, 120))
     console.print("[bold]Starting the local stack[/] (Prefect server, work pool, deployments, "
                   "worker)…")
-    url = up(seed=True)
+    url = up()
     os.environ["PREFECT_API_URL"] = stack_env()["PREFECT_API_URL"]
-    store = CaseStore(settings.database_url(), settings.clock(), settings.closure_days())
-    on = today(store.clock)
+    svc = build_service()
+    seed_team(svc)
+    do, read = svc.commands, svc.queries
+    on = today(svc.clock)
     referral = Referral(
         jurisdiction="england-and-wales", site="demo", pathway="england",
         child={"given_name": "Demo", "family_name": "Child",
@@ -133,18 +133,18 @@ def run_live_demo() -> None:
         caregivers=[{"relationship": "mother"}, {"relationship": "foster-carer"}],
         placement={"kind": "foster", "start": on - timedelta(days=21)},
     )
-    ref = store.open_case(referral, "coord.ali").ref
-    store.complete_task(f"{ref}/triage", "mgr.okafor", {"accepted": True})
+    ref = do.open_case(referral, "coord.ali").ref
+    do.complete_task(TaskRef(ref, "triage"), "mgr.okafor", {"accepted": True})
     for carer in ("mother", "foster-carer"):
-        store.complete_task(f"{ref}/consent-{carer}", "sw.jones", {"consent": "given"})
-    console.print(orchestrate_after(store, ref))
+        do.complete_task(TaskRef(ref, f"consent-{carer}"), "sw.jones", {"consent": "given"})
+    console.print(orchestrate_after(svc, ref))
     from prefect.deployments import run_deployment
 
     run_deployment("sweep/sweep", timeout=0)  # publishes the board, KPIs and timelines now
     second = Referral.model_validate({**referral.model_dump(), "caregivers": [
         {"relationship": "mother"}, {"relationship": "father"}]})
-    handle = store.stage_intake(second, "coord.ali")
-    waiting = [t for t in store.tasks(case=ref) if t["stage"] == "assessment"]
+    handle = do.stage_intake(second, "coord.ali")
+    waiting = [t for t in read.tasks(case=ref) if t.stage == "assessment"]
     console.print(f"\n[bold]{ref}[/] is in its assessment stage; {len(waiting)} tasks wait for "
                   "people, each as a Suspended flow run.\n")
     console.print(f"Prefect UI: [bold]{url}[/]\n")

@@ -41,3 +41,11 @@ def closure_days() -> frozenset[date]:
         return frozenset(date.fromisoformat(d.strip()) for d in raw.split(",") if d.strip())
     except ValueError as exc:
         raise ValueError(f"NIM_CLOSURE_DAYS must be ISO dates separated by commas: {exc}") from None
+
+
+def rag_amber_working_days() -> int:
+    """NIM_RAG_AMBER_WORKING_DAYS: work due within this many working days shows amber (5)."""
+    raw = os.environ.get("NIM_RAG_AMBER_WORKING_DAYS", "5")
+    if not raw.isdigit() or not 0 <= int(raw) <= 60:
+        raise ValueError(f"NIM_RAG_AMBER_WORKING_DAYS must be a whole number 0-60, got {raw!r}")
+    return int(raw)

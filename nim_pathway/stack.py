@@ -95,14 +95,14 @@ def _run(args: list[str], env: dict[str, str], what: str) -> None:
         raise RuntimeError(f"{what} failed: {proc.stderr.strip()[-800:] or proc.stdout[-800:]}")
 
 
-def up(seed: bool = False, port: int = PORT) -> str:
+def up(port: int = PORT) -> str:
     """Start (or reuse) server, pool, deployments and worker; return the UI URL."""
     env = stack_env(port)
     if not stack_running():
         _spawn("server", [_bin("prefect"), "server", "start", "--host", HOST, "--port",
                           str(port)], env)
     wait_healthy(env["PREFECT_API_URL"])
-    from nim_pathway.db import migrate
+    from store.db import migrate
 
     migrate(env["NIM_DATABASE_URL"])
     proc = subprocess.run([_bin("prefect"), "work-pool", "inspect", POOL], env=env,
@@ -114,12 +114,6 @@ def up(seed: bool = False, port: int = PORT) -> str:
     if _pid("worker") is None:
         _spawn("worker", [_bin("prefect"), "worker", "start", "--pool", POOL, "--limit", "50"],
                env)
-    if seed:
-        from nim_pathway import settings
-        from nim_pathway.commands import CaseStore
-        from nim_pathway.demo import seed_team
-
-        seed_team(CaseStore(env["NIM_DATABASE_URL"], settings.clock()))
     return f"http://{HOST}:{port}"
 
 

@@ -57,6 +57,7 @@ class NotifyConfig(BaseModel):
     backoff_seconds: int = Field(default=60, ge=1)
     concurrency: int = Field(default=8, ge=1, le=64)
     lease_seconds: int = Field(default=300, ge=10)
+    digest_hour: int = Field(default=8, ge=0, le=23)  # UK hour from which digests are sent
 
     def resolve(self, recipient: str, contact: str | None) -> tuple[str, str]:
         """(target name for logs, Apprise URL) of one recipient; ValueError says what to set."""

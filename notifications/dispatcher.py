@@ -23,12 +23,12 @@ from pathlib import Path
 from sqlmodel import select
 
 from models.clock import UK, Clock
-from models.tables import DeliveryAttempt, Outbox, Practitioner
-from nim_pathway import faults
-from nim_pathway.db import session_scope
 from notifications.config import NotifyConfig, load_config
 from notifications.outbox import enqueue, refresh_links, revive
 from notifications.render import Rendered, fit_for_channel, is_email, is_sms, render_message
+from store import faults
+from store.db import session_scope
+from store.tables import DeliveryAttempt, Outbox, Practitioner
 
 RECORD_EVERY = 25  # results written per transaction while a batch is being sent
 

@@ -15,8 +15,8 @@ from typing import Any
 
 from sqlmodel import Session, select
 
-from models.tables import Caregiver, Case, Child, Outbox, Practitioner, Task
 from notifications.config import NotifyConfig, load_config
+from store.tables import Caregiver, Case, Child, Outbox, Practitioner, Task
 
 DIGESTIBLE = {"reminder", "due", "handoff"}
 DATE_KEYS = ("due", "clock_due")

@@ -7,13 +7,11 @@ import csv
 import io
 from typing import Any
 
-from sqlmodel import select
-
-from models.tables import Practitioner
-from nim_pathway.commands import CaseStore, CommandError
-from nim_pathway.db import session_scope
+from models.errors import NotFound
 from notifications.config import load_config
 from notifications.render import ics_calendar
+from store.queries import Queries
+from store.views import jsonable
 
 CSV_COLUMNS = ["task", "title", "stage", "role", "assignee", "state", "due", "days_to_due",
                "completed_on", "due_explanation"]
@@ -24,8 +22,8 @@ CASE_SYSTEM = "urn:nim-pathway:case"
 TASK_SYSTEM = "urn:nim-pathway:task"
 
 
-def tasks_csv(store: CaseStore, ref: str | None = None) -> str:
-    rows = store.tasks(case=ref, state=None)
+def tasks_csv(queries: Queries, ref: str | None = None) -> str:
+    rows = [jsonable(t) for t in queries.tasks(case=ref, state=None)]
     out = io.StringIO()
     writer = csv.DictWriter(out, fieldnames=CSV_COLUMNS, extrasaction="ignore",
                             lineterminator="\n")
@@ -34,51 +32,50 @@ def tasks_csv(store: CaseStore, ref: str | None = None) -> str:
     return out.getvalue()
 
 
-def fhir_bundle(store: CaseStore, ref: str) -> dict[str, Any]:
+def fhir_bundle(queries: Queries, ref: str) -> dict[str, Any]:
     """A FHIR R4 collection Bundle of Task resources for one case, validated on the way out."""
     from fhir.resources.R4B.bundle import Bundle  # R4B shares R4's Task resource
 
-    today = store._today()
+    today = queries.today()
     entries = []
-    for t in store.tasks(case=ref, state=None):
-        status = FHIR_STATUS[t["state"]]
-        business = t["state"] if t["state"] != "open" else (
-            "overdue" if t["due"] < today else "awaiting")
+    for t in queries.tasks(case=ref, state=None):
+        status = FHIR_STATUS[t.state]
+        business = t.state if t.state != "open" else (
+            "overdue" if t.due < today else "awaiting")
         task: dict[str, Any] = {
             "resourceType": "Task",
-            "id": f"{ref}-{t['key']}".lower(),
-            "identifier": [{"system": TASK_SYSTEM, "value": t["task"]}],
+            "id": f"{ref}-{t.key}".lower(),
+            "identifier": [{"system": TASK_SYSTEM, "value": str(t.task)}],
             "status": status,
             "businessStatus": {"text": business},
             "intent": "order",
-            "code": {"text": t["spec_id"]},
-            "description": t["title"],
+            "code": {"text": t.spec_id},
+            "description": t.title,
             "for": {"identifier": {"system": CASE_SYSTEM, "value": ref},
                     "display": f"child on case {ref}"},
             "focus": {"identifier": {"system": CASE_SYSTEM, "value": ref},
-                      "display": f"{ref} stage {t['stage']}"},
-            "performerType": [{"text": t["role"]}],
-            "restriction": {"period": {"end": str(t["due"])}},
-            "note": [{"text": t["due_explanation"]}],
+                      "display": f"{ref} stage {t.stage}"},
+            "performerType": [{"text": t.role}],
+            "restriction": {"period": {"end": str(t.due)}},
+            "note": [{"text": t.due_explanation}],
         }
-        if t["assignee"]:
+        if t.assignee:
             task["owner"] = {"identifier": {"system": "urn:nim-pathway:practitioner",
-                                            "value": t["assignee"]}}
-        if t["completed_on"]:
-            task["executionPeriod"] = {"end": str(t["completed_on"])}
-        entries.append({"fullUrl": f"urn:uuid:{ref.lower()}-{t['key']}", "resource": task})
+                                            "value": t.assignee}}
+        if t.completed_on:
+            task["executionPeriod"] = {"end": str(t.completed_on)}
+        entries.append({"fullUrl": f"urn:uuid:{ref.lower()}-{t.key}", "resource": task})
     bundle = {"resourceType": "Bundle", "type": "collection", "entry": entries}
     return Bundle.model_validate(bundle).model_dump(mode="json", exclude_none=True)
 
 
-def practitioner_ics(store: CaseStore, handle: str) -> str:
+def practitioner_ics(queries: Queries, handle: str) -> str:
     """Every open deadline of one practitioner as an all-day event calendar."""
-    with session_scope(store.url, read_only=True) as session:
-        if not session.exec(select(Practitioner).where(Practitioner.handle == handle)).first():
-            raise CommandError(f"unknown practitioner {handle!r}")
+    if handle not in {p.handle for p in queries.practitioners()}:
+        raise NotFound(f"unknown practitioner {handle!r}")
     config = load_config()
-    events = [{"case_ref": t["ref"], "task_key": t["key"], "title": t["title"], "due": t["due"],
-               "link": f"{config.ui_url}/runs?tag=case:{t['ref']}",
-               "uid": f"{t['task']}/{t['due']}@nim-pathway"}
-              for t in store.tasks() if t["assignee"] == handle]
+    events = [{"case_ref": t.ref, "task_key": t.key, "title": t.title, "due": t.due,
+               "link": f"{config.ui_url}/runs?tag=case:{t.ref}",
+               "uid": f"{t.task}/{t.due}@nim-pathway"}
+              for t in queries.tasks() if t.assignee == handle]
     return ics_calendar(events)

@@ -1,4 +1,5 @@
-"""Prefect tasks: the units of work flows call. Each wraps one domain command or read.
+"""Prefect tasks: the units of work flows call. Each wraps one domain command or read; flows
+reach the case store only through these.
 
 Pre-suspend work is idempotent in the case store; tasks whose result may be reused on a
 replay persist it under a cache key of their inputs and the flow run (not their source, so
@@ -8,40 +9,70 @@ a redeploy between suspend and resume does not re-run them).
 from __future__ import annotations
 
 import uuid
+from dataclasses import dataclass
+from datetime import date
 from functools import lru_cache
 from typing import Any
 
-from prefect import task
+from prefect import get_run_logger, task
 from prefect.cache_policies import INPUTS, NO_CACHE, RUN_ID
 
-from nim_pathway.commands import CaseStore, CommandError
+from models.errors import AlreadyDone, CommandError
+from models.pathway import PathwaySpec
+from models.refs import TaskRef
+from nim_pathway.app import Service, build_service
+from store.views import FiredTimer, OpenTask, TaskView, jsonable
 
 REPLAY_SAFE = INPUTS + RUN_ID
 EVENT_NAMESPACE = uuid.UUID("6f1d3c1e-2b1a-4f7e-9a51-6c1f0e6b8a11")
 
 
+@dataclass(frozen=True)
+class StageView:
+    """What a stage run shows while it waits."""
+
+    ref: str
+    stage: str | None
+    first_stage: str
+    jurisdiction: str
+    pathway: str
+    today: date
+    open_tasks: tuple[OpenTask, ...]
+
+
 @lru_cache(maxsize=1)
-def store() -> CaseStore:
-    """The case store for this worker process, migrated once."""
-    from nim_pathway import settings
-    from nim_pathway.db import migrate
-
-    url = settings.database_url()
-    migrate(url)
-    return CaseStore(url, settings.clock(), settings.closure_days())
+def service() -> Service:
+    """The service for this worker process (built from settings and migrated once)."""
+    return build_service()
 
 
-def task_view(ref: str, key: str) -> dict[str, Any]:
-    rows = [t for t in store().tasks(case=ref, state=None) if t["key"] == key]
-    if not rows:
-        raise CommandError(f"case {ref} has no task {key!r}")
-    return rows[0]
+@task(name="open-from-intake", cache_policy=NO_CACHE)
+def open_from_intake(intake: str, coordinator: str) -> str:
+    """Open the case for a staged referral (the same command as `case open`)."""
+    result = service().commands.open_from_intake(intake, coordinator)
+    get_run_logger().info("%s", result.message)
+    return result.ref
+
+
+@task(name="load-stage", cache_policy=NO_CACHE)
+def load_stage(ref: str) -> StageView:
+    """The case's current stage and open work, as the case store has it now."""
+    svc = service()
+    shown = svc.queries.show(ref)
+    return StageView(ref, shown.stage, svc.queries.pathway(ref).stages[0].id,
+                     shown.jurisdiction, shown.pathway, svc.queries.today(), shown.open_tasks)
+
+
+@task(name="load-pathway", cache_policy=NO_CACHE, persist_result=False)
+def load_case_pathway(ref: str) -> PathwaySpec:
+    """The pathway version the case started on (its forms come from it)."""
+    return service().queries.pathway(ref)
 
 
 @task(name="load-task", cache_policy=NO_CACHE)
-def load_task(ref: str, key: str) -> dict[str, Any]:
+def load_task(ref: str, key: str) -> TaskView:
     """The task as the case store has it now (never cached: a replay must see the truth)."""
-    return task_view(ref, key)
+    return service().queries.task(ref, key)
 
 
 @task(name="record-outcome", cache_policy=NO_CACHE)
@@ -49,10 +80,11 @@ def record_outcome(ref: str, key: str, form: dict[str, Any], via: str) -> dict[s
     """The same domain command the CLI uses; a refusal asks the form again."""
     actor = form.pop("completed_by", "")
     try:
-        result = store().complete_task(f"{ref}/{key}", actor, form, via=via)
+        result = service().commands.complete_task(TaskRef(ref, key), actor, form, via=via)
+    except AlreadyDone as exc:
+        return {"status": "already", "message": str(exc)}
     except CommandError as exc:
-        status = "already" if "already completed" in str(exc) else "refused"
-        return {"status": status, "message": str(exc)}
+        return {"status": "refused", "message": str(exc)}
     return {"status": "done", "message": result.message}
 
 
@@ -60,34 +92,33 @@ def record_outcome(ref: str, key: str, form: dict[str, Any], via: str) -> dict[s
       retry_delay_seconds=3)
 def sync_case_runs(ref: str) -> str:
     """Start, resume or cancel this case's runs to match the case store."""
-    from nim_pathway.orchestration import sync_case
+    from flows.orchestration import sync_case
 
-    return sync_case(store(), ref).summary()
+    return sync_case(service(), ref).summary()
 
 
 @task(name="publish-task-card", cache_policy=REPLAY_SAFE, persist_result=True)
-def publish_task_card(ref: str, view: dict[str, Any]) -> str:
+def publish_task_card(ref: str, view: TaskView) -> str:
     """A keyed markdown artifact: what is awaited, from whom, by when and why that date."""
     from prefect.artifacts import create_markdown_artifact
 
-    key = f"task-{ref.lower()}-{view['key']}"
+    key = f"task-{ref.lower()}-{view.key}"
     create_markdown_artifact(key=key, markdown=task_description(ref, view),
-                             description=f"{ref} · {view['key']}")
+                             description=f"{ref} · {view.key}")
     return key
 
 
-def task_description(ref: str, view: dict[str, Any], note: str = "") -> str:
+def task_description(ref: str, view: TaskView, note: str = "") -> str:
     """Markdown for the Resume form and the task card. Case reference only, no identity."""
-    who = f" ({view['caregiver']})" if view.get("caregiver") else ""
+    who = f" ({view.caregiver})" if view.caregiver else ""
     lines = [
-        f"## {ref} · {view['title']}{who}",
-        f"**Awaiting:** {view['role']}" + (f" (assigned: {view['assignee']})"
-                                           if view.get("assignee") else ""),
-        f"**Due:** {view['due']} ({view['due_explanation']})",
-        f"**Stage:** {view['stage']}",
+        f"## {ref} · {view.title}{who}",
+        f"**Awaiting:** {view.role}" + (f" (assigned: {view.assignee})" if view.assignee else ""),
+        f"**Due:** {view.due} ({view.due_explanation})",
+        f"**Stage:** {view.stage}",
     ]
-    if view.get("handover_note"):
-        lines.append(f"**Handover note:** {view['handover_note']}")
+    if view.handover_note:
+        lines.append(f"**Handover note:** {view.handover_note}")
     lines.append("Enter your practitioner handle in *completed_by*; the engine checks your role.")
     if note:
         lines.insert(1, f"> **Not recorded:** {note}")
@@ -121,27 +152,25 @@ def forget_form_responses(flow_run_id: str) -> int:
 
 
 @task(name="fire-due-timers", cache_policy=NO_CACHE)
-def fire_due_timers() -> list[dict[str, Any]]:
-    return store().fire_due_timers()
+def fire_due_timers() -> list[FiredTimer]:
+    return service().commands.fire_due_timers()
 
 
 @task(name="reconcile-cases", cache_policy=NO_CACHE)
 def reconcile_cases() -> list[str]:
-    from nim_pathway.orchestration import reconcile
+    from flows.orchestration import reconcile
 
-    return [r.summary() for r in reconcile(store())]
+    return [r.summary() for r in reconcile(service())]
 
 
 @task(name="dispatch-outbox", cache_policy=NO_CACHE)
 def dispatch_outbox() -> dict[str, int]:
     """Queue the daily digests when due, then deliver what the outbox holds."""
-    from models.clock import UK
     from notifications.dispatcher import Dispatcher
 
-    s = store()
-    if s.clock.now().astimezone(UK).hour >= 8:
-        s.queue_digests()
-    report = Dispatcher(s.url, s.clock).run_until_idle()
+    svc = service()
+    svc.commands.queue_digests(when_due=True)
+    report = Dispatcher(svc.url, svc.clock).run_until_idle()
     return {"sent": report.sent, "failed": report.failed, "dead": report.dead}
 
 
@@ -160,23 +189,27 @@ def publish_oversight() -> int:
         timeline_markdown,
     )
 
-    s = store()
-    board = caseload_board(s)
-    create_table_artifact(key="caseload-board", table=board or [{"case": "no open cases"}],
+    queries = service().queries
+    board = caseload_board(queries)
+    create_table_artifact(key="caseload-board",
+                          table=jsonable(board) or [{"case": "no open cases"}],
                           description="Open cases by urgency (RAG by working days to due)")
-    create_markdown_artifact(key="nim-kpis", markdown=kpi_markdown(kpis(s)),
+    create_markdown_artifact(key="nim-kpis", markdown=kpi_markdown(kpis(queries)),
                              description="NIM KPIs")
-    create_markdown_artifact(key="breach-report", markdown=breach_report_markdown(breaches(s)),
+    create_markdown_artifact(key="breach-report",
+                             markdown=breach_report_markdown(breaches(queries)),
                              description="Breaches by team with their cause")
     for row in board:
-        create_markdown_artifact(key=f"timeline-{row['case'].lower()}",
-                                 markdown=timeline_markdown(s, row["case"]),
-                                 description=f"{row['case']} planned against actual")
-    profiles = sorted({s.pathway(row["case"]).profile for row in board}) or ["england"]
-    for profile in profiles:
+        create_markdown_artifact(key=f"timeline-{row.case.lower()}",
+                                 markdown=timeline_markdown(queries, row.case),
+                                 description=f"{row.case} planned against actual")
+    specs = {spec.profile: spec for spec in (queries.pathway(row.case) for row in board)}
+    if not specs:
         from models.pathway import load_pathway
 
+        specs = {"england": load_pathway("england")}
+    for profile, spec in sorted(specs.items()):
         create_markdown_artifact(key=f"pathway-{profile}",
-                                 markdown=f"```mermaid\n{mermaid(load_pathway(profile))}\n```",
+                                 markdown=f"```mermaid\n{mermaid(spec)}\n```",
                                  description=f"The {profile} pathway")
     return len(board)

@@ -11,8 +11,8 @@ from sqlalchemy import create_engine, text
 
 from models.clock import UK, VirtualClock
 from models.pathway import load_pathway
-from nim_pathway.commands import CaseStore
-from nim_pathway.db import get_engine, migrate
+from nim_pathway.app import Service, build_service  # noqa: F401
+from store.db import get_engine, migrate
 
 PG_ADMIN_URL = os.environ.get(
     "NIM_TEST_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/postgres"
@@ -100,7 +100,7 @@ def scotland():
 def store(db_url, clock):
     from nim_pathway.demo import seed_team
 
-    s = CaseStore(db_url, clock)
+    s = build_service(db_url, clock, migrate=False)
     seed_team(s)
     return s
 

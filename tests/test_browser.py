@@ -17,10 +17,10 @@ import pytest
 
 from models.clock import UK, FileClock
 from models.schemas import PractitionerIn, Referral
-from nim_pathway.commands import CaseStore
-from nim_pathway.db import migrate
+from nim_pathway.app import Service, build_service  # noqa: F401
 from nim_pathway.demo import DEMO_TEAM
 from notifications.dispatcher import Dispatcher
+from store.db import migrate
 from tests.conftest import referral_data
 from tests.prefect_stack import Stack, wait_for
 from tests.receivers import HttpReceiver
@@ -69,14 +69,14 @@ def ui(tmp_path_factory):
     try:
         with temporary_settings(updates={PREFECT_API_URL: stack.api}):
             stack.start_serving()
-            store = CaseStore(url, clock)
+            store = build_service(url, clock, migrate=False)
             for handle, name, role, team in DEMO_TEAM:
-                store.add_practitioner(PractitionerIn(handle=handle, display_name=name,
+                store.commands.add_practitioner(PractitionerIn(handle=handle, display_name=name,
                                                       role=role, team=team,
                                                       contact=receiver.url(handle)), "admin")
-            from nim_pathway.orchestration import orchestrate_after
+            from flows.orchestration import orchestrate_after
 
-            ref = store.open_case(Referral.model_validate(referral_data(
+            ref = store.commands.open_case(Referral.model_validate(referral_data(
                 caregivers=[{"relationship": "mother", "name": "Sentinel-Mother"}])),
                 "coord.ali").ref
             orchestrate_after(store, ref)
@@ -106,7 +106,7 @@ def page(ui):
 def task_run(ref: str, key: str):
     from prefect.client.orchestration import get_client
 
-    from nim_pathway.orchestration import read_case_runs
+    from flows.orchestration import read_case_runs
 
     with get_client(sync_client=True) as client:
         runs = [r for r in read_case_runs(client, ref) if f"task:{key}" in r.tags]
@@ -171,7 +171,7 @@ def test_task_completed_from_the_notification_link(ui, page):
     # Friday 16 January: the 1-working-day reminder for triage goes out with a deep link
     instant = datetime(2026, 1, 16, 9, 5, tzinfo=UK)
     ui["clock"].set(instant)
-    store.fire_due_timers(instant)
+    store.commands.fire_due_timers(instant)
     Dispatcher(store.url, store.clock).run_until_idle()
     reminder = wait_for(lambda: next((m for m in receiver.received if m["path"] == "/mgr.okafor"
                                       and "/triage/reminder-" in m["message"]), None),
@@ -192,7 +192,7 @@ def test_task_completed_from_the_notification_link(ui, page):
     wait_for(lambda: task_run(ref, "triage").state.state_details.run_input_keyset
              and task_run(ref, "triage").state.state_details.run_input_keyset["response"]
              .startswith("suspended-outcome-2"), "the form to be asked again")
-    assert next(t for t in store.tasks(case=ref) if t["key"] == "triage")["state"] == "open"
+    assert next(t for t in store.queries.tasks(case=ref) if t.key == "triage").state == "open"
 
     page.goto(link, wait_until="networkidle")
     dialog = open_resume_form(page)
@@ -204,11 +204,11 @@ def test_task_completed_from_the_notification_link(ui, page):
     field(dialog, "Completed By").locator("textarea").fill("mgr.okafor")
     shot(page, "06-filled-form")
     dialog.get_by_role("button", name="Submit").click()
-    wait_for(lambda: next(t for t in store.tasks(case=ref, state=None)
-                          if t["key"] == "triage")["state"] == "done",
+    wait_for(lambda: next(t for t in store.queries.tasks(case=ref, state=None)
+                          if t.key == "triage").state == "done",
              "triage to be recorded in the case store")
-    done = next(t for t in store.tasks(case=ref, state=None) if t["key"] == "triage")
-    assert done["completed_by"] == "mgr.okafor" and done["outcome"]["accepted"] is True
+    done = next(t for t in store.queries.tasks(case=ref, state=None) if t.key == "triage")
+    assert done.completed_by == "mgr.okafor" and done.outcome["accepted"] is True
     wait_for(lambda: task_run(ref, "triage").state.name == "Completed", "the run to complete")
     # the next role hears about its work
     Dispatcher(store.url, store.clock).run_until_idle()

@@ -13,14 +13,15 @@ import pytest
 from sqlmodel import select
 
 from models.clock import UK, VirtualClock
+from models.refs import TaskRef
 from models.schemas import PractitionerIn, Referral
 from models.simulate import sample_outcome
-from models.tables import DeliveryAttempt, Outbox, Practitioner
-from nim_pathway.commands import CaseStore
-from nim_pathway.db import session_scope
+from nim_pathway.app import Service, build_service  # noqa: F401
 from nim_pathway.demo import DEMO_TEAM
 from notifications.config import NotifyConfig
 from notifications.dispatcher import RECORD_EVERY, Dispatcher
+from store.db import session_scope
+from store.tables import DeliveryAttempt, Outbox, Practitioner
 from tests.conftest import referral_data
 from tests.receivers import HttpReceiver, SmtpReceiver
 
@@ -47,10 +48,10 @@ def team(db_url, clock, http, smtp, monkeypatch):
     """The demo team: psychologists by email (SMTP), everyone else by HTTP, an admin target."""
     monkeypatch.setenv("NIM_TARGET_EMAIL", smtp.target())
     monkeypatch.setenv("NIM_ADMIN_TARGETS", http.url("admin"))
-    store = CaseStore(db_url, clock)
+    store = build_service(db_url, clock, migrate=False)
     for handle, name, role, team_name in DEMO_TEAM:
         contact = "email:chen@example.org" if role == "psychologist" else http.url(handle)
-        store.add_practitioner(PractitionerIn(handle=handle, display_name=name, role=role,
+        store.commands.add_practitioner(PractitionerIn(handle=handle, display_name=name, role=role,
                                               team=team_name, contact=contact), "admin")
     return store
 
@@ -63,7 +64,7 @@ def dispatcher(store, clock, **config) -> Dispatcher:
 
 
 def open_case(store, **over):
-    return store.open_case(Referral.model_validate(referral_data(**over)), "coord.ali").ref
+    return store.commands.open_case(Referral.model_validate(referral_data(**over)), "coord.ali").ref
 
 
 def at(clock, day: str, hour: int = 9, minute: int = 5) -> datetime:
@@ -86,8 +87,8 @@ def test_reminders_and_handoffs_arrive_once(team, clock, http, smtp):
     assert handoff and ref in handoff[0]["title"] + handoff[0]["message"]
 
     # triage is due 2026-01-19: the 1-working-day reminder fires on Friday 16 Jan at 09:00
-    store.fire_due_timers(at(clock, "2026-01-16"))
-    store.fire_due_timers(at(clock, "2026-01-16"))  # a second sweep finds nothing new
+    store.commands.fire_due_timers(at(clock, "2026-01-16"))
+    store.commands.fire_due_timers(at(clock, "2026-01-16"))  # a second sweep finds nothing new
     assert d.run_until_idle().sent >= 1
     d.run_until_idle()  # a second dispatcher pass sends nothing twice
     reminders = [m for m in http.received if m["path"] == "/mgr.okafor"
@@ -97,14 +98,14 @@ def test_reminders_and_handoffs_arrive_once(team, clock, http, smtp):
         "reminder-1wd", "reminder-5wd"]
 
     # completing triage hands consent work to the NIM social worker
-    store.complete_task(f"{ref}/triage", "mgr.okafor", {"accepted": True})
+    store.commands.complete_task(TaskRef(ref, "triage"), "mgr.okafor", {"accepted": True})
     d.run_until_idle()
     sw = [m for m in http.received if m["path"] == "/sw.jones"]
     assert len(sw) == 3 and all(ref in m["message"] for m in sw)  # one per caregiver
 
     # the psychologist's work arrives by email, with HTML and an .ics for the due date
     for key in ("consent-mother", "consent-father", "consent-foster-carer"):
-        store.complete_task(f"{ref}/{key}", "sw.jones", {"consent": "given"})
+        store.commands.complete_task(TaskRef(ref, f"{key}"), "sw.jones", {"consent": "given"})
     d.run_until_idle()
     mails = [m for m in smtp.messages if "wmci" in m.get_body(("plain", "html")).get_content()]
     assert mails, [m["Subject"] for m in smtp.messages]
@@ -125,13 +126,13 @@ def test_escalations_and_clock_warnings(team, clock, http):
     open_case(store)
     d = dispatcher(store, clock)
     # triage due Mon 19 Jan; tier 1 after 1 working day (20 Jan), tier 2 after 5 (26 Jan)
-    store.fire_due_timers(at(clock, "2026-01-26"))
+    store.commands.fire_due_timers(at(clock, "2026-01-26"))
     d.run_until_idle()
     escalations = [m for m in http.received if "escalat" in (m["title"] + m["message"]).lower()]
     paths = Counter(m["path"] for m in escalations)
     assert paths["/mgr.okafor"] >= 1 and paths["/hos.taylor"] >= 1
     # the 26-week proceedings clock (issued 8 Jan → 9 Jul) warns 8 and 4 weeks before
-    store.fire_due_timers(at(clock, "2026-06-12"))
+    store.commands.fire_due_timers(at(clock, "2026-06-12"))
     d.run_until_idle()
     warnings = [m for m in http.received if "26 weeks" in m["title"] + m["message"]]
     assert warnings
@@ -172,19 +173,19 @@ def test_target_down_for_days_is_dead_lettered_with_an_admin_alert(team, clock, 
     alerts = [m for m in http.received if m["path"] == "/admin"]
     assert len(alerts) == len(dead)
     assert str(dead[0].id) in alerts[0]["message"]
-    listed = store.outbox(failed=True)
-    assert {m["id"] for m in listed} >= {m.id for m in dead}
-    store.retry_message(dead[0].id, "mgr.okafor")
+    listed = store.queries.outbox(failed=True)
+    assert {m.id for m in listed} >= {m.id for m in dead}
+    store.commands.retry_message(dead[0].id, "mgr.okafor")
     assert [m.status for m in outbox(store) if m.id == dead[0].id] == ["pending"]
 
 
 def test_reassignment_tells_new_and_previous_owner(team, clock, http):
     store = team
-    store.add_practitioner(PractitionerIn(handle="mgr.two", display_name="M Two",
+    store.commands.add_practitioner(PractitionerIn(handle="mgr.two", display_name="M Two",
                                           role="nim-service-manager", team="nim",
                                           contact=http.url("mgr.two")), "admin")
     ref = open_case(store)
-    store.reassign(f"{ref}/triage", "mgr.two", "mgr.okafor",
+    store.commands.reassign(TaskRef(ref, "triage"), "mgr.two", "mgr.okafor",
                    "Sentinel-Mother prefers mornings; call first")
     dispatcher(store, clock).run_until_idle()
     new = [m for m in http.received if m["path"] == "/mgr.two"]
@@ -204,12 +205,12 @@ def test_handoff_links_to_the_task_run_started_after_it_was_queued(team, clock, 
         sw = s.exec(select(Practitioner).where(Practitioner.handle == "sw.jones")).one()
         sw.digest = True
         s.add(sw)
-    store.complete_task(f"{ref}/triage", "mgr.okafor", {"accepted": True})
+    store.commands.complete_task(TaskRef(ref, "triage"), "mgr.okafor", {"accepted": True})
     assert all("/flow-run/" not in o.meta["link"] for o in outbox(store) if o.meta)
     runs = {"triage": "11111111-0000-4000-8000-000000000001",
             "consent-mother": "11111111-0000-4000-8000-000000000002"}
-    store.record_flow_runs(ref, runs)  # what the orchestration sync does once runs start
-    store.queue_digests()
+    store.commands.record_flow_runs(ref, runs)  # what the orchestration sync does once runs start
+    store.commands.queue_digests()
     dispatcher(store, clock).run_until_idle()
     triage = [m for m in http.received if m["path"] == "/mgr.okafor"]
     assert triage and f"/runs/flow-run/{runs['triage']}" in triage[0]["message"]
@@ -226,11 +227,11 @@ def test_digest_instead_of_single_messages(team, clock, http):
         sw.digest = True
         s.add(sw)
     ref = open_case(store)
-    store.complete_task(f"{ref}/triage", "mgr.okafor", {"accepted": True})
+    store.commands.complete_task(TaskRef(ref, "triage"), "mgr.okafor", {"accepted": True})
     d = dispatcher(store, clock)
     d.run_until_idle()
     assert not [m for m in http.received if m["path"] == "/sw.jones"]
-    assert store.queue_digests() == 1
+    assert store.commands.queue_digests() == 1
     d.run_until_idle()
     digest = [m for m in http.received if m["path"] == "/sw.jones"]
     assert len(digest) == 1 and digest[0]["message"].count(ref) >= 3
@@ -262,9 +263,9 @@ def test_two_sweeps_and_two_dispatchers_race_exactly_once(db_url, clock, http, m
     if not db_url.startswith("postgresql"):
         pytest.skip("the race is run on PostgreSQL (SKIP LOCKED); SQLite has one writer")
     monkeypatch.setenv("NIM_ADMIN_TARGETS", http.url("admin"))
-    store = CaseStore(db_url, clock)
+    store = build_service(db_url, clock, migrate=False)
     for handle, name, role, team_name in DEMO_TEAM:
-        store.add_practitioner(PractitionerIn(handle=handle, display_name=name, role=role,
+        store.commands.add_practitioner(PractitionerIn(handle=handle, display_name=name, role=role,
                                               team=team_name, contact=http.url(handle)), "a")
     for _ in range(15):
         open_case(store)
@@ -273,7 +274,7 @@ def test_two_sweeps_and_two_dispatchers_race_exactly_once(db_url, clock, http, m
 
     def sweep():
         barrier.wait()
-        store.fire_due_timers(instant, batch=7)
+        store.commands.fire_due_timers(instant, batch=7)
 
     threads = [threading.Thread(target=sweep) for _ in range(2)]
     [t.start() for t in threads]
@@ -301,13 +302,13 @@ def test_killed_mid_dispatch_loses_nothing(sqlite_url, tmp_path, http, fault, re
     lost; after the lease every message is delivered, and a message sent before the kill is
     sent again, a resend that is counted (reclaimed), not hidden."""
     clock = VirtualClock(datetime(2026, 1, 12, 9, 0, tzinfo=UK))
-    store = CaseStore(sqlite_url, clock)
-    store.add_practitioner(PractitionerIn(handle="mgr.okafor", display_name="M",
+    store = build_service(sqlite_url, clock, migrate=False)
+    store.commands.add_practitioner(PractitionerIn(handle="mgr.okafor", display_name="M",
                                           role="nim-service-manager", team="nim",
                                           contact=http.url("mgr")), "a")
     for handle, role in (("coord.ali", "coordinator"), ("iro.khan", "iro"),
                          ("la.patel", "la-social-worker")):
-        store.add_practitioner(PractitionerIn(handle=handle, display_name=handle, role=role,
+        store.commands.add_practitioner(PractitionerIn(handle=handle, display_name=handle, role=role,
                                               team="la", contact=http.url(handle)), "a")
     open_case(store)
     script = ("import sys\nfrom datetime import datetime\nfrom models.clock import VirtualClock\n"
@@ -340,22 +341,22 @@ def test_virtual_time_case_gets_the_full_ladder_exactly_once(team, clock, http, 
     """The demo case through virtual time: daily sweeps, some work done late."""
     store = team
     ref = open_case(store, caregivers=[{"relationship": "mother", "name": "Sentinel-Mother"}])
-    spec = store.pathway(ref)
+    spec = store.queries.pathway(ref)
     handles = {role: handle for handle, _, role, _ in DEMO_TEAM}
     d = dispatcher(store, clock)
     day = datetime(2026, 1, 12, 9, 5, tzinfo=UK)
     for _ in range(400):
         clock.set(day)
-        store.fire_due_timers(clock.now())
-        store.fire_due_timers(clock.now())  # overlapping sweeps change nothing
-        for task in store.tasks(case=ref):
-            late = 3 if task["key"] in ("wmci-mother", "final-report") else 0
-            if task["stage"] != "statutory" and task["days_to_due"] <= -late:
-                store.complete_task(task["task"], handles[task["role"]],
-                                    sample_outcome(spec, task["spec_id"],
+        store.commands.fire_due_timers(clock.now())
+        store.commands.fire_due_timers(clock.now())  # overlapping sweeps change nothing
+        for task in store.queries.tasks(case=ref):
+            late = 3 if task.key in ("wmci-mother", "final-report") else 0
+            if task.stage != "statutory" and task.days_to_due <= -late:
+                store.commands.complete_task(task.task, handles[task.role],
+                                    sample_outcome(spec, task.spec_id,
                                                    {"d1": "treatment", "d2": "return_home"}))
         d.run_until_idle()
-        if store.show(ref)["stage"] in ("follow-up", None):
+        if store.queries.show(ref).stage in ("follow-up", None):
             break
         day += timedelta(days=1)
     rows = outbox(store)

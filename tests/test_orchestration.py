@@ -20,14 +20,15 @@ import pytest
 from sqlalchemy import create_engine, text
 from sqlmodel import select
 
+from flows.orchestration import LIVE
 from models.clock import FileClock
+from models.refs import TaskRef
 from models.schemas import Referral
 from models.simulate import sample_outcome
-from models.tables import AuditEvent, Outbox, Timer
-from nim_pathway.commands import CaseStore
-from nim_pathway.db import migrate, session_scope
+from nim_pathway.app import Service, build_service
 from nim_pathway.demo import seed_team
-from nim_pathway.orchestration import LIVE
+from store.db import migrate, session_scope
+from store.tables import AuditEvent, Outbox, Timer
 from tests.conftest import PG_ADMIN_URL, referral_data
 from tests.prefect_stack import Stack, wait_for
 
@@ -76,7 +77,7 @@ def stack(request, tmp_path_factory):
     os.environ["PREFECT_API_URL"] = s.api  # the CLI path reads it from the environment
     with temporary_settings(updates={PREFECT_API_URL: s.api}):
         s.start_serving()
-        s.store = CaseStore(case_url, FileClock(str(s.clock_file)))
+        s.store = build_service(case_url, FileClock(str(s.clock_file)), migrate=False)
         seed_team(s.store)
         try:
             yield s
@@ -96,7 +97,7 @@ def stack(request, tmp_path_factory):
 def case_runs(ref: str) -> list:
     from prefect.client.orchestration import get_client
 
-    from nim_pathway.orchestration import read_case_runs
+    from flows.orchestration import read_case_runs
 
     with get_client(sync_client=True) as client:
         return read_case_runs(client, ref)
@@ -118,17 +119,17 @@ def complete_ui(ref: str, key: str, actor: str, outcome: dict) -> None:
     resume_flow_run(run.id, run_input={"completed_by": actor, **outcome})
 
 
-def complete_cli(store: CaseStore, ref: str, key: str, actor: str, outcome: dict) -> None:
+def complete_cli(store: Service, ref: str, key: str, actor: str, outcome: dict) -> None:
     """What `nim-pathway task complete` does: the domain command, then sync Prefect."""
-    from nim_pathway.orchestration import orchestrate_after
+    from flows.orchestration import orchestrate_after
 
     task_run(ref, key)  # let the run reach its suspend first, as a person would
-    store.complete_task(f"{ref}/{key}", actor, outcome)
+    store.commands.complete_task(TaskRef(ref, key), actor, outcome)
     orchestrate_after(store, ref)
 
 
-def open_tasks(store: CaseStore, ref: str) -> list[dict]:
-    return [t for t in store.tasks(case=ref) if t["stage"] != "statutory"]
+def open_tasks(store: Service, ref: str) -> list[dict]:
+    return [t for t in store.queries.tasks(case=ref) if t.stage != "statutory"]
 
 
 # -- tests --------------------------------------------------------------------------------
@@ -139,43 +140,43 @@ def test_case_runs_from_referral_to_recommendation(stack):
     from prefect.client.schemas.filters import LogFilter, LogFilterFlowRunId
     from prefect.deployments import run_deployment
 
-    store: CaseStore = stack.store
+    store: Service = stack.store
     referral = Referral.model_validate(referral_data(
         caregivers=[{"relationship": "mother", "name": "Sentinel-Mother"}],
         settings={"contact_observations_per_parent": 1}))
-    handle = store.stage_intake(referral, "coord.ali")
+    handle = store.commands.stage_intake(referral, "coord.ali")
     opener = run_deployment("open-case/open-case", timeout=0,
                             parameters={"form": {"intake": handle, "coordinator": "coord.ali"}})
-    ref = wait_for(lambda: next((c["ref"] for c in store.cases()), None), "the case to open")
+    ref = wait_for(lambda: next((c.ref for c in store.queries.cases()), None), "the case to open")
 
     # a refused form asks again instead of completing
     complete_ui(ref, "triage", "la.patel", {"accepted": True})
     refused = wait_for(lambda: (r := task_run(ref, "triage")).state.state_details
                        .run_input_keyset["response"].startswith("suspended-outcome-2") and r,
                        "the triage form to be asked again")
-    assert refused and store.tasks(case=ref)[0]["state"] == "open"
+    assert refused and store.queries.tasks(case=ref)[0].state == "open"
 
-    spec = store.pathway(ref)
+    spec = store.queries.pathway(ref)
     via_ui = True
-    while store.show(ref)["stage"] not in ("closure", None):
+    while store.queries.show(ref).stage not in ("closure", None):
         tasks = open_tasks(store, ref)
-        assert tasks, store.show(ref)
+        assert tasks, store.queries.show(ref)
         for t in tasks:
-            outcome = sample_outcome(spec, t["spec_id"], DECISIONS)
+            outcome = sample_outcome(spec, t.spec_id, DECISIONS)
             complete = complete_ui if via_ui else complete_cli
-            args = (ref, t["key"], HANDLES[t["role"]], outcome)
+            args = (ref, t.key, HANDLES[t.role], outcome)
             complete(*args) if via_ui else complete(store, *args)
             via_ui = not via_ui
-        asked = {t["key"] for t in tasks}
-        wait_for(lambda asked=asked: not asked & {t["key"] for t in open_tasks(store, ref)},
+        asked = {t.key for t in tasks}
+        wait_for(lambda asked=asked: not asked & {t.key for t in open_tasks(store, ref)},
                  "the completions to be recorded")
 
-    assert store.show(ref)["decisions"] == DECISIONS
+    assert store.queries.show(ref).decisions == DECISIONS
     # every completed task's run ends Completed; the case's waiting work is Suspended
-    done = [t for t in store.tasks(case=ref, state="done")]
+    done = [t for t in store.queries.tasks(case=ref, state="done")]
     for t in done:
-        task_run(ref, t["key"], "Completed")
-    wait_for(lambda: all(task_run(ref, t["key"]) for t in store.tasks(case=ref)),
+        task_run(ref, t.key, "Completed")
+    wait_for(lambda: all(task_run(ref, t.key) for t in store.queries.tasks(case=ref)),
              "runs for every open task")
     runs = case_runs(ref)
     task_runs = [r for r in runs if "kind:task" in r.tags]
@@ -183,7 +184,7 @@ def test_case_runs_from_referral_to_recommendation(stack):
     assert len(keys) == len(set(keys)), "a replay started a second run for a task"
     for r in task_runs:
         key = keys[task_runs.index(r)]
-        row = next(t for t in store.tasks(case=ref, state=None) if t["key"] == key)
+        row = next(t for t in store.queries.tasks(case=ref, state=None) if t.key == key)
         assert r.name == f"{ref} · {row['stage']} · {key}"
         assert {f"case:{ref}", f"stage:{row['stage']}", f"role:{row['role']}",
                 "jurisdiction:england-and-wales"} <= set(r.tags)
@@ -255,17 +256,17 @@ def test_two_syncs_resuming_the_same_run_do_not_fail(stack):
     when the run is no longer paused): none of them may fail the command."""
     from prefect.client.orchestration import get_client
 
-    from nim_pathway.orchestration import orchestrate_after, resume_paused
+    from flows.orchestration import orchestrate_after, resume_paused
 
-    store: CaseStore = stack.store
-    ref = store.open_case(Referral.model_validate(referral_data()), "coord.ali").ref
+    store: Service = stack.store
+    ref = store.commands.open_case(Referral.model_validate(referral_data()), "coord.ali").ref
     orchestrate_after(store, ref)
     # the stage run syncs the case when it starts: let it finish and suspend first, so the
     # six syncs below are the only ones (another sync winning would also be correct)
     wait_for(lambda: [r for r in case_runs(ref) if "kind:stage" in r.tags
                       and r.state.name == "Suspended"], f"{ref}'s stage run to suspend")
     stale = task_run(ref, "triage")  # every sync below read this snapshot: paused
-    store.complete_task(f"{ref}/triage", "mgr.okafor", {"accepted": True})
+    store.commands.complete_task(TaskRef(ref, "triage"), "mgr.okafor", {"accepted": True})
     answer = {"accepted": True, "completed_by": "mgr.okafor"}
     start = threading.Barrier(6)
 
@@ -286,20 +287,20 @@ def test_two_syncs_resuming_the_same_run_do_not_fail(stack):
 
 
 def test_prefect_down_then_database_lost_reconcile_restores(stack):
-    from nim_pathway.orchestration import OrchestrationUnavailable, orchestrate_after, reconcile
+    from flows.orchestration import OrchestrationUnavailable, orchestrate_after, reconcile
 
-    store: CaseStore = stack.store
+    store: Service = stack.store
     FileClock(str(stack.clock_file)).set(datetime(2026, 1, 12, 10, tzinfo=UTC))
-    ref = store.open_case(Referral.model_validate(referral_data(
+    ref = store.commands.open_case(Referral.model_validate(referral_data(
         caregivers=[{"relationship": "father"}])), "coord.ali").ref
     orchestrate_after(store, ref)
     task_run(ref, "triage")
 
     stack.stop()  # Prefect goes away entirely, database included
-    store.complete_task(f"{ref}/triage", "mgr.okafor", {"accepted": True})
+    store.commands.complete_task(TaskRef(ref, "triage"), "mgr.okafor", {"accepted": True})
     with pytest.raises(OrchestrationUnavailable, match="orchestration is pending"):
         orchestrate_after(store, ref)
-    assert store.show(ref)["stage"] == "consent"  # the change is kept
+    assert store.queries.show(ref).stage == "consent"  # the change is kept
 
     if "PREFECT_SERVER_DATABASE_CONNECTION_URL" in stack.env:
         url = stack.env["PREFECT_SERVER_DATABASE_CONNECTION_URL"]
@@ -316,8 +317,8 @@ def test_prefect_down_then_database_lost_reconcile_restores(stack):
     assert case_runs(ref) == []
     reports = reconcile(store)
     assert any(r.ref == ref and r.started for r in reports)
-    for t in store.tasks(case=ref):
-        task_run(ref, t["key"])
+    for t in store.queries.tasks(case=ref):
+        task_run(ref, t.key)
     assert {r.name for r in case_runs(ref) if "kind:stage" in r.tags} >= {f"{ref} · consent"}
     again = reconcile(store, [ref])[0]
     assert again.started == [] and again.cancelled == []

@@ -12,16 +12,16 @@ import pytest
 from sqlmodel import select
 
 from models.clock import UK
+from models.errors import CommandError
 from models.pathway import load_pathway
+from models.refs import TaskRef
 from models.schemas import Referral
 from models.simulate import sample_outcome
-from models.tables import AuditEvent
-from nim_pathway.commands import CommandError
-from nim_pathway.db import session_scope
 from reports.diagram import mermaid
 from reports.exports import fhir_bundle, practitioner_ics, tasks_csv
 from reports.oversight import breaches, caseload_board, kpis, rag, timeline_markdown
-from reports.packs import write_pack
+from store.db import session_scope
+from store.tables import AuditEvent
 from tests.conftest import referral_data
 
 HANDLES = {"nim-service-manager": "mgr.okafor", "clinical-lead": "lead.singh",
@@ -32,25 +32,25 @@ IDENTITY = ("Sentinel-Given", "Sentinel-Family", "Sentinel-Mother", "Sentinel Ad
 
 
 def open_case(store, **over) -> str:
-    return store.open_case(Referral.model_validate(referral_data(**over)), "coord.ali").ref
+    return store.commands.open_case(Referral.model_validate(referral_data(**over)), "coord.ali").ref
 
 
 def drive(store, clock, ref, until_stage: str | None, late: dict[str, int] | None = None,
           decisions: dict | None = None) -> None:
     """Complete the case's work on its due dates (some late) until it reaches a stage."""
-    spec = store.pathway(ref)
+    spec = store.queries.pathway(ref)
     decisions = decisions or {"d1": "treatment", "d2": "adoption"}
     late = late or {}
     for _ in range(300):
-        stage = store.show(ref)["stage"]
+        stage = store.queries.show(ref).stage
         if stage == until_stage or stage is None:
             return
-        task = next(t for t in store.tasks(case=ref) if t["stage"] != "statutory")
-        when = task["due"] + timedelta(days=late.get(task["key"], 0))
+        task = next(t for t in store.queries.tasks(case=ref) if t.stage != "statutory")
+        when = task.due + timedelta(days=late.get(task.key, 0))
         clock.set(max(clock.now(), datetime.combine(when, datetime.min.time(), UK)
                       + timedelta(hours=10)))
-        store.complete_task(task["task"], HANDLES[task["role"]],
-                            sample_outcome(spec, task["spec_id"], decisions))
+        store.commands.complete_task(task.task, HANDLES[task.role],
+                            sample_outcome(spec, task.spec_id, decisions))
 
 
 def test_rag_thresholds():
@@ -61,60 +61,60 @@ def test_board_breaches_and_kpis(store, clock):
     first = open_case(store)
     second = open_case(store, jurisdiction="scotland", proceedings_issued=None)
     drive(store, clock, first, "formulation", late={"wmci-mother": 4, "triage": 2})
-    store.move_date(first, "stage:assessment", date(2026, 2, 20), "family unavailable",
+    store.commands.move_date(first, "stage:assessment", date(2026, 2, 20), "family unavailable",
                     "coord.ali", category="family")
-    board = {r["case"]: r for r in caseload_board(store)}
-    assert board[second]["rag"] == "red" and board[second]["overdue_tasks"] >= 1
-    assert board[first]["stage"] == "formulation"
-    assert "care-proceedings-26-weeks" in board[first]["clocks"]
-    assert "pace-permanence-6-months" in board[second]["clocks"]
+    board = {r.case: r for r in caseload_board(store.queries)}
+    assert board[second].rag == "red" and board[second].overdue_tasks >= 1
+    assert board[first].stage == "formulation"
+    assert "care-proceedings-26-weeks" in board[first].clocks
+    assert "pace-permanence-6-months" in board[second].clocks
 
-    store.record_delay_cause(f"{second}/triage", "capacity", "manager on leave", "mgr.okafor")
-    rows = breaches(store)
-    late = {(r["case"], r["item"]): r for r in rows}
-    assert late[(first, "wmci-mother")]["days_late"] == 4
-    assert late[(first, "triage")]["team"] == "nim"
-    assert late[(second, "triage")]["cause"] == "capacity" and late[(second, "triage")]["open"]
+    store.commands.record_delay_cause(TaskRef(second, "triage"), "capacity", "manager on leave", "mgr.okafor")
+    rows = breaches(store.queries)
+    late = {(r.case, r.item): r for r in rows}
+    assert late[(first, "wmci-mother")].days_late == 4
+    assert late[(first, "triage")].team == "nim"
+    assert late[(second, "triage")].cause == "capacity" and late[(second, "triage")].open
     with pytest.raises(CommandError, match="cause must be one of"):
-        store.record_delay_cause(f"{second}/triage", "weather", "", "mgr.okafor")
+        store.commands.record_delay_cause(TaskRef(second, "triage"), "weather", "", "mgr.okafor")
 
-    data = kpis(store)
+    data = kpis(store.queries)
     assert data["cases"] == 2 and data["days"]["care entry to referral"]["median"] == 7
     assert data["on_time_by_role"]["psychologist"]["on_time"] < 1
     assert data["breaches_by_cause"]["capacity"] == 1
-    md = timeline_markdown(store, first)
+    md = timeline_markdown(store.queries, first)
     assert "late by 2 days" in md and "## Breaches" in md and "| triage | 2026-01-19 | 2 |" in md
 
 
 def test_forecast_flags_the_26_week_conflict(store, clock):
     ref = open_case(store)
-    plan = store.forecast(ref)
-    assert any("Care proceedings decided within 26 weeks" in c for c in plan["conflicts"])
-    signoff = next(m for m in plan["milestones"] if m["task"] == "recommendation-signoff")
-    assert signoff["projected"] > date(2026, 7, 9)
-    shorter = store.forecast(ref, treatment_months=3)
-    later = next(m for m in shorter["milestones"] if m["task"] == "recommendation-signoff")
-    assert later["projected"] < signoff["projected"]
-    hearing = store.forecast(ref, hearing_date=date(2026, 9, 1))
-    assert any("after the final hearing" in c for c in hearing["conflicts"])
-    store.set_court_override(ref, 60, "judicial agreement for a trial of NIM treatment",
+    plan = store.queries.forecast(ref)
+    assert any("Care proceedings decided within 26 weeks" in c for c in plan.conflicts)
+    signoff = next(m for m in plan.milestones if m.task == "recommendation-signoff")
+    assert signoff.projected > date(2026, 7, 9)
+    shorter = store.queries.forecast(ref, treatment_months=3)
+    later = next(m for m in shorter.milestones if m.task == "recommendation-signoff")
+    assert later.projected < signoff.projected
+    hearing = store.queries.forecast(ref, hearing_date=date(2026, 9, 1))
+    assert any("after the final hearing" in c for c in hearing.conflicts)
+    store.commands.set_court_override(ref, 60, "judicial agreement for a trial of NIM treatment",
                              "coord.ali")
-    assert not [c for c in store.forecast(ref)["conflicts"] if "26 weeks" in c]
-    assert store.show(ref)["stage"] == "referral"  # a forecast changes nothing
+    assert not [c for c in store.queries.forecast(ref).conflicts if "26 weeks" in c]
+    assert store.queries.show(ref).stage == "referral"  # a forecast changes nothing
 
 
 def test_report_packs_render_and_are_audited(store, clock, tmp_path):
     ref = open_case(store)
     with pytest.raises(CommandError, match="after D1"):
-        write_pack(store, ref, "assessment", "html", tmp_path, "lead.singh")
+        store.commands.write_pack(ref, "assessment", "html", tmp_path, "lead.singh")
     drive(store, clock, ref, "treatment")
-    path, digest = write_pack(store, ref, "assessment", "html", tmp_path, "lead.singh")
+    path, digest = store.commands.write_pack(ref, "assessment", "html", tmp_path, "lead.singh")
     html = path.read_text()
     assert "Sentinel-Given" in html  # the one place identity belongs
     assert "Working Model of the Child Interview" in html and "Go on to treatment" in html
     assert hashlib.sha256(path.read_bytes()).hexdigest() == digest
     drive(store, clock, ref, "closure")
-    pdf, pdf_digest = write_pack(store, ref, "final", "pdf", tmp_path, "lead.singh")
+    pdf, pdf_digest = store.commands.write_pack(ref, "final", "pdf", tmp_path, "lead.singh")
     assert pdf.read_bytes().startswith(b"%PDF")
     with session_scope(store.url) as s:
         audited = [a.detail["sha256"] for a in s.exec(select(AuditEvent).where(
@@ -137,10 +137,10 @@ def test_diagram_covers_the_pathway():
 def test_exports(store, clock):
     ref = open_case(store)
     drive(store, clock, ref, "assessment")
-    rows = list(csv.DictReader(io.StringIO(tasks_csv(store, ref))))
+    rows = list(csv.DictReader(io.StringIO(tasks_csv(store.queries, ref))))
     assert {r["task"] for r in rows} >= {f"{ref}/triage", f"{ref}/wmci-mother"}
     assert next(r for r in rows if r["task"] == f"{ref}/triage")["completed_on"]
-    bundle = fhir_bundle(store, ref)
+    bundle = fhir_bundle(store.queries, ref)
     assert bundle["resourceType"] == "Bundle" and len(bundle["entry"]) == len(rows)
     tasks = {e["resource"]["identifier"][0]["value"]: e["resource"] for e in bundle["entry"]}
     triage = tasks[f"{ref}/triage"]
@@ -150,8 +150,8 @@ def test_exports(store, clock):
     assert wmci["restriction"]["period"]["end"] == str(
         next(r for r in rows if r["task"] == f"{ref}/wmci-mother")["due"])
     assert not [i for i in IDENTITY if i in json.dumps(bundle)]
-    ics = practitioner_ics(store, "psy.chen")
+    ics = practitioner_ics(store.queries, "psy.chen")
     assert ics.count("BEGIN:VEVENT") == len([r for r in rows if r["role"] == "psychologist"
                                              and r["state"] == "open"])
     with pytest.raises(CommandError, match="unknown practitioner"):
-        practitioner_ics(store, "nobody")
+        practitioner_ics(store.queries, "nobody")

@@ -22,12 +22,15 @@ from sqlalchemy import text
 from sqlmodel import select
 
 from models.clock import UK
+from models.errors import CommandError
 from models.pathway import PathwayError, parse_pathway
+from models.refs import TaskRef
 from models.schemas import PractitionerIn, Referral
-from models.tables import AuditEvent, Outbox, Timer
-from nim_pathway.commands import CaseStore, CommandError, verify_audit
-from nim_pathway.db import get_engine, migrate, session_scope
+from nim_pathway.app import Service, build_service  # noqa: F401
 from nim_pathway.demo import DEMO_TEAM, seed_team
+from store.audit import verify as verify_audit
+from store.db import get_engine, migrate, session_scope
+from store.tables import AuditEvent, Outbox, Timer
 from tests.conftest import referral_data
 
 CLI = str(Path(sys.executable).parent / "nim-pathway")
@@ -40,15 +43,15 @@ def count(url: str, table: str) -> int:
 
 
 def open_case(store, **over) -> str:
-    return store.open_case(Referral.model_validate(referral_data(**over)), "coord.ali").ref
+    return store.commands.open_case(Referral.model_validate(referral_data(**over)), "coord.ali").ref
 
 
 # -- crashes ------------------------------------------------------------------------------
 
 SWEEP = ("import sys\nfrom models.clock import parse_instant, VirtualClock\n"
-         "from nim_pathway.commands import CaseStore\n"
-         "CaseStore(sys.argv[1], VirtualClock(parse_instant(sys.argv[2])))"
-         ".fire_due_timers(batch=int(sys.argv[3]))\n")
+         "from nim_pathway.app import Service, build_service\n"
+         "build_service(sys.argv[1], VirtualClock(parse_instant(sys.argv[2])), migrate=False)"
+         ".commands.fire_due_timers(batch=int(sys.argv[3]))\n")
 
 
 def _sweep_process(url: str, at: str, batch: int, fault: str | None) -> int:
@@ -64,7 +67,7 @@ def _sweep_process(url: str, at: str, batch: int, fault: str | None) -> int:
 def test_sweep_killed_at_any_point_loses_nothing_and_repeats_nothing(tmp_path, clock, fault):
     url = f"sqlite:///{tmp_path / 'crash.db'}"
     migrate(url)
-    store = CaseStore(url, clock)
+    store = build_service(url, clock, migrate=False)
     seed_team(store)
     for _ in range(6):
         open_case(store)
@@ -91,13 +94,13 @@ def test_a_case_store_failure_mid_command_writes_nothing(store, db_url, monkeypa
     def broken(*args, **kwargs):
         raise RuntimeError("disk full")
 
-    monkeypatch.setattr(CaseStore, "_plan_timers", broken)
+    monkeypatch.setattr("store.timers.plan", broken)
     with pytest.raises(RuntimeError, match="disk full"):
-        store.complete_task(f"{ref}/triage", "mgr.okafor", {"accepted": True})
+        store.commands.complete_task(TaskRef(ref, "triage"), "mgr.okafor", {"accepted": True})
     monkeypatch.undo()
     assert {t: count(db_url, t) for t in before} == before
-    assert next(t for t in store.tasks(case=ref) if t["key"] == "triage")["state"] == "open"
-    store.complete_task(f"{ref}/triage", "mgr.okafor", {"accepted": True})  # and it recovers
+    assert next(t for t in store.queries.tasks(case=ref) if t.key == "triage").state == "open"
+    store.commands.complete_task(TaskRef(ref, "triage"), "mgr.okafor", {"accepted": True})  # and it recovers
     assert verify_audit(db_url) == []
 
 
@@ -128,7 +131,7 @@ def test_prefect_unreachable_keeps_the_change_and_says_so(tmp_path):
 
 
 def test_reassignment_racing_a_completion(store, db_url):
-    store.add_practitioner(PractitionerIn(handle="mgr.two", display_name="M2",
+    store.commands.add_practitioner(PractitionerIn(handle="mgr.two", display_name="M2",
                                           role="nim-service-manager", team="nim"), "admin")
     ref = open_case(store)
     outcomes: dict[str, str] = {}
@@ -137,7 +140,7 @@ def test_reassignment_racing_a_completion(store, db_url):
     def complete():
         barrier.wait()
         try:
-            store.complete_task(f"{ref}/triage", "mgr.okafor", {"accepted": True})
+            store.commands.complete_task(TaskRef(ref, "triage"), "mgr.okafor", {"accepted": True})
             outcomes["complete"] = "ok"
         except CommandError as exc:
             outcomes["complete"] = str(exc)
@@ -145,7 +148,7 @@ def test_reassignment_racing_a_completion(store, db_url):
     def reassign():
         barrier.wait()
         try:
-            store.reassign(f"{ref}/triage", "mgr.two", "mgr.okafor", "handover")
+            store.commands.reassign(TaskRef(ref, "triage"), "mgr.two", "mgr.okafor", "handover")
             outcomes["reassign"] = "ok"
         except CommandError as exc:
             outcomes["reassign"] = str(exc)
@@ -155,8 +158,8 @@ def test_reassignment_racing_a_completion(store, db_url):
     [t.join() for t in threads]
     assert outcomes["complete"] == "ok"  # a manager may complete whoever holds it
     assert outcomes["reassign"] in ("ok", f"task {ref}/triage is done; only open work moves")
-    triage = next(t for t in store.tasks(case=ref, state=None) if t["key"] == "triage")
-    assert triage["state"] == "done"
+    triage = next(t for t in store.queries.tasks(case=ref, state=None) if t.key == "triage")
+    assert triage.state == "done"
     assert verify_audit(db_url) == []
 
 
@@ -165,12 +168,12 @@ def test_reassignment_racing_a_completion(store, db_url):
 
 def test_refusals_are_audited(store, db_url):
     ref = open_case(store)
-    for attempt in (lambda: store.complete_task(f"{ref}/triage", "la.patel", {}),
-                    lambda: store.reassign(f"{ref}/triage", "mgr.okafor", "la.patel", ""),
-                    lambda: store.decide(ref, "d1", "treatment", "psy.chen"),
-                    lambda: store.move_date(ref, "referral", datetime(2026, 1, 9).date(), "x",
+    for attempt in (lambda: store.commands.complete_task(TaskRef(ref, "triage"), "la.patel", {}),
+                    lambda: store.commands.reassign(TaskRef(ref, "triage"), "mgr.okafor", "la.patel", ""),
+                    lambda: store.commands.decide(ref, "d1", "treatment", "psy.chen"),
+                    lambda: store.commands.move_date(ref, "referral", datetime(2026, 1, 9).date(), "x",
                                             "psy.chen"),
-                    lambda: store.erase(ref, "coord.ali", "court order")):
+                    lambda: store.commands.erase(ref, "coord.ali", "court order")):
         with pytest.raises(CommandError):
             attempt()
     with session_scope(db_url) as s:
@@ -184,27 +187,27 @@ def test_refusals_are_audited(store, db_url):
 
 def test_retention_review_and_erasure(store, db_url, clock):
     ref = open_case(store)
-    assert store.retention_review() == []
+    assert store.queries.retention_review() == []
     with pytest.raises(CommandError, match="not past its retention date"):
-        store.erase(ref, "mgr.okafor")
+        store.commands.erase(ref, "mgr.okafor")
     clock.set(datetime(2100, 6, 2, 9, tzinfo=UK))  # the child's 75th birthday has passed
-    due = store.retention_review()
-    assert [(r["case"], r["basis"], str(r["retain_until"])) for r in due] == [
+    due = store.queries.retention_review()
+    assert [(r.case, r.basis, str(r.retain_until)) for r in due] == [
         (ref, "default", "2100-06-01")]
-    result = store.erase(ref, "mgr.okafor")
+    result = store.commands.erase(ref, "mgr.okafor")
     assert "identity erased" in result.message
     engine = get_engine(db_url)
     with engine.connect() as conn:
         dump = str(conn.execute(text("select * from child")).all()) + str(
             conn.execute(text("select * from caregiver")).all())
     assert "Sentinel" not in dump and "2025-06-01" not in dump
-    assert store.retention_review() == []
-    assert store.show(ref)["stage"] == "referral"  # the pathway record stays
+    assert store.queries.retention_review() == []
+    assert store.queries.show(ref).stage == "referral"  # the pathway record stays
     with session_scope(db_url) as s:
         erased = s.exec(select(AuditEvent).where(AuditEvent.action == "identity-erased")).one()
     assert erased.detail["caregivers"] == 3 and verify_audit(db_url) == []
     with pytest.raises(CommandError, match="was erased on"):
-        store.erase(ref, "mgr.okafor", "again")
+        store.commands.erase(ref, "mgr.okafor", "again")
 
 
 # -- fuzzing: no traceback, a named field, exit 2, nothing written --------------------------

@@ -10,12 +10,15 @@ from sqlalchemy import text
 from sqlmodel import select
 
 from models.clock import UK
+from models.errors import AlreadyDone, CommandError, Invalid, NotFound, Refused
 from models.pathway import load_pathway, parse_pathway
+from models.refs import TaskRef
 from models.schemas import Referral
 from models.simulate import sample_outcome
-from models.tables import AuditEvent, Case, Task, Timer
-from nim_pathway.commands import CommandError, verify_audit
-from nim_pathway.db import get_engine, session_scope
+from store.audit import verify as verify_audit
+from store.db import get_engine, session_scope
+from store.tables import AuditEvent, Case, Task, Timer
+from store.views import jsonable
 from tests.conftest import referral_data
 
 SENTINELS = ("Sentinel-Given", "Sentinel-Family", "Sentinel-Mother", "Sentinel-Father",
@@ -24,7 +27,7 @@ IDENTITY_TABLES = {"child", "caregiver", "alembic_version", "practitioner"}
 
 
 def open_case(store, **over):
-    return store.open_case(Referral.model_validate(referral_data(**over)), "coord.ali")
+    return store.commands.open_case(Referral.model_validate(referral_data(**over)), "coord.ali")
 
 
 def count(url, table):
@@ -36,20 +39,20 @@ def test_open_case_writes_the_record(store, db_url):
     result = open_case(store)
     assert result.ref == "NIM-2026-0001"
     assert open_case(store).ref == "NIM-2026-0002"
-    tasks = store.tasks(case=result.ref)
-    assert [t["task"] for t in tasks][:2] == ["NIM-2026-0001/sw-visit-1", "NIM-2026-0001/triage"]
-    triage = next(t for t in tasks if t["task"].endswith("/triage"))
-    assert triage["assignee"] == "mgr.okafor" and triage["due"] == date(2026, 1, 19)
-    shown = store.show(result.ref)
-    assert shown["stage"] == "referral" and shown["child_age_months"] == 7
-    assert [c["key"] for c in shown["caregivers"]] == ["mother", "father", "foster-carer"]
+    tasks = store.queries.tasks(case=result.ref)
+    assert [str(t.task) for t in tasks][:2] == ["NIM-2026-0001/sw-visit-1", "NIM-2026-0001/triage"]
+    triage = next(t for t in tasks if str(t.task).endswith("/triage"))
+    assert triage.assignee == "mgr.okafor" and triage.due == date(2026, 1, 19)
+    shown = store.queries.show(result.ref)
+    assert shown.stage == "referral" and shown.child_age_months == 7
+    assert [c.key for c in shown.caregivers] == ["mother", "father", "foster-carer"]
     assert count(db_url, "timer") > 0
     assert verify_audit(db_url) == []
 
 
 def test_identity_lives_only_in_identity_tables(store, db_url):
     ref = open_case(store).ref
-    store.complete_task(f"{ref}/triage", "mgr.okafor", {"accepted": True})
+    store.commands.complete_task(TaskRef(ref, "triage"), "mgr.okafor", {"accepted": True})
     engine = get_engine(db_url)
     with engine.connect() as conn:
         tables = [r[0] for r in conn.execute(text(
@@ -60,7 +63,7 @@ def test_identity_lives_only_in_identity_tables(store, db_url):
             dump = str(conn.execute(text(f"select * from {table}")).all())
             hits = [s for s in SENTINELS if s in dump]
             assert not hits, f"identity {hits} found in table {table}"
-    assert "Sentinel" not in str(store.show(ref)) + str(store.timeline(ref))
+    assert "Sentinel" not in str(store.queries.show(ref)) + str(store.queries.timeline(ref))
 
 
 def test_bad_referrals_are_refused_and_nothing_is_written(store, db_url):
@@ -80,30 +83,30 @@ def test_bad_referrals_are_refused_and_nothing_is_written(store, db_url):
     with pytest.raises(CommandError, match="unknown pathway setting"):
         open_case(store, settings={"treatment_weeks": 3})
     with pytest.raises(CommandError, match="is iro and may not open a case"):
-        store.open_case(Referral.model_validate(referral_data()), "iro.khan")
+        store.commands.open_case(Referral.model_validate(referral_data()), "iro.khan")
     assert count(db_url, "nim_case") == 0 and count(db_url, "child") == 0
 
 
 def test_complete_task_twice_and_wrong_role(store, db_url):
     ref = open_case(store).ref
-    with pytest.raises(CommandError, match="la.patel is la-social-worker; task .* needs a "
-                                           "nim-service-manager"):
-        store.complete_task(f"{ref}/triage", "la.patel", {"accepted": True})
+    with pytest.raises(Refused, match="la.patel is la-social-worker and may not complete "
+                                      ".*/triage; it needs .*nim-service-manager"):
+        store.commands.complete_task(TaskRef(ref, "triage"), "la.patel", {"accepted": True})
     with session_scope(db_url) as s:
         refused = s.exec(select(AuditEvent).where(AuditEvent.action == "refused")).all()
         assert len(refused) == 1 and refused[0].actor == "la.patel"
-    result = store.complete_task(f"{ref}/triage", "mgr.okafor", {"accepted": True})
+    result = store.commands.complete_task(TaskRef(ref, "triage"), "mgr.okafor", {"accepted": True})
     assert any(e.kind == "stage-entered" for e in result.effects)
     audit_rows = count(db_url, "audit_event")
-    with pytest.raises(CommandError, match="already completed on 2026-01-12 by mgr.okafor"):
-        store.complete_task(f"{ref}/triage", "mgr.okafor", {"accepted": True})
+    with pytest.raises(AlreadyDone, match="already completed on 2026-01-12 by mgr.okafor"):
+        store.commands.complete_task(TaskRef(ref, "triage"), "mgr.okafor", {"accepted": True})
     assert count(db_url, "audit_event") == audit_rows
-    with pytest.raises(CommandError, match="unknown case 'NIM-2099-0001'"):
-        store.complete_task("NIM-2099-0001/triage", "mgr.okafor", {})
-    with pytest.raises(CommandError, match="unknown practitioner 'nobody'"):
-        store.complete_task(f"{ref}/consent-mother", "nobody", {})
-    with pytest.raises(CommandError, match="CASE-REF/TASK-KEY"):
-        store.complete_task("triage", "mgr.okafor", {})
+    with pytest.raises(NotFound, match="unknown case 'NIM-2099-0001'"):
+        store.commands.complete_task(TaskRef.parse("NIM-2099-0001/triage"), "mgr.okafor", {})
+    with pytest.raises(NotFound, match="unknown practitioner 'nobody'"):
+        store.commands.complete_task(TaskRef(ref, "consent-mother"), "nobody", {})
+    with pytest.raises(Invalid, match="CASE-REF/TASK-KEY"):
+        TaskRef.parse("triage")
 
 
 def test_same_task_completed_at_once_wins_once(store, db_url):
@@ -114,7 +117,7 @@ def test_same_task_completed_at_once_wins_once(store, db_url):
     def attempt():
         barrier.wait()
         try:
-            store.complete_task(f"{ref}/triage", "mgr.okafor", {"accepted": True})
+            store.commands.complete_task(TaskRef(ref, "triage"), "mgr.okafor", {"accepted": True})
             outcomes.append("ok")
         except CommandError as exc:
             outcomes.append(str(exc))
@@ -127,7 +130,7 @@ def test_same_task_completed_at_once_wins_once(store, db_url):
     assert sorted(outcomes)[0] != "ok" or outcomes.count("ok") == 1
     assert outcomes.count("ok") == 1, outcomes
     assert any("already completed" in o for o in outcomes)
-    consent = [t for t in store.tasks(case=ref) if t["task"].startswith(f"{ref}/consent-")]
+    consent = [t for t in store.queries.tasks(case=ref) if str(t.task).startswith(f"{ref}/consent-")]
     assert len(consent) == 3  # the next stage was entered exactly once
     assert verify_audit(db_url) == []
 
@@ -135,17 +138,17 @@ def test_same_task_completed_at_once_wins_once(store, db_url):
 def test_reassign_with_handover_note(store, clock):
     from models.schemas import PractitionerIn
 
-    store.add_practitioner(PractitionerIn(handle="mgr.two", display_name="M Two",
+    store.commands.add_practitioner(PractitionerIn(handle="mgr.two", display_name="M Two",
                                           role="nim-service-manager", team="nim"), "admin")
     ref = open_case(store).ref
     with pytest.raises(CommandError, match="psy.chen is psychologist"):
-        store.reassign(f"{ref}/triage", "psy.chen", "mgr.okafor", "note")
-    with pytest.raises(CommandError, match="only its current owner or a manager"):
-        store.reassign(f"{ref}/triage", "mgr.two", "la.patel", "note")
-    result = store.reassign(f"{ref}/triage", "mgr.two", "mgr.okafor", "Leave from Monday")
+        store.commands.reassign(TaskRef(ref, "triage"), "psy.chen", "mgr.okafor", "note")
+    with pytest.raises(CommandError, match="may not reassign .*; it needs its current owner or"):
+        store.commands.reassign(TaskRef(ref, "triage"), "mgr.two", "la.patel", "note")
+    result = store.commands.reassign(TaskRef(ref, "triage"), "mgr.two", "mgr.okafor", "Leave from Monday")
     assert result.effects[0].detail == {"from": "mgr.okafor", "to": "mgr.two", "note_length": 17}
-    row = next(t for t in store.tasks(case=ref) if t["task"].endswith("/triage"))
-    assert row["assignee"] == "mgr.two" and row["handover_note"] == "Leave from Monday"
+    row = next(t for t in store.queries.tasks(case=ref) if str(t.task).endswith("/triage"))
+    assert row.assignee == "mgr.two" and row.handover_note == "Leave from Monday"
 
 
 def test_moved_hearing_redates_tasks_and_timers(store, db_url):
@@ -153,20 +156,20 @@ def test_moved_hearing_redates_tasks_and_timers(store, db_url):
     with session_scope(db_url) as s:
         pending = set(s.exec(select(Timer.key).where(Timer.task_key == "triage",
                                                      Timer.cancelled_at.is_(None))))
-    result = store.move_date(ref, "referral", date(2026, 1, 9), "referral date corrected",
+    result = store.commands.move_date(ref, "referral", date(2026, 1, 9), "referral date corrected",
                              "coord.ali")
     assert any(e.kind == "task-redated" and e.task == "triage" for e in result.effects)
-    triage = next(t for t in store.tasks(case=ref) if t["task"].endswith("/triage"))
-    assert triage["due"] == date(2026, 1, 16)
+    triage = next(t for t in store.queries.tasks(case=ref) if str(t.task).endswith("/triage"))
+    assert triage.due == date(2026, 1, 16)
     with session_scope(db_url) as s:
         cancelled = set(s.exec(select(Timer.key).where(Timer.cancelled_at.is_not(None))))
         live = set(s.exec(select(Timer.key).where(Timer.task_key == "triage",
                                                   Timer.cancelled_at.is_(None))))
     assert pending <= cancelled and live and live.isdisjoint(pending)
     with pytest.raises(CommandError, match="say why"):
-        store.move_date(ref, "final_hearing", date(2026, 9, 1), " ", "coord.ali")
+        store.commands.move_date(ref, "final_hearing", date(2026, 9, 1), " ", "coord.ali")
     with pytest.raises(CommandError, match="unknown date 'birthday'"):
-        store.move_date(ref, "birthday", date(2026, 9, 1), "x", "coord.ali")
+        store.commands.move_date(ref, "birthday", date(2026, 9, 1), "x", "coord.ali")
 
 
 def test_case_keeps_its_pathway_version(store, db_url):
@@ -176,17 +179,17 @@ def test_case_keeps_its_pathway_version(store, db_url):
         "triage_working_days: 5", "triage_working_days: 7")
     edited = parse_pathway(edited_text)
     with pytest.raises(CommandError, match="give the edited file a new 'version'"):
-        store.open_case(Referral.model_validate(referral_data()), "coord.ali", edited)
-    v2 = parse_pathway(edited_text.replace('version: "2026.1"', 'version: "2026.2"'))
-    second = store.open_case(Referral.model_validate(referral_data()), "coord.ali", v2).ref
-    assert store.pathway(first).settings["triage_working_days"] == 5
-    assert store.pathway(second).settings["triage_working_days"] == 7
-    assert store.pathway(first) == spec and spec_text
+        store.commands.open_case(Referral.model_validate(referral_data()), "coord.ali", edited)
+    v2 = parse_pathway(edited_text.replace('version: "2026.2"', 'version: "2026.3"'))
+    second = store.commands.open_case(Referral.model_validate(referral_data()), "coord.ali", v2).ref
+    assert store.queries.pathway(first).settings["triage_working_days"] == 5
+    assert store.queries.pathway(second).settings["triage_working_days"] == 7
+    assert store.queries.pathway(first) == spec and spec_text
 
 
 def test_audit_chain_detects_edit_insert_delete(store, db_url):
     ref = open_case(store).ref
-    store.complete_task(f"{ref}/triage", "mgr.okafor", {"accepted": True})
+    store.commands.complete_task(TaskRef(ref, "triage"), "mgr.okafor", {"accepted": True})
     assert verify_audit(db_url) == []
     engine = get_engine(db_url)
     postgres = engine.dialect.name == "postgresql"
@@ -216,7 +219,7 @@ def test_audit_chain_detects_edit_insert_delete(store, db_url):
     if postgres:  # put the guard back for the other tests sharing this database
         from alembic import command
 
-        from nim_pathway.db import alembic_config
+        from store.db import alembic_config
 
         command.downgrade(alembic_config(db_url), "0004")
         command.upgrade(alembic_config(db_url), "head")
@@ -229,45 +232,45 @@ def test_whole_case_through_the_store(store, clock, db_url):
                "psychiatrist": "psych.ward", "psychologist": "psy.chen",
                "nim-social-worker": "sw.jones", "coordinator": "coord.ali",
                "iro": "iro.khan", "la-social-worker": "la.patel"}
-    spec = store.pathway(ref)
+    spec = store.queries.pathway(ref)
     decisions = {"d1": "treatment", "d2": "return_home"}
     for _ in range(200):
-        tasks = [t for t in store.tasks(case=ref) if t["stage"] != "statutory"]
+        tasks = [t for t in store.queries.tasks(case=ref) if t.stage != "statutory"]
         if not tasks:
             break
         task = tasks[0]
-        clock.set(datetime.combine(task["due"], datetime.min.time(), UK) + timedelta(hours=10))
-        store.complete_task(task["task"], handles[task["role"]],
-                            sample_outcome(spec, task["spec_id"], decisions))
-    shown = store.show(ref)
-    assert shown["closed_on"] is not None and shown["decisions"] == decisions
+        clock.set(datetime.combine(task.due, datetime.min.time(), UK) + timedelta(hours=10))
+        store.commands.complete_task(task.task, handles[task.role],
+                            sample_outcome(spec, task.spec_id, decisions))
+    shown = store.queries.show(ref)
+    assert shown.closed_on is not None and shown.decisions == decisions
     with session_scope(db_url) as s:
         case = s.exec(select(Case).where(Case.ref == ref)).one()
         open_left = s.exec(select(Task).where(Task.case_id == case.id, Task.state == "open")).all()
         live_timers = s.exec(select(Timer).where(Timer.fired_at.is_(None),
                                                  Timer.cancelled_at.is_(None))).all()
     assert open_left == [] and live_timers == []
-    timeline = store.timeline(ref)
-    assert timeline[-1]["event"] == "case closed"
-    assert any(r["event"] == "decision D2: Return home (reunification)" for r in timeline)
+    timeline = store.queries.timeline(ref)
+    assert timeline[-1].event == "case closed"
+    assert any(r.event == "decision D2: Return home (reunification)" for r in timeline)
     assert verify_audit(db_url) == []
 
 
 def test_consent_and_placement_changes_are_recorded(store, clock):
     ref = open_case(store).ref
-    store.complete_task(f"{ref}/triage", "mgr.okafor", {"accepted": True})
-    store.complete_task(f"{ref}/consent-mother", "sw.jones", {"consent": "given"})
-    store.complete_task(f"{ref}/consent-father", "sw.jones", {"consent": "declined"})
-    carers = {c["key"]: c for c in store.show(ref)["caregivers"]}
-    assert carers["mother"]["consent"] == "given" and carers["father"]["consent"] == "declined"
-    assert carers["foster-carer"]["consent"] is None
+    store.commands.complete_task(TaskRef(ref, "triage"), "mgr.okafor", {"accepted": True})
+    store.commands.complete_task(TaskRef(ref, "consent-mother"), "sw.jones", {"consent": "given"})
+    store.commands.complete_task(TaskRef(ref, "consent-father"), "sw.jones", {"consent": "declined"})
+    carers = {c.key: c for c in store.queries.show(ref).caregivers}
+    assert carers["mother"].consent == "given" and carers["father"].consent == "declined"
+    assert carers["foster-carer"].consent is None
     with pytest.raises(CommandError, match="say why"):
-        store.change_placement(ref, "kinship", date(2026, 1, 10), "", "la.patel")
+        store.commands.change_placement(ref, "kinship", date(2026, 1, 10), "", "la.patel")
     with pytest.raises(CommandError, match="unknown placement kind"):
-        store.change_placement(ref, "hotel", date(2026, 1, 10), "x", "la.patel")
-    store.change_placement(ref, "kinship", date(2026, 1, 10), "grandmother assessed", "la.patel")
-    placements = store.show(ref)["placements"]
-    assert [(p["kind"], p["end"]) for p in placements] == [("foster", date(2026, 1, 10)),
+        store.commands.change_placement(ref, "hotel", date(2026, 1, 10), "x", "la.patel")
+    store.commands.change_placement(ref, "kinship", date(2026, 1, 10), "grandmother assessed", "la.patel")
+    placements = store.queries.show(ref).placements
+    assert [(p.kind, p.end) for p in placements] == [("foster", date(2026, 1, 10)),
                                                            ("kinship", None)]
 
 
@@ -281,7 +284,7 @@ def test_cli_task_list_reads_what_the_store_holds(store, db_url, clock, tmp_path
     from pathlib import Path
 
     first, second = open_case(store).ref, open_case(store).ref
-    store.complete_task(f"{first}/triage", "mgr.okafor", {"accepted": True})
+    store.commands.complete_task(TaskRef(first, "triage"), "mgr.okafor", {"accepted": True})
     clock.advance(timedelta(days=9))  # some work is now overdue
     env = {**os.environ, "NIM_DATABASE_URL": db_url, "NIM_DATA_DIR": str(tmp_path / "data"),
            "NIM_CLOCK": clock.now().isoformat()}
@@ -294,7 +297,7 @@ def test_cli_task_list_reads_what_the_store_holds(store, db_url, clock, tmp_path
     for argv, kwargs in filters:
         out = subprocess.run([cli, "task", "list", "--json", *argv], env=env, text=True,
                              capture_output=True, timeout=60, check=True).stdout
-        expected = json.loads(json.dumps(store.tasks(**kwargs), default=str))
+        expected = json.loads(json.dumps(jsonable(store.queries.tasks(**kwargs)), default=str))
         assert expected, argv  # every filter selects something, so the comparison means a lot
         assert json.loads(out) == expected, argv
-    assert [t["outcome"]["accepted"] for t in store.tasks(state="done")] == [True]
+    assert [t.outcome["accepted"] for t in store.queries.tasks(state="done")] == [True]

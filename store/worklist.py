@@ -1,8 +1,8 @@
 """The work queue as plain SQL over a DB-API connection (sqlite3 or psycopg).
 
 `nim-pathway task list` is what practitioners run most; importing SQLAlchemy and the SQLModel
-tables costs ~0.4 s before any work, so the CLI reads through here directly. The case store's
-own `tasks()` runs this same query on its session's connection: one query, two ways in.
+tables costs ~0.4 s before any work, so the CLI reads through here directly. The store's
+`Queries.tasks()` runs this same query on its session's connection: one query, two ways in.
 """
 
 from __future__ import annotations
@@ -14,7 +14,9 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
-from nim_pathway.errors import CommandError
+from models.errors import NotFound
+from models.refs import TaskRef
+from store.views import TaskView
 
 MIGRATIONS_DIR = Path(__file__).resolve().parent.parent / "migrations"
 TASK_COLUMNS = ("key", "ref", "spec_id", "title", "caregiver", "outcome", "completed_by",
@@ -40,7 +42,7 @@ def head_revision() -> str:
 
 def connect(url: str) -> Any | None:
     """A DB-API connection to a case store already at the newest schema, else None (the
-    caller migrates through `nim_pathway.db` first)."""
+    caller migrates through `store.db` first)."""
     if url.startswith("sqlite"):
         import sqlite3
 
@@ -71,7 +73,7 @@ def at_head(conn: Any) -> bool:
 
 def task_rows(conn: Any, today: date, case: str | None = None, role: str | None = None,
               overdue: bool = False, due_within: int | None = None,
-              state: str | None = "open") -> list[dict[str, Any]]:
+              state: str | None = "open") -> list[TaskView]:
     """Tasks matching the filters, soonest due first, as the CLI and reports show them."""
     qmark = type(conn).__module__.startswith("sqlite3")
 
@@ -83,7 +85,7 @@ def task_rows(conn: Any, today: date, case: str | None = None, role: str | None 
         found = conn.execute(f"SELECT 1 FROM nim_case WHERE ref = {param('case')}",
                              {"case": case}).fetchone()
         if found is None:
-            raise CommandError(f"unknown case {case!r}; `nim-pathway case list` shows the cases")
+            raise NotFound(f"unknown case {case!r}; `nim-pathway case list` shows the cases")
         where.append(f"c.ref = {param('case')}")
         params["case"] = case
     if role:
@@ -112,6 +114,6 @@ def task_rows(conn: Any, today: date, case: str | None = None, role: str | None 
                 row[name] = date.fromisoformat(row[name])
         if isinstance(row["outcome"], str):  # sqlite3 returns the JSON text
             row["outcome"] = json.loads(row["outcome"])
-        out.append({"task": f"{row['ref']}/{row['key']}", **row,
-                    "days_to_due": (row["due"] - today).days})
+        ref, key = row.pop("ref"), row.pop("key")
+        out.append(TaskView(task=TaskRef(ref, key), **row, days_to_due=(row["due"] - today).days))
     return out

@@ -10,7 +10,7 @@ from sqlalchemy import event
 from sqlalchemy.engine import Engine
 from sqlmodel import Session, create_engine
 
-from nim_pathway.reads import MIGRATIONS_DIR, at_head
+from store.worklist import MIGRATIONS_DIR, at_head
 
 
 def _sqlite_pragmas(dbapi_conn, _record) -> None:  # noqa: ANN001

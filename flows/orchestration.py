@@ -12,9 +12,10 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass, field
 from datetime import date
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from nim_pathway.commands import CaseStore
+if TYPE_CHECKING:
+    from nim_pathway.app import Service
 
 TASK_DEPLOYMENT = "human-task/human-task"
 STAGE_DEPLOYMENT = "stage/stage"
@@ -114,7 +115,7 @@ def resume_paused(client: Any, run: Any, run_input: dict[str, Any]) -> bool:
     return result.status == SetStateStatus.ACCEPT  # ABORT: no longer paused when it arrived
 
 
-def sync_case(store: CaseStore, ref: str, today: date | None = None) -> SyncReport:
+def sync_case(svc: Service, ref: str, today: date | None = None) -> SyncReport:
     """Make Prefect's runs for one case match the case store (idempotent)."""
     from prefect.client.orchestration import get_client
     from prefect.deployments import run_deployment
@@ -126,10 +127,10 @@ def sync_case(store: CaseStore, ref: str, today: date | None = None) -> SyncRepo
         # Every action below is monotonic (start open work under an idempotency key, resume
         # finished work, cancel cancelled work), so a sync racing another cannot undo it.
         runs = read_case_runs(client, ref)
-        show = store.show(ref)
-        jurisdiction = show["jurisdiction"]
-        tasks = store.tasks(case=ref, state=None)
-        today = today or store._today()
+        show = svc.queries.show(ref)
+        jurisdiction = show.jurisdiction
+        tasks = svc.queries.tasks(case=ref, state=None)
+        today = today or svc.queries.today()
         by_task: dict[str, list[Any]] = {}
         by_stage: dict[str, list[Any]] = {}
         for run in runs:
@@ -150,25 +151,25 @@ def sync_case(store: CaseStore, ref: str, today: date | None = None) -> SyncRepo
             report.cancelled.append(label)
 
         for t in tasks:
-            key, group = t["key"], by_task.get(t["key"], [])
-            if t["state"] == "open" and not live(group):
+            key, group = t.key, by_task.get(t.key, [])
+            if t.state == "open" and not live(group):
                 started = run_deployment(
                     TASK_DEPLOYMENT, parameters={"ref": ref, "task_key": key}, timeout=0,
-                    as_subflow=False, flow_run_name=run_name(ref, t["stage"], key),
-                    tags=case_tags(ref, t["stage"], jurisdiction, t["role"])
+                    as_subflow=False, flow_run_name=run_name(ref, t.stage, key),
+                    tags=case_tags(ref, t.stage, jurisdiction, t.role)
                     + [f"task:{key}", "kind:task"],
                     idempotency_key=f"{ref}/{key}#{len(group) + 1}",
                 )
                 report.started.append(key)
                 report.runs[key] = str(started.id)
-            elif t["state"] == "done":
+            elif t.state == "done":
                 for run in live(group):
-                    resume(run, {**(t["outcome"] or {}), "completed_by": t["completed_by"]}, key)
-            elif t["state"] == "cancelled":
+                    resume(run, {**(t.outcome or {}), "completed_by": t.completed_by}, key)
+            elif t.state == "cancelled":
                 for run in live(group):
                     cancel(run, "task cancelled in the case store", key)
 
-        current = show["stage"]
+        current = show.stage
         if current and not live(by_stage.get(current, [])):
             group = by_stage.get(current, [])
             run_deployment(
@@ -183,11 +184,11 @@ def sync_case(store: CaseStore, ref: str, today: date | None = None) -> SyncRepo
                 for run in live(group):
                     resume(run, {"closed_on": str(today)}, f"stage:{stage}")
     if report.runs:
-        store.record_flow_runs(ref, report.runs)
+        svc.commands.record_flow_runs(ref, report.runs)
     return report
 
 
-def reconcile(store: CaseStore, refs: list[str] | None = None) -> list[SyncReport]:
+def reconcile(svc: Service, refs: list[str] | None = None) -> list[SyncReport]:
     """Sync every open case (and any closed case that still has live runs)."""
     from prefect.client.orchestration import get_client
     from prefect.client.schemas.filters import (
@@ -197,20 +198,20 @@ def reconcile(store: CaseStore, refs: list[str] | None = None) -> list[SyncRepor
     )
 
     if refs is None:
-        refs = [c["ref"] for c in store.cases() if not c["closed_on"]]
+        refs = [c.ref for c in svc.queries.cases() if not c.closed_on]
         with get_client(sync_client=True) as client:
             live_runs = read_all_runs(client, FlowRunFilter(
                 state=FlowRunFilterState(type=FlowRunFilterStateType(any_=sorted(LIVE)))))
         refs += sorted({t[5:] for r in live_runs for t in r.tags if t.startswith("case:")}
                        - set(refs))
-    return [sync_case(store, ref) for ref in refs]
+    return [sync_case(svc, ref) for ref in refs]
 
 
-def orchestrate_after(store: CaseStore, ref: str) -> str:
+def orchestrate_after(svc: Service, ref: str) -> str:
     """Called after a command: sync the case if Prefect is configured, say what happened."""
     url = api_url()
     if url is None:
         return "orchestration off (no PREFECT_API_URL and no local stack running)"
     os.environ.setdefault("PREFECT_API_URL", url)
     check_reachable(url)
-    return "orchestration: " + sync_case(store, ref).summary()
+    return "orchestration: " + sync_case(svc, ref).summary()

@@ -1,0 +1,46 @@
+"""`nim-pathway`: the command line for coordinators, practitioners and managers.
+
+One module per sub-app (cases, tasks, reports, ops); what they share is in io.py. Heavy
+imports (SQLAlchemy, holidays, Prefect) happen inside the commands that need them, so `--help`
+and simple reads start fast. Every refusal is one line on stderr, exit code 2, with nothing
+written.
+"""
+
+from __future__ import annotations
+
+import typer
+
+from nim_pathway.cli import cases, ops, reports, tasks
+from nim_pathway.cli.io import UserError, fail, internal, store_unavailable
+
+app = typer.Typer(help="NIM pathway engine: cases, tasks, deadlines.", no_args_is_help=True,
+                  add_completion=False, pretty_exceptions_enable=False)
+for sub_app, name in ((cases.case_app, "case"), (tasks.task_app, "task"),
+                      (ops.prac_app, "practitioner"), (ops.audit_app, "audit"),
+                      (ops.outbox_app, "outbox"), (ops.notify_app, "notify"),
+                      (reports.report_app, "report"), (reports.export_app, "export"),
+                      (ops.retention_app, "retention")):
+    app.add_typer(sub_app, name=name)
+for command in (cases.deadline, cases.decide, ops.erase, ops.up, ops.down, ops.status,
+                ops.reconcile, ops.sweep, ops.demo):
+    app.command()(command)
+
+
+def main() -> None:
+    """Entry point: user errors are one line and exit 2; nothing else leaks a traceback."""
+    try:
+        app()
+    except UserError as exc:
+        fail(str(exc))
+    except Exception as exc:  # noqa: BLE001 - translate known refusals, log the rest
+        from flows.orchestration import OrchestrationUnavailable
+        from models.calendar import CalendarError
+        from models.errors import CommandError
+        from models.pathway import PathwayError
+
+        if isinstance(exc, CommandError | PathwayError | CalendarError | OrchestrationUnavailable):
+            fail(str(exc))
+        if type(exc).__name__ == "OperationalError":  # sqlite3's, psycopg's or SQLAlchemy's
+            fail(store_unavailable(exc))
+        internal(exc)
+

@@ -1,0 +1,220 @@
+"""`nim-pathway case …`, `deadline` and `decide`: open and inspect cases, key dates, gates."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+
+from nim_pathway.cli.io import (
+    ActorOpt,
+    JsonOpt,
+    UserError,
+    emit,
+    load_data_file,
+    parse_date,
+    pydantic_problems,
+    run,
+    service,
+    split_pair,
+)
+
+case_app = typer.Typer(help="Open and inspect cases.", no_args_is_help=True)
+
+
+def deadline(
+    jurisdiction: Annotated[str, typer.Option(help="england-and-wales, scotland, northern-ireland")],
+    from_: Annotated[str, typer.Option("--from", help="anchor date (ISO)")],
+    working_days: Annotated[int | None, typer.Option(help="N-th working day after the anchor")] = None,
+    days: Annotated[int | None, typer.Option(help="calendar days")] = None,
+    weeks: Annotated[int | None, typer.Option(help="weeks")] = None,
+    months: Annotated[int | None, typer.Option(help="calendar months")] = None,
+    explain: Annotated[bool, typer.Option(help="say how the date was reached")] = False,
+) -> None:
+    """Compute a due date; the ISO date is always the last line."""
+    from models.calendar import WorkingCalendar, compute_due
+    from nim_pathway.settings import closure_days
+
+    given = {k: v for k, v in dict(working_days=working_days, days=days, weeks=weeks,
+                                    months=months).items() if v is not None}
+    if len(given) != 1:
+        raise UserError("give exactly one of --working-days, --days, --weeks, --months")
+    (unit, amount), = given.items()
+    anchor = parse_date(from_, "--from")
+    due = compute_due(WorkingCalendar(jurisdiction, closure_days()), anchor, amount, unit)
+    if explain:
+        typer.echo(due.explanation)
+    typer.echo(due.due.isoformat())
+
+
+@case_app.command("open")
+def case_open(
+    actor: ActorOpt,
+    file: Annotated[Path | None, typer.Option(help="referral as JSON or YAML")] = None,
+    jurisdiction: Annotated[str | None, typer.Option()] = None,
+    site: Annotated[str | None, typer.Option()] = None,
+    pathway: Annotated[str | None, typer.Option(help="profile: england, scotland")] = None,
+    given_name: Annotated[str | None, typer.Option(help="child's given name")] = None,
+    family_name: Annotated[str | None, typer.Option(help="child's family name")] = None,
+    dob: Annotated[str | None, typer.Option(help="child's date of birth")] = None,
+    care_entry: Annotated[str | None, typer.Option()] = None,
+    referral_date: Annotated[str | None, typer.Option("--referral")] = None,
+    proceedings_issued: Annotated[str | None, typer.Option()] = None,
+    caregiver: Annotated[list[str] | None, typer.Option(
+        help="RELATIONSHIP[:NAME], repeat per caregiver (mother, father, parent, "
+             "foster-carer, kinship-carer)")] = None,
+    placement: Annotated[str | None, typer.Option(help="KIND:START, e.g. foster:2026-01-05")] = None,
+    setting: Annotated[list[str] | None, typer.Option(help="pathway setting NAME=N")] = None,
+) -> None:
+    """Open a case from a referral file or flags. Prefer a file: flags land in shell history."""
+    from pydantic import ValidationError
+
+    from models.schemas import Referral
+
+    data: dict[str, Any] = load_data_file(file) if file else {}
+    flags = {"jurisdiction": jurisdiction, "site": site, "pathway": pathway,
+             "care_entry": care_entry, "referral": referral_date,
+             "proceedings_issued": proceedings_issued}
+    data.update({k: v for k, v in flags.items() if v is not None})
+    child = {"given_name": given_name, "family_name": family_name, "date_of_birth": dob}
+    if any(child.values()):
+        data["child"] = {**data.get("child", {}), **{k: v for k, v in child.items() if v}}
+    if caregiver:
+        data["caregivers"] = [dict(zip(("relationship", "name"), split_pair(c), strict=True))
+                              for c in caregiver]
+    if placement:
+        kind, start = split_pair(placement)
+        data["placement"] = {"kind": kind, "start": start}
+    if setting:
+        pairs = [s.partition("=") for s in setting]
+        bad = [s for s, (_, eq, v) in zip(setting, pairs, strict=True) if not eq or not v.isdigit()]
+        if bad:
+            raise UserError(f"--setting must be NAME=N (whole number): {', '.join(bad)}")
+        data["settings"] = {k: int(v) for k, _, v in pairs}
+    try:
+        referral = Referral.model_validate(data)
+    except ValidationError as exc:
+        raise UserError("invalid referral: " + pydantic_problems(exc)) from None
+    run(lambda do: do.open_case(referral, actor))
+
+
+@case_app.command("intake")
+def case_intake(
+    actor: ActorOpt,
+    file: Annotated[Path, typer.Option(help="referral as JSON or YAML")],
+) -> None:
+    """Stage a referral for opening from the Prefect UI: prints the handle the form takes."""
+    from pydantic import ValidationError
+
+    from models.schemas import Referral
+
+    try:
+        referral = Referral.model_validate(load_data_file(file))
+    except ValidationError as exc:
+        raise UserError("invalid referral: " + pydantic_problems(exc)) from None
+    handle = service().commands.stage_intake(referral, actor)
+    typer.echo(f"staged referral {handle}: in the Prefect UI run deployment open-case/open-case "
+               f"with intake={handle} and your handle as coordinator")
+    typer.echo(handle)
+
+
+@case_app.command("list")
+def case_list(as_json: JsonOpt = False) -> None:
+    """All cases with their stage."""
+    emit(service().queries.cases(), as_json, ["ref", "stage", "jurisdiction", "site", "closed_on"])
+
+
+@case_app.command("show")
+def case_show(ref: str, as_json: JsonOpt = False) -> None:
+    """A case's stage, dates, statutory clocks and open work (no identity)."""
+    from store.views import jsonable
+
+    view = service().queries.show(ref)
+    if as_json:
+        emit(view, True)
+        return
+    data = jsonable(view)
+    clocks, open_tasks = data.pop("clocks"), data.pop("open_tasks")
+    emit(data, False, title=ref)
+    emit(clocks, False, ["title", "due", "state", "days_left"], title="Statutory clocks")
+    emit(open_tasks, False, title="Open tasks")
+
+
+@case_app.command("timeline")
+def case_timeline(ref: str, as_json: JsonOpt = False) -> None:
+    """Planned against actual for every task, decisions and stage starts."""
+    emit(service().queries.timeline(ref), as_json, ["date", "event", "due", "status", "role"],
+          title=f"{ref} timeline")
+
+
+@case_app.command("forecast")
+def case_forecast(
+    ref: str,
+    hearing_date: Annotated[str | None, typer.Option(help="what if the final hearing is then")]
+    = None,
+    treatment_months: Annotated[int | None, typer.Option(help="what if treatment lasts N months")]
+    = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Project every remaining deadline and flag conflicts before they happen."""
+    hearing = parse_date(hearing_date, "--hearing-date") if hearing_date else None
+    data = service().queries.forecast(ref, hearing, treatment_months)
+    if as_json:
+        emit(data, True)
+        return
+    emit(data.milestones, False, ["task", "title", "projected", "done"],
+         title=f"{ref} forecast")
+    emit(data.clocks, False, ["title", "due", "state"], title="Statutory clocks (projected)")
+    for c in data.conflicts:
+        typer.echo(f"CONFLICT: {c}")
+    if not data.conflicts:
+        typer.echo("no conflicts projected")
+
+
+@case_app.command("move-date")
+def case_move_date(
+    ref: str, name: str, new_date: str, actor: ActorOpt,
+    cause: Annotated[str, typer.Option(help="why: hearing adjourned, court extension, ...")] = "",
+    category: Annotated[str, typer.Option(help="court, family, capacity or other")] = "court",
+) -> None:
+    """Set or move a key date (e.g. final_hearing); dependent deadlines are re-dated."""
+    on = parse_date(new_date, "date")
+    run(lambda do: do.move_date(ref, name, on, cause, actor, category))
+
+
+@case_app.command("placement")
+def case_placement(
+    ref: str, actor: ActorOpt,
+    kind: Annotated[str, typer.Option(help="foster, kinship, mother-and-baby, residential, home")],
+    start: Annotated[str, typer.Option(help="date the new placement started")],
+    reason: Annotated[str, typer.Option(help="why the child moved")],
+) -> None:
+    """Record a placement change (the current placement ends that day)."""
+    on = parse_date(start, "--start")
+    run(lambda do: do.change_placement(ref, kind, on, reason, actor))
+
+
+@case_app.command("court-override")
+def case_court_override(
+    ref: str, actor: ActorOpt,
+    weeks: Annotated[int, typer.Option(help="the timetable the court set, in weeks")],
+    direction: Annotated[str, typer.Option(help="the court's direction, as recorded")],
+) -> None:
+    """Record a court timetable override of the 26-week limit (or the Scottish 6-month aim)."""
+    run(lambda do: do.set_court_override(ref, weeks, direction, actor))
+
+
+def decide(
+    ref: str,
+    decision: Annotated[str, typer.Argument(help="d1 or d2")],
+    outcome: Annotated[str, typer.Argument(help="d1: treatment, no_treatment; d2: return_home, "
+                                                "kinship_care, adoption, long_term_foster_care, "
+                                                "permanence_order (Scotland)")],
+    actor: ActorOpt,
+    rationale: Annotated[str, typer.Option(help="why, for the record")] = "",
+) -> None:
+    """Record decision D1 (treatment or not) or D2 (the permanence recommendation)."""
+    run(lambda do: do.decide(ref, decision, outcome, actor, rationale))
+
+

@@ -1,0 +1,217 @@
+"""`nim-pathway practitioner|audit|outbox|notify|retention …` and the operator commands:
+the team, the audit chain, notifications, erasure, the local stack, sweep and reconcile."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+import typer
+
+from nim_pathway.cli.io import ActorOpt, JsonOpt, UserError, emit, pydantic_problems, report, service
+
+prac_app = typer.Typer(help="Manage practitioners.", no_args_is_help=True)
+audit_app = typer.Typer(help="The append-only audit log.", no_args_is_help=True)
+outbox_app = typer.Typer(help="Queued and sent notifications.", no_args_is_help=True)
+notify_app = typer.Typer(help="Check notification targets.", no_args_is_help=True)
+retention_app = typer.Typer(help="Records past their retention date.", no_args_is_help=True)
+
+
+@prac_app.command("add")
+def practitioner_add(
+    handle: str, role: Annotated[str, typer.Option()],
+    name: Annotated[str, typer.Option(help="display name")],
+    team: Annotated[str, typer.Option()] = "nim",
+    contact: Annotated[str | None, typer.Option(help="Apprise URL, e.g. mailto://...")] = None,
+    actor: Annotated[str, typer.Option("--as", envvar="NIM_ACTOR")] = "admin",
+) -> None:
+    """Register a practitioner with a role."""
+    from pydantic import ValidationError
+
+    from models.schemas import PractitionerIn
+
+    try:
+        p = PractitionerIn(handle=handle, display_name=name, role=role, team=team,
+                           contact=contact)
+    except ValidationError as exc:
+        raise UserError("invalid practitioner: " + pydantic_problems(exc)) from None
+    report(service().commands.add_practitioner(p, actor))
+
+
+@prac_app.command("list")
+def practitioner_list(as_json: JsonOpt = False) -> None:
+    """Registered practitioners."""
+    emit(service().queries.practitioners(), as_json, ["handle", "display_name", "role", "team", "active"])
+
+
+@audit_app.command("verify")
+def audit_verify() -> None:
+    """Check the hash chain: an edited, inserted or deleted row is reported."""
+    from store.audit import verify
+
+    problems = verify(service().url)
+    for p in problems:
+        typer.echo(p, err=True)
+    if problems:
+        raise typer.Exit(1)
+    typer.echo("audit chain intact")
+
+
+@retention_app.command("review")
+def retention_review(as_json: JsonOpt = False) -> None:
+    """Cases past their retention date (75th birthday; 100 years after adoption)."""
+    emit(service().queries.retention_review(), as_json, ["case", "basis", "retain_until", "closed_on"],
+          title="Past retention")
+
+
+def erase(ref: str, actor: ActorOpt,
+          reason: Annotated[str, typer.Option(help="why, if before the retention date")] = "",
+          ) -> None:
+    """Remove a case's identity; the pathway record and the audit of the erasure remain."""
+    typer.echo(service().commands.erase(ref, actor, reason).message)
+
+
+def up(
+    seed: Annotated[bool, typer.Option(help="add the demo practitioners")] = False,
+) -> None:
+    """Start the local stack: Prefect server, work pool, deployments, worker."""
+    from nim_pathway.stack import up as stack_up
+
+    url = stack_up()
+    if seed:
+        from nim_pathway.demo import seed_team
+
+        seed_team(service())
+    typer.echo(f"Prefect UI: {url}  (stop with `nim-pathway down`)")
+
+
+def down() -> None:
+    """Stop the local stack (worker first, then server)."""
+    from nim_pathway.stack import down as stack_down
+
+    stopped = stack_down()
+    typer.echo(f"stopped: {', '.join(stopped) or 'nothing was running'}")
+
+
+def status(as_json: JsonOpt = False) -> None:
+    """What of the local stack runs."""
+    from nim_pathway.stack import status as stack_status
+
+    emit(stack_status(), as_json, title="nim-pathway stack")
+
+
+def reconcile(ref: Annotated[list[str] | None, typer.Argument(help="cases (default: all)")] = None,
+              ) -> None:
+    """Rebuild Prefect's runs from the case store (after an outage or a lost database)."""
+    from flows.orchestration import api_url, check_reachable
+    from flows.orchestration import reconcile as do_reconcile
+
+    url = api_url()
+    if url is None:
+        raise UserError("no Prefect to reconcile with: start the stack (`nim-pathway up`) or "
+                        "set PREFECT_API_URL")
+    import os
+
+    os.environ.setdefault("PREFECT_API_URL", url)
+    check_reachable(url)
+    for synced in do_reconcile(service(), ref or None):
+        typer.echo(synced.summary())
+
+
+def sweep(at: Annotated[str | None, typer.Option(help="fire as of this instant (ISO)")] = None,
+          dispatch: Annotated[bool, typer.Option(help="deliver the queued messages too")] = True,
+          ) -> None:
+    """Fire due timers into the outbox (reminders, escalations, clock warnings), then deliver."""
+    from models.clock import VirtualClock, parse_instant
+
+    try:
+        instant = parse_instant(at) if at else None
+    except ValueError as exc:
+        raise UserError(str(exc)) from None
+    svc = service()
+    fired = svc.commands.fire_due_timers(instant)
+    for t in fired:
+        typer.echo(f"{t.kind:<13} {t.ref} {t.task or (t.detail or {}).get('clock', '')} "
+                   f"-> {t.role}")
+    typer.echo(f"fired {len(fired)} timer(s)")
+    if dispatch:
+        from notifications.dispatcher import Dispatcher
+
+        clock = VirtualClock(instant) if instant else svc.clock
+        done = Dispatcher(svc.url, clock).run_until_idle()
+        typer.echo(f"delivered {done.sent}, failed {done.failed} (will retry), "
+                   f"dead-lettered {done.dead}, deferred {done.deferred}")
+
+
+@outbox_app.command("list")
+def outbox_list(failed: Annotated[bool, typer.Option(help="only failing or dead")] = False,
+                as_json: JsonOpt = False) -> None:
+    """Messages queued, sent, failing or dead-lettered (newest first)."""
+    emit(service().queries.outbox(failed), as_json,
+          ["id", "kind", "case", "recipient", "status", "attempts", "last_error", "sent_at"])
+
+
+@outbox_app.command("retry")
+def outbox_retry(message_id: int, actor: ActorOpt) -> None:
+    """Queue a failing or dead-lettered message again."""
+    typer.echo(service().commands.retry_message(message_id, actor).message)
+
+
+@outbox_app.command("dispatch")
+def outbox_dispatch() -> None:
+    """Deliver what is due in the outbox now."""
+    from notifications.dispatcher import Dispatcher
+
+    svc = service()
+    done = Dispatcher(svc.url, svc.clock).run_until_idle()
+    typer.echo(f"delivered {done.sent}, failed {done.failed} (will retry), "
+               f"dead-lettered {done.dead}, deferred {done.deferred}")
+    for err in sorted(set(done.errors))[:10]:
+        typer.echo(f"  {err}", err=True)
+
+
+@notify_app.command("test")
+def notify_test(to: Annotated[str, typer.Option(
+        help="an Apprise URL, a named target like email:you@example.org, or a practitioner")],
+) -> None:
+    """Send a test message to a target and say whether it arrived."""
+    from notifications.config import load_config
+    from notifications.dispatcher import apprise_send
+    from notifications.render import fit_for_channel, is_email, render_message
+
+    config = load_config()
+    contact = to
+    if "://" not in to and ":" not in to:  # a practitioner handle
+        known = {p.handle: p.contact for p in service().queries.practitioners()}
+        if to not in known:
+            raise UserError(f"{to!r} is neither a target URL, a named target nor a practitioner")
+        contact = known[to]
+    try:
+        name, url = config.resolve(f"practitioner:{to}", contact)
+    except ValueError as exc:
+        raise UserError(str(exc)) from None
+    if "://" in to:
+        name = f"the {to.split('://', 1)[0]} target"  # never echo a URL: it may hold a secret
+    msg = render_message("test", {"case_ref": "TEST", "link": config.ui_url, "recipient": to,
+                                  "dedupe_key": "notify-test"})
+    title, body = fit_for_channel(url, msg)
+    error = apprise_send(url, title, body, is_email(url), None)
+    if error:
+        raise UserError(f"test message to {name} failed: {error}")
+    typer.echo(f"test message delivered to {name}")
+
+
+def demo(
+    profile: Annotated[str, typer.Option(help="england or scotland")] = "england",
+    no_treatment: Annotated[bool, typer.Option(help="take the D1 no-treatment branch")] = False,
+    stack: Annotated[bool, typer.Option(help="then start the local stack with a live case")]
+    = False,
+) -> None:
+    """Drive a demo case through the whole pathway in virtual time and print its timeline;
+    with --stack, then bring up Prefect and leave a live case waiting for people."""
+    from nim_pathway.demo import run_demo, run_live_demo
+
+    run_demo(profile, no_treatment)
+    if stack:
+        run_live_demo()
+
+

@@ -1,0 +1,94 @@
+"""`nim-pathway report …` and `export …`: manager views, KPIs, packs and exports."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from nim_pathway.cli.io import ActorOpt, JsonOpt, emit, service
+
+report_app = typer.Typer(help="Manager views, KPIs, report packs.", no_args_is_help=True)
+export_app = typer.Typer(help="CSV, FHIR and calendar exports.", no_args_is_help=True)
+
+
+@report_app.command("board")
+def report_board(as_json: JsonOpt = False) -> None:
+    """The caseload board: every open case, its next work, RAG and clocks."""
+    from reports.oversight import caseload_board
+
+    emit(caseload_board(service().queries), as_json, ["case", "stage", "next_task", "due",
+                                              "working_days_to_due", "rag", "owner_role",
+                                              "clocks"], title="Caseload board")
+
+
+@report_app.command("kpis")
+def report_kpis(as_json: JsonOpt = False) -> None:
+    """KPIs: days to each milestone, share to treatment, on-time rates, breach causes."""
+    from reports.oversight import kpi_markdown, kpis
+
+    data = kpis(service().queries)
+    typer.echo(json.dumps(data, indent=2, default=str) if as_json else kpi_markdown(data))
+
+
+@report_app.command("breaches")
+def report_breaches(as_json: JsonOpt = False) -> None:
+    """Late or overdue work and breached clocks, by team, with their cause."""
+    from reports.oversight import breach_report_markdown, breaches
+    from store.views import jsonable
+
+    rows = breaches(service().queries)
+    typer.echo(json.dumps(jsonable(rows), indent=2, default=str) if as_json
+               else breach_report_markdown(rows))
+
+
+@report_app.command("pack")
+def report_pack(
+    ref: str, actor: ActorOpt,
+    kind: Annotated[str, typer.Option(help="assessment (after D1) or final (after D2)")],
+    fmt: Annotated[str, typer.Option("--format", help="html or pdf")] = "html",
+    out: Annotated[Path | None, typer.Option(help="folder (default: <data>/reports)")] = None,
+) -> None:
+    """Render a report pack for the court or hearing (contains identity: local file only)."""
+    from nim_pathway.settings import data_dir
+
+    path, digest = service().commands.write_pack(ref, kind, fmt, out or data_dir() / "reports",
+                                                 actor)
+    typer.echo(f"wrote {path} (sha256 {digest}, recorded in the audit log)")
+
+
+@report_app.command("diagram")
+def report_diagram(profile: Annotated[str, typer.Option()] = "england") -> None:
+    """The pathway as a Mermaid flowchart, from the YAML."""
+    from models.pathway import load_pathway
+    from reports.diagram import mermaid
+
+    typer.echo(mermaid(load_pathway(profile)))
+
+
+@export_app.command("csv")
+def export_csv(case: Annotated[str | None, typer.Option(help="one case")] = None) -> None:
+    """Tasks and deadlines as CSV (stdout)."""
+    from reports.exports import tasks_csv
+
+    typer.echo(tasks_csv(service().queries, case), nl=False)
+
+
+@export_app.command("fhir")
+def export_fhir(ref: str) -> None:
+    """A FHIR R4 Task bundle for one case (JSON, stdout)."""
+    from reports.exports import fhir_bundle
+
+    typer.echo(json.dumps(fhir_bundle(service().queries, ref), indent=2))
+
+
+@export_app.command("ics")
+def export_ics(handle: str) -> None:
+    """A practitioner's open deadlines as an iCalendar file (stdout)."""
+    from reports.exports import practitioner_ics
+
+    typer.echo(practitioner_ics(service().queries, handle), nl=False)
+
+

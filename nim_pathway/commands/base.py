@@ -1,0 +1,96 @@
+"""What every command shares: its context, the access check, the engine call, and the one
+write path from engine state to rows, timers, messages and audit."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from sqlalchemy import func
+from sqlmodel import Session, select
+
+from models import engine as eng
+from models.errors import AlreadyDone, Invalid
+from models.pathway import PathwaySpec
+from nim_pathway import policy
+from notifications.outbox import queue_handoffs
+from store import audit, mapping, timers
+from store.context import StoreContext
+from store.queries import Queries
+from store.tables import Case, Practitioner, Task
+
+
+@dataclass(frozen=True)
+class Result:
+    """What a command did, for the CLI to print and for orchestration to act on."""
+
+    ref: str
+    message: str
+    effects: list[eng.Effect] = field(default_factory=list)
+
+
+def run_engine(fn: Callable[..., list[eng.Effect]], *args: Any) -> list[eng.Effect]:
+    """Call a pure engine rule; its refusals become typed command errors."""
+    try:
+        return fn(*args)
+    except eng.AlreadyCompleted as exc:
+        raise AlreadyDone(str(exc)) from None
+    except eng.EngineError as exc:
+        raise Invalid(str(exc)) from None
+
+
+class CommandBase:
+    def __init__(self, ctx: StoreContext, queries: Queries) -> None:
+        self.ctx = ctx
+        self.queries = queries
+
+    def authorize(self, session: Session, actor: str, action: str,
+                  spec: PathwaySpec | None = None,
+                  target: policy.Target = policy.Target()) -> Practitioner | None:
+        return policy.authorize(session, self.ctx.now(), actor, action, spec, target)
+
+    def audit(self, session: Session, actor: str, action: str, case_ref: str | None,
+              detail: dict) -> None:
+        audit.append(session, self.ctx.now(), actor, action, case_ref, detail)
+
+    def load(self, session: Session, case: Case) -> tuple[PathwaySpec, eng.CaseState]:
+        spec = self.ctx.spec(session, case.pathway_id)
+        return spec, mapping.load_state(session, case, spec, self.ctx.closures)
+
+    def commit_state(self, session: Session, case: Case, spec: PathwaySpec,
+                     state: eng.CaseState, effects: list[eng.Effect], actor: str) -> None:
+        """Write what the engine decided: rows, assignees, decisions, consent, the re-planned
+        timers, handoff messages and one audit row per effect, in the caller's transaction."""
+        now = self.ctx.now()
+        created = mapping.save_state(session, case, state, effects, now)
+        self._auto_assign(session, case, created)
+        mapping.save_consent(session, case, state, effects)
+        mapping.save_decisions(session, case, state, effects, actor)
+        session.flush()
+        timers.plan(session, case, spec, state, now)
+        queue_handoffs(session, case.id, case.ref, effects, actor, set(spec.gate_of_task),
+                       self.ctx.today(), now)
+        for e in effects:
+            self.audit(session, actor, e.kind, case.ref, {"task": e.task, **e.detail})
+
+    @staticmethod
+    def _auto_assign(session: Session, case: Case, tasks: list[Task]) -> None:
+        """Keep one practitioner per role on a case; otherwise the least-loaded one."""
+        for task in tasks:
+            on_case = session.exec(select(Task.assignee_id).where(
+                Task.case_id == case.id, Task.role == task.role, Task.assignee_id.is_not(None)
+            ).limit(1)).first()
+            if on_case is not None:
+                task.assignee_id = on_case
+                continue
+            load = (select(Practitioner.id, func.count(Task.id).label("n"))
+                    .join(Task, (Task.assignee_id == Practitioner.id) & (Task.state == "open"),
+                          isouter=True)
+                    .where(Practitioner.role == task.role, Practitioner.active)
+                    .group_by(Practitioner.id, Practitioner.handle)
+                    .order_by(func.count(Task.id), Practitioner.handle).limit(1))
+            best = session.exec(load).first()
+            task.assignee_id = best[0] if best else None
+            session.add(task)
+            session.flush()

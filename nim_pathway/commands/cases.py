@@ -1,0 +1,213 @@
+"""Case commands: stage a referral, open a case, decide a gate, move a key date, record the
+court timetable and placement changes. One transaction each."""
+
+from __future__ import annotations
+
+import secrets
+from datetime import date
+
+from sqlalchemy import func
+from sqlmodel import Session, select
+
+from models import engine as eng
+from models.errors import Invalid
+from models.pathway import PathwayError, PathwaySpec, load_pathway
+from models.schemas import PLACEMENT_KINDS, Referral
+from nim_pathway.commands.base import CommandBase, Result, run_engine
+from nim_pathway.policy import Target
+from store import mapping
+from store.tables import Caregiver, Case, Child, Intake, PathwayVersion, Placement, Task
+
+DELAY_CAUSES = ("court", "family", "capacity", "other")
+MOVABLE_DATES = ("care_entry", "referral", "proceedings_issued", "case_management_hearing",
+                 "final_hearing")
+
+
+class CaseCommands(CommandBase):
+    def stage_intake(self, referral: Referral, actor: str) -> str:
+        """Keep a referral in the case store and return the handle the Prefect form takes."""
+        with self.ctx.write() as session:
+            self.authorize(session, actor, "stage-intake",
+                           _pathway(referral.default_pathway()),
+                           Target(doing="stage a referral"))
+            handle = f"IN-{secrets.token_hex(4).upper()}"
+            session.add(Intake(handle=handle, referral=referral.model_dump(mode="json"),
+                               created_by=actor, created_at=self.ctx.now()))
+            self.audit(session, actor, "intake-staged", None, {"handle": handle})
+        return handle
+
+    def open_from_intake(self, handle: str, actor: str) -> Result:
+        """Open the case for a staged referral; running it again returns the same case."""
+        with self.ctx.read() as session:
+            intake = mapping.find_intake(session, handle)
+            if intake.case_ref:
+                return Result(intake.case_ref, f"{handle} was opened as {intake.case_ref}")
+            referral = Referral.model_validate(intake.referral)
+        return self.open_case(referral, actor, intake_handle=handle)
+
+    def open_case(self, referral: Referral, actor: str, pathway: PathwaySpec | None = None,
+                  intake_handle: str | None = None) -> Result:
+        on = self.ctx.today()
+        if referral.referral > on:
+            raise Invalid(f"referral date {referral.referral} is in the future (today {on})")
+        spec = pathway or _pathway(referral.default_pathway())
+        if referral.jurisdiction not in spec.jurisdictions:
+            raise Invalid(f"pathway {spec.profile} is for {', '.join(spec.jurisdictions)}, not "
+                          f"{referral.jurisdiction}; choose another with --pathway")
+        unknown = sorted(set(referral.settings) - set(spec.settings))
+        if unknown:
+            raise Invalid(f"unknown pathway setting(s) {', '.join(unknown)}; known: "
+                          f"{', '.join(sorted(spec.settings))}")
+        with self.ctx.write() as session:
+            self.authorize(session, actor, "open-case", spec, Target(doing="open a case"))
+            if intake_handle:  # one case per staged referral, however often the flow runs
+                intake = mapping.find_intake(session, intake_handle, lock=True)
+                if intake.case_ref:
+                    return Result(intake.case_ref, f"{intake_handle} was opened as "
+                                  f"{intake.case_ref}")
+            version = self._store_pathway(session, spec)
+            ref = _next_ref(session, on.year)
+            case = Case(ref=ref, jurisdiction=referral.jurisdiction, site=referral.site,
+                        pathway_id=version.id, settings=referral.settings or None,
+                        opened_at=self.ctx.now(), legal_status=referral.legal_status)
+            session.add(case)
+            session.flush()
+            child = referral.child
+            session.add(Child(case_id=case.id, given_name=child.given_name,
+                              family_name=child.family_name,
+                              date_of_birth=child.date_of_birth, address=child.address))
+            carers = run_engine(eng.caregiver_keys, [c.relationship for c in referral.caregivers])
+            for c, given in zip(carers, referral.caregivers, strict=True):
+                session.add(Caregiver(case_id=case.id, key=c.key, relationship=c.relationship,
+                                      name=given.name))
+            if referral.placement:
+                session.add(Placement(case_id=case.id, kind=referral.placement.kind,
+                                      start=referral.placement.start, reason="care entry"))
+            anchors = {"care_entry": referral.care_entry, "referral": referral.referral}
+            for name in ("proceedings_issued", "final_hearing"):
+                if getattr(referral, name):
+                    anchors[name] = getattr(referral, name)
+            state = eng.CaseState(ref=ref, jurisdiction=referral.jurisdiction, anchors=anchors,
+                                  settings={**spec.settings, **referral.settings},
+                                  caregivers=carers, closures=self.ctx.closures)
+            effects = [eng.Effect("case-opened", None, {
+                "pathway": f"{spec.profile}@{spec.version}", "jurisdiction": case.jurisdiction,
+                "site": case.site, "caregivers": [c.key for c in carers]})]
+            effects += run_engine(eng.open_case, spec, state, on)
+            self.commit_state(session, case, spec, state, effects, actor)
+            if intake_handle:
+                intake.case_ref = ref
+                session.add(intake)
+        return Result(ref, f"opened {ref} on pathway {spec.profile}@{spec.version}", effects)
+
+    def _store_pathway(self, session: Session, spec: PathwaySpec) -> PathwayVersion:
+        row = session.exec(select(PathwayVersion).where(
+            PathwayVersion.profile == spec.profile, PathwayVersion.version == spec.version
+        )).first()
+        digest = spec.digest()
+        if row is None:
+            row = PathwayVersion(profile=spec.profile, version=spec.version, sha256=digest,
+                                 spec_json=spec.canonical_json(), stored_at=self.ctx.now())
+            session.add(row)
+            session.flush()
+        elif row.sha256 != digest:
+            raise Invalid(f"pathway {spec.profile} version {spec.version} has changed since cases "
+                          "started on it; give the edited file a new 'version' so open cases "
+                          "keep theirs")
+        return row
+
+    def decide(self, ref: str, decision: str, outcome: str, actor: str,
+               rationale: str = "") -> Result:
+        with self.ctx.write() as session:
+            case = mapping.find_case(session, ref, lock=True)
+            spec, state = self.load(session, case)
+            gate_task = next((t for t in state.tasks.values()
+                              if (g := spec.gate_of_task.get(t.spec_id)) and g.decision == decision
+                              and t.state != eng.CANCELLED), None)
+            if gate_task is not None:  # before the gate exists the engine refuses it below
+                self.authorize(session, actor, "decide", spec,
+                               Target(ref, gate_task.role, doing=f"decide {decision}"))
+            effects = run_engine(eng.decide, spec, state, decision, outcome, actor,
+                                 self.ctx.today(), {"notes": rationale})
+            self.commit_state(session, case, spec, state, effects, actor)
+        return Result(ref, f"recorded {decision} = {outcome} for {ref}", effects)
+
+    def move_date(self, ref: str, anchor: str, value: date, cause: str, actor: str,
+                  category: str = "court") -> Result:
+        """Move a key date; the re-dated tasks record the category of the delay."""
+        if not cause.strip():
+            raise Invalid("say why the date moved (--cause), e.g. 'hearing adjourned'")
+        if category not in DELAY_CAUSES:
+            raise Invalid(f"--category must be one of {', '.join(DELAY_CAUSES)}")
+        with self.ctx.write() as session:
+            case = mapping.find_case(session, ref, lock=True)
+            spec, state = self.load(session, case)
+            self.authorize(session, actor, "move-date", spec, Target(ref, doing="move a case date"))
+            allowed = set(MOVABLE_DATES) | {a for a in state.anchors if a.startswith("stage:")}
+            if anchor not in allowed:
+                raise Invalid(f"unknown date {anchor!r}; use one of {', '.join(sorted(allowed))}")
+            effects = run_engine(eng.move_anchor, spec, state, anchor, value, cause)
+            self.commit_state(session, case, spec, state, effects, actor)
+            moved = [e.task for e in effects if e.kind == "task-redated"]
+            for task in session.exec(select(Task).where(Task.case_id == case.id,
+                                                        Task.key.in_(moved))):
+                task.delay_cause = category
+                session.add(task)
+        return Result(ref, f"{anchor} is now {value}", effects)
+
+    def set_court_override(self, ref: str, weeks: int | None, direction: str,
+                           actor: str) -> Result:
+        if weeks is not None and not 1 <= weeks <= 156:
+            raise Invalid("--weeks must be between 1 and 156")
+        if not direction.strip():
+            raise Invalid("record the court's direction (--direction)")
+        with self.ctx.write() as session:
+            case = mapping.find_case(session, ref, lock=True)
+            spec, state = self.load(session, case)
+            self.authorize(session, actor, "set-court-timetable", spec,
+                           Target(ref, doing="record a court timetable"))
+            effects = eng.set_court_override(spec, state, weeks, direction)
+            case.court_override_direction = direction
+            self.commit_state(session, case, spec, state, effects, actor)
+        return Result(ref, f"court timetable for {ref}: {weeks or 'default'} weeks", effects)
+
+    def change_placement(self, ref: str, kind: str, start: date, reason: str,
+                         actor: str) -> Result:
+        """Record a placement move: the current placement ends the day the new one starts."""
+        if kind not in PLACEMENT_KINDS:
+            raise Invalid(f"unknown placement kind {kind!r}; use {', '.join(PLACEMENT_KINDS)}")
+        if not reason.strip():
+            raise Invalid("say why the placement changed (--reason)")
+        with self.ctx.write() as session:
+            case = mapping.find_case(session, ref, lock=True)
+            spec = self.ctx.spec(session, case.pathway_id)
+            self.authorize(session, actor, "change-placement", spec,
+                           Target(ref, doing="record a placement change"))
+            if start > self.ctx.today():
+                raise Invalid(f"placement start {start} is in the future")
+            current = session.exec(select(Placement).where(
+                Placement.case_id == case.id, Placement.end.is_(None))).first()
+            if current is not None:
+                if start < current.start:
+                    raise Invalid(f"the current placement started {current.start}; a change "
+                                  "cannot start before it")
+                current.end = start
+                session.add(current)
+            session.add(Placement(case_id=case.id, kind=kind, start=start, reason=reason))
+            self.audit(session, actor, "placement-changed", ref,
+                       {"kind": kind, "start": str(start), "reason": reason})
+        return Result(ref, f"placement for {ref}: {kind} from {start}")
+
+
+def _pathway(profile: str) -> PathwaySpec:
+    try:
+        return load_pathway(profile)
+    except PathwayError as exc:
+        raise Invalid(str(exc)) from None
+
+
+def _next_ref(session: Session, year: int) -> str:
+    prefix = f"NIM-{year}-"
+    last = session.exec(select(func.max(Case.ref)).where(Case.ref.like(prefix + "%"))).first()
+    n = int(last.rsplit("-", 1)[1]) + 1 if last else 1
+    return f"{prefix}{n:04d}"

@@ -1,0 +1,49 @@
+"""What every store user shares: where the database is, the injected clock, the site's closure
+days and the pathway versions already read (a case keeps the version it started on)."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from datetime import date, datetime
+
+from sqlmodel import Session
+
+from models.clock import Clock, today
+from models.pathway import PathwaySpec, pathway_from_json
+from store.db import session_scope
+from store.tables import PathwayVersion
+
+
+@dataclass
+class StoreContext:
+    url: str
+    clock: Clock
+    closures: frozenset[date] = frozenset()
+    _specs: dict[int, PathwaySpec] = field(default_factory=dict, repr=False)
+
+    def now(self) -> datetime:
+        return self.clock.now()
+
+    def today(self) -> date:
+        return today(self.clock)
+
+    def spec(self, session: Session, pathway_id: int) -> PathwaySpec:
+        """The stored pathway version (parsed once per process)."""
+        if pathway_id not in self._specs:
+            row = session.get(PathwayVersion, pathway_id)
+            self._specs[pathway_id] = pathway_from_json(row.spec_json)
+        return self._specs[pathway_id]
+
+    @contextmanager
+    def write(self) -> Iterator[Session]:
+        """One write transaction (the single writer on SQLite)."""
+        with session_scope(self.url) as session:
+            yield session
+
+    @contextmanager
+    def read(self) -> Iterator[Session]:
+        """A read-only snapshot that never blocks a writer."""
+        with session_scope(self.url, read_only=True) as session:
+            yield session

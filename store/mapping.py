@@ -1,0 +1,130 @@
+"""Rows <-> engine state. The engine works on `CaseState`; this module is the only place that
+knows which columns hold it. Task columns are the fields of `engine.TaskState`, named once."""
+
+from __future__ import annotations
+
+from dataclasses import fields
+from datetime import date, datetime
+
+from sqlmodel import Session, select
+
+from models import engine as eng
+from models.errors import NotFound
+from models.pathway import PathwaySpec
+from store.tables import Caregiver, Case, CaseAnchor, Decision, Intake, Task
+
+# every TaskState field is a Task column of the same name (key identifies the row)
+TASK_STATE_FIELDS = tuple(f.name for f in fields(eng.TaskState))
+
+
+def find_case(session: Session, ref: str, lock: bool = False) -> Case:
+    """The case row; `lock` makes this transaction the case's one writer on PostgreSQL
+    (SQLite's BEGIN IMMEDIATE already is)."""
+    stmt = select(Case).where(Case.ref == ref)
+    if lock and session.get_bind().dialect.name == "postgresql":
+        stmt = stmt.with_for_update()
+    case = session.exec(stmt).first()
+    if case is None:
+        raise NotFound(f"unknown case {ref!r}; `nim-pathway case list` shows the cases")
+    return case
+
+
+def find_task(session: Session, case: Case, key: str) -> Task:
+    task = session.exec(select(Task).where(Task.case_id == case.id, Task.key == key)).first()
+    if task is None:
+        raise NotFound(f"case {case.ref} has no task {key!r}")
+    return task
+
+
+def find_intake(session: Session, handle: str, lock: bool = False) -> Intake:
+    stmt = select(Intake).where(Intake.handle == handle.strip())
+    if lock and session.get_bind().dialect.name == "postgresql":
+        stmt = stmt.with_for_update()
+    intake = session.exec(stmt).first()
+    if intake is None:
+        raise NotFound(f"no staged referral {handle!r}; create one with "
+                       "`nim-pathway case intake --file referral.yaml`")
+    return intake
+
+
+def load_state(session: Session, case: Case, spec: PathwaySpec,
+               closures: frozenset[date]) -> eng.CaseState:
+    """The engine's view of a case, read from its rows."""
+    anchors = {a.name: a.value for a in session.exec(
+        select(CaseAnchor).where(CaseAnchor.case_id == case.id))}
+    carers = session.exec(select(Caregiver).where(Caregiver.case_id == case.id)
+                          .order_by(Caregiver.id)).all()
+    decisions = {d.kind: d.outcome for d in session.exec(
+        select(Decision).where(Decision.case_id == case.id))}
+    state = eng.CaseState(
+        ref=case.ref, jurisdiction=case.jurisdiction, anchors=anchors,
+        settings={**spec.settings, **(case.settings or {})},
+        caregivers=[eng.Caregiver(c.key, c.relationship) for c in carers],
+        stage=case.stage, decisions=decisions, closed_on=case.closed_on,
+        court_override_weeks=case.court_override_weeks, closures=closures,
+    )
+    for row in session.exec(select(Task).where(Task.case_id == case.id).order_by(Task.id)):
+        values = {name: getattr(row, name) for name in TASK_STATE_FIELDS}
+        values["after"] = list(values["after"] or [])
+        state.tasks[row.key] = eng.TaskState(**values)
+    return state
+
+
+def save_state(session: Session, case: Case, state: eng.CaseState, effects: list[eng.Effect],
+               now: datetime) -> list[Task]:
+    """Write the case, its key dates and its tasks as the engine left them; return the task
+    rows created (the caller assigns them)."""
+    case.stage, case.closed_on = state.stage, state.closed_on
+    case.court_override_weeks = state.court_override_weeks
+    session.add(case)
+    existing_anchors = {a.name: a for a in session.exec(
+        select(CaseAnchor).where(CaseAnchor.case_id == case.id))}
+    causes = {e.detail["anchor"]: e.detail["cause"] for e in effects if e.kind == "anchor-moved"}
+    for name, value in state.anchors.items():
+        row = existing_anchors.get(name)
+        if row is None:
+            session.add(CaseAnchor(case_id=case.id, name=name, value=value,
+                                   cause=causes.get(name)))
+        elif row.value != value:
+            row.value, row.cause = value, causes.get(name, row.cause)
+            session.add(row)
+    rows = {t.key: t for t in session.exec(select(Task).where(Task.case_id == case.id))}
+    created = []
+    for t in state.tasks.values():
+        row = rows.get(t.key)
+        values = {name: getattr(t, name) for name in TASK_STATE_FIELDS if name != "key"}
+        if row is None:
+            row = Task(case_id=case.id, key=t.key, created_at=now, updated_at=now, **values)
+            created.append(row)
+        elif any(getattr(row, k) != v for k, v in values.items()):
+            for k, v in values.items():
+                setattr(row, k, v)
+            row.updated_at = now
+        else:
+            continue
+        session.add(row)
+    return created
+
+
+def save_decisions(session: Session, case: Case, state: eng.CaseState,
+                   effects: list[eng.Effect], actor: str) -> None:
+    for e in effects:
+        if e.kind == "decision-recorded":
+            task = state.tasks[e.task]
+            session.add(Decision(case_id=case.id, kind=e.detail["decision"],
+                                 outcome=e.detail["outcome"], decided_on=task.completed_on,
+                                 decided_by=actor, rationale=task.outcome.get("notes", "")))
+
+
+def save_consent(session: Session, case: Case, state: eng.CaseState,
+                 effects: list[eng.Effect]) -> None:
+    """Consent is kept per person on the caregiver record as well as in the task."""
+    for e in effects:
+        task = state.tasks.get(e.task or "")
+        if e.kind != "task-completed" or not task or "consent" not in (task.outcome or {}):
+            continue
+        carer = session.exec(select(Caregiver).where(
+            Caregiver.case_id == case.id, Caregiver.key == task.caregiver)).first()
+        if carer is not None:
+            carer.consent, carer.consent_on = task.outcome["consent"], task.completed_on
+            session.add(carer)

@@ -1,0 +1,271 @@
+"""Read models over the case store: what `case show`, `task list`, timelines, the board,
+KPIs, packs, exports and Prefect's sync read. Read-only snapshots; no identity leaves here
+except through `case_record`, which report packs use for the court."""
+
+from __future__ import annotations
+
+from collections import Counter
+from dataclasses import dataclass
+from datetime import date
+from typing import Any
+
+from sqlmodel import select
+
+from models import engine as eng
+from models.errors import Invalid, NotFound
+from models.forecast import Forecast, forecast
+from models.pathway import PathwaySpec
+from models.schemas import months_between
+from store.context import StoreContext
+from store.mapping import find_case, load_state
+from store.tables import (
+    Caregiver,
+    Case,
+    Child,
+    Decision,
+    Outbox,
+    PathwayVersion,
+    Placement,
+    Practitioner,
+    Task,
+)
+from store.views import (
+    CaregiverView,
+    CaseSummary,
+    CaseView,
+    CourtOverride,
+    OpenTask,
+    OutboxRow,
+    PlacementView,
+    PractitionerView,
+    RetentionRow,
+    TaskView,
+    TimelineRow,
+)
+from store.worklist import task_rows
+
+
+@dataclass(frozen=True)
+class CaseSnapshot:
+    """A case's row facts with the engine's state of it, for reports."""
+
+    ref: str
+    case_id: int
+    jurisdiction: str
+    closed_on: date | None
+    spec: PathwaySpec
+    state: eng.CaseState
+
+
+@dataclass(frozen=True)
+class CaseRecord:
+    """Everything a report pack shows, identity included (local files only, never Prefect)."""
+
+    snapshot: CaseSnapshot
+    site: str
+    child: Child
+    caregivers: list[Caregiver]
+    placements: list[Placement]
+    decisions: list[Decision]
+
+
+class Queries:
+    def __init__(self, ctx: StoreContext) -> None:
+        self.ctx = ctx
+
+    def today(self) -> date:
+        return self.ctx.today()
+
+    def pathway(self, ref: str) -> PathwaySpec:
+        """The pathway version the case started on."""
+        with self.ctx.read() as session:
+            return self.ctx.spec(session, find_case(session, ref).pathway_id)
+
+    def practitioners(self) -> list[PractitionerView]:
+        with self.ctx.read() as session:
+            return [PractitionerView(p.handle, p.display_name, p.role, p.team, p.contact,
+                                     p.digest, p.active)
+                    for p in session.exec(select(Practitioner).order_by(Practitioner.handle))]
+
+    def cases(self) -> list[CaseSummary]:
+        with self.ctx.read() as session:
+            return [CaseSummary(c.ref, c.stage, c.jurisdiction, c.site, c.closed_on)
+                    for c in session.exec(select(Case).order_by(Case.ref))]
+
+    def tasks(self, case: str | None = None, role: str | None = None, overdue: bool = False,
+              due_within: int | None = None, state: str | None = "open") -> list[TaskView]:
+        """The work queue (the same query `task list` runs without the ORM)."""
+        with self.ctx.read() as session:
+            conn = session.connection().connection.driver_connection
+            return task_rows(conn, self.today(), case, role, overdue, due_within, state)
+
+    def task(self, ref: str, key: str) -> TaskView:
+        found = [t for t in self.tasks(case=ref, state=None) if t.key == key]
+        if not found:
+            raise NotFound(f"case {ref} has no task {key!r}")
+        return found[0]
+
+    def snapshots(self, open_only: bool = False, ref: str | None = None) -> list[CaseSnapshot]:
+        """Each case with its engine state (one read transaction)."""
+        with self.ctx.read() as session:
+            stmt = select(Case).order_by(Case.ref)
+            if open_only:
+                stmt = stmt.where(Case.closed_on.is_(None))
+            if ref is not None:
+                stmt = stmt.where(Case.ref == ref)
+            out = []
+            for case in session.exec(stmt):
+                spec = self.ctx.spec(session, case.pathway_id)
+                out.append(CaseSnapshot(case.ref, case.id, case.jurisdiction, case.closed_on,
+                                        spec, load_state(session, case, spec, self.ctx.closures)))
+            return out
+
+    def snapshot(self, ref: str) -> CaseSnapshot:
+        found = self.snapshots(ref=ref)
+        if not found:
+            raise NotFound(f"unknown case {ref!r}; `nim-pathway case list` shows the cases")
+        return found[0]
+
+    def delay_causes(self) -> dict[tuple[int, str], str | None]:
+        with self.ctx.read() as session:
+            return {(case_id, key): cause for case_id, key, cause in session.exec(
+                select(Task.case_id, Task.key, Task.delay_cause))}
+
+    def placement_counts(self) -> Counter[int]:
+        with self.ctx.read() as session:
+            return Counter(session.exec(select(Placement.case_id)))
+
+    def case_record(self, ref: str) -> CaseRecord:
+        with self.ctx.read() as session:
+            case = find_case(session, ref)
+            spec = self.ctx.spec(session, case.pathway_id)
+            snap = CaseSnapshot(case.ref, case.id, case.jurisdiction, case.closed_on, spec,
+                                load_state(session, case, spec, self.ctx.closures))
+            return CaseRecord(
+                snap, case.site,
+                session.exec(select(Child).where(Child.case_id == case.id)).one(),
+                list(session.exec(select(Caregiver).where(Caregiver.case_id == case.id)
+                                  .order_by(Caregiver.id))),
+                list(session.exec(select(Placement).where(Placement.case_id == case.id)
+                                  .order_by(Placement.start, Placement.id))),
+                list(session.exec(select(Decision).where(Decision.case_id == case.id)
+                                  .order_by(Decision.decided_on))))
+
+    def show(self, ref: str) -> CaseView:
+        """The case for its team: stage, dates, clocks, open work. No identity fields."""
+        on = self.today()
+        with self.ctx.read() as session:
+            case = find_case(session, ref)
+            spec = self.ctx.spec(session, case.pathway_id)
+            state = load_state(session, case, spec, self.ctx.closures)
+            version = session.get(PathwayVersion, case.pathway_id)
+            child = session.exec(select(Child).where(Child.case_id == case.id)).one()
+            placements = session.exec(select(Placement).where(Placement.case_id == case.id)
+                                      .order_by(Placement.start, Placement.id)).all()
+            carers = session.exec(select(Caregiver).where(Caregiver.case_id == case.id)
+                                  .order_by(Caregiver.id)).all()
+        return CaseView(
+            ref=ref, jurisdiction=case.jurisdiction, site=case.site,
+            pathway=f"{version.profile}@{version.version}", stage=case.stage,
+            closed_on=case.closed_on,
+            child_age_months=months_between(child.date_of_birth, on) if child.date_of_birth
+            else None,
+            caregivers=tuple(CaregiverView(c.key, c.consent, c.consent_on) for c in carers),
+            placements=tuple(PlacementView(p.kind, p.start, p.end, p.reason) for p in placements),
+            dates=dict(sorted(state.anchors.items(), key=lambda kv: kv[1])),
+            decisions=dict(state.decisions),
+            court_override=CourtOverride(case.court_override_weeks,
+                                         case.court_override_direction)
+            if case.court_override_weeks else None,
+            clocks=tuple(eng.clock_states(spec, state, on)),
+            open_tasks=tuple(OpenTask(t.key, t.role, t.due, t.state)
+                             for t in sorted(state.tasks.values(), key=lambda t: t.due)
+                             if t.state in (eng.OPEN, eng.BLOCKED)),
+        )
+
+    def forecast(self, ref: str, hearing_date: date | None = None,
+                 treatment_months: int | None = None) -> Forecast:
+        """Project the case's remaining deadlines (what-if on hearing date or treatment)."""
+        if treatment_months is not None and not 1 <= treatment_months <= 24:
+            raise Invalid("--treatment-months must be between 1 and 24")
+        snap = self.snapshot(ref)
+        if snap.state.closed_on:
+            raise Invalid(f"{ref} is closed; there is nothing left to forecast")
+        try:
+            return forecast(snap.spec, snap.state, self.today(), hearing_date, treatment_months)
+        except eng.EngineError as exc:
+            raise Invalid(str(exc)) from None
+
+    def timeline(self, ref: str) -> list[TimelineRow]:
+        """Planned against actual for every task, with stage starts and decisions."""
+        on = self.today()
+        snap = self.snapshot(ref)
+        spec, state = snap.spec, snap.state
+        rows: list[TimelineRow] = []
+        for name, value in state.anchors.items():
+            what = f"stage {name[6:]} started" if name.startswith("stage:") else name
+            rows.append(TimelineRow(value, what.replace("_", " "), None, "", ""))
+        for t in state.tasks.values():
+            if t.state == eng.DONE:
+                late = (t.completed_on - t.due).days
+                status = "on time" if late <= 0 else f"late by {late} days"
+                when = t.completed_on
+            elif t.state == eng.CANCELLED:
+                status, when = "cancelled", t.due
+            else:
+                status = "overdue" if t.due < on else "due"
+                when = t.due
+            event = t.title + (f" ({t.caregiver})" if t.caregiver else "") + f" [{t.key}]"
+            rows.append(TimelineRow(when, event, t.due, status, t.role))
+        for kind, outcome in state.decisions.items():
+            gate = next(s.gate for s in spec.stages if s.gate and s.gate.decision == kind)
+            label = gate.outcomes[outcome].label if outcome in gate.outcomes else outcome
+            when = next((t.completed_on for t in state.tasks.values()
+                         if (g := spec.gate_of_task.get(t.spec_id)) and g.decision == kind), on)
+            rows.append(TimelineRow(when, f"decision {kind.upper()}: {label}", None, "", ""))
+        if state.closed_on:
+            rows.append(TimelineRow(state.closed_on, "case closed", None, "", ""))
+        rows.sort(key=lambda r: (r.date, r.event))
+        return rows
+
+    def outbox(self, failed: bool = False, limit: int = 200) -> list[OutboxRow]:
+        with self.ctx.read() as session:
+            stmt = select(Outbox).order_by(Outbox.id.desc()).limit(limit)
+            if failed:
+                stmt = stmt.where((Outbox.status == "dead") | (Outbox.last_error.is_not(None)))
+            return [OutboxRow(o.id, o.kind, o.case_ref, o.recipient, o.status, o.attempts,
+                              o.subject, o.last_error, o.next_attempt_at, o.sent_at)
+                    for o in session.exec(stmt)]
+
+    def retention_review(self) -> list[RetentionRow]:
+        """Cases whose identity is past its retention date and not yet erased."""
+        on = self.today()
+        out = []
+        with self.ctx.read() as session:
+            rows = session.exec(select(Case, Child).join(Child, Child.case_id == Case.id))
+            decisions = {(d.case_id, d.kind): d.outcome for d in session.exec(select(Decision))}
+            for case, child in rows:
+                if child.erased_at or child.date_of_birth is None:
+                    continue
+                years_by_basis = self.ctx.spec(session, case.pathway_id).retention_years
+                basis = "adoption" if "adoption" in years_by_basis and \
+                    "adoption" in {o for (cid, _), o in decisions.items() if cid == case.id} \
+                    else "default"
+                until = _birthday(child.date_of_birth, years_by_basis[basis])
+                if until <= on:
+                    out.append(RetentionRow(case.ref, basis, until, case.closed_on))
+        return out
+
+
+def _birthday(dob: date, years: int) -> date:
+    """The `years`-th birthday (29 February births keep theirs on 1 March)."""
+    if dob.month == 2 and dob.day == 29:
+        return date(dob.year + years, 3, 1)
+    return dob.replace(year=dob.year + years)
+
+
+def as_dicts(rows: list[Any]) -> list[dict[str, Any]]:
+    """Plain dicts of views, for CSV writers."""
+    from store.views import jsonable
+
+    return [jsonable(r) for r in rows]

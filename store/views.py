@@ -1,0 +1,220 @@
+"""Typed, frozen read models: what crosses a boundary (CLI, Prefect, reports, messages).
+
+`jsonable` turns any of them into plain JSON-ready values (a `TaskRef` becomes its
+`CASE/KEY` text), so the CLI's `--json` output keeps one shape."""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass
+from datetime import date, datetime
+from typing import TYPE_CHECKING, Any
+
+from models.refs import TaskRef
+
+if TYPE_CHECKING:  # the work queue imports this module on the fast path: no engine import
+    from models.engine import ClockState
+
+
+def jsonable(value: Any) -> Any:
+    """Plain values for json.dumps: dataclasses to dicts, refs to text, tuples to lists."""
+    if isinstance(value, TaskRef):
+        return str(value)
+    if dataclasses.is_dataclass(value) and not isinstance(value, type):
+        out = {f.name: jsonable(getattr(value, f.name)) for f in dataclasses.fields(value)}
+        return out | {k: jsonable(getattr(value, k)) for k in getattr(value, "EXTRA_JSON", ())}
+    if isinstance(value, dict):
+        return {k: jsonable(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [jsonable(v) for v in value]
+    return value
+
+
+@dataclass(frozen=True, slots=True)
+class TaskView:
+    """One task as practitioners see it (the work queue row)."""
+
+    EXTRA_JSON = ("key", "ref")
+
+    task: TaskRef
+    spec_id: str
+    title: str
+    caregiver: str | None
+    outcome: dict[str, Any] | None
+    completed_by: str | None
+    stage: str
+    role: str
+    assignee: str | None
+    due: date
+    state: str
+    due_explanation: str
+    completed_on: date | None
+    handover_note: str | None
+    days_to_due: int
+
+    @property
+    def key(self) -> str:
+        return self.task.key
+
+    @property
+    def ref(self) -> str:
+        return self.task.case
+
+
+@dataclass(frozen=True, slots=True)
+class CaseSummary:
+    ref: str
+    stage: str | None
+    jurisdiction: str
+    site: str
+    closed_on: date | None
+
+
+@dataclass(frozen=True, slots=True)
+class CaregiverView:
+    key: str
+    consent: str | None
+    consent_on: date | None
+
+
+@dataclass(frozen=True, slots=True)
+class PlacementView:
+    kind: str
+    start: date
+    end: date | None
+    reason: str | None
+
+
+@dataclass(frozen=True, slots=True)
+class CourtOverride:
+    weeks: int
+    direction: str | None
+
+
+@dataclass(frozen=True, slots=True)
+class OpenTask:
+    task: str
+    role: str
+    due: date
+    state: str
+
+
+@dataclass(frozen=True, slots=True)
+class CaseView:
+    """A case for its team: stage, dates, clocks, open work. No identity fields."""
+
+    ref: str
+    jurisdiction: str
+    site: str
+    pathway: str
+    stage: str | None
+    closed_on: date | None
+    child_age_months: int | None
+    caregivers: tuple[CaregiverView, ...]
+    placements: tuple[PlacementView, ...]
+    dates: dict[str, date]
+    decisions: dict[str, str]
+    court_override: CourtOverride | None
+    clocks: tuple[ClockState, ...]
+    open_tasks: tuple[OpenTask, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class TimelineRow:
+    date: date
+    event: str
+    due: date | None
+    status: str
+    role: str
+
+
+@dataclass(frozen=True, slots=True)
+class Milestone:
+    task: str
+    title: str
+    projected: date
+    done: bool
+
+
+@dataclass(frozen=True, slots=True)
+class ForecastView:
+    ref: str
+    milestones: tuple[Milestone, ...]
+    clocks: tuple[ClockState, ...]
+    conflicts: tuple[str, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class PractitionerView:
+    handle: str
+    display_name: str
+    role: str
+    team: str
+    contact: str | None
+    digest: bool
+    active: bool
+
+
+@dataclass(frozen=True, slots=True)
+class OutboxRow:
+    id: int
+    kind: str
+    case: str | None
+    recipient: str
+    status: str
+    attempts: int
+    subject: str | None
+    last_error: str | None
+    next_attempt_at: datetime | None
+    sent_at: datetime | None
+
+
+@dataclass(frozen=True, slots=True)
+class RetentionRow:
+    case: str
+    basis: str
+    retain_until: date
+    closed_on: date | None
+
+
+@dataclass(frozen=True, slots=True)
+class FiredTimer:
+    """A timer the sweep fired (its messages are in the outbox)."""
+
+    key: str
+    ref: str
+    kind: str
+    task: str | None
+    role: str
+    due_at: datetime
+    detail: dict[str, Any] | None
+
+
+@dataclass(frozen=True, slots=True)
+class BoardRow:
+    """One open case on the caseload board."""
+
+    case: str
+    jurisdiction: str
+    stage: str | None
+    next_task: str | None
+    due: str | None
+    working_days_to_due: int | None
+    rag: str
+    owner_role: str | None
+    overdue_tasks: int
+    clocks: str
+
+
+@dataclass(frozen=True, slots=True)
+class BreachRow:
+    case: str
+    kind: str  # task or clock
+    item: str
+    role: str
+    team: str
+    due: str
+    days_late: int
+    open: bool
+    cause: str
+    explanation: str
