@@ -119,10 +119,10 @@ def human_task_flow(ref: str, task_key: str) -> str:
             form = suspend_for(form_cls, task_description(ref, view, note), f"outcome-{attempt}")
             result = record_outcome(ref, task_key, form.model_dump(mode="json"),
                                     via=f"{flow_run.id}/{attempt}")
-            if result["status"] != "refused":
+            if result.status != "refused":
                 break
-            get_run_logger().warning("form %s not recorded: %s", attempt, result["message"])
-            note, attempt = result["message"], attempt + 1
+            get_run_logger().warning("form %s not recorded: %s", attempt, result.message)
+            note, attempt = result.message, attempt + 1
         view = load_task(ref, task_key)
     if view.state != "done":
         return f"{view.task} is {view.state}"

@@ -13,7 +13,7 @@ from typing import Any
 from models import engine as eng
 from nim_pathway.settings import rag_amber_working_days
 from store.queries import Queries
-from store.views import BoardRow, BreachRow
+from store.views import BoardRow, BreachRow, Kpis
 
 
 def rag(working_days_to_due: int, amber: int | None = None) -> str:
@@ -80,7 +80,7 @@ def _summary(values: list[int]) -> dict[str, Any]:
     return {"n": len(values), "median": median(values), "mean": round(mean(values), 1)}
 
 
-def kpis(queries: Queries) -> dict[str, Any]:
+def kpis(queries: Queries) -> Kpis:
     """The numbers NIM.md names, across every case in the store."""
     snaps = queries.snapshots()
     today = queries.today()
@@ -114,19 +114,15 @@ def kpis(queries: Queries) -> dict[str, Any]:
     def rate(flags: list[bool]) -> dict[str, Any]:
         return {"n": len(flags), "on_time": round(sum(flags) / len(flags), 3) if flags else None}
 
-    return {
-        "as_of": str(today),
-        "cases": len(snaps),
-        "open_cases": sum(1 for s in snaps if not s.closed_on),
-        "days": {name: _summary(values) for name, values in spans.items()},
-        "share_to_treatment": round(treated / decided, 3) if decided else None,
-        "d1_decided": decided,
-        "on_time_by_task": {k: rate(v) for k, v in sorted(on_time_kind.items())},
-        "on_time_by_role": {k: rate(v) for k, v in sorted(on_time_role.items())},
-        "breaches_by_cause": dict(causes),
-        "placement_moves_per_child": _summary([max(moves.get(s.case_id, 1) - 1, 0)
-                                               for s in snaps]),
-    }
+    return Kpis(
+        as_of=today, cases=len(snaps), open_cases=sum(1 for s in snaps if not s.closed_on),
+        days={name: _summary(values) for name, values in spans.items()},
+        share_to_treatment=round(treated / decided, 3) if decided else None, d1_decided=decided,
+        on_time_by_task={k: rate(v) for k, v in sorted(on_time_kind.items())},
+        on_time_by_role={k: rate(v) for k, v in sorted(on_time_role.items())},
+        breaches_by_cause=dict(causes),
+        placement_moves_per_child=_summary([max(moves.get(s.case_id, 1) - 1, 0) for s in snaps]),
+    )
 
 
 def timeline_markdown(queries: Queries, ref: str) -> str:
@@ -163,15 +159,15 @@ def breach_report_markdown(rows: list[BreachRow]) -> str:
     return "\n".join(out)
 
 
-def kpi_markdown(data: dict[str, Any]) -> str:
-    out = [f"# NIM KPIs (as of {data['as_of']})", "",
-           f"Cases: {data['cases']} ({data['open_cases']} open). Share going on to treatment: "
-           f"{data['share_to_treatment']} of {data['d1_decided']} D1 decisions.", "",
+def kpi_markdown(data: Kpis) -> str:
+    out = [f"# NIM KPIs (as of {data.as_of})", "",
+           f"Cases: {data.cases} ({data.open_cases} open). Share going on to treatment: "
+           f"{data.share_to_treatment} of {data.d1_decided} D1 decisions.", "",
            "| interval | n | median days | mean days |", "|---|---|---|---|"]
-    out += [f"| {k} | {v['n']} | {v['median']} | {v['mean']} |" for k, v in data["days"].items()]
+    out += [f"| {k} | {v['n']} | {v['median']} | {v['mean']} |" for k, v in data.days.items()]
     out += ["", "| role | tasks due so far | on time |", "|---|---|---|"]
-    out += [f"| {k} | {v['n']} | {v['on_time']} |" for k, v in data["on_time_by_role"].items()]
+    out += [f"| {k} | {v['n']} | {v['on_time']} |" for k, v in data.on_time_by_role.items()]
     out += ["", "Breaches by cause: " + (", ".join(f"{k}: {v}" for k, v in
-                                                   data["breaches_by_cause"].items()) or "none"),
-            f"Placement moves per child: median {data['placement_moves_per_child']['median']}"]
+                                                   data.breaches_by_cause.items()) or "none"),
+            f"Placement moves per child: median {data.placement_moves_per_child['median']}"]
     return "\n".join(out)

@@ -7,7 +7,6 @@ from __future__ import annotations
 from collections import Counter
 from dataclasses import dataclass
 from datetime import date
-from typing import Any
 
 from sqlmodel import select
 
@@ -262,10 +261,3 @@ def _birthday(dob: date, years: int) -> date:
     if dob.month == 2 and dob.day == 29:
         return date(dob.year + years, 3, 1)
     return dob.replace(year=dob.year + years)
-
-
-def as_dicts(rows: list[Any]) -> list[dict[str, Any]]:
-    """Plain dicts of views, for CSV writers."""
-    from store.views import jsonable
-
-    return [jsonable(r) for r in rows]

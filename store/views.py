@@ -207,6 +207,22 @@ class BoardRow:
 
 
 @dataclass(frozen=True, slots=True)
+class Kpis:
+    """The numbers NIM.md names, across every case (summaries are n / median / mean)."""
+
+    as_of: date
+    cases: int
+    open_cases: int
+    days: dict[str, dict[str, Any]]  # interval -> {n, median, mean}
+    share_to_treatment: float | None
+    d1_decided: int
+    on_time_by_task: dict[str, dict[str, Any]]  # task id -> {n, on_time}
+    on_time_by_role: dict[str, dict[str, Any]]
+    breaches_by_cause: dict[str, int]
+    placement_moves_per_child: dict[str, Any]
+
+
+@dataclass(frozen=True, slots=True)
 class BreachRow:
     case: str
     kind: str  # task or clock

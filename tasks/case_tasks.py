@@ -12,7 +12,7 @@ import uuid
 from dataclasses import dataclass
 from datetime import date
 from functools import lru_cache
-from typing import Any
+from typing import Any, Literal
 
 from prefect import get_run_logger, task
 from prefect.cache_policies import INPUTS, NO_CACHE, RUN_ID
@@ -75,17 +75,25 @@ def load_task(ref: str, key: str) -> TaskView:
     return service().queries.task(ref, key)
 
 
+@dataclass(frozen=True)
+class Recorded:
+    """What became of a submitted form: done, done already (a replay), or refused."""
+
+    status: Literal["done", "already", "refused"]
+    message: str
+
+
 @task(name="record-outcome", cache_policy=NO_CACHE)
-def record_outcome(ref: str, key: str, form: dict[str, Any], via: str) -> dict[str, str]:
+def record_outcome(ref: str, key: str, form: dict[str, Any], via: str) -> Recorded:
     """The same domain command the CLI uses; a refusal asks the form again."""
     actor = form.pop("completed_by", "")
     try:
         result = service().commands.complete_task(TaskRef(ref, key), actor, form, via=via)
     except AlreadyDone as exc:
-        return {"status": "already", "message": str(exc)}
+        return Recorded("already", str(exc))
     except CommandError as exc:
-        return {"status": "refused", "message": str(exc)}
-    return {"status": "done", "message": result.message}
+        return Recorded("refused", str(exc))
+    return Recorded("done", result.message)
 
 
 @task(name="sync-case", cache_policy=REPLAY_SAFE, persist_result=True, retries=2,

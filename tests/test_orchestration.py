@@ -185,8 +185,8 @@ def test_case_runs_from_referral_to_recommendation(stack):
     for r in task_runs:
         key = keys[task_runs.index(r)]
         row = next(t for t in store.queries.tasks(case=ref, state=None) if t.key == key)
-        assert r.name == f"{ref} · {row['stage']} · {key}"
-        assert {f"case:{ref}", f"stage:{row['stage']}", f"role:{row['role']}",
+        assert r.name == f"{ref} · {row.stage} · {key}"
+        assert {f"case:{ref}", f"stage:{row.stage}", f"role:{row.role}",
                 "jurisdiction:england-and-wales"} <= set(r.tags)
     stages = {r.name: r.state for r in runs if "kind:stage" in r.tags}
     assert stages[f"{ref} · assessment"].name == "Completed"

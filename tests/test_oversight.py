@@ -79,9 +79,9 @@ def test_board_breaches_and_kpis(store, clock):
         store.commands.record_delay_cause(TaskRef(second, "triage"), "weather", "", "mgr.okafor")
 
     data = kpis(store.queries)
-    assert data["cases"] == 2 and data["days"]["care entry to referral"]["median"] == 7
-    assert data["on_time_by_role"]["psychologist"]["on_time"] < 1
-    assert data["breaches_by_cause"]["capacity"] == 1
+    assert data.cases == 2 and data.days["care entry to referral"]["median"] == 7
+    assert data.on_time_by_role["psychologist"]["on_time"] < 1
+    assert data.breaches_by_cause["capacity"] == 1
     md = timeline_markdown(store.queries, first)
     assert "late by 2 days" in md and "## Breaches" in md and "| triage | 2026-01-19 | 2 |" in md
 

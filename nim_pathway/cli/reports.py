@@ -28,9 +28,11 @@ def report_board(as_json: JsonOpt = False) -> None:
 def report_kpis(as_json: JsonOpt = False) -> None:
     """KPIs: days to each milestone, share to treatment, on-time rates, breach causes."""
     from reports.oversight import kpi_markdown, kpis
+    from store.views import jsonable
 
     data = kpis(service().queries)
-    typer.echo(json.dumps(data, indent=2, default=str) if as_json else kpi_markdown(data))
+    typer.echo(json.dumps(jsonable(data), indent=2, default=str) if as_json
+               else kpi_markdown(data))
 
 
 @report_app.command("breaches")

@@ -8,7 +8,7 @@ from typing import Annotated, Any
 import typer
 
 from models.refs import TaskRef
-from nim_pathway.cli.io import ActorOpt, JsonOpt, UserError, emit, load_data_file, run, service
+from nim_pathway.cli.io import ActorOpt, JsonOpt, TaskArg, UserError, emit, load_data_file, run, service
 
 task_app = typer.Typer(help="List, complete and reassign tasks.", no_args_is_help=True)
 
@@ -43,7 +43,7 @@ def task_list(
 
 @task_app.command("complete")
 def task_complete(
-    task: Annotated[str, typer.Argument(help="CASE-REF/TASK-KEY")],
+    task: TaskArg,
     actor: ActorOpt,
     outcome_file: Annotated[Path | None, typer.Option(help="outcome as JSON or YAML")] = None,
     field: Annotated[list[str] | None, typer.Option(help="outcome field NAME=VALUE")] = None,
@@ -61,7 +61,7 @@ def task_complete(
 
 @task_app.command("reassign")
 def task_reassign(
-    task: Annotated[str, typer.Argument(help="CASE-REF/TASK-KEY")],
+    task: TaskArg,
     to: Annotated[str, typer.Option(help="practitioner handle taking the task over")],
     actor: ActorOpt,
     note: Annotated[str, typer.Option(help="handover note for the new owner")] = "",
@@ -73,7 +73,7 @@ def task_reassign(
 
 @task_app.command("delay-cause")
 def task_delay_cause(
-    task: Annotated[str, typer.Argument(help="CASE-REF/TASK-KEY")],
+    task: TaskArg,
     cause: Annotated[str, typer.Argument(help="court, family, capacity or other")],
     actor: ActorOpt,
     note: Annotated[str, typer.Option(help="what happened")] = "",

@@ -1,0 +1,95 @@
+"""The access policy: one table (the pathway's `permissions:`), one function, every command."""
+
+from __future__ import annotations
+
+import ast
+import re
+from pathlib import Path
+
+import pytest
+from sqlmodel import select
+
+from models.errors import NotFound, Refused
+from models.pathway import DEFAULT_PERMISSIONS, PathwayError, load_pathway, parse_pathway
+from models.refs import TaskRef
+from models.schemas import Referral
+from store.db import session_scope
+from store.tables import AuditEvent
+from tests.conftest import referral_data
+
+ROOT = Path(__file__).resolve().parent.parent
+ENGLAND = (ROOT / "pathways" / "england.yaml").read_text(encoding="utf-8")
+
+
+def _with_permission(action: str, roles: str, version: str = "9.1") -> object:
+    text = re.sub(rf"^  {action}: \[[^\]]*\]", f"  {action}: {roles}", ENGLAND, flags=re.M)
+    return parse_pathway(text.replace('version: "2026.2"', f'version: "{version}"'))
+
+
+def _refusals(url: str) -> list[AuditEvent]:
+    with session_scope(url, read_only=True) as s:
+        return list(s.exec(select(AuditEvent).where(AuditEvent.action == "refused")))
+
+
+def test_both_profiles_state_every_action():
+    for profile in ("england", "scotland"):
+        assert set(load_pathway(profile).permissions) == set(DEFAULT_PERMISSIONS)
+
+
+def test_the_pathway_table_decides_who_may_move_a_date(store, db_url):
+    # the same command, two pathway versions: only the table differs
+    spec = _with_permission("move-date", "[la-social-worker]")
+    ref = store.commands.open_case(Referral.model_validate(referral_data()), "coord.ali",
+                                   pathway=spec).ref
+    with pytest.raises(Refused, match="coord.ali is coordinator and may not move a case date; "
+                                      "it needs head-of-service or la-social-worker or "
+                                      "nim-service-manager"):
+        store.commands.move_date(ref, "final_hearing", store.queries.today(), "listed",
+                                 "coord.ali")
+    assert [r.actor for r in _refusals(db_url)] == ["coord.ali"]  # audited, though refused
+    store.commands.move_date(ref, "final_hearing", store.queries.today(), "listed", "la.patel")
+    assert store.queries.show(ref).dates["final_hearing"] == store.queries.today()
+
+
+def test_task_role_and_assignee_stand_ins(store, db_url):
+    ref = store.commands.open_case(Referral.model_validate(referral_data()), "coord.ali").ref
+    triage = TaskRef(ref, "triage")  # for nim-service-manager, assigned to mgr.okafor
+    with pytest.raises(Refused, match="it needs its current owner or"):
+        store.commands.reassign(triage, "mgr.okafor", "psy.chen", "")
+    with pytest.raises(Refused):
+        store.commands.record_delay_cause(triage, "capacity", "", "psy.chen")
+    store.commands.record_delay_cause(triage, "capacity", "", "mgr.okafor")
+    # a manager role may always act (head of service: neither the task's role nor its owner);
+    # an unknown handle is not a role at all
+    store.commands.complete_task(triage, "hos.taylor", {"accepted": True})
+    with pytest.raises(NotFound, match="unknown practitioner 'ghost'"):
+        store.commands.complete_task(TaskRef(ref, "consent-father"), "ghost", {})
+    assert len(_refusals(db_url)) == 2
+
+
+def test_erasure_is_for_managers_only(store):
+    ref = store.commands.open_case(Referral.model_validate(referral_data()), "coord.ali").ref
+    with pytest.raises(Refused, match="may not erase identity"):
+        store.commands.erase(ref, "coord.ali", reason="court order")
+    store.commands.erase(ref, "mgr.okafor", reason="court order")
+
+
+def test_a_malformed_permissions_table_is_refused_with_where():
+    with pytest.raises(PathwayError, match=r"permissions\.move-date: unknown role 'wizard'"):
+        _with_permission("move-date", "[wizard]")
+    bad = ENGLAND.replace("  erase-identity: []", "  erase-identity: []\n  fly: [coordinator]")
+    with pytest.raises(PathwayError, match=r"permissions\.fly: unknown action"):
+        parse_pathway(bad)
+
+
+def test_no_role_names_in_the_command_layer():
+    """Who may do what is in the pathway files, not in Python: no role literal in commands,
+    the policy, reports, notifications, flows or tasks."""
+    roles = set().union(*(load_pathway(p).roles for p in ("england", "scotland")))
+    found = []
+    for folder in ("nim_pathway/commands", "reports", "notifications", "flows", "tasks", "store"):
+        for path in (ROOT / folder).rglob("*.py"):
+            for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+                if isinstance(node, ast.Constant) and node.value in roles:
+                    found.append(f"{path.relative_to(ROOT)}:{node.lineno} {node.value}")
+    assert not found
