@@ -248,10 +248,10 @@ class Rows:
             d = timedelta(days=shift)
             who = {role: self.rng.choice(ids) for role, ids in self.staff.items()}
             for t in tpl.tasks:
-                stamp = self._instant(t.due + d, time(9))
-                yield (i, t["key"], t.spec_id, t.stage, t["title"], t.role,
-                       t["caregiver"], t["occurrence"], t["anchor"], t["after"], t.due + d,
-                       t["due_explanation"], t["state"], who.get(t.role), t["outcome"],
+                stamp = self._instant(t["due"] + d, time(9))
+                yield (i, t["key"], t["spec_id"], t["stage"], t["title"], t["role"],
+                       t["caregiver"], t["occurrence"], t["anchor"], t["after"], t["due"] + d,
+                       t["due_explanation"], t["state"], who.get(t["role"]), t["outcome"],
                        t["completed_on"] + d if t["completed_on"] else None, t["completed_by"],
                        stamp, stamp)
 
