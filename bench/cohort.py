@@ -182,7 +182,7 @@ class Rows:
 
     PRACTITIONER = ("id", "handle", "display_name", "role", "team", "contact", "active", "digest")
     CASE = ("id", "ref", "jurisdiction", "site", "pathway_id", "settings", "stage", "opened_at",
-            "closed_on", "court_override_weeks", "court_override_direction", "legal_status")
+            "closed_on", "legal_status", "final_order_kind", "final_order_follows_recommendation")
     CHILD = ("case_id", "given_name", "family_name", "date_of_birth", "address")
     TASK = ("case_id", "key", "spec_id", "stage", "title", "role", "caregiver", "occurrence",
             "anchor", "after", "due", "due_explanation", "state", "assignee_id", "outcome",

@@ -4,8 +4,12 @@ Pure functions: no clock, no I/O. Bank holidays come from the maintained `holida
 library (UK subdivisions ENG, SCT, NIR); site closure days are added by configuration.
 
 Convention: "N working days after an anchor" is the N-th working day after the anchor
-date; the anchor day itself is never counted. Calendar-day, week and month offsets land
-where they land (statutory calendar-day limits are not rolled to a working day).
+date; the anchor day itself is never counted. "N weeks beginning with" a day counts that day
+as day 1 (Children Act 1989 s32(1)(a)(ii)), so the last day is one day earlier than "N weeks
+after". A calendar-day, week or month result that is not a working day is then adjusted by the
+deadline's kind: a legal **maximum** is pulled back to the previous working day (never later
+than the law allows), a **target** for a piece of work rolls forward to the next one, an
+**exact** date (a court-set date, an informational limit) stays where it lands.
 """
 
 from __future__ import annotations
@@ -23,6 +27,8 @@ _SUBDIVISION = {"england-and-wales": "ENG", "scotland": "SCT", "northern-ireland
 
 Unit = Literal["working_days", "days", "weeks", "months"]
 UNITS: tuple[str, ...] = ("working_days", "days", "weeks", "months")
+Adjust = Literal["back", "forward", "none"]
+ADJUST_FOR_KIND: dict[str, Adjust] = {"maximum": "back", "target": "forward", "exact": "none"}
 
 
 class CalendarError(ValueError):
@@ -139,35 +145,62 @@ def compute_due(
     unit: str,
     anchor_name: str = "anchor",
     roll_forward: bool = False,
+    adjust: Adjust | None = None,
+    day_one: bool = False,
+    fraction: float | None = None,
 ) -> DueDate:
     """Apply one offset rule to an anchor date and explain the result.
 
-    With `roll_forward`, a calendar-day, week or month result that lands on a non-working
-    day moves to the next working day (for work people do; statutory limits stay exact)."""
+    `adjust` says what a non-working result does: "back" (a legal maximum: the previous
+    working day), "forward" (a target: the next one) or "none" (exact); `roll_forward` is
+    the older spelling of "forward". `day_one`: the anchor day is day 1 ("N weeks beginning
+    with"), so the span ends a day earlier. `fraction`: that part of the span (half of the
+    treatment months for a mid-way review), in whole days, rounded down."""
+    adjust = adjust or ("forward" if roll_forward else "none")
     if unit == "working_days":
+        if fraction is not None:
+            amount = int(amount * fraction)
         due, skipped = calendar.add_working_days(anchor, amount)
         how = (
             f"{_plural(amount, 'working day')} after {anchor_name} "
             f"{anchor.isoformat()} in {calendar.jurisdiction}; {_describe_skips(skipped)}"
         )
-    elif unit == "days":
+        return DueDate(due=due, explanation=how)
+    if unit == "days":
         due = anchor + timedelta(days=amount)
-        how = f"{_plural(amount, 'calendar day')} after {anchor_name} {anchor.isoformat()}"
+        span = _plural(amount, "calendar day")
     elif unit == "weeks":
         due = anchor + timedelta(weeks=amount)
-        how = f"{_plural(amount, 'week')} after {anchor_name} {anchor.isoformat()}"
+        span = _plural(amount, "week")
     elif unit == "months":
         due = add_months(anchor, amount)
-        how = f"{_plural(amount, 'calendar month')} after {anchor_name} {anchor.isoformat()}"
+        span = _plural(amount, "calendar month")
     else:
         raise CalendarError(f"unknown unit {unit!r}; use one of {', '.join(UNITS)}")
-    if unit != "working_days":
-        reason = calendar.why_not_working(due)
-        if reason and roll_forward:
-            landed = due
-            while not calendar.is_working_day(due):
-                due += timedelta(days=1)
-            how += f"; {landed.isoformat()} is not a working day ({reason}), so the next one"
-        elif reason:
-            how += f" (falls on a non-working day: {reason})"
+    if fraction is not None:
+        due = anchor + timedelta(days=int((due - anchor).days * fraction))
+        span = f"{fraction:g} of {span}"
+    if day_one:
+        due -= timedelta(days=1 if amount >= 0 else -1)
+        how = f"{span} beginning with {anchor_name} {anchor.isoformat()} (day 1)"
+    else:
+        how = f"{span} after {anchor_name} {anchor.isoformat()}"
+    reason = calendar.why_not_working(due)
+    if reason and adjust == "forward":
+        landed = due
+        while not calendar.is_working_day(due):
+            due += timedelta(days=1)
+        how += f"; {landed.isoformat()} is not a working day ({reason}), so the next one"
+    elif reason and adjust == "back":
+        landed = due
+        skipped = []
+        while not calendar.is_working_day(due):
+            if due != landed:
+                skipped.append(f"{due.isoformat()} ({calendar.why_not_working(due)})")
+            due -= timedelta(days=1)
+        how += (f"; the legal limit {landed.isoformat()} is not a working day ({reason}), so "
+                "the working day before it" + (f", past {', '.join(skipped)}" if skipped else "")
+                + " (a maximum is never moved later)")
+    elif reason:
+        how += f" (falls on a non-working day: {reason})"
     return DueDate(due=due, explanation=how)

@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from datetime import date
 
 from models import engine as eng
-from models.pathway import PathwaySpec
+from models.pathway import ClockSpec, PathwaySpec
 from models.simulate import sample_outcome
 
 
@@ -64,22 +64,42 @@ def forecast(spec: PathwaySpec, case: eng.CaseState, today: date,
         out.milestones.append(Milestone(t.key, t.title, t.completed_on or t.due,
                                         bool(real and real.state == eng.DONE)))
     out.clocks = eng.clock_states(spec, sim, day)
-    for c in out.clocks:
-        if c.state in ("breached", "breached-open") and c.due is not None:
-            target = next((cl.target for cl in spec.clocks if cl.id == c.id), None)
-            when = next((m.projected for m in out.milestones if target and
-                         m.task.startswith(target)), None)
-            if when and when > c.due:
-                out.conflicts.append(
-                    f"{c.title}: limit {c.due}, but {target} is projected for {when} "
-                    f"({(when - c.due).days} days late); record a court timetable override or "
-                    "shorten the pathway")
+    for clock in spec.clocks:
+        advice = clock_advice(spec, sim, clock, day)
+        if advice:
+            out.conflicts.append(advice)
     hearing = sim.anchors.get("final_hearing")
     final = next((m.projected for m in out.milestones if m.task == rep.final_report), None)
     if hearing and final and final > hearing:
         out.conflicts.append(f"final report projected for {final}, after the final hearing on "
                              f"{hearing}")
     return out
+
+
+def clock_advice(spec: PathwaySpec, sim: eng.CaseState, clock: ClockSpec, day: date) -> str | None:
+    """What to do when NIM's projected work misses a clock, by the clock's kind and owner: a
+    court's maximum can only be extended by the court; NIM's own target is re-planned; another
+    body's target (Scotland's PACE aim) is theirs to know about, with no court action."""
+    task = clock.forecast_task or (clock.met_by[5:] if clock.met_by and
+                                   clock.met_by.startswith("done:") else None)
+    state = eng.clock_state(spec, sim, clock, day)
+    if task is None or state.due is None:
+        return None
+    when = max((t.completed_on or t.due for t in sim.tasks.values() if t.spec_id == task),
+               default=None)
+    if when is None or when <= state.due:
+        return None
+    late = f"{task} is projected for {when}, {(when - state.due).days} days after {state.due}"
+    if clock.kind == "maximum" and clock.extensions:
+        return (f"{clock.title}: {late}; only the court can move this limit: ask for an "
+                f"extension ({clock.source}; one at a time, each up to "
+                f"{clock.max_extension_weeks} weeks) or shorten NIM's timetable")
+    if clock.kind == "maximum":
+        return f"{clock.title}: {late}; a legal maximum ({clock.source}): bring {task} forward"
+    if clock.owner == "nim":
+        return f"{clock.title}: {late}; NIM's own target: re-plan the work or record the cause"
+    return (f"{clock.title}: {late}; this is the {clock.owner}'s target, not a court "
+            f"timetable ({clock.source}): tell them, no court action is needed")
 
 
 def _assumed_decisions(spec: PathwaySpec, case: eng.CaseState) -> dict[str, str]:

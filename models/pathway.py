@@ -23,10 +23,19 @@ from models.calendar import UNITS
 SLUG = r"^[a-z][a-z0-9-]*$"
 PATHWAYS_DIR = Path(__file__).resolve().parent.parent / "pathways"
 
-# Anchors every case has from the moment it is opened.
-CASE_ANCHORS = ("care_entry", "referral")
-# Anchors a case may gain later (court dates, stage starts are added by the engine).
-OPTIONAL_ANCHORS = ("proceedings_issued", "case_management_hearing", "final_hearing", "consent")
+# Anchors every case has from the moment it is opened (placement_start: the current
+# placement's first day, care entry unless the referral says otherwise; it moves with each
+# placement change).
+CASE_ANCHORS = ("care_entry", "referral", "placement_start")
+# Anchors a case may gain later: the LA's own referral date, court and hearing dates (listed
+# and held), the final order, the day the child stopped being looked after; stage starts are
+# added by the engine.
+OPTIONAL_ANCHORS = ("la_referral", "proceedings_issued", "case_management_hearing", "cmh_held",
+                    "issues_resolution_hearing", "final_hearing", "final_order",
+                    "ceased_looked_after", "consent")
+# Whose a clock is: NIM's own targets are NIM's breaches; the others are shown and warned of,
+# and escalate through their owner.
+CLOCK_OWNERS = ("nim", "local-authority", "court", "childrens-hearing", "hsc-trust")
 
 
 class PathwayError(ValueError):
@@ -47,8 +56,9 @@ DEFAULT_PERMISSIONS: dict[str, list[str]] = {
     "reassign": [ASSIGNEE],
     "record-delay-cause": [TASK_ROLE],
     "move-date": ["coordinator"],
-    "set-court-timetable": ["coordinator"],
+    "record-court-timetable": ["coordinator"],
     "change-placement": ["coordinator", "la-social-worker"],
+    "record-looked-after-status": ["coordinator", "la-social-worker"],
     "erase-identity": [],
 }
 
@@ -58,12 +68,18 @@ class _Strict(BaseModel):
 
 
 class Offset(_Strict):
-    """Exactly one of the units; the amount is a number or the name of a pathway setting."""
+    """Exactly one of the units; the amount is a number or the name of a pathway setting.
+
+    `day_one`: the anchor day is day 1 ("within 26 weeks beginning with the day on which the
+    application was issued"), so the span ends one day earlier than "26 weeks after".
+    `fraction`: that share of the span (the mid-way review at half the treatment months)."""
 
     working_days: int | str | None = None
     days: int | str | None = None
     weeks: int | str | None = None
     months: int | str | None = None
+    day_one: bool = False
+    fraction: float | None = Field(default=None, gt=0, lt=1)
 
     @model_validator(mode="after")
     def _exactly_one_unit(self) -> Offset:
@@ -89,6 +105,11 @@ class Offset(_Strict):
 
 class DueRule(Offset):
     anchor: str = Field(description="a case anchor, 'stage:<id>' or 'done:<task-id>'")
+
+
+# A deadline's kind decides what a non-working last day does: a legal maximum is pulled back
+# to the previous working day, a target for a piece of work rolls forward to the next one.
+DeadlineKind = Literal["maximum", "target"]
 
 
 class OutcomeField(_Strict):
@@ -119,6 +140,9 @@ class TaskSpec(_Strict):
     outcome: dict[str, OutcomeField] = {}
     reminders: list[int] | None = None  # working days before due; None = pathway default
     source: str | None = None
+    kind: DeadlineKind = "target"  # statutory work is a "maximum"
+    # statutory work for a looked-after child stops when the child ceases to be looked after
+    while_looked_after: bool = False
 
     @model_validator(mode="after")
     def _repetition(self) -> TaskSpec:
@@ -127,6 +151,15 @@ class TaskSpec(_Strict):
         if self.then_every and self.count != 1:
             raise ValueError("use either 'count' with 'every' or 'then_every', not both")
         return self
+
+
+# A court direction to file a document becomes a task of this built-in kind (its role and
+# its date come from the direction; its title from the pathway's `court.documents`).
+DIRECTION_TASK = TaskSpec(
+    id="court-direction", title="Court-directed filing", role="(named by the direction)",
+    due=DueRule(anchor="direction", days=0), source="the court's direction",
+    outcome={"filed_on": OutcomeField(type="date", required=False,
+                                      label="Filed with the court on")})
 
 
 class GateOutcome(_Strict):
@@ -147,23 +180,74 @@ class StageSpec(_Strict):
     next: str | None = None
     gate: GateSpec | None = None
     tasks: list[TaskSpec]
+    # a setting that must be non-zero for the stage to run (else the pathway goes past it)
+    when: str | None = None
+
+
+class Window(_Strict):
+    earliest: Offset
+    latest: Offset
 
 
 class ClockSpec(_Strict):
+    """A statutory or service clock overlaid on the case: its law, kind and owner."""
+
     id: str = Field(pattern=SLUG)
     title: str
+    source: str  # act, regulation and paragraph; "default: ..." where a value is ours
+    kind: Literal["maximum", "target", "window"]
+    owner: Literal["nim", "local-authority", "court", "childrens-hearing", "hsc-trust"]
     anchor: str
-    limit: Offset
-    target: str | None = None  # task id whose completion meets the clock
-    court_override: bool = False  # a recorded court timetable override replaces the limit
-    roll_forward: bool = False  # a service target (not a statutory limit) skips closed days
+    limit: Offset | None = None  # maximum and target
+    window: Window | None = None  # window: earliest and latest day
+    met_by: str | None = None  # an anchor ("final_order", "cmh_held") or "done:<task-id>"
+    # NIM's task compared with the limit in forecasts (what NIM feeds into the decision)
+    forecast_task: str | None = None
+    extensions: bool = False  # the court extends it, one extension at a time
+    max_extension_weeks: int = Field(default=8, ge=1, le=52)
+    notify: str | None = None  # role warned before the limit (default: the met_by task's role)
+    escalate: list[str] = []  # roles told when it is breached, in order
     warnings: list[Offset] = []  # warn this long before the limit
-    source: str | None = None
+
+    @model_validator(mode="before")
+    @classmethod
+    def _legacy(cls, data: Any) -> Any:
+        """Pathway versions stored before 2026.3 (target, court_override, roll_forward)."""
+        if isinstance(data, dict) and "kind" not in data and "limit" in data:
+            data = dict(data)
+            target = data.pop("target", None)
+            data["met_by"] = f"done:{target}" if target else None
+            data["extensions"] = bool(data.pop("court_override", False))
+            data["kind"] = "target" if data.pop("roll_forward", False) else "maximum"
+            data["owner"] = "nim" if data["kind"] == "target" else "court"
+            data["source"] = data.get("source") or "legacy pathway version (no source recorded)"
+        return data
+
+    @model_validator(mode="after")
+    def _shape(self) -> ClockSpec:
+        if self.kind == "window" and (self.window is None or self.limit is not None):
+            raise ValueError("a window clock needs 'window' (earliest, latest) and no 'limit'")
+        if self.kind != "window" and (self.limit is None or self.window is not None):
+            raise ValueError(f"a {self.kind} clock needs 'limit' and no 'window'")
+        if self.extensions and self.kind != "maximum":
+            raise ValueError("only a maximum (a court's limit) can be extended")
+        return self
+
+
+class CourtSpec(_Strict):
+    """What the court timetable can record: the kinds of final order, and the documents a
+    court can direct to be filed (each direction becomes a task for the named role)."""
+
+    order_kinds: dict[str, str] = {}  # code -> label
+    documents: dict[str, str] = {}  # code -> label, e.g. final-report: Final report
 
 
 class Escalation(_Strict):
     after_working_days: int = Field(ge=0)
     role: str
+    # the team whose work this rung is for (the LA keeps case responsibility, so its work
+    # escalates through the LA); None: every team's work
+    team: str | None = None
 
 
 class Notifications(_Strict):
@@ -198,7 +282,7 @@ class ReportingSpec(_Strict):
 
 class RoleSpec(_Strict):
     title: str
-    team: Literal["nim", "local-authority", "admin"]
+    team: Literal["nim", "local-authority", "hsc-trust", "admin"]
     manager: bool = False  # may act on any task and receives escalations
 
 
@@ -219,6 +303,10 @@ class PathwaySpec(_Strict):
     # years identity is kept after the child's birth, by basis (England: looked-after
     # children's records to the 75th birthday, adoption records 100 years)
     retention_years: dict[str, int] = {"default": 75, "adoption": 100}
+    court: CourtSpec = CourtSpec()
+    # dated events a case can record besides the engine's own anchors (name -> what it is),
+    # e.g. a Scottish interim compulsory supervision order being made
+    dates: dict[str, str] = {}
 
     @model_validator(mode="after")
     def _references(self) -> PathwaySpec:
@@ -232,6 +320,11 @@ class PathwaySpec(_Strict):
         if dupes:
             problems.append(f"tasks: task ids must be unique across the pathway: {dupes}")
         anchors = set(CASE_ANCHORS) | set(OPTIONAL_ANCHORS) | {f"stage:{s}" for s in stage_ids}
+        anchors |= set(self.dates)
+        for name in self.dates:
+            if not re.fullmatch(r"[a-z][a-z0-9_]*", name) or name in CASE_ANCHORS + OPTIONAL_ANCHORS:
+                problems.append(f"dates.{name}: a date name is lower_snake_case and not one of "
+                                "the engine's own dates")
         anchors |= {f"done:{t}" for t in task_ids}
 
         def check_offset(where: str, offset: Offset | None) -> None:
@@ -288,14 +381,31 @@ class PathwaySpec(_Strict):
         for ti, task in enumerate(self.statutory):
             check_task(f"statutory.{ti}", task, statutory_ids)
         for ci, clock in enumerate(self.clocks):
+            where = f"clocks.{ci}"
             if clock.anchor not in anchors:
-                problems.append(f"clocks.{ci}.anchor: unknown anchor {clock.anchor!r}")
-            if clock.target is not None and clock.target not in task_ids:
-                problems.append(f"clocks.{ci}.target: unknown task {clock.target!r}")
-            check_offset(f"clocks.{ci}.limit", clock.limit)
+                problems.append(f"{where}.anchor: unknown anchor {clock.anchor!r}")
+            if clock.met_by is not None and clock.met_by not in anchors:
+                problems.append(f"{where}.met_by: {clock.met_by!r} is neither a case anchor nor "
+                                "'done:<task-id>' of this pathway")
+            if clock.forecast_task is not None and clock.forecast_task not in task_ids:
+                problems.append(f"{where}.forecast_task: unknown task {clock.forecast_task!r}")
+            for name in [clock.notify, *clock.escalate]:
+                if name is not None and name not in self.roles:
+                    problems.append(f"{where}: unknown role {name!r}")
+            check_offset(f"{where}.limit", clock.limit)
+            if clock.window:
+                check_offset(f"{where}.window.earliest", clock.window.earliest)
+                check_offset(f"{where}.window.latest", clock.window.latest)
+        teams = {r.team for r in self.roles.values()}
         for ei, esc in enumerate(self.notifications.escalations):
             if esc.role not in self.roles:
                 problems.append(f"notifications.escalations.{ei}.role: unknown role {esc.role!r}")
+            if esc.team is not None and esc.team not in teams:
+                problems.append(f"notifications.escalations.{ei}.team: no role is in team "
+                                f"{esc.team!r}")
+        for si, stage in enumerate(self.stages):
+            if stage.when is not None and stage.when not in self.settings:
+                problems.append(f"stages.{si}.when: setting {stage.when!r} is not declared")
         owner = self.notifications.clock_owner
         if owner is not None and owner not in self.roles:
             problems.append(f"notifications.clock_owner: unknown role {owner!r}")
@@ -336,12 +446,14 @@ class PathwaySpec(_Strict):
     def task_by_id(self) -> dict[str, TaskSpec]:
         found = {t.id: t for s in self.stages for t in s.tasks}
         found.update({t.id: t for t in self.statutory})
+        found[DIRECTION_TASK.id] = DIRECTION_TASK
         return found
 
     @cached_property
     def stage_of_task(self) -> dict[str, str]:
         found = {t.id: s.id for s in self.stages for t in s.tasks}
         found.update({t.id: "statutory" for t in self.statutory})
+        found[DIRECTION_TASK.id] = "court"
         return found
 
     @cached_property
@@ -442,6 +554,19 @@ def parse_pathway(text: str, source: str = "<pathway>") -> PathwaySpec:
         raise PathwayError(f"{where}: not valid YAML: {getattr(exc, 'problem', exc)}") from None
     if not isinstance(data, dict):
         raise PathwayError(f"{source}: a pathway file must be a mapping with 'profile', 'stages'…")
+    if "extends" in data:  # a nation's profile that shares another's pathway: its top-level
+        # sections replace the parent's whole (a section is either inherited or restated)
+        parent = data.pop("extends")
+        if not isinstance(parent, str) or not re.fullmatch(SLUG[1:-1], parent):
+            raise PathwayError(f"{source}: extends: give a profile name, e.g. extends: england")
+        parent_path = PATHWAYS_DIR / f"{parent}.yaml"
+        if not parent_path.is_file() or parent_path.resolve() == Path(source).resolve():
+            raise PathwayError(f"{source}: extends: no other pathway {parent!r} in {PATHWAYS_DIR}")
+        base = yaml.safe_load(parent_path.read_text(encoding="utf-8"))
+        if isinstance(base, dict) and "extends" in base:
+            raise PathwayError(f"{source}: extends: {parent!r} extends another profile itself; "
+                               "extend the base profile directly")
+        data = {**base, **data}
     try:
         return PathwaySpec.model_validate(data)
     except ValidationError as exc:

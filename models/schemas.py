@@ -53,6 +53,8 @@ class Referral(_Input):
     child: ChildIn
     care_entry: date
     referral: date
+    la_referral: date | None = Field(
+        default=None, description="referral to the LA's children's social care (its 45 days)")
     proceedings_issued: date | None = None
     final_hearing: date | None = None
     legal_status: str | None = Field(default=None, max_length=100)
@@ -78,6 +80,11 @@ class Referral(_Input):
                 f"the child is {age} months old at referral; NIM is for children under "
                 f"{MAX_AGE_MONTHS} months (aged 0-5)"
             )
+        if self.placement and self.placement.start < self.care_entry:
+            raise ValueError(f"placement start {self.placement.start} is before care entry "
+                             f"{self.care_entry}")
+        if self.la_referral and self.la_referral < dob:
+            raise ValueError(f"LA referral date {self.la_referral} is before the date of birth")
         if self.final_hearing and self.proceedings_issued and (
             self.final_hearing < self.proceedings_issued
         ):
@@ -85,7 +92,10 @@ class Referral(_Input):
         return self
 
     def default_pathway(self) -> str:
-        return self.pathway or ("scotland" if self.jurisdiction == "scotland" else "england")
+        """The profile a referral opens on unless it names one (Wales: `pathway: wales`, as
+        Wales shares England's bank holidays)."""
+        return self.pathway or {"scotland": "scotland", "northern-ireland": "northern-ireland"
+                                }.get(self.jurisdiction, "england")
 
 
 class PractitionerIn(_Input):

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from datetime import date, datetime, timedelta
+from typing import Any
 
 from rich.console import Console
 from rich.table import Table
@@ -52,6 +53,7 @@ def run_demo(profile: str = "england", no_treatment: bool = False) -> None:
         pathway=profile,
         child={"given_name": "Demo", "family_name": "Child", "date_of_birth": "2025-06-01"},
         care_entry=date(2026, 1, 5), referral=date(2026, 1, 12),
+        la_referral=date(2025, 12, 15),
         proceedings_issued=None if scotland else date(2026, 1, 8),
         caregivers=[{"relationship": "mother"}, {"relationship": "father"},
                     {"relationship": "foster-carer"}],
@@ -79,9 +81,8 @@ def run_demo(profile: str = "england", no_treatment: bool = False) -> None:
             do.complete_task(statutory.task, handle_for[statutory.role], {})
         outcome = sample_outcome(read.pathway(ref), task.spec_id, decisions)
         do.complete_task(task.task, handle_for[task.role], outcome)
-        if task.spec_id == "professionals-meeting" and not scotland:
-            do.set_court_override(ref, 52, "judicial agreement to run outside 26 weeks for "
-                                  "a trial of NIM treatment", "coord.ali")
+        if not scotland:
+            _court_events(do, read, ref, today(clock))
         if not moved and task.spec_id == "treatment-plan":
             do.move_date(ref, "final_hearing", today(clock) + timedelta(weeks=20),
                          "final hearing listed", "coord.ali")
@@ -106,6 +107,25 @@ def run_demo(profile: str = "england", no_treatment: bool = False) -> None:
     console.print(clocks)
     console.print(f"Decisions: {show.decisions}; closed on {show.closed_on}. "
                   f"Database: {db}")
+
+
+def _court_events(do: Any, read: Any, ref: str, on: date) -> None:
+    """The court's side of the demo: the case management hearing is held in its window, the
+    court extends its timetable 8 weeks at a time while NIM's trial of treatment runs (as
+    LIFT's judges did, S8), and the final order is made at the final hearing."""
+    shown = read.show(ref)
+    clocks = {c.id: c for c in shown.clocks}
+    cmh = clocks["case-management-hearing"]
+    if cmh.met_on is None and cmh.earliest and on >= cmh.earliest:
+        do.move_date(ref, "cmh_held", cmh.earliest, "case management hearing held", "coord.ali")
+    hearing = shown.dates.get("final_hearing")
+    if shown.court.final_order is None and hearing and on >= hearing:
+        do.record_final_order(ref, hearing, "placement-order", True, "coord.ali")
+        return
+    limit = clocks["care-proceedings-26-weeks"]
+    if shown.court.final_order is None and limit.state == "running" and limit.days_left <= 35:
+        do.extend_timetable(ref, on, 8, "necessary to resolve the proceedings justly: NIM's "
+                            "trial of treatment is under way", "coord.ali")
 
 
 def run_live_demo() -> None:

@@ -27,8 +27,10 @@ def mermaid(spec: PathwaySpec) -> str:
         else:
             lines.append(f"    {_node(stage.id)} --> closed([case closed])")
     for clock in spec.clocks:
-        lines.append(f'    clock_{_node(clock.id)}[/"{clock.title}"/]')
-        if clock.target:
-            stage = spec.stage_of_task[clock.target]
-            lines.append(f"    clock_{_node(clock.id)} -.-> {_node(stage)}")
+        label = f"{clock.title}<br/><i>{clock.kind}, {clock.owner}: {clock.source}</i>"
+        lines.append(f'    clock_{_node(clock.id)}[/"{label}"/]')
+        task = clock.forecast_task or (clock.met_by[5:] if clock.met_by and
+                                       clock.met_by.startswith("done:") else None)
+        if task:
+            lines.append(f"    clock_{_node(clock.id)} -.-> {_node(spec.stage_of_task[task])}")
     return "\n".join(lines)

@@ -65,13 +65,29 @@ def breaches(queries: Queries, ref: str | None = None) -> list[BreachRow]:
                                  t.state == eng.OPEN,
                                  causes.get((snap.case_id, t.key)) or "not recorded",
                                  t.due_explanation))
-        for c in eng.clock_states(spec, state, today):
-            if c.state in ("breached", "breached-open"):
-                out.append(BreachRow(snap.ref, "clock", c.id, "", "statutory", str(c.due),
-                                     (today - c.due).days, c.state != "breached",
-                                     "court override" if state.court_override_weeks else
-                                     "not recorded", c.explanation))
+        for clock in spec.clocks:
+            c = eng.clock_state(spec, state, clock, today)
+            if c.state in ("breached", "breached-open") and c.days_late:
+                out.append(BreachRow(snap.ref, "clock", c.id, "", c.owner, str(c.due),
+                                     c.days_late, c.state != "breached",
+                                     clock_cause(clock, state, snap.case_id, causes),
+                                     c.explanation))
     return sorted(out, key=lambda r: (r.team, r.case, r.due))
+
+
+def clock_cause(clock: Any, state: eng.CaseState, case_id: int,
+                causes: dict[tuple[int, str], str | None]) -> str:
+    """Why this clock was breached, from its own record: the delay cause of the task that meets
+    it; for a court's timetable, the extensions it granted (a court event, not NIM's delay)."""
+    if clock.met_by and clock.met_by.startswith("done:"):
+        recorded = [causes.get((case_id, t.key)) for t in state.tasks.values()
+                    if t.spec_id == clock.met_by[5:]]
+        found = sorted({c for c in recorded if c})
+        if found:
+            return ", ".join(found)
+    if clock.extensions and state.extensions:
+        return f"court: {len(state.extensions)} extension(s) granted"
+    return "not recorded"
 
 
 def _summary(values: list[int]) -> dict[str, Any]:

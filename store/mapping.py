@@ -11,7 +11,7 @@ from sqlmodel import Session, select
 from models import engine as eng
 from models.errors import NotFound
 from models.pathway import PathwaySpec
-from store.tables import Caregiver, Case, CaseAnchor, Decision, Intake, Task
+from store.tables import Caregiver, Case, CaseAnchor, CourtExtension, Decision, Intake, Task
 
 # every TaskState field is a Task column of the same name (key identifies the row)
 TASK_STATE_FIELDS = tuple(f.name for f in fields(eng.TaskState))
@@ -60,9 +60,14 @@ def load_state(session: Session, case: Case, spec: PathwaySpec,
         ref=case.ref, jurisdiction=case.jurisdiction, anchors=anchors,
         settings={**spec.settings, **(case.settings or {})},
         caregivers=[eng.Caregiver(c.key, c.relationship) for c in carers],
-        stage=case.stage, decisions=decisions, closed_on=case.closed_on,
-        court_override_weeks=case.court_override_weeks, closures=closures,
+        stage=case.stage, decisions=decisions, closed_on=case.closed_on, closures=closures,
+        extensions=[eng.Extension(e.granted_on, e.weeks, e.reason) for e in session.exec(
+            select(CourtExtension).where(CourtExtension.case_id == case.id)
+            .order_by(CourtExtension.id))],
     )
+    if case.final_order_kind and "final_order" in anchors:
+        state.final_order = eng.FinalOrder(anchors["final_order"], case.final_order_kind,
+                                           bool(case.final_order_follows_recommendation))
     for row in session.exec(select(Task).where(Task.case_id == case.id).order_by(Task.id)):
         values = {name: getattr(row, name) for name in TASK_STATE_FIELDS}
         values["after"] = list(values["after"] or [])
@@ -71,12 +76,19 @@ def load_state(session: Session, case: Case, spec: PathwaySpec,
 
 
 def save_state(session: Session, case: Case, state: eng.CaseState, effects: list[eng.Effect],
-               now: datetime) -> list[Task]:
-    """Write the case, its key dates and its tasks as the engine left them; return the task
-    rows created (the caller assigns them)."""
+               now: datetime, actor: str) -> list[Task]:
+    """Write the case, its key dates, court timetable and tasks as the engine left them;
+    return the task rows created (the caller assigns them)."""
     case.stage, case.closed_on = state.stage, state.closed_on
-    case.court_override_weeks = state.court_override_weeks
+    if state.final_order:
+        case.final_order_kind = state.final_order.kind
+        case.final_order_follows_recommendation = state.final_order.follows_recommendation
     session.add(case)
+    stored = len(session.exec(select(CourtExtension.id).where(
+        CourtExtension.case_id == case.id)).all())
+    for ext in state.extensions[stored:]:  # extensions are only ever added
+        session.add(CourtExtension(case_id=case.id, granted_on=ext.granted_on, weeks=ext.weeks,
+                                   reason=ext.reason, recorded_by=actor, recorded_at=now))
     existing_anchors = {a.name: a for a in session.exec(
         select(CaseAnchor).where(CaseAnchor.case_id == case.id))}
     causes = {e.detail["anchor"]: e.detail["cause"] for e in effects if e.kind == "anchor-moved"}

@@ -32,7 +32,9 @@ from store.views import (
     CaregiverView,
     CaseSummary,
     CaseView,
-    CourtOverride,
+    CourtView,
+    ExtensionView,
+    FinalOrderView,
     OpenTask,
     OutboxRow,
     PlacementView,
@@ -173,9 +175,12 @@ class Queries:
             placements=tuple(PlacementView(p.kind, p.start, p.end, p.reason) for p in placements),
             dates=dict(sorted(state.anchors.items(), key=lambda kv: kv[1])),
             decisions=dict(state.decisions),
-            court_override=CourtOverride(case.court_override_weeks,
-                                         case.court_override_direction)
-            if case.court_override_weeks else None,
+            court=CourtView(
+                tuple(ExtensionView(e.granted_on, e.weeks, e.reason) for e in state.extensions),
+                FinalOrderView(state.final_order.made_on, state.final_order.kind,
+                               state.final_order.follows_recommendation)
+                if state.final_order else None),
+            looked_after="ceased_looked_after" not in state.anchors,
             clocks=tuple(eng.clock_states(spec, state, on)),
             open_tasks=tuple(OpenTask(t.key, t.role, t.due, t.state)
                              for t in sorted(state.tasks.values(), key=lambda t: t.due)

@@ -42,9 +42,23 @@ class Case(SQLModel, table=True):
     stage: str | None = Field(default=None, index=True)
     opened_at: datetime
     closed_on: date | None = None
-    court_override_weeks: int | None = None
-    court_override_direction: str | None = None
     legal_status: str | None = None
+    # the order that disposed of the proceedings (meets the 26-week clock)
+    final_order_kind: str | None = None
+    final_order_follows_recommendation: bool | None = None
+
+
+class CourtExtension(SQLModel, table=True):
+    """One extension of the court's timetable (Children Act 1989 s32(5)), as granted."""
+
+    __tablename__ = "court_extension"
+    id: int | None = Field(default=None, primary_key=True)
+    case_id: int = Field(foreign_key="nim_case.id", index=True)
+    granted_on: date
+    weeks: int
+    reason: str
+    recorded_by: str
+    recorded_at: datetime
 
 
 class CaseAnchor(SQLModel, table=True):

@@ -86,9 +86,25 @@ class PlacementView:
 
 
 @dataclass(frozen=True, slots=True)
-class CourtOverride:
+class ExtensionView:
+    granted_on: date
     weeks: int
-    direction: str | None
+    reason: str
+
+
+@dataclass(frozen=True, slots=True)
+class FinalOrderView:
+    made_on: date
+    kind: str
+    follows_recommendation: bool
+
+
+@dataclass(frozen=True, slots=True)
+class CourtView:
+    """The court (or hearing) timetable recorded on the case."""
+
+    extensions: tuple[ExtensionView, ...]
+    final_order: FinalOrderView | None
 
 
 @dataclass(frozen=True, slots=True)
@@ -114,7 +130,8 @@ class CaseView:
     placements: tuple[PlacementView, ...]
     dates: dict[str, date]
     decisions: dict[str, str]
-    court_override: CourtOverride | None
+    court: CourtView
+    looked_after: bool
     clocks: tuple[ClockState, ...]
     open_tasks: tuple[OpenTask, ...]
 

@@ -180,9 +180,13 @@ def test_recurring_reviews_follow_the_previous_one(england):
     eng.open_case(england, case, REFERRAL)
     finish(england, case, "lac-review-1", date(2026, 2, 2))
     second = case.tasks["lac-review-2"]
-    assert second.due == date(2026, 5, 5)  # 2 May + 3 months is a Saturday, 4 May a holiday
-    finish(england, case, "lac-review-2", date(2026, 5, 5))
-    assert case.tasks["lac-review-3"].due == date(2026, 11, 5)  # then six-monthly
+    # SI 2010/959 reg 33(2): within 3 months of the first (held Mon 2 Feb) -> Sat 2 May 2026;
+    # a legal maximum is pulled back to the working day before: Fri 1 May (never Tue 5 May)
+    assert second.due == date(2026, 5, 1)
+    assert "never moved later" in second.due_explanation
+    finish(england, case, "lac-review-2", date(2026, 5, 5))  # held late, on Tue 5 May
+    # then within 6 months of the previous review, as held: Thu 5 Nov 2026, a working day
+    assert case.tasks["lac-review-3"].due == date(2026, 11, 5)
 
 
 def test_timers_follow_tasks(england):
@@ -211,16 +215,31 @@ def test_redating_changes_timer_keys(england):
     assert before.isdisjoint(after) and len(before) == len(after)
 
 
-def test_court_override_changes_the_26_week_clock(england):
+def test_court_extensions_move_the_26_week_clock_one_at_a_time(england):
     case = new_case(england)
     eng.open_case(england, case, REFERRAL)
     on = date(2026, 8, 1)
-    clock = {c.id: c for c in eng.clock_states(england, case, on)}["care-proceedings-26-weeks"]
-    assert clock.due == date(2026, 7, 9) and clock.state == "breached-open"
-    eng.set_court_override(england, case, 52, "judicial agreement")
-    clock = {c.id: c for c in eng.clock_states(england, case, on)}["care-proceedings-26-weeks"]
-    assert clock.due == date(2027, 1, 7) and clock.state == "running"
-    assert "override" in clock.explanation
+
+    def clock(day: date = on) -> eng.ClockState:
+        return {c.id: c for c in eng.clock_states(england, case, day)}["care-proceedings-26-weeks"]
+
+    # issued Thu 8 Jan 2026 = day 1 (s32(1)(a)(ii) "beginning with"); day 182 = 8 Jan + 181
+    # days = Wed 8 Jul 2026, a working day
+    assert clock().due == date(2026, 7, 8) and clock().state == "breached-open"
+    assert clock().days_late == 24  # 8 Jul to 1 Aug
+    # s32(8): up to 8 weeks after the later of the current end (8 Jul) and the day granted
+    # (1 Jul): 8 Jul + 56 days = Wed 2 Sep 2026
+    eng.extend_timetable(england, case, date(2026, 7, 1), 8, "expert report awaited", on)
+    assert clock().due == date(2026, 9, 2) and clock().state == "running"
+    # a second extension granted Tue 1 Sep for 6 weeks: 2 Sep + 42 days = Wed 14 Oct 2026
+    eng.extend_timetable(england, case, date(2026, 9, 1), 6, "trial of treatment", date(2026, 9, 1))
+    assert clock(date(2026, 9, 1)).due == date(2026, 10, 14)
+    assert "extended 8 weeks on 2026-07-01" in clock().explanation
+    with pytest.raises(eng.EngineError, match="1 to 8 weeks"):
+        eng.extend_timetable(england, case, date(2026, 9, 1), 9, "too long", date(2026, 9, 1))
+    # the final order meets it; NIM's recommendation does not
+    eng.record_final_order(england, case, date(2026, 10, 9), "care-order", True, date(2026, 10, 9))
+    assert clock(date(2026, 12, 1)).state == "met"
 
 
 @pytest.mark.parametrize("profile,d1", [("england", "treatment"), ("england", "no_treatment"),
@@ -232,8 +251,10 @@ def test_whole_pathway_in_virtual_time(profile, d1, england, scotland):
     assert case.closed_on is not None and events > 20
     stages = {t.stage for t in case.tasks.values() if t.state == eng.DONE}
     assert ("treatment" in stages) == (d1 == "treatment")
-    assert {"referral", "consent", "assessment", "formulation", "recommendation", "closure",
-            "follow-up"} <= stages
+    assert {"referral", "consent", "assessment", "formulation", "recommendation",
+            "closure"} <= stages
+    # the trial's research follow-ups are not part of the service episode (S14): off by default
+    assert "follow-up" not in stages
     assert all(t.state in (eng.DONE, eng.CANCELLED) for t in case.tasks.values())
 
 

@@ -111,7 +111,8 @@ def test_permanence_order_is_scottish_only(eng, sco):
 
 def test_treatment_months(eng, sco):
     assert eng.settings["treatment_months"] == 5
-    assert sco.settings["treatment_months"] == 12
+    # GIFT's "up to 12 months" (S4) is a ceiling; BeST? treatment ran 6-9 months (S11)
+    assert sco.settings["treatment_months"] == 9
 
 
 # -- malformed files --------------------------------------------------------------------------
@@ -217,11 +218,10 @@ def test_unknown_anchor(eng_text):
 def test_unknown_stage_anchor_and_clock_anchor(eng_text, eng):
     text = _replace_once(eng_text, 'due: {anchor: "stage:treatment", weeks: 2}',
                          'due: {anchor: "stage:therapy", weeks: 2}')
-    text = _replace_once(text, "anchor: proceedings_issued\n    limit: {days: 12}",
-                         "anchor: proceedings_started\n    limit: {days: 12}")
+    text = _replace_once(text, "anchor: la_referral\n", "anchor: proceedings_started\n")
     msg = _refused(text)
     si, ti = _index(eng, "treatment-plan")
-    ci = [c.id for c in eng.clocks].index("case-management-hearing")
+    ci = [c.id for c in eng.clocks].index("la-assessment-45-wd")
     assert (f"x.yaml:{_line(text, 'stage:therapy')}: stages.{si}.tasks.{ti}.due.anchor: "
             "unknown anchor 'stage:therapy'") in msg
     assert (f"x.yaml:{_line(text, 'proceedings_started')}: clocks.{ci}.anchor: "

@@ -180,7 +180,7 @@ def test_case_keeps_its_pathway_version(store, db_url):
     edited = parse_pathway(edited_text)
     with pytest.raises(CommandError, match="give the edited file a new 'version'"):
         store.commands.open_case(Referral.model_validate(referral_data()), "coord.ali", edited)
-    v2 = parse_pathway(edited_text.replace('version: "2026.2"', 'version: "2026.3"'))
+    v2 = parse_pathway(edited_text.replace('version: "2026.3"', 'version: "2026.4"'))
     second = store.commands.open_case(Referral.model_validate(referral_data()), "coord.ali", v2).ref
     assert store.queries.pathway(first).settings["triage_working_days"] == 5
     assert store.queries.pathway(second).settings["triage_working_days"] == 7

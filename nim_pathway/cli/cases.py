@@ -195,14 +195,56 @@ def case_placement(
     run(lambda do: do.change_placement(ref, kind, on, reason, actor))
 
 
-@case_app.command("court-override")
-def case_court_override(
+@case_app.command("extend")
+def case_extend(
     ref: str, actor: ActorOpt,
-    weeks: Annotated[int, typer.Option(help="the timetable the court set, in weeks")],
-    direction: Annotated[str, typer.Option(help="the court's direction, as recorded")],
+    weeks: Annotated[int, typer.Option(help="the extension the court granted (up to 8 weeks)")],
+    granted: Annotated[str, typer.Option(help="the day the court granted it")],
+    reason: Annotated[str, typer.Option(help="the court's reason, as recorded (no names)")],
 ) -> None:
-    """Record a court timetable override of the 26-week limit (or the Scottish 6-month aim)."""
-    run(lambda do: do.set_court_override(ref, weeks, direction, actor))
+    """Record one extension of the court's 26-week timetable (Children Act 1989 s32(5)):
+    extensions are granted one at a time, each for up to 8 weeks."""
+    on = parse_date(granted, "--granted")
+    run(lambda do: do.extend_timetable(ref, on, weeks, reason, actor))
+
+
+@case_app.command("final-order")
+def case_final_order(
+    ref: str, actor: ActorOpt,
+    made: Annotated[str, typer.Option(help="the day the order was made")],
+    kind: Annotated[str, typer.Option(help="the order's kind, as the pathway lists them "
+                                           "(care-order, placement-order, …)")],
+    follows_recommendation: Annotated[bool, typer.Option(
+        "--follows-recommendation/--departs-from-recommendation",
+        help="whether the order follows NIM's recommendation")],
+) -> None:
+    """Record the final order: it disposes of the proceedings and meets the 26-week clock."""
+    on = parse_date(made, "--made")
+    run(lambda do: do.record_final_order(ref, on, kind, follows_recommendation, actor))
+
+
+@case_app.command("direction")
+def case_direction(
+    ref: str, actor: ActorOpt,
+    document: Annotated[str, typer.Option(help="what is to be filed, as the pathway lists "
+                                               "(final-report, statement, …)")],
+    role: Annotated[str, typer.Option(help="the role that files it")],
+    by: Annotated[str, typer.Option(help="the filing deadline the court set")],
+) -> None:
+    """Record a court direction to file a document by a date: a task for that role."""
+    on = parse_date(by, "--by")
+    run(lambda do: do.add_direction(ref, document, role, on, actor))
+
+
+@case_app.command("cease-looked-after")
+def case_cease_looked_after(
+    ref: str, actor: ActorOpt,
+    on: Annotated[str, typer.Option(help="the day the child stopped being looked after")],
+    reason: Annotated[str, typer.Option(help="why, e.g. care order discharged")],
+) -> None:
+    """Record that the child is no longer looked after: reviews and visits stop."""
+    day = parse_date(on, "--on")
+    run(lambda do: do.cease_looked_after(ref, day, reason, actor))
 
 
 def decide(

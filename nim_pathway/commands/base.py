@@ -63,7 +63,7 @@ class CommandBase:
         """Write what the engine decided: rows, assignees, decisions, consent, the re-planned
         timers, handoff messages and one audit row per effect, in the caller's transaction."""
         now = self.ctx.now()
-        created = mapping.save_state(session, case, state, effects, now)
+        created = mapping.save_state(session, case, state, effects, now, actor)
         self._auto_assign(session, case, created)
         mapping.save_consent(session, case, state, effects)
         mapping.save_decisions(session, case, state, effects, actor)

@@ -4,6 +4,7 @@ court timetable and placement changes. One transaction each."""
 from __future__ import annotations
 
 import secrets
+from collections.abc import Callable
 from datetime import date
 
 from sqlalchemy import func
@@ -19,7 +20,10 @@ from store import mapping
 from store.tables import Caregiver, Case, Child, Intake, PathwayVersion, Placement, Task
 
 DELAY_CAUSES = ("court", "family", "capacity", "other")
-MOVABLE_DATES = ("care_entry", "referral", "proceedings_issued", "case_management_hearing",
+# key dates `move-date` sets or corrects; the final order, placements and the end of being
+# looked after have commands of their own (they carry more than a date)
+MOVABLE_DATES = ("care_entry", "referral", "la_referral", "proceedings_issued",
+                 "case_management_hearing", "cmh_held", "issues_resolution_hearing",
                  "final_hearing")
 
 
@@ -83,8 +87,10 @@ class CaseCommands(CommandBase):
             if referral.placement:
                 session.add(Placement(case_id=case.id, kind=referral.placement.kind,
                                       start=referral.placement.start, reason="care entry"))
-            anchors = {"care_entry": referral.care_entry, "referral": referral.referral}
-            for name in ("proceedings_issued", "final_hearing"):
+            anchors = {"care_entry": referral.care_entry, "referral": referral.referral,
+                       "placement_start": referral.placement.start if referral.placement
+                       else referral.care_entry}
+            for name in ("la_referral", "proceedings_issued", "final_hearing"):
                 if getattr(referral, name):
                     anchors[name] = getattr(referral, name)
             state = eng.CaseState(ref=ref, jurisdiction=referral.jurisdiction, anchors=anchors,
@@ -143,7 +149,8 @@ class CaseCommands(CommandBase):
             case = mapping.find_case(session, ref, lock=True)
             spec, state = self.load(session, case)
             self.authorize(session, actor, "move-date", spec, Target(ref, doing="move a case date"))
-            allowed = set(MOVABLE_DATES) | {a for a in state.anchors if a.startswith("stage:")}
+            allowed = set(MOVABLE_DATES) | set(spec.dates) | {
+                a for a in state.anchors if a.startswith("stage:")}
             if anchor not in allowed:
                 raise Invalid(f"unknown date {anchor!r}; use one of {', '.join(sorted(allowed))}")
             effects = run_engine(eng.move_anchor, spec, state, anchor, value, cause)
@@ -155,36 +162,53 @@ class CaseCommands(CommandBase):
                 session.add(task)
         return Result(ref, f"{anchor} is now {value}", effects)
 
-    def set_court_override(self, ref: str, weeks: int | None, direction: str,
-                           actor: str) -> Result:
-        if weeks is not None and not 1 <= weeks <= 156:
-            raise Invalid("--weeks must be between 1 and 156")
-        if not direction.strip():
-            raise Invalid("record the court's direction (--direction)")
+    def _court_event(self, ref: str, actor: str, doing: str,
+                     event: Callable[..., list[eng.Effect]], *args: object) -> Result:
+        """One court timetable event (extension, final order, direction) in one transaction."""
         with self.ctx.write() as session:
             case = mapping.find_case(session, ref, lock=True)
             spec, state = self.load(session, case)
-            self.authorize(session, actor, "set-court-timetable", spec,
-                           Target(ref, doing="record a court timetable"))
-            effects = eng.set_court_override(spec, state, weeks, direction)
-            case.court_override_direction = direction
+            self.authorize(session, actor, "record-court-timetable", spec,
+                           Target(ref, doing=doing))
+            effects = run_engine(event, spec, state, *args, self.ctx.today())
             self.commit_state(session, case, spec, state, effects, actor)
-        return Result(ref, f"court timetable for {ref}: {weeks or 'default'} weeks", effects)
+        return Result(ref, f"{ref}: {doing}", effects)
+
+    def extend_timetable(self, ref: str, granted_on: date, weeks: int, reason: str,
+                         actor: str) -> Result:
+        """The court extended its timetable (one extension: up to 8 weeks, with a reason)."""
+        return self._court_event(ref, actor, f"extend the timetable by {weeks} weeks",
+                                 eng.extend_timetable, granted_on, weeks, reason)
+
+    def record_final_order(self, ref: str, made_on: date, kind: str,
+                           follows_recommendation: bool, actor: str) -> Result:
+        """The final order: it disposes of the proceedings and meets the 26-week clock."""
+        return self._court_event(ref, actor, f"record the final order ({kind})",
+                                 eng.record_final_order, made_on, kind, follows_recommendation)
+
+    def add_direction(self, ref: str, document: str, role: str, by: date, actor: str) -> Result:
+        """A court direction to file a document by a date: a task for the named role."""
+        return self._court_event(ref, actor, f"record a direction to file {document} by {by}",
+                                 eng.add_direction, document, role, by)
 
     def change_placement(self, ref: str, kind: str, start: date, reason: str,
                          actor: str) -> Result:
-        """Record a placement move: the current placement ends the day the new one starts."""
+        """Record a placement move: the current placement ends the day the new one starts, and
+        the statutory work that hangs on a placement (visits) starts again."""
         if kind not in PLACEMENT_KINDS:
             raise Invalid(f"unknown placement kind {kind!r}; use {', '.join(PLACEMENT_KINDS)}")
         if not reason.strip():
             raise Invalid("say why the placement changed (--reason)")
         with self.ctx.write() as session:
             case = mapping.find_case(session, ref, lock=True)
-            spec = self.ctx.spec(session, case.pathway_id)
+            spec, state = self.load(session, case)
             self.authorize(session, actor, "change-placement", spec,
                            Target(ref, doing="record a placement change"))
             if start > self.ctx.today():
                 raise Invalid(f"placement start {start} is in the future")
+            if start < state.anchors["care_entry"]:
+                raise Invalid(f"placement start {start} is before care entry "
+                              f"({state.anchors['care_entry']})")
             current = session.exec(select(Placement).where(
                 Placement.case_id == case.id, Placement.end.is_(None))).first()
             if current is not None:
@@ -194,10 +218,27 @@ class CaseCommands(CommandBase):
                 current.end = start
                 session.add(current)
             session.add(Placement(case_id=case.id, kind=kind, start=start, reason=reason))
+            effects = run_engine(eng.change_placement, spec, state, start)
+            self.commit_state(session, case, spec, state, effects, actor)
             self.audit(session, actor, "placement-changed", ref,
                        {"kind": kind, "start": str(start), "reason": reason})
-        return Result(ref, f"placement for {ref}: {kind} from {start}")
+        return Result(ref, f"placement for {ref}: {kind} from {start}", effects)
 
+    def cease_looked_after(self, ref: str, on: date, reason: str, actor: str) -> Result:
+        """The child is no longer looked after: statutory reviews and visits stop."""
+        if not reason.strip():
+            raise Invalid("say why the child is no longer looked after (--reason), e.g. "
+                          "'returned home, care order discharged'")
+        if on > self.ctx.today():
+            raise Invalid(f"{on} is in the future")
+        with self.ctx.write() as session:
+            case = mapping.find_case(session, ref, lock=True)
+            spec, state = self.load(session, case)
+            self.authorize(session, actor, "record-looked-after-status", spec,
+                           Target(ref, doing="record that the child is no longer looked after"))
+            effects = run_engine(eng.cease_looked_after, spec, state, on, reason)
+            self.commit_state(session, case, spec, state, effects, actor)
+        return Result(ref, f"{ref}: no longer looked after from {on}", effects)
 
 def _pathway(profile: str) -> PathwaySpec:
     try:
