@@ -25,6 +25,8 @@ DEMO_TEAM = [
     ("fsw.brown", "Lee Brown", "family-support-worker", "nim"),
     ("la.patel", "Priya Patel", "la-social-worker", "local-authority"),
     ("la.tm.evans", "Jo Evans", "la-team-manager", "local-authority"),
+    ("la.hos.ward", "Alex Ward", "la-head-of-service", "local-authority"),
+    ("la.sol.reid", "Morgan Reid", "la-solicitor", "local-authority"),
     ("iro.khan", "Sara Khan", "iro", "local-authority"),
     ("ro.fraser", "Ross Fraser", "reviewing-officer", "local-authority"),
     ("hos.taylor", "Chris Taylor", "head-of-service", "nim"),

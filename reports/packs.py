@@ -59,7 +59,7 @@ def pack_context(queries: Queries, ref: str, kind: str) -> dict[str, Any]:
         "age_at_referral": months_between(child.date_of_birth, state.anchors["referral"])
         if child.date_of_birth else None,
         "age_now": months_between(child.date_of_birth, today) if child.date_of_birth else None,
-        "clocks": shown.clocks, "court": shown.court,
+        "clocks": shown.clocks, "timetable": shown.court,
         "assessments": assessments, "deadlines": deadlines,
         "decisions": [{"kind": d.kind.upper(), "label": labels[d.kind][d.outcome].label
                        if d.outcome in labels.get(d.kind, {}) else d.outcome,

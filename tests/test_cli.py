@@ -51,7 +51,7 @@ def test_open_from_file_then_work_the_case(team, tmp_path):
     referral = tmp_path / "referral.yaml"
     referral.write_text(yaml.safe_dump(referral_data()))
     out = run("case", "open", "--file", str(referral), "--as", "coord.ali").stdout
-    assert out.startswith("opened NIM-2026-0001 on pathway england@2026.2")
+    assert out.startswith("opened NIM-2026-0001 on pathway england@2026.3")
     shown = json.loads(run("case", "show", "NIM-2026-0001", "--json").stdout)
     assert shown["stage"] == "referral" and "Sentinel" not in json.dumps(shown)
     tasks = json.loads(run("task", "list", "--role", "nim-service-manager", "--json").stdout)
@@ -91,7 +91,7 @@ def test_open_from_flags_and_refusals(team):
     assert "before the date of birth" in before_birth.stderr
     assert json.loads(run("case", "list", "--json").stdout) == []
     ok = run(*args, "--dob", "2025-10-01", "--setting", "treatment_months=9")
-    assert "scotland@2026.2" in ok.stdout
+    assert "scotland@2026.3" in ok.stdout
     run("case", "show", "NIM-2099-0009", code=2)
     unknown_role = run("practitioner", "add", "x.y", "--role", "wizard", "--name", "X", code=2)
     assert "unknown role 'wizard'" in unknown_role.stderr
@@ -131,7 +131,8 @@ def test_reports_exports_and_forecast(team, tmp_path):
     assert "No breaches" in run("report", "breaches").stdout
     assert run("report", "diagram", "--profile", "scotland").stdout.startswith("flowchart TD")
     forecast = run("case", "forecast", "NIM-2026-0001").stdout
-    assert "CONFLICT: Care proceedings decided within 26 weeks" in forecast
+    assert "CONFLICT: Proceedings disposed of within 26 weeks" in forecast
+    assert "ask for an extension" in forecast
     assert "bad" in run("case", "forecast", "NIM-2026-0001", "--hearing-date", "bad",
                         code=2).stderr
     assert run("export", "csv").stdout.startswith("task,title,stage")

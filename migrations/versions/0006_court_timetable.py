@@ -29,7 +29,7 @@ def upgrade() -> None:
         sa.Column('weeks', sa.Integer(), nullable=False),
         sa.Column('reason', sqlmodel.sql.sqltypes.AutoString(), nullable=False),
         sa.Column('recorded_by', sqlmodel.sql.sqltypes.AutoString(), nullable=False),
-        sa.Column('recorded_at', sa.DateTime(), nullable=False),
+        sa.Column('recorded_at', sqlmodel.sql.sqltypes.UTCDateTime(), nullable=False),
         sa.ForeignKeyConstraint(['case_id'], ['nim_case.id']),
         sa.PrimaryKeyConstraint('id'),
     )
