@@ -343,3 +343,35 @@ def test_forecast_advice_matches_the_kind_of_clock():
     assert "local-authority's target" in pace[0]
     nim = next(c for c in scotland.clocks if c.id == "nim-assessment-12-weeks")
     assert clock_advice(scotland, case, nim, date(2026, 1, 12)) is None  # on plan
+
+
+def test_a_breach_is_blamed_on_its_own_clock_s_cause():
+    from reports.oversight import clock_cause
+
+    spec = spec_of("england")
+    case = case_on("england", proceedings_issued=date(2026, 1, 8))
+    eng.open_case(spec, case, date(2026, 1, 12))
+    nim12 = next(c for c in spec.clocks if c.id == "nim-assessment-12-weeks")
+    c26 = next(c for c in spec.clocks if c.id == "care-proceedings-26-weeks")
+    case.tasks["report"] = eng.TaskState("report", "assessment-report", "formulation", "r",
+                                         "clinical-lead", date(2026, 5, 1), "", "x")
+    causes = {(7, "report"): "capacity"}
+    assert clock_cause(nim12, case, 7, causes) == "capacity"  # the delay recorded on its task
+    assert clock_cause(c26, case, 7, causes) == "not recorded"  # not every clock's cause
+    eng.extend_timetable(spec, case, date(2026, 7, 1), 8, "expert", date(2026, 7, 1))
+    assert clock_cause(c26, case, 7, causes) == "court: 1 extension(s) granted"
+
+
+def test_the_mid_way_review_falls_half_way_through_the_configured_treatment():
+    spec = spec_of("england")  # treatment_months 5
+    case = case_on("england")
+    case.anchors["stage:treatment"] = date(2026, 5, 5)
+    midway = next(t for t in spec.stages[4].tasks if t.id == "midway-review")
+    due, why = eng._apply_step(case, midway, 1)
+    # treatment starts Tue 5 May; + 5 months = Mon 5 Oct 2026, 153 days; half, rounded down,
+    # = 76 days -> Mon 20 Jul 2026, a working day
+    assert due == date(2026, 7, 20) and "0.5 of 5 calendar months" in why
+    case.settings["treatment_months"] = 9  # Scotland's default: half of 9 months
+    # 5 May + 9 months = Fri 5 Feb 2027, 276 days; half = 138 days -> Sun 20 Sep 2026; a
+    # target for a piece of work rolls forward to Mon 21 Sep
+    assert eng._apply_step(case, midway, 1)[0] == date(2026, 9, 21)

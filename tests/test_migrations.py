@@ -18,3 +18,29 @@ def test_migrations_match_the_models(db_url):
 def test_migrate_is_idempotent(sqlite_url):
     migrate(sqlite_url)
     migrate(sqlite_url)
+
+
+def test_a_court_override_becomes_one_extension(tmp_path):
+    """0006 keeps each case's limit: an old total timetable of W weeks becomes one extension of
+    W - 26 weeks granted on the issue day (issued Thu 8 Jan 2026, 52 weeks: the limit stays
+    8 Jan + 52 weeks - 1 day = Wed 6 Jan 2027)."""
+    from sqlalchemy import create_engine, text
+
+    url = f"sqlite:///{tmp_path / 'old.db'}"
+    command.upgrade(alembic_config(url), "0005")
+    engine = create_engine(url)
+    with engine.begin() as conn:
+        conn.execute(text("INSERT INTO pathway_version (id, profile, version, sha256, spec_json, "
+                          "stored_at) VALUES (1, 'england', '2026.1', 'x', '{}', "
+                          "'2026-01-12 09:00:00')"))
+        conn.execute(text("INSERT INTO nim_case (id, ref, jurisdiction, site, pathway_id, stage, "
+                          "opened_at, court_override_weeks, court_override_direction) VALUES "
+                          "(1, 'NIM-2026-0001', 'england-and-wales', 'x', 1, 'assessment', "
+                          "'2026-01-12 09:00:00', 52, 'judicial agreement')"))
+        conn.execute(text("INSERT INTO case_anchor (case_id, name, value) VALUES "
+                          "(1, 'proceedings_issued', '2026-01-08')"))
+    migrate(url)
+    with engine.connect() as conn:
+        rows = conn.execute(text("SELECT granted_on, weeks, reason FROM court_extension")).all()
+    engine.dispose()
+    assert [tuple(map(str, r)) for r in rows] == [("2026-01-08", "26", "judicial agreement")]
