@@ -14,7 +14,8 @@ def mermaid(spec: PathwaySpec) -> str:
     for stage in spec.stages:
         tasks = "<br/>".join(f"{t.id} ({t.role}{', per ' + t.per if t.per != 'case' else ''})"
                              for t in stage.tasks)
-        lines.append(f'    {_node(stage.id)}["<b>{stage.title}</b><br/>{tasks}"]')
+        when = f"<br/><i>only when {stage.when} is on</i>" if stage.when else ""
+        lines.append(f'    {_node(stage.id)}["<b>{stage.title}</b>{when}<br/>{tasks}"]')
     for stage in spec.stages:
         if stage.gate:
             gate = f"{_node(stage.id)}_gate"

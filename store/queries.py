@@ -227,6 +227,12 @@ class Queries:
             when = next((t.completed_on for t in state.tasks.values()
                          if (g := spec.gate_of_task.get(t.spec_id)) and g.decision == kind), on)
             rows.append(TimelineRow(when, f"decision {kind.upper()}: {label}", None, "", ""))
+        for ext in state.extensions:  # the court's reason stays in the case store
+            rows.append(TimelineRow(ext.granted_on, f"court timetable extended {ext.weeks} weeks",
+                                    None, "", ""))
+        if state.final_order:
+            rows.append(TimelineRow(state.final_order.made_on, "final order: "
+                                    f"{state.final_order.kind}", None, "", ""))
         if state.closed_on:
             rows.append(TimelineRow(state.closed_on, "case closed", None, "", ""))
         rows.sort(key=lambda r: (r.date, r.event))

@@ -31,10 +31,17 @@ def deadline(
     weeks: Annotated[int | None, typer.Option(help="weeks")] = None,
     months: Annotated[int | None, typer.Option(help="calendar months")] = None,
     explain: Annotated[bool, typer.Option(help="say how the date was reached")] = False,
+    kind: Annotated[str, typer.Option(help="maximum (a legal limit: pulled back to a working "
+                                           "day), target (rolls forward) or exact")] = "exact",
+    day_one: Annotated[bool, typer.Option(help="the anchor is day 1 ('N weeks beginning with')")]
+    = False,
 ) -> None:
     """Compute a due date; the ISO date is always the last line."""
-    from models.calendar import WorkingCalendar, compute_due
+    from models.calendar import ADJUST_FOR_KIND, WorkingCalendar, compute_due
     from nim_pathway.settings import closure_days
+
+    if kind not in ADJUST_FOR_KIND:
+        raise UserError(f"--kind must be one of {', '.join(ADJUST_FOR_KIND)}")
 
     given = {k: v for k, v in dict(working_days=working_days, days=days, weeks=weeks,
                                     months=months).items() if v is not None}
@@ -42,7 +49,8 @@ def deadline(
         raise UserError("give exactly one of --working-days, --days, --weeks, --months")
     (unit, amount), = given.items()
     anchor = parse_date(from_, "--from")
-    due = compute_due(WorkingCalendar(jurisdiction, closure_days()), anchor, amount, unit)
+    due = compute_due(WorkingCalendar(jurisdiction, closure_days()), anchor, amount, unit,
+                      adjust=ADJUST_FOR_KIND[kind], day_one=day_one)
     if explain:
         typer.echo(due.explanation)
     typer.echo(due.due.isoformat())
@@ -137,7 +145,8 @@ def case_show(ref: str, as_json: JsonOpt = False) -> None:
     data = jsonable(view)
     clocks, open_tasks = data.pop("clocks"), data.pop("open_tasks")
     emit(data, False, title=ref)
-    emit(clocks, False, ["title", "due", "state", "days_left"], title="Statutory clocks")
+    emit(clocks, False, ["title", "kind", "owner", "due", "state", "days_left"],
+         title="Statutory clocks")
     emit(open_tasks, False, title="Open tasks")
 
 
