@@ -230,9 +230,6 @@ class Queries:
         for ext in state.extensions:  # the court's reason stays in the case store
             rows.append(TimelineRow(ext.granted_on, f"court timetable extended {ext.weeks} weeks",
                                     None, "", ""))
-        if state.final_order:
-            rows.append(TimelineRow(state.final_order.made_on, "final order: "
-                                    f"{state.final_order.kind}", None, "", ""))
         if state.closed_on:
             rows.append(TimelineRow(state.closed_on, "case closed", None, "", ""))
         rows.sort(key=lambda r: (r.date, r.event))
