@@ -243,9 +243,12 @@ def test_court_extensions_move_the_26_week_clock_one_at_a_time(england):
 
 
 @pytest.mark.parametrize("profile,d1", [("england", "treatment"), ("england", "no_treatment"),
-                                        ("scotland", "treatment")])
+                                        ("scotland", "treatment"), ("wales", "treatment"),
+                                        ("northern-ireland", "no_treatment")])
 def test_whole_pathway_in_virtual_time(profile, d1, england, scotland):
-    spec = {"england": england, "scotland": scotland}[profile]
+    from models.pathway import load_pathway
+
+    spec = {"england": england, "scotland": scotland}.get(profile) or load_pathway(profile)
     case = new_case(spec)
     events = run_to_close(spec, case, REFERRAL, {"d1": d1, "d2": "adoption"})
     assert case.closed_on is not None and events > 20
@@ -268,3 +271,10 @@ def test_engine_is_deterministic(england):
 def test_unknown_relationship_is_refused():
     with pytest.raises(eng.EngineError, match="unknown caregiver relationship 'aunt'"):
         eng.caregiver_keys(["mother", "aunt"])
+
+
+def test_research_follow_up_runs_only_when_a_site_switches_it_on(england):
+    case = new_case(england, research_follow_up=1)
+    run_to_close(england, case, REFERRAL, {"d1": "treatment", "d2": "adoption"})
+    done = {t.spec_id for t in case.tasks.values() if t.state == eng.DONE}
+    assert {"follow-up-15m", "follow-up-30m"} <= done
