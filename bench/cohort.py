@@ -32,16 +32,20 @@ HANDLES = {"coordinator": "coord.ali", "nim-service-manager": "mgr.okafor",
            "reviewing-officer": "ro.fraser", "head-of-service": "hos.taylor"}
 TIMERS_PER_CASE = 20
 DECISIONS = {"d1": "treatment", "d2": "kinship_care"}
-# (jurisdiction, caregivers, pathway tasks completed before cloning)
+# (jurisdiction, caregivers, pathway tasks completed before cloning, children, early exit):
+# sibling groups and early exits near models.simulate's BeST?-based rates (1.28 children per
+# family, 30% leaving early): 2 of 10 templates are sibling groups, 3 of 10 leave early
 VARIANTS = [
-    ("england-and-wales", ["mother", "father", "foster-carer"], 0),
-    ("england-and-wales", ["mother", "foster-carer"], 4),
-    ("england-and-wales", ["mother", "father", "foster-carer"], 9),
-    ("england-and-wales", ["mother"], 16),
-    ("scotland", ["mother", "father", "kinship-carer"], 0),
-    ("scotland", ["mother", "foster-carer"], 6),
-    ("england-and-wales", ["mother", "father"], 24),
-    ("scotland", ["father", "foster-carer"], 12),
+    ("england-and-wales", ["mother", "father", "foster-carer"], 0, 1, None),
+    ("england-and-wales", ["mother", "foster-carer"], 4, 2, None),
+    ("england-and-wales", ["mother", "father", "foster-carer"], 9, 1, None),
+    ("england-and-wales", ["mother"], 16, 1, None),
+    ("scotland", ["mother", "father", "kinship-carer"], 0, 1, None),
+    ("scotland", ["mother", "foster-carer"], 6, 3, None),
+    ("england-and-wales", ["mother", "father"], 24, 1, None),
+    ("scotland", ["father", "foster-carer"], 12, 1, "consent-declined"),
+    ("england-and-wales", ["mother", "father"], 1, 1, "referral-declined"),
+    ("england-and-wales", ["mother", "foster-carer"], 8, 1, "disengaged"),
 ]
 
 
@@ -52,6 +56,7 @@ class Template:
     case: dict[str, Any]
     tasks: list[dict[str, Any]]
     timers: list[dict[str, Any]]
+    children: list[str] = field(default_factory=lambda: ["child-1"])
 
 
 @dataclass
@@ -70,7 +75,7 @@ def build_templates() -> Templates:
 
     from models.clock import VirtualClock
     from models.schemas import Referral
-    from models.simulate import sample_outcome
+    from models.simulate import exit_outcomes, sample_outcome
     from nim_pathway.app import build_service
     from nim_pathway.demo import seed_team
     from store.db import get_engine, migrate
@@ -81,20 +86,20 @@ def build_templates() -> Templates:
         clock = VirtualClock(datetime(2026, 1, 12, 9, 0, tzinfo=UK))
         store = build_service(url, clock, migrate=False)
         seed_team(store)
-        for i, (jurisdiction, carers, steps) in enumerate(VARIANTS):
+        for i, (jurisdiction, carers, steps, n_children, leaves) in enumerate(VARIANTS):
             clock.set(datetime(2026, 1, 12, 9, 0, tzinfo=UK))
             referral = Referral(
                 jurisdiction=jurisdiction, site="bench",
-                child={"given_name": GIVEN[i], "family_name": FAMILY[i],
-                       "date_of_birth": date(2025, 3 + i, 1)},
+                children=[{"given_name": GIVEN[(i + k) % len(GIVEN)], "family_name": FAMILY[i],
+                           "date_of_birth": date(2025, 1 + i, 1)} for k in range(n_children)],
                 care_entry=date(2026, 1, 5), referral=date(2026, 1, 12),
                 proceedings_issued=None if jurisdiction == "scotland" else date(2026, 1, 8),
                 caregivers=[{"relationship": c} for c in carers],
-                placement={"kind": "foster", "start": "2026-01-05"})
+                placement={"kind": "foster", "start": "2026-01-05"}, first_entry_to_care=True)
             ref = store.commands.open_case(referral, HANDLES["coordinator"]).ref
             spec = store.queries.pathway(ref)
-            done = 0
-            while done < steps:
+            done, outcomes = 0, {**DECISIONS, **exit_outcomes(leaves)}
+            while done < steps and not store.queries.show(ref).closed_on:
                 tasks = store.queries.tasks(case=ref)
                 if not tasks:
                     break
@@ -105,8 +110,10 @@ def build_templates() -> Templates:
                     store.commands.complete_task(statutory.task, HANDLES[statutory.role], {})
                 if task.stage != "statutory":
                     store.commands.complete_task(task.task, HANDLES[task.role],
-                                        sample_outcome(spec, task.spec_id, DECISIONS))
+                                                 sample_outcome(spec, task.spec_id, outcomes))
                     done += 1
+            if leaves == "disengaged":
+                store.commands.exit_case(ref, leaves, "", HANDLES["coordinator"])
         get_engine(url).dispose()
         db = sqlite3.connect(Path(tmp) / "templates.db")
         db.row_factory = sqlite3.Row
@@ -118,8 +125,10 @@ def build_templates() -> Templates:
                                 " ORDER BY id", (case["id"],)).fetchall()
             # ~20 timers per case, as the live ones of a case at any time: a fixed sample
             kept = random.Random(case["id"]).sample(timers, min(TIMERS_PER_CASE, len(timers)))
+            children = [r[0] for r in db.execute(
+                "SELECT key FROM child WHERE case_id = ? ORDER BY id", (case["id"],))]
             out.cases.append(Template(dict(case), [_task(dict(t)) for t in tasks],
-                                      [_timer(dict(t), case["ref"]) for t in kept]))
+                                      [_timer(dict(t), case["ref"]) for t in kept], children))
         db.close()
     return out
 
@@ -182,9 +191,11 @@ class Rows:
 
     PRACTITIONER = ("id", "handle", "display_name", "role", "team", "contact", "active", "digest")
     CASE = ("id", "ref", "jurisdiction", "site", "pathway_id", "settings", "stage", "opened_at",
-            "closed_on", "legal_status", "final_order_kind", "final_order_follows_recommendation")
-    CHILD = ("case_id", "given_name", "family_name", "date_of_birth", "address")
-    TASK = ("case_id", "key", "spec_id", "stage", "title", "role", "caregiver", "occurrence",
+            "closed_on", "legal_status", "final_order_kind", "final_order_follows_recommendation",
+            "exit_reason")
+    CHILD = ("case_id", "key", "given_name", "family_name", "date_of_birth", "address")
+    TASK = ("case_id", "key", "spec_id", "stage", "title", "role", "caregiver", "child",
+            "occurrence",
             "anchor", "after", "due", "due_explanation", "state", "assignee_id", "outcome",
             "completed_on", "completed_by", "created_at", "updated_at")
     TIMER = ("key", "case_id", "task_key", "kind", "role", "due_at", "detail", "fired_at",
@@ -235,13 +246,17 @@ class Rows:
         for i, (tpl, shift) in enumerate(self.shifts, start=1):
             case = tpl.case
             opened = _parse_dt(case["opened_at"]) + timedelta(days=shift)
+            closed = date.fromisoformat(case["closed_on"]) + timedelta(days=shift) \
+                if case["closed_on"] else None
             yield (i, f"NIM-2025-{i:06d}", case["jurisdiction"], "bench", case["pathway_id"],
-                   case["settings"], case["stage"], opened, None, None, None, None)
+                   case["settings"], case["stage"], opened, closed, None, None, None,
+                   case["exit_reason"])
 
     def children(self) -> Iterator[tuple]:
-        for i, (_, shift) in enumerate(self.shifts, start=1):
-            yield (i, GIVEN[i % len(GIVEN)], FAMILY[(i // 7) % len(FAMILY)],
-                   date(2025, 6, 1) + timedelta(days=shift + i % 300), None)
+        for i, (tpl, shift) in enumerate(self.shifts, start=1):
+            for n, key in enumerate(tpl.children):
+                yield (i, key, GIVEN[(i + n) % len(GIVEN)], FAMILY[(i // 7) % len(FAMILY)],
+                       date(2025, 6, 1) + timedelta(days=shift + i % 300), None)
 
     def tasks(self) -> Iterator[tuple]:
         for i, (tpl, shift) in enumerate(self.shifts, start=1):
@@ -250,7 +265,8 @@ class Rows:
             for t in tpl.tasks:
                 stamp = self._instant(t["due"] + d, time(9))
                 yield (i, t["key"], t["spec_id"], t["stage"], t["title"], t["role"],
-                       t["caregiver"], t["occurrence"], t["anchor"], t["after"], t["due"] + d,
+                       t["caregiver"], t["child"], t["occurrence"], t["anchor"], t["after"],
+                       t["due"] + d,
                        t["due_explanation"], t["state"], who.get(t["role"]), t["outcome"],
                        t["completed_on"] + d if t["completed_on"] else None, t["completed_by"],
                        stamp, stamp)

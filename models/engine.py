@@ -38,10 +38,26 @@ class AlreadyCompleted(EngineError):
     """The task was completed before; nothing changes."""
 
 
+FIRST_CHILD = "child-1"  # a one-child case's keys carry no child suffix
+
+
 @dataclass
 class Caregiver:
     key: str  # e.g. "mother", "father", "father-2", "foster-carer"
     relationship: str
+    children: list[str] = field(default_factory=list)  # the children cared for; [] = all
+    consent: str | None = None  # given, declined, not-reached, withdrawn
+    active: bool = True  # False once removed from the case
+
+    def cares_for(self, child: str) -> bool:
+        return not self.children or child in self.children
+
+
+@dataclass(frozen=True)
+class Pause:
+    start: date
+    end: date
+    reason: str
 
 
 @dataclass
@@ -61,6 +77,7 @@ class TaskState:
     outcome: dict[str, Any] | None = None
     completed_on: date | None = None
     completed_by: str | None = None
+    child: str | None = None  # the child this work is about (per-child work)
 
 
 @dataclass(frozen=True)
@@ -95,6 +112,14 @@ class CaseState:
     extensions: list[Extension] = field(default_factory=list)  # in the order granted
     final_order: FinalOrder | None = None
     closures: frozenset[date] = frozenset()
+    children: list[str] = field(default_factory=lambda: [FIRST_CHILD])
+    exit_reason: str | None = None  # the early exit the family took, if any
+    paused_since: date | None = None
+    pauses: list[Pause] = field(default_factory=list)
+
+    @property
+    def paused_days(self) -> int:
+        return sum((p.end - p.start).days for p in self.pauses)
 
     @property
     def calendar(self) -> WorkingCalendar:
@@ -114,9 +139,12 @@ class Effect:
 # -- helpers ------------------------------------------------------------------------------
 
 
-def caregiver_keys(relationships: list[str]) -> list[Caregiver]:
+def caregiver_keys(relationships: list[str],
+                   existing: list[Caregiver] | None = None) -> list[Caregiver]:
     """Stable per-case keys: the first mother is 'mother', a second father 'father-2'."""
     seen: dict[str, int] = {}
+    for c in existing or []:
+        seen[c.relationship] = seen.get(c.relationship, 0) + 1
     out = []
     for rel in relationships:
         if rel not in RELATIONSHIPS:
@@ -128,22 +156,37 @@ def caregiver_keys(relationships: list[str]) -> list[Caregiver]:
     return out
 
 
-def _caregivers_for(spec_task: TaskSpec, case: CaseState) -> list[str | None]:
-    if spec_task.per == "case":
-        return [None]
-    wanted = {
-        "caregiver": RELATIONSHIPS,
-        "parent": PARENT_RELATIONSHIPS,
-        "carer": CARER_RELATIONSHIPS,
-    }[spec_task.per]
-    return [c.key for c in case.caregivers if c.relationship in wanted]
+_WANTED = {"caregiver": RELATIONSHIPS, "parent": PARENT_RELATIONSHIPS,
+           "carer": CARER_RELATIONSHIPS}
 
 
-def _resolve_anchor(case: CaseState, anchor: str) -> date | None:
+def _subjects(spec_task: TaskSpec, case: CaseState) -> list[tuple[str | None, str | None]]:
+    """(child, caregiver) pairs a task is generated for: per case, per child, per (consenting,
+    active) caregiver, or per child x caregiver who cares for that child."""
+    per = spec_task.per
+    if per == "case":
+        return [(None, None)]
+    if per == "child":
+        return [(c, None) for c in case.children]
+    wanted = _WANTED[per.removeprefix("child-")]
+    carers = [c for c in case.caregivers if c.active and c.relationship in wanted
+              and (not spec_task.needs_consent or c.consent == "given")]
+    if not per.startswith("child-"):
+        return [(None, c.key) for c in carers]
+    return [(child, c.key) for child in case.children for c in carers if c.cares_for(child)]
+
+
+def child_anchor(name: str, child: str | None) -> str:
+    """A per-child date's name: the first child's is the plain name (one-child cases)."""
+    return name if child in (None, FIRST_CHILD) else f"{name}@{child}"
+
+
+def _resolve_anchor(case: CaseState, anchor: str, child: str | None = None) -> date | None:
     if anchor.startswith("done:"):
-        done = [t for t in case.tasks.values() if t.spec_id == anchor[5:] and t.state == DONE]
+        done = [t for t in case.tasks.values() if t.spec_id == anchor[5:] and t.state == DONE
+                and t.child in (None, child)]
         return max((t.completed_on for t in done if t.completed_on), default=None)
-    return case.anchors.get(anchor)
+    return case.anchors.get(child_anchor(anchor, child), case.anchors.get(anchor))
 
 
 def _due(case: CaseState, rule: Offset, anchor_name: str, anchor: date, kind: str = "target"):
@@ -154,9 +197,13 @@ def _due(case: CaseState, rule: Offset, anchor_name: str, anchor: date, kind: st
                        day_one=rule.day_one, fraction=rule.fraction)
 
 
-def _apply_step(case: CaseState, spec_task: TaskSpec, occurrence: int) -> tuple[date, str]:
+def _apply_step(case: CaseState, spec_task: TaskSpec, occurrence: int,
+                child: str | None = None, late_from: date | None = None) -> tuple[date, str]:
     due_rule, every = spec_task.due, spec_task.every
-    anchor = _resolve_anchor(case, due_rule.anchor)
+    anchor = _resolve_anchor(case, due_rule.anchor, child)
+    if late_from is not None and due_rule.anchor.startswith("stage:") and anchor is not None:
+        # work for someone who joined after the stage began runs from the day they joined
+        anchor = max(anchor, late_from)
     if anchor is None:
         raise EngineError(
             f"case {case.ref} has no {due_rule.anchor!r} date yet; record it before this stage"
@@ -171,30 +218,35 @@ def _apply_step(case: CaseState, spec_task: TaskSpec, occurrence: int) -> tuple[
     return d.due, f"occurrence {occurrence}: {d.explanation} ({first.explanation})"
 
 
-def _task_key(spec_task: TaskSpec, caregiver: str | None, occurrence: int, many: bool) -> str:
+def _task_key(spec_task: TaskSpec, caregiver: str | None, occurrence: int, many: bool,
+              child: str | None = None) -> str:
     key = spec_task.id
     if caregiver:
         key += f"-{caregiver}"
+    if child and child != FIRST_CHILD:
+        key += f"-{child}"
     if many:
         key += f"-{occurrence}"
     return key
 
 
-def _create_tasks(case: CaseState, spec_task: TaskSpec, stage: str) -> list[Effect]:
+def _create_tasks(case: CaseState, spec_task: TaskSpec, stage: str,
+                  late_from: date | None = None) -> list[Effect]:
     effects = []
     count = spec_task.count
     count = case.settings[count] if isinstance(count, str) else count
     many = count > 1 or bool(spec_task.then_every)
-    for caregiver in _caregivers_for(spec_task, case):
+    for child, caregiver in _subjects(spec_task, case):
         for occurrence in range(1, count + 1):
-            key = _task_key(spec_task, caregiver, occurrence, many)
+            key = _task_key(spec_task, caregiver, occurrence, many, child)
             if key in case.tasks:
                 continue
-            due, why = _apply_step(case, spec_task, occurrence)
+            due, why = _apply_step(case, spec_task, occurrence, child, late_from)
             after = [
                 k
                 for k, t in case.tasks.items()
                 if t.spec_id in spec_task.after and t.caregiver in (None, caregiver)
+                and t.child in (None, child) and t.state != CANCELLED
             ]
             task = TaskState(
                 key=key,
@@ -208,6 +260,7 @@ def _create_tasks(case: CaseState, spec_task: TaskSpec, stage: str) -> list[Effe
                 caregiver=caregiver,
                 occurrence=occurrence,
                 after=after,
+                child=child,
             )
             if any(case.tasks[k].state != DONE for k in after):
                 task.state = BLOCKED
@@ -330,32 +383,226 @@ def complete_task(
     effects = [Effect("task-completed", key, {"role": task.role, "by": actor, "on": str(on)})]
 
     gate = spec.gate_of_task.get(task.spec_id)
-    if gate:
-        case.decisions[gate.decision] = clean["decision"]
-        effects.append(
-            Effect("decision-recorded", key, {"decision": gate.decision, "outcome": clean["decision"]})
-        )
+    if gate:  # a decision taken per child is kept per child (D2 for each of a sibling group)
+        case.decisions[child_anchor(gate.decision, task.child)] = clean["decision"]
+        effects.append(Effect("decision-recorded", key, {
+            "decision": gate.decision, "outcome": clean["decision"],
+            **({"child": task.child} if task.child else {})}))
     for other in case.tasks.values():
         if other.state == BLOCKED and key in other.after:
-            if all(case.tasks[k].state == DONE for k in other.after):
+            if all(case.tasks[k].state in (DONE, CANCELLED) for k in other.after):
                 other.state = OPEN
                 effects.append(Effect("task-unlocked", other.key, {"by": key, "role": other.role}))
     spec_task = spec.task_by_id[task.spec_id]
     if spec_task.then_every and not case.closed_on:
         effects += _next_in_series(case, spec_task, task, completed_on)
+    effects += _consent_recorded(spec, case, task, on)
+    exit_effects = _auto_exit(spec, case, task, on)
+    if exit_effects:
+        return effects + exit_effects
     return effects + _advance_if_stage_done(spec, case, on)
+
+
+def _consent_recorded(spec: PathwaySpec, case: CaseState, task: TaskState,
+                      on: date) -> list[Effect]:
+    """Keep each caregiver's consent; one who consents after their stage began gets the
+    current stage's work for them, due from the day they consented."""
+    rule = spec.consent_rule
+    if rule is None or task.spec_id != rule.task or task.caregiver is None:
+        return []
+    carer = next(c for c in case.caregivers if c.key == task.caregiver)
+    carer.consent = (task.outcome or {}).get(rule.field)
+    if carer.consent != rule.given or case.stage is None or \
+            case.stage == spec.stage_of_task[rule.task]:
+        return []
+    effects = []
+    for spec_task in spec.stage_by_id[case.stage].tasks:
+        effects += _create_tasks(case, spec_task, case.stage, late_from=on)
+    return effects
+
+
+def _auto_exit(spec: PathwaySpec, case: CaseState, task: TaskState, on: date) -> list[Effect]:
+    """An exit the pathway takes by itself: triage not accepted; nobody consented."""
+    for code, ex in spec.exits.items():
+        when = ex.when
+        if when is None:
+            continue
+        if when.task == task.spec_id and (task.outcome or {}).get(when.field) == when.equals:
+            return exit_case(spec, case, code, on)
+        rule = spec.consent_rule
+        if when.no_consent == "declined" and rule and task.spec_id == rule.task:
+            asked = [t for t in case.tasks.values() if t.spec_id == rule.task
+                     and t.state != CANCELLED]
+            if all(t.state == DONE for t in asked) and not any(
+                    c.consent == rule.given for c in case.caregivers if c.active):
+                return exit_case(spec, case, code, on)
+    return []
+
+
+def exit_case(spec: PathwaySpec, case: CaseState, reason: str, on: date,
+              note: str = "") -> list[Effect]:
+    """The family leaves the pathway early: NIM's open work is cancelled and the case closes;
+    the LA's statutory work for the child goes on where the exit says so."""
+    if reason not in spec.exits:
+        raise EngineError(f"unknown exit {reason!r}; this pathway's exits: "
+                          f"{', '.join(spec.exits) or '(none declared)'}")
+    if case.closed_on:
+        raise EngineError(f"case {case.ref} closed on {case.closed_on}; it cannot exit again")
+    ex = spec.exits[reason]
+    case.exit_reason = reason
+    case.paused_since = None
+    effects = [Effect("case-exited", None, {"reason": reason, "label": ex.label, "on": str(on),
+                                            "notify": list(ex.notify),
+                                            "keeps_statutory": ex.keeps_statutory,
+                                            "note_length": len(note)})]
+    for t in case.tasks.values():
+        if t.state in (OPEN, BLOCKED) and not (ex.keeps_statutory and t.stage == "statutory"):
+            t.state = CANCELLED
+            effects.append(Effect("task-cancelled", t.key, {"reason": f"exit: {reason}"}))
+    case.closed_on, case.stage = on, None
+    return effects + [Effect("case-closed", None, {"on": str(on), "reason": f"exit: {reason}"})]
+
+
+def withdraw_consent(spec: PathwaySpec, case: CaseState, caregiver: str, on: date) -> list[Effect]:
+    """A caregiver withdraws consent: their work that needs it stops; with nobody consenting
+    any more, the family exits (if the pathway declares that exit)."""
+    carer = _caregiver(case, caregiver)
+    if carer.consent != (spec.consent_rule.given if spec.consent_rule else "given"):
+        raise EngineError(f"{caregiver} has not given consent on {case.ref} "
+                          f"(consent: {carer.consent or 'not asked yet'})")
+    carer.consent = "withdrawn"
+    effects = [Effect("consent-withdrawn", None, {"caregiver": caregiver, "on": str(on)})]
+    effects += _cancel_work_of(spec, case, caregiver, "consent withdrawn", consent_only=True)
+    if not any(c.consent == "given" for c in case.caregivers if c.active):
+        code = next((k for k, e in spec.exits.items()
+                     if e.when and e.when.no_consent == "withdrawn"), None)
+        if code:
+            return effects + exit_case(spec, case, code, on)
+    return effects + _advance_if_stage_done(spec, case, on)
+
+
+def _caregiver(case: CaseState, key: str) -> Caregiver:
+    found = next((c for c in case.caregivers if c.key == key and c.active), None)
+    if found is None:
+        raise EngineError(f"case {case.ref} has no caregiver {key!r}; its caregivers: "
+                          f"{', '.join(c.key for c in case.caregivers if c.active)}")
+    return found
+
+
+def _cancel_work_of(spec: PathwaySpec, case: CaseState, caregiver: str, why: str,
+                    consent_only: bool = False) -> list[Effect]:
+    effects = []
+    for t in case.tasks.values():
+        if t.caregiver == caregiver and t.state in (OPEN, BLOCKED) and (
+                not consent_only or spec.task_by_id[t.spec_id].needs_consent):
+            t.state = CANCELLED
+            effects.append(Effect("task-cancelled", t.key, {"reason": why}))
+    for t in case.tasks.values():  # work that waited on the cancelled work waits no more
+        if t.state == BLOCKED and all(case.tasks[k].state in (DONE, CANCELLED) for k in t.after):
+            t.state = OPEN
+            effects.append(Effect("task-unlocked", t.key, {"by": why, "role": t.role}))
+    return effects
+
+
+def add_caregiver(spec: PathwaySpec, case: CaseState, relationship: str,
+                  children: list[str], on: date) -> list[Effect]:
+    """A caregiver identified late (a father, a kinship carer) or a new foster carer: they are
+    asked for consent now, and their assessments follow once they give it."""
+    unknown = sorted(set(children) - set(case.children))
+    if unknown:
+        raise EngineError(f"case {case.ref} has no child {', '.join(unknown)}; its children: "
+                          f"{', '.join(case.children)}")
+    carer = caregiver_keys([relationship], case.caregivers)[0]
+    carer.children = list(children)
+    case.caregivers.append(carer)
+    effects = [Effect("caregiver-added", None, {"caregiver": carer.key,
+                                                "relationship": relationship,
+                                                "children": children or "all"})]
+    if case.stage is None:
+        return effects
+    consent_task = spec.task_by_id.get(spec.consent_rule.task) if spec.consent_rule else None
+    consent_stage = spec.stage_of_task.get(consent_task.id) if consent_task else None
+    stage_ids = [st.id for st in spec.stages]
+    if consent_task and stage_ids.index(case.stage) > stage_ids.index(consent_stage):
+        effects += _create_tasks(case, consent_task, case.stage, late_from=on)
+    else:  # before or during consent: the current stage's work includes them as usual
+        for spec_task in spec.stage_by_id[case.stage].tasks:
+            effects += _create_tasks(case, spec_task, case.stage, late_from=on)
+    return effects
+
+
+def remove_caregiver(spec: PathwaySpec, case: CaseState, key: str, on: date,
+                     why: str) -> list[Effect]:
+    """A caregiver leaves (a carer who stops caring for the child): their open work stops."""
+    carer = _caregiver(case, key)
+    carer.active = False
+    effects = [Effect("caregiver-removed", None, {"caregiver": key, "on": str(on)})]
+    return effects + _cancel_work_of(spec, case, key, f"caregiver left: {why}") + \
+        _advance_if_stage_done(spec, case, on)
+
+
+def add_child(spec: PathwaySpec, case: CaseState, on: date,
+              placement_start: date | None = None) -> list[Effect]:
+    """A sibling joins the family episode: their own statutory work, and the current stage's
+    work for them (and for each caregiver who cares for them)."""
+    child = f"child-{len(case.children) + 1}"
+    case.children.append(child)
+    case.anchors[child_anchor("placement_start", child)] = placement_start or on
+    effects = [Effect("child-added", None, {"child": child})]
+    for spec_task in spec.statutory:
+        effects += _create_tasks(case, spec_task, "statutory", late_from=on)
+    if case.stage is not None:
+        for spec_task in spec.stage_by_id[case.stage].tasks:
+            effects += _create_tasks(case, spec_task, case.stage, late_from=on)
+    return effects
+
+
+def pause(spec: PathwaySpec, case: CaseState, on: date, reason: str) -> list[Effect]:
+    """Pause NIM's work (a parent in hospital, rehab or custody; an adjourned hearing): NIM's
+    own targets stop; statutory limits never do."""
+    if case.paused_since is not None:
+        raise EngineError(f"case {case.ref} is paused already (since {case.paused_since})")
+    if case.closed_on:
+        raise EngineError(f"case {case.ref} is closed")
+    case.paused_since = on
+    case.anchors["paused_since"] = on
+    return [Effect("case-paused", None, {"on": str(on), "reason_length": len(reason)})]
+
+
+def resume(spec: PathwaySpec, case: CaseState, on: date, reason: str = "") -> list[Effect]:
+    """Resume after a pause: NIM's open work (not statutory work) moves on by the pause."""
+    if case.paused_since is None:
+        raise EngineError(f"case {case.ref} is not paused")
+    start = case.paused_since
+    if on < start:
+        raise EngineError(f"resume date {on} is before the pause began ({start})")
+    case.pauses.append(Pause(start, on, reason))
+    case.paused_since = None
+    case.anchors.pop("paused_since", None)
+    days = (on - start).days
+    effects = [Effect("case-resumed", None, {"on": str(on), "paused_days": days})]
+    for t in case.tasks.values():
+        if t.state in (OPEN, BLOCKED) and t.stage not in ("statutory", "court") and days:
+            moved = compute_due(case.calendar, t.due, days, "days", "the due date before the "
+                                f"pause ({start} to {on})", adjust="forward")
+            effects.append(Effect("task-redated", t.key, {"from": str(t.due),
+                                                          "to": str(moved.due),
+                                                          "cause": "case paused"}))
+            t.due, t.due_explanation = moved.due, f"{moved.explanation} ({t.due_explanation})"
+    return effects
 
 
 def _next_in_series(
     case: CaseState, spec_task: TaskSpec, done: TaskState, completed_on: date
 ) -> list[Effect]:
-    if spec_task.while_looked_after and "ceased_looked_after" in case.anchors:
+    if spec_task.while_looked_after and \
+            child_anchor("ceased_looked_after", done.child) in case.anchors:
         return []  # no more reviews or visits once the child is no longer looked after
     n = done.occurrence + 1
-    key = _task_key(spec_task, done.caregiver, n, True)
+    key = _task_key(spec_task, done.caregiver, n, True, done.child)
     if key in case.tasks:
         return []
-    step = _series_step(spec_task, done.occurrence, case)
+    step = _series_step(spec_task, done.occurrence, case, done.child)
     d = _due(case, step, f"previous ({done.key}) completed", completed_on, spec_task.kind)
     case.tasks[key] = TaskState(
         key=key,
@@ -368,32 +615,36 @@ def _next_in_series(
         anchor=f"done:{done.key}",
         caregiver=done.caregiver,
         occurrence=n,
+        child=done.child,
     )
     return [Effect("task-created", key, {"role": spec_task.role, "due": str(d.due)})]
 
 
-def _series_step(spec_task: TaskSpec, previous: int, case: CaseState) -> Offset:
+def _series_step(spec_task: TaskSpec, previous: int, case: CaseState,
+                 child: str | None = None) -> Offset:
     """The spacing after the `previous`-th occurrence of a series since its anchor (a restarted
     series, after a placement change, begins its ladder again)."""
-    since = previous - _series_base(case, spec_task)
+    since = previous - _series_base(case, spec_task, child)
     return spec_task.then_every[min(max(since, 1) - 1, len(spec_task.then_every) - 1)]
 
 
-def _series_base(case: CaseState, spec_task: TaskSpec) -> int:
+def _series_base(case: CaseState, spec_task: TaskSpec, child: str | None = None) -> int:
     """Occurrences of this series before its current anchor run (0 if never restarted)."""
     restarts = [t.occurrence - 1 for t in case.tasks.values()
-                if t.spec_id == spec_task.id and t.anchor == spec_task.due.anchor]
+                if t.spec_id == spec_task.id and t.anchor == spec_task.due.anchor
+                and t.child == child]
     return max(restarts, default=0)
 
 
 def decide(
     spec: PathwaySpec, case: CaseState, decision: str, outcome: str, actor: str, on: date,
-    extra: dict[str, Any] | None = None,
+    extra: dict[str, Any] | None = None, child: str | None = None,
 ) -> list[Effect]:
-    """Record D1 or D2 by completing its gate task."""
+    """Record D1 or D2 by completing its gate task (for one child, when it is per child)."""
     gate_task = next(
         (t for t in case.tasks.values() if t.spec_id in spec.gate_of_task
-         and spec.gate_of_task[t.spec_id].decision == decision),
+         and spec.gate_of_task[t.spec_id].decision == decision and t.state != CANCELLED
+         and t.child in (None, child or FIRST_CHILD)),
         None,
     )
     if gate_task is None:
@@ -488,45 +739,62 @@ def add_direction(spec: PathwaySpec, case: CaseState, document: str, role: str, 
     return [Effect("task-created", key, {"role": role, "due": str(by), "document": document})]
 
 
-def change_placement(spec: PathwaySpec, case: CaseState, start: date) -> list[Effect]:
-    """A new placement: statutory work that hangs on the placement (visits within a week of
-    any placement) starts again from its first day."""
-    case.anchors["placement_start"] = start
-    effects = [Effect("anchor-moved", None, {"anchor": "placement_start", "to": str(start),
+def _child_of(case: CaseState, child: str | None) -> str:
+    child = child or FIRST_CHILD
+    if child not in case.children:
+        raise EngineError(f"case {case.ref} has no child {child!r}; its children: "
+                          f"{', '.join(case.children)}")
+    return child
+
+
+def change_placement(spec: PathwaySpec, case: CaseState, start: date,
+                     child: str | None = None) -> list[Effect]:
+    """A child's new placement: statutory work that hangs on the placement (visits within a
+    week of any placement) starts again from its first day."""
+    child = _child_of(case, child)
+    name = child_anchor("placement_start", child)
+    case.anchors[name] = start
+    effects = [Effect("anchor-moved", None, {"anchor": name, "to": str(start),
                                              "cause": "placement changed"})]
-    if "ceased_looked_after" in case.anchors:
+    if child_anchor("ceased_looked_after", child) in case.anchors:
         return effects
     for spec_task in spec.statutory:
         if spec_task.due.anchor != "placement_start":
             continue
-        running = [t for t in case.tasks.values()
-                   if t.spec_id == spec_task.id and t.state in (OPEN, BLOCKED)]
+        per_child = spec_task.per == "child"
+        running = [t for t in case.tasks.values() if t.spec_id == spec_task.id
+                   and t.state in (OPEN, BLOCKED) and (not per_child or t.child == child)]
         for t in running:
             t.state = CANCELLED
             effects.append(Effect("task-cancelled", t.key, {"reason": "new placement"}))
-        n = 1 + max((t.occurrence for t in case.tasks.values() if t.spec_id == spec_task.id),
-                    default=0)
-        key = _task_key(spec_task, None, n, True)
+        mine = child if per_child else None
+        n = 1 + max((t.occurrence for t in case.tasks.values()
+                     if t.spec_id == spec_task.id and t.child == mine), default=0)
+        key = _task_key(spec_task, None, n, True, mine)
         d = _due(case, spec_task.due, "placement start", start, spec_task.kind)
         case.tasks[key] = TaskState(key=key, spec_id=spec_task.id, stage="statutory",
                                     title=spec_task.title, role=spec_task.role, due=d.due,
                                     due_explanation=d.explanation, anchor="placement_start",
-                                    occurrence=n)
+                                    occurrence=n, child=mine)
         effects.append(Effect("task-created", key, {"role": spec_task.role, "due": str(d.due)}))
     return effects
 
 
-def cease_looked_after(spec: PathwaySpec, case: CaseState, on: date, why: str) -> list[Effect]:
-    """The child stops being looked after: reviews and visits stop."""
-    if "ceased_looked_after" in case.anchors:
-        raise EngineError(f"case {case.ref} recorded the child as no longer looked after on "
-                          f"{case.anchors['ceased_looked_after']}")
+def cease_looked_after(spec: PathwaySpec, case: CaseState, on: date, why: str,
+                       child: str | None = None) -> list[Effect]:
+    """A child stops being looked after: their reviews and visits stop."""
+    child = _child_of(case, child)
+    name = child_anchor("ceased_looked_after", child)
+    if name in case.anchors:
+        raise EngineError(f"case {case.ref} recorded {child} as no longer looked after on "
+                          f"{case.anchors[name]}")
     if on < case.anchors["care_entry"]:
         raise EngineError(f"{on} is before care entry ({case.anchors['care_entry']})")
-    case.anchors["ceased_looked_after"] = on
-    effects = [Effect("looked-after-ended", None, {"on": str(on), "reason": why})]
+    case.anchors[name] = on
+    effects = [Effect("looked-after-ended", None, {"on": str(on), "child": child})]
     for t in case.tasks.values():
-        if t.state in (OPEN, BLOCKED) and spec.task_by_id[t.spec_id].while_looked_after:
+        if t.state in (OPEN, BLOCKED) and spec.task_by_id[t.spec_id].while_looked_after and \
+                t.child in (None, child):
             t.state = CANCELLED
             effects.append(Effect("task-cancelled", t.key,
                                   {"reason": "child no longer looked after"}))
@@ -543,12 +811,12 @@ def redate_open_tasks(spec: PathwaySpec, case: CaseState, cause: str) -> list[Ef
             continue  # a date the court set
         if task.anchor.startswith("done:") and task.anchor[5:] in case.tasks:
             prev = case.tasks[task.anchor[5:]]
-            step = _series_step(spec_task, prev.occurrence, case)
+            step = _series_step(spec_task, prev.occurrence, case, task.child)
             d = _due(case, step, f"previous ({prev.key}) completed", prev.completed_on,
                      spec_task.kind)
             due, why = d.due, d.explanation
         else:
-            due, why = _apply_step(case, spec_task, task.occurrence)
+            due, why = _apply_step(case, spec_task, task.occurrence, task.child)
         if due != task.due:
             effects.append(Effect("task-redated", task.key,
                                   {"from": str(task.due), "to": str(due), "cause": cause}))
@@ -622,6 +890,10 @@ def clock_state(spec: PathwaySpec, case: CaseState, clock: ClockSpec, on: date) 
     kind = "maximum" if clock.kind == "maximum" else "target"
     d = _due(case, clock.limit, clock.anchor, anchor, "exact" if clock.extensions else kind)
     due, why = d.due, d.explanation
+    if clock.owner == "nim" and kind == "target" and case.paused_days:
+        moved = compute_due(case.calendar, due, case.paused_days, "days", "the target",
+                            adjust="forward")  # NIM's own targets stop while paused
+        due, why = moved.due, f"{why}; {moved.explanation} (paused)"
     if clock.extensions and case.extensions:
         legal_end, notes = _extended(clock, case, due)
         d2 = compute_due(case.calendar, legal_end, 0, "days", "the extended limit",
@@ -665,14 +937,15 @@ class TimerPlan:
 
 
 def planned_timers(spec: PathwaySpec, case: CaseState) -> list[TimerPlan]:
-    """Every reminder, due notice, escalation and clock warning the case needs now."""
-    if case.closed_on:
-        return []
+    """Every reminder, due notice, escalation and clock warning the case needs now. A closed
+    case keeps only the statutory work an exit kept; a paused case, only statutory work's."""
     cal = case.calendar
     plans: list[TimerPlan] = []
     notes = spec.notifications
     for task in case.tasks.values():
         if task.state != OPEN:
+            continue
+        if (case.closed_on or case.paused_since) and task.stage != "statutory":
             continue
         ladder = spec.task_by_id[task.spec_id].reminders
         for before in ladder if ladder is not None else notes.reminders:
@@ -687,7 +960,7 @@ def planned_timers(spec: PathwaySpec, case: CaseState) -> list[TimerPlan]:
             plans.append(TimerPlan(f"{case.ref}/{task.key}/escalation-{tier}/{task.due}",
                                    "escalation", fire, task.key, esc.role,
                                    {"due": str(task.due), "tier": tier, "owner": task.role}))
-    for clock in spec.clocks:
+    for clock in spec.clocks if not case.closed_on else []:
         state = clock_state(spec, case, clock, date.min)
         if state.due is None or state.state in ("met", "breached", "not-applicable"):
             continue

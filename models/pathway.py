@@ -59,6 +59,10 @@ DEFAULT_PERMISSIONS: dict[str, list[str]] = {
     "record-court-timetable": ["coordinator"],
     "change-placement": ["coordinator", "la-social-worker"],
     "record-looked-after-status": ["coordinator", "la-social-worker"],
+    "change-family": ["coordinator", "nim-social-worker"],
+    "record-consent": ["nim-social-worker"],
+    "exit-case": ["coordinator"],
+    "pause-case": ["coordinator"],
     "erase-identity": [],
 }
 
@@ -131,7 +135,13 @@ class TaskSpec(_Strict):
     id: str = Field(pattern=SLUG)
     title: str
     role: str
-    per: Literal["case", "caregiver", "parent", "carer"] = "case"
+    # one task per case, per child, per caregiver (or parent, or carer), or per child x
+    # caregiver for relationship assessments (WMCI and Crowell are of one caregiver and one
+    # child)
+    per: Literal["case", "child", "caregiver", "parent", "carer", "child-caregiver",
+                 "child-parent", "child-carer"] = "case"
+    # needs the caregiver's consent: not scheduled for one who has not given it (or withdrew)
+    needs_consent: bool = False
     count: int | str = 1
     due: DueRule
     every: Offset | None = None  # spacing between occurrences when count > 1
@@ -234,6 +244,42 @@ class ClockSpec(_Strict):
         return self
 
 
+class ExitWhen(_Strict):
+    """When the engine takes an exit by itself: a task's outcome field has a value (triage
+    not accepted), or no caregiver has (or still has) given consent."""
+
+    task: str | None = None
+    field: str | None = None
+    equals: bool | str | None = None
+    no_consent: Literal["declined", "withdrawn"] | None = None
+
+
+class ExitSpec(_Strict):
+    """A way a family leaves the pathway early, and what it does."""
+
+    label: str
+    keeps_statutory: bool = True  # the LA's statutory work for the child goes on
+    notify: list[str] = []  # roles told
+    when: ExitWhen | None = None  # taken by the engine; otherwise recorded by `case exit`
+
+
+class ConsentSpec(_Strict):
+    """Which task records a caregiver's consent, in which field, and the value that means
+    given."""
+
+    task: str
+    field: str = "consent"
+    given: str = "given"
+
+
+class EligibilitySpec(_Strict):
+    """Who the programme is for, checked per child at referral (a clear refusal otherwise)."""
+
+    max_age_months: int | None = Field(default=None, ge=1, le=216)
+    not_placed_with_parent: bool = False  # no child placed with a parent (home, mother-and-baby)
+    first_entry_to_care: bool = False  # the referral must say this is the first entry to care
+
+
 class CourtSpec(_Strict):
     """What the court timetable can record: the kinds of final order, and the documents a
     court can direct to be filed (each direction becomes a task for the named role)."""
@@ -304,6 +350,9 @@ class PathwaySpec(_Strict):
     # children's records to the 75th birthday, adoption records 100 years)
     retention_years: dict[str, int] = {"default": 75, "adoption": 100}
     court: CourtSpec = CourtSpec()
+    exits: dict[str, ExitSpec] = {}
+    consent: ConsentSpec | None = None
+    eligibility: EligibilitySpec = EligibilitySpec()
     # dated events a case can record besides the engine's own anchors (name -> what it is),
     # e.g. a Scottish interim compulsory supervision order being made
     dates: dict[str, str] = {}
@@ -403,6 +452,20 @@ class PathwaySpec(_Strict):
             if esc.team is not None and esc.team not in teams:
                 problems.append(f"notifications.escalations.{ei}.team: no role is in team "
                                 f"{esc.team!r}")
+        for code, ex in self.exits.items():
+            problems += [f"exits.{code}.notify: unknown role {r!r}" for r in ex.notify
+                         if r not in self.roles]
+            if ex.when and ex.when.task and ex.when.task not in task_ids:
+                problems.append(f"exits.{code}.when.task: unknown task {ex.when.task!r}")
+        if self.consent and self.consent.task not in task_ids:
+            problems.append(f"consent.task: unknown task {self.consent.task!r}")
+        for si, stage in enumerate(self.stages):
+            if stage.gate and stage.gate.task in self.task_by_id and \
+                    self.task_by_id[stage.gate.task].per == "child":
+                nexts = {o.next for o in stage.gate.outcomes.values()}
+                if len(nexts) > 1:
+                    problems.append(f"stages.{si}.gate: a decision taken per child must lead to "
+                                    f"one next stage whatever the outcome (got {sorted(map(str, nexts))})")
         for si, stage in enumerate(self.stages):
             if stage.when is not None and stage.when not in self.settings:
                 problems.append(f"stages.{si}.when: setting {stage.when!r} is not declared")
@@ -462,6 +525,14 @@ class PathwaySpec(_Strict):
 
     def managers(self) -> set[str]:
         return {name for name, role in self.roles.items() if role.manager}
+
+    @property
+    def consent_rule(self) -> ConsentSpec | None:
+        """How consent is recorded; pathway versions stored before `consent:` existed used
+        the task `consent` and its field `consent`."""
+        if self.consent is None and "consent" in self.task_by_id:
+            return ConsentSpec(task="consent")
+        return self.consent
 
     def permitted(self, action: str) -> list[str]:
         """The roles (and stand-ins) the pathway grants an action, managers aside."""

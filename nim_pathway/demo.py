@@ -52,6 +52,7 @@ def run_demo(profile: str = "england", no_treatment: bool = False) -> None:
     scotland = profile == "scotland"
     referral = Referral(
         jurisdiction="scotland" if scotland else "england-and-wales", site="demo",
+        first_entry_to_care=True,
         pathway=profile,
         child={"given_name": "Demo", "family_name": "Child", "date_of_birth": "2025-06-01"},
         care_entry=date(2026, 1, 5), referral=date(2026, 1, 12),

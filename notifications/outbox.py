@@ -39,8 +39,7 @@ def redact(text: str | None, identities: Iterable[str]) -> str | None:
 
 def case_identities(session: Session, case_id: int) -> list[str]:
     out: list[str] = []
-    child = session.exec(select(Child).where(Child.case_id == case_id)).first()
-    if child:
+    for child in session.exec(select(Child).where(Child.case_id == case_id)):
         out += [child.given_name or "", child.family_name or "", child.address or ""]
         if child.date_of_birth:
             dob = child.date_of_birth
@@ -200,6 +199,15 @@ def queue_handoffs(session: Session, case_id: int, ref: str, effects: list[Any],
     identities: list[str] | None = None
     count = 0
     for e in effects:
+        if e.kind == "case-exited":  # the roles the exit names are told, once each
+            context = {"case_ref": ref, "exit_label": e.detail["label"],
+                       "keeps_statutory": e.detail["keeps_statutory"],
+                       "link": link_for(config, ref, None)}
+            for role in e.detail["notify"]:
+                for recipient in directory.recipients(role, None):
+                    count += enqueue(session, config, "exit", f"{ref}/exit|{recipient}", ref,
+                                     recipient, context, now, directory) is not None
+            continue
         task = tasks.get(e.task or "")
         if task is None or e.kind not in ("task-created", "task-unlocked", "task-reassigned"):
             continue

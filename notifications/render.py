@@ -37,6 +37,7 @@ digest         `items`: list of dicts with `case_ref`, `task_key`, `task_title`,
                `days_to_due`, `link` (optional `due_explanation`; ISO date strings are accepted);
                optional `link` (work list)
 test           optional `link`
+exit           `case_ref`, `exit_label`, `keeps_statutory` (bool), `link`
 =============  ===============================================================================
 
 Keys a kind does not use may be absent and are ignored. `ics` is set for reminder, due, handoff
@@ -55,7 +56,7 @@ from jinja2 import Environment, FileSystemLoader, StrictUndefined, Undefined
 
 KINDS: tuple[str, ...] = (
     "reminder", "due", "escalation", "clock-warning", "clock-breach", "handoff", "reassigned",
-    "gate", "dead-letter", "digest", "test",
+    "gate", "dead-letter", "digest", "test", "exit",
 )
 # Kinds about a task the recipient should put in their calendar.
 _ICS_KINDS = frozenset({"reminder", "due", "handoff", "reassigned"})

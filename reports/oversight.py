@@ -111,12 +111,14 @@ def kpis(queries: Queries) -> Kpis:
         spans["care entry to referral"].append((state.anchors["referral"] - entry).days)
         if "stage:assessment" in state.anchors:
             spans["care entry to consent"].append((state.anchors["stage:assessment"] - entry).days)
-        for milestone, spec_id in (("care entry to assessment report", rep.assessment_report),
-                                   ("care entry to recommendation", rep.recommendation)):
-            done = [t.completed_on for t in state.tasks.values()
-                    if spec_id and t.spec_id == spec_id and t.state == eng.DONE]
-            if done:
-                spans[milestone].append((done[0] - entry).days)
+        done = [t.completed_on for t in state.tasks.values()
+                if t.spec_id == rep.assessment_report and t.state == eng.DONE]
+        if done:
+            spans["care entry to assessment report"].append((done[0] - entry).days)
+        # time to a permanence recommendation, per child (each has their own D2)
+        spans["care entry to recommendation (per child)"] += [
+            (t.completed_on - entry).days for t in state.tasks.values()
+            if t.spec_id == rep.recommendation and t.state == eng.DONE]
         if rep.treatment_gate in state.decisions:
             decided += 1
             treated += state.decisions[rep.treatment_gate] == rep.treatment_outcome
@@ -130,14 +132,19 @@ def kpis(queries: Queries) -> Kpis:
     def rate(flags: list[bool]) -> dict[str, Any]:
         return {"n": len(flags), "on_time": round(sum(flags) / len(flags), 3) if flags else None}
 
+    received = sum(1 for s in snaps if "stage:assessment" in s.state.anchors)
     return Kpis(
+        families=len(snaps), children=sum(len(s.state.children) for s in snaps),
+        share_received_nim=round(received / len(snaps), 3) if snaps else None,
+        exits_by_reason=dict(Counter(s.state.exit_reason for s in snaps if s.state.exit_reason)),
         as_of=today, cases=len(snaps), open_cases=sum(1 for s in snaps if not s.closed_on),
         days={name: _summary(values) for name, values in spans.items()},
         share_to_treatment=round(treated / decided, 3) if decided else None, d1_decided=decided,
         on_time_by_task={k: rate(v) for k, v in sorted(on_time_kind.items())},
         on_time_by_role={k: rate(v) for k, v in sorted(on_time_role.items())},
         breaches_by_cause=dict(causes),
-        placement_moves_per_child=_summary([max(moves.get(s.case_id, 1) - 1, 0) for s in snaps]),
+        placement_moves_per_child=_summary([max(moves.get((s.case_id, child), 1) - 1, 0)
+                                            for s in snaps for child in s.state.children]),
     )
 
 
@@ -175,10 +182,17 @@ def breach_report_markdown(rows: list[BreachRow]) -> str:
     return "\n".join(out)
 
 
+def _percent(share: float | None) -> str:
+    return "none yet" if share is None else f"{share:.0%}"
+
+
 def kpi_markdown(data: Kpis) -> str:
     out = [f"# NIM KPIs (as of {data.as_of})", "",
-           f"Cases: {data.cases} ({data.open_cases} open). Share going on to treatment: "
-           f"{data.share_to_treatment} of {data.d1_decided} D1 decisions.", "",
+           f"Families: {data.families} ({data.open_cases} open), {data.children} children. "
+           f"Received NIM (assessment began): {_percent(data.share_received_nim)}. Going on to "
+           f"treatment: {_percent(data.share_to_treatment)} of {data.d1_decided} D1 decisions.",
+           "Early exits: " + (", ".join(f"{k}: {v}" for k, v in
+                                        (data.exits_by_reason or {}).items()) or "none"), "",
            "| interval | n | median days | mean days |", "|---|---|---|---|"]
     out += [f"| {k} | {v['n']} | {v['median']} | {v['mean']} |" for k, v in data.days.items()]
     out += ["", "| role | tasks due so far | on time |", "|---|---|---|"]

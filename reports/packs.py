@@ -25,7 +25,7 @@ def pack_context(queries: Queries, ref: str, kind: str) -> dict[str, Any]:
     shown = queries.show(ref)
     record = queries.case_record(ref)
     spec, state = record.snapshot.spec, record.snapshot.state
-    child, carers, placements = record.child, record.caregivers, record.placements
+    carers, placements = record.caregivers, record.placements
     rep = spec.reporting
     decision = rep.assessment_pack_after if kind == "assessment" else rep.final_pack_after
     if decision is None:
@@ -55,10 +55,14 @@ def pack_context(queries: Queries, ref: str, kind: str) -> dict[str, Any]:
         "court": "Children's Hearing" if shown.jurisdiction == "scotland" else "court",
         "case": {"ref": ref, "jurisdiction": shown.jurisdiction, "site": shown.site,
                  "pathway": shown.pathway},
-        "child": child, "caregivers": carers, "placements": placements,
-        "age_at_referral": months_between(child.date_of_birth, state.anchors["referral"])
-        if child.date_of_birth else None,
-        "age_now": months_between(child.date_of_birth, today) if child.date_of_birth else None,
+        "children": [{
+            "key": c.key, "given_name": c.given_name, "family_name": c.family_name,
+            "date_of_birth": c.date_of_birth, "address": c.address,
+            "age_at_referral": months_between(c.date_of_birth, state.anchors["referral"])
+            if c.date_of_birth else None,
+            "age_now": months_between(c.date_of_birth, today) if c.date_of_birth else None,
+        } for c in record.children],
+        "caregivers": carers, "placements": placements,
         "clocks": shown.clocks, "timetable": shown.court,
         "assessments": assessments, "deadlines": deadlines,
         "decisions": [{"kind": d.kind.upper(), "label": labels[d.kind][d.outcome].label

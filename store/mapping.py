@@ -11,7 +11,16 @@ from sqlmodel import Session, select
 from models import engine as eng
 from models.errors import NotFound
 from models.pathway import PathwaySpec
-from store.tables import Caregiver, Case, CaseAnchor, CourtExtension, Decision, Intake, Task
+from store.tables import (
+    Caregiver,
+    Case,
+    CaseAnchor,
+    Child,
+    CourtExtension,
+    Decision,
+    Intake,
+    Task,
+)
 
 # every TaskState field is a Task column of the same name (key identifies the row)
 TASK_STATE_FIELDS = tuple(f.name for f in fields(eng.TaskState))
@@ -59,7 +68,13 @@ def load_state(session: Session, case: Case, spec: PathwaySpec,
     state = eng.CaseState(
         ref=case.ref, jurisdiction=case.jurisdiction, anchors=anchors,
         settings={**spec.settings, **(case.settings or {})},
-        caregivers=[eng.Caregiver(c.key, c.relationship) for c in carers],
+        caregivers=[eng.Caregiver(c.key, c.relationship, list(c.children or []), c.consent,
+                                  c.active) for c in carers],
+        children=list(session.exec(select(Child.key).where(Child.case_id == case.id)
+                                   .order_by(Child.id))) or [eng.FIRST_CHILD],
+        exit_reason=case.exit_reason, paused_since=case.paused_since,
+        pauses=[eng.Pause(date.fromisoformat(p["start"]), date.fromisoformat(p["end"]), "")
+                for p in case.pauses or []],
         stage=case.stage, decisions=decisions, closed_on=case.closed_on, closures=closures,
         extensions=[eng.Extension(e.granted_on, e.weeks, e.reason) for e in session.exec(
             select(CourtExtension).where(CourtExtension.case_id == case.id)
@@ -80,6 +95,8 @@ def save_state(session: Session, case: Case, state: eng.CaseState, effects: list
     """Write the case, its key dates, court timetable and tasks as the engine left them;
     return the task rows created (the caller assigns them)."""
     case.stage, case.closed_on = state.stage, state.closed_on
+    case.exit_reason, case.paused_since = state.exit_reason, state.paused_since
+    case.pauses = [{"start": str(p.start), "end": str(p.end)} for p in state.pauses] or None
     if state.final_order:
         case.final_order_kind = state.final_order.kind
         case.final_order_follows_recommendation = state.final_order.follows_recommendation
@@ -123,20 +140,26 @@ def save_decisions(session: Session, case: Case, state: eng.CaseState,
     for e in effects:
         if e.kind == "decision-recorded":
             task = state.tasks[e.task]
-            session.add(Decision(case_id=case.id, kind=e.detail["decision"],
+            kind = eng.child_anchor(e.detail["decision"], e.detail.get("child"))
+            session.add(Decision(case_id=case.id, kind=kind,
                                  outcome=e.detail["outcome"], decided_on=task.completed_on,
                                  decided_by=actor, rationale=task.outcome.get("notes", "")))
 
 
-def save_consent(session: Session, case: Case, state: eng.CaseState,
-                 effects: list[eng.Effect]) -> None:
-    """Consent is kept per person on the caregiver record as well as in the task."""
-    for e in effects:
-        task = state.tasks.get(e.task or "")
-        if e.kind != "task-completed" or not task or "consent" not in (task.outcome or {}):
-            continue
-        carer = session.exec(select(Caregiver).where(
-            Caregiver.case_id == case.id, Caregiver.key == task.caregiver)).first()
-        if carer is not None:
-            carer.consent, carer.consent_on = task.outcome["consent"], task.completed_on
-            session.add(carer)
+def save_family(session: Session, case: Case, state: eng.CaseState, today: date) -> None:
+    """Each caregiver's consent (with the day it changed), who they care for and whether they
+    are still on the case; rows for children and caregivers added since (the command that added
+    them writes their identity)."""
+    rows = {c.key: c for c in session.exec(select(Caregiver).where(Caregiver.case_id == case.id))}
+    for carer in state.caregivers:
+        row = rows.get(carer.key) or Caregiver(case_id=case.id, key=carer.key,
+                                               relationship=carer.relationship)
+        if row.consent != carer.consent:
+            row.consent, row.consent_on = carer.consent, today
+        row.children, row.active = carer.children or None, carer.active
+        session.add(row)
+    known = set(session.exec(select(Child.key).where(Child.case_id == case.id)))
+    for key in state.children:
+        if key not in known:
+            session.add(Child(case_id=case.id, key=key, given_name=None, family_name=None,
+                              date_of_birth=None))

@@ -32,6 +32,7 @@ from store.views import (
     CaregiverView,
     CaseSummary,
     CaseView,
+    ChildView,
     CourtView,
     ExtensionView,
     FinalOrderView,
@@ -64,7 +65,7 @@ class CaseRecord:
 
     snapshot: CaseSnapshot
     site: str
-    child: Child
+    children: list[Child]
     caregivers: list[Caregiver]
     placements: list[Placement]
     decisions: list[Decision]
@@ -132,9 +133,11 @@ class Queries:
             return {(case_id, key): cause for case_id, key, cause in session.exec(
                 select(Task.case_id, Task.key, Task.delay_cause))}
 
-    def placement_counts(self) -> Counter[int]:
+    def placement_counts(self) -> Counter[tuple[int, str]]:
+        """Placements per (case id, child key)."""
         with self.ctx.read() as session:
-            return Counter(session.exec(select(Placement.case_id)))
+            return Counter((case_id, child) for case_id, child in session.exec(
+                select(Placement.case_id, Placement.child)))
 
     def case_record(self, ref: str) -> CaseRecord:
         with self.ctx.read() as session:
@@ -144,7 +147,8 @@ class Queries:
                                 load_state(session, case, spec, self.ctx.closures))
             return CaseRecord(
                 snap, case.site,
-                session.exec(select(Child).where(Child.case_id == case.id)).one(),
+                list(session.exec(select(Child).where(Child.case_id == case.id)
+                                  .order_by(Child.id))),
                 list(session.exec(select(Caregiver).where(Caregiver.case_id == case.id)
                                   .order_by(Caregiver.id))),
                 list(session.exec(select(Placement).where(Placement.case_id == case.id)
@@ -160,7 +164,8 @@ class Queries:
             spec = self.ctx.spec(session, case.pathway_id)
             state = load_state(session, case, spec, self.ctx.closures)
             version = session.get(PathwayVersion, case.pathway_id)
-            child = session.exec(select(Child).where(Child.case_id == case.id)).one()
+            kids = session.exec(select(Child).where(Child.case_id == case.id)
+                                .order_by(Child.id)).all()
             placements = session.exec(select(Placement).where(Placement.case_id == case.id)
                                       .order_by(Placement.start, Placement.id)).all()
             carers = session.exec(select(Caregiver).where(Caregiver.case_id == case.id)
@@ -169,10 +174,12 @@ class Queries:
             ref=ref, jurisdiction=case.jurisdiction, site=case.site,
             pathway=f"{version.profile}@{version.version}", stage=case.stage,
             closed_on=case.closed_on,
-            child_age_months=months_between(child.date_of_birth, on) if child.date_of_birth
-            else None,
-            caregivers=tuple(CaregiverView(c.key, c.consent, c.consent_on) for c in carers),
-            placements=tuple(PlacementView(p.kind, p.start, p.end, p.reason) for p in placements),
+            child_age_months=months_between(kids[0].date_of_birth, on)
+            if kids and kids[0].date_of_birth else None,
+            caregivers=tuple(CaregiverView(c.key, c.consent, c.consent_on,
+                                           tuple(c.children or ()), c.active) for c in carers),
+            placements=tuple(PlacementView(p.child, p.kind, p.start, p.end, p.reason)
+                             for p in placements),
             dates=dict(sorted(state.anchors.items(), key=lambda kv: kv[1])),
             decisions=dict(state.decisions),
             court=CourtView(
@@ -181,6 +188,14 @@ class Queries:
                                state.final_order.follows_recommendation)
                 if state.final_order else None),
             looked_after="ceased_looked_after" not in state.anchors,
+            children=tuple(ChildView(
+                k.key, months_between(k.date_of_birth, on) if k.date_of_birth else None,
+                next((p.kind for p in reversed(placements) if p.child == k.key and p.end is None),
+                     None),
+                eng.child_anchor("ceased_looked_after", k.key) not in state.anchors)
+                for k in kids),
+            exit_reason=case.exit_reason, paused_since=case.paused_since,
+            previous_episode=case.previous_episode,
             clocks=tuple(eng.clock_states(spec, state, on)),
             open_tasks=tuple(OpenTask(t.key, t.role, t.due, t.state)
                              for t in sorted(state.tasks.values(), key=lambda t: t.due)
@@ -227,6 +242,14 @@ class Queries:
             when = next((t.completed_on for t in state.tasks.values()
                          if (g := spec.gate_of_task.get(t.spec_id)) and g.decision == kind), on)
             rows.append(TimelineRow(when, f"decision {kind.upper()}: {label}", None, "", ""))
+        for p in state.pauses:  # the reason stays in the audit log
+            rows.append(TimelineRow(p.start, f"NIM's work paused for {(p.end - p.start).days} "
+                                    "days", None, "", ""))
+        if state.paused_since:
+            rows.append(TimelineRow(state.paused_since, "NIM's work paused", None, "", ""))
+        if state.exit_reason and state.closed_on:
+            rows.append(TimelineRow(state.closed_on, f"left the pathway: {state.exit_reason}",
+                                    None, "", ""))
         for ext in state.extensions:  # the court's reason stays in the case store
             rows.append(TimelineRow(ext.granted_on, f"court timetable extended {ext.weeks} weeks",
                                     None, "", ""))
@@ -249,16 +272,21 @@ class Queries:
         on = self.today()
         out = []
         with self.ctx.read() as session:
-            rows = session.exec(select(Case, Child).join(Child, Child.case_id == Case.id))
+            births: dict[int, list[date | None]] = {}
+            for child in session.exec(select(Child)):
+                if not child.erased_at:
+                    births.setdefault(child.case_id, []).append(child.date_of_birth)
             decisions = {(d.case_id, d.kind): d.outcome for d in session.exec(select(Decision))}
-            for case, child in rows:
-                if child.erased_at or child.date_of_birth is None:
+            for case in session.exec(select(Case).where(Case.id.in_(list(births)))):
+                dobs = [d for d in births[case.id] if d is not None]
+                if not dobs:
                     continue
                 years_by_basis = self.ctx.spec(session, case.pathway_id).retention_years
                 basis = "adoption" if "adoption" in years_by_basis and \
                     "adoption" in {o for (cid, _), o in decisions.items() if cid == case.id} \
                     else "default"
-                until = _birthday(child.date_of_birth, years_by_basis[basis])
+                # a family's record is kept until its youngest child's date
+                until = _birthday(max(dobs), years_by_basis[basis])
                 if until <= on:
                     out.append(RetentionRow(case.ref, basis, until, case.closed_on))
         return out

@@ -46,6 +46,10 @@ class Case(SQLModel, table=True):
     # the order that disposed of the proceedings (meets the 26-week clock)
     final_order_kind: str | None = None
     final_order_follows_recommendation: bool | None = None
+    exit_reason: str | None = None  # the early exit the family took
+    paused_since: date | None = None
+    pauses: list | None = _json()  # [{start, end}] of past pauses (reasons stay in the audit)
+    previous_episode: str | None = None  # an earlier episode of this family (re-referral)
 
 
 class CourtExtension(SQLModel, table=True):
@@ -76,8 +80,10 @@ class CaseAnchor(SQLModel, table=True):
 class Child(SQLModel, table=True):
     """The only place a child's identity lives."""
 
+    __table_args__ = (UniqueConstraint("case_id", "key"),)
     id: int | None = Field(default=None, primary_key=True)
-    case_id: int = Field(foreign_key="nim_case.id", unique=True)
+    case_id: int = Field(foreign_key="nim_case.id", index=True)
+    key: str = "child-1"  # child-1, child-2, ... in referral order: what leaves the store
     given_name: str | None
     family_name: str | None
     date_of_birth: date | None
@@ -92,8 +98,10 @@ class Caregiver(SQLModel, table=True):
     key: str  # mother, father, foster-carer, father-2
     relationship: str
     name: str | None = None  # identity: case store only
-    consent: str | None = None  # given, declined, not-reached
+    consent: str | None = None  # given, declined, not-reached, withdrawn
     consent_on: date | None = None
+    children: list | None = _json()  # child keys this person cares for; null = all
+    active: bool = True  # False once they left the case
 
 
 class Placement(SQLModel, table=True):
@@ -101,6 +109,7 @@ class Placement(SQLModel, table=True):
 
     id: int | None = Field(default=None, primary_key=True)
     case_id: int = Field(foreign_key="nim_case.id", index=True)
+    child: str = "child-1"  # whose placement
     kind: str  # foster, kinship, mother-and-baby, residential, home
     start: date
     end: date | None = None
@@ -131,6 +140,7 @@ class Task(SQLModel, table=True):
     title: str
     role: str = Field(index=True)
     caregiver: str | None = None
+    child: str | None = None  # the child this work is about (per-child work)
     occurrence: int = 1
     anchor: str
     after: list | None = _json()

@@ -75,10 +75,23 @@ class CaregiverView:
     key: str
     consent: str | None
     consent_on: date | None
+    children: tuple[str, ...] = ()  # empty: every child of the case
+    active: bool = True
+
+
+@dataclass(frozen=True, slots=True)
+class ChildView:
+    """A child of the family episode, by key (identity stays in the case store)."""
+
+    key: str
+    age_months: int | None
+    placement: str | None
+    looked_after: bool
 
 
 @dataclass(frozen=True, slots=True)
 class PlacementView:
+    child: str
     kind: str
     start: date
     end: date | None
@@ -134,6 +147,10 @@ class CaseView:
     looked_after: bool
     clocks: tuple[ClockState, ...]
     open_tasks: tuple[OpenTask, ...]
+    children: tuple[ChildView, ...] = ()
+    exit_reason: str | None = None
+    paused_since: date | None = None
+    previous_episode: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -237,6 +254,10 @@ class Kpis:
     on_time_by_role: dict[str, dict[str, Any]]
     breaches_by_cause: dict[str, int]
     placement_moves_per_child: dict[str, Any]
+    families: int = 0
+    children: int = 0
+    share_received_nim: float | None = None  # families whose assessment began (S11: < 70%)
+    exits_by_reason: dict[str, int] | None = None
 
 
 @dataclass(frozen=True, slots=True)

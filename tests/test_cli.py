@@ -83,15 +83,18 @@ def test_open_from_flags_and_refusals(team):
     run = team
     args = ["case", "open", "--as", "coord.ali", "--jurisdiction", "scotland", "--site", "gift",
             "--given-name", "A", "--family-name", "B", "--care-entry", "2026-01-05",
-            "--referral", "2026-01-12", "--caregiver", "mother", "--caregiver", "foster-carer:C"]
-    too_old = run(*args, "--dob", "2020-12-01", code=2)
-    assert too_old.stderr.startswith("error: invalid referral:")
+            "--referral", "2026-01-12", "--caregiver", "mother", "--caregiver", "foster-carer:C",
+            "--first-entry-to-care"]
+    too_old = run(*args, "--dob", "2020-12-01", code=2)  # eligibility comes from the pathway
+    assert too_old.stderr.startswith("error: not eligible: the child is 61 months old")
     assert "60 months" in too_old.stderr
+    second_entry = [a for a in args if a != "--first-entry-to-care"]
+    assert "first entry to care" in run(*second_entry, "--dob", "2025-10-01", code=2).stderr
     before_birth = run(*args, "--dob", "2026-01-10", code=2)
     assert "before the date of birth" in before_birth.stderr
     assert json.loads(run("case", "list", "--json").stdout) == []
     ok = run(*args, "--dob", "2025-10-01", "--setting", "treatment_months=9")
-    assert "scotland@2026.3" in ok.stdout
+    assert "scotland@2026.4" in ok.stdout
     run("case", "show", "NIM-2099-0009", code=2)
     unknown_role = run("practitioner", "add", "x.y", "--role", "wizard", "--name", "X", code=2)
     assert "unknown role 'wizard'" in unknown_role.stderr

@@ -26,7 +26,7 @@ from models.refs import TaskRef
 from models.schemas import Referral
 from models.simulate import sample_outcome
 from nim_pathway.app import Service, build_service
-from nim_pathway.demo import seed_team
+from nim_pathway.demo import DEMO_TEAM, seed_team
 from store.db import migrate, session_scope
 from store.tables import AuditEvent, Outbox, Timer
 from tests.conftest import PG_ADMIN_URL, referral_data
@@ -36,10 +36,7 @@ pytestmark = pytest.mark.slow
 
 SENTINELS = ("Sentinel-Given", "Sentinel-Family", "Sentinel-Mother", "Sentinel Address",
              "2025-06-01")
-HANDLES = {"nim-service-manager": "mgr.okafor", "clinical-lead": "lead.singh",
-           "psychiatrist": "psych.ward", "psychologist": "psy.chen",
-           "nim-social-worker": "sw.jones", "coordinator": "coord.ali", "iro": "iro.khan",
-           "la-social-worker": "la.patel"}
+HANDLES = {role: handle for handle, _, role, _ in DEMO_TEAM}
 DECISIONS = {"d1": "no_treatment", "d2": "adoption"}
 
 

@@ -17,6 +17,7 @@ from models.pathway import load_pathway
 from models.refs import TaskRef
 from models.schemas import Referral
 from models.simulate import sample_outcome
+from nim_pathway.demo import DEMO_TEAM
 from reports.diagram import mermaid
 from reports.exports import fhir_bundle, practitioner_ics, tasks_csv
 from reports.oversight import breaches, caseload_board, kpis, rag, timeline_markdown
@@ -24,10 +25,7 @@ from store.db import session_scope
 from store.tables import AuditEvent
 from tests.conftest import referral_data
 
-HANDLES = {"nim-service-manager": "mgr.okafor", "clinical-lead": "lead.singh",
-           "psychiatrist": "psych.ward", "psychologist": "psy.chen",
-           "nim-social-worker": "sw.jones", "coordinator": "coord.ali", "iro": "iro.khan",
-           "la-social-worker": "la.patel"}
+HANDLES = {role: handle for handle, _, role, _ in DEMO_TEAM}
 IDENTITY = ("Sentinel-Given", "Sentinel-Family", "Sentinel-Mother", "Sentinel Address")
 
 
@@ -59,7 +57,8 @@ def test_rag_thresholds():
 
 def test_board_breaches_and_kpis(store, clock):
     first = open_case(store)
-    second = open_case(store, jurisdiction="scotland", proceedings_issued=None)
+    second = open_case(store, jurisdiction="scotland", proceedings_issued=None,
+                       first_entry_to_care=True)
     drive(store, clock, first, "formulation", late={"wmci-mother": 4, "triage": 2})
     store.commands.move_date(first, "stage:assessment", date(2026, 2, 20), "family unavailable",
                     "coord.ali", category="family")

@@ -237,11 +237,12 @@ def test_after_must_name_a_task_of_the_same_stage(eng_text, eng):
 
 
 def test_gate_task_must_be_in_its_stage(eng_text, eng):
-    text = _replace_once(eng_text, "task: professionals-meeting", "task: triage")
+    text = _replace_once(eng_text, "task: professionals-meeting", "task: consent")
     msg = _refused(text)
     si = [s.id for s in eng.stages].index("formulation")
-    assert f"x.yaml:{_line(text, 'task: triage')}: stages.{si}.gate.task: " in msg
-    assert "'triage' is not a task of stage 'formulation'" in msg
+    line = text[:text.index("task: consent\n")].count("\n") + 1
+    assert f"x.yaml:{line}: stages.{si}.gate.task: " in msg
+    assert "'consent' is not a task of stage 'formulation'" in msg
 
 
 def test_typo_key_on_task_is_refused(eng_text):

@@ -66,6 +66,8 @@ REQUIRED: dict[str, dict] = {
     "dead-letter": {"attempts": 5, "last_error": "SMTP 550 mailbox unavailable", "message_id": "msg-0042"},
     "digest": {"items": ITEMS},
     "test": {},
+    "exit": {"case_ref": "NIM-2026-0001", "exit_label": "Family disengaged",
+             "keeps_statutory": True, "link": LINK},
 }
 HANDOVER = {"handed_over_by": "coordinator-jb", "handover_note": "Interpreter booked for the session."}
 DUE_KEYS = {"due": DUE, "due_explanation": TASK["due_explanation"]}
@@ -81,6 +83,7 @@ OPTIONAL: dict[str, dict] = {
     "dead-letter": {k: v for k, v in TASK.items() if k != "role"},
     "digest": {"link": LINK},
     "test": {"link": LINK},
+    "exit": {},
 }
 
 

@@ -15,6 +15,7 @@ from models.pathway import load_pathway, parse_pathway
 from models.refs import TaskRef
 from models.schemas import Referral
 from models.simulate import sample_outcome
+from nim_pathway.demo import DEMO_TEAM
 from store.audit import verify as verify_audit
 from store.db import get_engine, session_scope
 from store.tables import AuditEvent, Case, Task, Timer
@@ -180,7 +181,7 @@ def test_case_keeps_its_pathway_version(store, db_url):
     edited = parse_pathway(edited_text)
     with pytest.raises(CommandError, match="give the edited file a new 'version'"):
         store.commands.open_case(Referral.model_validate(referral_data()), "coord.ali", edited)
-    v2 = parse_pathway(edited_text.replace('version: "2026.3"', 'version: "2026.4"'))
+    v2 = parse_pathway(edited_text.replace('version: "2026.4"', 'version: "2026.5"'))
     second = store.commands.open_case(Referral.model_validate(referral_data()), "coord.ali", v2).ref
     assert store.queries.pathway(first).settings["triage_working_days"] == 5
     assert store.queries.pathway(second).settings["triage_working_days"] == 7
@@ -228,10 +229,7 @@ def test_audit_chain_detects_edit_insert_delete(store, db_url):
 def test_whole_case_through_the_store(store, clock, db_url):
     """Referral to closure through the domain commands, on both backends."""
     ref = open_case(store).ref
-    handles = {"nim-service-manager": "mgr.okafor", "clinical-lead": "lead.singh",
-               "psychiatrist": "psych.ward", "psychologist": "psy.chen",
-               "nim-social-worker": "sw.jones", "coordinator": "coord.ali",
-               "iro": "iro.khan", "la-social-worker": "la.patel"}
+    handles = {role: handle for handle, _, role, _ in DEMO_TEAM}
     spec = store.queries.pathway(ref)
     decisions = {"d1": "treatment", "d2": "return_home"}
     for _ in range(200):

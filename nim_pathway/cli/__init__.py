@@ -19,7 +19,7 @@ for sub_app, name in ((cases.case_app, "case"), (tasks.task_app, "task"),
                       (ops.prac_app, "practitioner"), (ops.audit_app, "audit"),
                       (ops.outbox_app, "outbox"), (ops.notify_app, "notify"),
                       (reports.report_app, "report"), (reports.export_app, "export"),
-                      (ops.retention_app, "retention")):
+                      (ops.retention_app, "retention"), (cases.consent_app, "consent")):
     app.add_typer(sub_app, name=name)
 for command in (cases.deadline, cases.decide, ops.erase, ops.up, ops.down, ops.status,
                 ops.reconcile, ops.sweep, ops.demo):

@@ -9,6 +9,7 @@ import typer
 
 from nim_pathway.cli.io import (
     ActorOpt,
+    ChildOpt,
     JsonOpt,
     UserError,
     emit,
@@ -74,6 +75,10 @@ def case_open(
              "foster-carer, kinship-carer)")] = None,
     placement: Annotated[str | None, typer.Option(help="KIND:START, e.g. foster:2026-01-05")] = None,
     setting: Annotated[list[str] | None, typer.Option(help="pathway setting NAME=N")] = None,
+    first_entry_to_care: Annotated[bool | None, typer.Option(
+        "--first-entry-to-care/--not-first-entry-to-care",
+        help="whether this is the child's first entry to care (asked by some programmes)")]
+    = None,
 ) -> None:
     """Open a case from a referral file or flags. Prefer a file: flags land in shell history."""
     from pydantic import ValidationError
@@ -83,7 +88,7 @@ def case_open(
     data: dict[str, Any] = load_data_file(file) if file else {}
     flags = {"jurisdiction": jurisdiction, "site": site, "pathway": pathway,
              "care_entry": care_entry, "referral": referral_date,
-             "proceedings_issued": proceedings_issued}
+             "proceedings_issued": proceedings_issued, "first_entry_to_care": first_entry_to_care}
     data.update({k: v for k, v in flags.items() if v is not None})
     child = {"given_name": given_name, "family_name": family_name, "date_of_birth": dob}
     if any(child.values()):
@@ -198,10 +203,12 @@ def case_placement(
     kind: Annotated[str, typer.Option(help="foster, kinship, mother-and-baby, residential, home")],
     start: Annotated[str, typer.Option(help="date the new placement started")],
     reason: Annotated[str, typer.Option(help="why the child moved")],
+    child: ChildOpt = None,
 ) -> None:
-    """Record a placement change (the current placement ends that day)."""
+    """Record a child's placement change (their current placement ends that day; their
+    visits start again)."""
     on = parse_date(start, "--start")
-    run(lambda do: do.change_placement(ref, kind, on, reason, actor))
+    run(lambda do: do.change_placement(ref, kind, on, reason, actor, child))
 
 
 @case_app.command("extend")
@@ -250,10 +257,11 @@ def case_cease_looked_after(
     ref: str, actor: ActorOpt,
     on: Annotated[str, typer.Option(help="the day the child stopped being looked after")],
     reason: Annotated[str, typer.Option(help="why, e.g. care order discharged")],
+    child: ChildOpt = None,
 ) -> None:
-    """Record that the child is no longer looked after: reviews and visits stop."""
+    """Record that a child is no longer looked after: their reviews and visits stop."""
     day = parse_date(on, "--on")
-    run(lambda do: do.cease_looked_after(ref, day, reason, actor))
+    run(lambda do: do.cease_looked_after(ref, day, reason, actor, child))
 
 
 def decide(
@@ -264,8 +272,95 @@ def decide(
                                                 "permanence_order (Scotland)")],
     actor: ActorOpt,
     rationale: Annotated[str, typer.Option(help="why, for the record")] = "",
+    child: ChildOpt = None,
 ) -> None:
-    """Record decision D1 (treatment or not) or D2 (the permanence recommendation)."""
-    run(lambda do: do.decide(ref, decision, outcome, actor, rationale))
+    """Record decision D1 (treatment or not) or D2 (the permanence recommendation; for one
+    child of a sibling group with --child)."""
+    run(lambda do: do.decide(ref, decision, outcome, actor, rationale, child))
+
+
+@case_app.command("add-child")
+def case_add_child(
+    ref: str, actor: ActorOpt,
+    given_name: Annotated[str, typer.Option(help="the child's given name (case store only)")],
+    family_name: Annotated[str, typer.Option(help="the child's family name")],
+    dob: Annotated[str, typer.Option(help="date of birth")],
+    placement: Annotated[str | None, typer.Option(help="KIND:START, e.g. foster:2026-02-02")]
+    = None,
+) -> None:
+    """Add a sibling to the family episode: their statutory work and the current stage's."""
+    from pydantic import ValidationError
+
+    from models.schemas import ChildIn
+
+    data: dict[str, Any] = {"given_name": given_name, "family_name": family_name,
+                            "date_of_birth": dob}
+    if placement:
+        kind, start = split_pair(placement)
+        data["placement"] = {"kind": kind, "start": start}
+    try:
+        child = ChildIn.model_validate(data)
+    except ValidationError as exc:
+        raise UserError("invalid child: " + pydantic_problems(exc)) from None
+    run(lambda do: do.add_child(ref, child, actor))
+
+
+@case_app.command("add-caregiver")
+def case_add_caregiver(
+    ref: str, actor: ActorOpt,
+    relationship: Annotated[str, typer.Option(help="mother, father, parent, foster-carer, "
+                                                   "kinship-carer")],
+    name: Annotated[str | None, typer.Option(help="their name (case store only)")] = None,
+    child: Annotated[list[str] | None, typer.Option(help="a child they care for (repeat); "
+                                                         "all if none")] = None,
+) -> None:
+    """Add a caregiver identified late, or a new carer: asked for consent, then assessed."""
+    run(lambda do: do.add_caregiver(ref, relationship, name, child or [], actor))
+
+
+@case_app.command("remove-caregiver")
+def case_remove_caregiver(
+    ref: str, caregiver: str, actor: ActorOpt,
+    reason: Annotated[str, typer.Option(help="why they left the case (no names)")],
+) -> None:
+    """A caregiver leaves the case: their open work stops."""
+    run(lambda do: do.remove_caregiver(ref, caregiver, reason, actor))
+
+
+@case_app.command("exit")
+def case_exit(
+    ref: str, actor: ActorOpt,
+    reason: Annotated[str, typer.Option(help="one of the pathway's exits, e.g. disengaged, "
+                                             "child-returned-home, proceedings-withdrawn")],
+    note: Annotated[str, typer.Option(help="what happened (kept in the case store)")] = "",
+) -> None:
+    """The family leaves the pathway early: NIM's work stops, the LA's statutory work goes on
+    where the exit says so, and the people it names are told."""
+    run(lambda do: do.exit_case(ref, reason, note, actor))
+
+
+@case_app.command("pause")
+def case_pause(
+    ref: str, actor: ActorOpt,
+    reason: Annotated[str, typer.Option(help="why, e.g. parent in hospital (no names)")],
+) -> None:
+    """Pause NIM's work: its own targets stop until resumed; statutory limits never stop."""
+    run(lambda do: do.pause(ref, reason, actor))
+
+
+@case_app.command("resume")
+def case_resume(ref: str, actor: ActorOpt) -> None:
+    """Resume NIM's work: open NIM tasks move on by the length of the pause."""
+    run(lambda do: do.resume(ref, actor))
+
+
+consent_app = typer.Typer(help="Consent per person.", no_args_is_help=True)
+
+
+@consent_app.command("withdraw")
+def consent_withdraw(ref: str, caregiver: str, actor: ActorOpt) -> None:
+    """A caregiver withdraws consent: their assessments stop; with nobody consenting, the
+    family exits."""
+    run(lambda do: do.withdraw_consent(ref, caregiver, actor))
 
 

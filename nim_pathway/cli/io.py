@@ -16,6 +16,8 @@ if TYPE_CHECKING:  # imported lazily at run time: --help stays fast
     from nim_pathway.commands import Commands, Result
 
 JsonOpt = Annotated[bool, typer.Option("--json", help="print JSON instead of a table")]
+ChildOpt = Annotated[str | None, typer.Option(
+    "--child", help="which child of a sibling group (child-1, child-2, ...); the first if none")]
 TaskArg = Annotated[str, typer.Argument(help="CASE-REF/TASK-KEY, e.g. NIM-2026-0001/triage")]
 ActorOpt = Annotated[str, typer.Option("--as", envvar="NIM_ACTOR",
                                        help="your practitioner handle (or set NIM_ACTOR)")]

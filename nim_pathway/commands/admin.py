@@ -76,15 +76,17 @@ class AdminCommands(CommandBase):
             spec = self.ctx.spec(session, case.pathway_id)
             self.authorize(session, actor, "erase-identity", spec,
                            Target(ref, doing="erase identity"))
-            child = session.exec(select(Child).where(Child.case_id == case.id)).one()
-            if child.erased_at:
-                raise AlreadyDone(f"identity on {ref} was erased on {child.erased_at:%Y-%m-%d}")
+            children = session.exec(select(Child).where(Child.case_id == case.id)).all()
+            if all(c.erased_at for c in children):
+                raise AlreadyDone(f"identity on {ref} was erased on "
+                                  f"{children[0].erased_at:%Y-%m-%d}")
             if ref not in due and not reason.strip():
                 raise Invalid(f"{ref} is not past its retention date; give --reason (for "
                               "example a court order) to erase it earlier")
-            child.given_name = child.family_name = child.address = None
-            child.date_of_birth, child.erased_at = None, self.ctx.now()
-            session.add(child)
+            for child in children:
+                child.given_name = child.family_name = child.address = None
+                child.date_of_birth, child.erased_at = None, self.ctx.now()
+                session.add(child)
             carers = session.exec(select(Caregiver).where(Caregiver.case_id == case.id)).all()
             for carer in carers:
                 carer.name = None

@@ -65,7 +65,7 @@ class CommandBase:
         now = self.ctx.now()
         created = mapping.save_state(session, case, state, effects, now, actor)
         self._auto_assign(session, case, created)
-        mapping.save_consent(session, case, state, effects)
+        mapping.save_family(session, case, state, self.ctx.today())
         mapping.save_decisions(session, case, state, effects, actor)
         session.flush()
         timers.plan(session, case, spec, state, now)

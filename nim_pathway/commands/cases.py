@@ -13,7 +13,7 @@ from sqlmodel import Session, select
 from models import engine as eng
 from models.errors import Invalid
 from models.pathway import PathwayError, PathwaySpec, load_pathway
-from models.schemas import PLACEMENT_KINDS, Referral
+from models.schemas import PLACEMENT_KINDS, ChildIn, Referral, eligibility_problems
 from nim_pathway.commands.base import CommandBase, Result, run_engine
 from nim_pathway.policy import Target
 from store import mapping
@@ -62,6 +62,9 @@ class CaseCommands(CommandBase):
         if unknown:
             raise Invalid(f"unknown pathway setting(s) {', '.join(unknown)}; known: "
                           f"{', '.join(sorted(spec.settings))}")
+        refused = eligibility_problems(spec, referral)
+        if refused:
+            raise Invalid("not eligible: " + "; ".join(refused))
         with self.ctx.write() as session:
             self.authorize(session, actor, "open-case", spec, Target(doing="open a case"))
             if intake_handle:  # one case per staged referral, however often the flow runs
@@ -73,32 +76,40 @@ class CaseCommands(CommandBase):
             ref = _next_ref(session, on.year)
             case = Case(ref=ref, jurisdiction=referral.jurisdiction, site=referral.site,
                         pathway_id=version.id, settings=referral.settings or None,
-                        opened_at=self.ctx.now(), legal_status=referral.legal_status)
+                        opened_at=self.ctx.now(), legal_status=referral.legal_status,
+                        previous_episode=referral.previous_episode)
             session.add(case)
             session.flush()
-            child = referral.child
-            session.add(Child(case_id=case.id, given_name=child.given_name,
-                              family_name=child.family_name,
-                              date_of_birth=child.date_of_birth, address=child.address))
+            anchors = {"care_entry": referral.care_entry, "referral": referral.referral}
+            children = []
+            for n, child in enumerate(referral.all_children, start=1):
+                key = f"child-{n}"
+                children.append(key)
+                session.add(Child(case_id=case.id, key=key, given_name=child.given_name,
+                                  family_name=child.family_name,
+                                  date_of_birth=child.date_of_birth, address=child.address))
+                placement = referral.placement_of(child)
+                if placement:
+                    session.add(Placement(case_id=case.id, child=key, kind=placement.kind,
+                                          start=placement.start, reason="care entry"))
+                anchors[eng.child_anchor("placement_start", key)] = (
+                    placement.start if placement else referral.care_entry)
             carers = run_engine(eng.caregiver_keys, [c.relationship for c in referral.caregivers])
             for c, given in zip(carers, referral.caregivers, strict=True):
+                c.children = list(given.children)
                 session.add(Caregiver(case_id=case.id, key=c.key, relationship=c.relationship,
-                                      name=given.name))
-            if referral.placement:
-                session.add(Placement(case_id=case.id, kind=referral.placement.kind,
-                                      start=referral.placement.start, reason="care entry"))
-            anchors = {"care_entry": referral.care_entry, "referral": referral.referral,
-                       "placement_start": referral.placement.start if referral.placement
-                       else referral.care_entry}
+                                      name=given.name, children=c.children or None))
             for name in ("la_referral", "proceedings_issued", "final_hearing"):
                 if getattr(referral, name):
                     anchors[name] = getattr(referral, name)
             state = eng.CaseState(ref=ref, jurisdiction=referral.jurisdiction, anchors=anchors,
                                   settings={**spec.settings, **referral.settings},
-                                  caregivers=carers, closures=self.ctx.closures)
+                                  caregivers=carers, closures=self.ctx.closures,
+                                  children=children)
             effects = [eng.Effect("case-opened", None, {
                 "pathway": f"{spec.profile}@{spec.version}", "jurisdiction": case.jurisdiction,
-                "site": case.site, "caregivers": [c.key for c in carers]})]
+                "site": case.site, "caregivers": [c.key for c in carers],
+                "children": children, "previous_episode": referral.previous_episode})]
             effects += run_engine(eng.open_case, spec, state, on)
             self.commit_state(session, case, spec, state, effects, actor)
             if intake_handle:
@@ -123,18 +134,19 @@ class CaseCommands(CommandBase):
         return row
 
     def decide(self, ref: str, decision: str, outcome: str, actor: str,
-               rationale: str = "") -> Result:
+               rationale: str = "", child: str | None = None) -> Result:
         with self.ctx.write() as session:
             case = mapping.find_case(session, ref, lock=True)
             spec, state = self.load(session, case)
             gate_task = next((t for t in state.tasks.values()
                               if (g := spec.gate_of_task.get(t.spec_id)) and g.decision == decision
-                              and t.state != eng.CANCELLED), None)
+                              and t.state != eng.CANCELLED
+                              and t.child in (None, child or eng.FIRST_CHILD)), None)
             if gate_task is not None:  # before the gate exists the engine refuses it below
                 self.authorize(session, actor, "decide", spec,
                                Target(ref, gate_task.role, doing=f"decide {decision}"))
             effects = run_engine(eng.decide, spec, state, decision, outcome, actor,
-                                 self.ctx.today(), {"notes": rationale})
+                                 self.ctx.today(), {"notes": rationale}, child)
             self.commit_state(session, case, spec, state, effects, actor)
         return Result(ref, f"recorded {decision} = {outcome} for {ref}", effects)
 
@@ -192,7 +204,7 @@ class CaseCommands(CommandBase):
                                  eng.add_direction, document, role, by)
 
     def change_placement(self, ref: str, kind: str, start: date, reason: str,
-                         actor: str) -> Result:
+                         actor: str, child: str | None = None) -> Result:
         """Record a placement move: the current placement ends the day the new one starts, and
         the statutory work that hangs on a placement (visits) starts again."""
         if kind not in PLACEMENT_KINDS:
@@ -209,22 +221,27 @@ class CaseCommands(CommandBase):
             if start < state.anchors["care_entry"]:
                 raise Invalid(f"placement start {start} is before care entry "
                               f"({state.anchors['care_entry']})")
+            child = child or eng.FIRST_CHILD
+            effects = run_engine(eng.change_placement, spec, state, start, child)
             current = session.exec(select(Placement).where(
-                Placement.case_id == case.id, Placement.end.is_(None))).first()
+                Placement.case_id == case.id, Placement.child == child,
+                Placement.end.is_(None))).first()
             if current is not None:
                 if start < current.start:
                     raise Invalid(f"the current placement started {current.start}; a change "
                                   "cannot start before it")
                 current.end = start
                 session.add(current)
-            session.add(Placement(case_id=case.id, kind=kind, start=start, reason=reason))
-            effects = run_engine(eng.change_placement, spec, state, start)
+            session.add(Placement(case_id=case.id, child=child, kind=kind, start=start,
+                                  reason=reason))
             self.commit_state(session, case, spec, state, effects, actor)
             self.audit(session, actor, "placement-changed", ref,
-                       {"kind": kind, "start": str(start), "reason": reason})
-        return Result(ref, f"placement for {ref}: {kind} from {start}", effects)
+                       {"child": child, "kind": kind, "start": str(start),
+                        "reason": reason})
+        return Result(ref, f"placement for {ref} {child}: {kind} from {start}", effects)
 
-    def cease_looked_after(self, ref: str, on: date, reason: str, actor: str) -> Result:
+    def cease_looked_after(self, ref: str, on: date, reason: str, actor: str,
+                           child: str | None = None) -> Result:
         """The child is no longer looked after: statutory reviews and visits stop."""
         if not reason.strip():
             raise Invalid("say why the child is no longer looked after (--reason), e.g. "
@@ -236,9 +253,89 @@ class CaseCommands(CommandBase):
             spec, state = self.load(session, case)
             self.authorize(session, actor, "record-looked-after-status", spec,
                            Target(ref, doing="record that the child is no longer looked after"))
-            effects = run_engine(eng.cease_looked_after, spec, state, on, reason)
+            effects = run_engine(eng.cease_looked_after, spec, state, on, reason, child)
             self.commit_state(session, case, spec, state, effects, actor)
         return Result(ref, f"{ref}: no longer looked after from {on}", effects)
+
+    def _family_event(self, ref: str, actor: str, action: str, doing: str,
+                      event: Callable[..., list[eng.Effect]], *args: object) -> Result:
+        """One family or lifecycle event through the engine, in one transaction."""
+        with self.ctx.write() as session:
+            case = mapping.find_case(session, ref, lock=True)
+            spec, state = self.load(session, case)
+            self.authorize(session, actor, action, spec, Target(ref, doing=doing))
+            effects = run_engine(event, spec, state, *args)
+            self.commit_state(session, case, spec, state, effects, actor)
+        return Result(ref, f"{ref}: {doing}", effects)
+
+    def add_child(self, ref: str, child: ChildIn, actor: str) -> Result:
+        """A sibling joins the family episode (identity to the case store, a key elsewhere)."""
+        on = self.ctx.today()
+        with self.ctx.read() as session:
+            spec = self.ctx.spec(session, mapping.find_case(session, ref).pathway_id)
+        if spec.eligibility.max_age_months is not None:
+            from models.schemas import months_between
+
+            age = months_between(child.date_of_birth, on)
+            if age >= spec.eligibility.max_age_months:
+                raise Invalid(f"not eligible: the child is {age} months old; {spec.title} is "
+                              f"for children under {spec.eligibility.max_age_months} months")
+        start = child.placement.start if child.placement else on
+        result = self._family_event(ref, actor, "change-family", "add a child",
+                                    eng.add_child, on, start)
+        key = next(e.detail["child"] for e in result.effects if e.kind == "child-added")
+        with self.ctx.write() as session:  # identity: the row the engine's save created
+            case = mapping.find_case(session, ref, lock=True)
+            row = session.exec(select(Child).where(Child.case_id == case.id,
+                                                   Child.key == key)).one()
+            row.given_name, row.family_name = child.given_name, child.family_name
+            row.date_of_birth, row.address = child.date_of_birth, child.address
+            session.add(row)
+            if child.placement:
+                session.add(Placement(case_id=case.id, child=key, kind=child.placement.kind,
+                                      start=child.placement.start, reason="joined the case"))
+        return Result(ref, f"{ref}: added {key}", result.effects)
+
+    def add_caregiver(self, ref: str, relationship: str, name: str | None,
+                      children: list[str], actor: str) -> Result:
+        """A caregiver identified late, or a new carer: asked for consent, then assessed."""
+        result = self._family_event(ref, actor, "change-family", f"add a {relationship}",
+                                    eng.add_caregiver, relationship, children, self.ctx.today())
+        key = next(e.detail["caregiver"] for e in result.effects if e.kind == "caregiver-added")
+        if name:
+            with self.ctx.write() as session:
+                case = mapping.find_case(session, ref, lock=True)
+                row = session.exec(select(Caregiver).where(Caregiver.case_id == case.id,
+                                                           Caregiver.key == key)).one()
+                row.name = name
+                session.add(row)
+        return Result(ref, f"{ref}: added caregiver {key}", result.effects)
+
+    def remove_caregiver(self, ref: str, key: str, reason: str, actor: str) -> Result:
+        if not reason.strip():
+            raise Invalid("say why the caregiver left the case (--reason)")
+        return self._family_event(ref, actor, "change-family", f"remove caregiver {key}",
+                                  eng.remove_caregiver, key, self.ctx.today(), reason)
+
+    def withdraw_consent(self, ref: str, caregiver: str, actor: str) -> Result:
+        return self._family_event(ref, actor, "record-consent",
+                                  f"record consent withdrawn by {caregiver}",
+                                  eng.withdraw_consent, caregiver, self.ctx.today())
+
+    def exit_case(self, ref: str, reason: str, note: str, actor: str) -> Result:
+        """The family leaves the pathway early, for one of the pathway's exit reasons."""
+        return self._family_event(ref, actor, "exit-case", f"exit ({reason})", eng.exit_case,
+                                  reason, self.ctx.today(), note)
+
+    def pause(self, ref: str, reason: str, actor: str) -> Result:
+        if not reason.strip():
+            raise Invalid("say why NIM's work is paused (--reason), e.g. 'parent in hospital'")
+        return self._family_event(ref, actor, "pause-case", "pause NIM's work", eng.pause,
+                                  self.ctx.today(), reason)
+
+    def resume(self, ref: str, actor: str) -> Result:
+        return self._family_event(ref, actor, "pause-case", "resume NIM's work", eng.resume,
+                                  self.ctx.today())
 
 def _pathway(profile: str) -> PathwaySpec:
     try:

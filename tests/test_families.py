@@ -1,0 +1,222 @@
+"""Real cases: a family episode with several children, caregivers identified late or leaving,
+consent per person (declined, withdrawn), early exits, pauses. Through the commands, on SQLite
+and PostgreSQL, in both the England and the Scotland profile."""
+
+from __future__ import annotations
+
+from datetime import date, datetime
+
+import pytest
+from sqlmodel import select
+
+from models.clock import UK
+from models.errors import Invalid, Refused
+from models.refs import TaskRef
+from models.schemas import Referral
+from store.db import session_scope
+from store.tables import Child, Outbox, Timer
+from tests.conftest import referral_data
+
+SIBLINGS = [
+    {"given_name": "Sentinel-Given", "family_name": "Sentinel-Family",
+     "date_of_birth": "2025-06-01", "address": "Sentinel Address 1"},
+    {"given_name": "Sentinel-Twin", "family_name": "Sentinel-Family",
+     "date_of_birth": "2025-06-01"},
+    {"given_name": "Sentinel-Elder", "family_name": "Sentinel-Family",
+     "date_of_birth": "2023-03-01", "placement": {"kind": "kinship", "start": "2026-01-07"}},
+]
+PROFILES = {"england": {}, "scotland": {"jurisdiction": "scotland", "proceedings_issued": None,
+                                         "first_entry_to_care": True}}
+
+
+def family(store, profile="england", **over) -> str:
+    data = referral_data(**PROFILES[profile], **over)
+    if "children" in over:
+        data.pop("child")
+    return store.commands.open_case(Referral.model_validate(data), "coord.ali").ref
+
+
+def keys(store, ref, spec_id=None, state="open"):
+    return sorted(t.key for t in store.queries.tasks(case=ref, state=state)
+                  if spec_id is None or t.spec_id == spec_id)
+
+
+def give_consent(store, ref, answers):
+    store.commands.complete_task(TaskRef(ref, "triage"), "mgr.okafor", {"accepted": True})
+    for carer, answer in answers.items():
+        store.commands.complete_task(TaskRef(ref, f"consent-{carer}"), "sw.jones",
+                                     {"consent": answer})
+
+
+@pytest.mark.parametrize("profile", list(PROFILES))
+def test_sibling_group_with_a_late_father_and_consent_withdrawn(store, clock, profile):
+    ref = family(store, profile, children=SIBLINGS, caregivers=[
+        {"relationship": "mother", "name": "Sentinel-Mother"},
+        {"relationship": "foster-carer", "children": ["child-1", "child-2"]},
+        {"relationship": "kinship-carer", "children": ["child-3"]}])
+    shown = store.queries.show(ref)
+    assert [c.key for c in shown.children] == ["child-1", "child-2", "child-3"]
+    assert {c.placement for c in shown.children} == {"foster", "kinship"}
+    # each looked-after child has their own reviews and visits
+    assert keys(store, ref, "sw-visit") == ["sw-visit-1", "sw-visit-child-2-1",
+                                            "sw-visit-child-3-1"]
+    give_consent(store, ref, {"mother": "given", "foster-carer": "given",
+                              "kinship-carer": "given"})
+    assert store.queries.show(ref).stage == "assessment"
+    # relationship assessments: one per caregiver and each child they care for
+    assert keys(store, ref, "wmci") == ["wmci-foster-carer", "wmci-foster-carer-child-2",
+                                        "wmci-kinship-carer-child-3", "wmci-mother",
+                                        "wmci-mother-child-2", "wmci-mother-child-3"]
+    assert keys(store, ref, "child-assessment") == ["child-assessment",
+                                                    "child-assessment-child-2",
+                                                    "child-assessment-child-3"]
+    # the father is identified in week 3: asked for consent now, assessed once he gives it
+    clock.set(datetime(2026, 2, 23, 10, tzinfo=UK))
+    store.commands.add_caregiver(ref, "father", "Sentinel-Father", [], "sw.jones")
+    assert keys(store, ref, "consent") == ["consent-father"]
+    assert not keys(store, ref, "wmci") or "wmci-father" not in keys(store, ref, "wmci")
+    store.commands.complete_task(TaskRef(ref, "consent-father"), "sw.jones",
+                                 {"consent": "given"})
+    father = keys(store, ref, "wmci")
+    assert {"wmci-father", "wmci-father-child-2", "wmci-father-child-3"} <= set(father)
+    late = store.queries.task(ref, "wmci-father")
+    assert late.due > date(2026, 2, 23)  # due from the day he consented, not overdue at once
+    # the mother withdraws consent mid-assessment: her work stops, the family goes on
+    store.commands.withdraw_consent(ref, "mother", "sw.jones")
+    assert not [k for k in keys(store, ref) if "mother" in k]
+    assert [c.consent for c in store.queries.show(ref).caregivers
+            if c.key == "mother"] == ["withdrawn"]
+    assert store.queries.show(ref).stage == "assessment" and not store.queries.show(ref).closed_on
+
+
+def test_identity_of_every_child_stays_in_the_identity_tables(store, db_url):
+    ref = family(store, children=SIBLINGS)
+    with session_scope(db_url) as s:
+        assert len(s.exec(select(Child)).all()) == 3
+    everything = str(store.queries.show(ref)) + str(store.queries.timeline(ref)) + str(
+        store.queries.tasks(case=ref))
+    assert "Sentinel" not in everything and "child-3" in everything
+
+
+def test_each_child_has_their_own_d2(store):
+    from models.simulate import sample_outcome
+    from nim_pathway.demo import DEMO_TEAM
+
+    handles = {role: handle for handle, _, role, _ in DEMO_TEAM}
+    ref = family(store, children=SIBLINGS[:2])
+    spec = store.queries.pathway(ref)
+    decisions = {"d1": "no_treatment", "d2": "kinship_care"}
+    for _ in range(60):
+        open_work = [t for t in store.queries.tasks(case=ref) if t.stage != "statutory"]
+        if store.queries.show(ref).stage == "recommendation" and \
+                [t.key for t in open_work] == ["final-report"] or not open_work:
+            break
+        t = min(open_work, key=lambda t: t.due)
+        store.commands.complete_task(t.task, handles[t.role],
+                                     sample_outcome(spec, t.spec_id, decisions))
+    store.commands.complete_task(TaskRef(ref, "final-report"), "psy.chen", {})
+    store.commands.decide(ref, "d2", "adoption", "lead.singh", child="child-2")
+    assert store.queries.show(ref).stage == "recommendation"  # child-1 still to decide
+    store.commands.decide(ref, "d2", "kinship_care", "lead.singh")
+    shown = store.queries.show(ref)
+    assert shown.decisions == {"d1": "no_treatment", "d2@child-2": "adoption",
+                               "d2": "kinship_care"}
+    assert shown.stage == "closure"
+
+
+def test_triage_not_accepted_exits_and_tells_the_la(store, db_url):
+    ref = family(store)
+    store.commands.complete_task(TaskRef(ref, "triage"), "mgr.okafor", {"accepted": False})
+    shown = store.queries.show(ref)
+    assert (shown.exit_reason, shown.stage) == ("referral-declined", None)
+    assert shown.closed_on is not None
+    assert not [k for k in keys(store, ref) if not k.startswith(("lac-review", "sw-visit"))]
+    assert keys(store, ref, "sw-visit")  # the LA's statutory work goes on
+    with session_scope(db_url) as s:
+        told = {o.recipient for o in s.exec(select(Outbox).where(Outbox.kind == "exit"))}
+        pending = s.exec(select(Timer).where(Timer.fired_at.is_(None),
+                                             Timer.cancelled_at.is_(None))).all()
+    assert told == {"practitioner:la.patel"}
+    assert pending and all(t.task_key and t.task_key.startswith(("lac-review", "sw-visit"))
+                           for t in pending)
+
+
+def test_nobody_consents_so_no_assessment_is_scheduled(store):
+    ref = family(store)
+    give_consent(store, ref, {"mother": "declined", "father": "not-reached",
+                              "foster-carer": "declined"})
+    shown = store.queries.show(ref)
+    assert shown.exit_reason == "consent-declined"
+    assert not keys(store, ref, "wmci") and not keys(store, ref, "wmci", state=None)
+
+
+def test_partial_consent_schedules_work_only_for_who_consented(store):
+    ref = family(store)
+    give_consent(store, ref, {"mother": "given", "father": "declined", "foster-carer": "given"})
+    assert keys(store, ref, "wmci") == ["wmci-foster-carer", "wmci-mother"]
+    assert keys(store, ref, "parent-assessment") == ["parent-assessment-mother"]
+
+
+def test_a_carer_who_leaves_has_their_work_cancelled(store):
+    ref = family(store)
+    give_consent(store, ref, {"mother": "given", "father": "given", "foster-carer": "given"})
+    store.commands.remove_caregiver(ref, "foster-carer", "placement ended", "sw.jones")
+    assert not [k for k in keys(store, ref) if "foster-carer" in k]
+    with pytest.raises(Invalid, match="no caregiver 'foster-carer'"):
+        store.commands.withdraw_consent(ref, "foster-carer", "sw.jones")
+
+
+def test_pause_stops_nim_targets_not_statutory_limits(store, clock, db_url):
+    ref = family(store)
+    triage_due = store.queries.task(ref, "triage").due  # Mon 19 Jan
+    visit_due = store.queries.task(ref, "sw-visit-1").due
+    with pytest.raises(Refused):
+        store.commands.pause(ref, "parent in hospital", "psy.chen")
+    store.commands.pause(ref, "parent in hospital", "coord.ali")
+    with session_scope(db_url) as s:
+        live = {t.task_key for t in s.exec(select(Timer).where(
+            Timer.fired_at.is_(None), Timer.cancelled_at.is_(None)))}
+    assert "triage" not in live and "sw-visit-1" in live  # statutory timers go on
+    clock.set(datetime(2026, 1, 26, 10, tzinfo=UK))  # paused for 14 days
+    store.commands.resume(ref, "coord.ali")
+    # triage Mon 19 Jan + 14 days = Mon 2 Feb; the visit's legal limit does not move
+    assert store.queries.task(ref, "triage").due == date(2026, 2, 2) == triage_due.replace(
+        day=2, month=2)
+    assert store.queries.task(ref, "sw-visit-1").due == visit_due
+    timeline = [r.event for r in store.queries.timeline(ref)]
+    assert store.queries.show(ref).paused_since is None and timeline
+
+
+def test_eligibility_comes_from_the_pathway(store):
+    with pytest.raises(Invalid, match="child-3 is 34 months old|placed with a parent"):
+        family(store, children=[SIBLINGS[0], SIBLINGS[1], {**SIBLINGS[2], "placement": {
+            "kind": "mother-and-baby", "start": "2026-01-07"}}])
+    too_old = {**SIBLINGS[2], "date_of_birth": "2020-12-01"}
+    with pytest.raises(Invalid, match="child-2 is 61 months old at referral"):
+        family(store, children=[SIBLINGS[0], too_old])
+    with pytest.raises(Invalid, match="first entry to care"):
+        store.commands.open_case(Referral.model_validate(referral_data(
+            jurisdiction="scotland", proceedings_issued=None)), "coord.ali")
+
+
+def test_a_childs_new_placement_restarts_only_their_visits(store, clock):
+    ref = family(store, children=SIBLINGS)
+    clock.set(datetime(2026, 2, 4, 10, tzinfo=UK))
+    store.commands.change_placement(ref, "foster", date(2026, 2, 4), "carer change", "la.patel",
+                                    child="child-2")
+    assert keys(store, ref, "sw-visit") == ["sw-visit-1", "sw-visit-child-2-2",
+                                            "sw-visit-child-3-1"]
+    assert store.queries.task(ref, "sw-visit-child-2-2").due == date(2026, 2, 11)
+
+
+def test_exit_by_hand_and_kpis(store, clock):
+    from reports.oversight import kpis
+
+    first, second = family(store), family(store)
+    give_consent(store, first, {"mother": "given", "father": "given", "foster-carer": "given"})
+    with pytest.raises(Invalid, match="unknown exit 'bored'"):
+        store.commands.exit_case(second, "bored", "", "coord.ali")
+    store.commands.exit_case(second, "disengaged", "no contact for 6 weeks", "coord.ali")
+    data = kpis(store.queries)
+    assert data.exits_by_reason == {"disengaged": 1}
+    assert data.share_received_nim == 0.5 and data.families == 2
