@@ -17,6 +17,7 @@ from models.calendar import ADJUST_FOR_KIND, WorkingCalendar, compute_due
 from models.pathway import (
     CASE_ANCHORS,
     DIRECTION_TASK,
+    REFERRAL_OUT_TASK,
     ClockSpec,
     Offset,
     PathwaySpec,
@@ -729,14 +730,41 @@ def add_direction(spec: PathwaySpec, case: CaseState, document: str, role: str, 
         raise EngineError(f"unknown role {role!r}; roles: {', '.join(sorted(spec.roles))}")
     if by < on:
         raise EngineError(f"the filing deadline {by} is already past (today {on})")
-    n = 1 + sum(1 for t in case.tasks.values() if t.spec_id == DIRECTION_TASK.id)
-    key = f"{DIRECTION_TASK.id}-{n}"
-    case.tasks[key] = TaskState(
-        key=key, spec_id=DIRECTION_TASK.id, stage="court", role=role, due=by,
-        title=f"File {spec.court.documents[document]} (court direction)",
-        due_explanation=f"filing deadline set by the court on {on.isoformat()}",
-        anchor="direction", occurrence=n)
-    return [Effect("task-created", key, {"role": role, "due": str(by), "document": document})]
+    return _dated_task(case, DIRECTION_TASK, "court", role, by,
+                       f"File {spec.court.documents[document]} (court direction)",
+                       f"filing deadline set by the court on {on.isoformat()}", "direction",
+                       {"document": document})
+
+
+def refer_out(spec: PathwaySpec, case: CaseState, service: str, role: str, by: date,
+              on: date, caregiver: str | None = None) -> list[Effect]:
+    """A referral on to another service (substance use, domestic abuse, adult mental
+    health): a task for the role that makes it, by the date given."""
+    if service not in spec.referral_services:
+        raise EngineError(f"unknown service {service!r}; this pathway refers to: "
+                          f"{', '.join(spec.referral_services) or '(none declared)'}")
+    if role not in spec.roles:
+        raise EngineError(f"unknown role {role!r}; roles: {', '.join(sorted(spec.roles))}")
+    if by < on:
+        raise EngineError(f"the date {by} is already past (today {on})")
+    if caregiver is not None:
+        _caregiver(case, caregiver)
+    effects = _dated_task(case, REFERRAL_OUT_TASK, case.stage or "treatment", role, by,
+                          f"Refer to {spec.referral_services[service]}",
+                          f"referral agreed on {on.isoformat()}, to be made by {by}", "referred",
+                          {"service": service})
+    case.tasks[effects[0].task].caregiver = caregiver
+    return effects
+
+
+def _dated_task(case: CaseState, spec_task: TaskSpec, stage: str, role: str, due: date,
+                title: str, why: str, anchor: str, detail: dict[str, Any]) -> list[Effect]:
+    """A task with a date someone set (a court, a referral), numbered in its kind."""
+    n = 1 + sum(1 for t in case.tasks.values() if t.spec_id == spec_task.id)
+    key = f"{spec_task.id}-{n}"
+    case.tasks[key] = TaskState(key=key, spec_id=spec_task.id, stage=stage, role=role, due=due,
+                                title=title, due_explanation=why, anchor=anchor, occurrence=n)
+    return [Effect("task-created", key, {"role": role, "due": str(due), **detail})]
 
 
 def _child_of(case: CaseState, child: str | None) -> str:
@@ -807,8 +835,8 @@ def redate_open_tasks(spec: PathwaySpec, case: CaseState, cause: str) -> list[Ef
         if task.state not in (OPEN, BLOCKED):
             continue
         spec_task = spec.task_by_id[task.spec_id]
-        if task.anchor == "direction":
-            continue  # a date the court set
+        if task.anchor in ("direction", "referred"):
+            continue  # a date a court or a person set
         if task.anchor.startswith("done:") and task.anchor[5:] in case.tasks:
             prev = case.tasks[task.anchor[5:]]
             step = _series_step(spec_task, prev.occurrence, case, task.child)

@@ -63,6 +63,8 @@ DEFAULT_PERMISSIONS: dict[str, list[str]] = {
     "record-consent": ["nim-social-worker"],
     "exit-case": ["coordinator"],
     "pause-case": ["coordinator"],
+    "record-family-work": ["nim-social-worker", "family-support-worker", "psychologist"],
+    "refer-out": ["nim-social-worker", "psychiatrist", "psychologist"],
     "erase-identity": [],
 }
 
@@ -170,6 +172,17 @@ DIRECTION_TASK = TaskSpec(
     due=DueRule(anchor="direction", days=0), source="the court's direction",
     outcome={"filed_on": OutcomeField(type="date", required=False,
                                       label="Filed with the court on")})
+
+
+# A referral out (substance use, domestic abuse, adult mental health services) becomes a task
+# of this built-in kind for the role that makes it, due by the date given.
+REFERRAL_OUT_TASK = TaskSpec(
+    id="referral-out", title="Referral to another service", role="(named by the referral)",
+    due=DueRule(anchor="referred", days=0), source="default",
+    outcome={"accepted": OutcomeField(type="bool", required=False,
+                                      label="Accepted by the service")})
+BUILT_IN_TASKS = {DIRECTION_TASK.id: ("court", DIRECTION_TASK),
+                  REFERRAL_OUT_TASK.id: ("treatment", REFERRAL_OUT_TASK)}
 
 
 class GateOutcome(_Strict):
@@ -351,6 +364,11 @@ class PathwaySpec(_Strict):
     retention_years: dict[str, int] = {"default": 75, "adoption": 100}
     court: CourtSpec = CourtSpec()
     exits: dict[str, ExitSpec] = {}
+    # services a NIM worker refers parents on to (code -> label): each referral is a task
+    referral_services: dict[str, str] = {}
+    # kinds of treatment session recorded with attendance (code -> label)
+    session_kinds: dict[str, str] = {"dyadic": "Parent and child", "parent": "Parent",
+                                     "child": "Child", "group": "Group"}
     consent: ConsentSpec | None = None
     eligibility: EligibilitySpec = EligibilitySpec()
     # dated events a case can record besides the engine's own anchors (name -> what it is),
@@ -509,14 +527,14 @@ class PathwaySpec(_Strict):
     def task_by_id(self) -> dict[str, TaskSpec]:
         found = {t.id: t for s in self.stages for t in s.tasks}
         found.update({t.id: t for t in self.statutory})
-        found[DIRECTION_TASK.id] = DIRECTION_TASK
+        found.update({k: task for k, (_, task) in BUILT_IN_TASKS.items()})
         return found
 
     @cached_property
     def stage_of_task(self) -> dict[str, str]:
         found = {t.id: s.id for s in self.stages for t in s.tasks}
         found.update({t.id: "statutory" for t in self.statutory})
-        found[DIRECTION_TASK.id] = "court"
+        found.update({k: stage for k, (stage, _) in BUILT_IN_TASKS.items()})
         return found
 
     @cached_property

@@ -21,18 +21,21 @@ from store.tables import (
     Caregiver,
     Case,
     Child,
+    ContactArrangement,
     Decision,
     Outbox,
     PathwayVersion,
     Placement,
     Practitioner,
     Task,
+    TreatmentSession,
 )
 from store.views import (
     CaregiverView,
     CaseSummary,
     CaseView,
     ChildView,
+    ContactView,
     CourtView,
     ExtensionView,
     FinalOrderView,
@@ -41,6 +44,7 @@ from store.views import (
     PlacementView,
     PractitionerView,
     RetentionRow,
+    SessionsView,
     TaskView,
     TimelineRow,
 )
@@ -170,6 +174,16 @@ class Queries:
                                       .order_by(Placement.start, Placement.id)).all()
             carers = session.exec(select(Caregiver).where(Caregiver.case_id == case.id)
                                   .order_by(Caregiver.id)).all()
+            contact = session.exec(select(ContactArrangement).where(
+                ContactArrangement.case_id == case.id, ContactArrangement.end.is_(None))
+                .order_by(ContactArrangement.child, ContactArrangement.caregiver)).all()
+            sessions = session.exec(select(TreatmentSession).where(
+                TreatmentSession.case_id == case.id)).all()
+        by_kind: dict[str, dict[str, int]] = {}
+        for s in sessions:
+            counts = by_kind.setdefault(s.kind, {"offered": 0, "attended": 0})
+            counts["offered"] += 1
+            counts["attended"] += s.attended
         return CaseView(
             ref=ref, jurisdiction=case.jurisdiction, site=case.site,
             pathway=f"{version.profile}@{version.version}", stage=case.stage,
@@ -196,6 +210,9 @@ class Queries:
                 for k in kids),
             exit_reason=case.exit_reason, paused_since=case.paused_since,
             previous_episode=case.previous_episode,
+            contact=tuple(ContactView(c.child, c.caregiver, c.per_week, c.supervised, c.start)
+                          for c in contact),
+            sessions=SessionsView(len(sessions), sum(s.attended for s in sessions), by_kind),
             clocks=tuple(eng.clock_states(spec, state, on)),
             open_tasks=tuple(OpenTask(t.key, t.role, t.due, t.state)
                              for t in sorted(state.tasks.values(), key=lambda t: t.due)

@@ -116,6 +116,38 @@ class Placement(SQLModel, table=True):
     reason: str | None = None
 
 
+class ContactArrangement(SQLModel, table=True):
+    """How often a child sees a parent or carer, and whether it is supervised (a new
+    arrangement for the same pair ends the previous one)."""
+
+    __tablename__ = "contact_arrangement"
+    id: int | None = Field(default=None, primary_key=True)
+    case_id: int = Field(foreign_key="nim_case.id", index=True)
+    child: str
+    caregiver: str
+    per_week: float
+    supervised: bool
+    start: date
+    end: date | None = None
+    recorded_by: str
+    recorded_at: datetime
+
+
+class TreatmentSession(SQLModel, table=True):
+    """A treatment session offered to the family, and whether it was attended."""
+
+    __tablename__ = "treatment_session"
+    id: int | None = Field(default=None, primary_key=True)
+    case_id: int = Field(foreign_key="nim_case.id", index=True)
+    held_on: date
+    kind: str
+    caregiver: str | None = None
+    child: str | None = None
+    attended: bool
+    recorded_by: str
+    recorded_at: datetime
+
+
 class Practitioner(SQLModel, table=True):
     id: int | None = Field(default=None, primary_key=True)
     handle: str = Field(unique=True, index=True)  # e.g. "psy-ward"

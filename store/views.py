@@ -80,6 +80,24 @@ class CaregiverView:
 
 
 @dataclass(frozen=True, slots=True)
+class ContactView:
+    child: str
+    caregiver: str
+    per_week: float
+    supervised: bool
+    start: date
+
+
+@dataclass(frozen=True, slots=True)
+class SessionsView:
+    """Treatment sessions offered and attended, by kind."""
+
+    offered: int
+    attended: int
+    by_kind: dict[str, dict[str, int]]
+
+
+@dataclass(frozen=True, slots=True)
 class ChildView:
     """A child of the family episode, by key (identity stays in the case store)."""
 
@@ -151,6 +169,8 @@ class CaseView:
     exit_reason: str | None = None
     paused_since: date | None = None
     previous_episode: str | None = None
+    contact: tuple[ContactView, ...] = ()
+    sessions: SessionsView | None = None
 
 
 @dataclass(frozen=True, slots=True)

@@ -220,3 +220,30 @@ def test_exit_by_hand_and_kpis(store, clock):
     data = kpis(store.queries)
     assert data.exits_by_reason == {"disengaged": 1}
     assert data.share_received_nim == 0.5 and data.families == 2
+
+
+def test_contact_sessions_and_referrals_out_are_recorded(store, clock):
+    ref = family(store, children=SIBLINGS[:2])
+    give_consent(store, ref, {"mother": "given", "father": "given", "foster-carer": "given"})
+    store.commands.record_contact(ref, "child-2", "mother", 2, True, date(2026, 1, 12),
+                                  "sw.jones")
+    store.commands.record_contact(ref, "child-2", "mother", 3, False, date(2026, 1, 12),
+                                  "sw.jones")  # replaces the previous arrangement
+    with pytest.raises(Invalid, match="no caregiver 'aunt'"):
+        store.commands.record_contact(ref, "child-1", "aunt", 1, True, date(2026, 1, 12),
+                                      "sw.jones")
+    contact = store.queries.show(ref).contact
+    assert [(c.child, c.caregiver, c.per_week, c.supervised) for c in contact] == [
+        ("child-2", "mother", 3, False)]
+    store.commands.record_session(ref, "dyadic", date(2026, 1, 12), True, "fsw.brown",
+                                  caregiver="mother", child="child-1")
+    store.commands.record_session(ref, "parent", date(2026, 1, 12), False, "fsw.brown",
+                                  caregiver="father")
+    sessions = store.queries.show(ref).sessions
+    assert (sessions.offered, sessions.attended) == (2, 1)
+    result = store.commands.refer_out(ref, "substance-use", "nim-social-worker", None,
+                                      "sw.jones", caregiver="father")
+    task = store.queries.task(ref, result.effects[0].task)
+    # referred Mon 12 Jan 2026: by default within 5 working days, Mon 19 Jan
+    assert (task.title, task.role, task.caregiver, task.due) == (
+        "Refer to Substance use service", "nim-social-worker", "father", date(2026, 1, 19))

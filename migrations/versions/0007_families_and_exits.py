@@ -53,6 +53,37 @@ def upgrade() -> None:
     with op.batch_alter_table('placement', schema=None) as batch_op:
         batch_op.add_column(sa.Column('child', sqlmodel.sql.sqltypes.AutoString(), nullable=False,
                                       server_default='child-1'))
+    op.create_table(
+        'contact_arrangement',
+        sa.Column('id', sa.Integer(), nullable=False),
+        sa.Column('case_id', sa.Integer(), nullable=False),
+        sa.Column('child', sqlmodel.sql.sqltypes.AutoString(), nullable=False),
+        sa.Column('caregiver', sqlmodel.sql.sqltypes.AutoString(), nullable=False),
+        sa.Column('per_week', sa.Float(), nullable=False),
+        sa.Column('supervised', sa.Boolean(), nullable=False),
+        sa.Column('start', sa.Date(), nullable=False),
+        sa.Column('end', sa.Date(), nullable=True),
+        sa.Column('recorded_by', sqlmodel.sql.sqltypes.AutoString(), nullable=False),
+        sa.Column('recorded_at', sqlmodel.sql.sqltypes.UTCDateTime(), nullable=False),
+        sa.ForeignKeyConstraint(['case_id'], ['nim_case.id']),
+        sa.PrimaryKeyConstraint('id'),
+    )
+    op.create_index('ix_contact_arrangement_case_id', 'contact_arrangement', ['case_id'])
+    op.create_table(
+        'treatment_session',
+        sa.Column('id', sa.Integer(), nullable=False),
+        sa.Column('case_id', sa.Integer(), nullable=False),
+        sa.Column('held_on', sa.Date(), nullable=False),
+        sa.Column('kind', sqlmodel.sql.sqltypes.AutoString(), nullable=False),
+        sa.Column('caregiver', sqlmodel.sql.sqltypes.AutoString(), nullable=True),
+        sa.Column('child', sqlmodel.sql.sqltypes.AutoString(), nullable=True),
+        sa.Column('attended', sa.Boolean(), nullable=False),
+        sa.Column('recorded_by', sqlmodel.sql.sqltypes.AutoString(), nullable=False),
+        sa.Column('recorded_at', sqlmodel.sql.sqltypes.UTCDateTime(), nullable=False),
+        sa.ForeignKeyConstraint(['case_id'], ['nim_case.id']),
+        sa.PrimaryKeyConstraint('id'),
+    )
+    op.create_index('ix_treatment_session_case_id', 'treatment_session', ['case_id'])
     with op.batch_alter_table('nim_case', schema=None) as batch_op:
         batch_op.add_column(sa.Column('exit_reason', sqlmodel.sql.sqltypes.AutoString(),
                                       nullable=True))
@@ -63,6 +94,8 @@ def upgrade() -> None:
 
 
 def downgrade() -> None:
+    op.drop_table('treatment_session')
+    op.drop_table('contact_arrangement')
     with op.batch_alter_table('nim_case', schema=None) as batch_op:
         for column in ('previous_episode', 'pauses', 'paused_since', 'exit_reason'):
             batch_op.drop_column(column)

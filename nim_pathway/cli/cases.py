@@ -354,6 +354,49 @@ def case_resume(ref: str, actor: ActorOpt) -> None:
     run(lambda do: do.resume(ref, actor))
 
 
+@case_app.command("refer-out")
+def case_refer_out(
+    ref: str, actor: ActorOpt,
+    service: Annotated[str, typer.Option(help="substance-use, domestic-abuse, "
+                                              "adult-mental-health, parenting-support")],
+    role: Annotated[str, typer.Option(help="the role that makes the referral")],
+    by: Annotated[str | None, typer.Option(help="by when (default: 5 working days)")] = None,
+    caregiver: Annotated[str | None, typer.Option(help="for whom, e.g. mother")] = None,
+) -> None:
+    """Refer a parent on to another service: a task for the role that makes the referral."""
+    day = parse_date(by, "--by") if by else None
+    run(lambda do: do.refer_out(ref, service, role, day, actor, caregiver))
+
+
+@case_app.command("contact")
+def case_contact(
+    ref: str, actor: ActorOpt,
+    caregiver: Annotated[str, typer.Option(help="the parent or carer, e.g. mother")],
+    per_week: Annotated[float, typer.Option(help="sessions a week (0.5: fortnightly)")],
+    start: Annotated[str, typer.Option(help="from when")],
+    supervised: Annotated[bool, typer.Option("--supervised/--unsupervised")] = True,
+    child: ChildOpt = None,
+) -> None:
+    """Record a contact arrangement between a child and a caregiver (replaces the last)."""
+    on = parse_date(start, "--start")
+    run(lambda do: do.record_contact(ref, child or "child-1", caregiver, per_week, supervised,
+                                     on, actor))
+
+
+@case_app.command("session")
+def case_session(
+    ref: str, actor: ActorOpt,
+    kind: Annotated[str, typer.Option(help="dyadic, parent, child or group")],
+    on: Annotated[str, typer.Option(help="the day it was offered")],
+    attended: Annotated[bool, typer.Option("--attended/--missed")],
+    caregiver: Annotated[str | None, typer.Option(help="who it was for")] = None,
+    child: ChildOpt = None,
+) -> None:
+    """Record a treatment session offered to the family, attended or missed."""
+    day = parse_date(on, "--on")
+    run(lambda do: do.record_session(ref, kind, day, attended, actor, caregiver, child))
+
+
 consent_app = typer.Typer(help="Consent per person.", no_args_is_help=True)
 
 

@@ -5,19 +5,30 @@ from __future__ import annotations
 
 import secrets
 from collections.abc import Callable
-from datetime import date
+from datetime import date, timedelta
 
 from sqlalchemy import func
 from sqlmodel import Session, select
 
 from models import engine as eng
+from models.calendar import WorkingCalendar
 from models.errors import Invalid
 from models.pathway import PathwayError, PathwaySpec, load_pathway
 from models.schemas import PLACEMENT_KINDS, ChildIn, Referral, eligibility_problems
 from nim_pathway.commands.base import CommandBase, Result, run_engine
 from nim_pathway.policy import Target
 from store import mapping
-from store.tables import Caregiver, Case, Child, Intake, PathwayVersion, Placement, Task
+from store.tables import (
+    Caregiver,
+    Case,
+    Child,
+    ContactArrangement,
+    Intake,
+    PathwayVersion,
+    Placement,
+    Task,
+    TreatmentSession,
+)
 
 DELAY_CAUSES = ("court", "family", "capacity", "other")
 # key dates `move-date` sets or corrects; the final order, placements and the end of being
@@ -336,6 +347,81 @@ class CaseCommands(CommandBase):
     def resume(self, ref: str, actor: str) -> Result:
         return self._family_event(ref, actor, "pause-case", "resume NIM's work", eng.resume,
                                   self.ctx.today())
+
+    def refer_out(self, ref: str, service: str, role: str, by: date | None, actor: str,
+                  caregiver: str | None = None) -> Result:
+        """A referral on to another service: a task for the role that makes it (by default
+        within 5 working days)."""
+        on = self.ctx.today()
+        if by is None:
+            with self.ctx.read() as session:
+                case = mapping.find_case(session, ref)
+                calendar = WorkingCalendar(case.jurisdiction, self.ctx.closures)
+            by = calendar.add_working_days(on, 5)[0]
+        return self._family_event(ref, actor, "refer-out", f"refer to {service}",
+                                  eng.refer_out, service, role, by, on, caregiver)
+
+    def record_contact(self, ref: str, child: str, caregiver: str, per_week: float,
+                       supervised: bool, start: date, actor: str) -> Result:
+        """A contact arrangement between a child and a caregiver (ends the previous one)."""
+        if not 0 <= per_week <= 14:
+            raise Invalid("--per-week must be between 0 and 14 sessions a week")
+        with self.ctx.write() as session:
+            case = mapping.find_case(session, ref, lock=True)
+            spec, state = self.load(session, case)
+            self.authorize(session, actor, "record-family-work", spec,
+                           Target(ref, doing="record a contact arrangement"))
+            _known(state, child, caregiver)
+            if not state.anchors["care_entry"] <= start <= self.ctx.today() + timedelta(days=365):
+                raise Invalid(f"contact start {start} must be after care entry and within a year")
+            current = session.exec(select(ContactArrangement).where(
+                ContactArrangement.case_id == case.id, ContactArrangement.child == child,
+                ContactArrangement.caregiver == caregiver,
+                ContactArrangement.end.is_(None))).all()
+            for row in current:
+                row.end = start
+                session.add(row)
+            session.add(ContactArrangement(case_id=case.id, child=child, caregiver=caregiver,
+                                           per_week=per_week, supervised=supervised,
+                                           start=start, recorded_by=actor,
+                                           recorded_at=self.ctx.now()))
+            self.audit(session, actor, "contact-arranged", ref, {
+                "child": child, "caregiver": caregiver, "per_week": per_week,
+                "supervised": supervised, "start": str(start)})
+        return Result(ref, f"{ref}: contact {child} with {caregiver}, {per_week:g} a week"
+                      f"{', supervised' if supervised else ''}, from {start}")
+
+    def record_session(self, ref: str, kind: str, held_on: date, attended: bool, actor: str,
+                       caregiver: str | None = None, child: str | None = None) -> Result:
+        """A treatment session offered to the family, attended or missed."""
+        with self.ctx.write() as session:
+            case = mapping.find_case(session, ref, lock=True)
+            spec, state = self.load(session, case)
+            self.authorize(session, actor, "record-family-work", spec,
+                           Target(ref, doing="record a treatment session"))
+            if kind not in spec.session_kinds:
+                raise Invalid(f"unknown session kind {kind!r}; use "
+                              f"{', '.join(spec.session_kinds)}")
+            _known(state, child, caregiver)
+            if held_on > self.ctx.today() or held_on < state.anchors["referral"]:
+                raise Invalid(f"session date {held_on} must be between the referral and today")
+            session.add(TreatmentSession(case_id=case.id, held_on=held_on, kind=kind,
+                                         caregiver=caregiver, child=child, attended=attended,
+                                         recorded_by=actor, recorded_at=self.ctx.now()))
+            self.audit(session, actor, "session-recorded", ref, {
+                "kind": kind, "held_on": str(held_on), "attended": attended,
+                "caregiver": caregiver, "child": child})
+        return Result(ref, f"{ref}: {kind} session on {held_on} "
+                      f"{'attended' if attended else 'missed'}")
+
+def _known(state: eng.CaseState, child: str | None, caregiver: str | None) -> None:
+    if child is not None and child not in state.children:
+        raise Invalid(f"case {state.ref} has no child {child!r}; its children: "
+                      f"{', '.join(state.children)}")
+    if caregiver is not None and caregiver not in {c.key for c in state.caregivers if c.active}:
+        raise Invalid(f"case {state.ref} has no caregiver {caregiver!r}; its caregivers: "
+                      f"{', '.join(c.key for c in state.caregivers if c.active)}")
+
 
 def _pathway(profile: str) -> PathwaySpec:
     try:
