@@ -51,7 +51,7 @@ def test_open_from_file_then_work_the_case(team, tmp_path):
     referral = tmp_path / "referral.yaml"
     referral.write_text(yaml.safe_dump(referral_data()))
     out = run("case", "open", "--file", str(referral), "--as", "coord.ali").stdout
-    assert out.startswith("opened NIM-2026-0001 on pathway england@2026.3")
+    assert out.startswith("opened NIM-2026-0001 on pathway england@2026.4")
     shown = json.loads(run("case", "show", "NIM-2026-0001", "--json").stdout)
     assert shown["stage"] == "referral" and "Sentinel" not in json.dumps(shown)
     tasks = json.loads(run("task", "list", "--role", "nim-service-manager", "--json").stdout)
