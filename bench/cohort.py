@@ -20,16 +20,12 @@ from pathlib import Path
 from typing import Any
 
 from models.clock import UK, uk_instant
+from nim_pathway.demo import DEMO_TEAM
 
 GIVEN = ["Ada", "Bo", "Cai", "Dara", "Eli", "Fen", "Gus", "Hana", "Iko", "Juno", "Kit", "Lio"]
 FAMILY = ["Ashdown", "Brackley", "Cowrie", "Dunmore", "Elsworth", "Fairleigh", "Grisby",
           "Hollins", "Ivesdale", "Jarrow", "Kelbrook", "Lowther"]
-HANDLES = {"coordinator": "coord.ali", "nim-service-manager": "mgr.okafor",
-           "clinical-lead": "lead.singh", "psychiatrist": "psych.ward",
-           "psychologist": "psy.chen", "nim-social-worker": "sw.jones",
-           "family-support-worker": "fsw.brown", "la-social-worker": "la.patel",
-           "la-team-manager": "la.tm.evans", "iro": "iro.khan",
-           "reviewing-officer": "ro.fraser", "head-of-service": "hos.taylor"}
+HANDLES = {role: handle for handle, _, role, _ in DEMO_TEAM}  # the demo team
 TIMERS_PER_CASE = 20
 DECISIONS = {"d1": "treatment", "d2": "kinship_care"}
 # (jurisdiction, caregivers, pathway tasks completed before cloning, children, early exit):
