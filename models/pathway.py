@@ -65,6 +65,7 @@ DEFAULT_PERMISSIONS: dict[str, list[str]] = {
     "pause-case": ["coordinator"],
     "record-family-work": ["nim-social-worker", "family-support-worker", "psychologist"],
     "refer-out": ["nim-social-worker", "psychiatrist", "psychologist"],
+    "transfer-case": ["coordinator"],
     "erase-identity": [],
 }
 

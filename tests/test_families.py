@@ -247,3 +247,26 @@ def test_contact_sessions_and_referrals_out_are_recorded(store, clock):
     # referred Mon 12 Jan 2026: by default within 5 working days, Mon 19 Jan
     assert (task.title, task.role, task.caregiver, task.due) == (
         "Refer to Substance use service", "nim-social-worker", "father", date(2026, 1, 19))
+
+
+def test_transfer_to_another_site_hands_nim_work_to_its_team(store, db_url):
+    from models.schemas import PractitionerIn
+
+    ref = family(store)
+    give_consent(store, ref, {"mother": "given", "father": "given", "foster-carer": "given"})
+    nim_roles = {t.role for t in store.queries.tasks(case=ref) if t.stage != "statutory"}
+    with pytest.raises(Invalid, match="team 'east' has no active"):
+        store.commands.transfer(ref, "east-site", "east", "coord.ali")
+    for role in sorted(nim_roles):
+        store.commands.add_practitioner(PractitionerIn(handle=f"east.{role}", display_name="E",
+                                                       role=role, team="east"), "admin")
+    result = store.commands.transfer(ref, "east-site", "east", "coord.ali")
+    tasks = store.queries.tasks(case=ref)
+    assert {t.assignee for t in tasks if t.stage != "statutory"} == {
+        f"east.{r}" for r in nim_roles}
+    assert {t.assignee for t in tasks if t.stage == "statutory"} <= {"la.patel", "iro.khan"}
+    assert store.queries.show(ref).site == "east-site"
+    with session_scope(db_url) as s:
+        told = {o.recipient for o in s.exec(select(Outbox).where(Outbox.kind == "reassigned"))}
+    assert "practitioner:psy.chen" in told and "practitioner:east.psychologist" in told
+    assert len(result.effects) == len([t for t in tasks if t.stage != "statutory"])

@@ -397,6 +397,16 @@ def case_session(
     run(lambda do: do.record_session(ref, kind, day, attended, actor, caregiver, child))
 
 
+@case_app.command("transfer")
+def case_transfer(
+    ref: str, actor: ActorOpt,
+    site: Annotated[str, typer.Option(help="the receiving site")],
+    team: Annotated[str, typer.Option(help="the receiving NIM team (practitioners' --team)")],
+) -> None:
+    """Transfer a case to another site: its NIM team takes the open work; both are told."""
+    run(lambda do: do.transfer(ref, site, team, actor))
+
+
 consent_app = typer.Typer(help="Consent per person.", no_args_is_help=True)
 
 

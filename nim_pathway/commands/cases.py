@@ -17,6 +17,7 @@ from models.pathway import PathwayError, PathwaySpec, load_pathway
 from models.schemas import PLACEMENT_KINDS, ChildIn, Referral, eligibility_problems
 from nim_pathway.commands.base import CommandBase, Result, run_engine
 from nim_pathway.policy import Target
+from notifications.outbox import queue_handoffs
 from store import mapping
 from store.tables import (
     Caregiver,
@@ -26,6 +27,7 @@ from store.tables import (
     Intake,
     PathwayVersion,
     Placement,
+    Practitioner,
     Task,
     TreatmentSession,
 )
@@ -413,6 +415,52 @@ class CaseCommands(CommandBase):
                 "caregiver": caregiver, "child": child})
         return Result(ref, f"{ref}: {kind} session on {held_on} "
                       f"{'attended' if attended else 'missed'}")
+
+    def transfer(self, ref: str, site: str, team: str, actor: str) -> Result:
+        """Move a case to another site: the receiving NIM team takes NIM's open work (each
+        task to its least-loaded practitioner of that role), the LA keeps its statutory work,
+        and the previous and new owners are both told."""
+        if not site.strip() or not team.strip():
+            raise Invalid("give the receiving --site and its NIM --team")
+        with self.ctx.write() as session:
+            case = mapping.find_case(session, ref, lock=True)
+            spec = self.ctx.spec(session, case.pathway_id)
+            self.authorize(session, actor, "transfer-case", spec,
+                           Target(ref, doing=f"transfer the case to {site}"))
+            if case.closed_on:
+                raise Invalid(f"{ref} closed on {case.closed_on}; there is no work to transfer")
+            moving = [t for t in session.exec(select(Task).where(
+                Task.case_id == case.id, Task.state.in_([eng.OPEN, eng.BLOCKED])))
+                if t.role in spec.roles and spec.roles[t.role].team == "nim"]
+            staff = {p.role: p for p in session.exec(select(Practitioner).where(
+                Practitioner.team == team, Practitioner.active).order_by(Practitioner.handle))}
+            missing = sorted({t.role for t in moving} - set(staff))
+            if missing:
+                raise Invalid(f"team {team!r} has no active {', '.join(missing)}; add them "
+                              "(`nim-pathway practitioner add … --team`) before the transfer")
+            previous = {p.id: p.handle for p in session.exec(select(Practitioner))}
+            effects = []
+            for task in moving:
+                new = staff[task.role]
+                if task.assignee_id == new.id:
+                    continue
+                effects.append(eng.Effect("task-reassigned", task.key, {
+                    "from": previous.get(task.assignee_id), "to": new.handle,
+                    "note_length": 0}))
+                task.assignee_id, task.handover_note = new.id, None
+                task.updated_at = self.ctx.now()
+                session.add(task)
+            before, case.site = case.site, site
+            session.add(case)
+            self.audit(session, actor, "case-transferred", ref,
+                       {"from": before, "to": site, "team": team, "tasks": len(effects)})
+            for e in effects:
+                self.audit(session, actor, e.kind, ref, {"task": e.task, **e.detail})
+            session.flush()
+            queue_handoffs(session, case.id, ref, effects, actor, set(spec.gate_of_task),
+                           self.ctx.today(), self.ctx.now())
+        return Result(ref, f"{ref} transferred from {before} to {site}: {len(effects)} tasks "
+                      f"to team {team}", effects)
 
 def _known(state: eng.CaseState, child: str | None, caregiver: str | None) -> None:
     if child is not None and child not in state.children:
