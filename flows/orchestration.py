@@ -54,9 +54,12 @@ def run_name(ref: str, stage: str, task: str | None = None) -> str:
     return " · ".join(p for p in (ref, stage, task) if p)
 
 
-def case_tags(ref: str, stage: str, jurisdiction: str, role: str | None = None) -> list[str]:
+def case_tags(ref: str, stage: str, jurisdiction: str, role: str | None = None,
+              child: str | None = None) -> list[str]:
+    """Tags of a case's runs: case, stage, nation, role, and the child key of per-child work
+    (a sibling group's runs filter by child-2, never by a name)."""
     tags = [f"case:{ref}", f"stage:{stage}", f"jurisdiction:{jurisdiction}"]
-    return tags + ([f"role:{role}"] if role else [])
+    return tags + ([f"role:{role}"] if role else []) + ([f"child:{child}"] if child else [])
 
 
 def _tag(run: Any, prefix: str) -> str | None:
@@ -156,7 +159,7 @@ def sync_case(svc: Service, ref: str, today: date | None = None) -> SyncReport:
                 started = run_deployment(
                     TASK_DEPLOYMENT, parameters={"ref": ref, "task_key": key}, timeout=0,
                     as_subflow=False, flow_run_name=run_name(ref, t.stage, key),
-                    tags=case_tags(ref, t.stage, jurisdiction, t.role)
+                    tags=case_tags(ref, t.stage, jurisdiction, t.role, t.child)
                     + [f"task:{key}", "kind:task"],
                     idempotency_key=f"{ref}/{key}#{len(group) + 1}",
                 )

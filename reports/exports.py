@@ -13,7 +13,7 @@ from notifications.render import ics_calendar
 from store.queries import Queries
 from store.views import jsonable
 
-CSV_COLUMNS = ["task", "title", "stage", "role", "assignee", "state", "due", "days_to_due",
+CSV_COLUMNS = ["task", "title", "child", "stage", "role", "assignee", "state", "due", "days_to_due",
                "completed_on", "due_explanation"]
 # NIM task state -> FHIR Task.status; the finer NIM state goes in businessStatus
 FHIR_STATUS = {"open": "ready", "blocked": "on-hold", "done": "completed",

@@ -50,6 +50,7 @@ class TaskView:
     due_explanation: str
     completed_on: date | None
     handover_note: str | None
+    child: str | None  # the child of a sibling group this work is about
     days_to_due: int
 
     @property

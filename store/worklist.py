@@ -21,7 +21,7 @@ from store.views import TaskView
 MIGRATIONS_DIR = Path(__file__).resolve().parent.parent / "migrations"
 TASK_COLUMNS = ("key", "ref", "spec_id", "title", "caregiver", "outcome", "completed_by",
                 "stage", "role", "assignee", "due", "state", "due_explanation",
-                "completed_on", "handover_note")
+                "completed_on", "handover_note", "child")
 
 
 @lru_cache(maxsize=1)
@@ -102,7 +102,7 @@ def task_rows(conn: Any, today: date, case: str | None = None, role: str | None 
         params["until"] = until.isoformat() if qmark else until
     sql = ("SELECT t.key, c.ref, t.spec_id, t.title, t.caregiver, t.outcome, t.completed_by, "
            "t.stage, t.role, p.handle, t.due, t.state, t.due_explanation, t.completed_on, "
-           "t.handover_note FROM task t JOIN nim_case c ON c.id = t.case_id "
+           "t.handover_note, t.child FROM task t JOIN nim_case c ON c.id = t.case_id "
            "LEFT JOIN practitioner p ON p.id = t.assignee_id"
            + (" WHERE " + " AND ".join(where) if where else "")
            + " ORDER BY t.due, c.ref, t.key")

@@ -270,3 +270,15 @@ def test_transfer_to_another_site_hands_nim_work_to_its_team(store, db_url):
         told = {o.recipient for o in s.exec(select(Outbox).where(Outbox.kind == "reassigned"))}
     assert "practitioner:psy.chen" in told and "practitioner:east.psychologist" in told
     assert len(result.effects) == len([t for t in tasks if t.stage != "statutory"])
+
+
+def test_per_child_runs_are_tagged_by_child_key_never_by_name(store):
+    from flows.orchestration import case_tags, run_name
+
+    ref = family(store, children=SIBLINGS[:2])
+    visit = store.queries.task(ref, "sw-visit-child-2-1")
+    assert visit.child == "child-2"
+    tags = case_tags(ref, visit.stage, "england-and-wales", visit.role, visit.child)
+    assert "child:child-2" in tags and run_name(ref, visit.stage, visit.key).endswith(
+        "sw-visit-child-2-1")
+    assert "Sentinel" not in " ".join(tags)

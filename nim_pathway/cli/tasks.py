@@ -38,7 +38,7 @@ def task_list(
             rows = worklist.task_rows(conn, today(settings.clock()), *filters)
         finally:
             conn.close()
-    emit(rows, as_json, ["task", "title", "role", "assignee", "due", "days_to_due", "state"])
+    emit(rows, as_json, ["task", "title", "child", "role", "assignee", "due", "days_to_due", "state"])
 
 
 @task_app.command("complete")
