@@ -38,7 +38,8 @@ def build_service(url: str | None = None, clock: Clock | None = None,
     from store.db import migrate as migrate_schema
 
     ctx = StoreContext(url or settings.database_url(), clock or settings.clock(),
-                       settings.closure_days() if closures is None else closures)
+                       settings.closure_days() if closures is None else closures,
+                       settings.audit_key(), settings.audit_checkpoint())
     if migrate:
         migrate_schema(ctx.url)
     queries = Queries(ctx)

@@ -56,7 +56,8 @@ def allowed_roles(spec: PathwaySpec, action: str, target: Target) -> set[str]:
 
 
 def authorize(session: Session, now: datetime, actor: str, action: str,
-              spec: PathwaySpec | None = None, target: Target = Target()) -> Practitioner | None:
+              spec: PathwaySpec | None = None, target: Target = Target(),
+              audit_key: bytes | None = None) -> Practitioner | None:
     """The acting practitioner if they may take `action` on `target`; else the refusal is
     audited and `Refused` raised. Site actions granted to ANYONE return None."""
     if spec is None:
@@ -77,6 +78,6 @@ def authorize(session: Session, now: datetime, actor: str, action: str,
         raise Refused(message)  # a replayed form: refused and audited already
     audit.append(session, now, actor, "refused", target.case_ref,
                  {"doing": target.doing or action, "action": action, "role": who.role,
-                  "via": target.via})
+                  "via": target.via}, audit_key)
     session.commit()
     raise Refused(message)

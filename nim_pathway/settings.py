@@ -49,3 +49,31 @@ def rag_amber_working_days() -> int:
     if not raw.isdigit() or not 0 <= int(raw) <= 60:
         raise ValueError(f"NIM_RAG_AMBER_WORKING_DAYS must be a whole number 0-60, got {raw!r}")
     return int(raw)
+
+
+def audit_key() -> bytes:
+    """The key the audit chain is signed with, held outside the database: NIM_AUDIT_KEY_FILE
+    (a file readable by the service only), else NIM_AUDIT_KEY, else a key made once in the
+    data folder (the embedded default: whoever owns that folder holds it)."""
+    named = os.environ.get("NIM_AUDIT_KEY_FILE")
+    if named:
+        try:
+            return Path(named).read_bytes().strip()
+        except OSError as exc:
+            raise ValueError(f"NIM_AUDIT_KEY_FILE {named} cannot be read ({exc.strerror})") from None
+    if os.environ.get("NIM_AUDIT_KEY"):
+        return os.environ["NIM_AUDIT_KEY"].encode()
+    path = data_dir() / "audit.key"
+    if not path.exists():
+        import secrets
+
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        with os.fdopen(fd, "w") as fh:
+            fh.write(secrets.token_hex(32))
+    return path.read_bytes().strip()
+
+
+def audit_checkpoint() -> Path:
+    """NIM_AUDIT_CHECKPOINT: where the chain's head is written after each write (default: the
+    data folder; in production, storage the database owner cannot write)."""
+    return Path(os.environ.get("NIM_AUDIT_CHECKPOINT", data_dir() / "audit.checkpoint"))

@@ -7,11 +7,13 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import date, datetime
+from pathlib import Path
 
 from sqlmodel import Session
 
 from models.clock import Clock, today
 from models.pathway import PathwaySpec, pathway_from_json
+from store.audit import write_checkpoint
 from store.db import session_scope
 from store.tables import PathwayVersion
 
@@ -21,6 +23,8 @@ class StoreContext:
     url: str
     clock: Clock
     closures: frozenset[date] = frozenset()
+    audit_key: bytes | None = field(default=None, repr=False)  # held outside the database
+    audit_checkpoint: Path | None = None  # where the chain's head is written after each write
     _specs: dict[int, PathwaySpec] = field(default_factory=dict, repr=False)
 
     def now(self) -> datetime:
@@ -38,9 +42,12 @@ class StoreContext:
 
     @contextmanager
     def write(self) -> Iterator[Session]:
-        """One write transaction (the single writer on SQLite)."""
+        """One write transaction (the single writer on SQLite); then the audit checkpoint."""
         with session_scope(self.url) as session:
             yield session
+        head = session.info.get("audit_head")
+        if head and self.audit_checkpoint:
+            write_checkpoint(self.audit_checkpoint, self.url, head, self.audit_key, self.now())
 
     @contextmanager
     def read(self) -> Iterator[Session]:

@@ -82,6 +82,12 @@ class Queries:
     def today(self) -> date:
         return self.ctx.today()
 
+    def verify_audit(self) -> list[str]:
+        """Problems in the audit chain, checked with the key and the last checkpoint."""
+        from store.audit import verify
+
+        return verify(self.ctx.url, self.ctx.audit_key, self.ctx.audit_checkpoint)
+
     def pathway(self, ref: str) -> PathwaySpec:
         """The pathway version the case started on."""
         with self.ctx.read() as session:

@@ -60,8 +60,10 @@ def _truncate(url: str) -> None:
 
 
 @pytest.fixture(params=["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)])
-def db_url(request, tmp_path):
-    """A migrated, empty case store on each backend."""
+def db_url(request, tmp_path, monkeypatch):
+    """A migrated, empty case store on each backend (with its own audit checkpoint file: the
+    PostgreSQL database is emptied between tests, which a checkpoint would rightly flag)."""
+    monkeypatch.setenv("NIM_AUDIT_CHECKPOINT", str(tmp_path / "audit.checkpoint"))
     if request.param == "sqlite":
         url = f"sqlite:///{tmp_path / 'nim.db'}"
         migrate(url)

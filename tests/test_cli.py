@@ -138,7 +138,7 @@ def test_reports_exports_and_forecast(team, tmp_path):
     assert "ask for an extension" in forecast
     assert "bad" in run("case", "forecast", "NIM-2026-0001", "--hearing-date", "bad",
                         code=2).stderr
-    assert run("export", "csv").stdout.startswith("task,title,stage")
+    assert run("export", "csv").stdout.startswith("task,title,child,stage")
     assert json.loads(run("export", "fhir", "NIM-2026-0001").stdout)["type"] == "collection"
     assert run("export", "ics", "mgr.okafor").stdout.startswith("BEGIN:VCALENDAR")
     early = run("report", "pack", "NIM-2026-0001", "--kind", "assessment", "--as", "coord.ali",

@@ -28,7 +28,6 @@ from models.refs import TaskRef
 from models.schemas import PractitionerIn, Referral
 from nim_pathway.app import Service, build_service  # noqa: F401
 from nim_pathway.demo import DEMO_TEAM, seed_team
-from store.audit import verify as verify_audit
 from store.db import get_engine, migrate, session_scope
 from store.tables import AuditEvent, Outbox, Timer
 from tests.conftest import referral_data
@@ -101,7 +100,7 @@ def test_a_case_store_failure_mid_command_writes_nothing(store, db_url, monkeypa
     assert {t: count(db_url, t) for t in before} == before
     assert next(t for t in store.queries.tasks(case=ref) if t.key == "triage").state == "open"
     store.commands.complete_task(TaskRef(ref, "triage"), "mgr.okafor", {"accepted": True})  # and it recovers
-    assert verify_audit(db_url) == []
+    assert store.queries.verify_audit() == []
 
 
 def test_prefect_unreachable_keeps_the_change_and_says_so(tmp_path):
@@ -160,7 +159,7 @@ def test_reassignment_racing_a_completion(store, db_url):
     assert outcomes["reassign"] in ("ok", f"task {ref}/triage is done; only open work moves")
     triage = next(t for t in store.queries.tasks(case=ref, state=None) if t.key == "triage")
     assert triage.state == "done"
-    assert verify_audit(db_url) == []
+    assert store.queries.verify_audit() == []
 
 
 # -- access ---------------------------------------------------------------------------------
@@ -179,7 +178,7 @@ def test_refusals_are_audited(store, db_url):
     with session_scope(db_url) as s:
         refused = s.exec(select(AuditEvent).where(AuditEvent.action == "refused")).all()
     assert [r.actor for r in refused] == ["la.patel", "la.patel", "psy.chen", "coord.ali"]
-    assert verify_audit(db_url) == []
+    assert store.queries.verify_audit() == []
 
 
 # -- retention and erasure ------------------------------------------------------------------
@@ -205,7 +204,7 @@ def test_retention_review_and_erasure(store, db_url, clock):
     assert store.queries.show(ref).stage == "referral"  # the pathway record stays
     with session_scope(db_url) as s:
         erased = s.exec(select(AuditEvent).where(AuditEvent.action == "identity-erased")).one()
-    assert erased.detail["caregivers"] == 3 and verify_audit(db_url) == []
+    assert erased.detail["caregivers"] == 3 and store.queries.verify_audit() == []
     with pytest.raises(CommandError, match="was erased on"):
         store.commands.erase(ref, "mgr.okafor", "again")
 

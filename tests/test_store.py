@@ -16,7 +16,6 @@ from models.refs import TaskRef
 from models.schemas import Referral
 from models.simulate import sample_outcome
 from nim_pathway.demo import DEMO_TEAM
-from store.audit import verify as verify_audit
 from store.db import get_engine, session_scope
 from store.tables import AuditEvent, Case, Task, Timer
 from store.views import jsonable
@@ -48,7 +47,7 @@ def test_open_case_writes_the_record(store, db_url):
     assert shown.stage == "referral" and shown.child_age_months == 7
     assert [c.key for c in shown.caregivers] == ["mother", "father", "foster-carer"]
     assert count(db_url, "timer") > 0
-    assert verify_audit(db_url) == []
+    assert store.queries.verify_audit() == []
 
 
 def test_identity_lives_only_in_identity_tables(store, db_url):
@@ -133,7 +132,7 @@ def test_same_task_completed_at_once_wins_once(store, db_url):
     assert any("already completed" in o for o in outcomes)
     consent = [t for t in store.queries.tasks(case=ref) if str(t.task).startswith(f"{ref}/consent-")]
     assert len(consent) == 3  # the next stage was entered exactly once
-    assert verify_audit(db_url) == []
+    assert store.queries.verify_audit() == []
 
 
 def test_reassign_with_handover_note(store, clock):
@@ -191,7 +190,7 @@ def test_case_keeps_its_pathway_version(store, db_url):
 def test_audit_chain_detects_edit_insert_delete(store, db_url):
     ref = open_case(store).ref
     store.commands.complete_task(TaskRef(ref, "triage"), "mgr.okafor", {"accepted": True})
-    assert verify_audit(db_url) == []
+    assert store.queries.verify_audit() == []
     engine = get_engine(db_url)
     postgres = engine.dialect.name == "postgresql"
     for sql in ("update audit_event set actor='x' where id=3", "delete from audit_event where id=3"):
@@ -205,10 +204,10 @@ def test_audit_chain_detects_edit_insert_delete(store, db_url):
             conn.execute(text("drop trigger audit_event_no_update"))
             conn.execute(text("drop trigger audit_event_no_delete"))
         conn.execute(text("update audit_event set actor='someone-else' where id=3"))
-    assert any("row 3" in p and "edited" in p for p in verify_audit(db_url))
+    assert any("row 3" in p and "edited" in p for p in store.queries.verify_audit())
     with engine.begin() as conn:
         conn.execute(text("delete from audit_event where id=5"))
-    assert any("row 6" in p and "chain broken" in p for p in verify_audit(db_url))
+    assert any("row 6" in p and "chain broken" in p for p in store.queries.verify_audit())
     with engine.begin() as conn:
         row = conn.execute(text("select * from audit_event where id=7")).mappings().one()
         conn.execute(text("insert into audit_event (id, at, actor, case_ref, action, detail, "
@@ -216,7 +215,7 @@ def test_audit_chain_detects_edit_insert_delete(store, db_url):
                           ":detail, :prev, :hash)"),
                      {"at": row["at"], "ref": ref, "detail": '{"task": "triage"}',
                       "prev": row["hash"], "hash": "f" * 64})
-    assert any("row 1000" in p for p in verify_audit(db_url))
+    assert any("row 1000" in p for p in store.queries.verify_audit())
     if postgres:  # put the guard back for the other tests sharing this database
         from alembic import command
 
@@ -251,7 +250,7 @@ def test_whole_case_through_the_store(store, clock, db_url):
     timeline = store.queries.timeline(ref)
     assert timeline[-1].event == "case closed"
     assert any(r.event == "decision D2: Return home (reunification)" for r in timeline)
-    assert verify_audit(db_url) == []
+    assert store.queries.verify_audit() == []
 
 
 def test_consent_and_placement_changes_are_recorded(store, clock):
@@ -299,3 +298,69 @@ def test_cli_task_list_reads_what_the_store_holds(store, db_url, clock, tmp_path
         assert expected, argv  # every filter selects something, so the comparison means a lot
         assert json.loads(out) == expected, argv
     assert [t.outcome["accepted"] for t in store.queries.tasks(state="done")] == [True]
+
+
+def test_keyed_audit_resists_recompute_and_truncation(store, db_url):
+    """The database owner without the key: a chain rebuilt with plain hashes, or a tail cut
+    off, no longer matches; with the key everything verifies."""
+    from store.audit import GENESIS, KEYED
+
+    ref = open_case(store).ref
+    store.commands.complete_task(TaskRef(ref, "triage"), "mgr.okafor", {"accepted": True})
+    assert store.queries.verify_audit() == []
+    engine = get_engine(db_url)
+    with engine.connect() as conn:
+        rows = conn.execute(text("select * from audit_event order by id")).mappings().all()
+    assert all(r["hash"].startswith(KEYED) for r in rows)
+    _drop_guard(engine)
+    # edit a row's actor, then recompute the whole chain as its owner could, without the key
+    from store.audit import audit_hash
+    from store.tables import AuditEvent
+
+    with session_scope(db_url) as s:
+        events = s.exec(select(AuditEvent).order_by(AuditEvent.id)).all()
+    prev = GENESIS
+    with engine.begin() as conn:
+        for e in events:
+            e.actor = "someone-else" if e.id == 3 else e.actor
+            e.prev_hash = prev
+            e.hash = audit_hash(e, None)
+            conn.execute(text("update audit_event set actor=:a, prev_hash=:p, hash=:h "
+                              "where id=:i"), {"a": e.actor, "p": e.prev_hash, "h": e.hash,
+                                               "i": e.id})
+            prev = e.hash
+    problems = store.queries.verify_audit()
+    # every row is self-consistent again: only the checkpoint outside the database tells
+    assert problems and all(p.startswith("checkpoint") for p in problems)
+    _restore_guard(db_url, engine)
+
+
+def test_a_truncated_tail_is_detected(store, db_url):
+    ref = open_case(store).ref
+    store.commands.complete_task(TaskRef(ref, "triage"), "mgr.okafor", {"accepted": True})
+    engine = get_engine(db_url)
+    _drop_guard(engine)
+    with engine.begin() as conn:
+        last = conn.execute(text("select max(id) from audit_event")).scalar_one()
+        conn.execute(text("delete from audit_event where id >= :i"), {"i": last - 2})
+    assert any("truncated" in p for p in store.queries.verify_audit())
+    _restore_guard(db_url, engine)
+
+
+def _drop_guard(engine) -> None:
+    with engine.begin() as conn:
+        if engine.dialect.name == "postgresql":
+            conn.execute(text("drop trigger audit_event_no_change on audit_event"))
+        else:
+            conn.execute(text("drop trigger audit_event_no_update"))
+            conn.execute(text("drop trigger audit_event_no_delete"))
+
+
+def _restore_guard(db_url, engine) -> None:
+    if engine.dialect.name == "postgresql":  # put the guard back for the other tests
+        from alembic import command
+
+        from store.db import alembic_config
+
+        command.downgrade(alembic_config(db_url), "0004")
+        command.upgrade(alembic_config(db_url), "head")

@@ -46,9 +46,7 @@ def practitioner_list(as_json: JsonOpt = False) -> None:
 @audit_app.command("verify")
 def audit_verify() -> None:
     """Check the hash chain: an edited, inserted or deleted row is reported."""
-    from store.audit import verify
-
-    problems = verify(service().url)
+    problems = service().queries.verify_audit()
     for p in problems:
         typer.echo(p, err=True)
     if problems:

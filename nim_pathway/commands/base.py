@@ -48,11 +48,13 @@ class CommandBase:
     def authorize(self, session: Session, actor: str, action: str,
                   spec: PathwaySpec | None = None,
                   target: policy.Target = policy.Target()) -> Practitioner | None:
-        return policy.authorize(session, self.ctx.now(), actor, action, spec, target)
+        return policy.authorize(session, self.ctx.now(), actor, action, spec, target,
+                                self.ctx.audit_key)
 
     def audit(self, session: Session, actor: str, action: str, case_ref: str | None,
               detail: dict) -> None:
-        audit.append(session, self.ctx.now(), actor, action, case_ref, detail)
+        audit.append(session, self.ctx.now(), actor, action, case_ref, detail,
+                     self.ctx.audit_key)
 
     def load(self, session: Session, case: Case) -> tuple[PathwaySpec, eng.CaseState]:
         spec = self.ctx.spec(session, case.pathway_id)
