@@ -53,9 +53,12 @@ class Referral(_Input):
 
     jurisdiction: Literal["england-and-wales", "scotland", "northern-ireland"]
     site: str = Field(min_length=1, max_length=100, pattern=r"^[a-z0-9][a-z0-9-]*$")
+    # a profile name, never a file: a case opens only on a pathway shipped with the engine
+    # (a forged copy of a pathway file cannot grant its author another role)
     pathway: str | None = Field(
-        default=None, description="pathway profile; default follows the jurisdiction"
-    )
+        default=None, pattern=r"^[a-z][a-z0-9-]*$",
+        description="pathway profile (england, wales, scotland, northern-ireland); default "
+                    "follows the jurisdiction")
     child: ChildIn | None = None  # one child; or `children` for a sibling group
     children: list[ChildIn] = []
     care_entry: date

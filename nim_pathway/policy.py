@@ -47,6 +47,28 @@ def practitioner(session: Session, handle: str) -> Practitioner:
     return found
 
 
+UNKNOWN_ACTOR_AUDITS_PER_HOUR = 20  # probing with made-up handles cannot fill the log
+
+
+def _audit_unknown(session: Session, now: datetime, actor: str, action: str, target: Target,
+                   audit_key: bytes | None) -> None:
+    """Audit a refusal of an unknown handle, at most so many an hour (then silently)."""
+    from datetime import timedelta
+
+    from sqlalchemy import func
+
+    from store.tables import AuditEvent
+
+    recent = session.exec(select(func.count()).select_from(AuditEvent).where(
+        AuditEvent.action == "refused-unknown-actor",
+        AuditEvent.at >= now - timedelta(hours=1))).one()
+    if recent >= UNKNOWN_ACTOR_AUDITS_PER_HOUR:
+        return
+    audit.append(session, now, actor[:60], "refused-unknown-actor", target.case_ref,
+                 {"action": action, "handle_length": len(actor)}, audit_key)
+    session.commit()
+
+
 def allowed_roles(spec: PathwaySpec, action: str, target: Target) -> set[str]:
     """The roles that may take `action` on `target` (managers always may)."""
     roles = set(spec.permitted(action)) - {TASK_ROLE, ASSIGNEE}
@@ -64,7 +86,11 @@ def authorize(session: Session, now: datetime, actor: str, action: str,
         if SITE_PERMISSIONS[action] == ANYONE:
             return None
         raise KeyError(action)  # a site action without a rule is a programming error
-    who = practitioner(session, actor)
+    try:
+        who = practitioner(session, actor)
+    except NotFound:
+        _audit_unknown(session, now, actor, action, target, audit_key)
+        raise
     roles = allowed_roles(spec, action, target)
     if who.role in roles:
         return who

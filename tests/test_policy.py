@@ -93,3 +93,32 @@ def test_no_role_names_in_the_command_layer():
                 if isinstance(node, ast.Constant) and node.value in roles:
                     found.append(f"{path.relative_to(ROOT)}:{node.lineno} {node.value}")
     assert not found
+
+
+def test_unknown_actors_are_audited_but_cannot_flood_the_log(store, db_url):
+    ref = store.commands.open_case(Referral.model_validate(referral_data()), "coord.ali").ref
+    for n in range(25):
+        with pytest.raises(NotFound):
+            store.commands.move_date(ref, "final_hearing", store.queries.today(), "x",
+                                     f"nobody; rm -rf / {n}")
+    with session_scope(db_url, read_only=True) as s:
+        rows = list(s.exec(select(AuditEvent).where(
+            AuditEvent.action == "refused-unknown-actor")))
+    assert len(rows) == 20  # rate-limited: an hour's worth
+    assert rows[0].detail["action"] == "move-date"
+
+
+def test_a_pathway_is_named_never_passed_as_a_file(store, tmp_path):
+    from pydantic import ValidationError
+
+    forged = tmp_path / "england.yaml"
+    forged.write_text(ENGLAND.replace("psychologist:           {title: Clinical psychologist, "
+                                      "team: nim}", "psychologist: {title: P, team: nim, "
+                                      "manager: true}"))
+    with pytest.raises(ValidationError, match="pathway"):
+        Referral.model_validate(referral_data(pathway=str(forged)))
+    from models.errors import Invalid
+    from nim_pathway.commands.cases import _pathway
+
+    with pytest.raises(Invalid, match="not a profile name"):
+        _pathway(str(forged))

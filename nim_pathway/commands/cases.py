@@ -472,6 +472,12 @@ def _known(state: eng.CaseState, child: str | None, caregiver: str | None) -> No
 
 
 def _pathway(profile: str) -> PathwaySpec:
+    """An installed pathway by profile name (pathways/<profile>.yaml); never a file path."""
+    import re
+
+    if not re.fullmatch(r"[a-z][a-z0-9-]*", profile):
+        raise Invalid(f"pathway {profile!r} is not a profile name; cases open only on the "
+                      "installed pathways (england, wales, scotland, northern-ireland)")
     try:
         return load_pathway(profile)
     except PathwayError as exc:
