@@ -723,13 +723,7 @@ def record_final_order(spec: PathwaySpec, case: CaseState, made_on: date, kind: 
 def add_direction(spec: PathwaySpec, case: CaseState, document: str, role: str, by: date,
                   on: date) -> list[Effect]:
     """A court direction to file a document by a date: a task for the named role."""
-    if document not in spec.court.documents:
-        raise EngineError(f"unknown document {document!r}; the court can direct: "
-                          f"{', '.join(spec.court.documents) or '(none declared)'}")
-    if role not in spec.roles:
-        raise EngineError(f"unknown role {role!r}; roles: {', '.join(sorted(spec.roles))}")
-    if by < on:
-        raise EngineError(f"the filing deadline {by} is already past (today {on})")
+    _check_dated(spec, "document", document, spec.court.documents, role, by, on)
     return _dated_task(case, DIRECTION_TASK, "court", role, by,
                        f"File {spec.court.documents[document]} (court direction)",
                        f"filing deadline set by the court on {on.isoformat()}", "direction",
@@ -740,13 +734,7 @@ def refer_out(spec: PathwaySpec, case: CaseState, service: str, role: str, by: d
               on: date, caregiver: str | None = None) -> list[Effect]:
     """A referral on to another service (substance use, domestic abuse, adult mental
     health): a task for the role that makes it, by the date given."""
-    if service not in spec.referral_services:
-        raise EngineError(f"unknown service {service!r}; this pathway refers to: "
-                          f"{', '.join(spec.referral_services) or '(none declared)'}")
-    if role not in spec.roles:
-        raise EngineError(f"unknown role {role!r}; roles: {', '.join(sorted(spec.roles))}")
-    if by < on:
-        raise EngineError(f"the date {by} is already past (today {on})")
+    _check_dated(spec, "service", service, spec.referral_services, role, by, on)
     if caregiver is not None:
         _caregiver(case, caregiver)
     effects = _dated_task(case, REFERRAL_OUT_TASK, case.stage or "treatment", role, by,
@@ -755,6 +743,18 @@ def refer_out(spec: PathwaySpec, case: CaseState, service: str, role: str, by: d
                           {"service": service})
     case.tasks[effects[0].task].caregiver = caregiver
     return effects
+
+
+def _check_dated(spec: PathwaySpec, what: str, code: str, declared: dict[str, str], role: str,
+                 by: date, on: date) -> None:
+    """A dated task's kind is declared by the pathway, its role exists, its date is to come."""
+    if code not in declared:
+        raise EngineError(f"unknown {what} {code!r}; this pathway has: "
+                          f"{', '.join(declared) or '(none declared)'}")
+    if role not in spec.roles:
+        raise EngineError(f"unknown role {role!r}; roles: {', '.join(sorted(spec.roles))}")
+    if by < on:
+        raise EngineError(f"the date {by} is already past (today {on})")
 
 
 def _dated_task(case: CaseState, spec_task: TaskSpec, stage: str, role: str, due: date,
