@@ -112,6 +112,7 @@ class CaseState:
     closed_on: date | None = None
     extensions: list[Extension] = field(default_factory=list)  # in the order granted
     final_order: FinalOrder | None = None
+    child_orders: dict[str, FinalOrder] = field(default_factory=dict)  # where orders differ
     closures: frozenset[date] = frozenset()
     children: list[str] = field(default_factory=lambda: [FIRST_CHILD])
     exit_reason: str | None = None  # the early exit the family took, if any
@@ -703,8 +704,11 @@ def extend_timetable(spec: PathwaySpec, case: CaseState, granted_on: date, weeks
 
 
 def record_final_order(spec: PathwaySpec, case: CaseState, made_on: date, kind: str,
-                       follows_recommendation: bool, on: date) -> list[Effect]:
-    """The final order that disposes of the proceedings (it meets the 26-week clock)."""
+                       follows_recommendation: bool, on: date,
+                       child: str | None = None) -> list[Effect]:
+    """The final order that disposes of the proceedings (it meets the 26-week clock); with
+    `child`, one child's own order where a sibling group's orders differ (the proceedings are
+    disposed of once every child has theirs)."""
     if kind not in spec.court.order_kinds:
         raise EngineError(f"unknown order kind {kind!r}; use one of "
                           f"{', '.join(spec.court.order_kinds) or '(none declared)'}")
@@ -714,10 +718,56 @@ def record_final_order(spec: PathwaySpec, case: CaseState, made_on: date, kind: 
     if not issued <= made_on <= on:
         raise EngineError(f"final order date {made_on} must be between issue ({issued}) and "
                           f"today ({on})")
-    case.final_order = FinalOrder(made_on, kind, follows_recommendation)
-    case.anchors["final_order"] = made_on
+    order = FinalOrder(made_on, kind, follows_recommendation)
+    if child is not None and len(case.children) > 1:
+        case.child_orders[_child_of(case, child)] = order
+        case.anchors[f"final_order@{child}"] = made_on  # each child's own, even the first
+        if all(c in case.child_orders for c in case.children):
+            case.anchors["final_order"] = max(o.made_on for o in case.child_orders.values())
+    else:
+        case.final_order = order
+        case.anchors["final_order"] = made_on
     return [Effect("final-order-recorded", None, {
-        "on": str(made_on), "kind": kind, "follows_recommendation": follows_recommendation})]
+        "on": str(made_on), "kind": kind, "follows_recommendation": follows_recommendation,
+        **({"child": child} if child else {})})]
+
+
+def link_caregiver(spec: PathwaySpec, case: CaseState, key: str, children: list[str],
+                   on: date) -> list[Effect]:
+    """Say which children a caregiver cares for: work with children no longer theirs stops;
+    the current stage's work with newly linked children starts (once they consent)."""
+    carer = _caregiver(case, key)
+    for child in children:
+        _child_of(case, child)
+    carer.children = list(children)
+    effects = [Effect("caregiver-linked", None, {"caregiver": key,
+                                                 "children": children or "all"})]
+    for t in case.tasks.values():
+        if t.caregiver == key and t.child and not carer.cares_for(t.child) and \
+                t.state in (OPEN, BLOCKED):
+            t.state = CANCELLED
+            effects.append(Effect("task-cancelled", t.key, {"reason": "no longer their child"}))
+    if case.stage is not None:
+        for spec_task in spec.stage_by_id[case.stage].tasks:
+            effects += _create_tasks(case, spec_task, case.stage, late_from=on)
+    return effects
+
+
+def remove_child(spec: PathwaySpec, case: CaseState, child: str, on: date,
+                 why: str) -> list[Effect]:
+    """A child leaves the family episode (placed elsewhere, proceedings ended for them): their
+    open work stops; the rest of the family goes on."""
+    _child_of(case, child)
+    if len(case.children) == 1:
+        raise EngineError(f"{child} is the only child on {case.ref}: close the case with an "
+                          "exit instead")
+    case.children.remove(child)
+    effects = [Effect("child-removed", None, {"child": child, "on": str(on)})]
+    for t in case.tasks.values():
+        if t.child == child and t.state in (OPEN, BLOCKED):
+            t.state = CANCELLED
+            effects.append(Effect("task-cancelled", t.key, {"reason": f"{child} left: {why}"}))
+    return effects + _advance_if_stage_done(spec, case, on)
 
 
 def add_direction(spec: PathwaySpec, case: CaseState, document: str, role: str, by: date,

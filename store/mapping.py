@@ -70,8 +70,11 @@ def load_state(session: Session, case: Case, spec: PathwaySpec,
         settings={**spec.settings, **(case.settings or {})},
         caregivers=[eng.Caregiver(c.key, c.relationship, list(c.children or []), c.consent,
                                   c.active) for c in carers],
-        children=list(session.exec(select(Child.key).where(Child.case_id == case.id)
-                                   .order_by(Child.id))) or [eng.FIRST_CHILD],
+        children=list(session.exec(select(Child.key).where(
+            Child.case_id == case.id, Child.removed_on.is_(None)).order_by(Child.id)))
+        or [eng.FIRST_CHILD],
+        child_orders={k: eng.FinalOrder(date.fromisoformat(o["made_on"]), o["kind"],
+                                        o["follows"]) for k, o in (case.child_orders or {}).items()},
         exit_reason=case.exit_reason, paused_since=case.paused_since,
         pauses=[eng.Pause(date.fromisoformat(p["start"]), date.fromisoformat(p["end"]), "")
                 for p in case.pauses or []],
@@ -97,6 +100,9 @@ def save_state(session: Session, case: Case, state: eng.CaseState, effects: list
     case.stage, case.closed_on = state.stage, state.closed_on
     case.exit_reason, case.paused_since = state.exit_reason, state.paused_since
     case.pauses = [{"start": str(p.start), "end": str(p.end)} for p in state.pauses] or None
+    case.child_orders = {k: {"made_on": str(o.made_on), "kind": o.kind,
+                             "follows": o.follows_recommendation}
+                         for k, o in state.child_orders.items()} or None
     if state.final_order:
         case.final_order_kind = state.final_order.kind
         case.final_order_follows_recommendation = state.final_order.follows_recommendation
@@ -158,7 +164,12 @@ def save_family(session: Session, case: Case, state: eng.CaseState, today: date)
             row.consent, row.consent_on = carer.consent, today
         row.children, row.active = carer.children or None, carer.active
         session.add(row)
-    known = set(session.exec(select(Child.key).where(Child.case_id == case.id)))
+    rows_by_key = {c.key: c for c in session.exec(select(Child).where(Child.case_id == case.id))}
+    for key, row in rows_by_key.items():  # children who left the episode
+        if key not in state.children and row.removed_on is None:
+            row.removed_on = today
+            session.add(row)
+    known = set(rows_by_key)
     for key in state.children:
         if key not in known:
             session.add(Child(case_id=case.id, key=key, given_name=None, family_name=None,

@@ -206,14 +206,16 @@ class Queries:
                 tuple(ExtensionView(e.granted_on, e.weeks, e.reason) for e in state.extensions),
                 FinalOrderView(state.final_order.made_on, state.final_order.kind,
                                state.final_order.follows_recommendation)
-                if state.final_order else None),
+                if state.final_order else None,
+                {k: FinalOrderView(o.made_on, o.kind, o.follows_recommendation)
+                 for k, o in state.child_orders.items()} or None),
             looked_after="ceased_looked_after" not in state.anchors,
             children=tuple(ChildView(
                 k.key, months_between(k.date_of_birth, on) if k.date_of_birth else None,
                 next((p.kind for p in reversed(placements) if p.child == k.key and p.end is None),
                      None),
                 eng.child_anchor("ceased_looked_after", k.key) not in state.anchors)
-                for k in kids),
+                for k in kids if k.removed_on is None),
             exit_reason=case.exit_reason, paused_since=case.paused_since,
             previous_episode=case.previous_episode,
             contact=tuple(ContactView(c.child, c.caregiver, c.per_week, c.supervised, c.start)

@@ -50,6 +50,7 @@ class Case(SQLModel, table=True):
     paused_since: date | None = None
     pauses: list | None = _json()  # [{start, end}] of past pauses (reasons stay in the audit)
     previous_episode: str | None = None  # an earlier episode of this family (re-referral)
+    child_orders: dict | None = _json()  # per-child final orders, where a sibling group's differ
 
 
 class CourtExtension(SQLModel, table=True):
@@ -84,6 +85,7 @@ class Child(SQLModel, table=True):
     id: int | None = Field(default=None, primary_key=True)
     case_id: int = Field(foreign_key="nim_case.id", index=True)
     key: str = "child-1"  # child-1, child-2, ... in referral order: what leaves the store
+    removed_on: date | None = None  # left the family episode
     given_name: str | None
     family_name: str | None
     date_of_birth: date | None

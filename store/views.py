@@ -137,6 +137,7 @@ class CourtView:
 
     extensions: tuple[ExtensionView, ...]
     final_order: FinalOrderView | None
+    child_orders: dict[str, FinalOrderView] | None = None  # where a sibling group's differ
 
 
 @dataclass(frozen=True, slots=True)

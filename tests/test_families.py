@@ -282,3 +282,32 @@ def test_per_child_runs_are_tagged_by_child_key_never_by_name(store):
     assert "child:child-2" in tags and run_name(ref, visit.stage, visit.key).endswith(
         "sw-visit-child-2-1")
     assert "Sentinel" not in " ".join(tags)
+
+
+def test_per_child_final_orders_and_children_leaving_or_relinked(store, clock):
+    ref = family(store, children=SIBLINGS[:2])
+    clock.set(datetime(2026, 6, 1, 10, tzinfo=UK))
+    # orders that differ: the 26-week clock is met only once every child has one
+    store.commands.record_final_order(ref, date(2026, 5, 20), "placement-order", True,
+                                      "coord.ali", child="child-2")
+    c26 = {c.id: c for c in store.queries.show(ref).clocks}["care-proceedings-26-weeks"]
+    assert c26.met_on is None
+    store.commands.record_final_order(ref, date(2026, 6, 1), "special-guardianship-order",
+                                      False, "coord.ali", child="child-1")
+    shown = store.queries.show(ref)
+    c26 = {c.id: c for c in shown.clocks}["care-proceedings-26-weeks"]
+    assert (c26.state, c26.met_on) == ("met", date(2026, 6, 1))  # issue 8 Jan: due 8 Jul
+    assert shown.court.child_orders["child-2"].kind == "placement-order"
+
+    ref2 = family(store, children=SIBLINGS)
+    give_consent(store, ref2, {"mother": "given", "father": "given", "foster-carer": "given"})
+    # the foster carer turns out to care for child-1 only
+    store.commands.link_caregiver(ref2, "foster-carer", ["child-1"], "sw.jones")
+    assert [k for k in keys(store, ref2, "wmci") if "foster-carer" in k] == ["wmci-foster-carer"]
+    # child-3 leaves the episode: their work stops, the family goes on
+    store.commands.remove_child(ref2, "child-3", "placed with a relative elsewhere", "sw.jones")
+    assert not [k for k in keys(store, ref2) if "child-3" in k]
+    assert [c.key for c in store.queries.show(ref2).children] == ["child-1", "child-2"]
+    assert store.queries.show(ref2).stage == "assessment"
+    with pytest.raises(Invalid, match="has no child 'child-3'"):
+        store.commands.link_caregiver(ref2, "mother", ["child-3"], "sw.jones")

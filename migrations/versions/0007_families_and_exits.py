@@ -33,6 +33,7 @@ def upgrade() -> None:
         sa.Column('date_of_birth', sa.Date(), nullable=True),
         sa.Column('address', sqlmodel.sql.sqltypes.AutoString(), nullable=True),
         sa.Column('erased_at', sqlmodel.sql.sqltypes.UTCDateTime(), nullable=True),
+        sa.Column('removed_on', sa.Date(), nullable=True),
         sa.ForeignKeyConstraint(['case_id'], ['nim_case.id']),
         sa.PrimaryKeyConstraint('id'),
         sa.UniqueConstraint('case_id', 'key'),
@@ -91,13 +92,15 @@ def upgrade() -> None:
         batch_op.add_column(sa.Column('pauses', sa.JSON(), nullable=True))
         batch_op.add_column(sa.Column('previous_episode', sqlmodel.sql.sqltypes.AutoString(),
                                       nullable=True))
+        batch_op.add_column(sa.Column('child_orders', sa.JSON(), nullable=True))
 
 
 def downgrade() -> None:
     op.drop_table('treatment_session')
     op.drop_table('contact_arrangement')
     with op.batch_alter_table('nim_case', schema=None) as batch_op:
-        for column in ('previous_episode', 'pauses', 'paused_since', 'exit_reason'):
+        for column in ('child_orders', 'previous_episode', 'pauses', 'paused_since',
+                       'exit_reason'):
             batch_op.drop_column(column)
     with op.batch_alter_table('placement', schema=None) as batch_op:
         batch_op.drop_column('child')

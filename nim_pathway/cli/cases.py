@@ -233,10 +233,12 @@ def case_final_order(
     follows_recommendation: Annotated[bool, typer.Option(
         "--follows-recommendation/--departs-from-recommendation",
         help="whether the order follows NIM's recommendation")],
+    child: Annotated[str | None, typer.Option(
+        "--child", help="one child's own order, where a sibling group's orders differ")] = None,
 ) -> None:
     """Record the final order: it disposes of the proceedings and meets the 26-week clock."""
     on = parse_date(made, "--made")
-    run(lambda do: do.record_final_order(ref, on, kind, follows_recommendation, actor))
+    run(lambda do: do.record_final_order(ref, on, kind, follows_recommendation, actor, child))
 
 
 @case_app.command("direction")
@@ -316,6 +318,25 @@ def case_add_caregiver(
 ) -> None:
     """Add a caregiver identified late, or a new carer: asked for consent, then assessed."""
     run(lambda do: do.add_caregiver(ref, relationship, name, child or [], actor))
+
+
+@case_app.command("link-caregiver")
+def case_link_caregiver(
+    ref: str, caregiver: str, actor: ActorOpt,
+    child: Annotated[list[str] | None, typer.Option(help="a child they care for (repeat); "
+                                                         "all if none")] = None,
+) -> None:
+    """Say which children a caregiver cares for; their relationship work follows."""
+    run(lambda do: do.link_caregiver(ref, caregiver, child or [], actor))
+
+
+@case_app.command("remove-child")
+def case_remove_child(
+    ref: str, child: str, actor: ActorOpt,
+    reason: Annotated[str, typer.Option(help="why the child leaves the episode (no names)")],
+) -> None:
+    """A child leaves the family episode: their open work stops; the family goes on."""
+    run(lambda do: do.remove_child(ref, child, reason, actor))
 
 
 @case_app.command("remove-caregiver")

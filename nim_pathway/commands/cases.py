@@ -188,14 +188,17 @@ class CaseCommands(CommandBase):
         return Result(ref, f"{anchor} is now {value}", effects)
 
     def _court_event(self, ref: str, actor: str, doing: str,
-                     event: Callable[..., list[eng.Effect]], *args: object) -> Result:
-        """One court timetable event (extension, final order, direction) in one transaction."""
+                     event: Callable[..., list[eng.Effect]], *args: object,
+                     today: bool = True) -> Result:
+        """One court timetable event (extension, final order, direction) in one transaction;
+        the engine event takes today's date last unless `today` is False."""
         with self.ctx.write() as session:
             case = mapping.find_case(session, ref, lock=True)
             spec, state = self.load(session, case)
             self.authorize(session, actor, "record-court-timetable", spec,
                            Target(ref, doing=doing))
-            effects = run_engine(event, spec, state, *args, self.ctx.today())
+            args = (*args, self.ctx.today()) if today else args
+            effects = run_engine(event, spec, state, *args)
             self.commit_state(session, case, spec, state, effects, actor)
         return Result(ref, f"{ref}: {doing}", effects)
 
@@ -206,10 +209,13 @@ class CaseCommands(CommandBase):
                                  eng.extend_timetable, granted_on, weeks, reason)
 
     def record_final_order(self, ref: str, made_on: date, kind: str,
-                           follows_recommendation: bool, actor: str) -> Result:
-        """The final order: it disposes of the proceedings and meets the 26-week clock."""
+                           follows_recommendation: bool, actor: str,
+                           child: str | None = None) -> Result:
+        """The final order: it disposes of the proceedings and meets the 26-week clock (per
+        child where a sibling group's orders differ)."""
         return self._court_event(ref, actor, f"record the final order ({kind})",
-                                 eng.record_final_order, made_on, kind, follows_recommendation)
+                                 eng.record_final_order, made_on, kind, follows_recommendation,
+                                 self.ctx.today(), child, today=False)
 
     def add_direction(self, ref: str, document: str, role: str, by: date, actor: str) -> Result:
         """A court direction to file a document by a date: a task for the named role."""
@@ -329,6 +335,17 @@ class CaseCommands(CommandBase):
             raise Invalid("say why the caregiver left the case (--reason)")
         return self._family_event(ref, actor, "change-family", f"remove caregiver {key}",
                                   eng.remove_caregiver, key, self.ctx.today(), reason)
+
+    def link_caregiver(self, ref: str, caregiver: str, children: list[str], actor: str) -> Result:
+        """Say which children a caregiver cares for (all of them if none are named)."""
+        return self._family_event(ref, actor, "change-family", f"link {caregiver}",
+                                  eng.link_caregiver, caregiver, children, self.ctx.today())
+
+    def remove_child(self, ref: str, child: str, reason: str, actor: str) -> Result:
+        if not reason.strip():
+            raise Invalid("say why the child leaves the family episode (--reason)")
+        return self._family_event(ref, actor, "change-family", f"remove {child}",
+                                  eng.remove_child, child, self.ctx.today(), reason)
 
     def withdraw_consent(self, ref: str, caregiver: str, actor: str) -> Result:
         return self._family_event(ref, actor, "record-consent",
