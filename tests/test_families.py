@@ -124,8 +124,9 @@ def test_each_child_has_their_own_d2(store):
     assert shown.stage == "closure"
 
 
-def test_triage_not_accepted_exits_and_tells_the_la(store, db_url):
-    ref = family(store)
+@pytest.mark.parametrize("profile", list(PROFILES))
+def test_triage_not_accepted_exits_and_tells_the_la(store, db_url, profile):
+    ref = family(store, profile)
     store.commands.complete_task(TaskRef(ref, "triage"), "mgr.okafor", {"accepted": False})
     shown = store.queries.show(ref)
     assert (shown.exit_reason, shown.stage) == ("referral-declined", None)
@@ -141,8 +142,9 @@ def test_triage_not_accepted_exits_and_tells_the_la(store, db_url):
                            for t in pending)
 
 
-def test_nobody_consents_so_no_assessment_is_scheduled(store):
-    ref = family(store)
+@pytest.mark.parametrize("profile", list(PROFILES))
+def test_nobody_consents_so_no_assessment_is_scheduled(store, profile):
+    ref = family(store, profile)
     give_consent(store, ref, {"mother": "declined", "father": "not-reached",
                               "foster-carer": "declined"})
     shown = store.queries.show(ref)
@@ -150,15 +152,17 @@ def test_nobody_consents_so_no_assessment_is_scheduled(store):
     assert not keys(store, ref, "wmci") and not keys(store, ref, "wmci", state=None)
 
 
-def test_partial_consent_schedules_work_only_for_who_consented(store):
-    ref = family(store)
+@pytest.mark.parametrize("profile", list(PROFILES))
+def test_partial_consent_schedules_work_only_for_who_consented(store, profile):
+    ref = family(store, profile)
     give_consent(store, ref, {"mother": "given", "father": "declined", "foster-carer": "given"})
     assert keys(store, ref, "wmci") == ["wmci-foster-carer", "wmci-mother"]
     assert keys(store, ref, "parent-assessment") == ["parent-assessment-mother"]
 
 
-def test_a_carer_who_leaves_has_their_work_cancelled(store):
-    ref = family(store)
+@pytest.mark.parametrize("profile", list(PROFILES))
+def test_a_carer_who_leaves_has_their_work_cancelled(store, profile):
+    ref = family(store, profile)
     give_consent(store, ref, {"mother": "given", "father": "given", "foster-carer": "given"})
     store.commands.remove_caregiver(ref, "foster-carer", "placement ended", "sw.jones")
     assert not [k for k in keys(store, ref) if "foster-carer" in k]
@@ -166,8 +170,9 @@ def test_a_carer_who_leaves_has_their_work_cancelled(store):
         store.commands.withdraw_consent(ref, "foster-carer", "sw.jones")
 
 
-def test_pause_stops_nim_targets_not_statutory_limits(store, clock, db_url):
-    ref = family(store)
+@pytest.mark.parametrize("profile", list(PROFILES))
+def test_pause_stops_nim_targets_not_statutory_limits(store, clock, db_url, profile):
+    ref = family(store, profile)
     triage_due = store.queries.task(ref, "triage").due  # Mon 19 Jan
     visit_due = store.queries.task(ref, "sw-visit-1").due
     with pytest.raises(Refused):
