@@ -67,10 +67,21 @@ def audit_key() -> bytes:
     if not path.exists():
         import secrets
 
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-        with os.fdopen(fd, "w") as fh:
-            fh.write(secrets.token_hex(32))
-    return path.read_bytes().strip()
+        try:  # several processes may start at once (flow runs): the first one writes it
+            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        except FileExistsError:
+            pass
+        else:
+            with os.fdopen(fd, "w") as fh:
+                fh.write(secrets.token_hex(32))
+    for _ in range(50):  # another process may still be writing it
+        key = path.read_bytes().strip()
+        if key:
+            return key
+        import time
+
+        time.sleep(0.02)
+    raise ValueError(f"the audit key {path} is empty; remove it to have a new one made")
 
 
 def audit_checkpoint() -> Path:

@@ -119,3 +119,9 @@ def verify(url: str, key: bytes | None = None, checkpoint: Path | None = None) -
             problems.append(f"checkpoint: row {last['id']} (checkpointed {last['at']}) is "
                             "missing or changed: the log was truncated or rewritten")
     return problems
+
+
+def refusal_seen(session: Session, case_ref: str | None, via: str) -> bool:
+    """Whether a refusal from this UI attempt is audited already (a replayed form)."""
+    return any((a.detail or {}).get("via") == via for a in session.exec(
+        select(AuditEvent).where(AuditEvent.case_ref == case_ref, AuditEvent.action == "refused")))

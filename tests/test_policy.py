@@ -122,3 +122,14 @@ def test_a_pathway_is_named_never_passed_as_a_file(store, tmp_path):
 
     with pytest.raises(Invalid, match="not a profile name"):
         _pathway(str(forged))
+
+
+def test_a_replayed_form_refusal_is_audited_once(store, db_url):
+    from models.refs import TaskRef
+
+    ref = store.commands.open_case(Referral.model_validate(referral_data()), "coord.ali").ref
+    for _ in range(2):  # the flow replays after its process restarts: same form attempt
+        with pytest.raises(Refused):
+            store.commands.complete_task(TaskRef(ref, "triage"), "la.patel", {},
+                                         via="run-1/1")
+    assert len(_refusals(db_url)) == 1
