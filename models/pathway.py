@@ -33,9 +33,6 @@ CASE_ANCHORS = ("care_entry", "referral", "placement_start")
 OPTIONAL_ANCHORS = ("la_referral", "proceedings_issued", "case_management_hearing", "cmh_held",
                     "issues_resolution_hearing", "final_hearing", "final_order",
                     "ceased_looked_after", "consent")
-# Whose a clock is: NIM's own targets are NIM's breaches; the others are shown and warned of,
-# and escalate through their owner.
-CLOCK_OWNERS = ("nim", "local-authority", "court", "childrens-hearing", "hsc-trust")
 
 
 class PathwayError(ValueError):
@@ -220,6 +217,8 @@ class ClockSpec(_Strict):
     title: str
     source: str  # act, regulation and paragraph; "default: ..." where a value is ours
     kind: Literal["maximum", "target", "window"]
+    # whose clock it is: NIM's own targets are NIM's breaches; the others are shown, warned of
+    # and escalated through their owner
     owner: Literal["nim", "local-authority", "court", "childrens-hearing", "hsc-trust"]
     anchor: str
     limit: Offset | None = None  # maximum and target
