@@ -35,6 +35,13 @@ from tasks.case_tasks import (
 REF_PATTERN = r"^NIM-\d{4}-\d{4,}$"
 
 
+# The one-time code from the practitioner's authenticator app: a password field in the UI,
+# checked by the flow before anything is recorded, spent on use (a code works once), and
+# deleted from Prefect with the rest of the form response.
+CODE_FIELD: Any = Field(default="", description="one-time code from your authenticator app",
+                        json_schema_extra={"format": "password", "writeOnly": True})
+
+
 class OpenCaseForm(BaseModel):
     """The open-case deployment's form. It takes a handle, never a name or a date of birth:
     the coordinator stages the referral in the case store first (`nim-pathway case intake`)."""
@@ -42,6 +49,7 @@ class OpenCaseForm(BaseModel):
     model_config = ConfigDict(extra="forbid")
     intake: str = Field(pattern=r"^IN-[0-9A-F]{8}$", description="handle from `case intake`")
     coordinator: str = Field(description="your practitioner handle")
+    code: str = CODE_FIELD
 
 
 class StageClosed(RunInput):
@@ -55,6 +63,7 @@ def form_model(spec: PathwaySpec, spec_id: str) -> type[RunInput]:
         f"{outcome.__name__}Form",
         __base__=(outcome, RunInput),
         completed_by=(str, Field(description="your practitioner handle")),
+        code=(str, CODE_FIELD),
     )
 
 
@@ -67,7 +76,7 @@ def _open_case_run_name() -> str:
 @flow(name="open-case", flow_run_name=_open_case_run_name, persist_result=True)
 def open_case_flow(form: OpenCaseForm) -> str:
     """Open the case for a staged referral and start its stage and task runs."""
-    ref = open_from_intake(form.intake, form.coordinator)
+    ref = open_from_intake(form.intake, form.coordinator, form.code)
     sync_case_runs(ref)
     return ref
 
@@ -119,6 +128,7 @@ def human_task_flow(ref: str, task_key: str) -> str:
             form = suspend_for(form_cls, task_description(ref, view, note), f"outcome-{attempt}")
             result = record_outcome(ref, task_key, form.model_dump(mode="json"),
                                     via=f"{flow_run.id}/{attempt}")
+            forget_form_responses(str(flow_run.id))  # the code and free text leave Prefect
             if result.status != "refused":
                 break
             get_run_logger().warning("form %s not recorded: %s", attempt, result.message)
@@ -126,7 +136,6 @@ def human_task_flow(ref: str, task_key: str) -> str:
         view = load_task(ref, task_key)
     if view.state != "done":
         return f"{view.task} is {view.state}"
-    forget_form_responses(str(flow_run.id))
     emit_case_event("nim.task.completed", ref, {"task": task_key, "role": view.role,
                                                 "completed_on": str(view.completed_on)},
                     f"{view.task}/completed")

@@ -63,6 +63,7 @@ DEFAULT_PERMISSIONS: dict[str, list[str]] = {
     "record-family-work": ["nim-social-worker", "family-support-worker", "psychologist"],
     "refer-out": ["nim-social-worker", "psychiatrist", "psychologist"],
     "transfer-case": ["coordinator"],
+    "write-report-pack": ["coordinator"],
     "erase-identity": [],
 }
 

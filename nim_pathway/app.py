@@ -39,7 +39,7 @@ def build_service(url: str | None = None, clock: Clock | None = None,
 
     ctx = StoreContext(url or settings.database_url(), clock or settings.clock(),
                        settings.closure_days() if closures is None else closures,
-                       settings.audit_key(), settings.audit_checkpoint())
+                       settings.audit_key(), settings.audit_checkpoint(), settings.secret_key())
     if migrate:
         migrate_schema(ctx.url)
     queries = Queries(ctx)

@@ -33,12 +33,40 @@ DEMO_TEAM = [
 ]
 
 
+DEMO_ADMIN = PractitionerIn(handle="admin.demo", display_name="Demo Site Admin", role="admin",
+                            team="it")
+
+
 def seed_team(svc: Service) -> None:
-    known = {p.handle for p in svc.queries.practitioners()}
+    """The fictional team: the site's first admin (as `nim-pathway init` makes it), who then
+    adds and enrols everyone else (as `practitioner add` does)."""
+    known = ensure_admin(svc)
     for handle, name, role, team in DEMO_TEAM:
         if handle not in known:
             svc.commands.add_practitioner(PractitionerIn(handle=handle, display_name=name,
-                                                         role=role, team=team), "demo")
+                                                         role=role, team=team),
+                                          DEMO_ADMIN.handle)
+
+
+def ensure_admin(svc: Service) -> set[str]:
+    """Initialise the site with the demo admin unless that was done; the known handles."""
+    known = {p.handle for p in svc.queries.practitioners()}
+    if DEMO_ADMIN.handle not in known:
+        svc.commands.init_site(DEMO_ADMIN)
+    return known
+
+
+def current_code(svc: Service, handle: str) -> str:
+    """The one-time code `handle`'s authenticator app would show now (demo and tests only: it
+    reads the enrolled secret with the site's secret key, as the service itself can)."""
+    from sqlmodel import select
+
+    from nim_pathway.commands.identity import code_at
+    from store.tables import Practitioner
+
+    with svc.ctx.read() as session:
+        row = session.exec(select(Practitioner).where(Practitioner.handle == handle)).one()
+        return code_at(svc.commands.enrolled_secret(row), svc.ctx.now())
 
 
 def run_demo(profile: str = "england", no_treatment: bool = False) -> None:

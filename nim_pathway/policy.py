@@ -2,9 +2,11 @@
 
 Case actions are granted by the case's pathway (`permissions:` in the YAML, see
 `models.pathway.DEFAULT_PERMISSIONS`); actions that belong to no case are granted by
-`SITE_PERMISSIONS` below. Every command calls `authorize` before it changes anything. A
+`SITE_PERMISSIONS` below. Every command calls `authorize` before it changes anything, with an
+actor the CLI or the Prefect form has authenticated (nim_pathway/commands/identity.py). A
 refusal is written to the audit log and committed even though the command writes nothing
-else, then raised as `Refused`."""
+else, then raised as `Refused`. The service identity (flows, sweep, dispatcher) is refused
+every action here: it never does human work."""
 
 from __future__ import annotations
 
@@ -18,12 +20,16 @@ from models.pathway import ASSIGNEE, TASK_ROLE, PathwaySpec
 from store import audit
 from store.tables import Practitioner
 
-ANYONE = "anyone"  # no check (yet): the identity issue makes these admin-only
+ADMIN = "admin"  # the site role that administers people, pathways and the outbox
+MANAGERS = "managers"  # stand-in: any manager role of any installed pathway
+SERVICE_ACTOR = "svc.pathway"  # the named identity flows, the sweep and the dispatcher act as
 # Actions that belong to no case, and who may take them.
-SITE_PERMISSIONS: dict[str, str] = {
-    "add-practitioner": ANYONE,
-    "retry-message": ANYONE,
-    "write-report-pack": ANYONE,
+SITE_PERMISSIONS: dict[str, set[str]] = {
+    "manage-practitioners": {ADMIN},
+    "install-pathway": {ADMIN},
+    "administer-outbox": {ADMIN, MANAGERS},
+    "review-retention": {ADMIN, MANAGERS},
+    "export-data": {ADMIN, MANAGERS},
 }
 
 
@@ -47,12 +53,12 @@ def practitioner(session: Session, handle: str) -> Practitioner:
     return found
 
 
-UNKNOWN_ACTOR_AUDITS_PER_HOUR = 20  # probing with made-up handles cannot fill the log
+CAPPED_AUDITS_PER_HOUR = 20  # probing with made-up handles or codes cannot fill the log
 
 
-def _audit_unknown(session: Session, now: datetime, actor: str, action: str, target: Target,
-                   audit_key: bytes | None) -> None:
-    """Audit a refusal of an unknown handle, at most so many an hour (then silently)."""
+def audit_capped(session: Session, now: datetime, actor: str, action: str,
+                 case_ref: str | None, detail: dict, audit_key: bytes | None) -> None:
+    """Audit and commit a refusal of this kind, at most so many an hour (then silently)."""
     from datetime import timedelta
 
     from sqlalchemy import func
@@ -60,13 +66,25 @@ def _audit_unknown(session: Session, now: datetime, actor: str, action: str, tar
     from store.tables import AuditEvent
 
     recent = session.exec(select(func.count()).select_from(AuditEvent).where(
-        AuditEvent.action == "refused-unknown-actor",
-        AuditEvent.at >= now - timedelta(hours=1))).one()
-    if recent >= UNKNOWN_ACTOR_AUDITS_PER_HOUR:
-        return
-    audit.append(session, now, actor[:60], "refused-unknown-actor", target.case_ref,
-                 {"action": action, "handle_length": len(actor)}, audit_key)
+        AuditEvent.action == action, AuditEvent.at >= now - timedelta(hours=1))).one()
+    if recent < CAPPED_AUDITS_PER_HOUR:
+        audit.append(session, now, actor[:60], action, case_ref, detail, audit_key)
     session.commit()
+
+
+def site_roles(session: Session, action: str) -> set[str]:
+    """The roles granted a site action (MANAGERS stands for every installed manager role)."""
+    from store.tables import PathwayVersion
+
+    roles = set(SITE_PERMISSIONS[action])  # KeyError: a site action without a rule is a bug
+    if MANAGERS in roles:
+        roles.discard(MANAGERS)
+        for spec_json in session.exec(select(PathwayVersion.spec_json).where(
+                PathwayVersion.installed_at.is_not(None))):
+            from models.pathway import pathway_from_json
+
+            roles |= pathway_from_json(spec_json).managers()
+    return roles
 
 
 def allowed_roles(spec: PathwaySpec, action: str, target: Target) -> set[str]:
@@ -79,27 +97,28 @@ def allowed_roles(spec: PathwaySpec, action: str, target: Target) -> set[str]:
 
 def authorize(session: Session, now: datetime, actor: str, action: str,
               spec: PathwaySpec | None = None, target: Target = Target(),
-              audit_key: bytes | None = None) -> Practitioner | None:
-    """The acting practitioner if they may take `action` on `target`; else the refusal is
-    audited and `Refused` raised. Site actions granted to ANYONE return None."""
-    if spec is None:
-        if SITE_PERMISSIONS[action] == ANYONE:
-            return None
-        raise KeyError(action)  # a site action without a rule is a programming error
+              audit_key: bytes | None = None) -> Practitioner:
+    """The acting practitioner if they may take `action` on `target` (a case action when
+    `spec` is given, else a site action); else the refusal is audited and `Refused` raised."""
     try:
         who = practitioner(session, actor)
     except NotFound:
-        _audit_unknown(session, now, actor, action, target, audit_key)
+        audit_capped(session, now, actor, "refused-unknown-actor", target.case_ref,
+                     {"action": action, "handle_length": len(actor)}, audit_key)
         raise
-    roles = allowed_roles(spec, action, target)
-    if who.role in roles:
-        return who
-    if ASSIGNEE in spec.permitted(action) and who.id is not None and who.id == target.assignee_id:
-        return who
+    roles = allowed_roles(spec, action, target) if spec else site_roles(session, action)
     needs = " or ".join(sorted(roles))
-    if ASSIGNEE in spec.permitted(action):
+    if spec and ASSIGNEE in spec.permitted(action):
         needs = f"its current owner or {needs}"
     message = f"{actor} is {who.role} and may not {target.doing or action}; it needs {needs}"
+    if who.kind == "service":  # flows, the sweep and the dispatcher never do human work
+        message = (f"{actor} is the service identity and may not {target.doing or action}; "
+                   f"a person does that ({needs})")
+    elif who.role in roles:
+        return who
+    elif (spec and ASSIGNEE in spec.permitted(action) and who.id is not None
+          and who.id == target.assignee_id):
+        return who
     if target.via is not None and audit.refusal_seen(session, target.case_ref, target.via):
         raise Refused(message)  # a replayed form: refused and audited already
     audit.append(session, now, actor, "refused", target.case_ref,

@@ -55,15 +55,31 @@ def audit_key() -> bytes:
     """The key the audit chain is signed with, held outside the database: NIM_AUDIT_KEY_FILE
     (a file readable by the service only), else NIM_AUDIT_KEY, else a key made once in the
     data folder (the embedded default: whoever owns that folder holds it)."""
-    named = os.environ.get("NIM_AUDIT_KEY_FILE")
+    return _key("NIM_AUDIT_KEY", "audit.key", "the audit key")
+
+
+def secret_key() -> bytes:
+    """The key practitioners' one-time-code secrets are encrypted with (Fernet), held outside
+    the database like the audit key: NIM_SECRET_KEY_FILE, else NIM_SECRET_KEY, else a key
+    made once in the data folder. Losing it means re-enrolling everyone."""
+    import base64
+    import hashlib
+
+    return base64.urlsafe_b64encode(hashlib.sha256(
+        _key("NIM_SECRET_KEY", "secret.key", "the secret key")).digest())
+
+
+def _key(env: str, default_name: str, what: str) -> bytes:
+    """A key from `{env}_FILE`, else `{env}`, else a file made once (0600) in the data folder."""
+    named = os.environ.get(f"{env}_FILE")
     if named:
         try:
             return Path(named).read_bytes().strip()
         except OSError as exc:
-            raise ValueError(f"NIM_AUDIT_KEY_FILE {named} cannot be read ({exc.strerror})") from None
-    if os.environ.get("NIM_AUDIT_KEY"):
-        return os.environ["NIM_AUDIT_KEY"].encode()
-    path = data_dir() / "audit.key"
+            raise ValueError(f"{env}_FILE {named} cannot be read ({exc.strerror})") from None
+    if os.environ.get(env):
+        return os.environ[env].encode()
+    path = data_dir() / default_name
     if not path.exists():
         import secrets
 
@@ -81,7 +97,25 @@ def audit_key() -> bytes:
         import time
 
         time.sleep(0.02)
-    raise ValueError(f"the audit key {path} is empty; remove it to have a new one made")
+    raise ValueError(f"{what} {path} is empty; remove it to have a new one made")
+
+
+def session_file() -> Path:
+    """NIM_SESSION_FILE: where `nim-pathway login` keeps this user's session token (default:
+    ~/.config/nim-pathway/session, 0600; one per person, like their home folder)."""
+    named = os.environ.get("NIM_SESSION_FILE")
+    if named:
+        return Path(named)
+    base = Path(os.environ.get("XDG_CONFIG_HOME") or Path.home() / ".config")
+    return base / "nim-pathway" / "session"
+
+
+def session_minutes() -> int:
+    """NIM_SESSION_MINUTES: how long a CLI login lasts (60; at most a working day, 600)."""
+    raw = os.environ.get("NIM_SESSION_MINUTES", "60")
+    if not raw.isdigit() or not 1 <= int(raw) <= 600:
+        raise ValueError(f"NIM_SESSION_MINUTES must be a whole number 1-600, got {raw!r}")
+    return int(raw)
 
 
 def audit_checkpoint() -> Path:

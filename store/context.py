@@ -25,6 +25,7 @@ class StoreContext:
     closures: frozenset[date] = frozenset()
     audit_key: bytes | None = field(default=None, repr=False)  # held outside the database
     audit_checkpoint: Path | None = None  # where the chain's head is written after each write
+    secret_key: bytes = field(default=b"", repr=False)  # encrypts one-time-code secrets
     _specs: dict[int, PathwaySpec] = field(default_factory=dict, repr=False)
 
     def now(self) -> datetime:

@@ -9,7 +9,7 @@ from datetime import date, datetime
 from sqlmodel import Session, select
 
 from models import engine as eng
-from models.errors import NotFound
+from models.errors import Invalid, NotFound
 from models.pathway import PathwaySpec
 from store.tables import (
     Caregiver,
@@ -19,6 +19,7 @@ from store.tables import (
     CourtExtension,
     Decision,
     Intake,
+    PathwayVersion,
     Task,
 )
 
@@ -174,3 +175,14 @@ def save_family(session: Session, case: Case, state: eng.CaseState, today: date)
         if key not in known:
             session.add(Child(case_id=case.id, key=key, given_name=None, family_name=None,
                               date_of_birth=None))
+
+
+def find_installed_pathway(session: Session, profile: str) -> PathwayVersion:
+    """The newest installed version of a profile (cases open on nothing else)."""
+    row = session.exec(select(PathwayVersion).where(
+        PathwayVersion.profile == profile, PathwayVersion.installed_at.is_not(None)
+    ).order_by(PathwayVersion.installed_at.desc(), PathwayVersion.id.desc()).limit(1)).first()
+    if row is None:
+        raise Invalid(f"pathway {profile!r} is not installed here; an admin installs a reviewed "
+                      f"version with `nim-pathway pathway install FILE`")
+    return row

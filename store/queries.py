@@ -96,8 +96,21 @@ class Queries:
     def practitioners(self) -> list[PractitionerView]:
         with self.ctx.read() as session:
             return [PractitionerView(p.handle, p.display_name, p.role, p.team, p.contact,
-                                     p.digest, p.active)
+                                     p.digest, p.active, p.kind, p.totp_secret is not None,
+                                     p.locked_at is not None)
                     for p in session.exec(select(Practitioner).order_by(Practitioner.handle))]
+
+    def installed_pathways(self) -> list[InstalledPathway]:
+        """Installed pathway versions, newest first."""
+        from store.tables import PathwayVersion
+        from store.views import InstalledPathway
+
+        with self.ctx.read() as session:
+            return [InstalledPathway(v.profile, v.version, v.sha256[:16], v.installed_by or "",
+                                     v.installed_at)
+                    for v in session.exec(select(PathwayVersion).where(
+                        PathwayVersion.installed_at.is_not(None)).order_by(
+                        PathwayVersion.installed_at.desc(), PathwayVersion.id.desc()))]
 
     def cases(self) -> list[CaseSummary]:
         with self.ctx.read() as session:

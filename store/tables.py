@@ -29,6 +29,8 @@ class PathwayVersion(SQLModel, table=True):
     sha256: str
     spec_json: str
     stored_at: datetime
+    installed_by: str | None = None  # the admin who installed it (cases open only on these)
+    installed_at: datetime | None = None
 
 
 class Case(SQLModel, table=True):
@@ -159,6 +161,23 @@ class Practitioner(SQLModel, table=True):
     contact: str | None = None  # a named target ("email:x@y.org") or an Apprise URL, no secrets
     active: bool = True
     digest: bool = False  # reminders in one daily digest instead of single messages
+    kind: str = "person"  # "service": flows, the sweep and the dispatcher; never human work
+    totp_secret: str | None = Field(default=None, repr=False)  # encrypted (NIM_SECRET_KEY_FILE)
+    totp_last_step: int | None = None  # the last accepted code's 30-s step: no code twice
+    failed_codes: int = 0  # wrong codes since the last good one; locked at LOCK_AFTER
+    locked_at: datetime | None = None  # until an admin unlocks
+
+
+class LoginSession(SQLModel, table=True):
+    """A short-lived CLI session from `nim-pathway login` (only the token's hash is kept)."""
+
+    __tablename__ = "login_session"
+    id: int | None = Field(default=None, primary_key=True)
+    token_sha256: str = Field(unique=True, index=True)
+    practitioner_id: int = Field(foreign_key="practitioner.id", index=True)
+    created_at: datetime
+    expires_at: datetime
+    revoked_at: datetime | None = None
 
 
 class Task(SQLModel, table=True):

@@ -209,6 +209,18 @@ class PractitionerView:
     contact: str | None
     digest: bool
     active: bool
+    kind: str = "person"
+    enrolled: bool = False
+    locked: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class InstalledPathway:
+    profile: str
+    version: str
+    sha256: str
+    installed_by: str
+    installed_at: datetime
 
 
 @dataclass(frozen=True, slots=True)

@@ -47,9 +47,11 @@ def service() -> Service:
 
 
 @task(name="open-from-intake", cache_policy=NO_CACHE)
-def open_from_intake(intake: str, coordinator: str) -> str:
-    """Open the case for a staged referral (the same command as `case open`)."""
-    result = service().commands.open_from_intake(intake, coordinator)
+def open_from_intake(intake: str, coordinator: str, code: str) -> str:
+    """Open the case for a staged referral (the same command as `case open`), once the
+    coordinator's one-time code checks out."""
+    commands = service().commands
+    result = commands.open_from_intake(intake, commands.authenticate(coordinator, code))
     get_run_logger().info("%s", result.message)
     return result.ref
 
@@ -85,10 +87,16 @@ class Recorded:
 
 @task(name="record-outcome", cache_policy=NO_CACHE)
 def record_outcome(ref: str, key: str, form: dict[str, Any], via: str) -> Recorded:
-    """The same domain command the CLI uses; a refusal asks the form again."""
-    actor = form.pop("completed_by", "")
+    """The same domain command the CLI uses, once the one-time code proves who is submitting;
+    a refusal asks the form again. A task done already (by the CLI, whose sync then resumes
+    this run) needs no code: nothing is recorded."""
+    actor, code = form.pop("completed_by", ""), form.pop("code", "")
+    svc = service()
     try:
-        result = service().commands.complete_task(TaskRef(ref, key), actor, form, via=via)
+        if svc.queries.task(ref, key).state == "done":
+            raise AlreadyDone(f"{ref}/{key} was completed already")
+        svc.commands.authenticate(actor, code)
+        result = svc.commands.complete_task(TaskRef(ref, key), actor, form, via=via)
     except AlreadyDone as exc:
         return Recorded("already", str(exc))
     except CommandError as exc:
@@ -127,7 +135,8 @@ def task_description(ref: str, view: TaskView, note: str = "") -> str:
     ]
     if view.handover_note:
         lines.append(f"**Handover note:** {view.handover_note}")
-    lines.append("Enter your practitioner handle in *completed_by*; the engine checks your role.")
+    lines.append("Enter your practitioner handle in *completed_by* and the code your "
+                 "authenticator app shows in *code*; the engine checks both, then your role.")
     if note:
         lines.insert(1, f"> **Not recorded:** {note}")
     return "\n\n".join(lines)

@@ -18,7 +18,7 @@ import pytest
 from models.clock import UK, FileClock
 from models.schemas import PractitionerIn, Referral
 from nim_pathway.app import Service, build_service  # noqa: F401
-from nim_pathway.demo import DEMO_TEAM
+from nim_pathway.demo import DEMO_ADMIN, DEMO_TEAM, ensure_admin
 from notifications.dispatcher import Dispatcher
 from store.db import migrate
 from tests.conftest import referral_data
@@ -70,10 +70,11 @@ def ui(tmp_path_factory):
         with temporary_settings(updates={PREFECT_API_URL: stack.api}):
             stack.start_serving()
             store = build_service(url, clock, migrate=False)
+            ensure_admin(store)
             for handle, name, role, team in DEMO_TEAM:
                 store.commands.add_practitioner(PractitionerIn(handle=handle, display_name=name,
                                                       role=role, team=team,
-                                                      contact=receiver.url(handle)), "admin")
+                                                      contact=receiver.url(handle)), DEMO_ADMIN.handle)
             from flows.orchestration import orchestrate_after
 
             ref = store.commands.open_case(Referral.model_validate(referral_data(

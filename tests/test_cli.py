@@ -11,20 +11,30 @@ from pathlib import Path
 import pytest
 import yaml
 
+from tests.cli_team import as_person, log_in_team
 from tests.conftest import referral_data
 
 CLI = str(Path(sys.executable).parent / "nim-pathway")
 
 
 @pytest.fixture
-def run(tmp_path):
+def cli_env(tmp_path):
     env = {**os.environ, "NIM_DATA_DIR": str(tmp_path / "data"),
            "NIM_DATABASE_URL": f"sqlite:///{tmp_path / 'cli.db'}",
+           "NIM_AUDIT_CHECKPOINT": str(tmp_path / "data" / "audit.checkpoint"),
            "NIM_CLOCK": "2026-01-12T10:00", "COLUMNS": "200"}
-    env.pop("NIM_ACTOR", None)
+    for name in ("NIM_ACTOR", "NIM_CODE", "NIM_SESSION_FILE"):
+        env.pop(name, None)
+    return env
+
+
+@pytest.fixture
+def run(cli_env, tmp_path):
+    sessions = tmp_path / "sessions"
 
     def _run(*args, code=0):
-        proc = subprocess.run([CLI, *args], capture_output=True, text=True, env=env, timeout=60)
+        proc = subprocess.run([CLI, *args], capture_output=True, text=True, timeout=60,
+                              env=as_person(cli_env, args, sessions), stdin=subprocess.DEVNULL)
         assert proc.returncode == code, (proc.stdout, proc.stderr)
         assert "Traceback" not in proc.stderr
         return proc
@@ -33,10 +43,9 @@ def run(tmp_path):
 
 
 @pytest.fixture
-def team(run):
-    for handle, role in (("coord.ali", "coordinator"), ("mgr.okafor", "nim-service-manager"),
-                         ("sw.jones", "nim-social-worker"), ("la.patel", "la-social-worker")):
-        run("practitioner", "add", handle, "--role", role, "--name", handle.upper())
+def team(run, cli_env, tmp_path):
+    """The demo team, enrolled, each logged in (their own session file)."""
+    log_in_team(cli_env, tmp_path / "sessions")
     return run
 
 
@@ -51,7 +60,7 @@ def test_open_from_file_then_work_the_case(team, tmp_path):
     referral = tmp_path / "referral.yaml"
     referral.write_text(yaml.safe_dump(referral_data()))
     out = run("case", "open", "--file", str(referral), "--as", "coord.ali").stdout
-    assert out.startswith("opened NIM-2026-0001 on pathway england@2026.4")
+    assert out.startswith("opened NIM-2026-0001 on pathway england@2026.5")
     shown = json.loads(run("case", "show", "NIM-2026-0001", "--json").stdout)
     assert shown["stage"] == "referral" and "Sentinel" not in json.dumps(shown)
     tasks = json.loads(run("task", "list", "--role", "nim-service-manager", "--json").stdout)
@@ -94,9 +103,10 @@ def test_open_from_flags_and_refusals(team):
     assert "before the date of birth" in before_birth.stderr
     assert json.loads(run("case", "list", "--json").stdout) == []
     ok = run(*args, "--dob", "2025-10-01", "--setting", "treatment_months=9")
-    assert "scotland@2026.4" in ok.stdout
+    assert "scotland@2026.5" in ok.stdout
     run("case", "show", "NIM-2099-0009", code=2)
-    unknown_role = run("practitioner", "add", "x.y", "--role", "wizard", "--name", "X", code=2)
+    unknown_role = run("practitioner", "add", "x.y", "--role", "wizard", "--name", "X",
+                       "--as", "admin.demo", code=2)
     assert "unknown role 'wizard'" in unknown_role.stderr
     assert "error: give exactly one" in run("deadline", "--jurisdiction", "scotland", "--from",
                                             "2026-01-01", code=2).stderr

@@ -256,6 +256,7 @@ def test_contact_sessions_and_referrals_out_are_recorded(store, clock):
 
 def test_transfer_to_another_site_hands_nim_work_to_its_team(store, db_url):
     from models.schemas import PractitionerIn
+    from nim_pathway.demo import DEMO_ADMIN
 
     ref = family(store)
     give_consent(store, ref, {"mother": "given", "father": "given", "foster-carer": "given"})
@@ -264,7 +265,7 @@ def test_transfer_to_another_site_hands_nim_work_to_its_team(store, db_url):
         store.commands.transfer(ref, "east-site", "east", "coord.ali")
     for role in sorted(nim_roles):
         store.commands.add_practitioner(PractitionerIn(handle=f"east.{role}", display_name="E",
-                                                       role=role, team="east"), "admin")
+                                                       role=role, team="east"), DEMO_ADMIN.handle)
     result = store.commands.transfer(ref, "east-site", "east", "coord.ali")
     tasks = store.queries.tasks(case=ref)
     assert {t.assignee for t in tasks if t.stage != "statutory"} == {

@@ -17,7 +17,7 @@ from models.refs import TaskRef
 from models.schemas import PractitionerIn, Referral
 from models.simulate import sample_outcome
 from nim_pathway.app import Service, build_service  # noqa: F401
-from nim_pathway.demo import DEMO_TEAM
+from nim_pathway.demo import DEMO_ADMIN, DEMO_TEAM, ensure_admin
 from notifications.config import NotifyConfig
 from notifications.dispatcher import RECORD_EVERY, Dispatcher
 from store.db import session_scope
@@ -49,10 +49,11 @@ def team(db_url, clock, http, smtp, monkeypatch):
     monkeypatch.setenv("NIM_TARGET_EMAIL", smtp.target())
     monkeypatch.setenv("NIM_ADMIN_TARGETS", http.url("admin"))
     store = build_service(db_url, clock, migrate=False)
+    ensure_admin(store)
     for handle, name, role, team_name in DEMO_TEAM:
         contact = "email:chen@example.org" if role == "psychologist" else http.url(handle)
         store.commands.add_practitioner(PractitionerIn(handle=handle, display_name=name, role=role,
-                                              team=team_name, contact=contact), "admin")
+                                              team=team_name, contact=contact), DEMO_ADMIN.handle)
     return store
 
 
@@ -183,7 +184,7 @@ def test_reassignment_tells_new_and_previous_owner(team, clock, http):
     store = team
     store.commands.add_practitioner(PractitionerIn(handle="mgr.two", display_name="M Two",
                                           role="nim-service-manager", team="nim",
-                                          contact=http.url("mgr.two")), "admin")
+                                          contact=http.url("mgr.two")), DEMO_ADMIN.handle)
     ref = open_case(store)
     store.commands.reassign(TaskRef(ref, "triage"), "mgr.two", "mgr.okafor",
                    "Sentinel-Mother prefers mornings; call first")
@@ -264,9 +265,10 @@ def test_two_sweeps_and_two_dispatchers_race_exactly_once(db_url, clock, http, m
         pytest.skip("the race is run on PostgreSQL (SKIP LOCKED); SQLite has one writer")
     monkeypatch.setenv("NIM_ADMIN_TARGETS", http.url("admin"))
     store = build_service(db_url, clock, migrate=False)
+    ensure_admin(store)
     for handle, name, role, team_name in DEMO_TEAM:
         store.commands.add_practitioner(PractitionerIn(handle=handle, display_name=name, role=role,
-                                              team=team_name, contact=http.url(handle)), "a")
+                                              team=team_name, contact=http.url(handle)), DEMO_ADMIN.handle)
     for _ in range(15):
         open_case(store)
     instant = at(clock, "2026-03-30")
@@ -303,13 +305,14 @@ def test_killed_mid_dispatch_loses_nothing(sqlite_url, tmp_path, http, fault, re
     sent again, a resend that is counted (reclaimed), not hidden."""
     clock = VirtualClock(datetime(2026, 1, 12, 9, 0, tzinfo=UK))
     store = build_service(sqlite_url, clock, migrate=False)
+    ensure_admin(store)
     store.commands.add_practitioner(PractitionerIn(handle="mgr.okafor", display_name="M",
                                           role="nim-service-manager", team="nim",
-                                          contact=http.url("mgr")), "a")
+                                          contact=http.url("mgr")), DEMO_ADMIN.handle)
     for handle, role in (("coord.ali", "coordinator"), ("iro.khan", "iro"),
                          ("la.patel", "la-social-worker")):
         store.commands.add_practitioner(PractitionerIn(handle=handle, display_name=handle, role=role,
-                                              team="la", contact=http.url(handle)), "a")
+                                              team="la", contact=http.url(handle)), DEMO_ADMIN.handle)
     open_case(store)
     script = ("import sys\nfrom datetime import datetime\nfrom models.clock import VirtualClock\n"
               "from notifications.dispatcher import RECORD_EVERY, Dispatcher\n"

@@ -13,6 +13,7 @@ from models.errors import NotFound, Refused
 from models.pathway import DEFAULT_PERMISSIONS, PathwayError, load_pathway, parse_pathway
 from models.refs import TaskRef
 from models.schemas import Referral
+from nim_pathway.demo import DEMO_ADMIN
 from store.db import session_scope
 from store.tables import AuditEvent
 from tests.conftest import referral_data
@@ -21,9 +22,13 @@ ROOT = Path(__file__).resolve().parent.parent
 ENGLAND = (ROOT / "pathways" / "england.yaml").read_text(encoding="utf-8")
 
 
-def _with_permission(action: str, roles: str, version: str = "9.1") -> object:
+def _permission_text(action: str, roles: str, version: str = "9.1") -> str:
     text = re.sub(rf"^  {action}: \[[^\]]*\]", f"  {action}: {roles}", ENGLAND, flags=re.M)
-    return parse_pathway(text.replace('version: "2026.2"', f'version: "{version}"'))
+    return re.sub(r'^version: "[^"]*"', f'version: "{version}"', text, flags=re.M)
+
+
+def _with_permission(action: str, roles: str, version: str = "9.1") -> object:
+    return parse_pathway(_permission_text(action, roles, version))
 
 
 def _refusals(url: str) -> list[AuditEvent]:
@@ -36,11 +41,13 @@ def test_both_profiles_state_every_action():
         assert set(load_pathway(profile).permissions) == set(DEFAULT_PERMISSIONS)
 
 
-def test_the_pathway_table_decides_who_may_move_a_date(store, db_url):
+def test_the_pathway_table_decides_who_may_move_a_date(store, db_url, tmp_path):
     # the same command, two pathway versions: only the table differs
-    spec = _with_permission("move-date", "[la-social-worker]")
-    ref = store.commands.open_case(Referral.model_validate(referral_data()), "coord.ali",
-                                   pathway=spec).ref
+    _with_permission("move-date", "[la-social-worker]")  # valid
+    edited = tmp_path / "england.yaml"
+    edited.write_text(_permission_text("move-date", "[la-social-worker]"))
+    store.commands.install_pathway(edited, DEMO_ADMIN.handle)
+    ref = store.commands.open_case(Referral.model_validate(referral_data()), "coord.ali").ref
     with pytest.raises(Refused, match="coord.ali is coordinator and may not move a case date; "
                                       "it needs head-of-service or la-social-worker or "
                                       "nim-service-manager"):
@@ -108,20 +115,28 @@ def test_unknown_actors_are_audited_but_cannot_flood_the_log(store, db_url):
     assert rows[0].detail["action"] == "move-date"
 
 
-def test_a_pathway_is_named_never_passed_as_a_file(store, tmp_path):
+def test_a_pathway_is_named_never_passed_as_a_file(store, db_url, tmp_path):
+    """A forged copy of england.yaml that makes psychologists managers gets nowhere: a referral
+    cannot name a file, only an admin installs, and cases open on installed versions only."""
     from pydantic import ValidationError
 
+    from models.errors import Invalid
+
     forged = tmp_path / "england.yaml"
-    forged.write_text(ENGLAND.replace("psychologist:           {title: Clinical psychologist, "
-                                      "team: nim}", "psychologist: {title: P, team: nim, "
-                                      "manager: true}"))
+    forged.write_text(_permission_text("erase-identity", "[psychologist]", "2099.1"))
     with pytest.raises(ValidationError, match="pathway"):
         Referral.model_validate(referral_data(pathway=str(forged)))
-    from models.errors import Invalid
-    from nim_pathway.commands.cases import _pathway
-
-    with pytest.raises(Invalid, match="not a profile name"):
-        _pathway(str(forged))
+    with pytest.raises(Refused, match="psy.chen is psychologist and may not install-pathway; "
+                                      "it needs admin"):
+        store.commands.install_pathway(forged, "psy.chen")
+    assert [r.detail["action"] for r in _refusals(db_url)] == ["install-pathway"]
+    ref = store.commands.open_case(Referral.model_validate(referral_data()), "coord.ali").ref
+    assert store.queries.pathway(ref).version == load_pathway("england").version
+    with pytest.raises(Refused, match="may not erase identity"):
+        store.commands.erase(ref, "psy.chen", reason="forged rights")
+    with pytest.raises(Invalid, match="not installed here"):
+        store.commands.open_case(Referral.model_validate(referral_data(
+            pathway="england-forged")), "coord.ali")
 
 
 def test_a_replayed_form_refusal_is_audited_once(store, db_url):

@@ -27,9 +27,10 @@ from models.pathway import PathwayError, parse_pathway
 from models.refs import TaskRef
 from models.schemas import PractitionerIn, Referral
 from nim_pathway.app import Service, build_service  # noqa: F401
-from nim_pathway.demo import DEMO_TEAM, seed_team
+from nim_pathway.demo import DEMO_ADMIN, seed_team
 from store.db import get_engine, migrate, session_scope
 from store.tables import AuditEvent, Outbox, Timer
+from tests.cli_team import as_person, log_in_team
 from tests.conftest import referral_data
 
 CLI = str(Path(sys.executable).parent / "nim-pathway")
@@ -106,15 +107,16 @@ def test_a_case_store_failure_mid_command_writes_nothing(store, db_url, monkeypa
 def test_prefect_unreachable_keeps_the_change_and_says_so(tmp_path):
     env = {**os.environ, "NIM_DATA_DIR": str(tmp_path), "NIM_CLOCK": "2026-01-12T10:00",
            "NIM_DATABASE_URL": f"sqlite:///{tmp_path / 'c.db'}",
+           "NIM_AUDIT_CHECKPOINT": str(tmp_path / "audit.checkpoint"),
            "PREFECT_API_URL": "http://127.0.0.1:9/api"}
     referral = tmp_path / "r.yaml"
     referral.write_text(yaml.safe_dump(referral_data()))
+    log_in_team(env, tmp_path / "sessions")
 
     def run(*args):
-        return subprocess.run([CLI, *args], env=env, capture_output=True, text=True, timeout=60)
+        return subprocess.run([CLI, *args], env=as_person(env, args, tmp_path / "sessions"),
+                              capture_output=True, text=True, timeout=60)
 
-    run("practitioner", "add", "coord.ali", "--role", "coordinator", "--name", "C")
-    run("practitioner", "add", "mgr.okafor", "--role", "nim-service-manager", "--name", "M")
     for args in (("case", "open", "--file", str(referral), "--as", "coord.ali"),
                  ("task", "complete", "NIM-2026-0001/triage", "--as", "mgr.okafor",
                   "--field", "accepted=true")):
@@ -131,7 +133,7 @@ def test_prefect_unreachable_keeps_the_change_and_says_so(tmp_path):
 
 def test_reassignment_racing_a_completion(store, db_url):
     store.commands.add_practitioner(PractitionerIn(handle="mgr.two", display_name="M2",
-                                          role="nim-service-manager", team="nim"), "admin")
+                                          role="nim-service-manager", team="nim"), DEMO_ADMIN.handle)
     ref = open_case(store)
     outcomes: dict[str, str] = {}
     barrier = threading.Barrier(2)
@@ -218,7 +220,9 @@ def _cli(args: list[str]) -> tuple[int, str, str]:
     out, err = io.StringIO(), io.StringIO()
     old = sys.argv
     sys.argv = ["nim-pathway", *args]
+    sessions = Path(os.environ["NIM_DATA_DIR"]).parent / "sessions"
     try:
+        os.environ["NIM_SESSION_FILE"] = as_person({}, args, sessions)["NIM_SESSION_FILE"]
         with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
             main()
         code = 0
@@ -236,9 +240,9 @@ def cli_store(tmp_path, monkeypatch):
     monkeypatch.setenv("NIM_DATA_DIR", str(tmp_path / "data"))
     monkeypatch.setenv("NIM_CLOCK", "2026-01-12T10:00")
     monkeypatch.delenv("PREFECT_API_URL", raising=False)
+    monkeypatch.setenv("NIM_SESSION_FILE", str(tmp_path / "no-session"))  # _cli sets it per call
     migrate(url)
-    for handle, name, role, team in DEMO_TEAM:
-        _cli(["practitioner", "add", handle, "--role", role, "--name", name, "--team", team])
+    log_in_team(dict(os.environ), tmp_path / "sessions")
     return url, tmp_path
 
 

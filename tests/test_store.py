@@ -11,11 +11,11 @@ from sqlmodel import select
 
 from models.clock import UK
 from models.errors import AlreadyDone, CommandError, Invalid, NotFound, Refused
-from models.pathway import load_pathway, parse_pathway
+from models.pathway import load_pathway
 from models.refs import TaskRef
 from models.schemas import Referral
 from models.simulate import sample_outcome
-from nim_pathway.demo import DEMO_TEAM
+from nim_pathway.demo import DEMO_ADMIN, DEMO_TEAM
 from store.db import get_engine, session_scope
 from store.tables import AuditEvent, Case, Task, Timer
 from store.views import jsonable
@@ -139,7 +139,7 @@ def test_reassign_with_handover_note(store, clock):
     from models.schemas import PractitionerIn
 
     store.commands.add_practitioner(PractitionerIn(handle="mgr.two", display_name="M Two",
-                                          role="nim-service-manager", team="nim"), "admin")
+                                          role="nim-service-manager", team="nim"), DEMO_ADMIN.handle)
     ref = open_case(store).ref
     with pytest.raises(CommandError, match="psy.chen is psychologist"):
         store.commands.reassign(TaskRef(ref, "triage"), "psy.chen", "mgr.okafor", "note")
@@ -172,16 +172,19 @@ def test_moved_hearing_redates_tasks_and_timers(store, db_url):
         store.commands.move_date(ref, "birthday", date(2026, 9, 1), "x", "coord.ali")
 
 
-def test_case_keeps_its_pathway_version(store, db_url):
+def test_case_keeps_its_pathway_version(store, db_url, tmp_path):
     spec = load_pathway("england")
     first = open_case(store).ref
     edited_text = (spec_text := open("pathways/england.yaml").read()).replace(
         "triage_working_days: 5", "triage_working_days: 7")
-    edited = parse_pathway(edited_text)
+    edited = tmp_path / "england.yaml"
+    edited.write_text(edited_text)
     with pytest.raises(CommandError, match="give the edited file a new 'version'"):
-        store.commands.open_case(Referral.model_validate(referral_data()), "coord.ali", edited)
-    v2 = parse_pathway(edited_text.replace('version: "2026.4"', 'version: "2026.5"'))
-    second = store.commands.open_case(Referral.model_validate(referral_data()), "coord.ali", v2).ref
+        store.commands.install_pathway(edited, DEMO_ADMIN.handle)
+    edited.write_text(edited_text.replace('version: "2026.5"', 'version: "2026.6"'))
+    assert "installed england@2026.6" in store.commands.install_pathway(
+        edited, DEMO_ADMIN.handle).message
+    second = open_case(store).ref  # the newest installed version
     assert store.queries.pathway(first).settings["triage_working_days"] == 5
     assert store.queries.pathway(second).settings["triage_working_days"] == 7
     assert store.queries.pathway(first) == spec and spec_text

@@ -8,22 +8,34 @@ written.
 
 from __future__ import annotations
 
+from typing import Annotated
+
 import typer
 
-from nim_pathway.cli import cases, ops, reports, tasks
-from nim_pathway.cli.io import UserError, fail, internal, store_unavailable
+from nim_pathway.cli import cases, identity, ops, reports, tasks
+from nim_pathway.cli.io import ONE_TIME_CODE, UserError, fail, internal, store_unavailable
 
 app = typer.Typer(help="NIM pathway engine: cases, tasks, deadlines.", no_args_is_help=True,
                   add_completion=False, pretty_exceptions_enable=False)
 for sub_app, name in ((cases.case_app, "case"), (tasks.task_app, "task"),
-                      (ops.prac_app, "practitioner"), (ops.audit_app, "audit"),
+                      (identity.prac_app, "practitioner"), (identity.pathway_app, "pathway"),
+                      (ops.audit_app, "audit"),
                       (ops.outbox_app, "outbox"), (ops.notify_app, "notify"),
                       (reports.report_app, "report"), (reports.export_app, "export"),
                       (ops.retention_app, "retention"), (cases.consent_app, "consent")):
     app.add_typer(sub_app, name=name)
-for command in (cases.deadline, cases.decide, ops.erase, ops.up, ops.down, ops.status,
+for command in (identity.init, identity.login, identity.logout, identity.whoami,
+                cases.deadline, cases.decide, ops.erase, ops.up, ops.down, ops.status,
                 ops.reconcile, ops.sweep, ops.demo):
     app.command()(command)
+
+
+@app.callback()
+def _root(code: Annotated[str | None, typer.Option(
+        "--code", envvar="NIM_CODE", show_envvar=False,
+        help="a one-time code from your authenticator app, for this one command (with --as); "
+             "or log in once with `nim-pathway login`")] = None) -> None:
+    ONE_TIME_CODE[:] = [code] if code else []
 
 
 def main() -> None:

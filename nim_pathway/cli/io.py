@@ -19,8 +19,17 @@ JsonOpt = Annotated[bool, typer.Option("--json", help="print JSON instead of a t
 ChildOpt = Annotated[str | None, typer.Option(
     "--child", help="which child of a sibling group (child-1, child-2, ...); the first if none")]
 TaskArg = Annotated[str, typer.Argument(help="CASE-REF/TASK-KEY, e.g. NIM-2026-0001/triage")]
-ActorOpt = Annotated[str, typer.Option("--as", envvar="NIM_ACTOR",
-                                       help="your practitioner handle (or set NIM_ACTOR)")]
+
+
+def _authenticated(ctx: typer.Context, claimed: str) -> str:
+    return claimed if ctx.resilient_parsing else current_actor(claimed or None)
+
+
+ActorOpt = Annotated[str, typer.Option(
+    "--as", envvar="NIM_ACTOR", callback=_authenticated,
+    help="your practitioner handle, proven by your `nim-pathway login` session or by a "
+         "one-time code (`nim-pathway --code 123456 ...`, NIM_CODE, or asked for)")]
+ONE_TIME_CODE: list[str] = []  # the root `--code` option, for the one command it runs
 
 
 class UserError(Exception):
@@ -32,6 +41,36 @@ def service() -> Service:
     from nim_pathway.app import build_service
 
     return build_service()
+
+
+def current_actor(claimed: str | None) -> str:
+    """Who is running this command, authenticated: a one-time code for `--as`, else this
+    user's live `login` session (whose owner `--as` must match), else a code asked for."""
+
+    code = (ONE_TIME_CODE or [""])[0].strip()
+    if code:
+        if not claimed:
+            raise UserError("a one-time code needs --as HANDLE to say whose it is")
+        return service().commands.authenticate(claimed, code)
+    token = read_session_token()
+    if token:
+        return service().commands.session_actor(token, claimed)
+    if claimed and sys.stdin.isatty():
+        entered = typer.prompt(f"one-time code for {claimed}", hide_input=True)
+        return service().commands.authenticate(claimed, entered)
+    raise UserError("who is acting? Log in with `nim-pathway login --as HANDLE` (your "
+                    "authenticator app's code), or give `--as HANDLE` with `nim-pathway --code "
+                    "CODE ...`")
+
+
+def read_session_token() -> str | None:
+    from nim_pathway.settings import session_file
+
+    path = session_file()
+    try:
+        return path.read_text(encoding="utf-8").strip() or None
+    except OSError:
+        return None
 
 
 def emit(rows: Any, as_json: bool, columns: list[str] | None = None, title: str = "") -> None:

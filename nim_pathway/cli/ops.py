@@ -1,5 +1,5 @@
-"""`nim-pathway practitioner|audit|outbox|notify|retention …` and the operator commands:
-the team, the audit chain, notifications, erasure, the local stack, sweep and reconcile."""
+"""`nim-pathway audit|outbox|notify|retention …` and the operator commands: the audit chain,
+notifications, erasure, the local stack, sweep and reconcile."""
 
 from __future__ import annotations
 
@@ -7,40 +7,12 @@ from typing import Annotated
 
 import typer
 
-from nim_pathway.cli.io import ActorOpt, JsonOpt, UserError, emit, pydantic_problems, report, service
+from nim_pathway.cli.io import ActorOpt, JsonOpt, UserError, emit, service
 
-prac_app = typer.Typer(help="Manage practitioners.", no_args_is_help=True)
 audit_app = typer.Typer(help="The append-only audit log.", no_args_is_help=True)
 outbox_app = typer.Typer(help="Queued and sent notifications.", no_args_is_help=True)
 notify_app = typer.Typer(help="Check notification targets.", no_args_is_help=True)
 retention_app = typer.Typer(help="Records past their retention date.", no_args_is_help=True)
-
-
-@prac_app.command("add")
-def practitioner_add(
-    handle: str, role: Annotated[str, typer.Option()],
-    name: Annotated[str, typer.Option(help="display name")],
-    team: Annotated[str, typer.Option()] = "nim",
-    contact: Annotated[str | None, typer.Option(help="Apprise URL, e.g. mailto://...")] = None,
-    actor: Annotated[str, typer.Option("--as", envvar="NIM_ACTOR")] = "admin",
-) -> None:
-    """Register a practitioner with a role."""
-    from pydantic import ValidationError
-
-    from models.schemas import PractitionerIn
-
-    try:
-        p = PractitionerIn(handle=handle, display_name=name, role=role, team=team,
-                           contact=contact)
-    except ValidationError as exc:
-        raise UserError("invalid practitioner: " + pydantic_problems(exc)) from None
-    report(service().commands.add_practitioner(p, actor))
-
-
-@prac_app.command("list")
-def practitioner_list(as_json: JsonOpt = False) -> None:
-    """Registered practitioners."""
-    emit(service().queries.practitioners(), as_json, ["handle", "display_name", "role", "team", "active"])
 
 
 @audit_app.command("verify")

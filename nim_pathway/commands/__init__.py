@@ -16,11 +16,12 @@ from __future__ import annotations
 from nim_pathway.commands.admin import AdminCommands
 from nim_pathway.commands.base import Result
 from nim_pathway.commands.cases import CaseCommands
+from nim_pathway.commands.identity import IdentityCommands
 from nim_pathway.commands.tasks import TaskCommands
 from nim_pathway.commands.timers import TimerCommands
 
 
-class Commands(CaseCommands, TaskCommands, TimerCommands, AdminCommands):
+class Commands(CaseCommands, TaskCommands, TimerCommands, AdminCommands, IdentityCommands):
     """Every write command, sharing one store context and its queries."""
 
 

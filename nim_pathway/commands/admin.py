@@ -1,4 +1,4 @@
-"""Administration: practitioners, outbox retries, report packs, erasure."""
+"""Administration: outbox retries, report packs, erasure (people: identity.py)."""
 
 from __future__ import annotations
 
@@ -8,38 +8,18 @@ from pathlib import Path
 from sqlmodel import select
 
 from models.errors import AlreadyDone, Invalid, NotFound
-from models.pathway import PATHWAYS_DIR, load_pathway
-from models.schemas import PractitionerIn
 from nim_pathway.commands.base import CommandBase, Result
 from nim_pathway.policy import Target
 from reports.packs import render_pack
 from store import mapping
-from store.tables import Caregiver, Child, Intake, Outbox, Practitioner
-
-
-def known_roles() -> set[str]:
-    """Every role any installed pathway declares."""
-    return set().union(*(load_pathway(p.stem).roles for p in PATHWAYS_DIR.glob("*.yaml")))
+from store.tables import Caregiver, Child, Intake, Outbox
 
 
 class AdminCommands(CommandBase):
-    def add_practitioner(self, p: PractitionerIn, actor: str) -> Result:
-        roles = known_roles()
-        if p.role not in roles:
-            raise Invalid(f"unknown role {p.role!r}; roles: {', '.join(sorted(roles))}")
-        with self.ctx.write() as session:
-            self.authorize(session, actor, "add-practitioner")
-            if session.exec(select(Practitioner).where(Practitioner.handle == p.handle)).first():
-                raise AlreadyDone(f"practitioner {p.handle!r} exists already")
-            session.add(Practitioner(**p.model_dump()))
-            self.audit(session, actor, "practitioner-added", None,
-                       {"handle": p.handle, "role": p.role, "team": p.team})
-        return Result("", f"added {p.handle} ({p.role})")
-
     def retry_message(self, message_id: int, actor: str) -> Result:
         """Put a dead or failing message back in the queue now."""
         with self.ctx.write() as session:
-            self.authorize(session, actor, "retry-message")
+            self.authorize(session, actor, "administer-outbox")
             row = session.get(Outbox, message_id)
             if row is None:
                 raise NotFound(f"no outbox message {message_id}; `nim-pathway outbox list`")
@@ -60,8 +40,10 @@ class AdminCommands(CommandBase):
         path = out_dir / f"{ref}-{kind}-{self.ctx.today():%Y%m%d}.{fmt}"
         digest = hashlib.sha256(data).hexdigest()
         with self.ctx.write() as session:
-            mapping.find_case(session, ref)
-            self.authorize(session, actor, "write-report-pack")
+            case = mapping.find_case(session, ref)
+            self.authorize(session, actor, "write-report-pack",
+                           self.ctx.spec(session, case.pathway_id),
+                           Target(ref, doing=f"write the {kind} pack (it holds identity)"))
             path.write_bytes(data)  # inside the transaction: no file without its audit row
             self.audit(session, actor, "report-pack", ref,
                        {"kind": kind, "format": fmt, "sha256": digest, "file": path.name})

@@ -3,6 +3,7 @@ court timetable and placement changes. One transaction each."""
 
 from __future__ import annotations
 
+import re
 import secrets
 from collections.abc import Callable
 from datetime import date, timedelta
@@ -13,7 +14,7 @@ from sqlmodel import Session, select
 from models import engine as eng
 from models.calendar import WorkingCalendar
 from models.errors import Invalid
-from models.pathway import PathwayError, PathwaySpec, load_pathway
+from models.pathway import PathwaySpec
 from models.schemas import PLACEMENT_KINDS, ChildIn, Referral, eligibility_problems
 from nim_pathway.commands.base import CommandBase, Result, run_engine
 from nim_pathway.policy import Target
@@ -25,7 +26,6 @@ from store.tables import (
     Child,
     ContactArrangement,
     Intake,
-    PathwayVersion,
     Placement,
     Practitioner,
     Task,
@@ -45,7 +45,7 @@ class CaseCommands(CommandBase):
         """Keep a referral in the case store and return the handle the Prefect form takes."""
         with self.ctx.write() as session:
             self.authorize(session, actor, "stage-intake",
-                           _pathway(referral.default_pathway()),
+                           self._installed(session, referral.default_pathway()),
                            Target(doing="stage a referral"))
             handle = f"IN-{secrets.token_hex(4).upper()}"
             session.add(Intake(handle=handle, referral=referral.model_dump(mode="json"),
@@ -62,12 +62,14 @@ class CaseCommands(CommandBase):
             referral = Referral.model_validate(intake.referral)
         return self.open_case(referral, actor, intake_handle=handle)
 
-    def open_case(self, referral: Referral, actor: str, pathway: PathwaySpec | None = None,
+    def open_case(self, referral: Referral, actor: str,
                   intake_handle: str | None = None) -> Result:
+        """Open a case on the newest installed version of the referral's pathway."""
         on = self.ctx.today()
         if referral.referral > on:
             raise Invalid(f"referral date {referral.referral} is in the future (today {on})")
-        spec = pathway or _pathway(referral.default_pathway())
+        with self.ctx.read() as session:
+            spec = self._installed(session, referral.default_pathway())
         if referral.jurisdiction not in spec.jurisdictions:
             raise Invalid(f"pathway {spec.profile} is for {', '.join(spec.jurisdictions)}, not "
                           f"{referral.jurisdiction}; choose another with --pathway")
@@ -85,7 +87,7 @@ class CaseCommands(CommandBase):
                 if intake.case_ref:
                     return Result(intake.case_ref, f"{intake_handle} was opened as "
                                   f"{intake.case_ref}")
-            version = self._store_pathway(session, spec)
+            version = mapping.find_installed_pathway(session, spec.profile)
             ref = _next_ref(session, on.year)
             case = Case(ref=ref, jurisdiction=referral.jurisdiction, site=referral.site,
                         pathway_id=version.id, settings=referral.settings or None,
@@ -130,21 +132,12 @@ class CaseCommands(CommandBase):
                 session.add(intake)
         return Result(ref, f"opened {ref} on pathway {spec.profile}@{spec.version}", effects)
 
-    def _store_pathway(self, session: Session, spec: PathwaySpec) -> PathwayVersion:
-        row = session.exec(select(PathwayVersion).where(
-            PathwayVersion.profile == spec.profile, PathwayVersion.version == spec.version
-        )).first()
-        digest = spec.digest()
-        if row is None:
-            row = PathwayVersion(profile=spec.profile, version=spec.version, sha256=digest,
-                                 spec_json=spec.canonical_json(), stored_at=self.ctx.now())
-            session.add(row)
-            session.flush()
-        elif row.sha256 != digest:
-            raise Invalid(f"pathway {spec.profile} version {spec.version} has changed since cases "
-                          "started on it; give the edited file a new 'version' so open cases "
-                          "keep theirs")
-        return row
+    def _installed(self, session: Session, profile: str) -> PathwaySpec:
+        """The newest installed version of a profile, by name (never a file)."""
+        if not re.fullmatch(r"[a-z][a-z0-9-]*", profile):
+            raise Invalid(f"pathway {profile[:80]!r} is not a profile name; cases open only on "
+                          "installed pathways (`nim-pathway pathway list`)")
+        return self.ctx.spec(session, mapping.find_installed_pathway(session, profile).id)
 
     def decide(self, ref: str, decision: str, outcome: str, actor: str,
                rationale: str = "", child: str | None = None) -> Result:
@@ -486,19 +479,6 @@ def _known(state: eng.CaseState, child: str | None, caregiver: str | None) -> No
     if caregiver is not None and caregiver not in {c.key for c in state.caregivers if c.active}:
         raise Invalid(f"case {state.ref} has no caregiver {caregiver!r}; its caregivers: "
                       f"{', '.join(c.key for c in state.caregivers if c.active)}")
-
-
-def _pathway(profile: str) -> PathwaySpec:
-    """An installed pathway by profile name (pathways/<profile>.yaml); never a file path."""
-    import re
-
-    if not re.fullmatch(r"[a-z][a-z0-9-]*", profile):
-        raise Invalid(f"pathway {profile!r} is not a profile name; cases open only on the "
-                      "installed pathways (england, wales, scotland, northern-ireland)")
-    try:
-        return load_pathway(profile)
-    except PathwayError as exc:
-        raise Invalid(str(exc)) from None
 
 
 def _next_ref(session: Session, year: int) -> str:

@@ -1,0 +1,172 @@
+"""`nim-pathway init|login|logout|whoami`, `practitioner …` and `pathway …`: who may act, how
+they prove it, and which pathway versions cases open on."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import TYPE_CHECKING, Annotated
+
+import typer
+
+from nim_pathway.cli.io import (
+    ActorOpt,
+    JsonOpt,
+    UserError,
+    emit,
+    pydantic_problems,
+    read_session_token,
+    service,
+)
+
+if TYPE_CHECKING:
+    from models.schemas import PractitionerIn
+    from nim_pathway.commands.identity import Enrolment
+
+prac_app = typer.Typer(help="Practitioners: add, change role, deactivate, enrol, unlock "
+                            "(admin only).", no_args_is_help=True)
+pathway_app = typer.Typer(help="Installed pathway versions (cases open only on these).",
+                          no_args_is_help=True)
+
+RoleOpt = Annotated[str, typer.Option(help="a role from an installed pathway, or admin")]
+NameOpt = Annotated[str, typer.Option(help="display name")]
+TeamOpt = Annotated[str, typer.Option()]
+ContactOpt = Annotated[str | None, typer.Option(
+    help="named target (email:you@nhs.net) or Apprise URL without secrets")]
+
+
+def _practitioner(handle: str, role: str, name: str, team: str,
+                  contact: str | None) -> PractitionerIn:
+    from pydantic import ValidationError
+
+    from models.schemas import PractitionerIn
+
+    try:
+        return PractitionerIn(handle=handle, display_name=name, role=role, team=team,
+                              contact=contact)
+    except ValidationError as exc:
+        raise UserError("invalid practitioner: " + pydantic_problems(exc)) from None
+
+
+def show_enrolment(enrolment: Enrolment) -> None:
+    """The QR code for an authenticator app, and the key for typing in; shown once, to the
+    person enrolling (it is not stored readable anywhere else)."""
+    import segno
+
+    typer.echo(f"\nEnrol {enrolment.handle}'s authenticator app (any RFC 6238 app): scan this, "
+               "or type the key. It is shown once; an admin can enrol again if it is lost.\n")
+    segno.make(enrolment.uri, error="m").terminal(compact=True)
+    typer.echo(f"key: {enrolment.secret}\n")
+
+
+@prac_app.command("add")
+def practitioner_add(handle: str, role: RoleOpt, name: NameOpt, actor: ActorOpt,
+                     team: TeamOpt = "nim", contact: ContactOpt = None) -> None:
+    """Register a practitioner and enrol their one-time codes (admin only)."""
+    result, enrolment = service().commands.add_practitioner(
+        _practitioner(handle, role, name, team, contact), actor)
+    typer.echo(result.message)
+    show_enrolment(enrolment)
+
+
+@prac_app.command("role")
+def practitioner_role(handle: str, role: Annotated[str, typer.Argument(help="the new role")],
+                      actor: ActorOpt) -> None:
+    """Change a practitioner's role (admin only; audited with before and after)."""
+    typer.echo(service().commands.change_role(handle, role, actor).message)
+
+
+@prac_app.command("deactivate")
+def practitioner_deactivate(handle: str, actor: ActorOpt,
+                            reason: Annotated[str, typer.Option(help="why")] = "") -> None:
+    """Stop a practitioner acting (left, long leave); their sessions end at once."""
+    typer.echo(service().commands.deactivate(handle, actor, reason).message)
+
+
+@prac_app.command("enrol")
+def practitioner_enrol(handle: str, actor: ActorOpt) -> None:
+    """Enrol a practitioner's authenticator again (a lost phone): old codes stop working."""
+    result, enrolment = service().commands.reenrol(handle, actor)
+    typer.echo(result.message)
+    show_enrolment(enrolment)
+
+
+@prac_app.command("unlock")
+def practitioner_unlock(handle: str, actor: ActorOpt) -> None:
+    """Unlock a practitioner locked after repeated wrong codes."""
+    typer.echo(service().commands.unlock(handle, actor).message)
+
+
+@prac_app.command("list")
+def practitioner_list(as_json: JsonOpt = False) -> None:
+    """Registered practitioners."""
+    emit(service().queries.practitioners(), as_json,
+         ["handle", "display_name", "role", "team", "active", "enrolled", "locked"])
+
+
+@pathway_app.command("install")
+def pathway_install(file: Annotated[Path, typer.Argument(help="a reviewed pathway YAML")],
+                    actor: ActorOpt) -> None:
+    """Install a reviewed pathway version (admin only): validated, hashed and audited; new
+    cases on its profile open on it, open cases keep theirs."""
+    typer.echo(service().commands.install_pathway(file, actor).message)
+
+
+@pathway_app.command("list")
+def pathway_list(as_json: JsonOpt = False) -> None:
+    """Installed pathway versions, newest first."""
+    emit(service().queries.installed_pathways(), as_json,
+         ["profile", "version", "sha256", "installed_by", "installed_at"])
+
+
+def init(
+    admin: Annotated[str, typer.Option(help="the first admin's handle, e.g. it.admin")],
+    name: NameOpt,
+    team: TeamOpt = "it",
+    contact: ContactOpt = None,
+) -> None:
+    """Set up a new site once: the first admin (with their one-time codes) and the pathways
+    shipped with this release. Afterwards only an admin adds people."""
+    result, enrolment = service().commands.init_site(
+        _practitioner(admin, "admin", name, team, contact))
+    typer.echo(result.message)
+    show_enrolment(enrolment)
+    typer.echo(f"Next: `nim-pathway login --as {admin}`, then `nim-pathway practitioner add`.")
+
+
+def login(
+    actor: Annotated[str, typer.Option("--as", envvar="NIM_ACTOR", help="your handle")],
+    code: Annotated[str | None, typer.Option(help="the code your app shows (else asked)")]
+    = None,
+) -> None:
+    """Start a short-lived session (NIM_SESSION_MINUTES, 60) so each command needs no code."""
+    import os
+
+    from nim_pathway.settings import session_file, session_minutes
+
+    entered = code or typer.prompt(f"one-time code for {actor}", hide_input=True)
+    token = service().commands.login(actor, entered, session_minutes())
+    path = session_file()
+    path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w", encoding="utf-8") as fh:
+        fh.write(token.token)
+    typer.echo(f"logged in as {token.handle} until {token.expires_at:%H:%M} "
+               f"({session_minutes()} minutes)")
+
+
+def logout() -> None:
+    """End this user's CLI session."""
+    from nim_pathway.settings import session_file
+
+    token = read_session_token()
+    message = service().commands.logout(token).message if token else "not logged in"
+    session_file().unlink(missing_ok=True)
+    typer.echo(message)
+
+
+def whoami() -> None:
+    """Who this user's CLI session says they are."""
+    token = read_session_token()
+    if not token:
+        raise UserError("not logged in; `nim-pathway login --as HANDLE`")
+    typer.echo(service().commands.session_actor(token))
