@@ -127,7 +127,7 @@ def test_notify_test_and_outbox_commands(team):
         assert "neither a target URL" in unknown.stderr
     finally:
         receiver.stop()
-    rows = json.loads(run("outbox", "list", "--json").stdout)
+    rows = json.loads(run("outbox", "list", "--json", "--as", "mgr.okafor").stdout)
     assert rows == []
     assert "no outbox message 99" in run("outbox", "retry", "99", "--as", "mgr.okafor",
                                           code=2).stderr
@@ -148,9 +148,9 @@ def test_reports_exports_and_forecast(team, tmp_path):
     assert "ask for an extension" in forecast
     assert "bad" in run("case", "forecast", "NIM-2026-0001", "--hearing-date", "bad",
                         code=2).stderr
-    assert run("export", "csv").stdout.startswith("task,title,child,stage")
-    assert json.loads(run("export", "fhir", "NIM-2026-0001").stdout)["type"] == "collection"
-    assert run("export", "ics", "mgr.okafor").stdout.startswith("BEGIN:VCALENDAR")
+    assert run("export", "csv", "--as", "mgr.okafor").stdout.startswith("task,title,child,stage")
+    assert json.loads(run("export", "fhir", "NIM-2026-0001", "--as", "mgr.okafor").stdout)["type"] == "collection"
+    assert run("export", "ics", "mgr.okafor", "--as", "mgr.okafor").stdout.startswith("BEGIN:VCALENDAR")
     early = run("report", "pack", "NIM-2026-0001", "--kind", "assessment", "--as", "coord.ali",
                 code=2)
     assert "after D1" in early.stderr
@@ -169,3 +169,131 @@ def test_unreachable_case_store_is_one_clear_line(url, argv, tmp_path):
     assert "Traceback" not in proc.stderr and "s3cret" not in proc.stderr
     assert "case store at" in proc.stderr and "is unavailable" in proc.stderr
     assert "Check NIM_DATABASE_URL" in proc.stderr and len(proc.stderr.splitlines()) == 1
+
+
+# -- identity: what an insider tried, refused ------------------------------------------------
+
+
+def _write_commands() -> list[list[str]]:
+    """Every command that takes `--as` (the authenticated actor), as its command path."""
+    import typer
+
+    from nim_pathway.cli import app
+
+    found = []
+
+    def walk(command: object, path: list[str]) -> None:
+        if hasattr(command, "commands"):  # a group (typer vendors its own click)
+            for name, sub in command.commands.items():
+                walk(sub, [*path, name])
+        elif any("--as" in p.opts for p in command.params):
+            found.append(path)
+
+    walk(typer.main.get_command(app), [])
+    return found
+
+
+def test_every_command_with_an_actor_refuses_an_unknown_one(team, cli_env, tmp_path):
+    """In-process (the entry point's own parsing and callbacks; 70 runs, no subprocesses)."""
+    from typer.testing import CliRunner
+
+    from models.errors import NotFound
+    from nim_pathway.cli import app
+    from nim_pathway.cli.io import UserError
+
+    commands = _write_commands()
+    assert len(commands) >= 35 and ["practitioner", "add"] in commands
+    assert ["export", "csv"] in commands and ["report", "pack"] in commands
+    runner = CliRunner()
+    env = {**cli_env, "NIM_SESSION_FILE": str(tmp_path / "none")}
+    for path in commands:  # a code for a made-up handle: refused before anything is read
+        result = runner.invoke(app, ["--code", "123456", *path, "--as", "nobody; rm -rf /"],
+                               env=env)
+        assert isinstance(result.exception, NotFound), (path, result.output)
+        assert "unknown practitioner 'nobody; rm -rf /'" in str(result.exception)
+    for path in [c for c in commands if c != ["login"]]:  # no session, no code: nobody is
+        # assumed, not even an admin (login itself asks for the code)
+        result = runner.invoke(app, [*path, "--as", "coord.ali"], env=env)
+        assert isinstance(result.exception, UserError), (path, result.output)
+        assert "who is acting?" in str(result.exception)
+
+
+def test_identity_is_proven_not_typed(team, cli_env, tmp_path):
+    run = team
+    referral = tmp_path / "referral.yaml"
+    referral.write_text(yaml.safe_dump(referral_data()))
+    run("case", "open", "--file", str(referral), "--as", "coord.ali")
+    # coord.ali's own session claiming to be the manager
+    env = {**cli_env, "NIM_SESSION_FILE": str(tmp_path / "sessions" / "coord.ali")}
+    proc = subprocess.run([CLI, "task", "complete", "NIM-2026-0001/triage", "--as",
+                           "mgr.okafor", "--field", "accepted=true"], capture_output=True,
+                          text=True, env=env, timeout=60, stdin=subprocess.DEVNULL)
+    assert proc.returncode == 2
+    assert "logged in as coord.ali, not 'mgr.okafor'" in proc.stderr
+    # the manager's handle with a code that is not theirs
+    env["NIM_SESSION_FILE"] = str(tmp_path / "none")
+    proc = subprocess.run([CLI, "--code", "000000", "task", "complete", "NIM-2026-0001/triage",
+                           "--as", "mgr.okafor", "--field", "accepted=true"],
+                          capture_output=True, text=True, env=env, timeout=60)
+    assert proc.returncode == 2 and "wrong or reused one-time code" in proc.stderr
+    shown = json.loads(run("task", "list", "--json").stdout)
+    assert "NIM-2026-0001/triage" in [t["task"] for t in shown]  # still open
+    # roles are granted by an admin only; no implicit admin
+    err = run("practitioner", "add", "x.mgr", "--role", "head-of-service", "--name", "X",
+              "--as", "coord.ali", code=2).stderr
+    assert "coord.ali is coordinator and may not manage-practitioners; it needs admin" in err
+    assert "Missing option '--as'" in run("practitioner", "add", "x.mgr", "--role",
+                                          "head-of-service", "--name", "X", code=2).stderr
+    assert "may not manage-practitioners" in run("practitioner", "role", "psy.chen",
+                                                 "head-of-service", "--as", "psy.chen",
+                                                 code=2).stderr
+    added = run("practitioner", "add", "x.mgr", "--role", "head-of-service", "--name", "X",
+                "--as", "admin.demo").stdout
+    assert "added x.mgr" in added and "key: " in added  # enrolled, shown once
+    # a forged pathway file is neither opened on nor installed by a psychologist
+    forged = tmp_path / "forged.yaml"
+    forged.write_text(Path("pathways/england.yaml").read_text().replace(
+        'version: "2026.5"', 'version: "2099.1"'))
+    err = run("case", "open", "--file", str(referral), "--pathway", str(forged),
+              "--as", "coord.ali", code=2).stderr
+    assert "pathway" in err
+    err = run("pathway", "install", str(forged), "--as", "psy.chen", code=2).stderr
+    assert "may not install-pathway; it needs admin" in err
+    assert "installed england@2099.1" in run("pathway", "install", str(forged), "--as",
+                                             "admin.demo").stdout
+    versions = json.loads(run("pathway", "list", "--json").stdout)
+    assert versions[0]["version"] == "2099.1" and versions[0]["installed_by"] == "admin.demo"
+
+
+def test_login_and_logout_through_the_command_line(cli_env, tmp_path):
+    import re
+
+    import pyotp
+
+    from models.clock import parse_instant
+
+    env = {**cli_env, "NIM_SESSION_FILE": str(tmp_path / "me" / "session")}
+
+    def cli(*args, code=0):
+        proc = subprocess.run([CLI, *args], capture_output=True, text=True, env=env,
+                              timeout=60, stdin=subprocess.DEVNULL)
+        assert proc.returncode == code, (proc.stdout, proc.stderr)
+        return proc
+
+    out = cli("init", "--admin", "it.admin", "--name", "IT Admin").stdout
+    secret = re.search(r"^key: ([A-Z2-7]+)$", out, re.M).group(1)
+    assert "pathways installed: england" in out
+    assert "has an admin already" in cli("init", "--admin", "it.two", "--name", "X",
+                                         code=2).stderr
+    code = pyotp.TOTP(secret).at(parse_instant(cli_env["NIM_CLOCK"]))
+    assert "logged in as it.admin" in cli("login", "--as", "it.admin", "--code", code).stdout
+    session = tmp_path / "me" / "session"
+    assert oct(session.stat().st_mode & 0o777) == "0o600" and secret not in session.read_text()
+    assert cli("whoami").stdout.strip() == "it.admin"
+    assert "added sw.new" in cli("practitioner", "add", "sw.new", "--role",
+                                 "nim-social-worker", "--name", "N", "--as", "it.admin").stdout
+    assert "wrong or reused" in cli("login", "--as", "it.admin", "--code", code,
+                                    code=2).stderr  # the code was spent
+    assert cli("logout").stdout.strip() == "logged out"
+    assert "who is acting?" in cli("practitioner", "enrol", "sw.new", "--as", "it.admin",
+                                   code=2).stderr

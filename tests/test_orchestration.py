@@ -26,7 +26,7 @@ from models.refs import TaskRef
 from models.schemas import Referral
 from models.simulate import sample_outcome
 from nim_pathway.app import Service, build_service
-from nim_pathway.demo import DEMO_TEAM, seed_team
+from nim_pathway.demo import DEMO_TEAM, current_code, seed_team
 from store.db import migrate, session_scope
 from store.tables import AuditEvent, Outbox, Timer
 from tests.conftest import PG_ADMIN_URL, referral_data
@@ -108,12 +108,21 @@ def task_run(ref: str, key: str, state: str = "Suspended"):
     return wait_for(find, f"{ref}/{key} to be {state}")
 
 
-def complete_ui(ref: str, key: str, actor: str, outcome: dict) -> None:
-    """What the Resume form does: resume the suspended run with the form's input."""
+def next_code(store: Service, actor: str) -> str:
+    """The actor's authenticator code, 30 s on (each code works once)."""
+    store.clock.set(store.clock.now() + timedelta(seconds=30))
+    return current_code(store, actor)
+
+
+def complete_ui(store: Service, ref: str, key: str, actor: str, outcome: dict,
+                code: str | None = None) -> None:
+    """What the Resume form does: resume the suspended run with the form's input, the
+    person's one-time code included."""
     from prefect.flow_runs import resume_flow_run
 
     run = task_run(ref, key)
-    resume_flow_run(run.id, run_input={"completed_by": actor, **outcome})
+    resume_flow_run(run.id, run_input={"completed_by": actor, **outcome,
+                                       "code": code or next_code(store, actor)})
 
 
 def complete_cli(store: Service, ref: str, key: str, actor: str, outcome: dict) -> None:
@@ -143,15 +152,25 @@ def test_case_runs_from_referral_to_recommendation(stack):
         settings={"contact_observations_per_parent": 1}))
     handle = store.commands.stage_intake(referral, "coord.ali")
     opener = run_deployment("open-case/open-case", timeout=0,
-                            parameters={"form": {"intake": handle, "coordinator": "coord.ali"}})
+                            parameters={"form": {"intake": handle, "coordinator": "coord.ali",
+                                                 "code": next_code(store, "coord.ali")}})
     ref = wait_for(lambda: next((c.ref for c in store.queries.cases()), None), "the case to open")
 
-    # a refused form asks again instead of completing
-    complete_ui(ref, "triage", "la.patel", {"accepted": True})
+    # a refused form asks again instead of completing: the wrong role with a good code, then
+    # the manager's handle typed with a code that is not theirs (impersonation)
+    complete_ui(store, ref, "triage", "la.patel", {"accepted": True})
     refused = wait_for(lambda: (r := task_run(ref, "triage")).state.state_details
                        .run_input_keyset["response"].startswith("suspended-outcome-2") and r,
                        "the triage form to be asked again")
     assert refused and store.queries.tasks(case=ref)[0].state == "open"
+    complete_ui(store, ref, "triage", "mgr.okafor", {"accepted": True},
+                code=current_code(store, "la.patel"))
+    wait_for(lambda: task_run(ref, "triage").state.state_details.run_input_keyset["response"]
+             .startswith("suspended-outcome-3"), "the impersonated form to be asked again")
+    assert store.queries.tasks(case=ref)[0].state == "open"
+    with session_scope(store.url) as s:
+        assert [a.actor for a in s.exec(select(AuditEvent).where(
+            AuditEvent.action == "refused-code"))] == ["mgr.okafor"]
 
     spec = store.queries.pathway(ref)
     via_ui = True
@@ -161,8 +180,7 @@ def test_case_runs_from_referral_to_recommendation(stack):
         for t in tasks:
             outcome = sample_outcome(spec, t.spec_id, DECISIONS)
             complete = complete_ui if via_ui else complete_cli
-            args = (ref, t.key, HANDLES[t.role], outcome)
-            complete(*args) if via_ui else complete(store, *args)
+            complete(store, ref, t.key, HANDLES[t.role], outcome)
             via_ui = not via_ui
         asked = {t.key for t in tasks}
         wait_for(lambda asked=asked: not asked & {t.key for t in open_tasks(store, ref)},

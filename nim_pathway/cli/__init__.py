@@ -40,6 +40,10 @@ def _root(code: Annotated[str | None, typer.Option(
 
 def main() -> None:
     """Entry point: user errors are one line and exit 2; nothing else leaks a traceback."""
+    import os
+
+    if os.environ.get("NIM_PREFECT_AUTH") and not os.environ.get("PREFECT_API_AUTH_STRING"):
+        os.environ["PREFECT_API_AUTH_STRING"] = os.environ["NIM_PREFECT_AUTH"]  # as `up` does
     try:
         app()
     except UserError as exc:

@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING, Annotated
 import typer
 
 from nim_pathway.cli.io import (
+    ONE_TIME_CODE,
     ActorOpt,
     JsonOpt,
     UserError,
@@ -140,10 +141,14 @@ def login(
 ) -> None:
     """Start a short-lived session (NIM_SESSION_MINUTES, 60) so each command needs no code."""
     import os
+    import sys
 
     from nim_pathway.settings import session_file, session_minutes
 
-    entered = code or typer.prompt(f"one-time code for {actor}", hide_input=True)
+    entered = code or (ONE_TIME_CODE or [""])[0]
+    if not entered and not sys.stdin.isatty():
+        raise UserError("give the code your authenticator app shows: --code 123456")
+    entered = entered or typer.prompt(f"one-time code for {actor}", hide_input=True)
     token = service().commands.login(actor, entered, session_minutes())
     path = session_file()
     path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)

@@ -27,10 +27,12 @@ def audit_verify() -> None:
 
 
 @retention_app.command("review")
-def retention_review(as_json: JsonOpt = False) -> None:
+def retention_review(actor: ActorOpt, as_json: JsonOpt = False) -> None:
     """Cases past their retention date (75th birthday; 100 years after adoption)."""
-    emit(service().queries.retention_review(), as_json, ["case", "basis", "retain_until", "closed_on"],
-          title="Past retention")
+    svc = service()
+    svc.commands.permit_read(actor, "review-retention", doing="review retention")
+    emit(svc.queries.retention_review(), as_json, ["case", "basis", "retain_until", "closed_on"],
+         title="Past retention")
 
 
 def erase(ref: str, actor: ActorOpt,
@@ -113,10 +115,13 @@ def sweep(at: Annotated[str | None, typer.Option(help="fire as of this instant (
 
 
 @outbox_app.command("list")
-def outbox_list(failed: Annotated[bool, typer.Option(help="only failing or dead")] = False,
+def outbox_list(actor: ActorOpt,
+                failed: Annotated[bool, typer.Option(help="only failing or dead")] = False,
                 as_json: JsonOpt = False) -> None:
     """Messages queued, sent, failing or dead-lettered (newest first)."""
-    emit(service().queries.outbox(failed), as_json,
+    svc = service()
+    svc.commands.permit_read(actor, "administer-outbox", doing="list the outbox")
+    emit(svc.queries.outbox(failed), as_json,
           ["id", "kind", "case", "recipient", "status", "attempts", "last_error", "sent_at"])
 
 

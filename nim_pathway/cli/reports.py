@@ -71,26 +71,35 @@ def report_diagram(profile: Annotated[str, typer.Option()] = "england") -> None:
 
 
 @export_app.command("csv")
-def export_csv(case: Annotated[str | None, typer.Option(help="one case")] = None) -> None:
+def export_csv(actor: ActorOpt,
+               case: Annotated[str | None, typer.Option(help="one case")] = None) -> None:
     """Tasks and deadlines as CSV (stdout)."""
     from reports.exports import tasks_csv
 
-    typer.echo(tasks_csv(service().queries, case), nl=False)
+    svc = service()
+    svc.commands.permit_read(actor, "export-data", doing="export tasks as CSV")
+    typer.echo(tasks_csv(svc.queries, case), nl=False)
 
 
 @export_app.command("fhir")
-def export_fhir(ref: str) -> None:
+def export_fhir(ref: str, actor: ActorOpt) -> None:
     """A FHIR R4 Task bundle for one case (JSON, stdout)."""
     from reports.exports import fhir_bundle
 
-    typer.echo(json.dumps(fhir_bundle(service().queries, ref), indent=2))
+    svc = service()
+    svc.commands.permit_read(actor, "export-data", doing=f"export {ref} as FHIR")
+    typer.echo(json.dumps(fhir_bundle(svc.queries, ref), indent=2))
 
 
 @export_app.command("ics")
-def export_ics(handle: str) -> None:
-    """A practitioner's open deadlines as an iCalendar file (stdout)."""
+def export_ics(handle: str, actor: ActorOpt) -> None:
+    """A practitioner's open deadlines as an iCalendar file (stdout): your own, or anyone's
+    for an admin or a manager."""
     from reports.exports import practitioner_ics
 
-    typer.echo(practitioner_ics(service().queries, handle), nl=False)
+    svc = service()
+    if handle != actor:
+        svc.commands.permit_read(actor, "export-data", doing=f"export {handle}'s calendar")
+    typer.echo(practitioner_ics(svc.queries, handle), nl=False)
 
 

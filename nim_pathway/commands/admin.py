@@ -34,16 +34,18 @@ class AdminCommands(CommandBase):
 
     def write_pack(self, ref: str, kind: str, fmt: str, out_dir: Path,
                    actor: str) -> tuple[Path, str]:
-        """Render a report pack, write it, audit its SHA-256; returns (path, sha256)."""
-        data = render_pack(self.queries, ref, kind, fmt)
-        out_dir.mkdir(parents=True, exist_ok=True)
-        path = out_dir / f"{ref}-{kind}-{self.ctx.today():%Y%m%d}.{fmt}"
-        digest = hashlib.sha256(data).hexdigest()
+        """Render a report pack, write it, audit its SHA-256; returns (path, sha256). The
+        policy is asked before anything of the case is read."""
         with self.ctx.write() as session:
             case = mapping.find_case(session, ref)
             self.authorize(session, actor, "write-report-pack",
                            self.ctx.spec(session, case.pathway_id),
                            Target(ref, doing=f"write the {kind} pack (it holds identity)"))
+        data = render_pack(self.queries, ref, kind, fmt)
+        out_dir.mkdir(parents=True, exist_ok=True)
+        path = out_dir / f"{ref}-{kind}-{self.ctx.today():%Y%m%d}.{fmt}"
+        digest = hashlib.sha256(data).hexdigest()
+        with self.ctx.write() as session:
             path.write_bytes(data)  # inside the transaction: no file without its audit row
             self.audit(session, actor, "report-pack", ref,
                        {"kind": kind, "format": fmt, "sha256": digest, "file": path.name})

@@ -51,6 +51,18 @@ class CommandBase:
         return policy.authorize(session, self.ctx.now(), actor, action, spec, target,
                                 self.ctx.audit_key)
 
+    def permit_read(self, actor: str, action: str, ref: str | None = None,
+                    doing: str = "") -> str:
+        """Ask the policy before a read that leaves the system (an export, a retention list):
+        the read is audited, a refusal too. A case read checks the case's pathway."""
+        with self.ctx.write() as session:
+            spec = None
+            if ref is not None:
+                spec = self.ctx.spec(session, mapping.find_case(session, ref).pathway_id)
+            self.authorize(session, actor, action, spec, policy.Target(ref, doing=doing))
+            self.audit(session, actor, "data-read", ref, {"action": action, "doing": doing})
+        return actor
+
     def audit(self, session: Session, actor: str, action: str, case_ref: str | None,
               detail: dict) -> None:
         audit.append(session, self.ctx.now(), actor, action, case_ref, detail,

@@ -84,6 +84,11 @@ class IdentityCommands(CommandBase):
             row = Practitioner(**admin.model_dump())
             enrolment = self._enrol(row)
             session.add(row)
+            if not session.exec(select(Practitioner).where(
+                    Practitioner.handle == SERVICE_ACTOR)).first():  # made by migration 0008
+                session.add(Practitioner(handle=SERVICE_ACTOR, display_name="nim-pathway "
+                                         "service", role="service", team="system",
+                                         kind="service"))
             self.audit(session, admin.handle, "site-initialised", None,
                        {"admin": admin.handle, "after": _public(row)})
             installed = [self._install(session, _bundled(p), admin.handle, p.name).profile

@@ -1,0 +1,222 @@
+"""Identity you can trust: each walk-around an insider tried is a test that no longer gets
+through. On SQLite and PostgreSQL (the `store` fixture), with the clock moved, never slept."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+import pytest
+from sqlmodel import select
+
+from models.errors import AlreadyDone, Invalid, NotFound, Refused
+from models.refs import TaskRef
+from models.schemas import PractitionerIn, Referral
+from nim_pathway.commands.identity import LOCK_AFTER, code_at
+from nim_pathway.demo import DEMO_ADMIN, current_code
+from nim_pathway.policy import CAPPED_AUDITS_PER_HOUR, SERVICE_ACTOR
+from store.db import session_scope
+from store.tables import AuditEvent, Practitioner
+from tests.conftest import referral_data
+
+ADMIN = DEMO_ADMIN.handle
+
+
+def audit_rows(url: str, action: str) -> list[AuditEvent]:
+    with session_scope(url, read_only=True) as s:
+        return list(s.exec(select(AuditEvent).where(AuditEvent.action == action)
+                           .order_by(AuditEvent.id)))
+
+
+def tick(store, seconds: int = 30) -> None:
+    """Move the injected clock to the next 30-s code step."""
+    store.clock.set(store.clock.now() + timedelta(seconds=seconds))
+
+
+def open_case(store) -> str:
+    return store.commands.open_case(Referral.model_validate(referral_data()), "coord.ali").ref
+
+
+def test_init_makes_the_first_admin_once(store):
+    with pytest.raises(AlreadyDone, match="has an admin already"):
+        store.commands.init_site(PractitionerIn(handle="it.two", display_name="I",
+                                                role="admin", team="it"))
+    assert {p.handle for p in store.queries.practitioners() if p.role == "admin"} == {ADMIN}
+    assert {v.profile for v in store.queries.installed_pathways()} == {
+        "england", "scotland", "wales", "northern-ireland"}
+
+
+def test_only_an_admin_grants_roles_and_every_change_is_audited(store, db_url):
+    # x.mgr cannot be made head of service by a coordinator, nor by themselves
+    with pytest.raises(Refused, match="coord.ali is coordinator and may not "
+                                      "manage-practitioners; it needs admin"):
+        store.commands.add_practitioner(PractitionerIn(handle="x.mgr", display_name="X",
+                                                       role="head-of-service", team="nim"),
+                                        "coord.ali")
+    with pytest.raises(Refused, match="psy.chen is psychologist and may not"):
+        store.commands.change_role("psy.chen", "head-of-service", "psy.chen")
+    with pytest.raises(NotFound, match="unknown practitioner 'nobody'"):
+        store.commands.change_role("psy.chen", "head-of-service", "nobody")
+    assert {r.actor for r in audit_rows(db_url, "refused")} == {"coord.ali", "psy.chen"}
+    assert [r.actor for r in audit_rows(db_url, "refused-unknown-actor")] == ["nobody"]
+    # the admin may, and the audit keeps before and after (never the secret)
+    store.commands.change_role("psy.chen", "clinical-lead", ADMIN)
+    changed = audit_rows(db_url, "practitioner-changed")[-1]
+    assert changed.actor == ADMIN
+    assert (changed.detail["before"]["role"], changed.detail["after"]["role"]) == (
+        "psychologist", "clinical-lead")
+    assert "secret" not in str(changed.detail).lower()
+    with pytest.raises(Invalid, match="unknown role 'wizard'"):
+        store.commands.change_role("psy.chen", "wizard", ADMIN)
+    with pytest.raises(Refused, match="only active admin"):
+        store.commands.deactivate(ADMIN, ADMIN, "leaving")
+
+
+def test_a_code_proves_who_acts_once_and_wrong_codes_lock(store, db_url):
+    good = current_code(store, "mgr.okafor")
+    assert store.commands.authenticate("mgr.okafor", good) == "mgr.okafor"
+    with pytest.raises(Refused, match="wrong or reused one-time code"):
+        store.commands.authenticate("mgr.okafor", good)  # a code works once
+    tick(store)
+    # someone typing the manager's handle with their own code is not the manager
+    with pytest.raises(Refused, match="wrong or reused"):
+        store.commands.authenticate("mgr.okafor", current_code(store, "la.patel"))
+    for n in range(LOCK_AFTER - 3):  # the reused and the borrowed code counted too
+        with pytest.raises(Refused):
+            store.commands.authenticate("mgr.okafor", f"{n:06d}")
+    with pytest.raises(Refused, match="now locked; an admin unlocks it"):
+        store.commands.authenticate("mgr.okafor", "999999")
+    with pytest.raises(Refused, match="is locked"):  # the right code no longer helps
+        store.commands.authenticate("mgr.okafor", current_code(store, "mgr.okafor"))
+    failures = audit_rows(db_url, "refused-code")
+    assert len(failures) == LOCK_AFTER and failures[-1].detail["locked"] is True
+    with pytest.raises(Refused, match="may not manage-practitioners"):
+        store.commands.unlock("mgr.okafor", "mgr.okafor")
+    store.commands.unlock("mgr.okafor", ADMIN)
+    tick(store)
+    assert store.commands.authenticate("mgr.okafor", current_code(store, "mgr.okafor"))
+
+
+def test_codes_from_a_step_either_side_pass_older_ones_do_not(store):
+    row = _row(store, "sw.jones")
+    secret = store.commands.enrolled_secret(row)
+    now = store.clock.now()
+    with pytest.raises(Refused):
+        store.commands.authenticate("sw.jones", code_at(secret, now - timedelta(seconds=65)))
+    assert store.commands.authenticate("sw.jones", code_at(secret, now - timedelta(seconds=30)))
+    assert store.commands.authenticate("sw.jones", code_at(secret, now))
+
+
+def test_the_secret_is_stored_encrypted_under_a_key_outside_the_database(store, db_url):
+    row = _row(store, "sw.jones")
+    secret = store.commands.enrolled_secret(row)
+    assert secret not in row.totp_secret and len(secret) >= 32
+    from dataclasses import replace
+
+    from nim_pathway.commands import Commands
+
+    other = Commands(replace(store.ctx, secret_key=b"A" * 43 + b"="), store.queries)
+    with pytest.raises(Refused, match="enrolled under another secret key"):
+        other.authenticate("sw.jones", current_code(store, "sw.jones"))
+
+
+def test_re_enrolment_retires_old_codes_and_sessions(store):
+    token = store.commands.login("sw.jones", current_code(store, "sw.jones"), 60)
+    assert store.commands.session_actor(token.token) == "sw.jones"
+    old = store.commands.enrolled_secret(_row(store, "sw.jones"))
+    _, enrolment = store.commands.reenrol("sw.jones", ADMIN)
+    assert enrolment.secret != old and "secret=***" in repr(enrolment)
+    with pytest.raises(Refused, match="has ended"):
+        store.commands.session_actor(token.token)
+    tick(store)
+    with pytest.raises(Refused):
+        store.commands.authenticate("sw.jones", code_at(old, store.clock.now()))
+
+
+def test_a_session_is_short_lived_and_only_its_owner(store, db_url):
+    token = store.commands.login("coord.ali", current_code(store, "coord.ali"), 60)
+    assert store.commands.session_actor(token.token, "coord.ali") == "coord.ali"
+    with pytest.raises(Refused, match="logged in as coord.ali, not 'mgr.okafor'"):
+        store.commands.session_actor(token.token, "mgr.okafor")
+    assert [r.actor for r in audit_rows(db_url, "refused-impersonation")] == ["coord.ali"]
+    tick(store, 61 * 60)
+    with pytest.raises(Refused, match="has ended; log in again"):
+        store.commands.session_actor(token.token)
+    with pytest.raises(Refused, match="not known here"):
+        store.commands.session_actor("forged-token")
+    with session_scope(db_url, read_only=True) as s:  # only the token's hash is kept
+        assert token.token not in str(s.exec(select(AuditEvent.detail)).all())
+
+
+def test_deactivated_people_cannot_sign_in_or_act(store):
+    token = store.commands.login("la.patel", current_code(store, "la.patel"), 60)
+    store.commands.deactivate("la.patel", ADMIN, "left the authority")
+    with pytest.raises(Refused, match="has ended"):  # deactivation ends sessions at once
+        store.commands.session_actor(token.token)
+    tick(store)
+    with pytest.raises(NotFound):
+        store.commands.authenticate("la.patel", "123456")
+
+
+def test_the_service_identity_does_no_human_work(store, db_url):
+    ref = open_case(store)
+    with pytest.raises(Refused, match="svc.pathway is the service identity and may not "
+                                      "complete"):
+        store.commands.complete_task(TaskRef(ref, "triage"), SERVICE_ACTOR, {"accepted": True})
+    with pytest.raises(Refused, match="service identity"):
+        store.commands.move_date(ref, "final_hearing", store.queries.today(), "x",
+                                 SERVICE_ACTOR)
+    with pytest.raises(Refused, match="cannot sign in"):
+        store.commands.authenticate(SERVICE_ACTOR, "123456")
+    with pytest.raises(Refused, match="not administered by hand"):
+        store.commands.change_role(SERVICE_ACTOR, "admin", ADMIN)
+    assert {r.actor for r in audit_rows(db_url, "refused")} == {SERVICE_ACTOR}
+
+
+def test_unknown_actors_are_refused_by_every_command_and_audited_at_a_capped_rate(
+        store, db_url, tmp_path):
+    ref = open_case(store)
+    nobody = "nobody; rm -rf /"
+    attempts = [
+        lambda: store.commands.add_practitioner(PractitionerIn(
+            handle="x.y", display_name="X", role="coordinator", team="nim"), nobody),
+        lambda: store.commands.change_role("psy.chen", "admin", nobody),
+        lambda: store.commands.deactivate("psy.chen", nobody, ""),
+        lambda: store.commands.reenrol("psy.chen", nobody),
+        lambda: store.commands.unlock("psy.chen", nobody),
+        lambda: store.commands.install_pathway(tmp_path / "x.yaml", nobody),
+        lambda: store.commands.retry_message(1, nobody),
+        lambda: store.commands.write_pack(ref, "assessment", "html", tmp_path, nobody),
+        lambda: store.commands.erase(ref, nobody, "x"),
+        lambda: store.commands.complete_task(TaskRef(ref, "triage"), nobody, {}),
+        lambda: store.commands.move_date(ref, "final_hearing", store.queries.today(), "x",
+                                         nobody),
+        lambda: store.commands.pause(ref, "x", nobody),
+        lambda: store.commands.authenticate(nobody, "123456"),
+        lambda: store.commands.permit_read(nobody, "export-data", doing="export"),
+    ]
+    (tmp_path / "x.yaml").write_text("profile: x\n")
+    for attempt in attempts:
+        with pytest.raises((NotFound, Invalid), match="unknown practitioner|not valid|x.yaml"):
+            attempt()
+    assert not list(tmp_path.glob("*.html"))  # no pack written
+    rows = audit_rows(db_url, "refused-unknown-actor")
+    assert len(rows) >= len(attempts) - 2  # the pack and the install fail their input first
+    for _ in range(CAPPED_AUDITS_PER_HOUR):
+        with pytest.raises(NotFound):
+            store.commands.pause(ref, "x", nobody)
+    assert len(audit_rows(db_url, "refused-unknown-actor")) == CAPPED_AUDITS_PER_HOUR
+
+
+def test_reads_of_identity_and_exports_go_through_the_policy(store, db_url, tmp_path):
+    ref = open_case(store)
+    with pytest.raises(Refused, match="psy.chen is psychologist and may not write the"):
+        store.commands.write_pack(ref, "assessment", "html", tmp_path, "psy.chen")
+    with pytest.raises(Refused, match="la.patel is la-social-worker and may not export"):
+        store.commands.permit_read("la.patel", "export-data", doing="export all cases")
+    assert store.commands.permit_read("mgr.okafor", "export-data", doing="export") == "mgr.okafor"
+    assert [r.actor for r in audit_rows(db_url, "data-read")] == ["mgr.okafor"]
+
+
+def _row(store, handle: str) -> Practitioner:
+    with session_scope(store.url, read_only=True) as s:
+        return s.exec(select(Practitioner).where(Practitioner.handle == handle)).one()
