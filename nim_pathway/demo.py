@@ -56,6 +56,26 @@ def ensure_admin(svc: Service) -> set[str]:
     return known
 
 
+def demo_code(handle: str) -> str:
+    """A demo practitioner's code now, on a site the demo set up (never on a real one: the
+    site must have been initialised by the demo admin)."""
+    from sqlmodel import select
+
+    from models.errors import Refused
+    from store.tables import AuditEvent
+
+    svc = build_service()
+    with svc.ctx.read() as session:
+        first = session.exec(select(AuditEvent).where(
+            AuditEvent.action == "site-initialised").limit(1)).first()
+    if first is None or first.actor != DEMO_ADMIN.handle:
+        raise Refused("this is not a demo site; people read their codes from their own "
+                      "authenticator app")
+    if handle not in {h for h, *_ in DEMO_TEAM} | {DEMO_ADMIN.handle}:
+        raise Refused(f"{handle!r} is not in the demo team")
+    return current_code(svc, handle)
+
+
 def current_code(svc: Service, handle: str) -> str:
     """The one-time code `handle`'s authenticator app would show now (demo and tests only: it
     reads the enrolled secret with the site's secret key, as the service itself can)."""
@@ -203,13 +223,20 @@ def run_live_demo() -> None:
     console.print(f"  1. Runs → filter by tag [bold]case:{ref}[/] (a case) or "
                   "[bold]role:psychologist[/] (a practitioner's queue).")
     console.print(f"  2. Open '{ref} · assessment · wmci-mother' → Resume → completed_by "
-                  "[bold]psy.chen[/], classification → Submit. The case store records it and "
-                  "the run completes.")
-    console.print("     Try completed_by [bold]la.patel[/] first: refused, the form asks again.")
+                  "[bold]psy.chen[/], classification, code → Submit. The case store records "
+                  "it and the run completes.")
+    console.print("     The code: a person reads it from their authenticator app, enrolled from "
+                  "the QR code `practitioner add` showed them. The demo team's phones are "
+                  "simulated: [bold]nim-pathway demo --code-for psy.chen[/] prints psy.chen's "
+                  "code now (demo site only).")
+    console.print("     Try a wrong code first: refused, the form asks again; five in a row lock "
+                  "the account until an admin unlocks it.")
     console.print(f"  3. Deployments → open-case → Run → intake [bold]{handle}[/], coordinator "
-                  "[bold]coord.ali[/]: opens a second case without identity entering Prefect.")
+                  "[bold]coord.ali[/] and coord.ali's code: opens a second case without "
+                  "identity entering Prefect.")
     console.print("  4. Artifacts: caseload-board, nim-kpis, breach-report, "
                   f"timeline-{ref.lower()} and the pathway diagram (refreshed by every sweep).")
-    console.print(f"  From the CLI: nim-pathway task list --case {ref}; nim-pathway task complete "
-                  f"{ref}/crowell-mother --as psy.chen --field quality=adaptive")
+    console.print(f"  From the CLI: nim-pathway login --as psy.chen --code $(nim-pathway demo "
+                  f"--code-for psy.chen); nim-pathway task list --case {ref}; nim-pathway task "
+                  f"complete {ref}/crowell-mother --as psy.chen --field quality=adaptive")
     console.print("Stop the stack with: nim-pathway down")

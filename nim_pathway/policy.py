@@ -44,6 +44,30 @@ class Target:
     via: str | None = None  # the UI attempt a form came from: a replay is refused, not re-audited
 
 
+def seal_of(row: Practitioner, key: bytes) -> str:
+    """An HMAC over who a practitioner is (handle, role, kind, team, active, second factor)
+    under the secret key: a role granted by writing the table directly does not verify."""
+    import hashlib
+    import hmac
+
+    body = "|".join(str(v) for v in (row.handle, row.role, row.kind, row.team, row.active,
+                                     row.totp_secret))
+    return hmac.new(key, body.encode(), hashlib.sha256).hexdigest()
+
+
+def check_seal(session: Session, now: datetime, row: Practitioner, key: bytes | None,
+               audit_key: bytes | None) -> None:
+    """Refuse (and audit) a practitioner row changed outside nim-pathway's own commands."""
+    import hmac
+
+    if key and not hmac.compare_digest(row.seal or "", seal_of(row, key)):
+        audit_capped(session, now, row.handle, "refused-altered-record", None,
+                     {"role": row.role}, audit_key)
+        raise Refused(f"{row.handle}'s record was changed outside nim-pathway (its seal does "
+                      "not verify); an admin checks it and saves it again with `practitioner "
+                      "role` or `practitioner enrol`")
+
+
 def practitioner(session: Session, handle: str) -> Practitioner:
     """An active practitioner by handle."""
     found = session.exec(select(Practitioner).where(Practitioner.handle == handle)).first()
@@ -97,7 +121,7 @@ def allowed_roles(spec: PathwaySpec, action: str, target: Target) -> set[str]:
 
 def authorize(session: Session, now: datetime, actor: str, action: str,
               spec: PathwaySpec | None = None, target: Target = Target(),
-              audit_key: bytes | None = None) -> Practitioner:
+              audit_key: bytes | None = None, seal_key: bytes | None = None) -> Practitioner:
     """The acting practitioner if they may take `action` on `target` (a case action when
     `spec` is given, else a site action); else the refusal is audited and `Refused` raised."""
     try:
@@ -106,6 +130,7 @@ def authorize(session: Session, now: datetime, actor: str, action: str,
         audit_capped(session, now, actor, "refused-unknown-actor", target.case_ref,
                      {"action": action, "handle_length": len(actor)}, audit_key)
         raise
+    check_seal(session, now, who, seal_key, audit_key)
     roles = allowed_roles(spec, action, target) if spec else site_roles(session, action)
     needs = " or ".join(sorted(roles))
     if spec and ASSIGNEE in spec.permitted(action):

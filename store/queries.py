@@ -39,6 +39,7 @@ from store.views import (
     CourtView,
     ExtensionView,
     FinalOrderView,
+    InstalledPathway,
     OpenTask,
     OutboxRow,
     PlacementView,
@@ -103,7 +104,6 @@ class Queries:
     def installed_pathways(self) -> list[InstalledPathway]:
         """Installed pathway versions, newest first."""
         from store.tables import PathwayVersion
-        from store.views import InstalledPathway
 
         with self.ctx.read() as session:
             return [InstalledPathway(v.profile, v.version, v.sha256[:16], v.installed_by or "",

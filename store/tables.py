@@ -166,14 +166,16 @@ class Practitioner(SQLModel, table=True):
     totp_last_step: int | None = None  # the last accepted code's 30-s step: no code twice
     failed_codes: int = 0  # wrong codes since the last good one; locked at LOCK_AFTER
     locked_at: datetime | None = None  # until an admin unlocks
+    seal: str | None = Field(default=None, repr=False)  # HMAC of who they are (identity.py)
 
 
 class LoginSession(SQLModel, table=True):
-    """A short-lived CLI session from `nim-pathway login` (only the token's hash is kept)."""
+    """A short-lived CLI session from `nim-pathway login` (only the token's keyed hash is kept:
+    whoever writes the database without the secret key cannot make one)."""
 
     __tablename__ = "login_session"
     id: int | None = Field(default=None, primary_key=True)
-    token_sha256: str = Field(unique=True, index=True)
+    token_sha256: str = Field(unique=True, index=True)  # HMAC-SHA256 under the secret key
     practitioner_id: int = Field(foreign_key="practitioner.id", index=True)
     created_at: datetime
     expires_at: datetime

@@ -149,7 +149,8 @@ def test_reports_exports_and_forecast(team, tmp_path):
     assert "bad" in run("case", "forecast", "NIM-2026-0001", "--hearing-date", "bad",
                         code=2).stderr
     assert run("export", "csv", "--as", "mgr.okafor").stdout.startswith("task,title,child,stage")
-    assert json.loads(run("export", "fhir", "NIM-2026-0001", "--as", "mgr.okafor").stdout)["type"] == "collection"
+    fhir = run("export", "fhir", "NIM-2026-0001", "--as", "mgr.okafor").stdout
+    assert json.loads(fhir)["type"] == "collection"
     assert run("export", "ics", "mgr.okafor", "--as", "mgr.okafor").stdout.startswith("BEGIN:VCALENDAR")
     early = run("report", "pack", "NIM-2026-0001", "--kind", "assessment", "--as", "coord.ali",
                 code=2)

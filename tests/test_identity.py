@@ -115,8 +115,40 @@ def test_the_secret_is_stored_encrypted_under_a_key_outside_the_database(store, 
     from nim_pathway.commands import Commands
 
     other = Commands(replace(store.ctx, secret_key=b"A" * 43 + b"="), store.queries)
-    with pytest.raises(Refused, match="enrolled under another secret key"):
+    with pytest.raises(Refused, match="seal does not verify"):  # under the wrong key
         other.authenticate("sw.jones", current_code(store, "sw.jones"))
+
+
+def test_the_database_owner_cannot_grant_roles_or_forge_sessions(store, db_url):
+    """Whoever can write the tables but does not hold the secret key (NIM_SECRET_KEY_FILE)."""
+    import hashlib
+    from datetime import datetime
+
+    from sqlalchemy import text
+
+    from store.db import get_engine
+
+    ref = open_case(store)
+    with get_engine(db_url).begin() as conn:  # psy.chen made a manager behind our back
+        conn.execute(text("UPDATE practitioner SET role = 'nim-service-manager' "
+                          "WHERE handle = 'psy.chen'"))
+    with pytest.raises(Refused, match="changed outside nim-pathway"):
+        store.commands.erase(ref, "psy.chen", reason="court order")
+    assert [r.actor for r in audit_rows(db_url, "refused-altered-record")] == ["psy.chen"]
+    token = "forged-session-token"
+    with get_engine(db_url).begin() as conn:  # a session row made without the key
+        pid = conn.execute(text("SELECT id FROM practitioner WHERE handle = 'mgr.okafor'"))
+        conn.execute(text(
+            "INSERT INTO login_session (token_sha256, practitioner_id, created_at, expires_at)"
+            " VALUES (:t, :p, :c, :e)"),
+            {"t": hashlib.sha256(token.encode()).hexdigest(), "p": pid.scalar_one(),
+             "c": datetime(2026, 1, 12), "e": datetime(2030, 1, 1)})
+    with pytest.raises(Refused, match="not known here"):
+        store.commands.session_actor(token)
+    # an admin looks, then saves the record again through the one path that seals it
+    store.commands.change_role("psy.chen", "psychologist", ADMIN)
+    tick(store)
+    assert store.commands.authenticate("psy.chen", current_code(store, "psy.chen"))
 
 
 def test_re_enrolment_retires_old_codes_and_sessions(store):

@@ -48,6 +48,7 @@ def upgrade() -> None:
         batch_op.add_column(sa.Column('failed_codes', sa.Integer(), nullable=False,
                                       server_default='0'))
         batch_op.add_column(sa.Column('locked_at', sqlmodel.sql.sqltypes.UTCDateTime(), nullable=True))
+        batch_op.add_column(sa.Column('seal', sqlmodel.sql.sqltypes.AutoString(), nullable=True))
     op.execute("UPDATE pathway_version SET installed_by = 'migration-0008', "
                "installed_at = stored_at")
     # the named identity flows, the sweep and the dispatcher act as (it holds no code)
@@ -60,6 +61,7 @@ def upgrade() -> None:
 def downgrade() -> None:
     op.execute("DELETE FROM practitioner WHERE handle = 'svc.pathway'")
     with op.batch_alter_table('practitioner', schema=None) as batch_op:
+        batch_op.drop_column('seal')
         batch_op.drop_column('locked_at')
         batch_op.drop_column('failed_codes')
         batch_op.drop_column('totp_last_step')

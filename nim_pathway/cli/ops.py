@@ -180,10 +180,17 @@ def demo(
     no_treatment: Annotated[bool, typer.Option(help="take the D1 no-treatment branch")] = False,
     stack: Annotated[bool, typer.Option(help="then start the local stack with a live case")]
     = False,
+    code_for: Annotated[str | None, typer.Option(
+        help="print a demo practitioner's one-time code now (their simulated phone; demo "
+             "site only)")] = None,
 ) -> None:
     """Drive a demo case through the whole pathway in virtual time and print its timeline;
     with --stack, then bring up Prefect and leave a live case waiting for people."""
-    from nim_pathway.demo import run_demo, run_live_demo
+    from nim_pathway.demo import demo_code, run_demo, run_live_demo
+
+    if code_for:
+        typer.echo(demo_code(code_for))
+        return
 
     run_demo(profile, no_treatment)
     if stack:

@@ -49,7 +49,7 @@ class CommandBase:
                   spec: PathwaySpec | None = None,
                   target: policy.Target = policy.Target()) -> Practitioner | None:
         return policy.authorize(session, self.ctx.now(), actor, action, spec, target,
-                                self.ctx.audit_key)
+                                self.ctx.audit_key, self.ctx.secret_key)
 
     def permit_read(self, actor: str, action: str, ref: str | None = None,
                     doing: str = "") -> str:

@@ -23,7 +23,8 @@ from models.errors import AlreadyDone, Invalid, NotFound, Refused
 from models.pathway import PATHWAYS_DIR, PathwayError, PathwaySpec, parse_pathway
 from models.schemas import PractitionerIn
 from nim_pathway.commands.base import CommandBase, Result
-from nim_pathway.policy import ADMIN, SERVICE_ACTOR, audit_capped
+from nim_pathway.policy import ADMIN, SERVICE_ACTOR, audit_capped, check_seal, seal_of
+from store.audit import refusal_seen
 from store.tables import LoginSession, PathwayVersion, Practitioner
 
 ISSUER = "nim-pathway"
@@ -64,10 +65,6 @@ def code_at(secret: str, at: datetime) -> str:
     return _totp(secret).at(at)
 
 
-def token_digest(token: str) -> str:
-    return hashlib.sha256(token.encode()).hexdigest()
-
-
 class IdentityCommands(CommandBase):
     # ---- bootstrap and administration -------------------------------------------------
 
@@ -83,12 +80,15 @@ class IdentityCommands(CommandBase):
                                   "once. An admin adds practitioners with `practitioner add`")
             row = Practitioner(**admin.model_dump())
             enrolment = self._enrol(row)
-            session.add(row)
+            self._save(session, row)
             if not session.exec(select(Practitioner).where(
                     Practitioner.handle == SERVICE_ACTOR)).first():  # made by migration 0008
                 session.add(Practitioner(handle=SERVICE_ACTOR, display_name="nim-pathway "
                                          "service", role="service", team="system",
                                          kind="service"))
+            for service in session.exec(select(Practitioner).where(
+                    Practitioner.kind == "service")):
+                self._save(session, service)
             self.audit(session, admin.handle, "site-initialised", None,
                        {"admin": admin.handle, "after": _public(row)})
             installed = [self._install(session, _bundled(p), admin.handle, p.name).profile
@@ -105,7 +105,7 @@ class IdentityCommands(CommandBase):
                 raise AlreadyDone(f"practitioner {p.handle!r} exists already")
             row = Practitioner(**p.model_dump())
             enrolment = self._enrol(row)
-            session.add(row)
+            self._save(session, row)
             self.audit(session, actor, "practitioner-added", None,
                        {"handle": p.handle, "before": None, "after": _public(row)})
         return Result("", f"added {p.handle} ({p.role})"), enrolment
@@ -122,7 +122,7 @@ class IdentityCommands(CommandBase):
             before = _public(row)
             row.role = role
             self._revoke_sessions(session, row)
-            session.add(row)
+            self._save(session, row)
             self.audit(session, actor, "practitioner-changed", None,
                        {"handle": handle, "before": before, "after": _public(row)})
         return Result("", f"{handle} is now {role}; their CLI sessions were ended")
@@ -138,7 +138,7 @@ class IdentityCommands(CommandBase):
             before = _public(row)
             row.active = False
             self._revoke_sessions(session, row)
-            session.add(row)
+            self._save(session, row)
             self.audit(session, actor, "practitioner-changed", None,
                        {"handle": handle, "before": before, "after": _public(row),
                         "reason_length": len(reason)})
@@ -153,7 +153,7 @@ class IdentityCommands(CommandBase):
             before = _public(row)
             enrolment = self._enrol(row)
             self._revoke_sessions(session, row)
-            session.add(row)
+            self._save(session, row)
             self.audit(session, actor, "practitioner-enrolled", None,
                        {"handle": handle, "before": before, "after": _public(row)})
         return Result("", f"{handle} enrolled again; their old codes no longer work"), enrolment
@@ -166,7 +166,7 @@ class IdentityCommands(CommandBase):
                 raise AlreadyDone(f"{handle} is not locked")
             before = _public(row)
             row.locked_at, row.failed_codes = None, 0
-            session.add(row)
+            self._save(session, row)
             self.audit(session, actor, "practitioner-unlocked", None,
                        {"handle": handle, "before": before, "after": _public(row)})
         return Result("", f"{handle} unlocked")
@@ -189,12 +189,19 @@ class IdentityCommands(CommandBase):
 
     # ---- authentication ---------------------------------------------------------------
 
-    def authenticate(self, handle: str, code: str) -> str:
+    def authenticate(self, handle: str, code: str, case_ref: str | None = None,
+                     via: str | None = None) -> str:
         """The handle, if `code` is its owner's current one-time code and unused; otherwise
-        refused, audited and counted towards the lockout."""
+        refused, audited and counted towards the lockout. `via` names a form attempt: a
+        replay of one already refused is refused again without counting."""
         now = self.ctx.now()
         with self.ctx.write() as session:
+            if via is not None and refusal_seen(session, case_ref, via):
+                raise Refused(f"wrong or reused one-time code for {handle}")
             row = self._sign_in_target(session, handle, now)
+            if not code.strip():
+                raise Refused(f"enter the one-time code your authenticator app shows for "
+                              f"{handle}")
             step = self._matching_step(row, code.strip(), now)
             if step is None:
                 row.failed_codes += 1
@@ -202,8 +209,8 @@ class IdentityCommands(CommandBase):
                 if locked:
                     row.locked_at = now
                 session.add(row)
-                self.audit(session, handle, "refused-code", None,
-                           {"failures": row.failed_codes, "locked": locked})
+                self.audit(session, handle, "refused-code", case_ref,
+                           {"failures": row.failed_codes, "locked": locked, "via": via})
                 session.commit()
                 more = (" The account is now locked; an admin unlocks it with "
                         f"`nim-pathway practitioner unlock {handle}`." if locked else
@@ -220,7 +227,7 @@ class IdentityCommands(CommandBase):
         now = self.ctx.now()
         with self.ctx.write() as session:
             row = self._person(session, handle)
-            session.add(LoginSession(token_sha256=token_digest(token), practitioner_id=row.id,
+            session.add(LoginSession(token_sha256=self._token_digest(token), practitioner_id=row.id,
                                      created_at=now, expires_at=now + timedelta(minutes=minutes)))
             self.audit(session, handle, "logged-in", None, {"minutes": minutes})
         return LoginToken(handle, token, now + timedelta(minutes=minutes))
@@ -232,7 +239,7 @@ class IdentityCommands(CommandBase):
         with self.ctx.read() as session:
             found = session.exec(select(LoginSession, Practitioner).join(
                 Practitioner, Practitioner.id == LoginSession.practitioner_id).where(
-                LoginSession.token_sha256 == token_digest(token))).first()
+                LoginSession.token_sha256 == self._token_digest(token))).first()
         if found is None:
             raise Refused("your session is not known here; log in with `nim-pathway login`")
         login, who = found
@@ -252,7 +259,7 @@ class IdentityCommands(CommandBase):
     def logout(self, token: str) -> Result:
         with self.ctx.write() as session:
             login = session.exec(select(LoginSession).where(
-                LoginSession.token_sha256 == token_digest(token))).first()
+                LoginSession.token_sha256 == self._token_digest(token))).first()
             if login is None or login.revoked_at is not None:
                 return Result("", "not logged in")
             login.revoked_at = self.ctx.now()
@@ -260,6 +267,15 @@ class IdentityCommands(CommandBase):
         return Result("", "logged out")
 
     # ---- helpers ----------------------------------------------------------------------
+
+    def _token_digest(self, token: str) -> str:
+        """Keyed: a session row written straight into the database does not verify."""
+        return hmac.new(self.ctx.secret_key, token.encode(), hashlib.sha256).hexdigest()
+
+    def _save(self, session: Session, row: Practitioner) -> None:
+        """Write a practitioner with a fresh seal (the only way their identity changes)."""
+        row.seal = seal_of(row, self.ctx.secret_key)
+        session.add(row)
 
     def _enrol(self, row: Practitioner) -> Enrolment:
         from cryptography.fernet import Fernet
@@ -300,6 +316,7 @@ class IdentityCommands(CommandBase):
                          self.ctx.audit_key)
             raise NotFound(f"unknown practitioner {handle[:60]!r}; an admin adds practitioners "
                            "with `nim-pathway practitioner add`")
+        check_seal(session, now, row, self.ctx.secret_key, self.ctx.audit_key)
         if row.kind == "service":
             audit_capped(session, now, handle, "refused-service-sign-in", None, {},
                          self.ctx.audit_key)
