@@ -128,7 +128,6 @@ def human_task_flow(ref: str, task_key: str) -> str:
             form = suspend_for(form_cls, task_description(ref, view, note), f"outcome-{attempt}")
             result = record_outcome(ref, task_key, form.model_dump(mode="json"),
                                     via=f"{flow_run.id}/{attempt}")
-            forget_form_responses(str(flow_run.id))  # the code and free text leave Prefect
             if result.status != "refused":
                 break
             get_run_logger().warning("form %s not recorded: %s", attempt, result.message)
@@ -136,6 +135,8 @@ def human_task_flow(ref: str, task_key: str) -> str:
         view = load_task(ref, task_key)
     if view.state != "done":
         return f"{view.task} is {view.state}"
+    forget_form_responses(str(flow_run.id))  # what was typed, codes too, leaves Prefect now;
+    # not per attempt: a resumed run replays its earlier suspends, which read their responses
     emit_case_event("nim.task.completed", ref, {"task": task_key, "role": view.role,
                                                 "completed_on": str(view.completed_on)},
                     f"{view.task}/completed")

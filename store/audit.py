@@ -122,6 +122,9 @@ def verify(url: str, key: bytes | None = None, checkpoint: Path | None = None) -
 
 
 def refusal_seen(session: Session, case_ref: str | None, via: str) -> bool:
-    """Whether a refusal from this UI attempt is audited already (a replayed form)."""
+    """Whether a refusal from this UI attempt (its role, or its one-time code) is audited
+    already: a flow replaying a form after its process restarts is answered the same way
+    without counting it twice."""
     return any((a.detail or {}).get("via") == via for a in session.exec(
-        select(AuditEvent).where(AuditEvent.case_ref == case_ref, AuditEvent.action == "refused")))
+        select(AuditEvent).where(AuditEvent.case_ref == case_ref,
+                                 AuditEvent.action.in_(["refused", "refused-code"]))))

@@ -95,7 +95,7 @@ def record_outcome(ref: str, key: str, form: dict[str, Any], via: str) -> Record
     try:
         if svc.queries.task(ref, key).state == "done":
             raise AlreadyDone(f"{ref}/{key} was completed already")
-        svc.commands.authenticate(actor, code)
+        svc.commands.authenticate(actor, code, ref, via)
         result = svc.commands.complete_task(TaskRef(ref, key), actor, form, via=via)
     except AlreadyDone as exc:
         return Recorded("already", str(exc))
