@@ -219,7 +219,7 @@ class Rows:
     def pathways(self) -> Iterator[tuple]:
         for p in self.t.pathways:
             yield (p["id"], p["profile"], p["version"], p["sha256"], p["spec_json"],
-                   _parse_dt(p["stored_at"]))
+                   _parse_dt(p["stored_at"]), _parse_dt(p["stored_at"]))
 
     def practitioners(self) -> Iterator[tuple]:
         n, pid = self.c.staff_per_role(), 0
@@ -340,7 +340,7 @@ def populate_postgres(url: str, rows: Rows) -> dict[str, int]:
 
 def _tables(rows: Rows) -> Iterator[tuple[str, tuple[str, ...], Iterator[tuple]]]:
     yield "pathway_version", ("id", "profile", "version", "sha256", "spec_json",
-                              "stored_at"), rows.pathways()
+                              "stored_at", "installed_at"), rows.pathways()
     yield "practitioner", Rows.PRACTITIONER, rows.practitioners()
     yield "nim_case", Rows.CASE, rows.cases()
     yield "child", Rows.CHILD, rows.children()
@@ -353,6 +353,8 @@ def populate(url: str, templates: Templates, cohort: Cohort) -> dict[str, int]:
     from store.db import get_engine, migrate
 
     migrate(url)
+    with get_engine(url).begin() as conn:  # the cohort brings its own team, ids from 1
+        conn.exec_driver_sql("DELETE FROM practitioner WHERE kind = 'service'")
     get_engine(url).dispose()
     rows = Rows(templates, cohort)
     if url.startswith("sqlite"):

@@ -179,12 +179,25 @@ def _human_task(client: Any, meter: Meter, case: dict[str, Any]) -> dict[str, An
     _wait(client, run.id, {"RUNNING"})
     m1 = meter.mark()
     _wait(client, run.id, {"PAUSED"})
+    code = _next_code(TRIAGE["completed_by"])  # as the manager's phone would show it
     m2 = meter.mark()
-    resume_flow_run(run.id, run_input=TRIAGE)
+    resume_flow_run(run.id, run_input={**TRIAGE, "code": code})
     _wait(client, run.id, {"COMPLETED"})
     m3 = meter.mark()
     return {"start": meter.delta(m0, m1), "suspend": meter.delta(m1, m2),
             "resume": meter.delta(m2, m3), "total": meter.delta(m0, m3)}
+
+
+def _next_code(handle: str) -> str:
+    """The handle's one-time code 30 s on (a code works once) on the bench's shared clock."""
+    from models.clock import FileClock
+    from nim_pathway.app import build_service
+    from nim_pathway.demo import current_code
+
+    clock = FileClock(os.environ["NIM_CLOCK_FILE"])
+    clock.set(clock.now() + timedelta(seconds=30))
+    return current_code(build_service(os.environ["NIM_DATABASE_URL"], clock, migrate=False),
+                        handle)
 
 
 def _noop(client: Any, meter: Meter) -> dict[str, Any]:
