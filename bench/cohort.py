@@ -179,6 +179,7 @@ def notify_config(path: Path, roles: list[str], url: str = "json://127.0.0.1:9/u
     path.write_text(yaml.safe_dump({
         "channels": {f"team-{r}": f"{url}/team-{r}" for r in roles},
         "roles": {r: [f"team-{r}"] for r in roles}}))
+    path.chmod(0o600)  # a notification config readable by others is refused
     return path
 
 

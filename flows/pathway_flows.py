@@ -24,6 +24,7 @@ from tasks.case_tasks import (
     load_stage,
     load_task,
     open_from_intake,
+    publish_audit_checkpoint,
     publish_oversight,
     publish_task_card,
     reconcile_cases,
@@ -158,6 +159,7 @@ def sweep_flow() -> dict[str, int]:
                             {"kind": timer.kind, "task": timer.task, "role": timer.role,
                              **(timer.detail or {})},
                             f"timer/{timer.key}")
+    publish_audit_checkpoint()
     delivered = dispatch_outbox()
     publish_oversight()
     synced = reconcile_cases()

@@ -27,6 +27,11 @@ _SUBDIVISION = {"england-and-wales": "ENG", "scotland": "SCT", "northern-ireland
 
 Unit = Literal["working_days", "days", "weeks", "months"]
 UNITS: tuple[str, ...] = ("working_days", "days", "weeks", "months")
+# The largest offset (either way) the engine reckons with, per unit: about five years, longer
+# than any pathway's span (the research follow-up at 30 months is the longest), so a typo or a
+# hostile number is refused instead of creating work for centuries. Pathway files (offsets and
+# each setting's range) and `nim-pathway deadline` are held to it.
+MAX_AMOUNT: dict[str, int] = {"working_days": 1300, "days": 1830, "weeks": 260, "months": 60}
 Adjust = Literal["back", "forward", "none"]
 ADJUST_FOR_KIND: dict[str, Adjust] = {"maximum": "back", "target": "forward", "exact": "none"}
 
@@ -110,6 +115,8 @@ def add_months(anchor: date, months: int) -> date:
     """Calendar months, clamped to the month's last day (31 Jan + 1 month = 28/29 Feb)."""
     index = anchor.year * 12 + anchor.month - 1 + months
     year, month = divmod(index, 12)
+    if not 1 <= year <= 9999:
+        raise OverflowError("date value out of range")
     last = _stdcal.monthrange(year, month + 1)[1]
     return date(year, month + 1, min(anchor.day, last))
 
@@ -156,6 +163,18 @@ def compute_due(
     the older spelling of "forward". `day_one`: the anchor day is day 1 ("N weeks beginning
     with"), so the span ends a day earlier. `fraction`: that part of the span (half of the
     treatment months for a mid-way review), in whole days, rounded down."""
+    try:
+        return _compute_due(calendar, anchor, amount, unit, anchor_name, roll_forward, adjust,
+                            day_one, fraction)
+    except OverflowError:  # date arithmetic past year 9999 (or before year 1)
+        raise CalendarError(f"{_plural(amount, unit.rstrip('s').replace('_', ' '))} from "
+                            f"{anchor.isoformat()} falls outside the calendar; check the date "
+                            "and the amount") from None
+
+
+def _compute_due(calendar: WorkingCalendar, anchor: date, amount: int, unit: str,
+                 anchor_name: str, roll_forward: bool, adjust: Adjust | None, day_one: bool,
+                 fraction: float | None) -> DueDate:
     adjust = adjust or ("forward" if roll_forward else "none")
     if unit == "working_days":
         if fraction is not None:

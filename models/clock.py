@@ -63,8 +63,17 @@ class FileClock:
         self.path = path
 
     def now(self) -> datetime:
-        with open(self.path, encoding="utf-8") as fh:
-            return parse_instant(fh.read().strip())
+        from models.errors import ConfigError
+
+        try:
+            with open(self.path, encoding="utf-8") as fh:
+                return parse_instant(fh.read().strip())
+        except OSError as exc:
+            raise ConfigError(f"NIM_CLOCK_FILE {self.path} cannot be read ({exc.strerror}); "
+                              "point it at a file holding an ISO instant") from None
+        except ValueError as exc:  # not UTF-8, or not an instant
+            raise ConfigError(f"NIM_CLOCK_FILE {self.path} must hold an ISO instant like "
+                              f"2026-01-12T09:00 ({str(exc)[:120]})") from None
 
     def set(self, instant: datetime) -> None:
         with open(self.path, "w", encoding="utf-8") as fh:
@@ -79,6 +88,8 @@ def parse_instant(text: str) -> datetime:
         raise ValueError(
             f"{text!r} is not an ISO date or date-time (e.g. 2026-03-02 or 2026-03-02T09:00)"
         ) from exc
+    if not 2000 <= value.year <= 2199:  # the engine's working years; anything else is a typo
+        raise ValueError(f"{text!r} is outside the years 2000-2199; check the year")
     if value.tzinfo is None:
         value = value.replace(tzinfo=UK)
     return value.astimezone(UTC)

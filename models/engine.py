@@ -380,6 +380,15 @@ def complete_task(
     completed_on = date.fromisoformat(clean["completed_on"]) if clean["completed_on"] else on
     if completed_on > on:
         raise EngineError(f"completed_on {completed_on} is in the future (today is {on})")
+    # every date of an outcome lies in the case's life: from its referral to today
+    start = case.anchors.get("referral")
+    dated = {"completed_on": completed_on} | {
+        name: date.fromisoformat(clean[name]) for name, f in
+        spec.task_by_id[task.spec_id].outcome.items() if f.type == "date" and clean.get(name)}
+    for name, day in dated.items():
+        if day > on or (start is not None and day < start):
+            raise EngineError(f"{name} {day} is outside the case's life: give a date from its "
+                              f"referral ({start}) to today ({on})")
     clean["completed_on"] = str(completed_on)
     task.state, task.outcome, task.completed_on, task.completed_by = DONE, clean, on, actor
     effects = [Effect("task-completed", key, {"role": task.role, "by": actor, "on": str(on)})]
@@ -568,7 +577,7 @@ def pause(spec: PathwaySpec, case: CaseState, on: date, reason: str) -> list[Eff
         raise EngineError(f"case {case.ref} is closed")
     case.paused_since = on
     case.anchors["paused_since"] = on
-    return [Effect("case-paused", None, {"on": str(on), "reason_length": len(reason)})]
+    return [Effect("case-paused", None, {"on": str(on), "reason": reason})]  # sealed in the audit
 
 
 def resume(spec: PathwaySpec, case: CaseState, on: date, reason: str = "") -> list[Effect]:

@@ -22,3 +22,8 @@ class Refused(CommandError):
 
 class AlreadyDone(CommandError):
     """The work was done already (a task completed twice, a case erased twice)."""
+
+
+class ConfigError(CommandError):
+    """An environment variable or a configuration file the service cannot use: the message
+    names the variable or file and what it must hold (never a secret it may contain)."""

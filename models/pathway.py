@@ -16,9 +16,17 @@ from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, create_model, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    ValidationInfo,
+    create_model,
+    model_validator,
+)
 
-from models.calendar import UNITS
+from models.calendar import MAX_AMOUNT, UNITS
 
 SLUG = r"^[a-z][a-z0-9-]*$"
 PATHWAYS_DIR = Path(__file__).resolve().parent.parent / "pathways"
@@ -37,6 +45,14 @@ OPTIONAL_ANCHORS = ("la_referral", "proceedings_issued", "case_management_hearin
 
 class PathwayError(ValueError):
     """A pathway file that cannot be used, with where and why."""
+
+
+# Bounds of every number a pathway holds (besides MAX_AMOUNT for offsets): a task repeats at
+# most MAX_COUNT times by count; reminders come at most MAX_REMINDER working days before due;
+# escalations at most MAX_ESCALATION working days after; a switch setting (`when:`) is 0 or 1.
+MAX_COUNT = 60
+MAX_REMINDER = 60
+MAX_ESCALATION = 260
 
 
 # What people do on a case, each granted by the pathway's `permissions:` table (checked by
@@ -93,6 +109,11 @@ class Offset(_Strict):
             raise ValueError(
                 f"give exactly one of {', '.join(UNITS)} (got {', '.join(given) or 'none'})"
             )
+        limit = MAX_AMOUNT[given[0]]
+        amount = getattr(self, given[0])
+        if isinstance(amount, int) and not -limit <= amount <= limit:
+            raise ValueError(f"{given[0]}: {amount} is outside -{limit}..{limit} (about five "
+                             "years either way)")
         return self
 
     @property
@@ -157,6 +178,10 @@ class TaskSpec(_Strict):
 
     @model_validator(mode="after")
     def _repetition(self) -> TaskSpec:
+        if isinstance(self.count, int) and not 1 <= self.count <= MAX_COUNT:
+            raise ValueError(f"count: {self.count} is outside 1..{MAX_COUNT}")
+        if any(not 0 <= r <= MAX_REMINDER for r in self.reminders or []):
+            raise ValueError(f"reminders: give working days before due, 0..{MAX_REMINDER}")
         if self.count != 1 and self.every is None:
             raise ValueError("a task with count other than 1 needs 'every'")
         if self.then_every and self.count != 1:
@@ -303,7 +328,7 @@ class CourtSpec(_Strict):
 
 
 class Escalation(_Strict):
-    after_working_days: int = Field(ge=0)
+    after_working_days: int = Field(ge=0, le=MAX_ESCALATION)
     role: str
     # the team whose work this rung is for (the LA keeps case responsibility, so its work
     # escalates through the LA); None: every team's work
@@ -322,6 +347,22 @@ class Notifications(_Strict):
     def _time(self) -> Notifications:
         if not re.fullmatch(r"([01]\d|2[0-3]):[0-5]\d", self.send_at):
             raise ValueError("send_at must be HH:MM (24-hour UK time)")
+        if any(not 0 <= r <= MAX_REMINDER for r in self.reminders):
+            raise ValueError(f"reminders: give working days before due, 0..{MAX_REMINDER}")
+        return self
+
+
+class SettingRange(_Strict):
+    """The values a setting may take, in the pathway file and when a case overrides it at
+    referral. Settings are lengths, counts and switches: never negative."""
+
+    min: int = Field(ge=0)
+    max: int = Field(ge=0)
+
+    @model_validator(mode="after")
+    def _ordered(self) -> SettingRange:
+        if self.min > self.max:
+            raise ValueError(f"min {self.min} is more than max {self.max}")
         return self
 
 
@@ -353,6 +394,9 @@ class PathwaySpec(_Strict):
     jurisdictions: list[Literal["england-and-wales", "scotland", "northern-ireland"]]
     roles: dict[str, RoleSpec]
     settings: dict[str, int] = {}
+    # every setting's range (`name: {min: 1, max: 20}`): the default must lie in it, and so
+    # must a case's override (checked when the case opens)
+    setting_ranges: dict[str, SettingRange] = {}
     notifications: Notifications = Notifications()
     decision_outcomes: dict[str, str] = {}
     stages: list[StageSpec]
@@ -377,7 +421,7 @@ class PathwaySpec(_Strict):
     dates: dict[str, str] = {}
 
     @model_validator(mode="after")
-    def _references(self) -> PathwaySpec:
+    def _references(self, info: ValidationInfo) -> PathwaySpec:
         problems: list[str] = []
         stage_ids = [s.id for s in self.stages]
         if len(set(stage_ids)) != len(stage_ids):
@@ -464,6 +508,8 @@ class PathwaySpec(_Strict):
             if clock.window:
                 check_offset(f"{where}.window.earliest", clock.window.earliest)
                 check_offset(f"{where}.window.latest", clock.window.latest)
+            for wi, warning in enumerate(clock.warnings):
+                check_offset(f"{where}.warnings.{wi}", warning)
         teams = {r.team for r in self.roles.values()}
         for ei, esc in enumerate(self.notifications.escalations):
             if esc.role not in self.roles:
@@ -514,9 +560,80 @@ class PathwaySpec(_Strict):
                 problems.append(f"reporting.{name}: unknown decision {getattr(rep, name)!r}")
         if "default" not in self.retention_years:
             problems.append("retention_years: needs a 'default' entry")
+        problems += [f"retention_years.{basis}: {years} is outside 1..150 years"
+                     for basis, years in self.retention_years.items() if not 1 <= years <= 150]
+        problems += self._range_problems(stored=bool((info.context or {}).get("stored")))
         if problems:
             raise ValueError("\n".join(problems))
         return self
+
+    def _range_problems(self, stored: bool) -> list[str]:
+        """Every setting has a range that holds its default and fits each of its uses (a
+        pathway version stored before ranges existed is held to the uses alone)."""
+        problems = []
+        for name in self.setting_ranges:
+            if name not in self.settings:
+                problems.append(f"setting_ranges.{name}: no setting {name!r} under 'settings'")
+        uses = self._setting_uses()
+        for name, value in self.settings.items():
+            declared = self.setting_ranges.get(name)
+            if declared is None:
+                if not stored:
+                    problems.append(f"settings.{name}: give its range under 'setting_ranges', "
+                                    f"e.g. {name}: {{min: 1, max: {max(value, 1) * 2}}}")
+                continue
+            if not declared.min <= value <= declared.max:
+                problems.append(f"settings.{name}: {value} is outside its range "
+                                f"{declared.min}-{declared.max}")
+            for what, lo, hi in dict.fromkeys(uses.get(name, [])):
+                if declared.min < lo or declared.max > hi:
+                    problems.append(f"setting_ranges.{name}: {declared.min}-{declared.max} does "
+                                    f"not fit its use as {what} ({lo}-{hi})")
+        return problems
+
+    def _setting_uses(self) -> dict[str, list[tuple[str, int, int]]]:
+        """Each setting's uses, with the values each allows: an offset amount (up to about
+        five years of its unit), a count, or a stage's switch."""
+        uses: dict[str, list[tuple[str, int, int]]] = {}
+        tasks = [t for s in self.stages for t in s.tasks] + list(self.statutory)
+        offsets = [o for t in tasks for o in (t.due, t.every, *t.then_every)]
+        for clock in self.clocks:
+            offsets += [clock.limit, *clock.warnings]
+            if clock.window:
+                offsets += [clock.window.earliest, clock.window.latest]
+        for off in offsets:
+            if off is not None and isinstance(off.raw_amount, str):
+                uses.setdefault(off.raw_amount, []).append(
+                    (off.unit.replace("_", " "), 0, MAX_AMOUNT[off.unit]))
+        for task in tasks:
+            if isinstance(task.count, str):
+                uses.setdefault(task.count, []).append(("a count", 1, MAX_COUNT))
+        for stage in self.stages:
+            if stage.when is not None:
+                uses.setdefault(stage.when, []).append(("a stage's switch", 0, 1))
+        return uses
+
+    def setting_range(self, name: str) -> tuple[int, int]:
+        """The values a case may give a declared setting: its declared range, within what its
+        uses allow (all a pathway version stored before ranges existed has)."""
+        lo, hi = 0, max(MAX_AMOUNT.values())
+        declared = self.setting_ranges.get(name)
+        if declared is not None:
+            lo, hi = declared.min, declared.max
+        for _, use_lo, use_hi in self._setting_uses().get(name, []):
+            lo, hi = max(lo, use_lo), min(hi, use_hi)
+        return lo, hi
+
+    def setting_problems(self, values: dict[str, int]) -> list[str]:
+        """A case's overrides outside their ranges, each with its value, range and default."""
+        problems = []
+        for name, value in values.items():
+            if name in self.settings:
+                lo, hi = self.setting_range(name)
+                if not lo <= value <= hi:
+                    problems.append(f"{name}={value} is outside {lo}-{hi} (the pathway's "
+                                    f"default is {self.settings[name]})")
+        return problems
 
     # -- look-ups -------------------------------------------------------------------------
 
@@ -567,6 +684,12 @@ class PathwaySpec(_Strict):
 
     def digest(self) -> str:
         return hashlib.sha256(self.canonical_json().encode()).hexdigest()
+
+    def free_text_fields(self, task_id: str) -> set[str]:
+        """The outcome fields people type free text into (`notes` and `type: text`)."""
+        task = self.task_by_id.get(task_id)
+        return {"notes"} | {name for name, f in (task.outcome if task else {}).items()
+                            if f.type == "text"}
 
     def outcome_model(self, task_id: str) -> type[BaseModel]:
         """The Pydantic model of a task's outcome (its form in the UI and the CLI file)."""
@@ -642,6 +765,10 @@ def parse_pathway(text: str, source: str = "<pathway>") -> PathwaySpec:
         mark = getattr(exc, "problem_mark", None)
         where = f"{source}:{mark.line + 1}" if mark else source
         raise PathwayError(f"{where}: not valid YAML: {getattr(exc, 'problem', exc)}") from None
+    except RecursionError:
+        raise PathwayError(f"{source}: nested too deeply to be a pathway file") from None
+    except ValueError as exc:  # a value YAML itself cannot build, e.g. a date 2026-02-30
+        raise PathwayError(f"{source}: not valid YAML: {exc}") from None
     if not isinstance(data, dict):
         raise PathwayError(f"{source}: a pathway file must be a mapping with 'profile', 'stages'…")
     if "extends" in data:  # a nation's profile that shares another's pathway: its top-level
@@ -696,9 +823,14 @@ def load_pathway(profile_or_path: str, directory: Path | None = None) -> Pathway
 @lru_cache(maxsize=32)
 def _parse_file(path: str, mtime_ns: int) -> PathwaySpec:
     """Parsed once per file version: the mtime in the key notices edits."""
-    return parse_pathway(Path(path).read_text(encoding="utf-8"), source=path)
+    try:
+        text = Path(path).read_text(encoding="utf-8")
+    except UnicodeDecodeError as exc:
+        raise PathwayError(f"{path}: not UTF-8 text (byte {exc.start}); save it as UTF-8") from None
+    return parse_pathway(text, source=path)
 
 
 def pathway_from_json(text: str) -> PathwaySpec:
-    """A pathway version stored with a case (already validated when it was first used)."""
-    return PathwaySpec.model_validate_json(text)
+    """A pathway version stored with a case (already validated when it was first used;
+    versions stored before setting ranges existed have none)."""
+    return PathwaySpec.model_validate_json(text, context={"stored": True})

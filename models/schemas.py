@@ -3,20 +3,34 @@
 from __future__ import annotations
 
 import re
+import unicodedata
 from datetime import date
 from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
-from models.calendar import JURISDICTIONS
-from models.engine import RELATIONSHIPS
+from models.calendar import JURISDICTIONS, add_months
+from models.engine import RELATIONSHIPS, child_anchor
 from models.pathway import PathwaySpec
+from models.redaction import carries_credentials, mask_url
 
 PLACEMENT_KINDS = ("foster", "kinship", "mother-and-baby", "residential", "home")
 
 
 class _Input(BaseModel):
     model_config = ConfigDict(extra="forbid", str_strip_whitespace=True)
+
+    @field_validator("*", mode="after")
+    @classmethod
+    def _printable_text(cls, value: object) -> object:
+        """Names, addresses and free text hold printable characters, newlines and tabs only:
+        a NUL or another control character is refused here, not by the database."""
+        bad = next((c for c in value if unicodedata.category(c) == "Cc" and c not in "\n\t"),
+                   None) if isinstance(value, str) else None
+        if bad is not None:
+            raise ValueError(f"must not contain control characters (found U+{ord(bad):04X}); "
+                             "use printable text, newlines and tabs only")
+        return value
 
 
 class PlacementIn(_Input):
@@ -25,6 +39,12 @@ class PlacementIn(_Input):
 
 
 PLACED_WITH_PARENT = ("home", "mother-and-baby")
+
+
+# A family episode's size: the largest sibling group, and the most caregivers, one referral
+# (or one case) takes; each adds work per child and per caregiver.
+MAX_CHILDREN = 12
+MAX_CAREGIVERS = 12
 
 
 class ChildIn(_Input):
@@ -39,7 +59,68 @@ class CaregiverIn(_Input):
     relationship: Literal["mother", "father", "parent", "foster-carer", "kinship-carer"]
     name: str | None = Field(default=None, max_length=200)
     # the children (child-1, child-2, ... in referral order) this person cares for; all if empty
-    children: list[str] = []
+    children: list[str] = Field(default=[], max_length=MAX_CHILDREN)
+
+
+# The rules every case's key dates keep, when a referral is read and whenever one of its dates
+# moves (`case move-date`): in one place, so a moved date cannot break what a referral may not.
+CASE_SPAN_YEARS = 5  # no key date lies further after the referral; no referral is older
+CHILD_AGE_YEARS = 18  # a looked-after child is under 18 (Children Act 1989 s105(1))
+_NOT_BEFORE_BIRTH = {"referral": "referral date", "care_entry": "care entry date",
+                     "la_referral": "LA referral date"}
+
+
+def _years_on(day: date, years: int) -> date:
+    try:
+        return add_months(day, 12 * years)
+    except OverflowError:
+        return date.max if years > 0 else date.min
+
+
+def case_date_problems(dates: dict[str, date], births: dict[str, date],
+                       today: date | None = None) -> list[str]:
+    """Why a case's key dates cannot stand together (none if they can). `dates` are named as
+    the engine's anchors (referral, care_entry, placement_start, final_hearing, stage:<id>,
+    ...); `births` are the children's dates of birth by how a message names each child. With
+    `today`, the referral is neither in the future nor more than CASE_SPAN_YEARS back."""
+    problems = []
+    referral, care_entry = dates.get("referral"), dates.get("care_entry")
+    for who, dob in births.items():
+        problems += [f"{what} {dates[name]} is before the date of birth of {who}"
+                     for name, what in _NOT_BEFORE_BIRTH.items()
+                     if dates.get(name) is not None and dates[name] < dob]
+        if referral is not None and _years_on(dob, CHILD_AGE_YEARS) <= referral:
+            problems.append(f"{who}, born {dob}, would be {CHILD_AGE_YEARS} or older at referral "
+                            f"{referral}; a looked-after child is under {CHILD_AGE_YEARS}: check "
+                            "the date of birth")
+    problems += [f"placement start {day} is before care entry {care_entry}"
+                 for name, day in dates.items()
+                 if name.partition("@")[0] == "placement_start" and care_entry is not None
+                 and day < care_entry]
+    if referral is not None and care_entry is not None and referral < care_entry:
+        problems.append(f"referral date {referral} is before care entry {care_entry}; NIM takes "
+                        "children who are already in care")
+    issued, hearing = dates.get("proceedings_issued"), dates.get("final_hearing")
+    if issued is not None and hearing is not None and hearing < issued:
+        problems.append(f"final hearing {hearing} is before proceedings were issued ({issued})")
+    eldest = min(births.items(), key=lambda item: item[1], default=None)
+    latest = _years_on(referral, CASE_SPAN_YEARS) if referral is not None else None
+    for name, day in dates.items():
+        what = name.replace("_", " ")
+        if name.startswith("stage:") and referral is not None and day < referral:
+            problems.append(f"{name} {day} is before the referral ({referral})")
+        if eldest is not None and name not in _NOT_BEFORE_BIRTH and day < eldest[1]:
+            problems.append(f"{what} {day} is before the date of birth of {eldest[0]}")
+        if latest is not None and day > latest:
+            problems.append(f"{what} {day} is more than {CASE_SPAN_YEARS} years after the "
+                            f"referral ({referral}): check the year")
+    if today is not None and referral is not None:
+        if referral > today:
+            problems.append(f"referral date {referral} is in the future (today {today})")
+        elif referral < _years_on(today, -CASE_SPAN_YEARS):
+            problems.append(f"referral date {referral} is more than {CASE_SPAN_YEARS} years ago "
+                            f"(today {today}): check the year")
+    return list(dict.fromkeys(problems))
 
 
 def months_between(start: date, end: date) -> int:
@@ -60,7 +141,7 @@ class Referral(_Input):
         description="pathway profile (england, wales, scotland, northern-ireland); default "
                     "follows the jurisdiction")
     child: ChildIn | None = None  # one child; or `children` for a sibling group
-    children: list[ChildIn] = []
+    children: list[ChildIn] = Field(default=[], max_length=MAX_CHILDREN)
     care_entry: date
     referral: date
     la_referral: date | None = Field(
@@ -68,7 +149,7 @@ class Referral(_Input):
     proceedings_issued: date | None = None
     final_hearing: date | None = None
     legal_status: str | None = Field(default=None, max_length=100)
-    caregivers: list[CaregiverIn] = Field(min_length=1)
+    caregivers: list[CaregiverIn] = Field(min_length=1, max_length=MAX_CAREGIVERS)
     placement: PlacementIn | None = None
     settings: dict[str, int] = {}
     first_entry_to_care: bool | None = None  # asked by programmes for a first entry only
@@ -93,33 +174,27 @@ class Referral(_Input):
             if unknown:
                 raise ValueError(f"caregiver {c.relationship} cares for {', '.join(unknown)}, "
                                  f"but the referral's children are {', '.join(sorted(keys))}")
-        for n, child in enumerate(self.all_children, start=1):
-            self._child_dates(child, f"child-{n}" if self.children else "the child")
-        if self.referral < self.care_entry:
-            raise ValueError(
-                f"referral date {self.referral} is before care entry {self.care_entry}; NIM "
-                "takes children who are already in care"
-            )
-        if self.final_hearing and self.proceedings_issued and (
-            self.final_hearing < self.proceedings_issued
-        ):
-            raise ValueError("final hearing is before proceedings were issued")
+        problems = case_date_problems(self.case_dates(), self.births())
+        if problems:
+            raise ValueError("; ".join(problems))
         return self
 
-    def _child_dates(self, child: ChildIn, who: str) -> None:
-        dob = child.date_of_birth
-        if self.referral < dob:
-            raise ValueError(f"referral date {self.referral} is before the date of birth of {who}")
-        if self.care_entry < dob:
-            raise ValueError(f"care entry date {self.care_entry} is before the date of birth of "
-                             f"{who}")
-        placement = self.placement_of(child)
-        if placement and placement.start < self.care_entry:
-            raise ValueError(f"placement start {placement.start} is before care entry "
-                             f"{self.care_entry}")
-        if self.la_referral and self.la_referral < dob:
-            raise ValueError(f"LA referral date {self.la_referral} is before the date of birth "
-                             f"of {who}")
+    def births(self) -> dict[str, date]:
+        """Each child's date of birth, by how messages name them."""
+        return {f"child-{n}" if self.children else "the child": child.date_of_birth
+                for n, child in enumerate(self.all_children, start=1)}
+
+    def case_dates(self) -> dict[str, date]:
+        """The key dates this referral gives, named as the case's anchors."""
+        dates = {"care_entry": self.care_entry, "referral": self.referral}
+        for name in ("la_referral", "proceedings_issued", "final_hearing"):
+            if getattr(self, name) is not None:
+                dates[name] = getattr(self, name)
+        for n, child in enumerate(self.all_children, start=1):
+            placement = self.placement_of(child)
+            if placement:
+                dates[child_anchor("placement_start", f"child-{n}")] = placement.start
+        return dates
 
     def default_pathway(self) -> str:
         """The profile a referral opens on unless it names one (Wales: `pathway: wales`, as
@@ -161,9 +236,12 @@ class PractitionerIn(_Input):
         if value and not re.match(r"^[a-z][a-z0-9+.-]*:(//)?\S+$", value):
             raise ValueError("contact must be a named target with an address (email:you@nhs.net)"
                              " or an Apprise URL without secrets (json://host/path)")
-        if value and re.match(r"^[a-z][a-z0-9+.-]*://[^/@]*:[^/@]*@", value):
-            raise ValueError("contact must not hold a password: put credentials in the "
-                             "notification config (NIM_NOTIFY_CONFIG) and use a named target")
+        if value and (re.match(r"^[a-z][a-z0-9+.-]*://[^/@]*:[^/@]*@", value)
+                      or carries_credentials(value)):
+            raise ValueError("contact must not hold a password, token or key (in the user "
+                             "part, a query parameter or a token in the path, here "
+                             f"{mask_url(value)}): put credentials in the notification config "
+                             "(NIM_NOTIFY_CONFIG) and use a named target (email:you@nhs.net)")
         return value
 
 

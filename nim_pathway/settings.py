@@ -7,21 +7,45 @@ from datetime import date
 from pathlib import Path
 
 from models.clock import Clock, FileClock, SystemClock, VirtualClock, parse_instant
+from models.errors import ConfigError
 
 PROJECT_DIR = Path(__file__).resolve().parent.parent
 
 
 def data_dir() -> Path:
-    """Where the embedded database, the local stack's state and reports live."""
-    path = Path(os.environ.get("NIM_DATA_DIR", PROJECT_DIR / ".nim"))
-    path.mkdir(parents=True, exist_ok=True)
-    return path
+    """Where the embedded database, the local stack's state and reports live (0700: made
+    private, or tightened if it exists looser)."""
+    from store.files import private_dir
+
+    path = Path(os.environ.get("NIM_DATA_DIR") or PROJECT_DIR / ".nim")  # empty: unset
+    try:
+        return private_dir(path)
+    except OSError as exc:
+        raise ConfigError(f"NIM_DATA_DIR {path} cannot be used ({exc.strerror}); point it at a "
+                          "folder the service may create and write") from None
 
 
 def database_url() -> str:
     """NIM_DATABASE_URL: a SQLite file by default, PostgreSQL in production."""
     url = os.environ.get("NIM_DATABASE_URL")
-    return url or f"sqlite:///{data_dir() / 'nim.db'}"
+    if not url:
+        return f"sqlite:///{data_dir() / 'nim.db'}"
+    import re
+    from urllib.parse import urlsplit
+
+    scheme = re.match(r"^([A-Za-z][\w+.-]*):", url)
+    how = ("NIM_DATABASE_URL must be sqlite:///PATH or postgresql://USER@HOST:PORT/DATABASE "
+           "(a password in NIM_DATABASE_URL or ~/.pgpass)")
+    if scheme is None or scheme.group(1) not in ("sqlite", "postgresql", "postgresql+psycopg"):
+        raise ConfigError(f"{how}; got {'a ' + repr(scheme.group(1)) if scheme else 'no'} "
+                          "scheme")  # never the URL itself: it may hold a password
+    if scheme.group(1) == "sqlite" and not re.match(r"^sqlite:///[^\x00]+$", url):
+        raise ConfigError(f"{how}; a sqlite URL needs three slashes and a file path")
+    try:
+        urlsplit(url).port  # noqa: B018 - parses the port: a non-number is refused here
+    except ValueError:
+        raise ConfigError(f"{how}; its port is not a number from 1 to 65535") from None
+    return url
 
 
 def clock() -> Clock:
@@ -31,7 +55,11 @@ def clock() -> Clock:
     if shared:
         return FileClock(shared)
     frozen = os.environ.get("NIM_CLOCK")
-    return VirtualClock(parse_instant(frozen)) if frozen else SystemClock()
+    try:
+        return VirtualClock(parse_instant(frozen)) if frozen else SystemClock()
+    except ValueError as exc:
+        raise ConfigError(f"NIM_CLOCK must be an ISO instant like 2026-01-12T09:00 (or unset "
+                          f"for the real time): {exc}") from None
 
 
 def closure_days() -> frozenset[date]:
@@ -40,14 +68,20 @@ def closure_days() -> frozenset[date]:
     try:
         return frozenset(date.fromisoformat(d.strip()) for d in raw.split(",") if d.strip())
     except ValueError as exc:
-        raise ValueError(f"NIM_CLOSURE_DAYS must be ISO dates separated by commas: {exc}") from None
+        raise ConfigError(f"NIM_CLOSURE_DAYS must be ISO dates separated by commas, e.g. "
+                          f"2026-12-29,2026-12-30: {exc}") from None
 
 
 def rag_amber_working_days() -> int:
     """NIM_RAG_AMBER_WORKING_DAYS: work due within this many working days shows amber (5)."""
-    raw = os.environ.get("NIM_RAG_AMBER_WORKING_DAYS", "5")
-    if not raw.isdigit() or not 0 <= int(raw) <= 60:
-        raise ValueError(f"NIM_RAG_AMBER_WORKING_DAYS must be a whole number 0-60, got {raw!r}")
+    return _whole("NIM_RAG_AMBER_WORKING_DAYS", "5", 0, 60)
+
+
+def _whole(env: str, default: str, lo: int, hi: int) -> int:
+    """A whole-number setting within its range, or a refusal naming it."""
+    raw = os.environ.get(env, default)
+    if not (raw.isascii() and raw.isdigit() and len(raw) < 10 and lo <= int(raw) <= hi):
+        raise ConfigError(f"{env} must be a whole number {lo}-{hi}, got {raw[:40]!r}")
     return int(raw)
 
 
@@ -76,7 +110,7 @@ def _key(env: str, default_name: str, what: str) -> bytes:
         try:
             return Path(named).read_bytes().strip()
         except OSError as exc:
-            raise ValueError(f"{env}_FILE {named} cannot be read ({exc.strerror})") from None
+            raise ConfigError(f"{env}_FILE {named} cannot be read ({exc.strerror})") from None
     if os.environ.get(env):
         return os.environ[env].encode()
     path = data_dir() / default_name
@@ -97,7 +131,12 @@ def _key(env: str, default_name: str, what: str) -> bytes:
         import time
 
         time.sleep(0.02)
-    raise ValueError(f"{what} {path} is empty; remove it to have a new one made")
+    raise ConfigError(f"{what} {path} is empty; remove it to have a new one made")
+
+
+def intake_days() -> int:
+    """NIM_INTAKE_DAYS: a staged referral never opened is deleted after this many days (14)."""
+    return _whole("NIM_INTAKE_DAYS", "14", 1, 365)
 
 
 def session_file() -> Path:
@@ -112,13 +151,18 @@ def session_file() -> Path:
 
 def session_minutes() -> int:
     """NIM_SESSION_MINUTES: how long a CLI login lasts (60; at most a working day, 600)."""
-    raw = os.environ.get("NIM_SESSION_MINUTES", "60")
-    if not raw.isdigit() or not 1 <= int(raw) <= 600:
-        raise ValueError(f"NIM_SESSION_MINUTES must be a whole number 1-600, got {raw!r}")
-    return int(raw)
+    return _whole("NIM_SESSION_MINUTES", "60", 1, 600)
 
 
 def audit_checkpoint() -> Path:
     """NIM_AUDIT_CHECKPOINT: where the chain's head is written after each write (default: the
     data folder; in production, storage the database owner cannot write)."""
-    return Path(os.environ.get("NIM_AUDIT_CHECKPOINT", data_dir() / "audit.checkpoint"))
+    path = Path(os.environ.get("NIM_AUDIT_CHECKPOINT") or data_dir() / "audit.checkpoint")
+    try:  # refused before a command writes anything, not after it committed
+        path.parent.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise ConfigError(f"NIM_AUDIT_CHECKPOINT {path}: its folder cannot be made "
+                          f"({exc.strerror}); give a file in a folder the service may write") from None
+    if path.is_dir():
+        raise ConfigError(f"NIM_AUDIT_CHECKPOINT {path} is a folder; give a file")
+    return path

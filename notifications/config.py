@@ -18,6 +18,10 @@ or an Apprise URL without secrets (`json://127.0.0.1:8080/hook`).
     backoff_seconds: 60      # doubled on each failed attempt
     concurrency: 8
 
+The file holds secrets, so it must be readable by the service user only (`chmod 600`): one
+readable by group or others is refused, as ssh refuses such a key. Errors about it name
+locations and error types, never a value.
+
 Environment: `NIM_TARGET_<NAME>=url` adds or overrides a target or channel,
 `NIM_ADMIN_TARGETS=url,url` the admin targets, `NIM_UI_URL` the UI link base.
 """
@@ -31,7 +35,14 @@ from pathlib import Path
 from urllib.parse import quote
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from models.errors import Invalid
+from models.redaction import scrub_text
+
+
+class NotifyConfigError(Invalid):
+    """The notification config cannot be used; the message names the file, never a secret."""
 
 
 class QuietHours(BaseModel):
@@ -93,9 +104,37 @@ def _load(path: str | None, env: tuple[tuple[str, str], ...]) -> NotifyConfig:
     if path:
         file = Path(path)
         if not file.is_file():
-            raise ValueError(f"NIM_NOTIFY_CONFIG points at {path}, which does not exist")
-        data = yaml.safe_load(file.read_text(encoding="utf-8")) or {}
-    config = NotifyConfig.model_validate(data)
+            raise NotifyConfigError(f"NIM_NOTIFY_CONFIG points at {path}, which does not exist")
+        mode = file.stat().st_mode & 0o777
+        if mode & 0o077 and os.name == "posix":  # it holds secrets: refused, as ssh does keys
+            raise NotifyConfigError(f"NIM_NOTIFY_CONFIG {path} is readable by others (mode "
+                                    f"{mode:04o}) and holds secrets; run `chmod 600 {path}`")
+        try:
+            data = yaml.safe_load(file.read_text(encoding="utf-8")) or {}
+        except yaml.YAMLError as exc:  # never the offending line: it may hold a password
+            mark = getattr(exc, "problem_mark", None)
+            where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
+            raise NotifyConfigError(f"NIM_NOTIFY_CONFIG {path} is not valid YAML{where}: "
+                                    + scrub_text(getattr(exc, "problem", None) or "syntax error")
+                                    ) from None
+        except OSError as exc:
+            raise NotifyConfigError(f"NIM_NOTIFY_CONFIG {path} cannot be read "
+                                    f"({exc.strerror}); the service user must own it") from None
+        except RecursionError:
+            raise NotifyConfigError(f"NIM_NOTIFY_CONFIG {path} is nested too deeply to be a "
+                                    "notification config") from None
+        except ValueError as exc:  # not UTF-8, or a date or number YAML cannot build
+            what = ("is not UTF-8 text; save it as UTF-8" if isinstance(exc, UnicodeDecodeError)
+                    else "holds a date or number out of range")
+            raise NotifyConfigError(f"NIM_NOTIFY_CONFIG {path} {what}") from None
+    try:
+        config = NotifyConfig.model_validate(data)
+    except ValidationError as exc:  # locations and error types only, never the values
+        problems = scrub_text("; ".join(
+            f"{'.'.join(str(p) for p in e['loc']) or 'config'} ({e['type']})"
+            for e in exc.errors()))
+        raise NotifyConfigError(f"NIM_NOTIFY_CONFIG {path or '(environment)'} is not a valid "
+                                f"notification config: {problems}") from None
     for key, value in env:
         if key.startswith("NIM_TARGET_"):
             name = key.removeprefix("NIM_TARGET_").lower().replace("_", "-")

@@ -23,6 +23,7 @@ from pathlib import Path
 from sqlmodel import select
 
 from models.clock import UK, Clock
+from models.redaction import scrub_text
 from notifications.config import NotifyConfig, load_config
 from notifications.outbox import enqueue, refresh_links, revive
 from notifications.render import Rendered, fit_for_channel, is_email, is_sms, render_message
@@ -45,8 +46,8 @@ class DispatchReport:
 
 def _clean(error: str) -> str:
     """Error text without anything that looks like a credential or a full URL."""
-    error = re.sub(r"[a-z][a-z0-9+.-]*://\S+", "<target>", error)
-    return error[:300]
+    error = re.sub(r"(?i)[a-z][a-z0-9+.-]*://\S+", "<target>", error)
+    return scrub_text(error)[:300]  # and `password=...`, `token: ...` outside a URL
 
 
 _per_thread = threading.local()

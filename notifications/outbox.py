@@ -2,13 +2,13 @@
 
 Each row is rendered once (what was sent is what is stored), addressed to one recipient,
 and carries a dedupe key, so a replayed command, a re-run sweep or a racing sweep never
-queues the same message twice. Free text (handover notes) is checked against the case's
-identity fields and redacted before it leaves the case store.
+queues the same message twice. Free text never leaves the case store: a message says that a
+handover note was left and where to read it, never what it says (redaction by matching the
+case's identity misses nicknames, partial addresses and other date formats).
 """
 
 from __future__ import annotations
 
-import re
 from collections.abc import Iterable
 from datetime import date, datetime
 from typing import Any
@@ -16,7 +16,7 @@ from typing import Any
 from sqlmodel import Session, select
 
 from notifications.config import NotifyConfig, load_config
-from store.tables import Caregiver, Case, Child, Outbox, Practitioner, Task
+from store.tables import Case, Outbox, Practitioner, Task
 
 DIGESTIBLE = {"reminder", "due", "handoff"}
 DATE_KEYS = ("due", "clock_due")
@@ -28,25 +28,9 @@ def revive(context: dict[str, Any]) -> dict[str, Any]:
             for k, v in context.items()}
 
 
-def redact(text: str | None, identities: Iterable[str]) -> str | None:
-    """Replace any identity value (name, date of birth, address) found in free text."""
-    if not text:
-        return text
-    for value in sorted({v for v in identities if v and len(v) >= 2}, key=len, reverse=True):
-        text = re.sub(re.escape(value), "[redacted]", text, flags=re.IGNORECASE)
-    return text
-
-
-def case_identities(session: Session, case_id: int) -> list[str]:
-    out: list[str] = []
-    for child in session.exec(select(Child).where(Child.case_id == case_id)):
-        out += [child.given_name or "", child.family_name or "", child.address or ""]
-        if child.date_of_birth:
-            dob = child.date_of_birth
-            out += [dob.isoformat(), dob.strftime("%d/%m/%Y"), f"{dob.day} {dob:%B %Y}"]
-    for carer in session.exec(select(Caregiver).where(Caregiver.case_id == case_id)):
-        out += (carer.name or "").split() + [carer.name or ""]
-    return out
+NOTE_LEFT = ("A handover note was left with this task: read it in NIM pathway (`nim-pathway "
+             "task list --case {ref} --json`). Notes stay in the case store; they are not sent "
+             "by message.")
 
 
 class Directory:
@@ -97,9 +81,11 @@ class Directory:
 
 
 def link_for(config: NotifyConfig, ref: str, flow_run_id: str | None) -> str:
-    """The task's own run (its Resume form) if it has one, else the case's runs."""
+    """The task's own run (its Resume form) if it has one, else the case's runs. The run opens
+    in Prefect's v2 UI: its form shows the one-time code as a password field (the classic
+    UI's form shows it as plain text)."""
     if flow_run_id:
-        return f"{config.ui_url}/runs/flow-run/{flow_run_id}"
+        return f"{config.ui_url}/v2/runs/flow-run/{flow_run_id}"
     return f"{config.ui_url}/runs?tag=case:{ref}"
 
 
@@ -196,7 +182,6 @@ def queue_handoffs(session: Session, case_id: int, ref: str, effects: list[Any],
     config = load_config()
     tasks = {t.key: t for t in session.exec(select(Task).where(Task.case_id == case_id))}
     directory = Directory(session, config)
-    identities: list[str] | None = None
     count = 0
     for e in effects:
         if e.kind == "case-exited":  # the roles the exit names are told, once each
@@ -216,9 +201,7 @@ def queue_handoffs(session: Session, case_id: int, ref: str, effects: list[Any],
         context = task_context(ref, task, today, config)
         context["handed_over_by"] = actor
         if e.kind == "task-reassigned":
-            identities = identities if identities is not None else case_identities(session,
-                                                                                   case_id)
-            context["handover_note"] = redact(task.handover_note, identities)
+            context["handover_note"] = NOTE_LEFT.format(ref=ref) if task.handover_note else None
             pairs = [("new", e.detail["to"])] + ([("previous", e.detail["from"])]
                                                  if e.detail.get("from") else [])
             for audience, handle in pairs:

@@ -38,6 +38,9 @@ digest         `items`: list of dicts with `case_ref`, `task_key`, `task_title`,
                optional `link` (work list)
 test           optional `link`
 exit           `case_ref`, `exit_label`, `keeps_statutory` (bool), `link`
+audit-checkpoint
+               to the admins: `checkpoint` (the audit log's signed head as one JSON line,
+               shown verbatim), `row_id`, `rows` (audit rows up to it); no case
 =============  ===============================================================================
 
 Keys a kind does not use may be absent and are ignored. `ics` is set for reminder, due, handoff
@@ -56,7 +59,7 @@ from jinja2 import Environment, FileSystemLoader, StrictUndefined, Undefined
 
 KINDS: tuple[str, ...] = (
     "reminder", "due", "escalation", "clock-warning", "clock-breach", "handoff", "reassigned",
-    "gate", "dead-letter", "digest", "test", "exit",
+    "gate", "dead-letter", "digest", "test", "exit", "audit-checkpoint",
 )
 # Kinds about a task the recipient should put in their calendar.
 _ICS_KINDS = frozenset({"reminder", "due", "handoff", "reassigned"})

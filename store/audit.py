@@ -5,20 +5,26 @@ hash covers its content and the previous row's hash, keyed with HMAC-SHA256 unde
 outside the database (`NIM_AUDIT_KEY_FILE`): whoever can write the database but not read the
 key cannot edit a row and recompute the chain. Rows written before keying carry a plain
 SHA-256; once a keyed row exists every later row must be keyed. After each write transaction
-the chain's head (row id and hash) is appended to a checkpoint file outside the database, so
-a truncated tail, or a chain rebuilt from scratch, no longer matches the last checkpoint.
+the chain's head (row id, hash and the number of rows up to it, signed with the key) is
+appended to a checkpoint file outside the database; the sweep also sends it to the admins and
+to a Prefect artifact. A truncated tail, a deleted row or a chain rebuilt from scratch no
+longer matches the checkpoint, wherever it was kept (`audit verify --checkpoint FILE`).
 """
 
 from __future__ import annotations
 
 import hashlib
 import hmac
+import html
 import json
 import os
+import re
+from bisect import bisect_right
+from collections.abc import Iterable
 from datetime import UTC, datetime
 from pathlib import Path
 
-from sqlalchemy import text
+from sqlalchemy import func, text
 from sqlmodel import Session, select
 
 from store.db import session_scope
@@ -40,8 +46,30 @@ def append(session: Session, at: datetime, actor: str, action: str, case_ref: st
     row.hash = audit_hash(row, key)
     session.add(row)
     session.flush()
-    session.info["audit_head"] = (row.id, row.hash)
+    head = session.info.get("audit_head")  # (id, hash, rows) of this transaction's last row
+    rows = head[2] + 1 if head else _rows_upto(session, row.id)
+    session.info["audit_head"] = (row.id, row.hash, rows)
+    _COUNTED[str(session.get_bind().url)] = (row.id, row.hash, rows)
     return row
+
+
+# Per database, the last head this process counted rows up to: (row id, hash, rows).
+_COUNTED: dict[str, tuple[int, str, int]] = {}
+
+
+def _rows_upto(session: Session, row_id: int) -> int:
+    """How many audit rows have an id up to `row_id`: a checkpoint records it, so a row
+    removed and the rest renumbered or re-linked shows. Counting the whole log on every write
+    would grow with it: when the head this process counted last still holds its hash, only
+    the rows since are counted (rows are never deleted; if someone did delete one before it,
+    the checkpoint keeps the count from before, and `verify` reports the difference)."""
+    where = str(session.get_bind().url)
+    count = select(func.count()).select_from(AuditEvent).where(AuditEvent.id <= row_id)
+    known = _COUNTED.get(where)
+    if known and known[0] <= row_id and session.exec(
+            select(AuditEvent.hash).where(AuditEvent.id == known[0])).first() == known[1]:
+        return known[2] + session.exec(count.where(AuditEvent.id > known[0])).one()
+    return session.exec(count).one()
 
 
 def audit_hash(row: AuditEvent, key: bytes | None = None) -> str:
@@ -59,12 +87,32 @@ def database_id(url: str) -> str:
     return hashlib.sha256(url.split("@")[-1].encode()).hexdigest()[:16]
 
 
-def write_checkpoint(path: Path, url: str, head: tuple[int, str], key: bytes | None,
+def checkpoint_entry(url: str, head: tuple, key: bytes | None, at: datetime) -> dict:
+    """The checkpoint entry of a chain head, `(row id, hash)` or `(row id, hash, rows)`:
+    which database, the head, when, and a MAC over them under the audit key."""
+    entry = {"db": database_id(url), "id": head[0], "hash": head[1], "at": at.isoformat()}
+    if len(head) > 2:
+        entry["rows"] = head[2]
+    if key:
+        entry["mac"] = _mac(key, entry)
+    return entry
+
+
+def head_entry(session: Session, url: str, key: bytes | None, at: datetime) -> dict | None:
+    """The signed checkpoint entry of the chain's current head as the database holds it
+    (with its row count), for a place the database owner does not control; None if the log
+    is empty."""
+    last = session.exec(select(AuditEvent.id, AuditEvent.hash)
+                        .order_by(AuditEvent.id.desc()).limit(1)).first()
+    if last is None:
+        return None
+    return checkpoint_entry(url, (last[0], last[1], _rows_upto(session, last[0])), key, at)
+
+
+def write_checkpoint(path: Path, url: str, head: tuple, key: bytes | None,
                      at: datetime) -> None:
     """Append the chain's head to the checkpoint file (0600, one JSON line per write)."""
-    entry = {"db": database_id(url), "id": head[0], "hash": head[1], "at": at.isoformat()}
-    if key:
-        entry["mac"] = hmac.new(key, _signed(entry), hashlib.sha256).hexdigest()
+    entry = checkpoint_entry(url, head, key, at)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
     with os.fdopen(fd, "a", encoding="utf-8") as fh:
@@ -72,7 +120,31 @@ def write_checkpoint(path: Path, url: str, head: tuple[int, str], key: bytes | N
 
 
 def _signed(entry: dict) -> bytes:
-    return f"{entry['db']}|{entry['id']}|{entry['hash']}|{entry['at']}".encode()
+    """What the MAC covers; the row count only where the entry has one (older entries
+    were written without it and still verify)."""
+    signed = f"{entry['db']}|{entry['id']}|{entry['hash']}|{entry['at']}"
+    return (signed + f"|{entry['rows']}" if "rows" in entry else signed).encode()
+
+
+def _mac(key: bytes, entry: dict) -> str:
+    return hmac.new(key, _signed(entry), hashlib.sha256).hexdigest()
+
+
+def parse_checkpoints(pasted: str) -> list[dict]:
+    """The checkpoint entries in text pasted from elsewhere: the admin message (plain text,
+    or its HTML with quotes escaped), the Prefect artifact (Markdown), a checkpoint file. A
+    JSON object a mail program wrapped over several lines is joined again (its values hold
+    no spaces)."""
+    found = []
+    for match in re.finditer(r"\{[^{}]*\}", html.unescape(pasted)):
+        try:
+            entry = json.loads(re.sub(r"\s+", "", match.group()))
+        except ValueError:
+            continue
+        if isinstance(entry, dict) and isinstance(entry.get("id"), int) and all(
+                isinstance(entry.get(k), str) for k in ("db", "hash", "at")):
+            found.append(entry)
+    return found
 
 
 def latest_checkpoint(path: Path | None, url: str) -> dict | None:
@@ -89,15 +161,18 @@ def latest_checkpoint(path: Path | None, url: str) -> dict | None:
     return found
 
 
-def verify(url: str, key: bytes | None = None, checkpoint: Path | None = None) -> list[str]:
+def verify(url: str, key: bytes | None = None, checkpoint: Path | None = None,
+           external: Iterable[dict] = ()) -> list[str]:
     """Problems in the audit chain: an edited, inserted or deleted row; a row written without
-    the key after keyed rows (a rebuilt chain); a tail cut off after the last checkpoint."""
+    the key after keyed rows (a rebuilt chain); and, against the latest entry of the local
+    checkpoint file and each `external` entry (a copy kept outside the database, from the
+    admin message or the Prefect artifact), a tail cut off, a row removed, a chain rebuilt."""
     problems = []
-    prev, keyed_seen, rows = GENESIS, False, {}
+    prev, keyed_seen, hashes = GENESIS, False, {}
     with session_scope(url, read_only=True) as session:
         for row in session.exec(select(AuditEvent).order_by(AuditEvent.id)):
             keyed = row.hash.startswith(KEYED)
-            rows[row.id] = row.hash
+            hashes[row.id] = row.hash
             if row.prev_hash != prev:
                 problems.append(f"row {row.id}: chain broken (a row before it was removed or "
                                 "inserted)")
@@ -111,13 +186,43 @@ def verify(url: str, key: bytes | None = None, checkpoint: Path | None = None) -
                 problems.append(f"row {row.id}: content does not match its hash (edited)")
             keyed_seen = keyed_seen or keyed
             prev = row.hash
+    ids = list(hashes)  # in id order
     last = latest_checkpoint(checkpoint, url)
     if last is not None:
-        if key and last.get("mac") != hmac.new(key, _signed(last), hashlib.sha256).hexdigest():
-            problems.append("checkpoint: its last entry does not carry the key's signature")
-        if rows.get(last["id"]) != last["hash"]:
-            problems.append(f"checkpoint: row {last['id']} (checkpointed {last['at']}) is "
-                            "missing or changed: the log was truncated or rewritten")
+        problems += _against(last, "checkpoint", url, key, hashes, ids)
+    for entry in external:
+        problems += _against(entry, f"checkpoint of row {entry['id']} ({entry['at']})", url,
+                             key, hashes, ids)
+    return problems
+
+
+def _against(entry: dict, label: str, url: str, key: bytes | None, hashes: dict[int, str],
+             ids: list[int]) -> list[str]:
+    """What a checkpoint entry says is wrong with the log as the database holds it now."""
+    if entry["db"] != database_id(url):
+        return [f"{label}: made for another database (db {entry['db']}, this one is "
+                f"{database_id(url)}); give a checkpoint of this database"]
+    if key and entry.get("mac") != _mac(key, entry):
+        return [f"{label}: its signature does not match the audit key (the entry was altered, "
+                "or signed with another key); check the key (NIM_AUDIT_KEY_FILE) and take "
+                "the entry from another copy"]
+    problems = []
+    end = ids[-1] if ids else 0
+    if entry["id"] > end:
+        return [f"{label}: row {entry['id']} is missing and the log ends at row {end}: the "
+                f"log was truncated (its tail deleted) after {entry['at']}; restore the "
+                "audit_event table from a backup and find out who deleted the rows"]
+    if hashes.get(entry["id"]) != entry["hash"]:
+        problems.append(f"{label}: row {entry['id']} is missing or no longer has the hash "
+                        f"checkpointed at {entry['at']}: the log was rewritten (rows edited, "
+                        "deleted or inserted and the chain recomputed); restore the "
+                        "audit_event table from a backup and find out who changed it")
+    held = bisect_right(ids, entry["id"])
+    if "rows" in entry and held != entry["rows"]:
+        problems.append(f"{label}: {held} rows up to row {entry['id']}, but {entry['rows']} "
+                        f"at {entry['at']}: rows were deleted or inserted before it (and the "
+                        "rest renumbered or re-linked); restore the audit_event table from a "
+                        "backup and find out who changed it")
     return problems
 
 

@@ -10,6 +10,7 @@ from sqlalchemy import event
 from sqlalchemy.engine import Engine
 from sqlmodel import Session, create_engine
 
+from store.files import private_sqlite
 from store.worklist import MIGRATIONS_DIR, at_head
 
 
@@ -18,6 +19,7 @@ def _sqlite_pragmas(dbapi_conn, _record) -> None:  # noqa: ANN001
     cur.execute("PRAGMA foreign_keys=ON")
     cur.execute("PRAGMA journal_mode=WAL")  # readers never block the single writer
     cur.execute("PRAGMA busy_timeout=30000")
+    cur.execute("PRAGMA secure_delete=ON")  # erased identity is overwritten, not left in pages
     cur.close()
 
 
@@ -26,7 +28,9 @@ def get_engine(url: str) -> Engine:
     if url.startswith("postgresql://"):
         url = "postgresql+psycopg://" + url.removeprefix("postgresql://")
     if url.startswith("sqlite"):
-        engine = create_engine(url, connect_args={"check_same_thread": False})
+        private_sqlite(url)  # 0600 before SQLite makes it: its -wal/-shm take the file's mode
+        engine = create_engine(url, connect_args={"check_same_thread": False},
+                               hide_parameters=True)
         event.listen(engine, "connect", _sqlite_pragmas)
         # writers take the lock at BEGIN so two of them queue instead of failing mid-way;
         # read-only sessions begin deferred and read a snapshot without blocking anyone
@@ -38,7 +42,8 @@ def get_engine(url: str) -> Engine:
             dbapi_conn.isolation_level = None
 
         return engine
-    return create_engine(url, pool_pre_ping=True)
+    # never SQL parameters (names, dates of birth) in an error message or a log
+    return create_engine(url, pool_pre_ping=True, hide_parameters=True)
 
 
 def alembic_config(url: str):  # noqa: ANN201 - alembic type imported lazily
@@ -47,6 +52,7 @@ def alembic_config(url: str):  # noqa: ANN201 - alembic type imported lazily
     cfg = Config()
     cfg.set_main_option("script_location", str(MIGRATIONS_DIR))
     cfg.set_main_option("sqlalchemy.url", url.replace("%", "%%"))
+    cfg.set_main_option("sqlalchemy.hide_parameters", "true")
     return cfg
 
 

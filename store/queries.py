@@ -83,11 +83,13 @@ class Queries:
     def today(self) -> date:
         return self.ctx.today()
 
-    def verify_audit(self) -> list[str]:
-        """Problems in the audit chain, checked with the key and the last checkpoint."""
+    def verify_audit(self, external: list[dict] | None = None) -> list[str]:
+        """Problems in the audit chain, checked with the key, the last local checkpoint and
+        any `external` checkpoint entries (copies kept outside the database)."""
         from store.audit import verify
 
-        return verify(self.ctx.url, self.ctx.audit_key, self.ctx.audit_checkpoint)
+        return verify(self.ctx.url, self.ctx.audit_key, self.ctx.audit_checkpoint,
+                      external or [])
 
     def pathway(self, ref: str) -> PathwaySpec:
         """The pathway version the case started on."""

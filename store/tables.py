@@ -169,6 +169,17 @@ class Practitioner(SQLModel, table=True):
     seal: str | None = Field(default=None, repr=False)  # HMAC of who they are (identity.py)
 
 
+class CaseKey(SQLModel, table=True):
+    """A case's data key, wrapped under the master key (store/crypto.py); NULL once erased."""
+
+    __tablename__ = "case_key"
+    id: int | None = Field(default=None, primary_key=True)
+    case_ref: str = Field(unique=True, index=True)
+    wrapped: str | None = Field(default=None, repr=False)
+    created_at: datetime
+    destroyed_at: datetime | None = None
+
+
 class LoginSession(SQLModel, table=True):
     """A short-lived CLI session from `nim-pathway login` (only the token's keyed hash is kept:
     whoever writes the database without the secret key cannot make one)."""

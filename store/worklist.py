@@ -14,7 +14,7 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
-from models.errors import NotFound
+from models.errors import Invalid, NotFound
 from models.refs import TaskRef
 from store.views import TaskView
 
@@ -97,6 +97,8 @@ def task_rows(conn: Any, today: date, case: str | None = None, role: str | None 
     if overdue:
         where.append(f"t.due < {param('today')} AND t.state IN ('open', 'blocked')")
     if due_within is not None:
+        if not 0 <= due_within <= 3660:
+            raise Invalid(f"--due-within must be 0-3660 days (ten years), got {due_within}")
         until = date.fromordinal(today.toordinal() + due_within)
         where.append(f"t.due <= {param('until')}")
         params["until"] = until.isoformat() if qmark else until

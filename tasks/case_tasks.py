@@ -133,8 +133,9 @@ def task_description(ref: str, view: TaskView, note: str = "") -> str:
         f"**Due:** {view.due} ({view.due_explanation})",
         f"**Stage:** {view.stage}",
     ]
-    if view.handover_note:
-        lines.append(f"**Handover note:** {view.handover_note}")
+    if view.handover_note:  # free text stays in the case store: say that it exists
+        lines.append(f"**Handover note:** left by whoever handed this over; read it with "
+                     f"`nim-pathway task list --case {ref} --json` (not shown in Prefect)")
     lines.append("Enter your practitioner handle in *completed_by* and the code your "
                  "authenticator app shows in *code*; the engine checks both, then your role.")
     if note:
@@ -170,7 +171,12 @@ def forget_form_responses(flow_run_id: str) -> int:
 
 @task(name="fire-due-timers", cache_policy=NO_CACHE)
 def fire_due_timers() -> list[FiredTimer]:
-    return service().commands.fire_due_timers()
+    """Due timers into the outbox; staged referrals never opened expire too."""
+    from nim_pathway.settings import intake_days
+
+    fired = service().commands.fire_due_timers()
+    service().commands.expire_intakes(intake_days())
+    return fired
 
 
 @task(name="reconcile-cases", cache_policy=NO_CACHE)
@@ -230,3 +236,24 @@ def publish_oversight() -> int:
                                  markdown=f"```mermaid\n{mermaid(spec)}\n```",
                                  description=f"The {profile} pathway")
     return len(board)
+
+
+@task(name="publish-audit-checkpoint", cache_policy=NO_CACHE)
+def publish_audit_checkpoint() -> dict[str, Any] | None:
+    """The audit log's signed head to the admins (a queued message) and to a Prefect artifact:
+    copies the database owner cannot change, to check the log against later. Nothing is
+    published while the head has not moved since the last sweep."""
+    import json
+
+    from prefect.artifacts import create_markdown_artifact
+
+    entry = service().commands.publish_checkpoint()
+    if entry is not None:
+        create_markdown_artifact(
+            key="audit-checkpoint",
+            markdown=(f"The audit log's signed head at row {entry['id']} ({entry['rows']} rows): "
+                      "save the line below to a file and check the log against it with "
+                      "`nim-pathway audit verify --checkpoint FILE`.\n\n"
+                      f"```json\n{json.dumps(entry)}\n```"),
+            description=f"Audit checkpoint: row {entry['id']}")
+    return entry

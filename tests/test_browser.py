@@ -18,7 +18,7 @@ import pytest
 from models.clock import UK, FileClock
 from models.schemas import PractitionerIn, Referral
 from nim_pathway.app import Service, build_service  # noqa: F401
-from nim_pathway.demo import DEMO_ADMIN, DEMO_TEAM, ensure_admin
+from nim_pathway.demo import DEMO_ADMIN, DEMO_TEAM, current_code, ensure_admin
 from notifications.dispatcher import Dispatcher
 from store.db import migrate
 from tests.conftest import referral_data
@@ -60,8 +60,11 @@ def ui(tmp_path_factory):
     saved = dict(os.environ)
     stack = Stack(tmp, url)
     ui_url = stack.api.removesuffix("/api")
+    # NIM_DATA_DIR: this process seals the practitioners' records and reads their codes with
+    # the same keys as the flow processes (held in the data folder when no key file is set)
     os.environ.update({"PREFECT_API_URL": stack.api, "NIM_UI_URL": ui_url,
-                       "NIM_ADMIN_TARGETS": receiver.url("admin")})
+                       "NIM_ADMIN_TARGETS": receiver.url("admin"),
+                       "NIM_DATA_DIR": stack.env["NIM_DATA_DIR"]})
     stack.env.update({"NIM_UI_URL": ui_url, "NIM_ADMIN_TARGETS": receiver.url("admin")})
     clock = FileClock(str(stack.clock_file))
     clock.set(datetime(2026, 1, 12, 10, tzinfo=UTC))
@@ -98,6 +101,10 @@ def page(ui):
     with sync_playwright() as p:
         browser = p.chromium.launch(executable_path=CHROMIUM, headless=True, args=ARGS)
         context = browser.new_context(viewport={"width": 1400, "height": 950})
+        # the v2 UI calls an analytics host from the browser: nothing leaves the test machine.
+        # A regex, not a Python predicate: a predicate holds every request until Playwright's
+        # loop runs again, so a form submitted before a plain wait_for would not be sent.
+        context.route(re.compile(r"^(?!http://127\.0\.0\.1[:/])"), lambda route: route.abort())
         yield context.new_page()
         browser.close()
 
@@ -120,14 +127,25 @@ def shot(page, name: str) -> None:
 
 
 def open_resume_form(page):
-    page.get_by_role("button", name="Resume").first.click()
-    dialog = page.locator(".p-modal__card")
+    """The v2 run page: the header's ⋮ menu → Resume opens "Resume Flow Run"."""
+    page.get_by_role("button", name="Open menu").and_(page.locator("[aria-haspopup=menu]")).first.click()
+    page.get_by_role("menuitem", name="Resume").click()
+    dialog = page.get_by_role("dialog")
     dialog.get_by_text("Resume Flow Run").wait_for()
     return dialog
 
 
-def field(dialog, label: str):
-    return dialog.locator(".p-label", has=dialog.page.get_by_text(label, exact=True))
+def fill_form(dialog, handle: str, code: str) -> None:
+    """Accepted on (v2 leaves an untouched switch out of the input, and Prefect then refuses
+    it as a required property), the handle, and the code in its password field."""
+    switch = dialog.get_by_label("Accepted", exact=True)
+    switch.click()
+    assert switch.get_attribute("aria-checked") == "true"
+    dialog.get_by_label("Completed By", exact=True).fill(handle)
+    code_box = dialog.get_by_label(re.compile(r"^Code\b"))
+    assert code_box.get_attribute("type") == "password"  # the code is not shown on screen
+    code_box.fill(code)
+    code_box.scroll_into_view_if_needed()
 
 
 def save_view(page, name: str) -> None:
@@ -178,18 +196,19 @@ def test_task_completed_from_the_notification_link(ui, page):
                                       and "/triage/reminder-" in m["message"]), None),
                         "the triage reminder")
     link = next(w for w in reminder["message"].split() if "/runs/flow-run/" in w)
-    assert link.endswith(str(task_run(ref, "triage").id)), link
+    assert link.endswith(f"/v2/runs/flow-run/{task_run(ref, 'triage').id}"), link
     page.goto(link, wait_until="networkidle")
     page.get_by_text(f"{ref} · referral · triage").first.wait_for()
     shot(page, "03-task-from-the-link")
 
     dialog = open_resume_form(page)
     dialog.get_by_text("Awaiting:").wait_for()
-    assert dialog.get_by_text("Accepted").count() >= 1
+    assert dialog.get_by_label("Accepted", exact=True).count() == 1
     shot(page, "04-resume-form")
-    # someone without the role: refused, and the run asks again
-    field(dialog, "Completed By").locator("textarea").fill("la.patel")
-    dialog.get_by_role("button", name="Submit").click()
+    # the manager's handle typed by someone without their code: refused, asked again
+    fill_form(dialog, "mgr.okafor", "000000")
+    dialog.get_by_role("button", name="Resume").click()
+    dialog.wait_for(state="hidden")
     wait_for(lambda: task_run(ref, "triage").state.state_details.run_input_keyset
              and task_run(ref, "triage").state.state_details.run_input_keyset["response"]
              .startswith("suspended-outcome-2"), "the form to be asked again")
@@ -198,19 +217,24 @@ def test_task_completed_from_the_notification_link(ui, page):
     page.goto(link, wait_until="networkidle")
     dialog = open_resume_form(page)
     dialog.get_by_text("Not recorded:").wait_for()
+    assert dialog.get_by_text("wrong or reused one-time code", exact=False).count() >= 1
     shot(page, "05-refused-and-asked-again")
-    switch = field(dialog, "Accepted").get_by_role("switch")
-    switch.click()
-    assert switch.get_attribute("aria-checked") == "true"
-    field(dialog, "Completed By").locator("textarea").fill("mgr.okafor")
+    fill_form(dialog, "mgr.okafor", current_code(store, "mgr.okafor"))
     shot(page, "06-filled-form")
-    dialog.get_by_role("button", name="Submit").click()
+    dialog.get_by_role("button", name="Resume").click()
+    dialog.wait_for(state="hidden")
     wait_for(lambda: next(t for t in store.queries.tasks(case=ref, state=None)
                           if t.key == "triage").state == "done",
              "triage to be recorded in the case store")
     done = next(t for t in store.queries.tasks(case=ref, state=None) if t.key == "triage")
     assert done.completed_by == "mgr.okafor" and done.outcome["accepted"] is True
     wait_for(lambda: task_run(ref, "triage").state.name == "Completed", "the run to complete")
+    from prefect.client.orchestration import get_client
+
+    with get_client(sync_client=True) as client:  # what was typed, the code too, is gone
+        left = client.filter_flow_run_input(task_run(ref, "triage").id, key_prefix="",
+                                            limit=100, exclude_keys=set())
+    assert not [i.key for i in left if i.key.endswith("response")]
     # the next role hears about its work
     Dispatcher(store.url, store.clock).run_until_idle()
     handoff = [m for m in receiver.received if m["path"] == "/sw.jones"]

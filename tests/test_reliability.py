@@ -13,6 +13,7 @@ import sys
 import threading
 from datetime import datetime
 from pathlib import Path
+from unittest import mock
 
 import pytest
 import yaml
@@ -353,3 +354,199 @@ def test_fuzzed_pathway_yaml(edits):
     except PathwayError as exc:
         assert str(exc).startswith(("fuzz.yaml", "invalid pathway file"))
         assert "fuzz.yaml" in str(exc)
+
+
+# -- fuzzing every command, every environment variable and every input file ---------------------
+# Each run is clean: exit 0, or exit 2 with one `error:` line and nothing written (an audited
+# refusal aside). Commands that start or stop processes or reach the network are left out.
+
+NOT_FUZZED = {("up",), ("down",), ("status",), ("demo",), ("login",), ("logout",),
+              ("notify", "test"), ("outbox", "dispatch"), ("reconcile",)}
+COUNTED = ("nim_case", "task", "case_anchor", "timer", "outbox", "intake", "pathway_version",
+           "practitioner", "child", "caregiver")
+HANDLES = ["admin.demo", "mgr.okafor", "coord.ali", "psy.chen", "la.patel"]
+DATE_WORDS = ["2026-01-12", "2026-01-05", "2026-02-30", "2026-13-01", "9999-12-31",
+              "0001-01-01", "1899-12-31", "2199-12-31", "2031-06-01", "2025-06-01", "today",
+              "2026-03-02T09:30", "9999-12-31T23:59-01:00", ""]
+INT_WORDS = ["0", "-1", "1", "8", "26", "99999999", "99999999999999",
+             "99999999999999999999999", "1e3", "\u00b2", "-99999999999", "x", ""]
+REF_WORDS = ["NIM-2026-0001", "NIM-2026-0002", "NIM-2026-0001/triage",
+             "NIM-2026-0001/wmci-mother", "NIM-2026-0001/court-update-3", "NIM-2026-0001/x",
+             "NIM-2026-99999999999999999999", "x/y", "/", "NIM-2026-0001/" + "t" * 300]
+WORDS = ["england", "scotland", "england-and-wales", "foster", "home", "care-order",
+         "final-report", "coordinator", "la-social-worker", "nim-social-worker", "mother",
+         "father", "foster-carer", "child-1", "child-2", "court", "family", "referral",
+         "care_entry", "final_hearing", "proceedings_issued", "stage:assessment", "cmh_held",
+         "treatment_months=100000000", "treatment_months=9", "triage_working_days=-1",
+         "accepted=true", "completed_on=2026-02-30", "completed_on=2025-01-01",
+         "interview_date=9999-12-31", "mother:Name", "foster:2026-01-05", "foster:9999-12-31",
+         "substance-use", "dyadic", "d1", "d2", "treatment", "no_treatment", "assessment",
+         "final", "html", "disengaged", "maximum", "target", "x" * 300, " ", "\t", "a\x00b"]
+
+
+def _command_paths() -> list[tuple[tuple[str, ...], object]]:
+    import typer
+
+    from nim_pathway.cli import app
+
+    found = []
+
+    def walk(command: object, path: tuple[str, ...]) -> None:
+        if hasattr(command, "commands"):
+            for name, sub in command.commands.items():
+                walk(sub, (*path, name))
+        elif path not in NOT_FUZZED:
+            found.append((path, command))
+
+    walk(typer.main.get_command(app), ())
+    return found
+
+
+COMMANDS = _command_paths()
+
+
+def _values_for(name: str, files: list[str]) -> st.SearchStrategy[str]:
+    """Hostile and plausible values for a parameter, by what its name says it holds."""
+    text_junk = st.text(max_size=12)
+    if name == "actor":
+        return st.sampled_from(HANDLES)
+    if name in ("from_", "start", "by", "on", "made", "granted", "new_date", "hearing_date",
+                "dob", "care_entry", "referral_date", "proceedings_issued", "at"):
+        return st.one_of(st.sampled_from(DATE_WORDS), st.dates().map(str), text_junk)
+    if name in ("working_days", "days", "weeks", "months", "due_within", "treatment_months",
+                "message_id"):
+        return st.one_of(st.sampled_from(INT_WORDS), st.integers().map(str))
+    if name == "per_week":
+        return st.sampled_from(["nan", "inf", "-1", "0.5", "1e308", "14", "15", "x"])
+    if name in ("ref", "task", "case"):
+        return st.one_of(st.sampled_from(REF_WORDS), text_junk)
+    if name in ("file", "outcome_file", "checkpoint", "out"):
+        return st.sampled_from(files)
+    return st.one_of(st.sampled_from(WORDS), text_junk)
+
+
+@st.composite
+def _command_lines(draw, files: list[str]) -> list[str]:
+    path, command = draw(st.sampled_from(COMMANDS))
+    argv, options = list(path), []
+    for param in command.params:
+        if param.param_type_name == "argument":
+            if param.required or draw(st.booleans()):
+                argv.append(draw(_values_for(param.name, files)))
+            continue
+        if not (param.required or draw(st.booleans())):
+            continue
+        if param.is_flag:
+            options.append(draw(st.sampled_from([*param.opts, *param.secondary_opts])))
+            continue
+        for _ in range(draw(st.integers(1, 2)) if param.multiple else 1):
+            options += [param.opts[0], draw(_values_for(param.name, files))]
+    if path == ("sweep",):
+        options.append("--no-dispatch")  # delivery would reach the network
+    return argv + options
+
+
+def _counts(url: str) -> dict[str, int]:
+    return {t: count(url, t) for t in COUNTED}
+
+
+def _assert_one_line_refusal(url: str, argv: list[str], before: dict[str, int], audit: int,
+                             code: int, out: str, err: str) -> None:
+    assert code in (0, 2), (argv, code, err)
+    assert "Traceback" not in err + out and "internal error" not in err, (argv, err)
+    if code == 2:
+        lines = err.strip().splitlines()
+        assert len(lines) == 1 and lines[0].startswith("error: "), (argv, err)
+        assert _counts(url) == before, argv
+        assert count(url, "audit_event") in (audit, audit + 1), argv  # an audited refusal
+
+
+def _hostile_files(tmp: Path) -> list[str]:
+    """Files the fuzz points commands at: valid ones, and every kind of broken one."""
+    contents: dict[str, bytes] = {
+        "ok.yaml": yaml.safe_dump(referral_data()).encode(),
+        "outcome.yaml": b"accepted: true\n",
+        "pathway.yaml": (ROOT / "pathways" / "england.yaml").read_bytes(),
+        "latin.yaml": "site: caf\xe9\n".encode("latin-1"),
+        "deep.json": b"[" * 5000 + b"]" * 5000,
+        "deep.yaml": b"a: " + b"{a: " * 3000 + b"1" + b"}" * 3000,
+        "date.yaml": b"accepted: true\ncompleted_on: 2026-02-30\n",
+        "digits.yaml": b"x: " + b"9" * 5000 + b"\n",
+        "aliases.yaml": b"a: &a [1, 1, 1, 1, 1, 1, 1, 1]\nb: &b [*a, *a, *a, *a, *a, *a]\n"
+                        b"c: &c [*b, *b, *b, *b, *b, *b]\nd: [*c, *c, *c, *c, *c, *c]\n",
+        "empty.yaml": b"",
+        "list.yaml": b"- 1\n- 2\n",
+    }
+    for name, data in contents.items():
+        (tmp / name).write_bytes(data)
+    (tmp / "folder").mkdir(exist_ok=True)
+    return [str(tmp / n) for n in contents] + [str(tmp / "folder"), str(tmp / "missing.yaml"),
+                                               "/dev/null", "/proc/nope/x"]
+
+
+@settings(max_examples=80, deadline=None,
+          suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])
+@given(data=st.data())
+def test_fuzzed_every_command(cli_store, data):
+    url, tmp = cli_store
+    (tmp / "files").mkdir(exist_ok=True)
+    files = _hostile_files(tmp / "files")
+    if count(url, "nim_case") == 0:
+        _cli(["case", "open", "--file", str(tmp / "files" / "ok.yaml"), "--as", "coord.ali"])
+    argv = data.draw(_command_lines(files))
+    before, audit = _counts(url), count(url, "audit_event")
+    code, out, err = _cli(argv)
+    _assert_one_line_refusal(url, argv, before, audit, code, out, err)
+
+
+ENV_READERS: dict[str, list[str]] = {
+    "NIM_CLOCK": ["task", "list"],
+    "NIM_CLOCK_FILE": ["task", "list"],
+    "NIM_CLOSURE_DAYS": ["deadline", "--jurisdiction", "scotland", "--from", "2026-01-12",
+                         "--working-days", "3"],
+    "NIM_DATABASE_URL": ["case", "list"],
+    "NIM_DATA_DIR": ["case", "list"],
+    "NIM_RAG_AMBER_WORKING_DAYS": ["report", "board"],
+    "NIM_INTAKE_DAYS": ["sweep", "--no-dispatch"],
+    "NIM_AUDIT_KEY_FILE": ["case", "list"],
+    "NIM_SECRET_KEY_FILE": ["case", "list"],
+    "NIM_AUDIT_CHECKPOINT": ["case", "move-date", "NIM-2026-0001", "final_hearing",
+                             "2026-06-01", "--cause", "listed", "--as", "coord.ali"],
+    "NIM_NOTIFY_CONFIG": ["outbox", "dispatch"],
+    "NIM_ACTOR": ["outbox", "list"],
+    "NIM_UI_URL": ["outbox", "dispatch"],
+    "NIM_ADMIN_TARGETS": ["outbox", "dispatch"],
+    "NIM_TARGET_EMAIL": ["outbox", "dispatch"],
+}
+# values that must not be tried: an empty NIM_DATA_DIR or NIM_AUDIT_CHECKPOINT means the
+# default; relative paths would be made in the working folder
+PATH_VARIABLES = ("NIM_DATA_DIR", "NIM_AUDIT_CHECKPOINT", "NIM_CLOCK_FILE", "NIM_NOTIFY_CONFIG",
+                  "NIM_AUDIT_KEY_FILE", "NIM_SECRET_KEY_FILE")
+
+
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(name=st.sampled_from(sorted(ENV_READERS)), data=st.data())
+def test_fuzzed_environment(cli_store, name, data):
+    url, tmp = cli_store
+    (tmp / "files").mkdir(exist_ok=True)
+    files = _hostile_files(tmp / "files")
+    for path in files:
+        with contextlib.suppress(OSError):
+            os.chmod(path, 0o600)  # the notification config must be private to be read at all
+    if count(url, "nim_case") == 0:
+        _cli(["case", "open", "--file", str(tmp / "files" / "ok.yaml"), "--as", "coord.ali"])
+    if name in PATH_VARIABLES:
+        value = data.draw(st.sampled_from([*files, "/dev/null/x", "/proc/nope"]))
+    else:
+        value = data.draw(st.one_of(
+            st.sampled_from(["garbage", "0001-01-01", "9999-12-31T23:59-01:00", "2026-13-01",
+                             "2026-01-12,x", "-1", "61", "\u00b2", "99999999999", "mysql://x",
+                             "postgresql://u:pw@h:port/x", "sqlite:/x.db", "sqlite:///",
+                             "nobody", "json://127.0.0.1:9/x"]),
+            st.text(alphabet=st.characters(blacklist_categories=("Cs",),
+                                           blacklist_characters="\x00"), max_size=20)))
+    argv = ENV_READERS[name]
+    before, audit = _counts(url), count(url, "audit_event")
+    with mock.patch.dict(os.environ, {name: value}):
+        code, out, err = _cli(argv)
+    _assert_one_line_refusal(url, argv, before, audit, code, out, err)

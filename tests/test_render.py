@@ -68,6 +68,9 @@ REQUIRED: dict[str, dict] = {
     "test": {},
     "exit": {"case_ref": "NIM-2026-0001", "exit_label": "Family disengaged",
              "keeps_statutory": True, "link": LINK},
+    "audit-checkpoint": {"checkpoint": '{"db": "0123abcd0123abcd", "id": 42, "hash": "hmac:ab", '
+                                       '"at": "2026-03-23T09:00:00+00:00", "rows": 42, "mac": "cd"}',
+                         "row_id": 42, "rows": 42},
 }
 HANDOVER = {"handed_over_by": "coordinator-jb", "handover_note": "Interpreter booked for the session."}
 DUE_KEYS = {"due": DUE, "due_explanation": TASK["due_explanation"]}
@@ -84,6 +87,7 @@ OPTIONAL: dict[str, dict] = {
     "digest": {"link": LINK},
     "test": {"link": LINK},
     "exit": {},
+    "audit-checkpoint": {},
 }
 
 

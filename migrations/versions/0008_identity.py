@@ -1,5 +1,5 @@
 """identity: enrolled one-time-code secrets, lockout, CLI login sessions, the service identity,
-installed pathway versions
+installed pathway versions, per-case data keys (crypto-shredding of typed free text)
 
 Pathway versions already in the store are marked installed (cases run on them). Practitioners
 already registered have no second factor until an admin enrols them
@@ -22,6 +22,16 @@ depends_on: str | Sequence[str] | None = None
 
 
 def upgrade() -> None:
+    op.create_table('case_key',
+    sa.Column('id', sa.Integer(), nullable=False),
+    sa.Column('case_ref', sqlmodel.sql.sqltypes.AutoString(), nullable=False),
+    sa.Column('wrapped', sqlmodel.sql.sqltypes.AutoString(), nullable=True),
+    sa.Column('created_at', sqlmodel.sql.sqltypes.UTCDateTime(), nullable=False),
+    sa.Column('destroyed_at', sqlmodel.sql.sqltypes.UTCDateTime(), nullable=True),
+    sa.PrimaryKeyConstraint('id')
+    )
+    with op.batch_alter_table('case_key', schema=None) as batch_op:
+        batch_op.create_index(batch_op.f('ix_case_key_case_ref'), ['case_ref'], unique=True)
     op.create_table('login_session',
     sa.Column('id', sa.Integer(), nullable=False),
     sa.Column('token_sha256', sqlmodel.sql.sqltypes.AutoString(), nullable=False),
@@ -77,3 +87,6 @@ def downgrade() -> None:
         batch_op.drop_index(batch_op.f('ix_login_session_practitioner_id'))
 
     op.drop_table('login_session')
+    with op.batch_alter_table('case_key', schema=None) as batch_op:
+        batch_op.drop_index(batch_op.f('ix_case_key_case_ref'))
+    op.drop_table('case_key')

@@ -8,6 +8,7 @@ written.
 
 from __future__ import annotations
 
+import sys
 from typing import Annotated
 
 import typer
@@ -44,8 +45,21 @@ def main() -> None:
 
     if os.environ.get("NIM_PREFECT_AUTH") and not os.environ.get("PREFECT_API_AUTH_STRING"):
         os.environ["PREFECT_API_AUTH_STRING"] = os.environ["NIM_PREFECT_AUTH"]  # as `up` does
+    clicks = sys.modules[typer.BadParameter.__module__]  # click's errors (typer vendors click)
+    bare_group = getattr(clicks, "NoArgsIsHelpError", ())
     try:
-        app()
+        code = app(standalone_mode=False)  # click's own refusals come here too, as one line
+    except bare_group as exc:  # a group without a command: its help
+        exc.show()
+        sys.exit(2)
+    except clicks.UsageError as exc:
+        where = f" (`{exc.ctx.command_path} --help` shows how)" if exc.ctx else ""
+        fail(f"{exc.format_message()}{where}")
+    except clicks.ClickException as exc:
+        fail(exc.format_message())
+    except typer.Abort:
+        typer.echo("Aborted.", err=True)
+        sys.exit(1)
     except UserError as exc:
         fail(str(exc))
     except Exception as exc:  # noqa: BLE001 - translate known refusals, log the rest
@@ -59,4 +73,6 @@ def main() -> None:
         if type(exc).__name__ == "OperationalError":  # sqlite3's, psycopg's or SQLAlchemy's
             fail(store_unavailable(exc))
         internal(exc)
+    if isinstance(code, int) and code:  # an explicit exit code (typer.Exit(1))
+        sys.exit(code)
 

@@ -38,7 +38,7 @@ def deadline(
     = False,
 ) -> None:
     """Compute a due date; the ISO date is always the last line."""
-    from models.calendar import ADJUST_FOR_KIND, WorkingCalendar, compute_due
+    from models.calendar import ADJUST_FOR_KIND, MAX_AMOUNT, WorkingCalendar, compute_due
     from nim_pathway.settings import closure_days
 
     if kind not in ADJUST_FOR_KIND:
@@ -49,6 +49,9 @@ def deadline(
     if len(given) != 1:
         raise UserError("give exactly one of --working-days, --days, --weeks, --months")
     (unit, amount), = given.items()
+    if abs(amount) > MAX_AMOUNT[unit]:
+        raise UserError(f"--{unit.replace('_', '-')} must be between -{MAX_AMOUNT[unit]} and "
+                        f"{MAX_AMOUNT[unit]} (about five years)")
     anchor = parse_date(from_, "--from")
     due = compute_due(WorkingCalendar(jurisdiction, closure_days()), anchor, amount, unit,
                       adjust=ADJUST_FOR_KIND[kind], day_one=day_one)
@@ -101,7 +104,8 @@ def case_open(
         data["placement"] = {"kind": kind, "start": start}
     if setting:
         pairs = [s.partition("=") for s in setting]
-        bad = [s for s, (_, eq, v) in zip(setting, pairs, strict=True) if not eq or not v.isdigit()]
+        bad = [s for s, (_, eq, v) in zip(setting, pairs, strict=True)
+               if not eq or not (v.isascii() and v.isdigit() and len(v) < 10)]
         if bad:
             raise UserError(f"--setting must be NAME=N (whole number): {', '.join(bad)}")
         data["settings"] = {k: int(v) for k, _, v in pairs}

@@ -99,8 +99,13 @@ def practitioner_unlock(handle: str, actor: ActorOpt) -> None:
 
 @prac_app.command("list")
 def practitioner_list(as_json: JsonOpt = False) -> None:
-    """Registered practitioners."""
-    emit(service().queries.practitioners(), as_json,
+    """Registered practitioners (contacts with any credential masked)."""
+    from dataclasses import replace
+
+    from models.redaction import mask_url
+
+    emit([replace(p, contact=mask_url(p.contact)) for p in service().queries.practitioners()],
+         as_json,
          ["handle", "display_name", "role", "team", "active", "enrolled", "locked"])
 
 

@@ -102,11 +102,18 @@ def emit(rows: Any, as_json: bool, columns: list[str] | None = None, title: str 
         console.print("(none)")
 
 
+# The dates a command takes: anything outside is a typo (a case's own rules narrow it further).
+EARLIEST, LATEST = date(1900, 1, 1), date(2199, 12, 31)
+
+
 def parse_date(value: str, what: str) -> date:
     try:
-        return date.fromisoformat(value)
+        day = date.fromisoformat(value)
     except ValueError:
         raise UserError(f"{what} {value!r} is not an ISO date like 2026-03-02") from None
+    if not EARLIEST <= day <= LATEST:
+        raise UserError(f"{what} {day} is outside {EARLIEST.year}-{LATEST.year}; check the year")
+    return day
 
 
 def report(result: Result, svc: Service | None = None) -> None:
@@ -126,9 +133,11 @@ def report(result: Result, svc: Service | None = None) -> None:
     except OrchestrationUnavailable as exc:
         typer.echo(f"warning: {exc}", err=True)
     except Exception as exc:  # noqa: BLE001 - the case store change stands whatever Prefect says
+        from models.redaction import scrub_text
+
         typer.echo(f"warning: saved in the case store, but updating Prefect failed "
-                   f"({exc.__class__.__name__}: {str(exc)[:200]}); orchestration is pending: run "
-                   "`nim-pathway reconcile` (every sweep also does)", err=True)
+                   f"({exc.__class__.__name__}: {scrub_text(str(exc))[:200]}); orchestration "
+                   "is pending: run `nim-pathway reconcile` (every sweep also does)", err=True)
 
 
 def run(command: Callable[[Commands], Result]) -> None:
@@ -137,18 +146,51 @@ def run(command: Callable[[Commands], Result]) -> None:
     report(command(svc.commands), svc)
 
 
+MAX_FILE_BYTES = 1_000_000  # a referral or an outcome is a few kilobytes
+MAX_NESTING = 10  # a referral's deepest field (children, a child's placement) is 4 levels down
+
+
 def load_data_file(path: Path) -> dict:
+    """A referral or outcome file (JSON or YAML): a mapping of fields, or a one-line refusal
+    saying what is wrong with the file."""
     if not path.is_file():
         raise UserError(f"referral file {path} does not exist")
     import yaml
 
     try:
+        if path.stat().st_size > MAX_FILE_BYTES:
+            raise UserError(f"{path}: larger than {MAX_FILE_BYTES // 1000} kB; a referral or an "
+                            "outcome is a few kilobytes")
         data = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except OSError as exc:
+        raise UserError(f"cannot read {path}: {exc.strerror}") from None
+    except UnicodeDecodeError as exc:
+        raise UserError(f"{path}: not UTF-8 text (byte {exc.start}); save it as UTF-8") from None
     except yaml.YAMLError as exc:
         raise UserError(f"{path}: not valid JSON/YAML: {getattr(exc, 'problem', exc)}") from None
+    except RecursionError:
+        raise UserError(f"{path}: nested too deeply; give a mapping of fields") from None
+    except ValueError as exc:  # a value YAML cannot build, e.g. the date 2025-02-30
+        raise UserError(f"{path}: {exc}; check the dates and numbers in the file") from None
     if not isinstance(data, dict):
         raise UserError(f"{path}: a referral must be a mapping of fields")
+    if _depth(data) > MAX_NESTING:
+        raise UserError(f"{path}: nested more than {MAX_NESTING} levels deep; give a mapping of "
+                        "fields")
     return data
+
+
+def _depth(data: Any) -> int:
+    """How deeply lists and mappings nest, visiting each once (no recursion, and YAML aliases
+    that repeat a list are not walked again: the file may be hostile)."""
+    deepest, stack, seen = 0, [(data, 1)], set()
+    while stack:
+        item, level = stack.pop()
+        deepest = max(deepest, level)
+        if level <= MAX_NESTING and isinstance(item, dict | list) and id(item) not in seen:
+            seen.add(id(item))
+            stack += [(v, level + 1) for v in (item.values() if isinstance(item, dict) else item)]
+    return deepest
 
 
 def split_pair(value: str) -> tuple[str, str | None]:
@@ -174,11 +216,12 @@ def pydantic_problems(exc: Any) -> str:
 def store_unavailable(exc: Exception) -> str:
     import re
 
+    from models.redaction import mask_url, scrub_text
     from nim_pathway.settings import database_url
 
-    url = re.sub(r"//([^:/@]+):[^@]*@", r"//\1:***@", database_url())  # never a password
+    url = mask_url(database_url())  # never a password, in the userinfo or the query
     reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-    reason = re.sub(r"^\((?:[\w.]+)\) ", "", reason)
+    reason = scrub_text(re.sub(r"^\((?:[\w.]+)\) ", "", reason))
     return (f"the case store at {url} is unavailable ({reason}). Check NIM_DATABASE_URL and "
             "that the database is running; nothing was changed.")
 
@@ -188,15 +231,105 @@ def fail(message: str) -> None:
     sys.exit(2)
 
 
-def internal(exc: Exception) -> None:
+def command_words(argv: list[str]) -> list[str]:
+    """The command run (`case open`), from its words only: no option, argument or value (a
+    `--code`, a name, a path) ever reaches the error log."""
+    from nim_pathway.cli import app
+
+    group: Any = typer.main.get_command(app)
+    words: list[str] = []
+    for arg in argv[:6]:
+        if len(words) == 2 or not isinstance(getattr(group, "commands", None), dict):
+            break
+        if arg.startswith("-"):
+            continue  # the root option's value (`--code 123456`) is never a command name
+        if arg not in group.commands:
+            if words:
+                break
+            continue
+        words.append(arg)
+        group = group.commands[arg]
+    return words
+
+
+_DATA_LAYER = ("sqlalchemy.", "psycopg", "sqlite3", "pydantic", "yaml.")
+
+
+def scrubbed_message(exc: BaseException) -> str:
+    """An exception's message without the values it may quote: a validation error gives its
+    locations and error types; a database error its class and SQLSTATE (SQL parameters and
+    `DETAIL` lines can carry names, dates of birth, addresses); anything else its first line
+    with quoted text, numbers, dates and URLs masked."""
+    import re
+
+    from models.redaction import scrub_text
+
+    module = type(exc).__module__ or ""
+    if hasattr(exc, "errors") and module.startswith("pydantic"):
+        try:
+            return printable(scrub_text("; ".join(
+                f"{'.'.join(str(p) for p in e['loc']) or '-'} ({e['type']})"
+                for e in exc.errors())))[:500]
+        except Exception:  # noqa: BLE001 - a log line must never fail
+            return "(validation error)"
+    orig = getattr(exc, "orig", None)
+    if orig is not None or module.startswith(_DATA_LAYER):
+        code = next((getattr(e, a) for e in (orig, exc) for a in ("sqlstate", "pgcode",
+                     "sqlite_errorname") if e is not None and getattr(e, a, None)), None)
+        inner = (f"{type(orig).__module__}.{type(orig).__qualname__}".removeprefix("builtins.")
+                 if orig is not None else "")
+        return " ".join(bit for bit in (f"from {inner}" if inner else "",
+                                        f"sqlstate {code}" if code else "") if bit) or "-"
+    text = (str(exc).strip().splitlines() or ["-"])[0]
+    text = re.sub(r"'[^']*'|\"[^\"]*\"|\([^)]*\)|\[[^\]]*\]|\{[^}]*\}", "…",
+                  scrub_text(text))
+    text = re.sub(r"\d[\d\-/:.T]*", "#", text)
+    return printable(text[:200])
+
+
+def crash_record(exc: BaseException, argv: list[str]) -> str:
+    """One error-log entry: when, the command, the exception types, scrubbed messages and the
+    frames (file:line in function), never locals, arguments or SQL parameters."""
     import traceback
+    from datetime import UTC, datetime
 
+    try:
+        command = " ".join(command_words(argv)) or "-"
+    except Exception:  # noqa: BLE001 - a log line must never fail
+        command = "?"
+    lines = [f"--- {datetime.now(UTC):%Y-%m-%dT%H:%M:%SZ} nim-pathway {command}"]
+    seen: set[int] = set()
+    chain: list[BaseException] = []
+    current: BaseException | None = exc
+    while current is not None and id(current) not in seen:
+        seen.add(id(current))
+        chain.append(current)
+        current = current.__cause__ or current.__context__
+    for n, err in enumerate(chain):
+        kind = f"{type(err).__module__}.{type(err).__qualname__}".removeprefix("builtins.")
+        try:
+            message = scrubbed_message(err)
+        except Exception:  # noqa: BLE001 - a log line must never fail
+            message = "?"
+        lines.append(f"{'caused by ' if n else ''}{kind}: {message}")
+        for frame in traceback.extract_tb(err.__traceback__):
+            where = Path(frame.filename)
+            short = "/".join(where.parts[-2:]) if len(where.parts) > 1 else where.name
+            lines.append(f"  {short}:{frame.lineno} in {frame.name}")
+    return "\n".join(lines) + "\n"
+
+
+def internal(exc: Exception) -> None:
     from nim_pathway.settings import data_dir
+    from store.files import append_private
 
-    log = data_dir() / "errors.log"
-    with log.open("a", encoding="utf-8") as fh:
-        traceback.print_exception(exc, file=fh)
-    typer.echo(f"internal error ({type(exc).__name__}); details in {log}. Nothing was "
+    try:
+        log = data_dir() / "errors.log"
+        append_private(log, crash_record(exc, sys.argv[1:]))
+        where = f"details in {log}"
+    except OSError as err:
+        where = f"the error log could not be written ({err.strerror})"
+    typer.echo(f"internal error ({type(exc).__name__}); {where}. Nothing was "
                "half-written: each command is one transaction.", err=True)
     sys.exit(1)
 

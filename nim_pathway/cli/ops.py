@@ -16,14 +16,53 @@ retention_app = typer.Typer(help="Records past their retention date.", no_args_i
 
 
 @audit_app.command("verify")
-def audit_verify() -> None:
-    """Check the hash chain: an edited, inserted or deleted row is reported."""
-    problems = service().queries.verify_audit()
+def audit_verify(checkpoint: Annotated[list[str] | None, typer.Option(
+        "--checkpoint", metavar="FILE",
+        help="a copy of a checkpoint kept outside the database (the admin message or the "
+             "Prefect artifact `audit-checkpoint`, pasted into a file); repeatable")] = None,
+                 ) -> None:
+    """Check the hash chain with the audit key and against the latest checkpoint (the local
+    file and each --checkpoint copy): an edited, inserted or deleted row, a recomputed chain
+    and a truncated tail are reported."""
+    from pathlib import Path
+
+    from store.audit import parse_checkpoints
+
+    external: list[dict] = []
+    for name in checkpoint or []:
+        try:
+            pasted = Path(name).read_text(encoding="utf-8", errors="replace")
+        except OSError as exc:
+            raise UserError(f"cannot read checkpoint file {name}: {exc.strerror}") from None
+        found = parse_checkpoints(pasted)
+        if not found:
+            raise UserError(f"{name} holds no audit checkpoint: paste the JSON line from the "
+                            "admin message or the Prefect artifact `audit-checkpoint` into it "
+                            "(it starts {\"db\": ...)")
+        external += found
+    problems = service().queries.verify_audit(external)
     for p in problems:
         typer.echo(p, err=True)
     if problems:
         raise typer.Exit(1)
-    typer.echo("audit chain intact")
+    typer.echo("audit chain intact" + (f" and matches {len(external)} checkpoint copy(ies)"
+                                       if external else ""))
+
+
+@audit_app.command("checkpoint")
+def audit_checkpoint() -> None:
+    """Print the audit log's signed head as one JSON line: keep it where the database's owner
+    cannot change it, and check the log against it later with `audit verify --checkpoint`."""
+    import json
+
+    from store.audit import head_entry
+
+    svc = service()
+    with svc.ctx.read() as session:
+        entry = head_entry(session, svc.url, svc.ctx.audit_key, svc.ctx.now())
+    if entry is None:
+        raise UserError("the audit log is empty: nothing to checkpoint yet")
+    typer.echo(json.dumps(entry))
 
 
 @retention_app.command("review")
@@ -99,8 +138,18 @@ def sweep(at: Annotated[str | None, typer.Option(help="fire as of this instant (
         instant = parse_instant(at) if at else None
     except ValueError as exc:
         raise UserError(str(exc)) from None
+    from nim_pathway.settings import intake_days
+
+    days = intake_days()  # settings are read before anything is written
+    if dispatch:
+        from notifications.config import load_config
+
+        load_config()
     svc = service()
     fired = svc.commands.fire_due_timers(instant)
+    expired = svc.commands.expire_intakes(days)
+    if expired:
+        typer.echo(f"deleted {expired} staged referral(s) never opened in {days} days")
     for t in fired:
         typer.echo(f"{t.kind:<13} {t.ref} {t.task or (t.detail or {}).get('clock', '')} "
                    f"-> {t.role}")
@@ -128,6 +177,8 @@ def outbox_list(actor: ActorOpt,
 @outbox_app.command("retry")
 def outbox_retry(message_id: int, actor: ActorOpt) -> None:
     """Queue a failing or dead-lettered message again."""
+    if not 1 <= message_id < 2**63:  # the ids `outbox list` shows
+        raise UserError(f"no outbox message {message_id}; `nim-pathway outbox list` shows them")
     typer.echo(service().commands.retry_message(message_id, actor).message)
 
 
@@ -166,8 +217,10 @@ def notify_test(to: Annotated[str, typer.Option(
         raise UserError(str(exc)) from None
     if "://" in to:
         name = f"the {to.split('://', 1)[0]} target"  # never echo a URL: it may hold a secret
-    msg = render_message("test", {"case_ref": "TEST", "link": config.ui_url, "recipient": to,
-                                  "dedupe_key": "notify-test"})
+    from models.redaction import mask_url
+
+    msg = render_message("test", {"case_ref": "TEST", "link": config.ui_url,
+                                  "recipient": mask_url(to), "dedupe_key": "notify-test"})
     title, body = fit_for_channel(url, msg)
     error = apprise_send(url, title, body, is_email(url), None)
     if error:

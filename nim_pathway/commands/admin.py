@@ -3,16 +3,32 @@
 from __future__ import annotations
 
 import hashlib
+from datetime import timedelta
 from pathlib import Path
 
-from sqlmodel import select
+from sqlmodel import Session, select
 
 from models.errors import AlreadyDone, Invalid, NotFound
+from models.pathway import PathwaySpec
 from nim_pathway.commands.base import CommandBase, Result
-from nim_pathway.policy import Target
+from nim_pathway.policy import SERVICE_ACTOR, Target
 from reports.packs import render_pack
 from store import mapping
-from store.tables import Caregiver, Child, Intake, Outbox
+from store.crypto import ERASED, destroy_case_key
+from store.files import write_private
+from store.tables import (
+    AuditEvent,
+    Caregiver,
+    Case,
+    CaseAnchor,
+    Child,
+    CourtExtension,
+    Decision,
+    Intake,
+    Outbox,
+    Placement,
+    Task,
+)
 
 
 class AdminCommands(CommandBase):
@@ -46,9 +62,10 @@ class AdminCommands(CommandBase):
         path = out_dir / f"{ref}-{kind}-{self.ctx.today():%Y%m%d}.{fmt}"
         digest = hashlib.sha256(data).hexdigest()
         with self.ctx.write() as session:
-            path.write_bytes(data)  # inside the transaction: no file without its audit row
+            write_private(path, data)  # 0600; in the transaction: no file without its audit row
             self.audit(session, actor, "report-pack", ref,
-                       {"kind": kind, "format": fmt, "sha256": digest, "file": path.name})
+                       {"kind": kind, "format": fmt, "sha256": digest, "file": path.name,
+                        "path": str(path.resolve())})  # erasure deletes it
         return path, digest
 
     def erase(self, ref: str, actor: str, reason: str = "") -> Result:
@@ -78,8 +95,95 @@ class AdminCommands(CommandBase):
             for intake in session.exec(select(Intake).where(Intake.case_ref == ref)):
                 intake.referral = {"erased": True}
                 session.add(intake)
+            scrubbed = erase_free_text(session, case, spec)
+            packs = self._delete_packs(session, ref)
+            shredded = destroy_case_key(session, ref, self.ctx.now())
             self.audit(session, actor, "identity-erased", ref, {
                 "fields": ["child.given_name", "child.family_name", "child.date_of_birth",
-                           "child.address", "caregiver.name", "intake.referral"],
-                "caregivers": len(carers), "early": ref not in due, "reason_length": len(reason)})
-        return Result(ref, f"identity erased from {ref}; the pathway record and audit remain")
+                           "child.address", "caregiver.name", "intake.referral", *scrubbed],
+                "packs_deleted": packs, "case_key_destroyed": shredded,
+                "caregivers": len(carers), "early": ref not in due,
+                "reason_length": len(reason)})
+        return Result(ref, f"identity erased from {ref}, with the free text typed on it and "
+                           f"{len(packs)} report pack(s); the pathway record and audit remain")
+
+    @staticmethod
+    def _delete_packs(session: Session, ref: str) -> list[str]:
+        """Delete the report packs written for the case (their paths and hashes are in the
+        audit); a file that changed since is left and named, not guessed at."""
+        deleted = []
+        for row in session.exec(select(AuditEvent).where(AuditEvent.case_ref == ref,
+                                                         AuditEvent.action == "report-pack")):
+            path = Path((row.detail or {}).get("path") or "")
+            if path.name and path.is_file():
+                if hashlib.sha256(path.read_bytes()).hexdigest() != row.detail.get("sha256"):
+                    raise Invalid(f"report pack {path} changed since it was written; check it "
+                                  "and remove it by hand, then erase again")
+                path.unlink()
+                deleted.append(path.name)
+        return deleted
+
+    def expire_intakes(self, days: int) -> int:
+        """Delete referrals staged more than `days` ago and never opened (their identity
+        should not wait in the store for a case that never comes)."""
+        cutoff = self.ctx.now() - timedelta(days=days)
+        with self.ctx.write() as session:
+            stale = session.exec(select(Intake).where(Intake.case_ref.is_(None),
+                                                      Intake.created_at < cutoff)).all()
+            for intake in stale:
+                session.delete(intake)
+                self.audit(session, SERVICE_ACTOR, "intake-expired", None,
+                           {"handle": intake.handle, "days": days})
+        return len(stale)
+
+    def publish_checkpoint(self) -> dict | None:
+        """Queue the audit chain's signed head (row id, hash, rows up to it) to the admins,
+        a place the database owner does not control; returns the entry (for the Prefect
+        artifact), or None if the log is empty or this head was sent already. Not audited
+        itself: that would move the head on every sweep."""
+        import json
+
+        from sqlalchemy.exc import IntegrityError
+
+        from notifications.config import load_config
+        from notifications.outbox import enqueue
+        from store.audit import head_entry
+
+        try:
+            with self.ctx.write() as session:
+                entry = head_entry(session, self.ctx.url, self.ctx.audit_key, self.ctx.now())
+                if entry is None:
+                    return None
+                queued = enqueue(session, load_config(), "audit-checkpoint",
+                                 f"audit-checkpoint/{entry['db']}/{entry['id']}", None,
+                                 "admin", {"checkpoint": json.dumps(entry),
+                                           "row_id": entry["id"], "rows": entry["rows"]},
+                                 self.ctx.now())
+        except IntegrityError:  # a racing sweep queued this head first
+            return None
+        return entry if queued is not None else None
+
+
+def erase_free_text(session: Session, case: Case, spec: PathwaySpec) -> list[str]:
+    """Blank everything typed into the case as free text (handover notes, outcome notes and
+    text fields, rationales, reasons, causes): names get typed there too. Returns what was
+    blanked, by table.column."""
+    done: set[str] = set()
+    for task in session.exec(select(Task).where(Task.case_id == case.id)):
+        if task.handover_note:
+            task.handover_note = None
+            done.add("task.handover_note")
+        text_keys = spec.free_text_fields(task.spec_id) if task.outcome else set()
+        if any(task.outcome.get(k) for k in text_keys):
+            task.outcome = {k: (ERASED if k in text_keys and v else v)
+                            for k, v in task.outcome.items()}
+            done.add("task.outcome")
+        session.add(task)
+    for table, column in ((Decision, "rationale"), (Placement, "reason"),
+                          (CaseAnchor, "cause"), (CourtExtension, "reason")):
+        for row in session.exec(select(table).where(table.case_id == case.id)):
+            if getattr(row, column):
+                setattr(row, column, ERASED)
+                session.add(row)
+                done.add(f"{table.__tablename__}.{column}")
+    return sorted(done)

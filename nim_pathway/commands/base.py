@@ -65,6 +65,11 @@ class CommandBase:
 
     def audit(self, session: Session, actor: str, action: str, case_ref: str | None,
               detail: dict) -> None:
+        """One audit row; free text typed about a case is sealed under the case's key, so
+        erasing the case shreds it in this append-only log too."""
+        from store.crypto import seal_free_text
+
+        detail = seal_free_text(session, case_ref, self.ctx.secret_key, detail, self.ctx.now())
         audit.append(session, self.ctx.now(), actor, action, case_ref, detail,
                      self.ctx.audit_key)
 

@@ -8,14 +8,20 @@ import secrets
 from collections.abc import Callable
 from datetime import date, timedelta
 
-from sqlalchemy import func
+from sqlalchemy import func, text
 from sqlmodel import Session, select
 
 from models import engine as eng
 from models.calendar import WorkingCalendar
 from models.errors import Invalid
 from models.pathway import PathwaySpec
-from models.schemas import PLACEMENT_KINDS, ChildIn, Referral, eligibility_problems
+from models.schemas import (
+    PLACEMENT_KINDS,
+    ChildIn,
+    Referral,
+    case_date_problems,
+    eligibility_problems,
+)
 from nim_pathway.commands.base import CommandBase, Result, run_engine
 from nim_pathway.policy import Target
 from notifications.outbox import queue_handoffs
@@ -66,8 +72,9 @@ class CaseCommands(CommandBase):
                   intake_handle: str | None = None) -> Result:
         """Open a case on the newest installed version of the referral's pathway."""
         on = self.ctx.today()
-        if referral.referral > on:
-            raise Invalid(f"referral date {referral.referral} is in the future (today {on})")
+        problems = case_date_problems(referral.case_dates(), referral.births(), on)
+        if problems:
+            raise Invalid("; ".join(problems))
         with self.ctx.read() as session:
             spec = self._installed(session, referral.default_pathway())
         if referral.jurisdiction not in spec.jurisdictions:
@@ -77,6 +84,10 @@ class CaseCommands(CommandBase):
         if unknown:
             raise Invalid(f"unknown pathway setting(s) {', '.join(unknown)}; known: "
                           f"{', '.join(sorted(spec.settings))}")
+        out_of_range = spec.setting_problems(referral.settings)
+        if out_of_range:
+            raise Invalid(f"pathway setting out of range on {spec.profile}@{spec.version}: "
+                          f"{'; '.join(out_of_range)}")
         refused = eligibility_problems(spec, referral)
         if refused:
             raise Invalid("not eligible: " + "; ".join(refused))
@@ -171,6 +182,15 @@ class CaseCommands(CommandBase):
                 a for a in state.anchors if a.startswith("stage:")}
             if anchor not in allowed:
                 raise Invalid(f"unknown date {anchor!r}; use one of {', '.join(sorted(allowed))}")
+            # the rules `case open` applies to a referral's dates, to what this move breaks
+            rows = session.exec(select(Child.key, Child.date_of_birth).where(
+                Child.case_id == case.id, Child.date_of_birth.is_not(None))).all()
+            births = {key if len(rows) > 1 else "the child": dob for key, dob in rows}
+            before = case_date_problems(state.anchors, births, self.ctx.today())
+            broken = [p for p in case_date_problems({**state.anchors, anchor: value}, births,
+                                                    self.ctx.today()) if p not in before]
+            if broken:
+                raise Invalid(f"{anchor} cannot move to {value}: {'; '.join(broken)}")
             effects = run_engine(eng.move_anchor, spec, state, anchor, value, cause)
             self.commit_state(session, case, spec, state, effects, actor)
             moved = [e.task for e in effects if e.kind == "task-redated"]
@@ -482,7 +502,13 @@ def _known(state: eng.CaseState, child: str | None, caregiver: str | None) -> No
 
 
 def _next_ref(session: Session, year: int) -> str:
+    """The year's next case reference. On PostgreSQL, openings take turns here until they
+    commit (a transaction-scoped advisory lock; SQLite has one writer already), so two at once
+    cannot take the same number."""
+    if session.get_bind().dialect.name == "postgresql":
+        session.exec(text("SELECT pg_advisory_xact_lock(725)"))  # 724: the audit chain's
     prefix = f"NIM-{year}-"
-    last = session.exec(select(func.max(Case.ref)).where(Case.ref.like(prefix + "%"))).first()
+    last = session.exec(select(Case.ref).where(Case.ref.like(prefix + "%")).order_by(
+        func.length(Case.ref).desc(), Case.ref.desc()).limit(1)).first()  # 10000 after 9999
     n = int(last.rsplit("-", 1)[1]) + 1 if last else 1
     return f"{prefix}{n:04d}"

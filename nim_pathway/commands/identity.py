@@ -178,6 +178,9 @@ class IdentityCommands(CommandBase):
             text = path.read_text(encoding="utf-8")
         except OSError as exc:
             raise Invalid(f"cannot read {path}: {exc.strerror}") from None
+        except UnicodeDecodeError as exc:
+            raise Invalid(f"{path.name}: not UTF-8 text (byte {exc.start}); save it as "
+                          "UTF-8") from None
         try:
             spec = parse_pathway(text)
         except PathwayError as exc:
