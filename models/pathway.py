@@ -27,6 +27,7 @@ from pydantic import (
 )
 
 from models.calendar import MAX_AMOUNT, UNITS
+from models.nesting import too_deeply_nested
 
 SLUG = r"^[a-z][a-z0-9-]*$"
 PATHWAYS_DIR = Path(__file__).resolve().parent.parent / "pathways"
@@ -759,6 +760,8 @@ def _path_to_loc(path: str) -> tuple[Any, ...]:
 
 def parse_pathway(text: str, source: str = "<pathway>") -> PathwaySpec:
     try:
+        if too_deeply_nested(text):
+            raise RecursionError
         data = yaml.safe_load(text)
         root = yaml.compose(text)
     except yaml.YAMLError as exc:

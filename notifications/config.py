@@ -38,6 +38,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from models.errors import Invalid
+from models.nesting import too_deeply_nested
 from models.redaction import scrub_text
 
 
@@ -110,7 +111,10 @@ def _load(path: str | None, env: tuple[tuple[str, str], ...]) -> NotifyConfig:
             raise NotifyConfigError(f"NIM_NOTIFY_CONFIG {path} is readable by others (mode "
                                     f"{mode:04o}) and holds secrets; run `chmod 600 {path}`")
         try:
-            data = yaml.safe_load(file.read_text(encoding="utf-8")) or {}
+            text = file.read_text(encoding="utf-8")
+            if too_deeply_nested(text):
+                raise RecursionError
+            data = yaml.safe_load(text) or {}
         except yaml.YAMLError as exc:  # never the offending line: it may hold a password
             mark = getattr(exc, "problem_mark", None)
             where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""

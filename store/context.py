@@ -44,6 +44,8 @@ class StoreContext:
     @contextmanager
     def write(self) -> Iterator[Session]:
         """One write transaction (the single writer on SQLite); then the audit checkpoint."""
+        if self.audit_checkpoint:
+            _writable(self.audit_checkpoint)
         with session_scope(self.url) as session:
             yield session
         head = session.info.get("audit_head")
@@ -55,3 +57,19 @@ class StoreContext:
         """A read-only snapshot that never blocks a writer."""
         with session_scope(self.url, read_only=True) as session:
             yield session
+
+
+def _writable(path: Path) -> None:
+    """The checkpoint can be appended to: checked before a write starts, as a failure after
+    the commit would leave a change without its checkpoint."""
+    import os
+
+    from models.errors import ConfigError
+
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        os.close(os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600))
+    except OSError as exc:
+        raise ConfigError(f"the audit checkpoint {path} cannot be written ({exc.strerror}); "
+                          "set NIM_AUDIT_CHECKPOINT to a file the service may append to. "
+                          "Nothing was changed") from None

@@ -424,9 +424,10 @@ def test_bad_environment_is_a_one_line_refusal(cli_store):
         ({"NIM_DATA_DIR": "/dev/null"}, listing, "NIM_DATA_DIR /dev/null cannot be used"),
         ({"NIM_AUDIT_KEY_FILE": str(tmp / "nowhere")}, listing, "NIM_AUDIT_KEY_FILE"),
         ({"NIM_SECRET_KEY_FILE": str(tmp / "nowhere")}, listing, "NIM_SECRET_KEY_FILE"),
-        ({"NIM_AUDIT_CHECKPOINT": "/dev/null/checkpoint"},
-         ["case", "move-date", "NIM-2026-0001", "final_hearing", "2026-06-01", "--cause", "x",
-          "--as", "coord.ali"], "NIM_AUDIT_CHECKPOINT"),
+        *[({"NIM_AUDIT_CHECKPOINT": path}, ["case", "move-date", "NIM-2026-0001",
+                                             "final_hearing", "2026-06-01", "--cause", "x",
+                                             "--as", "coord.ali"], "the audit checkpoint")
+          for path in ("/dev/null/checkpoint", "/proc/nope", str(tmp))],
         ({"NIM_NOTIFY_CONFIG": str(tmp / "missing")}, ["outbox", "dispatch"], "does not exist"),
         ({"NIM_NOTIFY_CONFIG": str(tmp / "bad.yaml")}, ["outbox", "dispatch"], "not valid YAML"),
         ({"NIM_NOTIFY_CONFIG": str(tmp / "types.yaml")}, ["outbox", "dispatch"],

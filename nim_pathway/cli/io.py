@@ -146,7 +146,7 @@ def run(command: Callable[[Commands], Result]) -> None:
     report(command(svc.commands), svc)
 
 
-MAX_FILE_BYTES = 1_000_000  # a referral or an outcome is a few kilobytes
+MAX_FILE_BYTES = 256_000  # a referral or an outcome is a few kilobytes
 MAX_NESTING = 10  # a referral's deepest field (children, a child's placement) is 4 levels down
 
 
@@ -157,17 +157,25 @@ def load_data_file(path: Path) -> dict:
         raise UserError(f"referral file {path} does not exist")
     import yaml
 
+    from models.nesting import too_deeply_nested
+
     try:
         if path.stat().st_size > MAX_FILE_BYTES:
             raise UserError(f"{path}: larger than {MAX_FILE_BYTES // 1000} kB; a referral or an "
                             "outcome is a few kilobytes")
-        data = yaml.safe_load(path.read_text(encoding="utf-8"))
+        text = path.read_text(encoding="utf-8")
+        if too_deeply_nested(text):
+            raise RecursionError
+        data = yaml.safe_load(text)
     except OSError as exc:
         raise UserError(f"cannot read {path}: {exc.strerror}") from None
     except UnicodeDecodeError as exc:
         raise UserError(f"{path}: not UTF-8 text (byte {exc.start}); save it as UTF-8") from None
     except yaml.YAMLError as exc:
-        raise UserError(f"{path}: not valid JSON/YAML: {getattr(exc, 'problem', exc)}") from None
+        mark = getattr(exc, "problem_mark", None)
+        where = f" at line {mark.line + 1}" if mark else ""
+        why = getattr(exc, "problem", None) or str(exc).splitlines()[0]
+        raise UserError(f"{path}: not valid JSON/YAML{where}: {why}") from None
     except RecursionError:
         raise UserError(f"{path}: nested too deeply; give a mapping of fields") from None
     except ValueError as exc:  # a value YAML cannot build, e.g. the date 2025-02-30

@@ -182,9 +182,10 @@ class IdentityCommands(CommandBase):
             raise Invalid(f"{path.name}: not UTF-8 text (byte {exc.start}); save it as "
                           "UTF-8") from None
         try:
-            spec = parse_pathway(text)
+            spec = parse_pathway(text, source=path.name)
         except PathwayError as exc:
-            raise Invalid(f"{path.name}: {exc}") from None
+            raise Invalid(str(exc) if str(exc).startswith(path.name) else
+                          f"{path.name}: {exc}") from None
         with self.ctx.write() as session:
             self.authorize(session, actor, "install-pathway")
             row = self._install(session, spec, actor, path.name)
