@@ -179,7 +179,8 @@ def test_refusals_are_audited(store, db_url):
         with pytest.raises(CommandError):
             attempt()
     with session_scope(db_url) as s:
-        refused = s.exec(select(AuditEvent).where(AuditEvent.action == "refused")).all()
+        refused = s.exec(select(AuditEvent).where(AuditEvent.action == "refused")
+                         .order_by(AuditEvent.id)).all()
     assert [r.actor for r in refused] == ["la.patel", "la.patel", "psy.chen", "coord.ali"]
     assert store.queries.verify_audit() == []
 
