@@ -767,7 +767,8 @@ def parse_pathway(text: str, source: str = "<pathway>") -> PathwaySpec:
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f"{source}:{mark.line + 1}" if mark else source
-        raise PathwayError(f"{where}: not valid YAML: {getattr(exc, 'problem', exc)}") from None
+        why = getattr(exc, "problem", None) or str(exc).splitlines()[0]
+        raise PathwayError(f"{where}: not valid YAML: {why}") from None
     except RecursionError:
         raise PathwayError(f"{source}: nested too deeply to be a pathway file") from None
     except ValueError as exc:  # a value YAML itself cannot build, e.g. a date 2026-02-30

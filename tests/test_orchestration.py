@@ -70,8 +70,11 @@ def stack(request, tmp_path_factory):
     s = Stack(tmp, case_url, prefect_db)
     FileClock(str(s.clock_file)).set(datetime(2026, 1, 12, 10, tzinfo=UTC))
     s.start_server()
-    saved = os.environ.get("PREFECT_API_URL")
+    saved = {k: os.environ.get(k) for k in ("PREFECT_API_URL", "NIM_DATA_DIR")}
     os.environ["PREFECT_API_URL"] = s.api  # the CLI path reads it from the environment
+    # the flows' data folder: its secret key seals practitioners' records and their codes,
+    # so this process (which enrols the team and reads codes) must hold the same one
+    os.environ["NIM_DATA_DIR"] = s.env["NIM_DATA_DIR"]
     with temporary_settings(updates={PREFECT_API_URL: s.api}):
         s.start_serving()
         s.store = build_service(case_url, FileClock(str(s.clock_file)), migrate=False)
@@ -80,10 +83,11 @@ def stack(request, tmp_path_factory):
             yield s
         finally:
             s.stop()
-            if saved is None:
-                os.environ.pop("PREFECT_API_URL", None)
-            else:
-                os.environ["PREFECT_API_URL"] = saved
+            for name, value in saved.items():
+                if value is None:
+                    os.environ.pop(name, None)
+                else:
+                    os.environ[name] = value
 
 
 # -- helpers ------------------------------------------------------------------------------
@@ -123,6 +127,9 @@ def complete_ui(store: Service, ref: str, key: str, actor: str, outcome: dict,
     run = task_run(ref, key)
     resume_flow_run(run.id, run_input={"completed_by": actor, **outcome,
                                        "code": code or next_code(store, actor)})
+    if code is None:  # recorded before the clock moves on: a code is valid one step either side
+        wait_for(lambda: next(t for t in store.queries.tasks(case=ref, state=None)
+                              if t.key == key).state == "done", f"{ref}/{key} to be recorded")
 
 
 def complete_cli(store: Service, ref: str, key: str, actor: str, outcome: dict) -> None:
