@@ -125,11 +125,21 @@ def complete_ui(store: Service, ref: str, key: str, actor: str, outcome: dict,
     from prefect.flow_runs import resume_flow_run
 
     run = task_run(ref, key)
+    asked = run.state.state_details.run_input_keyset["response"]
     resume_flow_run(run.id, run_input={"completed_by": actor, **outcome,
                                        "code": code or next_code(store, actor)})
-    if code is None:  # recorded before the clock moves on: a code is valid one step either side
-        wait_for(lambda: next(t for t in store.queries.tasks(case=ref, state=None)
-                              if t.key == key).state == "done", f"{ref}/{key} to be recorded")
+    if code is None:  # judged before the clock moves on: a code is valid one step either side
+
+        def judged() -> bool:  # recorded, or refused and the form asked again
+            if next(t for t in store.queries.tasks(case=ref, state=None) if t.key == key
+                    ).state == "done":
+                return True
+            again = [r for r in case_runs(ref) if f"task:{key}" in r.tags
+                     and r.state.name == "Suspended"]
+            return bool(again) and again[0].state.state_details.run_input_keyset[
+                "response"] != asked
+
+        wait_for(judged, f"{ref}/{key}'s form to be judged")
 
 
 def complete_cli(store: Service, ref: str, key: str, actor: str, outcome: dict) -> None:
