@@ -9,6 +9,7 @@ from datetime import date
 from models.clock import Clock
 from nim_pathway.commands import Commands
 from store.context import StoreContext
+from store.keystore import Keystore
 from store.queries import Queries
 
 
@@ -39,7 +40,8 @@ def build_service(url: str | None = None, clock: Clock | None = None,
 
     ctx = StoreContext(url or settings.database_url(), clock or settings.clock(),
                        settings.closure_days() if closures is None else closures,
-                       settings.audit_key(), settings.audit_checkpoint(), settings.secret_key())
+                       settings.audit_key(), settings.audit_checkpoint(), settings.secret_key(),
+                       Keystore(settings.keystore_url()))
     if migrate:
         migrate_schema(ctx.url)
     queries = Queries(ctx)

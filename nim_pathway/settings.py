@@ -92,6 +92,20 @@ def audit_key() -> bytes:
     return _key("NIM_AUDIT_KEY", "audit.key", "the audit key")
 
 
+def keystore_url() -> str:
+    """Where the per-case data keys live (store/keystore.py): NIM_KEYSTORE_URL, else
+    `keys.db` in the data folder. Never the case store's own database: its backups must not
+    hold the keys that erasure destroys."""
+    url = os.environ.get("NIM_KEYSTORE_URL") or f"sqlite:///{data_dir() / 'keys.db'}"
+    if url.split("://", 1)[0] not in ("sqlite", "postgresql", "postgresql+psycopg"):
+        raise ConfigError(f"NIM_KEYSTORE_URL must be a sqlite:/// or postgresql:// URL, got "
+                          f"{url.split('://', 1)[0]}://…")
+    if url == os.environ.get("NIM_DATABASE_URL"):
+        raise ConfigError("NIM_KEYSTORE_URL must not be the case store's database: its backups "
+                          "would keep the keys that erasure destroys")
+    return url
+
+
 def secret_key() -> bytes:
     """The key practitioners' one-time-code secrets are encrypted with (Fernet), held outside
     the database like the audit key: NIM_SECRET_KEY_FILE, else NIM_SECRET_KEY, else a key

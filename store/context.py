@@ -15,6 +15,8 @@ from models.clock import Clock, today
 from models.pathway import PathwaySpec, pathway_from_json
 from store.audit import write_checkpoint
 from store.db import session_scope
+from store.keystore import Keystore
+from store.sealing import Sealer
 from store.tables import PathwayVersion
 
 
@@ -26,6 +28,7 @@ class StoreContext:
     audit_key: bytes | None = field(default=None, repr=False)  # held outside the database
     audit_checkpoint: Path | None = None  # where the chain's head is written after each write
     secret_key: bytes = field(default=b"", repr=False)  # encrypts one-time-code secrets
+    keystore: Keystore | None = None  # per-case data keys, apart from the case store
     _specs: dict[int, PathwaySpec] = field(default_factory=dict, repr=False)
 
     def now(self) -> datetime:
@@ -41,12 +44,18 @@ class StoreContext:
             self._specs[pathway_id] = pathway_from_json(row.spec_json)
         return self._specs[pathway_id]
 
+    def sealer(self) -> Sealer:
+        """Seals identity and free text under case keys at flush, opens them on load."""
+        return Sealer(self.secret_key, self.now(), lambda session, pathway_id, spec_id:
+                      self.spec(session, pathway_id).free_text_fields(spec_id), self.keystore)
+
     @contextmanager
     def write(self) -> Iterator[Session]:
         """One write transaction (the single writer on SQLite); then the audit checkpoint."""
         if self.audit_checkpoint:
             _writable(self.audit_checkpoint)
         with session_scope(self.url) as session:
+            session.info["sealer"] = self.sealer()
             yield session
         head = session.info.get("audit_head")
         if head and self.audit_checkpoint:
@@ -56,6 +65,7 @@ class StoreContext:
     def read(self) -> Iterator[Session]:
         """A read-only snapshot that never blocks a writer."""
         with session_scope(self.url, read_only=True) as session:
+            session.info["sealer"] = self.sealer()
             yield session
 
 

@@ -17,6 +17,7 @@ from models.pathway import PathwaySpec
 from models.schemas import months_between
 from store.context import StoreContext
 from store.mapping import find_case, load_state
+from store.sealing import open_task_view, sealer_of
 from store.tables import (
     Caregiver,
     Case,
@@ -124,7 +125,8 @@ class Queries:
         """The work queue (the same query `task list` runs without the ORM)."""
         with self.ctx.read() as session:
             conn = session.connection().connection.driver_connection
-            return task_rows(conn, self.today(), case, role, overdue, due_within, state)
+            rows = task_rows(conn, self.today(), case, role, overdue, due_within, state)
+            return [open_task_view(session, sealer_of(session), t) for t in rows]
 
     def task(self, ref: str, key: str) -> TaskView:
         found = [t for t in self.tasks(case=ref, state=None) if t.key == key]

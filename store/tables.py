@@ -11,7 +11,7 @@ from datetime import date, datetime
 from typing import Any
 
 from sqlalchemy import JSON, Column, Index, UniqueConstraint
-from sqlmodel import Field, SQLModel
+from sqlmodel import AutoString, Field, SQLModel
 
 
 def _json(**kw: Any) -> Any:
@@ -88,9 +88,11 @@ class Child(SQLModel, table=True):
     case_id: int = Field(foreign_key="nim_case.id", index=True)
     key: str = "child-1"  # child-1, child-2, ... in referral order: what leaves the store
     removed_on: date | None = None  # left the family episode
+    # sealed under the case's key at rest (store/sealing.py): the date of birth is stored as
+    # ciphertext text and read back as a date
     given_name: str | None
     family_name: str | None
-    date_of_birth: date | None
+    date_of_birth: date | None = Field(default=None, sa_type=AutoString)
     address: str | None = None
     erased_at: datetime | None = None
 

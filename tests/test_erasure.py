@@ -5,9 +5,11 @@ is searched byte by byte afterwards."""
 
 from __future__ import annotations
 
+import re
 from datetime import timedelta
 from pathlib import Path
 
+import pytest
 from sqlalchemy import text
 from sqlmodel import select
 
@@ -31,37 +33,57 @@ def sealed_rows(url: str, ref: str) -> list[tuple[str, str, object]]:
             if isinstance(v, dict) and "enc" in v]
 
 
+SENTINELS = ("Zyxwq", "Qqsentinel", "Sentinel Row", NICK, "Dadsentinel", "Carersentinel",
+             "2025-06-01")
+# every table a name, a date of birth or typed text can reach, read as a backup would
+AT_REST = ("SELECT given_name, family_name, date_of_birth, address FROM child",
+           "SELECT name FROM caregiver", "SELECT handover_note, outcome FROM task",
+           "SELECT reason FROM placement", "SELECT cause FROM case_anchor",
+           "SELECT rationale FROM decision", "SELECT referral FROM intake",
+           "SELECT detail FROM audit_event")
+
+
+def at_rest(url: str) -> str:
+    """Everything those tables hold, as text: what a copy of the database shows."""
+    with get_engine(url).connect() as conn:
+        return repr([tuple(r) for q in AT_REST for r in conn.execute(text(q))])
+
+
 def test_erase_shreds_identity_free_text_packs_and_the_audits_typed_text(store, db_url,
                                                                           clock, tmp_path):
-    ref = store.commands.open_case(Referral.model_validate(referral_data(
+    handle = store.commands.stage_intake(Referral.model_validate(referral_data(
         child={"given_name": "Zyxwq", "family_name": "Qqsentinel",
                "date_of_birth": "2025-06-01", "address": "1 Sentinel Row"},
         caregivers=[{"relationship": "mother", "name": NICK},
                     {"relationship": "father", "name": "Dadsentinel"},
-                    {"relationship": "foster-carer", "name": "Carersentinel"}])),
-        "coord.ali").ref
+                    {"relationship": "foster-carer", "name": "Carersentinel"}])), "coord.ali")
+    ref = store.commands.open_from_intake(handle, "coord.ali").ref
     today = store.queries.today()
     store.commands.add_practitioner(PractitionerIn(handle="mgr.two", display_name="M Two",
                                                    role="nim-service-manager", team="nim"),
                                     DEMO_ADMIN.handle)
     store.commands.reassign(TaskRef(ref, "triage"), "mgr.two", "mgr.okafor",
                             f"{NICK} rings after 4; {TYPED} naps at 1")
+    assert store.queries.task(ref, "triage").handover_note.startswith(NICK)  # opened to read
+    store.commands.complete_task(TaskRef(ref, "triage"), "mgr.two",
+                                 {"accepted": True, "notes": f"{TYPED} seen at home"})
     store.commands.move_date(ref, "final_hearing", today + timedelta(weeks=20),
                              f"listed after {TYPED}'s assessment", "coord.ali")
     store.commands.pause(ref, f"{NICK} in hospital", "coord.ali")  # kept by the audit only
     store.commands.resume(ref, "coord.ali")
-    # an authorised reader of the audit sees what was typed; the database holds ciphertext
+    # authorised readers see what was typed; the database (and so any backup of it) holds
+    # ciphertext only: identity, typed text and the staged referral are sealed at rest
     sealed = sealed_rows(db_url, ref)
     assert {k for _, k, _ in sealed} >= {"cause", "reason"}
     with session_scope(db_url, read_only=True) as s:
-        raw = str([a.detail for a in s.exec(select(AuditEvent))])
-        assert TYPED not in raw and NICK not in raw
-        opened = [open_text(s, ref, store.ctx.secret_key, v) for _, _, v in sealed]
+        opened = [open_text(s, ref, store.ctx.secret_key, v, store.ctx.keystore)
+                  for _, _, v in sealed]
     assert f"{NICK} in hospital" in opened
+    assert store.queries.case_record(ref).children[0].given_name == "Zyxwq"
+    backup = at_rest(db_url)
+    assert "nim1:" + ref in backup
+    assert [x for x in SENTINELS + (TYPED,) if x in backup] == []
     drive(store, clock, ref, "treatment")  # D1 made: the assessment pack can be written
-    with get_engine(db_url).begin() as conn:  # typed into an outcome's notes, as happens
-        conn.execute(text("UPDATE task SET outcome = :o WHERE spec_id = 'triage'"),
-                     {"o": f'{{"accepted": true, "notes": "{TYPED} seen"}}'})
     pack, _ = store.commands.write_pack(ref, "assessment", "html", tmp_path, "coord.ali")
     assert "Qqsentinel" in pack.read_text()
 
@@ -71,12 +93,19 @@ def test_erase_shreds_identity_free_text_packs_and_the_audits_typed_text(store, 
         triage = s.exec(select(Task).where(Task.spec_id == "triage")).one()
         assert triage.handover_note is None and triage.outcome["notes"] == ERASED
         assert triage.outcome["accepted"] is True  # the pathway record stays
-        assert {open_text(s, ref, store.ctx.secret_key, v) for _, _, v in sealed} == {ERASED}
+        assert {open_text(s, ref, store.ctx.secret_key, v, store.ctx.keystore)
+                for _, _, v in sealed} == {ERASED}
         erased = s.exec(select(AuditEvent).where(
             AuditEvent.action == "identity-erased")).one().detail
     assert erased["case_key_destroyed"] is True and erased["packs_deleted"] == [pack.name]
     assert {"task.handover_note", "task.outcome", "case_anchor.cause"} <= set(erased["fields"])
     assert store.queries.verify_audit() == []  # the chain covers the ciphertext: still whole
+    # the backup taken before erasure: its sealed values no longer open with the site's keys
+    sealer = store.ctx.sealer()
+    values = [v for v in re.findall(r"nim1:[^'\" ]+", backup)]
+    assert len(values) >= 8
+    with session_scope(db_url, read_only=True) as s:
+        assert {sealer.open(s, v) for v in values} == {ERASED}
     # typed after erasure: the audit keeps none of it (the case has no key any more)
     store.commands.move_date(ref, "final_hearing", today + timedelta(weeks=21),
                              "relisted after the erasure", "coord.ali")
@@ -90,9 +119,25 @@ def test_erase_shreds_identity_free_text_packs_and_the_audits_typed_text(store, 
         db = Path(db_url.removeprefix("sqlite:///"))
         sqlite3.connect(db).execute("PRAGMA wal_checkpoint(TRUNCATE)").close()
         on_disk = b"".join(p.read_bytes() for p in db.parent.glob(db.name + "*"))
-        for sentinel in ("Zyxwq", "Qqsentinel", "Sentinel Row", NICK, "Dadsentinel",
-                         "Carersentinel", "2025-06-01"):
+        for sentinel in SENTINELS:
             assert sentinel.encode() not in on_disk, sentinel  # `strings nim.db` finds nothing
+
+
+def test_the_key_store_is_not_the_case_store(store, db_url, monkeypatch):
+    """The keys that erasure destroys never sit in the case store (whose backups outlive an
+    erasure); pointing the key store at it is refused."""
+    from models.errors import ConfigError
+    from nim_pathway import settings
+
+    ref = store.commands.open_case(Referral.model_validate(referral_data()), "coord.ali").ref
+    with get_engine(db_url).connect() as conn:
+        (wrapped,) = conn.execute(text("SELECT wrapped FROM case_key WHERE case_ref = :r"),
+                                  {"r": ref}).one()
+    assert wrapped.startswith("ks:") and store.ctx.keystore.get(wrapped[3:])
+    monkeypatch.setenv("NIM_DATABASE_URL", db_url)
+    monkeypatch.setenv("NIM_KEYSTORE_URL", db_url)
+    with pytest.raises(ConfigError, match="must not be the case store"):
+        settings.keystore_url()
 
 
 def test_a_staged_referral_never_opened_expires(store, db_url, clock):

@@ -95,9 +95,11 @@ class AdminCommands(CommandBase):
             for intake in session.exec(select(Intake).where(Intake.case_ref == ref)):
                 intake.referral = {"erased": True}
                 session.add(intake)
+                destroy_case_key(session, intake.handle, self.ctx.now(),  # sealed under it
+                                 self.ctx.keystore)
             scrubbed = erase_free_text(session, case, spec)
             packs = self._delete_packs(session, ref)
-            shredded = destroy_case_key(session, ref, self.ctx.now())
+            shredded = destroy_case_key(session, ref, self.ctx.now(), self.ctx.keystore)
             self.audit(session, actor, "identity-erased", ref, {
                 "fields": ["child.given_name", "child.family_name", "child.date_of_birth",
                            "child.address", "caregiver.name", "intake.referral", *scrubbed],
@@ -132,6 +134,7 @@ class AdminCommands(CommandBase):
                                                       Intake.created_at < cutoff)).all()
             for intake in stale:
                 session.delete(intake)
+                destroy_case_key(session, intake.handle, self.ctx.now(), self.ctx.keystore)
                 self.audit(session, SERVICE_ACTOR, "intake-expired", None,
                            {"handle": intake.handle, "days": days})
         return len(stale)

@@ -69,7 +69,8 @@ class CommandBase:
         erasing the case shreds it in this append-only log too."""
         from store.crypto import seal_free_text
 
-        detail = seal_free_text(session, case_ref, self.ctx.secret_key, detail, self.ctx.now())
+        detail = seal_free_text(session, case_ref, self.ctx.secret_key, detail, self.ctx.now(),
+                                self.ctx.keystore)
         audit.append(session, self.ctx.now(), actor, action, case_ref, detail,
                      self.ctx.audit_key)
 

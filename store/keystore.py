@@ -1,0 +1,69 @@
+"""The key store: per-case data keys kept apart from the case store and its backups.
+
+The case store's `case_key` row names a key here (`ks:<random id>`); the key itself, wrapped
+under the site's secret key, lives only in this database (NIM_KEYSTORE_URL; by default
+`keys.db` in the data folder, 0600, SQLite with secure_delete). Erasing a case deletes its
+key here, so the identity and free text sealed under it are unreadable in the live case store
+and in every backup of it. Back the key store up on its own, and keep those backups no longer
+than the time within which an erasure must take effect (README, "Privacy").
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from functools import lru_cache
+
+from sqlalchemy import Column, DateTime, MetaData, String, Table, delete, event, insert, select
+from sqlalchemy.engine import Engine
+
+from store.files import private_sqlite
+
+_META = MetaData()
+KEYS = Table("data_key", _META,
+             Column("id", String(64), primary_key=True),
+             Column("wrapped", String(200), nullable=False),
+             Column("created_at", DateTime(timezone=True), nullable=False))
+
+
+class Keystore:
+    def __init__(self, url: str) -> None:
+        self.url = url
+        self.engine = _engine(url)
+
+    def put(self, key_id: str, wrapped: str, at: datetime) -> None:
+        """Store a new key, committed at once (an unused key left by a rolled-back case
+        opens nothing)."""
+        with self.engine.begin() as conn:
+            conn.execute(insert(KEYS).values(id=key_id, wrapped=wrapped, created_at=at))
+
+    def get(self, key_id: str) -> str | None:
+        with self.engine.connect() as conn:
+            return conn.execute(select(KEYS.c.wrapped).where(KEYS.c.id == key_id)).scalar()
+
+    def destroy(self, key_id: str) -> bool:
+        with self.engine.begin() as conn:
+            return conn.execute(delete(KEYS).where(KEYS.c.id == key_id)).rowcount > 0
+
+
+def _sqlite_pragmas(dbapi_conn, _record) -> None:  # noqa: ANN001
+    cur = dbapi_conn.cursor()
+    cur.execute("PRAGMA secure_delete=ON")  # a destroyed key is overwritten, not left in pages
+    cur.execute("PRAGMA busy_timeout=30000")
+    cur.close()
+
+
+@lru_cache(maxsize=8)
+def _engine(url: str) -> Engine:
+    from sqlalchemy import create_engine
+
+    if url.startswith("postgresql://"):
+        url = "postgresql+psycopg://" + url.removeprefix("postgresql://")
+    if url.startswith("sqlite"):
+        private_sqlite(url)
+        engine = create_engine(url, hide_parameters=True,
+                               connect_args={"check_same_thread": False})
+        event.listen(engine, "connect", _sqlite_pragmas)
+    else:
+        engine = create_engine(url, hide_parameters=True, pool_pre_ping=True)
+    _META.create_all(engine)
+    return engine
