@@ -13,10 +13,10 @@ from __future__ import annotations
 from datetime import datetime
 from functools import lru_cache
 
-from sqlalchemy import Column, DateTime, MetaData, String, Table, delete, event, insert, select
+from sqlalchemy import Column, DateTime, MetaData, String, Table, delete, insert, select
 from sqlalchemy.engine import Engine
 
-from store.files import private_sqlite
+from store.db import get_engine
 
 _META = MetaData()
 KEYS = Table("data_key", _META,
@@ -37,7 +37,7 @@ class Keystore:
             conn.execute(insert(KEYS).values(id=key_id, wrapped=wrapped, created_at=at))
 
     def get(self, key_id: str) -> str | None:
-        with self.engine.connect() as conn:
+        with self.engine.execution_options(nim_read_only=True).connect() as conn:
             return conn.execute(select(KEYS.c.wrapped).where(KEYS.c.id == key_id)).scalar()
 
     def destroy(self, key_id: str) -> bool:
@@ -45,25 +45,10 @@ class Keystore:
             return conn.execute(delete(KEYS).where(KEYS.c.id == key_id)).rowcount > 0
 
 
-def _sqlite_pragmas(dbapi_conn, _record) -> None:  # noqa: ANN001
-    cur = dbapi_conn.cursor()
-    cur.execute("PRAGMA secure_delete=ON")  # a destroyed key is overwritten, not left in pages
-    cur.execute("PRAGMA busy_timeout=30000")
-    cur.close()
-
-
 @lru_cache(maxsize=8)
 def _engine(url: str) -> Engine:
-    from sqlalchemy import create_engine
-
-    if url.startswith("postgresql://"):
-        url = "postgresql+psycopg://" + url.removeprefix("postgresql://")
-    if url.startswith("sqlite"):
-        private_sqlite(url)
-        engine = create_engine(url, hide_parameters=True,
-                               connect_args={"check_same_thread": False})
-        event.listen(engine, "connect", _sqlite_pragmas)
-    else:
-        engine = create_engine(url, hide_parameters=True, pool_pre_ping=True)
+    """The case store's engine settings (SQLite: 0600, secure_delete, one writer), with the
+    key table made on first use."""
+    engine = get_engine(url)
     _META.create_all(engine)
     return engine
