@@ -30,15 +30,21 @@ def database_url() -> str:
     url = os.environ.get("NIM_DATABASE_URL")
     if not url:
         return f"sqlite:///{data_dir() / 'nim.db'}"
+    return _checked_db_url("NIM_DATABASE_URL", url)
+
+
+def _checked_db_url(variable: str, url: str) -> str:
+    """A database URL the store can use, or a ConfigError naming the variable (never the URL
+    itself: it may hold a password)."""
     import re
     from urllib.parse import urlsplit
 
     scheme = re.match(r"^([A-Za-z][\w+.-]*):", url)
-    how = ("NIM_DATABASE_URL must be sqlite:///PATH or postgresql://USER@HOST:PORT/DATABASE "
-           "(a password in NIM_DATABASE_URL or ~/.pgpass)")
+    how = (f"{variable} must be sqlite:///PATH or postgresql://USER@HOST:PORT/DATABASE "
+           f"(a password in {variable} or ~/.pgpass)")
     if scheme is None or scheme.group(1) not in ("sqlite", "postgresql", "postgresql+psycopg"):
         raise ConfigError(f"{how}; got {'a ' + repr(scheme.group(1)) if scheme else 'no'} "
-                          "scheme")  # never the URL itself: it may hold a password
+                          "scheme")
     if scheme.group(1) == "sqlite" and not re.match(r"^sqlite:///[^\x00]+$", url):
         raise ConfigError(f"{how}; a sqlite URL needs three slashes and a file path")
     try:
@@ -96,14 +102,13 @@ def keystore_url() -> str:
     """Where the per-case data keys live (store/keystore.py): NIM_KEYSTORE_URL, else
     `keys.db` in the data folder. Never the case store's own database: its backups must not
     hold the keys that erasure destroys."""
-    url = os.environ.get("NIM_KEYSTORE_URL") or f"sqlite:///{data_dir() / 'keys.db'}"
-    if url.split("://", 1)[0] not in ("sqlite", "postgresql", "postgresql+psycopg"):
-        raise ConfigError(f"NIM_KEYSTORE_URL must be a sqlite:/// or postgresql:// URL, got "
-                          f"{url.split('://', 1)[0]}://…")
-    if url == os.environ.get("NIM_DATABASE_URL"):
+    url = os.environ.get("NIM_KEYSTORE_URL")
+    if not url:
+        return f"sqlite:///{data_dir() / 'keys.db'}"
+    if url == database_url():
         raise ConfigError("NIM_KEYSTORE_URL must not be the case store's database: its backups "
                           "would keep the keys that erasure destroys")
-    return url
+    return _checked_db_url("NIM_KEYSTORE_URL", url)
 
 
 def secret_key() -> bytes:

@@ -10,12 +10,16 @@ than the time within which an erasure must take effect (README, "Privacy").
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import datetime
 from functools import lru_cache
 
 from sqlalchemy import Column, DateTime, MetaData, String, Table, delete, insert, select
 from sqlalchemy.engine import Engine
+from sqlalchemy.exc import DBAPIError
 
+from models.errors import ConfigError
 from store.db import get_engine
 
 _META = MetaData()
@@ -27,22 +31,35 @@ KEYS = Table("data_key", _META,
 
 class Keystore:
     def __init__(self, url: str) -> None:
-        self.url = url
-        self.engine = _engine(url)
+        self.url = url  # connected on first use: most commands never open a key
 
     def put(self, key_id: str, wrapped: str, at: datetime) -> None:
         """Store a new key, committed at once (an unused key left by a rolled-back case
         opens nothing)."""
-        with self.engine.begin() as conn:
+        with self._reach(), _engine(self.url).begin() as conn:
             conn.execute(insert(KEYS).values(id=key_id, wrapped=wrapped, created_at=at))
 
     def get(self, key_id: str) -> str | None:
-        with self.engine.execution_options(nim_read_only=True).connect() as conn:
+        with self._reach(), _engine(self.url).execution_options(
+                nim_read_only=True).connect() as conn:
             return conn.execute(select(KEYS.c.wrapped).where(KEYS.c.id == key_id)).scalar()
 
     def destroy(self, key_id: str) -> bool:
-        with self.engine.begin() as conn:
+        with self._reach(), _engine(self.url).begin() as conn:
             return conn.execute(delete(KEYS).where(KEYS.c.id == key_id)).rowcount > 0
+
+    @contextmanager
+    def _reach(self) -> Iterator[None]:
+        """A key store that cannot be reached is named as such (never as the case store)."""
+        try:
+            yield
+        except (DBAPIError, OSError) as exc:
+            from models.redaction import mask_url
+
+            raise ConfigError(
+                f"the key store at {mask_url(self.url)} is unavailable "
+                f"({type(getattr(exc, 'orig', exc)).__name__}). Check NIM_KEYSTORE_URL and that "
+                "its database is running; nothing was changed.") from None
 
 
 @lru_cache(maxsize=8)

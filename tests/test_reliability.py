@@ -512,6 +512,7 @@ ENV_READERS: dict[str, list[str]] = {
     "NIM_INTAKE_DAYS": ["sweep", "--no-dispatch"],
     "NIM_AUDIT_KEY_FILE": ["case", "list"],
     "NIM_SECRET_KEY_FILE": ["case", "list"],
+    "NIM_KEYSTORE_URL": ["case", "open", "--file", "{ok}", "--as", "coord.ali"],
     "NIM_AUDIT_CHECKPOINT": ["case", "move-date", "NIM-2026-0001", "final_hearing",
                              "2026-06-01", "--cause", "listed", "--as", "coord.ali"],
     "NIM_NOTIFY_CONFIG": ["outbox", "dispatch"],
@@ -547,7 +548,7 @@ def test_fuzzed_environment(cli_store, name, data):
                              "nobody", "json://127.0.0.1:9/x"]),
             st.text(alphabet=st.characters(blacklist_categories=("Cs",),
                                            blacklist_characters="\x00"), max_size=20)))
-    argv = ENV_READERS[name]
+    argv = [a.replace("{ok}", str(tmp / "files" / "ok.yaml")) for a in ENV_READERS[name]]
     before, audit = _counts(url), count(url, "audit_event")
     with mock.patch.dict(os.environ, {name: value}):
         code, out, err = _cli(argv)
