@@ -203,6 +203,8 @@ def test_task_completed_from_the_notification_link(ui, page):
 
     dialog = open_resume_form(page)
     dialog.get_by_text("Awaiting:").wait_for()
+    # the description renders before the schema's fields: wait for the field, then count
+    dialog.get_by_label("Accepted", exact=True).wait_for()
     assert dialog.get_by_label("Accepted", exact=True).count() == 1
     shot(page, "04-resume-form")
     # the manager's handle typed by someone without their code: refused, asked again
