@@ -2,9 +2,11 @@
 
 The case store decides; Prefect shows and waits. `sync_case` starts the stage run and one
 suspended run per open task, resumes runs whose task or stage is finished, and cancels runs
-that no longer stand for open work. It is idempotent, so it runs after every command, in
-every stage flow, and for every open case in `reconcile` (which also rebuilds everything
-after Prefect's database is lost).
+that no longer stand for open work. It is idempotent. Sync follows change, not the caseload:
+every command journals its case (store/journal.py) in its own transaction; the CLI syncs the
+case right after its commit, and each sweep drains what is left (`drain_journal`). The
+nightly `reconcile` audits all of Prefect's live runs against the store in one pass and
+syncs only the cases that differ (after a lost Prefect database: all of them).
 """
 
 from __future__ import annotations
@@ -21,6 +23,7 @@ TASK_DEPLOYMENT = "human-task/human-task"
 STAGE_DEPLOYMENT = "stage/stage"
 LIVE = {"SCHEDULED", "PENDING", "RUNNING", "PAUSED"}
 STACK_URL = "http://127.0.0.1:4200/api"
+IN_STORE = "(recorded in the case store)"  # a typed field's value, in a run input
 
 
 class OrchestrationUnavailable(RuntimeError):
@@ -45,8 +48,8 @@ def check_reachable(url: str, timeout: float = 3.0) -> None:
     except httpx.HTTPError as exc:
         raise OrchestrationUnavailable(
             f"Prefect at {url} is unreachable ({exc.__class__.__name__}); the case store "
-            "change is saved and orchestration is pending: run `nim-pathway reconcile` when "
-            "Prefect is back (every sweep also does this)"
+            "change is saved and orchestration is pending: the next sweep applies it, or run "
+            "`nim-pathway drain` when Prefect is back"
         ) from None
 
 
@@ -118,81 +121,173 @@ def resume_paused(client: Any, run: Any, run_input: dict[str, Any]) -> bool:
     return result.status == SetStateStatus.ACCEPT  # ABORT: no longer paused when it arrived
 
 
-def sync_case(svc: Service, ref: str, today: date | None = None) -> SyncReport:
-    """Make Prefect's runs for one case match the case store (idempotent)."""
+def sync_case(svc: Service, ref: str, today: date | None = None,
+              client: Any = None) -> SyncReport:  # noqa: ANN401 - Prefect's SyncPrefectClient
+    """Make Prefect's runs for one case match the case store (idempotent). Pass `client` to
+    reuse one Prefect client across cases (each new one costs an SSL context)."""
     from prefect.client.orchestration import get_client
+
+    if client is None:
+        with get_client(sync_client=True) as client:
+            return _sync_case(svc, ref, today, client)
+    return _sync_case(svc, ref, today, client)
+
+
+def _sync_case(svc: Service, ref: str, today: date | None, client: Any) -> SyncReport:  # noqa: ANN401
     from prefect.deployments import run_deployment
     from prefect.states import Cancelled
 
     report = SyncReport(ref)
-    with get_client(sync_client=True) as client:
-        # Prefect first, the case store second: the store view is never the older one.
-        # Every action below is monotonic (start open work under an idempotency key, resume
-        # finished work, cancel cancelled work), so a sync racing another cannot undo it.
-        runs = read_case_runs(client, ref)
-        show = svc.queries.show(ref)
-        jurisdiction = show.jurisdiction
-        tasks = svc.queries.tasks(case=ref, state=None)
-        today = today or svc.queries.today()
-        by_task: dict[str, list[Any]] = {}
-        by_stage: dict[str, list[Any]] = {}
-        for run in runs:
-            if "kind:task" in run.tags:
-                by_task.setdefault(_tag(run, "task:") or "", []).append(run)
-            elif "kind:stage" in run.tags:
-                by_stage.setdefault(_tag(run, "stage:") or "", []).append(run)
+    # Prefect first, the case store second: the store view is never the older one.
+    # Every action below is monotonic (start open work under an idempotency key, resume
+    # finished work, cancel cancelled work), so a sync racing another cannot undo it.
+    runs = read_case_runs(client, ref)
+    show = svc.queries.show(ref)
+    jurisdiction = show.jurisdiction
+    tasks = svc.queries.tasks(case=ref, state=None)
+    spec = svc.queries.pathway(ref)
+    today = today or svc.queries.today()
+    by_task: dict[str, list[Any]] = {}
+    by_stage: dict[str, list[Any]] = {}
+    for run in runs:
+        if "kind:task" in run.tags:
+            by_task.setdefault(_tag(run, "task:") or "", []).append(run)
+        elif "kind:stage" in run.tags:
+            by_stage.setdefault(_tag(run, "stage:") or "", []).append(run)
 
-        def live(group: list[Any]) -> list[Any]:
-            return [r for r in group if r.state and r.state.type.value in LIVE]
+    def live(group: list[Any]) -> list[Any]:
+        return [r for r in group if r.state and r.state.type.value in LIVE]
 
-        def resume(run: Any, run_input: dict[str, Any], label: str) -> None:
-            if resume_paused(client, run, run_input):
-                report.resumed.append(label)
+    def resume(run: Any, run_input: dict[str, Any], label: str) -> None:
+        if resume_paused(client, run, run_input):
+            report.resumed.append(label)
 
-        def cancel(run: Any, why: str, label: str) -> None:
-            client.set_flow_run_state(run.id, Cancelled(message=why), force=True)
-            report.cancelled.append(label)
+    def cancel(run: Any, why: str, label: str) -> None:
+        client.set_flow_run_state(run.id, Cancelled(message=why), force=True)
+        report.cancelled.append(label)
 
-        for t in tasks:
-            key, group = t.key, by_task.get(t.key, [])
-            if t.state == "open" and not live(group):
-                started = run_deployment(
-                    TASK_DEPLOYMENT, parameters={"ref": ref, "task_key": key}, timeout=0,
-                    as_subflow=False, flow_run_name=run_name(ref, t.stage, key),
-                    tags=case_tags(ref, t.stage, jurisdiction, t.role, t.child)
-                    + [f"task:{key}", "kind:task"],
-                    idempotency_key=f"{ref}/{key}#{len(group) + 1}",
-                )
-                report.started.append(key)
-                report.runs[key] = str(started.id)
-            elif t.state == "done":
-                for run in live(group):
-                    resume(run, {**(t.outcome or {}), "completed_by": t.completed_by}, key)
-            elif t.state == "cancelled":
-                for run in live(group):
-                    cancel(run, "task cancelled in the case store", key)
-
-        current = show.stage
-        if current and not live(by_stage.get(current, [])):
-            group = by_stage.get(current, [])
-            run_deployment(
-                STAGE_DEPLOYMENT, parameters={"ref": ref, "stage": current}, timeout=0,
-                as_subflow=False, flow_run_name=run_name(ref, current),
-                tags=case_tags(ref, current, jurisdiction) + ["kind:stage"],
-                idempotency_key=f"{ref}/stage:{current}#{len(group) + 1}",
+    for t in tasks:
+        key, group = t.key, by_task.get(t.key, [])
+        if t.state == "open" and not live(group):
+            started = run_deployment(
+                TASK_DEPLOYMENT, parameters={"ref": ref, "task_key": key}, timeout=0,
+                as_subflow=False, flow_run_name=run_name(ref, t.stage, key),
+                tags=case_tags(ref, t.stage, jurisdiction, t.role, t.child)
+                + [f"task:{key}", "kind:task"],
+                idempotency_key=f"{ref}/{key}#{len(group) + 1}",
             )
-            report.started.append(f"stage:{current}")
-        for stage, group in by_stage.items():
-            if stage != current:
-                for run in live(group):
-                    resume(run, {"closed_on": str(today)}, f"stage:{stage}")
+            report.started.append(key)
+            report.runs[key] = str(started.id)
+        elif t.state == "done":
+            for run in live(group):  # what was typed stays in the case store
+                typed = spec.free_text_fields(t.spec_id)
+                outcome = {k: IN_STORE if k in typed and v else v
+                           for k, v in (t.outcome or {}).items()}
+                resume(run, {**outcome, "completed_by": t.completed_by}, key)
+        elif t.state == "cancelled":
+            for run in live(group):
+                cancel(run, "task cancelled in the case store", key)
+
+    current = show.stage
+    if current and not live(by_stage.get(current, [])):
+        group = by_stage.get(current, [])
+        run_deployment(
+            STAGE_DEPLOYMENT, parameters={"ref": ref, "stage": current}, timeout=0,
+            as_subflow=False, flow_run_name=run_name(ref, current),
+            tags=case_tags(ref, current, jurisdiction) + ["kind:stage"],
+            idempotency_key=f"{ref}/stage:{current}#{len(group) + 1}",
+        )
+        report.started.append(f"stage:{current}")
+    for stage, group in by_stage.items():
+        if stage != current:
+            for run in live(group):
+                resume(run, {"closed_on": str(today)}, f"stage:{stage}")
     if report.runs:
         svc.commands.record_flow_runs(ref, report.runs)
     return report
 
 
+def sync_now(svc: Service, ref: str, client: Any = None) -> SyncReport:  # noqa: ANN401
+    """Sync one case right after a command committed, and mark the journal entries written
+    before this sync read the store as applied (later ones wait for the drainer)."""
+    last = svc.commands.last_change(ref)
+    report = sync_case(svc, ref, client=client)
+    if last:
+        svc.commands.changes_applied(ref, last)
+    return report
+
+
+@dataclass
+class DrainReport:
+    claimed: int = 0
+    applied: int = 0
+    failed: int = 0
+    cases: int = 0
+    errors: list[str] = field(default_factory=list)
+
+
+def drain_journal(svc: Service, limit: int = 200, rounds: int = 50) -> DrainReport:
+    """Apply the orchestration journal: sync exactly the cases that changed, in batches, with
+    one Prefect client. Entries are leased, so two drainers never sync the same change; a
+    drainer killed mid-batch leaves its entries to the next one once the lease runs out, and
+    applying one twice is harmless (a sync is idempotent). When Prefect is unreachable the
+    batch is released with the error and draining stops until the next sweep."""
+    import uuid
+
+    from prefect.client.orchestration import get_client
+
+    from store import faults
+
+    report, token = DrainReport(), uuid.uuid4().hex
+    with get_client(sync_client=True) as client:
+        for _ in range(rounds):
+            claimed = svc.commands.claim_changes(token, limit)
+            if not claimed:
+                break
+            report.claimed += sum(len(ids) for ids in claimed.values())
+            faults.reached("drain-claimed")  # crash tests: leased, nothing synced yet
+            done: list[int] = []
+            for ref, ids in claimed.items():
+                try:
+                    sync_case(svc, ref, client=client)
+                except Exception as exc:  # noqa: BLE001 - released for the next drainer
+                    from models.redaction import scrub_text
+
+                    why = f"{type(exc).__name__}: {scrub_text(str(exc))[:200]}"
+                    svc.commands.settle_changes(ids, token, error=why)
+                    report.failed += len(ids)
+                    report.errors.append(f"{ref}: {why}")
+                    if _unreachable(exc):
+                        rest = [i for r, i2 in claimed.items() if r != ref for i in i2
+                                if i not in done]
+                        svc.commands.settle_changes(rest, token, error=why)
+                        return _settled(svc, report, done, token)
+                    continue
+                done += ids
+                report.cases += 1
+                faults.reached("drain-synced")  # crash tests: synced, not yet recorded
+            _settled(svc, report, done, token)
+    return report
+
+
+def _settled(svc: Service, report: DrainReport, done: list[int], token: str) -> DrainReport:
+    report.applied += svc.commands.settle_changes(done, token)
+    return report
+
+
+def _unreachable(exc: Exception) -> bool:
+    import httpx
+
+    return isinstance(exc, httpx.TransportError | OrchestrationUnavailable)
+
+
 def reconcile(svc: Service, refs: list[str] | None = None) -> list[SyncReport]:
-    """Sync every open case (and any closed case that still has live runs)."""
+    """Audit Prefect against the case store and repair the difference.
+
+    With `refs`, those cases are synced. Otherwise one pass reads Prefect's live runs and the
+    store's open work, computes in memory which cases differ (open work without a live run,
+    a live run for work that is finished, cancelled or another stage) and syncs only those:
+    after a lost Prefect database that is every open case; on a quiet night, none."""
     from prefect.client.orchestration import get_client
     from prefect.client.schemas.filters import (
         FlowRunFilter,
@@ -200,21 +295,41 @@ def reconcile(svc: Service, refs: list[str] | None = None) -> list[SyncReport]:
         FlowRunFilterStateType,
     )
 
-    if refs is None:
-        refs = [c.ref for c in svc.queries.cases() if not c.closed_on]
-        with get_client(sync_client=True) as client:
+    with get_client(sync_client=True) as client:
+        if refs is None:
             live_runs = read_all_runs(client, FlowRunFilter(
                 state=FlowRunFilterState(type=FlowRunFilterStateType(any_=sorted(LIVE)))))
-        refs += sorted({t[5:] for r in live_runs for t in r.tags if t.startswith("case:")}
-                       - set(refs))
-    return [sync_case(svc, ref) for ref in refs]
+            refs = differing_cases(svc, live_runs)
+        return [sync_case(svc, ref, client=client) for ref in refs]
+
+
+def differing_cases(svc: Service, live_runs: list[Any]) -> list[str]:
+    """Cases whose live runs are not exactly their open tasks and their current stage."""
+    shown: dict[str, set[str]] = {}
+    for run in live_runs:
+        ref = _tag(run, "case:")
+        if ref is None:
+            continue
+        kind = "task:" if "kind:task" in run.tags else "stage:" if "kind:stage" in run.tags \
+            else None
+        if kind:
+            shown.setdefault(ref, set()).add(kind + (_tag(run, kind) or ""))
+    wanted: dict[str, set[str]] = {}
+    for case in svc.queries.cases():  # as sync_case: every case in a stage has its run
+        if case.stage:
+            wanted.setdefault(case.ref, set()).add(f"stage:{case.stage}")
+    for t in svc.queries.tasks(state="open"):
+        wanted.setdefault(t.task.case, set()).add(f"task:{t.key}")
+    return sorted(ref for ref in set(shown) | set(wanted)
+                  if shown.get(ref, set()) != wanted.get(ref, set()))
 
 
 def orchestrate_after(svc: Service, ref: str) -> str:
-    """Called after a command: sync the case if Prefect is configured, say what happened."""
+    """Called after a command: sync the case if Prefect is configured, say what happened.
+    If Prefect cannot be reached the change waits in the journal for the next sweep."""
     url = api_url()
     if url is None:
         return "orchestration off (no PREFECT_API_URL and no local stack running)"
     os.environ.setdefault("PREFECT_API_URL", url)
     check_reachable(url)
-    return "orchestration: " + sync_case(svc, ref).summary()
+    return "orchestration: " + sync_now(svc, ref).summary()

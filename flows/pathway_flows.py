@@ -17,6 +17,7 @@ from pydantic import BaseModel, ConfigDict, Field, create_model
 from models.pathway import PathwaySpec
 from tasks.case_tasks import (
     dispatch_outbox,
+    drain_changes,
     emit_case_event,
     fire_due_timers,
     forget_form_responses,
@@ -151,7 +152,8 @@ def human_task_flow(ref: str, task_key: str) -> str:
 
 @flow(name="sweep", flow_run_name="sweep", persist_result=False)
 def sweep_flow() -> dict[str, int]:
-    """Fire due timers from the case store, then reconcile Prefect with it."""
+    """Fire due timers from the case store, deliver messages, then sync the cases that
+    changed (the orchestration journal). The full audit is the nightly `reconcile`."""
     fired = fire_due_timers()
     for timer in fired:
         if timer.kind in ("escalation", "clock-breach"):
@@ -162,15 +164,16 @@ def sweep_flow() -> dict[str, int]:
     publish_audit_checkpoint()
     delivered = dispatch_outbox()
     publish_oversight()
-    synced = reconcile_cases()
-    get_run_logger().info("fired %d timers; delivered %s; reconciled %d cases", len(fired),
-                          delivered, len(synced))
-    return {"fired": len(fired), "sent": delivered["sent"], "cases": len(synced)}
+    synced = drain_changes()
+    get_run_logger().info("fired %d timers; delivered %s; synced %d changed cases", len(fired),
+                          delivered, synced["cases"])
+    return {"fired": len(fired), "sent": delivered["sent"], "cases": synced["cases"]}
 
 
 @flow(name="reconcile", flow_run_name="reconcile", persist_result=False)
 def reconcile_flow() -> list[str]:
-    """Rebuild Prefect's runs from the case store (after an outage or a lost database)."""
+    """Audit Prefect's live runs against the case store in one pass and repair the cases
+    that differ (nightly, and after an outage or a lost Prefect database)."""
     return reconcile_cases()
 
 

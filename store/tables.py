@@ -309,6 +309,23 @@ class Outbox(SQLModel, table=True):
     sent_at: datetime | None = None
 
 
+class OrchestrationChange(SQLModel, table=True):
+    """A case whose Prefect runs must catch up with the case store (the orchestration
+    journal): written in the same transaction as the change, applied by a drainer under a
+    lease, or by the CLI right after its commit (flows/orchestration.py)."""
+
+    __tablename__ = "orchestration_change"
+    __table_args__ = (Index("ix_orchestration_change_pending", "applied_at", "id"),)
+    id: int | None = Field(default=None, primary_key=True)
+    case_ref: str = Field(index=True)
+    created_at: datetime
+    claimed_until: datetime | None = None  # a drainer's lease
+    claim_token: str | None = None  # which drainer holds it
+    attempts: int = 0
+    last_error: str | None = None  # exception type and Prefect's status, never identity
+    applied_at: datetime | None = None
+
+
 class DeliveryAttempt(SQLModel, table=True):
     """One line per attempt: when, to which target, and what happened."""
 

@@ -108,9 +108,9 @@ def record_outcome(ref: str, key: str, form: dict[str, Any], via: str) -> Record
       retry_delay_seconds=3)
 def sync_case_runs(ref: str) -> str:
     """Start, resume or cancel this case's runs to match the case store."""
-    from flows.orchestration import sync_case
+    from flows.orchestration import sync_now
 
-    return sync_case(service(), ref).summary()
+    return sync_now(service(), ref).summary()
 
 
 @task(name="publish-task-card", cache_policy=REPLAY_SAFE, persist_result=True)
@@ -177,6 +177,17 @@ def fire_due_timers() -> list[FiredTimer]:
     fired = service().commands.fire_due_timers()
     service().commands.expire_intakes(intake_days())
     return fired
+
+
+@task(name="drain-orchestration-journal", cache_policy=NO_CACHE)
+def drain_changes() -> dict[str, int]:
+    """Sync the cases changed since the last sweep (the journal), not every case."""
+    from flows.orchestration import drain_journal
+
+    report = drain_journal(service())
+    for error in report.errors[:20]:
+        get_run_logger().warning("sync pending: %s", error)
+    return {"changes": report.applied, "cases": report.cases, "failed": report.failed}
 
 
 @task(name="reconcile-cases", cache_policy=NO_CACHE)

@@ -53,6 +53,7 @@ class Stack:
             "DO_NOT_TRACK": "1",
             "PREFECT_RUNNER_POLL_FREQUENCY": "1",
             "PREFECT_SERVER_DATABASE_TIMEOUT": "60",
+            "PREFECT_SERVER_SERVICES_PAUSE_EXPIRATIONS_ENABLED": "false",  # as the stack
             "PREFECT_LOGGING_LEVEL": "WARNING",
             "NIM_DATABASE_URL": case_store_url,
             "NIM_DATA_DIR": str(tmp / "data"),

@@ -318,8 +318,58 @@ def test_two_syncs_resuming_the_same_run_do_not_fail(stack):
     assert [(a.action, a.detail.get("task")) for a in done] == [("task-completed", "triage")]
 
 
+def test_a_drainer_killed_mid_batch_loses_nothing_and_starts_nothing_twice(stack):
+    """Commands journal their cases; a drainer syncs them. One killed after syncing the first
+    case, before recording it, leaves its lease to run out; the next drainer syncs both cases
+    again, and Prefect still holds exactly one run per open task."""
+    import signal
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    from flows.orchestration import drain_journal
+    from store.journal import LEASE
+    from store.tables import OrchestrationChange
+
+    store: Service = stack.store
+    refs = [store.commands.open_case(Referral.model_validate(referral_data(
+        caregivers=[{"relationship": "father"}])), "coord.ali").ref for _ in range(2)]
+    nim = str(Path(sys.executable).parent / "nim-pathway")
+    killed = subprocess.run([nim, "drain"], env={**stack.env, "NIM_FAULT": "drain-synced:1"},
+                            capture_output=True, timeout=300)
+    assert killed.returncode == -signal.SIGKILL, killed.stderr
+    with session_scope(store.url) as s:
+        held = s.exec(select(OrchestrationChange).where(
+            OrchestrationChange.case_ref.in_(refs))).all()
+    assert {c.case_ref for c in held if c.applied_at is None and c.claim_token} == set(refs)
+    first = next(r for r in refs if task_run(r, "triage"))  # synced before the kill
+
+    clock = FileClock(str(stack.clock_file))
+    clock.set(clock.now() + LEASE + timedelta(seconds=1))
+    report = drain_journal(store)
+    assert report.failed == 0 and report.applied >= 2, report
+    with session_scope(store.url) as s:
+        assert not s.exec(select(OrchestrationChange).where(
+            OrchestrationChange.applied_at.is_(None))).all()
+    for ref in refs:
+        wanted = {t.key for t in store.queries.tasks(case=ref)}
+        for key in wanted:
+            task_run(ref, key)
+        task_runs = [r for r in case_runs(ref) if "kind:task" in r.tags]
+        keys = [next(t[5:] for t in r.tags if t.startswith("task:")) for r in task_runs]
+        assert sorted(keys) == sorted(wanted), (ref, keys)  # one run each: none twice
+    assert first in refs
+    assert drain_journal(store).claimed == 0
+
+
 def test_prefect_down_then_database_lost_reconcile_restores(stack):
-    from flows.orchestration import OrchestrationUnavailable, orchestrate_after, reconcile
+    from flows.orchestration import (
+        OrchestrationUnavailable,
+        drain_journal,
+        orchestrate_after,
+        reconcile,
+    )
+    from store.tables import OrchestrationChange
 
     store: Service = stack.store
     FileClock(str(stack.clock_file)).set(datetime(2026, 1, 12, 10, tzinfo=UTC))
@@ -333,6 +383,10 @@ def test_prefect_down_then_database_lost_reconcile_restores(stack):
     with pytest.raises(OrchestrationUnavailable, match="orchestration is pending"):
         orchestrate_after(store, ref)
     assert store.queries.show(ref).stage == "consent"  # the change is kept
+    with session_scope(store.url) as s:  # ... and waits in the journal for the next sweep
+        assert s.exec(select(OrchestrationChange).where(
+            OrchestrationChange.case_ref == ref,
+            OrchestrationChange.applied_at.is_(None))).all()
 
     if "PREFECT_SERVER_DATABASE_CONNECTION_URL" in stack.env:
         url = stack.env["PREFECT_SERVER_DATABASE_CONNECTION_URL"]
@@ -354,3 +408,8 @@ def test_prefect_down_then_database_lost_reconcile_restores(stack):
     assert {r.name for r in case_runs(ref) if "kind:stage" in r.tags} >= {f"{ref} · consent"}
     again = reconcile(store, [ref])[0]
     assert again.started == [] and again.cancelled == []
+    reconcile(store)  # the full audit: the module's other cases lost their runs too
+    wait_for(lambda: reconcile(store) == [], "the audit to find nothing left to repair", 120)
+    assert drain_journal(store).failed == 0  # the waiting change applies without a duplicate
+    for t in store.queries.tasks(case=ref):
+        assert len([r for r in case_runs(ref) if f"task:{t.key}" in r.tags]) == 1

@@ -123,10 +123,15 @@ def test_prefect_unreachable_keeps_the_change_and_says_so(tmp_path):
                   "--field", "accepted=true")):
         proc = run(*args)
         assert proc.returncode == 0, proc.stderr
-        assert "orchestration is pending" in proc.stderr and "reconcile" in proc.stderr
+        assert "orchestration is pending" in proc.stderr and "nim-pathway drain" in proc.stderr
         assert "Traceback" not in proc.stderr
     shown = json.loads(run("case", "show", "NIM-2026-0001", "--json").stdout)
     assert shown["stage"] == "consent"
+    from sqlalchemy import create_engine, text
+
+    with create_engine(env["NIM_DATABASE_URL"]).connect() as conn:  # waiting for the sweep
+        assert conn.execute(text("SELECT case_ref FROM orchestration_change "
+                                 "WHERE applied_at IS NULL")).scalars().all() == ["NIM-2026-0001"]
 
 
 # -- races --------------------------------------------------------------------------------

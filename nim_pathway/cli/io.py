@@ -137,7 +137,7 @@ def report(result: Result, svc: Service | None = None) -> None:
 
         typer.echo(f"warning: saved in the case store, but updating Prefect failed "
                    f"({exc.__class__.__name__}: {scrub_text(str(exc))[:200]}); orchestration "
-                   "is pending: run `nim-pathway reconcile` (every sweep also does)", err=True)
+                   "is pending: the next sweep applies it (or `nim-pathway drain`)", err=True)
 
 
 def run(command: Callable[[Commands], Result]) -> None:

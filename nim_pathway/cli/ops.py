@@ -110,22 +110,45 @@ def status(as_json: JsonOpt = False) -> None:
     emit(stack_status(), as_json, title="nim-pathway stack")
 
 
-def reconcile(ref: Annotated[list[str] | None, typer.Argument(help="cases (default: all)")] = None,
-              ) -> None:
-    """Rebuild Prefect's runs from the case store (after an outage or a lost database)."""
+def _prefect_or_refuse(doing: str) -> None:
     from flows.orchestration import api_url, check_reachable
-    from flows.orchestration import reconcile as do_reconcile
 
     url = api_url()
     if url is None:
-        raise UserError("no Prefect to reconcile with: start the stack (`nim-pathway up`) or "
-                        "set PREFECT_API_URL")
+        raise UserError(f"no Prefect to {doing}: start the stack (`nim-pathway up`) or set "
+                        "PREFECT_API_URL")
     import os
 
     os.environ.setdefault("PREFECT_API_URL", url)
     check_reachable(url)
-    for synced in do_reconcile(service(), ref or None):
-        typer.echo(synced.summary())
+
+
+def reconcile(ref: Annotated[list[str] | None, typer.Argument(help="cases (default: all)")] = None,
+              ) -> None:
+    """Audit Prefect against the case store and repair the cases that differ (after an outage
+    or a lost Prefect database; runs nightly)."""
+    from flows.orchestration import reconcile as do_reconcile
+
+    _prefect_or_refuse("reconcile with")
+    synced = do_reconcile(service(), ref or None)
+    for report in synced:
+        typer.echo(report.summary())
+    if not synced:
+        typer.echo("every case's runs match the case store")
+
+
+def drain(limit: Annotated[int, typer.Option(min=1, max=5000, help="changes per batch")] = 200,
+          ) -> None:
+    """Sync the cases changed since the last sweep (the orchestration journal), as each sweep
+    does; changes Prefect could not take wait for the next one."""
+    from flows.orchestration import drain_journal
+
+    _prefect_or_refuse("sync with")
+    report = drain_journal(service(), limit)
+    typer.echo(f"{report.applied} change(s) applied over {report.cases} case(s); "
+               f"{report.failed} waiting")
+    for error in report.errors[:20]:
+        typer.echo(f"warning: {error}", err=True)
 
 
 def sweep(at: Annotated[str | None, typer.Option(help="fire as of this instant (ISO)")] = None,

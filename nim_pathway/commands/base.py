@@ -15,7 +15,7 @@ from models.errors import AlreadyDone, Invalid
 from models.pathway import PathwaySpec
 from nim_pathway import policy
 from notifications.outbox import queue_handoffs
-from store import audit, mapping, timers
+from store import audit, journal, mapping, timers
 from store.context import StoreContext
 from store.queries import Queries
 from store.tables import Case, Practitioner, Task
@@ -93,6 +93,7 @@ class CommandBase:
                        self.ctx.today(), now)
         for e in effects:
             self.audit(session, actor, e.kind, case.ref, {"task": e.task, **e.detail})
+        journal.note_change(session, case.ref, now)  # Prefect's runs follow, by change
 
     @staticmethod
     def _auto_assign(session: Session, case: Case, tasks: list[Task]) -> None:

@@ -12,7 +12,7 @@ from models.clock import UK
 from nim_pathway.commands.base import CommandBase
 from notifications.config import load_config
 from notifications.outbox import Directory, queue_digests, timer_messages
-from store import faults, mapping, timers
+from store import faults, journal, mapping, timers
 from store.tables import Outbox, Task
 from store.views import FiredTimer
 
@@ -65,3 +65,29 @@ class TimerCommands(CommandBase):
                                                         Task.key.in_(list(runs)))):
                 task.flow_run_id = runs[task.key]
                 session.add(task)
+
+    # -- the orchestration journal (store/journal.py) --------------------------------------
+
+    def claim_changes(self, token: str, limit: int) -> dict[str, list[int]]:
+        """Lease pending journal entries for a drainer: entry ids by case."""
+        with self.ctx.write() as session:
+            rows = journal.claim(session, self.ctx.now(), token, limit)
+            out: dict[str, list[int]] = {}
+            for row in rows:
+                out.setdefault(row.case_ref, []).append(row.id)
+            return out
+
+    def settle_changes(self, ids: list[int], token: str, error: str | None = None) -> int:
+        """Applied (or released with `error`) where the drainer still holds the lease."""
+        with self.ctx.write() as session:
+            return journal.settle(session, ids, token, self.ctx.now(), error)
+
+    def last_change(self, ref: str) -> int:
+        """The newest pending entry of a case (0 if none): what a sync starting now covers."""
+        with self.ctx.read() as session:
+            rows = journal.pending(session, ref)
+            return rows[-1].id if rows else 0
+
+    def changes_applied(self, ref: str, last_id: int) -> None:
+        with self.ctx.write() as session:
+            journal.applied_up_to(session, ref, last_id, self.ctx.now())

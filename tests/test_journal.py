@@ -1,0 +1,96 @@
+"""The orchestration journal: every change to a case is journalled in its own transaction,
+claimed under a lease, applied once per lease, taken over when a drainer dies. Prefect's side
+(the syncs a drainer runs, a drainer killed mid-batch) is in tests/test_orchestration.py."""
+
+from __future__ import annotations
+
+import threading
+from datetime import timedelta
+
+import pytest
+from sqlmodel import select
+
+from models.refs import TaskRef
+from models.schemas import Referral
+from store.db import session_scope
+from store.journal import LEASE
+from store.tables import OrchestrationChange
+from tests.conftest import referral_data
+
+
+def pending(url: str) -> list[tuple[str, str | None]]:
+    with session_scope(url, read_only=True) as s:
+        return [(c.case_ref, c.claim_token) for c in s.exec(
+            select(OrchestrationChange).where(OrchestrationChange.applied_at.is_(None))
+            .order_by(OrchestrationChange.id))]
+
+
+def test_changes_are_journalled_once_per_case_until_claimed(store, db_url):
+    ref = store.commands.open_case(Referral.model_validate(referral_data()), "coord.ali").ref
+    assert pending(db_url) == [(ref, None)]
+    store.commands.complete_task(TaskRef(ref, "triage"), "mgr.okafor", {"accepted": True})
+    assert pending(db_url) == [(ref, None)]  # one entry covers both changes
+    last = store.commands.last_change(ref)
+    claimed = store.commands.claim_changes("drainer-1", 10)
+    assert claimed == {ref: [last]}
+    store.commands.pause(ref, "family holiday", "coord.ali")  # a change after the claim
+    assert [r for r, _ in pending(db_url)] == [ref, ref]  # ... gets its own entry
+    assert store.commands.settle_changes(claimed[ref], "drainer-1") == 1
+    assert pending(db_url) == [(ref, None)]
+
+
+def test_the_cli_marks_only_what_its_sync_covered(store, db_url):
+    ref = store.commands.open_case(Referral.model_validate(referral_data()), "coord.ali").ref
+    covered = store.commands.last_change(ref)
+    other = store.commands.open_case(Referral.model_validate(referral_data()), "coord.ali").ref
+    store.commands.changes_applied(ref, covered)
+    assert pending(db_url) == [(other, None)]
+    store.commands.changes_applied(other, 0)  # nothing was pending when its sync began
+    assert pending(db_url) == [(other, None)]
+
+
+def test_a_lease_is_exclusive_until_it_runs_out(store, db_url, clock):
+    refs = [store.commands.open_case(Referral.model_validate(referral_data()), "coord.ali").ref
+            for _ in range(3)]
+    first = store.commands.claim_changes("a", 2)
+    assert sorted(first) == refs[:2]
+    second = store.commands.claim_changes("b", 10)
+    assert list(second) == refs[2:]  # the leased ones are not offered again
+    assert store.commands.claim_changes("c", 10) == {}
+    assert store.commands.settle_changes(second[refs[2]], "b",
+                                         error="ConnectError: Prefect down") == 1
+    with session_scope(db_url, read_only=True) as s:
+        row = s.exec(select(OrchestrationChange).where(
+            OrchestrationChange.case_ref == refs[2])).one()
+    assert row.claim_token is None and row.last_error.startswith("ConnectError")  # released
+    clock.set(clock.now() + LEASE + timedelta(seconds=1))  # drainer "a" died holding its lease
+    taken = store.commands.claim_changes("c", 10)
+    assert sorted(taken) == refs
+    late = [i for ids in first.values() for i in ids]
+    assert store.commands.settle_changes(late, "a") == 0  # "a" no longer holds them
+    assert store.commands.settle_changes([i for ids in taken.values() for i in ids], "c") == 3
+    assert pending(db_url) == []
+
+
+@pytest.mark.postgres
+def test_concurrent_drainers_never_claim_the_same_change(store, db_url):
+    if not db_url.startswith("postgresql"):
+        pytest.skip("the race is run on PostgreSQL (SKIP LOCKED); SQLite has one writer")
+    for _ in range(40):
+        store.commands.open_case(Referral.model_validate(referral_data()), "coord.ali")
+    start, results = threading.Barrier(4), {}
+
+    def drainer(token: str) -> None:
+        start.wait()
+        got: list[int] = []
+        while claimed := store.commands.claim_changes(token, 3):
+            got += [i for ids in claimed.values() for i in ids]
+        results[token] = got
+
+    threads = [threading.Thread(target=drainer, args=(f"d{n}",)) for n in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    everything = [i for got in results.values() for i in got]
+    assert len(everything) == len(set(everything)) == 40
