@@ -46,12 +46,12 @@ class Context:
 
 
 def _figures() -> dict[str, Callable[[Context], list[Row]]]:
-    from bench import dispatch, engine, prefect_runs, startup, sweep
+    from bench import dispatch, engine, prefect_runs, startup, sweep, sync
 
     return {"sweep-sqlite": sweep.figure_sqlite, "sweep-postgres": sweep.figure_postgres,
             "engine": engine.figure, "dispatch": dispatch.figure,
             "human-task": prefect_runs.figure_human_task, "timers": prefect_runs.figure_timers,
-            "startup": startup.figure}
+            "startup": startup.figure, "sync": sync.figure}
 
 
 NEEDS_POSTGRES = {"sweep-postgres", "dispatch"}

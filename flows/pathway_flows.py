@@ -28,6 +28,7 @@ from tasks.case_tasks import (
     publish_audit_checkpoint,
     publish_oversight,
     publish_task_card,
+    publish_timeline,
     reconcile_cases,
     record_outcome,
     sync_case_runs,
@@ -88,6 +89,7 @@ def stage_flow(ref: str, stage: str) -> str:
     """One run per case stage: starts the stage's task runs, then waits until the case store
     says the stage is finished (resumed by sync, or asks again if resumed too early)."""
     sync_case_runs(ref)
+    publish_timeline(ref)  # the case changed stage
     attempt = 1
     while True:
         shown = load_stage(ref)
@@ -147,6 +149,7 @@ def human_task_flow(ref: str, task_key: str) -> str:
                         {"task": task_key, "outcome": view.outcome["decision"]},
                         f"{view.task}/decision")
     sync_case_runs(ref)
+    publish_timeline(ref)
     return f"{view.task} completed by {view.completed_by}"
 
 

@@ -158,6 +158,29 @@ def intake_days() -> int:
     return _whole("NIM_INTAKE_DAYS", "14", 1, 365)
 
 
+def prefect_history_days() -> int:
+    """NIM_PREFECT_HISTORY_DAYS: finished flow runs (with their logs and artifacts) are deleted
+    from Prefect this many days after they ended (30). The case store and its audit are the
+    record; Prefect's history is for watching work, and a month covers the monthly review of
+    a caseload while keeping the run table, which every run query scans, small."""
+    return _whole("NIM_PREFECT_HISTORY_DAYS", "30", 1, 3650)
+
+
+def prefect_server_env() -> dict[str, str]:
+    """Settings for a Prefect server running this workload (the local stack sets them; an
+    operator's server should too, see the README):
+
+    - no pause-expiration service: our runs wait for people with no timeout, so no pause ever
+      expires, and the service reads every paused run every 5 seconds (a core at ~30,000);
+    - Prefect's database vacuum deletes finished runs, their logs and artifacts after
+      NIM_PREFECT_HISTORY_DAYS (bounded history; suspended runs are never finished)."""
+    return {
+        "PREFECT_SERVER_SERVICES_PAUSE_EXPIRATIONS_ENABLED": "false",
+        "PREFECT_SERVER_SERVICES_DB_VACUUM_ENABLED": "events,flow_runs",
+        "PREFECT_SERVER_SERVICES_DB_VACUUM_RETENTION_PERIOD": str(prefect_history_days() * 86400),
+    }
+
+
 def session_file() -> Path:
     """NIM_SESSION_FILE: where `nim-pathway login` keeps this user's session token (default:
     ~/.config/nim-pathway/session, 0600; one per person, like their home folder)."""

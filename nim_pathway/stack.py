@@ -10,6 +10,7 @@ import sys
 import time
 from pathlib import Path
 
+from nim_pathway import settings
 from nim_pathway.settings import PROJECT_DIR, data_dir
 
 HOST, PORT = "127.0.0.1", 4200
@@ -53,17 +54,12 @@ def stack_env(port: int = PORT) -> dict[str, str]:
         "DO_NOT_TRACK": "1",
         "PREFECT_WORKER_QUERY_SECONDS": "2",
         "PREFECT_SERVER_DATABASE_TIMEOUT": "60",  # SQLite: wait for the writer, don't fail
-        # our task runs wait for people without a timeout (suspend_flow_run(timeout=None)),
-        # so there is never a pause to expire; the service would read every paused run every
-        # 5 s, a whole core at ~30,000 stored runs (issue 16's measurements)
-        "PREFECT_SERVER_SERVICES_PAUSE_EXPIRATIONS_ENABLED": "false",
+        **settings.prefect_server_env(),  # no pause expiry, bounded history
         "PREFECT_LOGGING_LEVEL": env.get("PREFECT_LOGGING_LEVEL", "INFO"),
         "NIM_DATA_DIR": str(data_dir()),
         "NIM_PROJECT_DIR": str(PROJECT_DIR),
     })
-    from nim_pathway.settings import database_url
-
-    env["NIM_DATABASE_URL"] = database_url()
+    env["NIM_DATABASE_URL"] = settings.database_url()
     if os.environ.get("NIM_PREFECT_AUTH"):  # basic auth for the server and its clients
         env["PREFECT_SERVER_API_AUTH_STRING"] = os.environ["NIM_PREFECT_AUTH"]
         env["PREFECT_API_AUTH_STRING"] = os.environ["NIM_PREFECT_AUTH"]

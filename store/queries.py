@@ -115,6 +115,14 @@ class Queries:
                         PathwayVersion.installed_at.is_not(None)).order_by(
                         PathwayVersion.installed_at.desc(), PathwayVersion.id.desc()))]
 
+    def installed_specs(self) -> dict[str, PathwaySpec]:
+        """The newest installed version of each profile, parsed."""
+        from store.mapping import find_installed_pathway
+
+        with self.ctx.read() as session:
+            return {p: self.ctx.spec(session, find_installed_pathway(session, p).id)
+                    for p in sorted({v.profile for v in self.installed_pathways()})}
+
     def cases(self) -> list[CaseSummary]:
         with self.ctx.read() as session:
             return [CaseSummary(c.ref, c.stage, c.jurisdiction, c.site, c.closed_on)

@@ -124,6 +124,20 @@ def publish_task_card(ref: str, view: TaskView) -> str:
     return key
 
 
+@task(name="publish-timeline", cache_policy=REPLAY_SAFE, persist_result=True)
+def publish_timeline(ref: str) -> str:
+    """The case's planned-against-actual timeline, published when the case changes (a stage
+    starts, a task is done), not by every sweep for every case."""
+    from prefect.artifacts import create_markdown_artifact
+
+    from reports.oversight import timeline_markdown
+
+    key = f"timeline-{ref.lower()}"
+    create_markdown_artifact(key=key, markdown=timeline_markdown(service().queries, ref),
+                             description=f"{ref} planned against actual")
+    return key
+
+
 def task_description(ref: str, view: TaskView, note: str = "") -> str:
     """Markdown for the Resume form and the task card. Case reference only, no identity."""
     who = f" ({view.caregiver})" if view.caregiver else ""
@@ -210,7 +224,8 @@ def dispatch_outbox() -> dict[str, int]:
 
 @task(name="publish-oversight", cache_policy=NO_CACHE)
 def publish_oversight() -> int:
-    """Refresh the managers' artifacts: caseload board, KPIs, breaches, timelines, diagram."""
+    """Refresh the managers' site-wide artifacts: caseload board, KPIs, breaches and the
+    installed pathways' diagrams (each case's timeline is published when it changes)."""
     from prefect.artifacts import create_markdown_artifact, create_table_artifact
 
     from reports.diagram import mermaid
@@ -220,7 +235,6 @@ def publish_oversight() -> int:
         caseload_board,
         kpi_markdown,
         kpis,
-        timeline_markdown,
     )
 
     queries = service().queries
@@ -233,16 +247,7 @@ def publish_oversight() -> int:
     create_markdown_artifact(key="breach-report",
                              markdown=breach_report_markdown(breaches(queries)),
                              description="Breaches by team with their cause")
-    for row in board:
-        create_markdown_artifact(key=f"timeline-{row.case.lower()}",
-                                 markdown=timeline_markdown(queries, row.case),
-                                 description=f"{row.case} planned against actual")
-    specs = {spec.profile: spec for spec in (queries.pathway(row.case) for row in board)}
-    if not specs:
-        from models.pathway import load_pathway
-
-        specs = {"england": load_pathway("england")}
-    for profile, spec in sorted(specs.items()):
+    for profile, spec in queries.installed_specs().items():
         create_markdown_artifact(key=f"pathway-{profile}",
                                  markdown=f"```mermaid\n{mermaid(spec)}\n```",
                                  description=f"The {profile} pathway")

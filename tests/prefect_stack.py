@@ -9,6 +9,7 @@ import sys
 import time
 from pathlib import Path
 
+from nim_pathway.settings import prefect_server_env
 from nim_pathway.stack import stop_group, wait_healthy
 
 PREFECT = str(Path(sys.executable).parent / "prefect")
@@ -53,7 +54,7 @@ class Stack:
             "DO_NOT_TRACK": "1",
             "PREFECT_RUNNER_POLL_FREQUENCY": "1",
             "PREFECT_SERVER_DATABASE_TIMEOUT": "60",
-            "PREFECT_SERVER_SERVICES_PAUSE_EXPIRATIONS_ENABLED": "false",  # as the stack
+            **prefect_server_env(),  # as the stack: no pause expiry, bounded history
             "PREFECT_LOGGING_LEVEL": "WARNING",
             "NIM_DATABASE_URL": case_store_url,
             "NIM_DATA_DIR": str(tmp / "data"),
