@@ -1,16 +1,16 @@
-"""Figures 7 to 9: what keeping Prefect in step with the case store costs per sweep.
+"""Figures 8 to 10: what keeping Prefect in step with the case store costs per sweep.
 
 A driver process starts `prefect server start` (no runner: the runs it creates stay
 Scheduled, which is live, as a waiting task's run is) with the pathway's deployments, opens
 N cases in a SQLite store through the domain commands and syncs them once, so that every
 open task and stage has its run. Then, with nothing to change (the steady state of a sweep):
 
-7. the sweep's sync now (drain the orchestration journal: empty) against the sweep's sync
+8. the sweep's sync now (drain the orchestration journal: empty) against the sweep's sync
    before this change (`sync_case` for every open case, each with its own client and a
    tag-filtered read of the case's runs), both in the same run on the same server;
-8. the nightly audit (`reconcile`: one pass over the live runs, a diff in memory) against
+9. the nightly audit (`reconcile`: one pass over the live runs, a diff in memory) against
    the same per-case baseline;
-9. draining a journal of K changes (one per case; each a full sync of its case that finds
+10. draining a journal of K changes (one per case; each a full sync of its case that finds
    nothing to do), in changes per second.
 """
 
@@ -137,20 +137,20 @@ def figure(ctx: Any) -> list[Row]:
     n, base = r["cases"], r["per_case_wall_s"]
     scale = f"{n} open cases, {r['runs']} runs in Prefect (SQLite), nothing to change"
     return [
-        Row(figure="7. a quiet sweep's Prefect sync (journal drain)", value=r["drain_wall_s"],
+        Row(figure="8. a quiet sweep's Prefect sync (journal drain)", value=r["drain_wall_s"],
             unit="s", target="cost follows changes, not cases", met=r["drain_claimed"] == 0,
             baseline=base, baseline_label="sync_case for every open case (before)",
             ratio=r["drain_wall_s"] / base,
             note=f"{scale}; before: {base:.2f} s wall, {r['per_case_cpu_s']:.2f} CPU-s",
             details=r),
-        Row(figure="8. reconcile audit, one pass", value=r["audit_wall_s"], unit="s",
+        Row(figure="9. reconcile audit, one pass", value=r["audit_wall_s"], unit="s",
             target="<= 60 s at 10,000 cases (measured here at the size shown)",
             met=r["audit_synced"] == 0 and r["audit_wall_s"] <= 60,
             baseline=base, baseline_label="sync_case for every open case (before)",
             ratio=r["audit_wall_s"] / base,
             note=f"{scale}; {r['audit_cpu_s']:.2f} CPU-s; cases it had to repair: "
                  f"{r['audit_synced']}"),
-        Row(figure="9. draining the journal", value=r["journal_applied"] / r["journal_wall_s"],
+        Row(figure="10. draining the journal", value=r["journal_applied"] / r["journal_wall_s"],
             unit="changes/s", target=">= 20 changes/s",
             met=r["journal_applied"] / r["journal_wall_s"] >= 20,
             baseline=n / base, baseline_label="cases/s synced one by one (before)",

@@ -124,7 +124,7 @@ def publish_task_card(ref: str, view: TaskView) -> str:
     return key
 
 
-@task(name="publish-timeline", cache_policy=REPLAY_SAFE, persist_result=True)
+@task(name="publish-timeline", cache_policy=NO_CACHE)
 def publish_timeline(ref: str) -> str:
     """The case's planned-against-actual timeline, published when the case changes (a stage
     starts, a task is done), not by every sweep for every case."""
