@@ -12,11 +12,12 @@ from __future__ import annotations
 
 from datetime import datetime, timedelta
 
-from sqlmodel import Session, select, update
+from sqlmodel import Session, delete, select, update
 
 from store.tables import OrchestrationChange
 
 LEASE = timedelta(minutes=5)
+KEEP_APPLIED = timedelta(days=7)  # applied entries stay a week: recent syncs can be inspected
 
 
 def note_change(session: Session, ref: str, now: datetime) -> None:
@@ -80,3 +81,12 @@ def pending(session: Session, ref: str | None = None) -> list[OrchestrationChang
     if ref is not None:
         stmt = stmt.where(OrchestrationChange.case_ref == ref)
     return list(session.exec(stmt.order_by(OrchestrationChange.id)))
+
+
+def forget_applied(session: Session, before: datetime) -> int:
+    """Delete entries applied before `before`: the journal is a queue, not a record (the
+    audit log is the record of every change)."""
+    result = session.exec(delete(OrchestrationChange)  # type: ignore[call-overload]
+                          .where(OrchestrationChange.applied_at.is_not(None),
+                                 OrchestrationChange.applied_at < before))
+    return result.rowcount

@@ -199,6 +199,7 @@ def drain_changes() -> dict[str, int]:
     from flows.orchestration import drain_journal
 
     report = drain_journal(service())
+    service().commands.forget_applied_changes()
     for error in report.errors[:20]:
         get_run_logger().warning("sync pending: %s", error)
     return {"changes": report.applied, "cases": report.cases, "failed": report.failed}

@@ -94,3 +94,14 @@ def test_concurrent_drainers_never_claim_the_same_change(store, db_url):
         t.join()
     everything = [i for got in results.values() for i in got]
     assert len(everything) == len(set(everything)) == 40
+
+
+def test_applied_entries_are_forgotten_after_a_week(store, db_url, clock):
+    ref = store.commands.open_case(Referral.model_validate(referral_data()), "coord.ali").ref
+    store.commands.changes_applied(ref, store.commands.last_change(ref))
+    clock.set(clock.now() + timedelta(days=6))
+    assert store.commands.forget_applied_changes() == 0  # applied 6 days ago: kept
+    store.commands.pause(ref, "family holiday", "coord.ali")  # pending: never forgotten
+    clock.set(clock.now() + timedelta(days=2))
+    assert store.commands.forget_applied_changes() == 1  # 8 days: gone
+    assert pending(db_url) == [(ref, None)]

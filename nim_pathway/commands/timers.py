@@ -88,6 +88,11 @@ class TimerCommands(CommandBase):
             rows = journal.pending(session, ref)
             return rows[-1].id if rows else 0
 
+    def forget_applied_changes(self) -> int:
+        """Drop journal entries applied more than a week ago (each sweep does)."""
+        with self.ctx.write() as session:
+            return journal.forget_applied(session, self.ctx.now() - journal.KEEP_APPLIED)
+
     def changes_applied(self, ref: str, last_id: int) -> None:
         with self.ctx.write() as session:
             journal.applied_up_to(session, ref, last_id, self.ctx.now())
