@@ -121,19 +121,36 @@ def resume_paused(client: Any, run: Any, run_input: dict[str, Any]) -> bool:
     return result.status == SetStateStatus.ACCEPT  # ABORT: no longer paused when it arrived
 
 
-def sync_case(svc: Service, ref: str, today: date | None = None,
-              client: Any = None) -> SyncReport:  # noqa: ANN401 - Prefect's SyncPrefectClient
-    """Make Prefect's runs for one case match the case store (idempotent). Pass `client` to
-    reuse one Prefect client across cases (each new one costs an SSL context)."""
+def read_runs_by_id(client: Any, ids: list[str]) -> list[Any]:  # noqa: ANN401
+    """The runs with these ids (primary-key reads, 200 a call); ids Prefect no longer has
+    (its database was lost) are simply absent."""
+    from uuid import UUID
+
+    from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterId
+
+    runs: list[Any] = []
+    for i in range(0, len(ids), 200):
+        batch = [UUID(x) for x in ids[i:i + 200]]
+        runs += client.read_flow_runs(flow_run_filter=FlowRunFilter(
+            id=FlowRunFilterId(any_=batch)), limit=len(batch))
+    return runs
+
+
+def sync_case(svc: Service, ref: str, today: date | None = None, client: Any = None,
+              runs: list[Any] | None = None) -> SyncReport:  # noqa: ANN401 - Prefect's client
+    """Make Prefect's runs for one case match the case store (idempotent). Its runs are read
+    by the ids the store recorded (or passed in `runs` by the audit, which read them all).
+    Pass `client` to reuse one Prefect client across cases (each costs an SSL context)."""
     from prefect.client.orchestration import get_client
 
     if client is None:
         with get_client(sync_client=True) as client:
-            return _sync_case(svc, ref, today, client)
-    return _sync_case(svc, ref, today, client)
+            return _sync_case(svc, ref, today, client, runs)
+    return _sync_case(svc, ref, today, client, runs)
 
 
-def _sync_case(svc: Service, ref: str, today: date | None, client: Any) -> SyncReport:  # noqa: ANN401
+def _sync_case(svc: Service, ref: str, today: date | None, client: Any,  # noqa: ANN401
+               runs: list[Any] | None) -> SyncReport:
     from prefect.deployments import run_deployment
     from prefect.states import Cancelled
 
@@ -141,7 +158,9 @@ def _sync_case(svc: Service, ref: str, today: date | None, client: Any) -> SyncR
     # Prefect first, the case store second: the store view is never the older one.
     # Every action below is monotonic (start open work under an idempotency key, resume
     # finished work, cancel cancelled work), so a sync racing another cannot undo it.
-    runs = read_case_runs(client, ref)
+    recorded = svc.queries.run_ids(ref)
+    if runs is None:
+        runs = read_runs_by_id(client, sorted(set(recorded.values())))
     show = svc.queries.show(ref)
     jurisdiction = show.jurisdiction
     tasks = svc.queries.tasks(case=ref, state=None)
@@ -166,6 +185,11 @@ def _sync_case(svc: Service, ref: str, today: date | None, client: Any) -> SyncR
         client.set_flow_run_state(run.id, Cancelled(message=why), force=True)
         report.cancelled.append(label)
 
+    def next_key(label: str) -> str:
+        """The first run's key, or "the run after the one recorded" (which is not live):
+        two syncs racing to replace the same run make one."""
+        return f"{ref}/{label}@{recorded[label]}" if label in recorded else f"{ref}/{label}#1"
+
     for t in tasks:
         key, group = t.key, by_task.get(t.key, [])
         if t.state == "open" and not live(group):
@@ -174,7 +198,7 @@ def _sync_case(svc: Service, ref: str, today: date | None, client: Any) -> SyncR
                 as_subflow=False, flow_run_name=run_name(ref, t.stage, key),
                 tags=case_tags(ref, t.stage, jurisdiction, t.role, t.child)
                 + [f"task:{key}", "kind:task"],
-                idempotency_key=f"{ref}/{key}#{len(group) + 1}",
+                idempotency_key=next_key(key),
             )
             report.started.append(key)
             report.runs[key] = str(started.id)
@@ -190,14 +214,14 @@ def _sync_case(svc: Service, ref: str, today: date | None, client: Any) -> SyncR
 
     current = show.stage
     if current and not live(by_stage.get(current, [])):
-        group = by_stage.get(current, [])
-        run_deployment(
+        started = run_deployment(
             STAGE_DEPLOYMENT, parameters={"ref": ref, "stage": current}, timeout=0,
             as_subflow=False, flow_run_name=run_name(ref, current),
             tags=case_tags(ref, current, jurisdiction) + ["kind:stage"],
-            idempotency_key=f"{ref}/stage:{current}#{len(group) + 1}",
+            idempotency_key=next_key(f"stage:{current}"),
         )
         report.started.append(f"stage:{current}")
+        report.runs[f"stage:{current}"] = str(started.id)
     for stage, group in by_stage.items():
         if stage != current:
             for run in live(group):
@@ -296,11 +320,15 @@ def reconcile(svc: Service, refs: list[str] | None = None) -> list[SyncReport]:
     )
 
     with get_client(sync_client=True) as client:
-        if refs is None:
-            live_runs = read_all_runs(client, FlowRunFilter(
-                state=FlowRunFilterState(type=FlowRunFilterStateType(any_=sorted(LIVE)))))
-            refs = differing_cases(svc, live_runs)
-        return [sync_case(svc, ref, client=client) for ref in refs]
+        if refs is not None:
+            return [sync_case(svc, ref, client=client) for ref in refs]
+        live_runs = read_all_runs(client, FlowRunFilter(
+            state=FlowRunFilterState(type=FlowRunFilterStateType(any_=sorted(LIVE)))))
+        by_case: dict[str, list[Any]] = {}
+        for run in live_runs:  # the audit read them all: no per-case read
+            by_case.setdefault(_tag(run, "case:") or "", []).append(run)
+        return [sync_case(svc, ref, client=client, runs=by_case.get(ref, []))
+                for ref in differing_cases(svc, live_runs)]
 
 
 def differing_cases(svc: Service, live_runs: list[Any]) -> list[str]:

@@ -123,6 +123,17 @@ class Queries:
             return {p: self.ctx.spec(session, find_installed_pathway(session, p).id)
                     for p in sorted({v.profile for v in self.installed_pathways()})}
 
+    def run_ids(self, ref: str) -> dict[str, str]:
+        """The Prefect runs the store recorded for a case: task key, or `stage:<name>`, to
+        the flow run id."""
+        with self.ctx.read() as session:
+            case = find_case(session, ref)
+            ids = {f"stage:{s}": run for s, run in (case.stage_runs or {}).items()}
+            ids.update({key: run for key, run in session.exec(
+                select(Task.key, Task.flow_run_id).where(Task.case_id == case.id,
+                                                         Task.flow_run_id.is_not(None)))})
+            return ids
+
     def cases(self) -> list[CaseSummary]:
         with self.ctx.read() as session:
             return [CaseSummary(c.ref, c.stage, c.jurisdiction, c.site, c.closed_on)

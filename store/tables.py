@@ -53,6 +53,7 @@ class Case(SQLModel, table=True):
     pauses: list | None = _json()  # [{start, end}] of past pauses (reasons stay in the audit)
     previous_episode: str | None = None  # an earlier episode of this family (re-referral)
     child_orders: dict | None = _json()  # per-child final orders, where a sibling group's differ
+    stage_runs: dict | None = _json()  # stage -> the Prefect run started for it (sync reads by id)
 
 
 class CourtExtension(SQLModel, table=True):

@@ -58,9 +58,14 @@ class TimerCommands(CommandBase):
             return queue_digests(session, at, at.astimezone(UK).date())
 
     def record_flow_runs(self, ref: str, runs: dict[str, str]) -> None:
-        """Remember which Prefect run waits for each task (for deep links in messages)."""
+        """Remember which Prefect run waits for each task (for deep links in messages, and
+        for the next sync to read its runs by id); `stage:<name>` keys are stage runs."""
         with self.ctx.write() as session:
             case = mapping.find_case(session, ref)
+            stages = {k[6:]: v for k, v in runs.items() if k.startswith("stage:")}
+            if stages:
+                case.stage_runs = {**(case.stage_runs or {}), **stages}
+                session.add(case)
             for task in session.exec(select(Task).where(Task.case_id == case.id,
                                                         Task.key.in_(list(runs)))):
                 task.flow_run_id = runs[task.key]
