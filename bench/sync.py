@@ -73,7 +73,7 @@ def driver(args: dict[str, Any]) -> dict[str, Any]:
 
 
 def _measure(tmp: Path, n: int, changes: int) -> dict[str, Any]:
-    from flows.orchestration import drain_journal, reconcile, sync_case
+    from flows.orchestration import drain_journal, read_case_runs, reconcile, sync_case
     from models.clock import VirtualClock
     from models.schemas import Referral
     from nim_pathway.app import build_service
@@ -99,9 +99,16 @@ def _measure(tmp: Path, n: int, changes: int) -> dict[str, Any]:
     with get_client(sync_client=True) as client:
         runs = len(client.read_flow_runs(limit=200)) if n < 30 else client.count_flow_runs()
     out: dict[str, Any] = {"cases": n, "runs": runs, "setup_s": setup_s}
+    def before() -> list[Any]:  # the sweep's sync before the journal: every open case, each
+        # with its own client and its runs read by the `case:` tag (a scan: tags have no index)
+        out = []
+        for ref in refs:
+            with get_client(sync_client=True) as client:
+                out.append(sync_case(svc, ref, client=client, runs=read_case_runs(client, ref)))
+        return out
+
     # the baseline first, then the new paths, all with nothing to change
-    base, out["per_case_wall_s"], out["per_case_cpu_s"] = _timed(
-        lambda: [sync_case(svc, ref) for ref in refs])
+    base, out["per_case_wall_s"], out["per_case_cpu_s"] = _timed(before)
     out["per_case_actions"] = sum(len(r.started + r.resumed + r.cancelled) for r in base)
     drained, out["drain_wall_s"], out["drain_cpu_s"] = _timed(lambda: drain_journal(svc))
     out["drain_claimed"] = drained.claimed
@@ -139,14 +146,14 @@ def figure(ctx: Any) -> list[Row]:
     return [
         Row(figure="8. a quiet sweep's Prefect sync (journal drain)", value=r["drain_wall_s"],
             unit="s", target="cost follows changes, not cases", met=r["drain_claimed"] == 0,
-            baseline=base, baseline_label="sync_case for every open case (before)",
+            baseline=base, baseline_label="every open case synced, runs read by tag (before)",
             ratio=r["drain_wall_s"] / base,
             note=f"{scale}; before: {base:.2f} s wall, {r['per_case_cpu_s']:.2f} CPU-s",
             details=r),
         Row(figure="9. reconcile audit, one pass", value=r["audit_wall_s"], unit="s",
             target="<= 60 s at 10,000 cases (measured here at the size shown)",
             met=r["audit_synced"] == 0 and r["audit_wall_s"] <= 60,
-            baseline=base, baseline_label="sync_case for every open case (before)",
+            baseline=base, baseline_label="every open case synced, runs read by tag (before)",
             ratio=r["audit_wall_s"] / base,
             note=f"{scale}; {r['audit_cpu_s']:.2f} CPU-s; cases it had to repair: "
                  f"{r['audit_synced']}"),
@@ -156,7 +163,7 @@ def figure(ctx: Any) -> list[Row]:
             baseline=n / base, baseline_label="cases/s synced one by one (before)",
             ratio=(r["journal_applied"] / r["journal_wall_s"]) / (n / base),
             note=f"{r['journal_applied']} changes, one per case, in {r['journal_wall_s']:.2f} s "
-                 f"({r['journal_cpu_s']:.2f} CPU-s), one Prefect client"),
+                 f"({r['journal_cpu_s']:.2f} CPU-s), one Prefect client, runs read by id"),
     ]
 
 
