@@ -214,7 +214,8 @@ def open_row(session: Session, sealer: Sealer, obj: object) -> dict[str, object]
                 plain = None if plain == ERASED else date.fromisoformat(plain)
             out[name] = plain
         elif (type(obj), name) in DATE_COLUMNS and isinstance(value, str):
-            out[name] = date.fromisoformat(value)  # written before sealing: ISO text
+            # written before sealing (ISO text), or after the case's key was destroyed
+            out[name] = None if value == ERASED else date.fromisoformat(value)
     if isinstance(obj, Task) and isinstance(state.dict.get("outcome"), dict):
         outcome = state.dict["outcome"]
         if any(is_sealed(v) for v in outcome.values()):

@@ -106,6 +106,13 @@ def test_erase_shreds_identity_free_text_packs_and_the_audits_typed_text(store, 
     assert len(values) >= 8
     with session_scope(db_url, read_only=True) as s:
         assert {sealer.open(s, v) for v in values} == {ERASED}
+    # a child added after erasure: nothing of their identity is kept either
+    from models.schemas import ChildIn
+
+    store.commands.add_child(ref, ChildIn(given_name="Lateqq", family_name="Qqsentinel",
+                                          date_of_birth="2025-09-01"), "coord.ali")
+    late = store.queries.case_record(ref).children[-1]
+    assert (late.given_name, late.date_of_birth) == (ERASED, None)
     # typed after erasure: the audit keeps none of it (the case has no key any more)
     store.commands.move_date(ref, "final_hearing", today + timedelta(weeks=21),
                              "relisted after the erasure", "coord.ali")

@@ -183,8 +183,8 @@ class CaseCommands(CommandBase):
             if anchor not in allowed:
                 raise Invalid(f"unknown date {anchor!r}; use one of {', '.join(sorted(allowed))}")
             # the rules `case open` applies to a referral's dates, to what this move breaks
-            rows = session.exec(select(Child).where(  # whole rows: the dates are sealed
-                Child.case_id == case.id, Child.date_of_birth.is_not(None))).all()
+            rows = [c for c in session.exec(select(Child).where(Child.case_id == case.id))
+                    if c.date_of_birth is not None]  # opened: sealed, or gone with the key
             births = {c.key if len(rows) > 1 else "the child": c.date_of_birth for c in rows}
             before = case_date_problems(state.anchors, births, self.ctx.today())
             broken = [p for p in case_date_problems({**state.anchors, anchor: value}, births,
