@@ -41,12 +41,10 @@ def _timed(fn: Any) -> tuple[Any, float, float]:  # noqa: ANN401
 
 
 def driver(args: dict[str, Any]) -> dict[str, Any]:
-    import httpx
+    from nim_pathway.stack import stop_group, wait_healthy
 
-    from nim_pathway.stack import stop_group
-
-    tmp, n = Path(args["tmp"]), args["cases"]
-    api = f"http://127.0.0.1:{free_port()}/api"
+    tmp, n, port = Path(args["tmp"]), args["cases"], free_port()
+    api = f"http://127.0.0.1:{port}/api"
     env = clean_env(PREFECT_HOME=str(tmp / "prefect"), PREFECT_API_URL=api,
                     PREFECT_SERVER_ANALYTICS_ENABLED="false", DO_NOT_TRACK="1",
                     PREFECT_SERVER_DATABASE_TIMEOUT="60", PREFECT_LOGGING_LEVEL="WARNING",
@@ -55,17 +53,11 @@ def driver(args: dict[str, Any]) -> dict[str, Any]:
     os.environ.update({k: v for k, v in env.items() if k.startswith(("PREFECT_", "NIM_"))})
     with open(tmp / "server.log", "ab") as log:
         server = subprocess.Popen([str(Path(PY).parent / "prefect"), "server", "start",
-                                   "--host", "127.0.0.1", "--port", api.split(":")[2][:-4]],
+                                   "--host", "127.0.0.1", "--port", str(port)],
                                   env=env, stdout=log, stderr=subprocess.STDOUT, cwd=ROOT,
                                   start_new_session=True)
     try:
-        deadline = time.monotonic() + 180
-        while time.monotonic() < deadline:
-            try:
-                if httpx.get(api + "/health", timeout=2).status_code == 200:
-                    break
-            except httpx.HTTPError:
-                time.sleep(0.5)
+        wait_healthy(api, 180)
         subprocess.run([PY, "-c", DEPLOY], env=env, cwd=ROOT, check=True, capture_output=True)
         return _measure(tmp, n, args["changes"])
     finally:
