@@ -12,6 +12,8 @@ syncs only the cases that differ (after a lost Prefect database: all of them).
 from __future__ import annotations
 
 import os
+import weakref
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import date
 from typing import TYPE_CHECKING, Any
@@ -83,13 +85,16 @@ class SyncReport:
         return f"{self.ref}: " + ", ".join(parts)
 
 
-def read_all_runs(client: Any, flow_run_filter: Any) -> list[Any]:
+def read_all_runs(client: Any, flow_run_filter: Any,
+                  progress: Callable[[int], None] | None = None) -> list[Any]:
     """Every matching flow run (the API pages at 200)."""
     runs: list[Any] = []
     while True:
         page = client.read_flow_runs(flow_run_filter=flow_run_filter, limit=200,
                                      offset=len(runs))
         runs += page
+        if progress:
+            progress(len(runs))
         if len(page) < 200:
             return runs
 
@@ -136,6 +141,21 @@ def read_runs_by_id(client: Any, ids: list[str]) -> list[Any]:  # noqa: ANN401
     return runs
 
 
+_deployment_ids: weakref.WeakKeyDictionary[Any, dict[str, Any]] = weakref.WeakKeyDictionary()
+
+
+def start_run(client: Any, deployment: str, **run: Any) -> Any:  # noqa: ANN401
+    """Create a flow run of `deployment` with one round trip on the caller's client.
+
+    `run_deployment` opens a client of its own and reads the deployment by name for every
+    run (three round trips and an SSL context each); the id is read once per client here.
+    A lost Prefect database comes with a new client and so a fresh read."""
+    ids = _deployment_ids.setdefault(client, {})
+    if deployment not in ids:
+        ids[deployment] = client.read_deployment_by_name(deployment).id
+    return client.create_flow_run_from_deployment(ids[deployment], **run)
+
+
 def sync_case(svc: Service, ref: str, today: date | None = None, client: Any = None,
               runs: list[Any] | None = None) -> SyncReport:  # noqa: ANN401 - Prefect's client
     """Make Prefect's runs for one case match the case store (idempotent). Its runs are read
@@ -151,7 +171,6 @@ def sync_case(svc: Service, ref: str, today: date | None = None, client: Any = N
 
 def _sync_case(svc: Service, ref: str, today: date | None, client: Any,  # noqa: ANN401
                runs: list[Any] | None) -> SyncReport:
-    from prefect.deployments import run_deployment
     from prefect.states import Cancelled
 
     report = SyncReport(ref)
@@ -193,9 +212,9 @@ def _sync_case(svc: Service, ref: str, today: date | None, client: Any,  # noqa:
     for t in tasks:
         key, group = t.key, by_task.get(t.key, [])
         if t.state == "open" and not live(group):
-            started = run_deployment(
-                TASK_DEPLOYMENT, parameters={"ref": ref, "task_key": key}, timeout=0,
-                as_subflow=False, flow_run_name=run_name(ref, t.stage, key),
+            started = start_run(
+                client, TASK_DEPLOYMENT, parameters={"ref": ref, "task_key": key},
+                name=run_name(ref, t.stage, key),
                 tags=case_tags(ref, t.stage, jurisdiction, t.role, t.child)
                 + [f"task:{key}", "kind:task"],
                 idempotency_key=next_key(key),
@@ -214,9 +233,9 @@ def _sync_case(svc: Service, ref: str, today: date | None, client: Any,  # noqa:
 
     current = show.stage
     if current and not live(by_stage.get(current, [])):
-        started = run_deployment(
-            STAGE_DEPLOYMENT, parameters={"ref": ref, "stage": current}, timeout=0,
-            as_subflow=False, flow_run_name=run_name(ref, current),
+        started = start_run(
+            client, STAGE_DEPLOYMENT, parameters={"ref": ref, "stage": current},
+            name=run_name(ref, current),
             tags=case_tags(ref, current, jurisdiction) + ["kind:stage"],
             idempotency_key=next_key(f"stage:{current}"),
         )
@@ -305,13 +324,18 @@ def _unreachable(exc: Exception) -> bool:
     return isinstance(exc, httpx.TransportError | OrchestrationUnavailable)
 
 
-def reconcile(svc: Service, refs: list[str] | None = None) -> list[SyncReport]:
+Progress = Callable[[str, int, int], None]  # (phase, done, total)
+
+
+def reconcile(svc: Service, refs: list[str] | None = None,
+              progress: Progress | None = None) -> list[SyncReport]:
     """Audit Prefect against the case store and repair the difference.
 
     With `refs`, those cases are synced. Otherwise one pass reads Prefect's live runs and the
     store's open work, computes in memory which cases differ (open work without a live run,
     a live run for work that is finished, cancelled or another stage) and syncs only those:
-    after a lost Prefect database that is every open case; on a quiet night, none."""
+    after a lost Prefect database that is every open case; on a quiet night, none.
+    `progress` hears each phase's count (the CLI draws a bar, the flow an artifact)."""
     from prefect.client.orchestration import get_client
     from prefect.client.schemas.filters import (
         FlowRunFilter,
@@ -319,35 +343,39 @@ def reconcile(svc: Service, refs: list[str] | None = None) -> list[SyncReport]:
         FlowRunFilterStateType,
     )
 
+    tell = progress or (lambda phase, done, total: None)
     with get_client(sync_client=True) as client:
-        if refs is not None:
-            return [sync_case(svc, ref, client=client) for ref in refs]
-        live_runs = read_all_runs(client, FlowRunFilter(
-            state=FlowRunFilterState(type=FlowRunFilterStateType(any_=sorted(LIVE)))))
-        by_case: dict[str, list[Any]] = {}
-        for run in live_runs:  # the audit read them all: no per-case read
-            by_case.setdefault(_tag(run, "case:") or "", []).append(run)
-        return [sync_case(svc, ref, client=client, runs=by_case.get(ref, []))
-                for ref in differing_cases(svc, live_runs)]
+        if refs is None:
+            live = FlowRunFilter(state=FlowRunFilterState(
+                type=FlowRunFilterStateType(any_=sorted(LIVE))))
+            total = client.count_flow_runs(flow_run_filter=live)
+            live_runs = read_all_runs(client, live,
+                                      lambda n: tell("reading live runs", n, total))
+            by_case: dict[str, list[Any]] = {}
+            for run in live_runs:  # the audit read them all: no per-case read
+                by_case.setdefault(_tag(run, "case:") or "", []).append(run)
+            refs = differing_cases(svc, by_case)
+        else:
+            by_case = {}
+        reports = []
+        tell("syncing cases that differ", 0, len(refs))
+        for n, ref in enumerate(refs, start=1):
+            reports.append(sync_case(svc, ref, client=client, runs=by_case.get(ref)
+                                     if by_case else None))
+            tell("syncing cases that differ", n, len(refs))
+        return reports
 
 
-def differing_cases(svc: Service, live_runs: list[Any]) -> list[str]:
+def differing_cases(svc: Service, live_by_case: dict[str, list[Any]]) -> list[str]:
     """Cases whose live runs are not exactly their open tasks and their current stage."""
     shown: dict[str, set[str]] = {}
-    for run in live_runs:
-        ref = _tag(run, "case:")
-        if ref is None:
-            continue
-        kind = "task:" if "kind:task" in run.tags else "stage:" if "kind:stage" in run.tags \
-            else None
-        if kind:
-            shown.setdefault(ref, set()).add(kind + (_tag(run, kind) or ""))
-    wanted: dict[str, set[str]] = {}
-    for case in svc.queries.cases():  # as sync_case: every case in a stage has its run
-        if case.stage:
-            wanted.setdefault(case.ref, set()).add(f"stage:{case.stage}")
-    for t in svc.queries.tasks(state="open"):
-        wanted.setdefault(t.task.case, set()).add(f"task:{t.key}")
+    for ref, runs in live_by_case.items():
+        for run in runs:
+            kind = "task:" if "kind:task" in run.tags else "stage:" if "kind:stage" in run.tags \
+                else None
+            if kind and ref:
+                shown.setdefault(ref, set()).add(kind + (_tag(run, kind) or ""))
+    wanted = svc.queries.open_work()  # as sync_case: every case in a stage has its run
     return sorted(ref for ref in set(shown) | set(wanted)
                   if shown.get(ref, set()) != wanted.get(ref, set()))
 

@@ -134,6 +134,19 @@ class Queries:
                                                          Task.flow_run_id.is_not(None)))})
             return ids
 
+    def open_work(self) -> dict[str, set[str]]:
+        """Every case's work that should have a live run: `stage:<current>` and
+        `task:<key>` of each open task (labels only, so no sealed value is opened)."""
+        wanted: dict[str, set[str]] = {}
+        with self.ctx.read() as session:
+            for ref, stage in session.exec(select(Case.ref, Case.stage)
+                                           .where(Case.stage.is_not(None))):
+                wanted.setdefault(ref, set()).add(f"stage:{stage}")
+            for ref, key in session.exec(select(Case.ref, Task.key).join(
+                    Task, Task.case_id == Case.id).where(Task.state == "open")):
+                wanted.setdefault(ref, set()).add(f"task:{key}")
+        return wanted
+
     def cases(self) -> list[CaseSummary]:
         with self.ctx.read() as session:
             return [CaseSummary(c.ref, c.stage, c.jurisdiction, c.site, c.closed_on)

@@ -105,3 +105,23 @@ def test_applied_entries_are_forgotten_after_a_week(store, db_url, clock):
     clock.set(clock.now() + timedelta(days=2))
     assert store.commands.forget_applied_changes() == 1  # 8 days: gone
     assert pending(db_url) == [(ref, None)]
+
+
+def test_open_work_lists_each_case_stage_and_open_tasks(store):
+    """What the nightly audit compares Prefect's live runs with: labels only (no sealed
+    value opened), the same work `sync_case` starts runs for."""
+    ref = store.commands.open_case(Referral.model_validate(referral_data()), "coord.ali").ref
+    want = {f"stage:{store.queries.show(ref).stage}"} | {
+        f"task:{t.key}" for t in store.queries.tasks(case=ref)}
+    assert store.queries.open_work()[ref] == want
+    store.commands.complete_task(TaskRef(ref, "triage"), "mgr.okafor", {"accepted": True})
+    after = store.queries.open_work()[ref]
+    assert "task:triage" not in after
+    assert after == {f"stage:{store.queries.show(ref).stage}"} | {
+        f"task:{t.key}" for t in store.queries.tasks(case=ref)}
+    store.commands.exit_case(ref, "disengaged", "", "coord.ali")
+    # leaving NIM ends its stage and its work; the local authority's statutory duties to a
+    # looked-after child (visits, reviews) stay open, so their runs stay too
+    assert store.queries.show(ref).stage is None
+    assert store.queries.open_work()[ref] == {f"task:{t.key}"
+                                              for t in store.queries.tasks(case=ref)}

@@ -401,8 +401,11 @@ def test_prefect_down_then_database_lost_reconcile_restores(stack):
     stack.start_server()
     stack.start_serving()
     assert case_runs(ref) == []
-    reports = reconcile(store)
+    heard: list[tuple[str, int, int]] = []
+    reports = reconcile(store, progress=lambda *p: heard.append(p))
     assert any(r.ref == ref and r.started for r in reports)
+    syncing = [(done, total) for phase, done, total in heard if phase.startswith("syncing")]
+    assert syncing[0] == (0, len(reports)) and syncing[-1] == (len(reports), len(reports))
     for t in store.queries.tasks(case=ref):
         task_run(ref, t.key)
     assert {r.name for r in case_runs(ref) if "kind:stage" in r.tags} >= {f"{ref} · consent"}

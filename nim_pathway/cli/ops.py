@@ -3,7 +3,8 @@ notifications, erasure, the local stack, sweep and reconcile."""
 
 from __future__ import annotations
 
-from typing import Annotated
+import sys
+from typing import Annotated, Any
 
 import typer
 
@@ -127,10 +128,20 @@ def reconcile(ref: Annotated[list[str] | None, typer.Argument(help="cases (defau
               ) -> None:
     """Audit Prefect against the case store and repair the cases that differ (after an outage
     or a lost Prefect database; runs nightly)."""
+    from rich.progress import Progress
+
     from flows.orchestration import reconcile as do_reconcile
 
     _prefect_or_refuse("reconcile with")
-    synced = do_reconcile(service(), ref or None)
+    with Progress(transient=True, disable=not sys.stderr.isatty()) as bar:
+        phases: dict[str, Any] = {}
+
+        def tell(phase: str, done: int, total: int) -> None:
+            if phase not in phases:
+                phases[phase] = bar.add_task(phase, total=total)
+            bar.update(phases[phase], completed=done, total=total)
+
+        synced = do_reconcile(service(), ref or None, progress=tell)
     for report in synced:
         typer.echo(report.summary())
     if not synced:
