@@ -15,6 +15,7 @@ from typing import Any
 
 from sqlmodel import Session, select
 
+from models.calendar import WorkingCalendar
 from notifications.config import NotifyConfig, load_config
 from store.tables import Case, Outbox, Practitioner, Task
 
@@ -152,13 +153,21 @@ def enqueue(session: Session, config: NotifyConfig, kind: str, key: str, ref: st
 
 
 def timer_messages(timer: Any, ref: str, task: Any, today: date, now: datetime,
-                   directory: Directory) -> list[dict[str, Any]]:
+                   directory: Directory, calendar: WorkingCalendar,
+                   escalated_before: bool = True) -> list[dict[str, Any]]:
     """Outbox rows for one fired timer (reminder, due, escalation, clock warning or breach).
-    Each timer fires once and its key is unique, so its rows need no dedupe look-up."""
+    Each timer fires once and its key is unique, so its rows need no dedupe look-up.
+
+    The text is true on `today`, the day it is queued, whenever the timer was meant to fire:
+    past its due date, a task's message says how many working days late it is (the case's
+    calendar, as the caseload board counts), never "due today" or "due in N days". A higher
+    escalation whose lower tier was skipped in the same catch-up (`escalated_before` False)
+    does not claim an earlier escalation."""
     config = directory.config
     detail = timer.detail or {}
     if task is not None:
         context = task_context(ref, task, today, config)
+        context["working_days_to_due"] = calendar.working_days_between(today, task.due)
     else:
         context = {"case_ref": ref, "task_key": None, "task_title": None, "role": timer.role,
                    "due": date.fromisoformat(detail["due"]), "due_explanation": None,
@@ -169,7 +178,8 @@ def timer_messages(timer: Any, ref: str, task: Any, today: date, now: datetime,
                        clock_due=date.fromisoformat(detail["due"]),
                        due_explanation=detail.get("explanation"))
     if timer.kind == "escalation":
-        context.update(tier=detail.get("tier", 1), owner_role=detail.get("owner"))
+        context.update(tier=detail.get("tier", 1), owner_role=detail.get("owner"),
+                       escalated_before=escalated_before)
     assignee = task.assignee_id if task is not None and timer.kind in ("reminder", "due") else None
     return [message_row(timer.kind, f"{timer.key}|{r}", ref, r, context, now,
                         r in directory.digest)  # assignees were loaded with their digest flag

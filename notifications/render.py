@@ -15,14 +15,19 @@ Keys every kind needs: `recipient` (practitioner or role channel, staff only) an
 Task keys: `case_ref`, `task_key`, `task_title`, `role`, `due` (date), `due_explanation` (may be
 None), `link`. Optional task keys (absent or None): `handed_over_by`, `handover_note`.
 `days_to_due` counts calendar days from today to the due date (negative when overdue).
+Optional for reminder, due and escalation: `working_days_to_due`, the same in working days
+(the case's calendar); when given, lateness is said in working days ("overdue by 3 working
+days"), "today" being the day the message was queued.
 
 =============  ===============================================================================
 kind           keys besides `recipient` and `dedupe_key`
 =============  ===============================================================================
-reminder       task keys + `days_to_due` (> 0)
-due            task keys
+reminder       task keys + `days_to_due` (> 0 on time; a sweep catching up may send one
+               late, <= 0)
+due            task keys + `days_to_due` (0 on time; < 0 when sent late: "overdue by …")
 escalation     task keys + `days_to_due` (< 0), `tier` (1 or 2), `owner_role`
-               (role holding the task; `role` is the manager role it is escalated to)
+               (role holding the task; `role` is the manager role it is escalated to);
+               optional `escalated_before` (default true: tier 2 says tier 1 went out)
 handoff        task keys, but `due` and `due_explanation` may both be absent (no deadline yet)
 reassigned     as handoff + `audience` ("new" or "previous" owner)
 gate           task keys (the task is the professionals meeting / decision D1 or D2)
@@ -102,13 +107,23 @@ def _explained(reason: str | None) -> str:
     return f" ({text})" if text else ""
 
 
-def _due_phrase(days: int | str) -> str:
-    """Calendar days, as the date shown beside it makes plain; negative means overdue."""
+def _due_phrase(days: int | str, working_days: Any = None) -> str:
+    """Calendar days, as the date shown beside it makes plain; negative means overdue. Given
+    `working_days` (working days to due, negative when overdue), lateness is told in working
+    days: "overdue" alone when none has passed yet (due Friday, sent on the Saturday). Absent
+    or None (digest items, rows queued before it was recorded), calendar days as before."""
     days = int(days)
     if days == 0:
         return "due today"
     unit = "day" if abs(days) == 1 else "days"
-    return f"due in {days} {unit}" if days > 0 else f"overdue by {-days} {unit}"
+    if days > 0:
+        return f"due in {days} {unit}"
+    if not _given(working_days):
+        return f"overdue by {-days} {unit}"
+    late = -int(working_days)
+    if late <= 0:
+        return "overdue"
+    return f"overdue by {late} working day{'' if late == 1 else 's'}"
 
 
 def _clock_phrase(days: int) -> str:

@@ -239,7 +239,11 @@ class Decision(SQLModel, table=True):
 
 
 class Timer(SQLModel, table=True):
-    """A reminder, due notice, escalation or clock warning; fired exactly once by the sweep."""
+    """A reminder, due notice, escalation or clock warning; fired exactly once by the sweep.
+
+    `fired_at` is when a sweep settled it. `skip_reason` is set when that sweep queued no
+    message for it (a sweep catching up sends a task only its most relevant timer), so a timer
+    that said nothing says why."""
 
     __table_args__ = (Index("ix_timer_pending", "fired_at", "cancelled_at", "due_at"),)
     id: int | None = Field(default=None, primary_key=True)
@@ -252,6 +256,7 @@ class Timer(SQLModel, table=True):
     detail: dict | None = _json()
     fired_at: datetime | None = None
     cancelled_at: datetime | None = None
+    skip_reason: str | None = None
 
 
 class AuditEvent(SQLModel, table=True):

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 import subprocess
 import sys
 import threading
@@ -21,7 +22,7 @@ from nim_pathway.demo import DEMO_ADMIN, DEMO_TEAM, ensure_admin
 from notifications.config import NotifyConfig
 from notifications.dispatcher import RECORD_EVERY, Dispatcher
 from store.db import session_scope
-from store.tables import DeliveryAttempt, Outbox, Practitioner
+from store.tables import DeliveryAttempt, Outbox, Practitioner, Timer
 from tests.conftest import referral_data
 from tests.receivers import HttpReceiver, SmtpReceiver
 
@@ -87,14 +88,16 @@ def test_reminders_and_handoffs_arrive_once(team, clock, http, smtp):
     handoff = [m for m in http.received if m["path"] == "/mgr.okafor"]
     assert handoff and ref in handoff[0]["title"] + handoff[0]["message"]
 
-    # triage is due 2026-01-19: the 1-working-day reminder fires on Friday 16 Jan at 09:00
+    # triage is due 2026-01-19: the 5-working-day reminder fires on Monday 12 Jan, the
+    # 1-working-day one on Friday 16 Jan, at 09:00
+    store.commands.fire_due_timers(at(clock, "2026-01-12"))
     store.commands.fire_due_timers(at(clock, "2026-01-16"))
     store.commands.fire_due_timers(at(clock, "2026-01-16"))  # a second sweep finds nothing new
     assert d.run_until_idle().sent >= 1
     d.run_until_idle()  # a second dispatcher pass sends nothing twice
     reminders = [m for m in http.received if m["path"] == "/mgr.okafor"
                  and "/triage/reminder-" in m["message"]]
-    # both rungs due by Friday fire once each: 5 working days before (Mon 12) and 1 (Fri 16)
+    # each rung fires once, on its day: 5 working days before (Mon 12) and 1 (Fri 16)
     assert sorted(m["message"].rsplit("ref: ", 1)[1].split("/")[2] for m in reminders) == [
         "reminder-1wd", "reminder-5wd"]
 
@@ -127,6 +130,7 @@ def test_escalations_and_clock_warnings(team, clock, http):
     open_case(store)
     d = dispatcher(store, clock)
     # triage due Mon 19 Jan; tier 1 after 1 working day (20 Jan), tier 2 after 5 (26 Jan)
+    store.commands.fire_due_timers(at(clock, "2026-01-20"))
     store.commands.fire_due_timers(at(clock, "2026-01-26"))
     d.run_until_idle()
     escalations = [m for m in http.received if "escalat" in (m["title"] + m["message"]).lower()]
@@ -137,6 +141,117 @@ def test_escalations_and_clock_warnings(team, clock, http):
     d.run_until_idle()
     warnings = [m for m in http.received if "26 weeks" in m["title"] + m["message"]]
     assert warnings
+
+
+def sent_for(http, task: str) -> list[tuple[str, str]]:
+    """(title, text) of the messages delivered for one task's timers (the footer names the
+    timer's key), oldest first."""
+    rung = re.compile(rf"/{re.escape(task)}/(reminder|due|escalation)-")
+    return [(m["title"], m["message"]) for m in http.received
+            if rung.search(m["message"].rsplit("ref: ", 1)[-1])]
+
+
+def timers_of(store, task: str) -> dict[str, Timer]:
+    with session_scope(store.url) as s:
+        rows = s.exec(select(Timer).where(Timer.task_key == task)).all()
+    return {t.key.split("/")[2]: t for t in rows}
+
+
+def test_on_time_sweeps_say_what_is_true_on_the_day(team, clock, http):
+    """Daily sweeps on time: each of triage's timers fires on its day, none is skipped, and
+    each says what is true that day (triage is due Mon 19 Jan 2026)."""
+    store = team
+    open_case(store)
+    d = dispatcher(store, clock)
+    said = {}
+    for day in ("2026-01-12", "2026-01-16", "2026-01-19", "2026-01-20", "2026-01-26"):
+        seen = len(sent_for(http, "triage"))
+        store.commands.fire_due_timers(at(clock, day))
+        d.run_until_idle()
+        said[day] = sent_for(http, "triage")[seen:]
+    assert all(len(v) == 1 for v in said.values()), said
+    assert said["2026-01-12"][0][0].endswith("Due in 7 days: Triage the referral")
+    assert said["2026-01-16"][0][0].endswith("Due in 3 days: Triage the referral")
+    due_title, due_text = said["2026-01-19"][0]
+    assert due_title.endswith("Due today: Triage the referral") and "is due today." in due_text
+    # escalations 1 and 5 working days after Mon 19 Jan: Tue 20, and Mon 26 (20-23 and 26 Jan,
+    # the weekend not counted)
+    assert "is overdue by 1 working day." in said["2026-01-20"][0][1]
+    tier2 = said["2026-01-26"][0][1]
+    assert "is overdue by 5 working days." in tier2 and "It was escalated before" in tier2
+    assert all(t.fired_at and t.skip_reason is None for t in timers_of(store, "triage").values())
+
+
+@pytest.mark.parametrize("batch", [1000, 2])  # 2: a task's backlog spans the claim's LIMIT
+def test_a_sweep_after_weeks_down_sends_each_task_its_most_relevant_timer(team, clock, http,
+                                                                          batch):
+    """The sweep runs as the case opens on Mon 30 Mar 2026, then is down until Thu 23 Apr
+    08:30, across Easter. Its catch-up sweep sends each task one message, true on the day,
+    and records every timer it skipped with the reason."""
+    store = team
+    at(clock, "2026-03-30", minute=0)
+    ref = open_case(store, care_entry="2026-03-23", referral="2026-03-30",
+                    proceedings_issued="2026-03-26",
+                    placement={"kind": "foster", "start": "2026-03-23"})
+    d = dispatcher(store, clock)
+    # Opening day, on time: sw-visit-1 is due today (its reminders fell on 23 and 27 Mar,
+    # before the case was opened); triage (due Wed 8 Apr) gets its 5-working-day reminder.
+    store.commands.fire_due_timers(at(clock, "2026-03-30"))
+    d.run_until_idle()
+    [(visit_title, visit_text)] = sent_for(http, "sw-visit-1")
+    assert visit_title == f"[{ref}] Due today: Social worker visit"
+    assert "is due today." in visit_text
+    [(triage_title, _)] = sent_for(http, "triage")
+    assert triage_title == f"[{ref}] Due in 9 days: Triage the referral"
+    visit = timers_of(store, "sw-visit-1")
+    assert {k: visit[k].skip_reason for k in ("reminder-5wd", "reminder-1wd")} == dict.fromkeys(
+        ("reminder-5wd", "reminder-1wd"), "superseded by due-0wd after catch-up")
+
+    # Down until Thu 23 Apr, 08:30 (before the 09:00 send time). Working days in England:
+    # weekends off, and Good Friday 3 Apr and Easter Monday 6 Apr are bank holidays.
+    before = {m.id for m in outbox(store)}
+    fired = store.commands.fire_due_timers(at(clock, "2026-04-23", hour=8, minute=30), batch=batch)
+    new = [m for m in outbox(store) if m.id not in before]
+    by_task = Counter(m.meta["task_key"] for m in new if m.kind in ("reminder", "due",
+                                                                    "escalation"))
+    assert by_task == {"sw-visit-1": 1, "triage": 1, "lac-review-1": 1}, by_task
+    assert {(t.task, t.key.split("/")[2]) for t in fired if t.task} == {
+        ("sw-visit-1", "escalation-2"), ("triage", "escalation-2"), ("lac-review-1", "due-0wd")}
+    d.run_until_idle()
+
+    # sw-visit-1, due Mon 30 Mar: working days after it up to Thu 23 Apr are 31 Mar, 1-2 Apr
+    # (3), 7-10 Apr (4; 3 and 6 Apr are bank holidays), 13-17 Apr (5), 20-23 Apr (4) = 16.
+    # Its tier 1 was skipped, never sent, so tier 2 does not say it was escalated before.
+    [(title, text)] = sent_for(http, "sw-visit-1")[1:]
+    assert "Escalation (tier 2)" in title and "is overdue by 16 working days." in text
+    assert "escalated before" not in text
+    # triage, due Wed 8 Apr: 9-10 Apr (2), 13-17 Apr (5), 20-23 Apr (4) = 11.
+    [(title, text)] = sent_for(http, "triage")[1:]
+    assert "Escalation (tier 2)" in title and "is overdue by 11 working days." in text
+    assert "escalated before" not in text
+    # lac-review-1, due Wed 22 Apr: Thu 23 Apr = 1; its tier-1 escalation is not due until
+    # 09:00, so the due notice is what is sent, saying how late it is, not "due today".
+    [(title, text)] = sent_for(http, "lac-review-1")
+    assert title == f"[{ref}] Overdue by 1 working day: Looked-after-child review"
+    assert "is overdue by 1 working day." in text and "today" not in (title + text).lower()
+    assert "due in" not in (title + text).lower()
+
+    skipped = {(task, rung): t.skip_reason for task in ("sw-visit-1", "triage", "lac-review-1")
+               for rung, t in timers_of(store, task).items() if t.skip_reason}
+    assert skipped == {
+        ("sw-visit-1", "reminder-5wd"): "superseded by due-0wd after catch-up",
+        ("sw-visit-1", "reminder-1wd"): "superseded by due-0wd after catch-up",
+        ("sw-visit-1", "escalation-1"): "superseded by escalation-2 after catch-up",
+        ("triage", "reminder-1wd"): "superseded by escalation-2 after catch-up",
+        ("triage", "due-0wd"): "superseded by escalation-2 after catch-up",
+        ("triage", "escalation-1"): "superseded by escalation-2 after catch-up",
+        ("lac-review-1", "reminder-5wd"): "superseded by due-0wd after catch-up",
+        ("lac-review-1", "reminder-1wd"): "superseded by due-0wd after catch-up",
+    }
+    # skipped timers are settled: a second sweep at the same moment finds nothing
+    assert store.commands.fire_due_timers(clock.now(), batch=batch) == []
+    assert len(outbox(store)) == len(before) + len(new)
+    assert not [s for s in SENTINELS if s in str(http.received)]
 
 
 def test_receiver_down_then_back_gets_everything(team, clock, http):

@@ -53,7 +53,7 @@ ITEMS = [
 # The keys each kind cannot do without (besides COMMON), and the optional ones it can show.
 REQUIRED: dict[str, dict] = {
     "reminder": {**TASK, "days_to_due": 5},
-    "due": TASK,
+    "due": {**TASK, "days_to_due": 0},
     "escalation": {**TASK, "role": "nim-service-manager", "days_to_due": -2, "tier": 1,
                    "owner_role": "psychologist"},
     "clock-warning": {**CLOCK, "days_to_due": 28},
@@ -199,6 +199,32 @@ def test_phrasing_of_days():
     assert "runs out in 16 days" in odd.text
     tier2 = render_message("escalation", full("escalation", tier=2, role="head-of-service"))
     assert "tier 2" in tier2.subject and "escalated before" in tier2.text
+
+
+def test_a_due_notice_says_due_today_only_on_the_day():
+    today = render_message("due", full("due"))
+    assert today.subject.startswith("[NIM-2026-0001] Due today:") and "is due today." in today.text
+    # sent late (a sweep catching up): how late, in working days, never "due today"
+    late = render_message("due", full("due", days_to_due=-14, working_days_to_due=-8))
+    for part in (late.subject, late.text, late.html):
+        assert "Overdue by 8 working days" in part or "overdue by 8 working days" in part
+        assert "today" not in part.lower()
+    assert late.subject == ("[NIM-2026-0001] Overdue by 8 working days: "
+                            "Working Model of the Child Interview with mother")
+
+
+def test_lateness_is_told_in_working_days_when_known():
+    reminder = render_message("reminder", full("reminder", days_to_due=-3, working_days_to_due=-1))
+    assert "Overdue by 1 working day:" in reminder.subject and "due in" not in reminder.text
+    # due on a Friday, queued on the Saturday: late, though no working day has passed yet
+    weekend = render_message("due", full("due", days_to_due=-1, working_days_to_due=0))
+    assert "is overdue." in weekend.text and "by 0" not in weekend.text
+    escalation = render_message("escalation", full("escalation", days_to_due=-4,
+                                                   working_days_to_due=-2))
+    assert "is overdue by 2 working days" in escalation.text
+    # before the date, a reminder counts calendar days beside the date it shows, as before
+    on_time = render_message("reminder", full("reminder", days_to_due=3, working_days_to_due=1))
+    assert "Due in 3 days:" in on_time.subject
 
 
 def test_html_escapes_the_handover_note_but_text_keeps_it():

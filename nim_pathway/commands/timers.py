@@ -8,6 +8,7 @@ from datetime import datetime
 from sqlalchemy import insert
 from sqlmodel import select
 
+from models.calendar import WorkingCalendar
 from models.clock import UK
 from nim_pathway.commands.base import CommandBase
 from notifications.config import load_config
@@ -23,27 +24,43 @@ class TimerCommands(CommandBase):
         transaction: a crash before the commit leaves the batch for the next sweep, so every
         timer turns into its messages exactly once.
 
+        Catching up (after downtime, or a case opened with work already late), a task sends
+        only its most relevant due timer; the others are settled as skipped, with the reason
+        on the timer row (`timers.superseded`). Only timers that sent are returned.
+
         PostgreSQL: `FOR UPDATE SKIP LOCKED`, so sweeps running at once never claim the same
         row. SQLite: BEGIN IMMEDIATE makes each batch the single writer."""
         at = at or self.ctx.now()
         on = at.astimezone(UK).date()
         config = load_config()
+        calendars: dict[str, WorkingCalendar] = {}
         fired: list[FiredTimer] = []
         while True:
             with self.ctx.write() as session:
                 rows = timers.claim_due(session, at, batch)
-                directory = Directory(session, config,
-                                      {t.assignee_id for _, _, t in rows if t and t.assignee_id})
+                skipped = timers.superseded(rows, on)
+                sending = [c for c in rows if c.timer.id not in skipped]
+                # a tier-2 escalation whose tier 1 is skipped here must not say it was escalated
+                unescalated = {(c.ref, c.timer.task_key) for c in rows
+                               if c.timer.id in skipped and c.timer.kind == "escalation"}
+                directory = Directory(session, config, {c.task.assignee_id for c in sending
+                                                        if c.task and c.task.assignee_id})
                 messages = []
-                for timer, ref, task in rows:
-                    messages += timer_messages(timer, ref, task, on, at, directory)
+                for timer, ref, jurisdiction, task in sending:
+                    if jurisdiction not in calendars:
+                        calendars[jurisdiction] = WorkingCalendar(jurisdiction, self.ctx.closures)
+                    messages += timer_messages(
+                        timer, ref, task, on, at, directory, calendars[jurisdiction],
+                        escalated_before=(ref, timer.task_key) not in unescalated)
                     faults.reached("sweep-timer")  # crash tests: mid-batch, uncommitted
                     fired.append(FiredTimer(timer.key, ref, timer.kind, timer.task_key,
                                             timer.role, timer.due_at, timer.detail))
-                if rows:  # one INSERT and one UPDATE for the batch, in its transaction (Core
-                    # statements: the ORM's bulk paths cost more than the rows themselves)
+                if sending:  # one INSERT and one UPDATE for the batch, in its transaction
+                    # (Core statements: the ORM's bulk paths cost more than the rows themselves)
                     session.execute(insert(Outbox.__table__), messages)
-                    timers.mark_fired(session, [t.id for t, _, _ in rows], at)
+                    timers.mark_fired(session, [c.timer.id for c in sending], at)
+                if skipped:
+                    timers.mark_skipped(session, skipped, at)
             faults.reached("sweep-batch")  # crash tests: between committed batches
             if len(rows) < batch:
                 return fired
