@@ -24,6 +24,7 @@ if TYPE_CHECKING:
 TASK_DEPLOYMENT = "human-task/human-task"
 STAGE_DEPLOYMENT = "stage/stage"
 LIVE = {"SCHEDULED", "PENDING", "RUNNING", "PAUSED"}
+WAITING = {"SCHEDULED", "PAUSED"}  # live runs no process is working on
 STACK_URL = "http://127.0.0.1:4200/api"
 IN_STORE = "(recorded in the case store)"  # a typed field's value, in a run input
 
@@ -55,8 +56,16 @@ def check_reachable(url: str, timeout: float = 3.0) -> None:
         ) from None
 
 
-def run_name(ref: str, stage: str, task: str | None = None) -> str:
-    return " · ".join(p for p in (ref, stage, task) if p)
+def run_name(ref: str, stage: str, task: str | None = None, due: date | None = None) -> str:
+    """A task run's name leads with its due date, so Prefect's run list sorted by name
+    (A to Z) is a queue, soonest first: `due 2026-03-02 · NIM-2026-0001 · referral · triage`."""
+    return " · ".join(p for p in (f"due {due}" if due else None, ref, stage, task) if p)
+
+
+def shown_tags(assignee: str | None, due: date) -> set[str]:
+    """What a task run's form shows that can change while it waits: the owner (`assignee:`,
+    which also makes each practitioner's queue a tag filter) and the due date."""
+    return {f"due:{due}"} | ({f"assignee:{assignee}"} if assignee else set())
 
 
 def case_tags(ref: str, stage: str, jurisdiction: str, role: str | None = None,
@@ -156,6 +165,38 @@ def start_run(client: Any, deployment: str, **run: Any) -> Any:  # noqa: ANN401
     return client.create_flow_run_from_deployment(ids[deployment], **run)
 
 
+FIRST_ASK = "outcome-1"  # the pause key of a task's first form (flows/pathway_flows.py asks it)
+
+
+def start_task_run(client: Any, ref: str, task: Any, spec: Any, **run: Any) -> Any:  # noqa: ANN401
+    """A task's run, created already Suspended with its form: no process starts until someone
+    answers it (a run that started only to suspend cost a process, ~3-5 CPU-s, per task; and
+    a Scheduled run shows Prefect's "late" start delay). Resumed, the flow reads the answer
+    before it would ask (flows/pathway_flows.py `suspend_for`). The form is what the flow
+    itself would save: the pathway's outcome model and the task's description."""
+    import orjson
+    from prefect._internal.pydantic.v2_schema import create_v2_schema
+    from prefect.exceptions import ObjectAlreadyExists
+    from prefect.input.run_input import keyset_from_paused_state
+    from prefect.states import Suspended
+
+    from flows.pathway_flows import form_model
+    from tasks.case_tasks import task_description
+
+    state = Suspended(pause_key=FIRST_ASK)
+    keyset = state.state_details.run_input_keyset = keyset_from_paused_state(state)
+    created = start_run(client, TASK_DEPLOYMENT, state=state, **run)
+    form = form_model(spec, task.spec_id)
+    inputs = {keyset["schema"]: create_v2_schema(form.__name__, model_base=form),
+              keyset["description"]: task_description.fn(ref, task)}
+    for key, value in inputs.items():
+        try:  # a racing sync (the same idempotency key) may have written them first
+            client.create_flow_run_input(created.id, key, orjson.dumps(value).decode())
+        except ObjectAlreadyExists:
+            pass
+    return created
+
+
 def sync_case(svc: Service, ref: str, today: date | None = None, client: Any = None,
               runs: list[Any] | None = None) -> SyncReport:  # noqa: ANN401 - Prefect's client
     """Make Prefect's runs for one case match the case store (idempotent). Its runs are read
@@ -211,12 +252,20 @@ def _sync_case(svc: Service, ref: str, today: date | None, client: Any,  # noqa:
 
     for t in tasks:
         key, group = t.key, by_task.get(t.key, [])
+        if t.state == "open":
+            # a waiting run whose form names another owner or due date is replaced: the new
+            # run asks with the current text (a run being completed right now is left alone)
+            shown = shown_tags(t.assignee, t.due)
+            for run in live(group):
+                if run.state.type.value in WAITING and not shown <= set(run.tags):
+                    cancel(run, "replaced: the task was reassigned or re-dated", key)
+                    group = [r for r in group if r.id != run.id]
         if t.state == "open" and not live(group):
-            started = start_run(
-                client, TASK_DEPLOYMENT, parameters={"ref": ref, "task_key": key},
-                name=run_name(ref, t.stage, key),
+            started = start_task_run(
+                client, ref, t, spec, parameters={"ref": ref, "task_key": key},
+                name=run_name(ref, t.stage, key, t.due),
                 tags=case_tags(ref, t.stage, jurisdiction, t.role, t.child)
-                + [f"task:{key}", "kind:task"],
+                + [f"task:{key}", "kind:task", *sorted(shown)],
                 idempotency_key=next_key(key),
             )
             report.started.append(key)

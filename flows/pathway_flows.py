@@ -110,8 +110,15 @@ def stage_flow(ref: str, stage: str) -> str:
 
 
 def suspend_for(model: type[RunInput], description: str, key: str, **defaults: Any) -> Any:
+    """Ask with the form under `key` and wait; or, if this run was created already waiting
+    (flows/orchestration.py `start_task_run`) and answered before any process ran, take that
+    answer. (Asking again would discard it: Prefect clears a key's input when it pauses.)"""
     from prefect.flow_runs import suspend_flow_run
+    from prefect.input.actions import read_flow_run_input
 
+    answered = read_flow_run_input(f"suspended-{key}-response")
+    if answered is not None:
+        return model(**answered)
     return suspend_flow_run(wait_for_input=model.with_initial_data(description=description,
                                                                    **defaults),
                             key=key, timeout=None)

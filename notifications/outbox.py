@@ -91,11 +91,11 @@ def link_for(config: NotifyConfig, ref: str, flow_run_id: str | None) -> str:
 
 
 def refresh_links(session: Session, config: NotifyConfig, contexts: list[dict[str, Any]]) -> None:
-    """Work is announced in the transaction that creates it, before its Prefect run exists,
-    so its link names the case's runs. At send time, point it at the task's run if there is
-    one now: the practitioner lands on the Resume form. One query for all `contexts`."""
-    stale = [c for c in contexts if c.get("task_key") and c.get("case_ref")
-             and "/flow-run/" not in (c.get("link") or "")]
+    """Work is announced in the transaction that creates it, before its Prefect run exists
+    (or, after a reassignment, while the run with the old owner's form still waits). At send
+    time, point each task's link at the task's run now: the practitioner lands on the current
+    Resume form. One query for all `contexts`."""
+    stale = [c for c in contexts if c.get("task_key") and c.get("case_ref")]
     if not stale:
         return
     runs = {(ref, key): run for ref, key, run in session.exec(

@@ -153,11 +153,13 @@ class Queries:
                     for c in session.exec(select(Case).order_by(Case.ref))]
 
     def tasks(self, case: str | None = None, role: str | None = None, overdue: bool = False,
-              due_within: int | None = None, state: str | None = "open") -> list[TaskView]:
+              due_within: int | None = None, state: str | None = "open",
+              assignee: str | None = None) -> list[TaskView]:
         """The work queue (the same query `task list` runs without the ORM)."""
         with self.ctx.read() as session:
             conn = session.connection().connection.driver_connection
-            rows = task_rows(conn, self.today(), case, role, overdue, due_within, state)
+            rows = task_rows(conn, self.today(), case, role, overdue, due_within, state,
+                             assignee)
             return [open_task_view(session, sealer_of(session), t) for t in rows]
 
     def task(self, ref: str, key: str) -> TaskView:

@@ -73,7 +73,7 @@ def at_head(conn: Any) -> bool:
 
 def task_rows(conn: Any, today: date, case: str | None = None, role: str | None = None,
               overdue: bool = False, due_within: int | None = None,
-              state: str | None = "open") -> list[TaskView]:
+              state: str | None = "open", assignee: str | None = None) -> list[TaskView]:
     """Tasks matching the filters, soonest due first, as the CLI and reports show them."""
     qmark = type(conn).__module__.startswith("sqlite3")
 
@@ -91,6 +91,9 @@ def task_rows(conn: Any, today: date, case: str | None = None, role: str | None 
     if role:
         where.append(f"t.role = {param('role')}")
         params["role"] = role
+    if assignee:
+        where.append(f"p.handle = {param('assignee')}")
+        params["assignee"] = assignee
     if state:
         where.append(f"t.state = {param('state')}")
         params["state"] = state

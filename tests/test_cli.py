@@ -266,6 +266,26 @@ def test_identity_is_proven_not_typed(team, cli_env, tmp_path):
     assert versions[0]["version"] == "2099.1" and versions[0]["installed_by"] == "admin.demo"
 
 
+def test_my_queue_and_an_assignees_queue(team, cli_env, tmp_path):
+    """`task list --mine` is the signed-in practitioner's work (their session says who they
+    are); `--assignee HANDLE` anyone's; nobody signed in is asked to log in."""
+    run = team
+    referral = tmp_path / "referral.yaml"
+    referral.write_text(yaml.safe_dump(referral_data()))
+    run("case", "open", "--file", str(referral), "--as", "coord.ali")
+    mine = subprocess.run([CLI, "task", "list", "--mine", "--json"], capture_output=True,
+                          text=True, timeout=60, stdin=subprocess.DEVNULL,
+                          env=as_person(cli_env, ["--as", "mgr.okafor"], tmp_path / "sessions"))
+    assert mine.returncode == 0, mine.stderr
+    assert [t["task"] for t in json.loads(mine.stdout)] == ["NIM-2026-0001/triage"]
+    others = json.loads(run("task", "list", "--assignee", "la.patel", "--json").stdout)
+    assert others and {t["assignee"] for t in others} == {"la.patel"}
+    assert run("task", "list", "--assignee", "nobody.here", "--json").stdout.strip() == "[]"
+    assert "who is acting?" in run("task", "list", "--mine", code=2).stderr
+    assert "not both" in run("task", "list", "--mine", "--assignee", "la.patel",
+                             code=2).stderr
+
+
 def test_login_and_logout_through_the_command_line(cli_env, tmp_path):
     import re
 

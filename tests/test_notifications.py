@@ -339,6 +339,27 @@ def test_handoff_links_to_the_task_run_started_after_it_was_queued(team, clock, 
     assert f"/runs?tag=case:{ref}" in digest[0]["message"]  # consent-father: no run yet
 
 
+def test_a_reassignment_handoff_links_to_the_replacement_run(team, clock, http):
+    """Reassigned while its run waits, a task's run is replaced by the next sync (its form
+    named the old owner); the handoff, queued before that sync, links to the new run."""
+    store = team
+    store.commands.add_practitioner(PractitionerIn(handle="mgr.two", display_name="M Two",
+                                          role="nim-service-manager", team="nim",
+                                          contact=http.url("mgr.two")), DEMO_ADMIN.handle)
+    ref = open_case(store)
+    old_run = "22222222-0000-4000-8000-000000000001"
+    store.commands.record_flow_runs(ref, {"triage": old_run})
+    dispatcher(store, clock).run_until_idle()
+    http.received.clear()
+    store.commands.reassign(TaskRef(ref, "triage"), "mgr.two", "mgr.okafor", "")
+    new_run = "22222222-0000-4000-8000-000000000002"
+    store.commands.record_flow_runs(ref, {"triage": new_run})  # the sync replaced the run
+    dispatcher(store, clock).run_until_idle()
+    handoff = [m for m in http.received if m["path"] == "/mgr.two"]
+    assert handoff and f"/runs/flow-run/{new_run}" in handoff[0]["message"], handoff
+    assert old_run not in str(http.received)
+
+
 def test_digest_instead_of_single_messages(team, clock, http):
     store = team
     with session_scope(store.url) as s:

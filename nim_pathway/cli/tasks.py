@@ -20,16 +20,24 @@ def task_list(
     overdue: Annotated[bool, typer.Option(help="only work past its due date")] = False,
     due_within: Annotated[int | None, typer.Option(help="due within N calendar days")] = None,
     state: Annotated[str, typer.Option(help="open, blocked, done, cancelled or all")] = "open",
+    assignee: Annotated[str | None, typer.Option(help="work assigned to this handle")] = None,
+    mine: Annotated[bool, typer.Option(
+        "--mine", help="work assigned to you (your `login` session says who you are)")] = False,
     as_json: JsonOpt = False,
 ) -> None:
     """Work waiting for people, soonest due first."""
     if state not in ("open", "blocked", "done", "cancelled", "all"):
         raise UserError("--state must be open, blocked, done, cancelled or all")
+    if mine and assignee:
+        raise UserError("give --mine or --assignee HANDLE, not both")
     from models.clock import today
     from nim_pathway import settings
+    from nim_pathway.cli.io import current_actor
     from store import worklist
 
-    filters = (case, role, overdue, due_within, None if state == "all" else state)
+    if mine:
+        assignee = current_actor(None)
+    filters = (case, role, overdue, due_within, None if state == "all" else state, assignee)
     conn = worklist.connect(settings.database_url())  # fast: no ORM import (see worklist.py)
     if conn is None:  # a new or older database: the store migrates it, then runs the same query
         rows = service().queries.tasks(*filters)
