@@ -431,10 +431,57 @@ def differing_cases(svc: Service, live_by_case: dict[str, list[Any]]) -> list[st
 
 def orchestrate_after(svc: Service, ref: str) -> str:
     """Called after a command: sync the case if Prefect is configured, say what happened.
-    If Prefect cannot be reached the change waits in the journal for the next sweep."""
+    If Prefect cannot be reached the change waits in the journal for the next sweep.
+
+    "started" alone would hide a broken deployment, so this also says when the case's earlier
+    runs crashed or failed (a misconfigured worker fails every run) and when no worker is
+    online in the deployments' pool (the runs just started would wait)."""
+    from prefect.client.orchestration import get_client
+
     url = api_url()
     if url is None:
         return "orchestration off (no PREFECT_API_URL and no local stack running)"
     os.environ.setdefault("PREFECT_API_URL", url)
     check_reachable(url)
-    return "orchestration: " + sync_now(svc, ref).summary()
+    with get_client(sync_client=True) as client:
+        # the runs read once, before the store (as sync_case would), and also judged here
+        earlier = read_runs_by_id(client, sorted(set(svc.queries.run_ids(ref).values())))
+        last = svc.commands.last_change(ref)
+        report = sync_case(svc, ref, client=client, runs=earlier)
+        if last:
+            svc.commands.changes_applied(ref, last)
+        warnings = crashed_warning(earlier)
+        if report.started or report.resumed:
+            warnings += worker_warning(client)
+    return "\n".join(["orchestration: " + report.summary()] + [f"warning: {w}" for w in warnings])
+
+
+def crashed_warning(runs: list[Any]) -> list[str]:
+    """One line if any of these runs crashed or failed, with the first one's cause."""
+    from models.redaction import scrub_text
+
+    bad = [r for r in runs if r.state and r.state.type.value in ("CRASHED", "FAILED")]
+    if not bad:
+        return []
+    why = scrub_text(bad[0].state.message or "no message")[:300]
+    return [f"{len(bad)} earlier run(s) of this case {bad[0].state.name.lower()} ({why}); "
+            "open work was started again, but check the workers: `nim-pathway status`"]
+
+
+def worker_warning(client: Any) -> list[str]:  # noqa: ANN401 - Prefect's client
+    """One line if the deployments' work pool is missing or has no live worker (served
+    deployments have no pool: nothing to say)."""
+    from prefect.exceptions import ObjectNotFound
+
+    from nim_pathway.health import live_workers
+
+    pool = client.read_deployment_by_name(TASK_DEPLOYMENT).work_pool_name
+    if not pool:
+        return []
+    try:
+        if live_workers(client, pool):
+            return []
+    except ObjectNotFound:
+        return [f"work pool {pool!r} does not exist: the runs cannot start (docs/DEPLOY.md)"]
+    return [f"no worker is online in work pool {pool!r}: the runs wait until one starts "
+            f"(`prefect worker start --pool {pool}`)"]

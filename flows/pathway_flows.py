@@ -187,10 +187,25 @@ def reconcile_flow() -> list[str]:
     return reconcile_cases()
 
 
+@flow(name="check", flow_run_name="check", persist_result=False)
+def check_flow() -> str:
+    """`nim-pathway doctor`'s probe: a worker picked the run up, its settings passed the pull
+    step, the code loaded and the case store answers from where the worker runs."""
+    from sqlalchemy import text
+
+    from nim_pathway.settings import database_url
+    from store.db import get_engine
+
+    with get_engine(database_url()).connect() as conn:
+        conn.execute(text("select 1"))
+    return "ok"
+
+
 ALL_FLOWS = {
     "open-case": open_case_flow,
     "stage": stage_flow,
     "human-task": human_task_flow,
     "sweep": sweep_flow,
     "reconcile": reconcile_flow,
+    "check": check_flow,
 }

@@ -181,6 +181,18 @@ def prefect_server_env() -> dict[str, str]:
     }
 
 
+def work_pool() -> str:
+    """NIM_WORK_POOL: the Prefect work pool the deployments run on (prefect.yaml names it as
+    `{{ $NIM_WORK_POOL }}`; the stack, `status` and `doctor` read it here). Default nim-process."""
+    import re
+
+    name = os.environ.get("NIM_WORK_POOL") or "nim-process"
+    if not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,99}", name):
+        raise ConfigError(f"NIM_WORK_POOL must be a work pool name (letters, digits, - _ .), got "
+                          f"{name[:40]!r}")
+    return name
+
+
 def session_file() -> Path:
     """NIM_SESSION_FILE: where `nim-pathway login` keeps this user's session token (default:
     ~/.config/nim-pathway/session, 0600; one per person, like their home folder)."""

@@ -14,7 +14,6 @@ from nim_pathway import settings
 from nim_pathway.settings import PROJECT_DIR, data_dir
 
 HOST, PORT = "127.0.0.1", 4200
-POOL = "nim-process"
 
 
 def stack_dir() -> Path:
@@ -58,6 +57,7 @@ def stack_env(port: int = PORT) -> dict[str, str]:
         "PREFECT_LOGGING_LEVEL": env.get("PREFECT_LOGGING_LEVEL", "INFO"),
         "NIM_DATA_DIR": str(data_dir()),
         "NIM_PROJECT_DIR": str(PROJECT_DIR),
+        "NIM_WORK_POOL": settings.work_pool(),  # prefect.yaml names the pool by it
     })
     env["NIM_DATABASE_URL"] = settings.database_url()
     if os.environ.get("NIM_PREFECT_AUTH"):  # basic auth for the server and its clients
@@ -105,14 +105,15 @@ def up(port: int = PORT) -> str:
     from store.db import migrate
 
     migrate(env["NIM_DATABASE_URL"])
-    proc = subprocess.run([_bin("prefect"), "work-pool", "inspect", POOL], env=env,
+    pool = env["NIM_WORK_POOL"]
+    proc = subprocess.run([_bin("prefect"), "work-pool", "inspect", pool], env=env,
                           capture_output=True, text=True)
     if proc.returncode != 0:
-        _run([_bin("prefect"), "work-pool", "create", POOL, "--type", "process"], env,
+        _run([_bin("prefect"), "work-pool", "create", pool, "--type", "process"], env,
              "creating the work pool")
     _run([_bin("prefect"), "--no-prompt", "deploy", "--all"], env, "deploying prefect.yaml")
     if _pid("worker") is None:
-        _spawn("worker", [_bin("prefect"), "worker", "start", "--pool", POOL, "--limit", "50"],
+        _spawn("worker", [_bin("prefect"), "worker", "start", "--pool", pool, "--limit", "50"],
                env)
     return f"http://{HOST}:{port}"
 
@@ -153,5 +154,7 @@ def status() -> dict[str, str]:
     out = {name: (f"running (pid {pid})" if (pid := _pid(name)) else "stopped")
            for name in ("server", "worker")}
     out["ui"] = f"http://{HOST}:{PORT}" if stack_running() else "-"
-    out["case store"] = stack_env()["NIM_DATABASE_URL"]
+    from models.redaction import mask_url
+
+    out["case store"] = mask_url(settings.database_url())  # never its password
     return out

@@ -3,7 +3,7 @@ organisation's sign-on) in front of a Prefect server that has PREFECT_SERVER_API
 
 Browser users get through with their sign-on credentials only; nginx swaps in Prefect's auth
 string. Workers and the CLI on the server host talk to Prefect directly with
-PREFECT_API_AUTH_STRING. docs/DEPLOYMENT.md describes the arrangement.
+PREFECT_API_AUTH_STRING. docs/DEPLOY.md describes the arrangement.
 """
 
 from __future__ import annotations

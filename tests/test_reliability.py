@@ -366,7 +366,7 @@ def test_fuzzed_pathway_yaml(edits):
 # Each run is clean: exit 0, or exit 2 with one `error:` line and nothing written (an audited
 # refusal aside). Commands that start or stop processes or reach the network are left out.
 
-NOT_FUZZED = {("up",), ("down",), ("status",), ("demo",), ("login",), ("logout",),
+NOT_FUZZED = {("up",), ("down",), ("status",), ("doctor",), ("demo",), ("login",), ("logout",),
               ("notify", "test"), ("outbox", "dispatch"), ("reconcile",)}
 COUNTED = ("nim_case", "task", "case_anchor", "timer", "outbox", "intake", "pathway_version",
            "practitioner", "child", "caregiver")

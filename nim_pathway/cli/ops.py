@@ -105,10 +105,68 @@ def down() -> None:
 
 
 def status(as_json: JsonOpt = False) -> None:
-    """What of the local stack runs."""
-    from nim_pathway.stack import status as stack_status
+    """The deployment the environment points at: Prefect's API, the work pool (NIM_WORK_POOL)
+    and its workers, the deployments, recent failed runs, the case store, the outbox and the
+    orchestration journal; and the local stack if `nim-pathway up` runs it. URLs are masked.
+    Exits 1 when something needs fixing (listed under problems)."""
+    from nim_pathway.health import gather
 
-    emit(stack_status(), as_json, title="nim-pathway stack")
+    health = gather()
+    if as_json:
+        emit(health.as_dict(), True)
+    else:
+        _print_health(health.facts)
+        for problem in health.problems:
+            typer.echo(f"problem: {problem}", err=True)
+    if health.problems:
+        raise typer.Exit(1)
+
+
+def _print_health(facts: dict[str, Any]) -> None:
+    """One indented block per section (nested dicts and lists of workers or runs)."""
+
+    def show(value: Any, depth: int) -> None:  # noqa: ANN401 - JSON-like
+        pad = "  " * depth
+        if isinstance(value, dict):
+            for k, v in value.items():
+                if isinstance(v, dict | list) and v:
+                    typer.echo(f"{pad}{k}:")
+                    show(v, depth + 1)
+                else:
+                    typer.echo(f"{pad}{k}: {'-' if v in (None, [], {}) else v}")
+        else:
+            for item in value:
+                typer.echo(f"{pad}- " + ", ".join(f"{k}: {v}" for k, v in item.items())
+                           if isinstance(item, dict) else f"{pad}- {item}")
+
+    show(facts, 0)
+
+
+def doctor(timeout: Annotated[float, typer.Option(
+        min=5, max=1800, help="seconds to wait for a worker to run the probe")] = 120,
+           notify: Annotated[bool, typer.Option(
+               help="send a test message to the admin targets")] = True) -> None:
+    """Check the deployment end to end: what `status` checks, then a probe run (the `check`
+    deployment) that a worker must pick up and finish against the case store, then a test
+    message to the admin targets. Exits 1 with what to fix."""
+    from nim_pathway.health import gather, notify_admins, probe_run
+
+    health = gather()
+    for line in health.problems:
+        typer.echo(f"problem: {line}", err=True)
+    problems = list(health.problems)
+    if health.facts.get("prefect", {}).get("state") == "healthy":
+        ok, said = probe_run(timeout)
+        (typer.echo if ok else lambda m: typer.echo(f"problem: {m}", err=True))(said)
+        problems += [] if ok else [said]
+    if notify:
+        ok, said = notify_admins()
+        (typer.echo if ok else lambda m: typer.echo(f"problem: {m}", err=True))(said)
+        problems += [] if ok else [said]
+    if problems:
+        typer.echo(f"{len(problems)} problem(s) to fix (docs/DEPLOY.md)", err=True)
+        raise typer.Exit(1)
+    typer.echo("deployment healthy")
 
 
 def _prefect_or_refuse(doing: str) -> None:

@@ -1,0 +1,256 @@
+"""What `nim-pathway status` and `doctor` say about the deployment the environment points at:
+Prefect's API, the work pool and its workers, the deployments, the case store, the outbox and
+the orchestration journal. Every URL is shown masked (`mask_url`): never a password.
+
+Times shown are the servers' own (a worker's last heartbeat as Prefect recorded it): nothing
+here reads the wall clock.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from typing import Any
+
+from models.redaction import mask_url, scrub_text
+
+DEPLOYMENTS = ("open-case/open-case", "stage/stage", "human-task/human-task", "sweep/sweep",
+               "reconcile/reconcile", "check/check")
+CHECK_DEPLOYMENT = "check/check"
+
+
+@dataclass
+class Health:
+    """Facts by section, and what is wrong with how to fix it."""
+
+    facts: dict[str, Any] = field(default_factory=dict)
+    problems: list[str] = field(default_factory=list)
+
+    def as_dict(self) -> dict[str, Any]:
+        return {**self.facts, "problems": self.problems}
+
+
+def _why(exc: BaseException) -> str:
+    text = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
+    return f"{type(exc).__name__}: {scrub_text(text)[:200]}" if text else type(exc).__name__
+
+
+def gather() -> Health:
+    """Everything status shows; each part is read on its own, so one failing part is reported
+    and the others still are."""
+    health = Health()
+    _prefect(health)
+    _case_store(health)
+    from nim_pathway.stack import stack_running
+    from nim_pathway.stack import status as local_status
+
+    if stack_running():  # the `nim-pathway up` view, for those who use it
+        health.facts["local stack"] = {k: v for k, v in local_status().items()
+                                       if k != "case store"}
+    return health
+
+
+def _prefect(health: Health) -> None:
+    from flows.orchestration import api_url
+    from nim_pathway.settings import work_pool
+
+    url = api_url()
+    pool_name = work_pool()
+    if url is None:
+        health.facts["prefect"] = {"api": None, "state": "not configured"}
+        health.problems.append("no Prefect: set PREFECT_API_URL (docs/DEPLOY.md) or start the "
+                               "local stack with `nim-pathway up`")
+        return
+    os.environ.setdefault("PREFECT_API_URL", url)
+    prefect: dict[str, Any] = {"api": mask_url(url)}
+    health.facts["prefect"] = prefect
+    import httpx
+
+    try:
+        httpx.get(url.rstrip("/") + "/health", timeout=3).raise_for_status()
+    except httpx.HTTPError as exc:
+        prefect["state"] = f"unreachable ({type(exc).__name__})"
+        health.problems.append(f"Prefect at {mask_url(url)} is unreachable: check "
+                               "PREFECT_API_URL and that the server runs")
+        return
+    prefect["state"] = "healthy"
+    from prefect.client.orchestration import get_client
+
+    try:
+        with get_client(sync_client=True) as client:
+            prefect["version"] = client.api_version()
+            health.facts["work pool"] = _pool(client, pool_name, health)
+            health.facts["deployments"] = _deployments(client, pool_name, health)
+            health.facts["failed runs"] = _failed_runs(client)
+    except Exception as exc:  # noqa: BLE001 - e.g. a wrong auth string: say so, go on
+        health.problems.append(f"reading Prefect failed ({_why(exc)}): check "
+                               "PREFECT_API_AUTH_STRING / NIM_PREFECT_AUTH")
+
+
+def live_workers(client: Any, pool: str) -> list[Any]:  # noqa: ANN401 - Prefect's client
+    """The pool's workers Prefect counts as online (heartbeat within its window)."""
+    return [w for w in client.read_workers_for_work_pool(pool)
+            if str(getattr(w.status, "value", w.status)).upper() == "ONLINE"]
+
+
+def _pool(client: Any, name: str, health: Health) -> dict[str, Any]:  # noqa: ANN401
+    from prefect.exceptions import ObjectNotFound
+
+    try:
+        pool = client.read_work_pool(name)
+    except ObjectNotFound:
+        health.problems.append(f"work pool {name!r} does not exist: create it with `prefect "
+                               f"work-pool create {name} --type process` (or set NIM_WORK_POOL "
+                               "to the pool the deployments use)")
+        return {"name": name, "exists": False}
+    workers = client.read_workers_for_work_pool(name)
+    shown = [{"name": w.name, "status": str(getattr(w.status, "value", w.status)),
+              "last heartbeat": str(w.last_heartbeat_time)} for w in workers]
+    online = [w for w in shown if w["status"].upper() == "ONLINE"]
+    if not online:
+        health.problems.append(f"no worker is online in pool {name!r}: runs wait until one "
+                               f"starts (`prefect worker start --pool {name}`, docs/DEPLOY.md)")
+    if pool.is_paused:
+        health.problems.append(f"work pool {name!r} is paused: `prefect work-pool resume {name}`")
+    return {"name": name, "type": pool.type, "paused": pool.is_paused,
+            "workers online": len(online), "workers": shown}
+
+
+def _deployments(client: Any, pool: str, health: Health) -> dict[str, str]:  # noqa: ANN401
+    found = {f"{d.name}/{d.name}": d for d in client.read_deployments()}
+    out: dict[str, str] = {}
+    for name in DEPLOYMENTS:
+        dep = found.get(name)
+        if dep is None:
+            out[name] = "missing"
+        elif dep.work_pool_name and dep.work_pool_name != pool:
+            out[name] = f"on pool {dep.work_pool_name!r}, not {pool!r}"
+        else:
+            out[name] = f"pool {dep.work_pool_name}" if dep.work_pool_name else "served"
+    wrong = [n for n, v in out.items() if v == "missing" or v.startswith("on pool")]
+    if wrong:
+        health.problems.append(f"deployments missing or on another pool: {', '.join(wrong)}; "
+                               "run `prefect --no-prompt deploy --all` with NIM_WORK_POOL set")
+    return out
+
+
+def _failed_runs(client: Any, limit: int = 5) -> list[dict[str, str]]:  # noqa: ANN401
+    """The latest crashed or failed runs of ours, with Prefect's message (a crash's cause)."""
+    from prefect.client.schemas.filters import (
+        FlowRunFilter,
+        FlowRunFilterState,
+        FlowRunFilterStateType,
+        FlowRunFilterTags,
+    )
+    from prefect.client.schemas.sorting import FlowRunSort
+
+    runs = client.read_flow_runs(flow_run_filter=FlowRunFilter(
+        state=FlowRunFilterState(type=FlowRunFilterStateType(any_=["CRASHED", "FAILED"])),
+        tags=FlowRunFilterTags(all_=["nim"])), sort=FlowRunSort.START_TIME_DESC, limit=limit)
+    return [{"run": r.name, "state": r.state.name if r.state else "?",
+             "at": str(r.state.timestamp if r.state else ""),
+             "message": scrub_text((r.state.message or "") if r.state else "")[:300]}
+            for r in runs]
+
+
+def _case_store(health: Health) -> None:
+    from sqlalchemy import func, select
+
+    from nim_pathway.settings import database_url
+    from store.db import get_engine
+    from store.tables import OrchestrationChange, Outbox
+
+    try:
+        url = database_url()
+    except Exception as exc:  # noqa: BLE001 - a ConfigError names the variable
+        health.problems.append(str(exc))
+        return
+    store: dict[str, Any] = {"url": mask_url(url)}
+    health.facts["case store"] = store
+    try:
+        with get_engine(url).connect() as conn:
+            by_status = dict(conn.execute(select(Outbox.status, func.count())
+                                          .group_by(Outbox.status)).all())
+            failing = conn.execute(select(func.count()).where(
+                Outbox.status == "pending", Outbox.attempts > 0)).scalar_one()
+            waiting = OrchestrationChange.applied_at.is_(None)  # type: ignore[union-attr]
+            backlog, oldest, erring = conn.execute(select(
+                func.count(), func.min(OrchestrationChange.created_at),
+                func.count(OrchestrationChange.last_error)).where(waiting)).one()
+    except Exception as exc:  # noqa: BLE001 - unreachable, or not migrated
+        store["state"] = "unreachable"
+        health.problems.append(f"the case store at {mask_url(url)} is unavailable "
+                               f"({_why(exc)}): check NIM_DATABASE_URL and the database")
+        return
+    store["state"] = "reachable"
+    health.facts["outbox"] = {"queued": by_status.get("pending", 0), "failing": failing,
+                              "dead": by_status.get("dead", 0)}
+    health.facts["orchestration journal"] = {
+        "waiting": backlog, "oldest": str(oldest) if oldest else None, "with errors": erring}
+    if by_status.get("dead"):
+        health.problems.append(f"{by_status['dead']} dead-lettered message(s): `nim-pathway "
+                               "outbox list --failed`, then `outbox retry ID`")
+    if erring:
+        health.problems.append(f"{erring} orchestration change(s) failed to sync: the next "
+                               "sweep retries (`nim-pathway drain` now)")
+
+
+def probe_run(timeout: float) -> tuple[bool, str]:
+    """Start a run of the `check` deployment and wait (polling, with a deadline) for a worker
+    to finish it; a run nobody picks up is cancelled. (ok, what happened)."""
+    import time
+
+    from prefect.client.orchestration import get_client
+    from prefect.exceptions import ObjectNotFound
+    from prefect.states import Cancelled
+
+    with get_client(sync_client=True) as client:
+        try:
+            deployment = client.read_deployment_by_name(CHECK_DEPLOYMENT)
+        except ObjectNotFound:
+            return False, (f"no {CHECK_DEPLOYMENT} deployment: run `prefect --no-prompt deploy "
+                           "--all` from the checkout with NIM_WORK_POOL set")
+        run = client.create_flow_run_from_deployment(deployment.id, name="check",
+                                                     tags=["nim", "kind:check"])
+        deadline = time.monotonic() + timeout  # a timer, not the time of day
+        while time.monotonic() < deadline:
+            run = client.read_flow_run(run.id)
+            if run.state and run.state.is_final():
+                break
+            time.sleep(1)
+        state = run.state
+        if state and state.is_completed():
+            return True, f"probe run completed through pool {deployment.work_pool_name or '-'}"
+        if state and state.is_final():
+            return False, (f"probe run {state.name.lower()}: "
+                           f"{scrub_text(state.message or 'no message')[:300]}")
+        client.set_flow_run_state(run.id, Cancelled(message="doctor: timed out"), force=True)
+        if state and state.type.value in ("SCHEDULED", "PENDING"):
+            return False, (f"no worker picked up the probe run in {timeout:.0f} s: start one "
+                           f"with `prefect worker start --pool {deployment.work_pool_name}`")
+        return False, f"probe run still {state.name if state else '?'} after {timeout:.0f} s"
+
+
+def notify_admins() -> tuple[bool, str]:
+    """A test message to the admin target (where dead letters and audit checkpoints go),
+    through the same rendering and sending as every message. (ok, what happened)."""
+    from notifications.config import load_config
+    from notifications.dispatcher import apprise_send
+    from notifications.render import fit_for_channel, is_email, render_message
+
+    try:
+        config = load_config()
+    except Exception as exc:  # noqa: BLE001 - a NotifyConfigError names the file or variable
+        return False, str(exc)
+    if not config.admin:
+        return False, ("no admin target (NIM_ADMIN_TARGETS or admin: in NIM_NOTIFY_CONFIG): "
+                       "dead letters and audit checkpoints would reach nobody")
+    url = config.admin[0]  # the dispatcher sends admin messages there
+    msg = render_message("test", {"case_ref": "TEST", "link": config.ui_url,
+                                  "recipient": "admin", "dedupe_key": "doctor"})
+    title, body = fit_for_channel(url, msg)
+    error = apprise_send(url, title, body, is_email(url), None)
+    scheme = url.split("://", 1)[0]
+    if error:
+        return False, f"test message to the admin target ({scheme}) failed: {error}"
+    return True, f"test message delivered to the admin target ({scheme})"
