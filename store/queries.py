@@ -159,7 +159,7 @@ class Queries:
         with self.ctx.read() as session:
             conn = session.connection().connection.driver_connection
             rows = task_rows(conn, self.today(), case, role, overdue, due_within, state,
-                             assignee)
+                             assignee, self.ctx.closures)
             return [open_task_view(session, sealer_of(session), t) for t in rows]
 
     def task(self, ref: str, key: str) -> TaskView:
