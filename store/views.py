@@ -236,6 +236,7 @@ class OutboxRow:
     last_error: str | None
     next_attempt_at: datetime | None
     sent_at: datetime | None
+    preview: str | None = None  # the text's first words, rendered as it will be sent
 
 
 @dataclass(frozen=True, slots=True)
