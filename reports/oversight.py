@@ -258,7 +258,7 @@ def kpi_markdown(data: Kpis) -> str:
     out = [f"# NIM KPIs (as of {data.as_of})", "",
            f"Families: {data.families} ({data.open_cases} open), {data.children} children. "
            f"Received NIM (assessment began): {_percent(data.share_received_nim)}. Going on to "
-           f"treatment: {treatment}.",
+           f"treatment: {treatment}.", "",  # blank lines: each its own paragraph
            "Early exits: " + (", ".join(f"{k}: {v}" for k, v in
                                         (data.exits_by_reason or {}).items()) or "none"), "",
            "| interval | n | median days | mean days |", "|---|---|---|---|"]
@@ -269,6 +269,6 @@ def kpi_markdown(data: Kpis) -> str:
             for k, v in data.on_time_by_role.items()]
     out += ["", "Breaches by cause: " + (", ".join(f"{k}: {v}" for k, v in
                                                    data.breaches_by_cause.items()) or "none"),
-            f"Placement moves per child: median "
+            "", f"Placement moves per child: median "
             f"{_number(data.placement_moves_per_child['median'])}"]
     return "\n".join(out)

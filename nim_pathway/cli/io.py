@@ -105,7 +105,7 @@ def emit(rows: Any, as_json: bool, columns: list[str] | None = None, title: str 
     console = Console()
     table = Table(title=title, show_header=header is not None)
     for c in header or ["", ""]:
-        table.add_column(c)
+        table.add_column(c, overflow="fold")  # a narrow terminal wraps a reference, never cuts it
     for line in body:
         table.add_row(*line)
     console.print(table)
