@@ -110,6 +110,19 @@ class WorkingCalendar:
                 count += 1
         return sign * count
 
+    def working_days_to_due(self, today: date, due: date) -> int:
+        """How far `due` is from `today` in working days: the one count the caseload board,
+        `task list` and their RAG use, so they never disagree.
+
+        Due today is 0; due later, the working days after today up to and including `due`
+        (working_days_between). Overdue (`due` before today) is always negative: minus the
+        working days after `due` up to and including today, but at least -1, so work due on
+        Friday is -1 on the Saturday (late, though no working day has passed) and still -1
+        on the Monday, -2 on the Tuesday."""
+        if due < today:
+            return -max(1, self.working_days_between(due, today))
+        return self.working_days_between(today, due)
+
 
 def add_months(anchor: date, months: int) -> date:
     """Calendar months, clamped to the month's last day (31 Jan + 1 month = 28/29 Feb)."""

@@ -233,16 +233,34 @@ class PractitionerIn(_Input):
     @field_validator("contact")
     @classmethod
     def _contact_is_target(cls, value: str | None) -> str | None:
-        if value and not re.match(r"^[a-z][a-z0-9+.-]*:(//)?\S+$", value):
-            raise ValueError("contact must be a named target with an address (email:you@nhs.net)"
-                             " or an Apprise URL without secrets (json://host/path)")
-        if value and (re.match(r"^[a-z][a-z0-9+.-]*://[^/@]*:[^/@]*@", value)
-                      or carries_credentials(value)):
-            raise ValueError("contact must not hold a password, token or key (in the user "
-                             "part, a query parameter or a token in the path, here "
-                             f"{mask_url(value)}): put credentials in the notification config "
-                             "(NIM_NOTIFY_CONFIG) and use a named target (email:you@nhs.net)")
-        return value
+        return check_contact(value)
 
 
-__all__ = ["JURISDICTIONS", "RELATIONSHIPS", "PLACEMENT_KINDS", "Referral", "PractitionerIn"]
+class ContactIn(_Input):
+    """A new contact for `practitioner update`, held to the rules `practitioner add` keeps."""
+
+    contact: str | None = Field(default=None, max_length=500)
+
+    @field_validator("contact")
+    @classmethod
+    def _contact_is_target(cls, value: str | None) -> str | None:
+        return check_contact(value)
+
+
+def check_contact(value: str | None) -> str | None:
+    """A practitioner's contact as given, or ValueError saying what is wrong with it (the
+    value is quoted masked: it may hold a secret)."""
+    if value and not re.match(r"^[a-z][a-z0-9+.-]*:(//)?\S+$", value):
+        raise ValueError("contact must be a named target with an address (email:you@nhs.net)"
+                         " or an Apprise URL without secrets (json://host/path)")
+    if value and (re.match(r"^[a-z][a-z0-9+.-]*://[^/@]*:[^/@]*@", value)
+                  or carries_credentials(value)):
+        raise ValueError("contact must not hold a password, token or key (in the user "
+                         "part, a query parameter or a token in the path, here "
+                         f"{mask_url(value)}): put credentials in the notification config "
+                         "(NIM_NOTIFY_CONFIG) and use a named target (email:you@nhs.net)")
+    return value
+
+
+__all__ = ["JURISDICTIONS", "RELATIONSHIPS", "PLACEMENT_KINDS", "Referral", "PractitionerIn",
+           "ContactIn"]

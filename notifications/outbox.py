@@ -139,6 +139,28 @@ def message_row(kind: str, key: str, ref: str | None, recipient: str, context: d
             "next_attempt_at": now, "created_at": now}
 
 
+PREVIEW_CHARS = 120  # enough to read what a message is about in `outbox list`
+
+
+def preview(row: Outbox) -> tuple[str, str]:
+    """A message's subject and the start of its text, as it is or will be sent: the stored
+    text once the dispatcher has rendered it, else rendered now from its frozen context by
+    the same templates (which carry the case reference, never a child's identity)."""
+    from notifications.render import render_message
+
+    if row.subject:
+        subject, text = row.subject, row.body_text
+    else:
+        try:
+            rendered = render_message(row.kind, revive(row.meta or {}))
+        except Exception as exc:  # noqa: BLE001 - a listing shows the problem, sending will too
+            return "", f"(cannot be rendered: {type(exc).__name__})"
+        subject, text = rendered.subject, rendered.text
+    flat = " ".join(text.split())
+    return subject, (flat if len(flat) <= PREVIEW_CHARS
+                     else flat[:PREVIEW_CHARS - 1].rstrip() + "…")
+
+
 def enqueue(session: Session, config: NotifyConfig, kind: str, key: str, ref: str | None,
             recipient: str, context: dict[str, Any], now: datetime,
             directory: Directory | None = None) -> Outbox | None:

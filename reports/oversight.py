@@ -7,13 +7,14 @@ Nothing here carries identity: case references, roles and dates only.
 from __future__ import annotations
 
 from collections import Counter, defaultdict
+from datetime import date
 from statistics import mean, median
 from typing import Any
 
 from models import engine as eng
 from nim_pathway.settings import rag_amber_working_days
 from store.queries import Queries
-from store.views import BoardRow, BreachRow, Kpis
+from store.views import BoardItem, BoardRow, BreachRow, Kpis
 
 
 def rag(working_days_to_due: int, amber: int | None = None) -> str:
@@ -24,28 +25,81 @@ def rag(working_days_to_due: int, amber: int | None = None) -> str:
     return "amber" if working_days_to_due <= amber else "green"
 
 
+# Clock states that still ask something of someone; met, breached-and-met, not-started and
+# informational (elapsed) clocks are history or not yet live.
+_LIVE_CLOCK = ("running", "open", "upcoming", "breached-open")
+_RAG_ORDER = {"red": 0, "amber": 1, "green": 2}
+
+
+def _urgency(item: BoardItem) -> tuple[int, int, str, str]:
+    """Red first, then the most overdue / soonest due, then a stable order."""
+    return _RAG_ORDER[item.rag], item.working_days_to_due, item.due, item.item
+
+
+def open_items(snap: Any, today: date, amber: int | None = None) -> list[BoardItem]:
+    """Every open task and live statutory clock of one case, most urgent first. Working days
+    come from WorkingCalendar.working_days_to_due, the count `task list` shows too."""
+    spec, state = snap.spec, snap.state
+    cal = state.calendar
+    amber = rag_amber_working_days() if amber is None else amber
+    items = []
+    for t in state.tasks.values():
+        if t.state == eng.OPEN:
+            wd = cal.working_days_to_due(today, t.due)
+            items.append(BoardItem(snap.ref, "task", t.key, t.title, str(t.due), wd,
+                                   rag(wd, amber), t.role))
+    met_by = {c.id: c.met_by for c in spec.clocks}
+    for c in eng.clock_states(spec, state, today):
+        if c.due is not None and c.state in _LIVE_CLOCK and met_by.get(c.id):
+            wd = cal.working_days_to_due(today, c.due)
+            items.append(BoardItem(snap.ref, "clock", c.id, c.title, str(c.due), wd,
+                                   rag(wd, amber), c.owner))
+    return sorted(items, key=_urgency)
+
+
 def caseload_board(queries: Queries) -> list[BoardRow]:
-    """One row per open case: stage, next work due, working days to due, RAG, clocks."""
+    """One row per open case, RAG from its worst open item: any overdue task (statutory
+    visits and reviews included) or clock breached and still open makes the case red,
+    whatever its next pathway task says. Sorted by urgency."""
     today = queries.today()
     amber = rag_amber_working_days()
     rows = []
     for snap in queries.snapshots(open_only=True):
-        spec, state = snap.spec, snap.state
+        state = snap.state
+        items = open_items(snap, today, amber)
+        worst = items[0] if items else None
         work = [t for t in state.tasks.values() if t.state == eng.OPEN]
         nxt = min(work, key=lambda t: (t.stage == "statutory", t.due), default=None)
-        clocks = eng.clock_states(spec, state, today)
-        wd = state.calendar.working_days_between(today, nxt.due) if nxt else None
+        clocks = eng.clock_states(snap.spec, state, today)
         rows.append(BoardRow(
-            case=snap.ref, jurisdiction=snap.jurisdiction, stage=state.stage,
-            next_task=nxt.key if nxt else None, due=str(nxt.due) if nxt else None,
-            working_days_to_due=wd, rag=rag(wd, amber) if wd is not None else "green",
-            owner_role=nxt.role if nxt else None,
-            overdue_tasks=sum(1 for t in work if t.due < today),
+            case=snap.ref, rag=worst.rag if worst else "green",
+            overdue=sum(1 for i in items if i.working_days_to_due < 0),
+            worst=worst.item if worst else None, due=worst.due if worst else None,
+            working_days_to_due=worst.working_days_to_due if worst else None,
+            owner_role=worst.owner if worst else None, stage=state.stage,
+            next_task=nxt.key if nxt else None, jurisdiction=snap.jurisdiction,
             clocks="; ".join(f"{c.id}: {c.state}" + (f" ({c.due})" if c.due else "")
                              for c in clocks if c.state != "not-started"),
         ))
-    order = {"red": 0, "amber": 1, "green": 2}
-    return sorted(rows, key=lambda r: (order[r.rag], r.due or "9999", r.case))
+    return sorted(rows, key=lambda r: (_RAG_ORDER[r.rag], r.working_days_to_due is None,
+                                       r.working_days_to_due or 0, r.due or "", r.case))
+
+
+# The compact board (CLI table and Prefect artifact): what a manager scans; `--json` and
+# `report board --case` give the rest.
+BOARD_COLUMNS = ["case", "rag", "overdue", "worst", "due", "working_days_to_due", "owner_role",
+                 "stage", "next_task"]
+BOARD_LABELS = {"working_days_to_due": "wd", "owner_role": "owner", "next_task": "next"}
+
+
+def board_table(rows: list[BoardRow]) -> list[dict[str, Any]]:
+    """The compact board as rows of its columns (the Prefect artifact's table)."""
+    return [{BOARD_LABELS.get(c, c): getattr(r, c) for c in BOARD_COLUMNS} for r in rows]
+
+
+def case_detail(queries: Queries, ref: str) -> list[BoardItem]:
+    """One case's open tasks and live clocks, most urgent first (the board's detail)."""
+    return open_items(queries.snapshot(ref), queries.today())
 
 
 def breaches(queries: Queries, ref: str | None = None) -> list[BreachRow]:
@@ -159,6 +213,12 @@ def timeline_markdown(queries: Queries, ref: str) -> str:
     lines += [f"| {r.date} | {r.event} | {r.due or ''} | {r.status} | {r.role} |" for r in rows]
     lines += ["", "## Statutory clocks", "", "| clock | due | state | why |", "|---|---|---|---|"]
     lines += [f"| {c.title} | {c.due or ''} | {c.state} | {c.explanation} |" for c in show.clocks]
+    items = case_detail(queries, ref)  # the board's per-case detail, most urgent first
+    if items:
+        lines += ["", "## Open work by urgency", "",
+                  "| RAG | item | due | working days | owner |", "|---|---|---|---|---|"]
+        lines += [f"| {i.rag} | {i.item} | {i.due} | {i.working_days_to_due} | {i.owner} |"
+                  for i in items]
     case_breaches = breaches(queries, ref)  # this case only: the sweep calls this per case
     if case_breaches:
         lines += ["", "## Breaches", "", "| item | due | days late | cause |", "|---|---|---|---|"]
@@ -186,18 +246,29 @@ def _percent(share: float | None) -> str:
     return "none yet" if share is None else f"{share:.0%}"
 
 
+def _number(value: Any) -> str:
+    """A median or mean for people: a dash when there is nothing to summarise yet."""
+    return "–" if value is None else f"{value:g}" if isinstance(value, float) else str(value)
+
+
 def kpi_markdown(data: Kpis) -> str:
+    treatment = (f"{_percent(data.share_to_treatment)} of {data.d1_decided} D1 "
+                 f"decision{'' if data.d1_decided == 1 else 's'}" if data.d1_decided
+                 else "no D1 decisions yet")
     out = [f"# NIM KPIs (as of {data.as_of})", "",
            f"Families: {data.families} ({data.open_cases} open), {data.children} children. "
            f"Received NIM (assessment began): {_percent(data.share_received_nim)}. Going on to "
-           f"treatment: {_percent(data.share_to_treatment)} of {data.d1_decided} D1 decisions.",
+           f"treatment: {treatment}.", "",  # blank lines: each its own paragraph
            "Early exits: " + (", ".join(f"{k}: {v}" for k, v in
                                         (data.exits_by_reason or {}).items()) or "none"), "",
            "| interval | n | median days | mean days |", "|---|---|---|---|"]
-    out += [f"| {k} | {v['n']} | {v['median']} | {v['mean']} |" for k, v in data.days.items()]
+    out += [f"| {k} | {v['n']} | {_number(v['median'])} | {_number(v['mean'])} |"
+            for k, v in data.days.items()]
     out += ["", "| role | tasks due so far | on time |", "|---|---|---|"]
-    out += [f"| {k} | {v['n']} | {v['on_time']} |" for k, v in data.on_time_by_role.items()]
+    out += [f"| {k} | {v['n']} | {_percent(v['on_time'])} |"
+            for k, v in data.on_time_by_role.items()]
     out += ["", "Breaches by cause: " + (", ".join(f"{k}: {v}" for k, v in
                                                    data.breaches_by_cause.items()) or "none"),
-            f"Placement moves per child: median {data.placement_moves_per_child['median']}"]
+            "", f"Placement moves per child: median "
+            f"{_number(data.placement_moves_per_child['median'])}"]
     return "\n".join(out)

@@ -159,7 +159,7 @@ class Queries:
         with self.ctx.read() as session:
             conn = session.connection().connection.driver_connection
             rows = task_rows(conn, self.today(), case, role, overdue, due_within, state,
-                             assignee)
+                             assignee, self.ctx.closures)
             return [open_task_view(session, sealer_of(session), t) for t in rows]
 
     def task(self, ref: str, key: str) -> TaskView:
@@ -335,13 +335,17 @@ class Queries:
         return rows
 
     def outbox(self, failed: bool = False, limit: int = 200) -> list[OutboxRow]:
+        """Messages newest first, each with its subject and a preview: a queued message is
+        rendered here as the dispatcher will render it, so it can be read before it goes."""
+        from notifications.outbox import preview
+
         with self.ctx.read() as session:
             stmt = select(Outbox).order_by(Outbox.id.desc()).limit(limit)
             if failed:
                 stmt = stmt.where((Outbox.status == "dead") | (Outbox.last_error.is_not(None)))
             return [OutboxRow(o.id, o.kind, o.case_ref, o.recipient, o.status, o.attempts,
-                              o.subject, o.last_error, o.next_attempt_at, o.sent_at)
-                    for o in session.exec(stmt)]
+                              subject, o.last_error, o.next_attempt_at, o.sent_at, text)
+                    for o in session.exec(stmt) for subject, text in [preview(o)]]
 
     def retention_review(self) -> list[RetentionRow]:
         """Cases whose identity is past its retention date and not yet erased."""

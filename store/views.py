@@ -51,7 +51,8 @@ class TaskView:
     completed_on: date | None
     handover_note: str | None
     child: str | None  # the child of a sibling group this work is about
-    days_to_due: int
+    days_to_due: int  # calendar days (negative: overdue)
+    working_days_to_due: int = 0  # on the case's calendar, as the caseload board counts
 
     @property
     def key(self) -> str:
@@ -235,6 +236,7 @@ class OutboxRow:
     last_error: str | None
     next_attempt_at: datetime | None
     sent_at: datetime | None
+    preview: str | None = None  # the text's first words, rendered as it will be sent
 
 
 @dataclass(frozen=True, slots=True)
@@ -259,18 +261,33 @@ class FiredTimer:
 
 
 @dataclass(frozen=True, slots=True)
-class BoardRow:
-    """One open case on the caseload board."""
+class BoardItem:
+    """One open piece of work or running statutory clock of a case, as the board weighs it."""
 
     case: str
-    jurisdiction: str
-    stage: str | None
-    next_task: str | None
+    kind: str  # task or clock
+    item: str  # the task's key or the clock's id
+    title: str
+    due: str
+    working_days_to_due: int
+    rag: str
+    owner: str  # the task's role, or whose the clock is (nim, la, court)
+
+
+@dataclass(frozen=True, slots=True)
+class BoardRow:
+    """One open case on the caseload board: RAG, due date and owner of its worst open item."""
+
+    case: str
+    rag: str
+    overdue: int  # open tasks past due plus clocks breached and still open
+    worst: str | None  # the most urgent open item: a task key or a clock id
     due: str | None
     working_days_to_due: int | None
-    rag: str
     owner_role: str | None
-    overdue_tasks: int
+    stage: str | None
+    next_task: str | None  # the next piece of pathway work (not statutory visits, reviews)
+    jurisdiction: str
     clocks: str
 
 

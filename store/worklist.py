@@ -73,8 +73,14 @@ def at_head(conn: Any) -> bool:
 
 def task_rows(conn: Any, today: date, case: str | None = None, role: str | None = None,
               overdue: bool = False, due_within: int | None = None,
-              state: str | None = "open", assignee: str | None = None) -> list[TaskView]:
-    """Tasks matching the filters, soonest due first, as the CLI and reports show them."""
+              state: str | None = "open", assignee: str | None = None,
+              closures: frozenset[date] = frozenset()) -> list[TaskView]:
+    """Tasks matching the filters, soonest due first, as the CLI and reports show them:
+    `days_to_due` in calendar days, `working_days_to_due` on the case's own calendar (its
+    jurisdiction's bank holidays and the site's `closures`), counted as the caseload board
+    counts (WorkingCalendar.working_days_to_due)."""
+    from models.calendar import WorkingCalendar
+
     qmark = type(conn).__module__.startswith("sqlite3")
 
     def param(name: str) -> str:
@@ -107,12 +113,13 @@ def task_rows(conn: Any, today: date, case: str | None = None, role: str | None 
         params["until"] = until.isoformat() if qmark else until
     sql = ("SELECT t.key, c.ref, t.spec_id, t.title, t.caregiver, t.outcome, t.completed_by, "
            "t.stage, t.role, p.handle, t.due, t.state, t.due_explanation, t.completed_on, "
-           "t.handover_note, t.child FROM task t JOIN nim_case c ON c.id = t.case_id "
+           "t.handover_note, t.child, c.jurisdiction FROM task t JOIN nim_case c ON c.id = t.case_id "
            "LEFT JOIN practitioner p ON p.id = t.assignee_id"
            + (" WHERE " + " AND ".join(where) if where else "")
            + " ORDER BY t.due, c.ref, t.key")
     out = []
-    for values in conn.execute(sql, params).fetchall():
+    calendars: dict[str, WorkingCalendar] = {}
+    for *values, jurisdiction in conn.execute(sql, params).fetchall():
         row = dict(zip(TASK_COLUMNS, values, strict=True))
         for name in ("due", "completed_on"):  # sqlite3 returns ISO text, psycopg dates
             if isinstance(row[name], str):
@@ -120,5 +127,7 @@ def task_rows(conn: Any, today: date, case: str | None = None, role: str | None 
         if isinstance(row["outcome"], str):  # sqlite3 returns the JSON text
             row["outcome"] = json.loads(row["outcome"])
         ref, key = row.pop("ref"), row.pop("key")
-        out.append(TaskView(task=TaskRef(ref, key), **row, days_to_due=(row["due"] - today).days))
+        calendar = calendars.setdefault(jurisdiction, WorkingCalendar(jurisdiction, closures))
+        out.append(TaskView(task=TaskRef(ref, key), **row, days_to_due=(row["due"] - today).days,
+                            working_days_to_due=calendar.working_days_to_due(today, row["due"])))
     return out

@@ -246,6 +246,7 @@ def publish_oversight() -> int:
 
     from reports.diagram import mermaid
     from reports.oversight import (
+        board_table,
         breach_report_markdown,
         breaches,
         caseload_board,
@@ -256,8 +257,10 @@ def publish_oversight() -> int:
     queries = service().queries
     board = caseload_board(queries)
     create_table_artifact(key="caseload-board",
-                          table=jsonable(board) or [{"case": "no open cases"}],
-                          description="Open cases by urgency (RAG by working days to due)")
+                          table=jsonable(board_table(board)) or [{"case": "no open cases"}],
+                          description="Open cases by urgency: RAG of each case's worst open "
+                                      "task or clock (wd: working days to due; each case's "
+                                      "timeline lists all its open work)")
     create_markdown_artifact(key="nim-kpis", markdown=kpi_markdown(kpis(queries)),
                              description="NIM KPIs")
     create_markdown_artifact(key="breach-report",

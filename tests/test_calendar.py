@@ -456,6 +456,26 @@ def test_prop_working_days_between_counts_the_steps(case, n):
 
 
 @PROPS
+@given(calendars_and_anchors(), st.integers(min_value=-40, max_value=40))
+def test_prop_working_days_to_due_is_late_exactly_when_the_date_has_passed(case, days):
+    """The board's and `task list`'s count: negative exactly when overdue, 0 when due today."""
+    cal, today = case
+    due = today + timedelta(days=days)
+    wd = cal.working_days_to_due(today, due)
+    assert (wd < 0) == (due < today) and (wd == 0 or due != today)
+    if due < today:
+        assert wd == -max(1, cal.working_days_between(due, today))
+
+
+def test_working_days_to_due_around_a_weekend():
+    cal = WorkingCalendar(EW)
+    friday = D("2026-01-16")
+    # Thu 1; Fri 0; Sat -1 (late, though no working day has passed); Mon -1; Tue -2
+    assert [cal.working_days_to_due(D(f"2026-01-{d}"), friday)
+            for d in (15, 16, 17, 19, 20)] == [1, 0, -1, -1, -2]
+
+
+@PROPS
 @given(DATES, st.integers(min_value=-60, max_value=60))
 def test_prop_add_months(anchor, months):
     result = add_months(anchor, months)

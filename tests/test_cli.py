@@ -318,3 +318,105 @@ def test_login_and_logout_through_the_command_line(cli_env, tmp_path):
     assert cli("logout").stdout.strip() == "logged out"
     assert "who is acting?" in cli("practitioner", "enrol", "sw.new", "--as", "it.admin",
                                    code=2).stderr
+
+
+# -- output for people: pipes get every character, terminals get tables and Markdown --------
+
+
+def in_terminal(args: list[str], env: dict[str, str]) -> str:
+    """Run the CLI with stdout on a pseudo-terminal (as a person at a shell), the text seen."""
+    import re
+
+    master, slave = os.openpty()
+    proc = subprocess.Popen([CLI, *args], stdout=slave, stderr=subprocess.PIPE,
+                            stdin=subprocess.DEVNULL, env=env)
+    os.close(slave)
+    chunks = []
+    while True:
+        try:
+            data = os.read(master, 65536)
+        except OSError:  # the terminal closed with the process
+            break
+        if not data:
+            break
+        chunks.append(data)
+    os.close(master)
+    assert proc.wait(timeout=60) == 0, proc.stderr.read()
+    return re.sub(r"\x1b\[[0-9;?]*[A-Za-z]", "", b"".join(chunks).decode())
+
+
+def test_case_open_warns_of_work_already_overdue_and_the_board_shows_it(team, tmp_path):
+    run = team
+    on_time = tmp_path / "on-time.yaml"
+    on_time.write_text(yaml.safe_dump(referral_data()))
+    assert "warning" not in run("case", "open", "--file", str(on_time), "--as",
+                                "coord.ali").stderr
+    # placed on Friday 2 Jan: the first visit (within a week) was due Friday 9 Jan, before
+    # this referral of Monday 12 Jan
+    late = tmp_path / "late.yaml"
+    late.write_text(yaml.safe_dump(referral_data(care_entry="2026-01-02", placement={
+        "kind": "foster", "start": "2026-01-02"})))
+    opened = run("case", "open", "--file", str(late), "--as", "coord.ali")
+    assert opened.stdout.startswith("opened NIM-2026-0002")
+    assert ("warning: NIM-2026-0002 opens with 1 overdue task(s): NIM-2026-0002/sw-visit-1 "
+            "(due 2026-01-09)") in opened.stderr
+
+    # not a terminal: tab-separated, whole references, red first
+    board = run("report", "board").stdout.splitlines()
+    assert board[:2] == ["# Caseload board",
+                         "case\trag\toverdue\tworst\tdue\twd\towner\tstage\tnext"]
+    assert board[2].split("\t")[:6] == ["NIM-2026-0002", "red", "1", "sw-visit-1",
+                                        "2026-01-09", "-1"]
+    assert board[3].split("\t")[:3] == ["NIM-2026-0001", "amber", "0"]
+    detail = run("report", "board", "--case", "NIM-2026-0002").stdout.splitlines()
+    assert detail[2].split("\t")[:3] == ["red", "task", "sw-visit-1"]
+    tasks = run("task", "list", "--case", "NIM-2026-0002").stdout
+    assert "NIM-2026-0002/sw-visit-1\tSocial worker visit" in tasks
+    assert "2026-01-09\t-3\t-1\topen" in tasks  # calendar days, then working days
+
+
+def test_reports_read_as_text_for_people(team, cli_env, tmp_path):
+    run = team
+    kpis = run("report", "kpis").stdout
+    assert kpis.startswith("# NIM KPIs") and "no D1 decisions yet" in kpis
+    assert "None of 0" not in kpis
+    env = as_person(cli_env, [], tmp_path / "sessions")
+    shown = in_terminal(["report", "kpis"], env)
+    assert "NIM KPIs (as of 2026-01-12)" in shown and "# NIM KPIs" not in shown
+    assert "|---" not in shown and "no D1 decisions yet" in shown
+    referral = tmp_path / "referral.yaml"
+    referral.write_text(yaml.safe_dump(referral_data()))
+    run("case", "open", "--file", str(referral), "--as", "coord.ali")
+    table = in_terminal(["task", "list"], env)
+    assert "NIM-2026-0001/triage" in table and "━" in table  # a Rich table, whole references
+
+
+def test_practitioner_update_and_outbox_preview_from_the_command_line(team, tmp_path):
+    run = team
+    refused = run("practitioner", "update", "psy.chen", "--digest", "--as", "coord.ali",
+                  code=2).stderr
+    assert "coord.ali is coordinator and may not manage-practitioners; it needs admin" in refused
+    unknown = run("practitioner", "update", "no.body", "--digest", "--as", "admin.demo",
+                  code=2).stderr
+    assert "unknown practitioner 'no.body'" in unknown
+    bad = run("practitioner", "update", "psy.chen", "--contact", "json://h.example/x?token="
+              "abcdef123456", "--as", "admin.demo", code=2).stderr
+    assert "invalid contact: contact must not hold a password, token or key" in bad
+    assert "abcdef123456" not in bad
+    done = run("practitioner", "update", "psy.chen", "--contact", "email:chen@nhs.net",
+               "--digest", "--as", "admin.demo").stdout
+    assert done.strip() == ("updated psy.chen: contact email:chen@nhs.net; reminders in a "
+                            "daily digest")
+    exists = run("practitioner", "add", "psy.chen", "--role", "psychologist", "--name", "C",
+                 "--as", "admin.demo", code=2).stderr
+    assert "`nim-pathway practitioner update psy.chen`" in exists
+
+    referral = tmp_path / "referral.yaml"
+    referral.write_text(yaml.safe_dump(referral_data()))
+    run("case", "open", "--file", str(referral), "--as", "coord.ali")
+    rows = json.loads(run("outbox", "list", "--json", "--as", "mgr.okafor").stdout)
+    handoff = next(r for r in rows if r["recipient"] == "practitioner:mgr.okafor")
+    assert handoff["status"] == "pending"
+    assert handoff["subject"] == "[NIM-2026-0001] New task for you: Triage the referral"
+    assert handoff["preview"].startswith("Triage the referral on case NIM-2026-0001")
+    assert "Sentinel" not in json.dumps(rows)

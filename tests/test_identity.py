@@ -71,6 +71,52 @@ def test_only_an_admin_grants_roles_and_every_change_is_audited(store, db_url):
         store.commands.deactivate(ADMIN, ADMIN, "leaving")
 
 
+def test_an_admin_updates_contact_digest_and_activity_and_it_is_audited(store, db_url):
+    with pytest.raises(AlreadyDone, match="practitioner update psy.chen"):
+        store.commands.add_practitioner(PractitionerIn(handle="psy.chen", display_name="C",
+                                                       role="psychologist", team="nim"), ADMIN)
+    with pytest.raises(Refused, match="coord.ali is coordinator and may not "
+                                      "manage-practitioners; it needs admin"):
+        store.commands.update_practitioner("psy.chen", "coord.ali", contact="email:c@nhs.net")
+    assert [r.detail["action"] for r in audit_rows(db_url, "refused")] == [
+        "manage-practitioners"]
+    with pytest.raises(NotFound, match="unknown practitioner 'psy.nobody'.*practitioner list"):
+        store.commands.update_practitioner("psy.nobody", ADMIN, digest=True)
+    with pytest.raises(Invalid, match="invalid contact: contact must be a named target"):
+        store.commands.update_practitioner("psy.chen", ADMIN, contact="not a target")
+    secret = "json://hooks.example.org/in?token=s3cr3tvalue"
+    with pytest.raises(Invalid, match="must not hold a password, token or key") as refused:
+        store.commands.update_practitioner("psy.chen", ADMIN, contact=secret)
+    assert "s3cr3tvalue" not in str(refused.value)
+    with pytest.raises(Invalid, match="nothing to change"):
+        store.commands.update_practitioner("psy.chen", ADMIN)
+
+    done = store.commands.update_practitioner("psy.chen", ADMIN, contact="email:chen@nhs.net",
+                                              digest=True)
+    assert done.message == ("updated psy.chen: contact email:chen@nhs.net; reminders in a "
+                            "daily digest")
+    row = next(p for p in store.queries.practitioners() if p.handle == "psy.chen")
+    assert row.contact == "email:chen@nhs.net"
+    changed = audit_rows(db_url, "practitioner-changed")[-1]
+    assert changed.actor == ADMIN and changed.detail["changed"] == ["contact", "digest"]
+    assert changed.detail["before"] == {"contact": None, "digest": False}
+    assert changed.detail["after"] == {"contact": "email:chen@nhs.net", "digest": True}
+    with pytest.raises(AlreadyDone, match="nothing changed"):
+        store.commands.update_practitioner("psy.chen", ADMIN, digest=True)
+
+    token = store.commands.login("psy.chen", current_code(store, "psy.chen"), 60)
+    store.commands.update_practitioner("psy.chen", ADMIN, active=False)
+    with pytest.raises(Refused, match="has ended"):  # as `deactivate`: sessions end
+        store.commands.session_actor(token.token)
+    store.commands.update_practitioner("psy.chen", ADMIN, active=True, contact="")
+    row = next(p for p in store.queries.practitioners() if p.handle == "psy.chen")
+    assert row.active and row.contact is None
+    tick(store)  # the seal was renewed: they sign in again
+    assert store.commands.authenticate("psy.chen", current_code(store, "psy.chen")) == "psy.chen"
+    with pytest.raises(Refused, match="only active admin"):
+        store.commands.update_practitioner(ADMIN, ADMIN, active=False)
+
+
 def test_a_code_proves_who_acts_once_and_wrong_codes_lock(store, db_url):
     good = current_code(store, "mgr.okafor")
     assert store.commands.authenticate("mgr.okafor", good) == "mgr.okafor"
@@ -213,6 +259,7 @@ def test_unknown_actors_are_refused_by_every_command_and_audited_at_a_capped_rat
             handle="x.y", display_name="X", role="coordinator", team="nim"), nobody),
         lambda: store.commands.change_role("psy.chen", "admin", nobody),
         lambda: store.commands.deactivate("psy.chen", nobody, ""),
+        lambda: store.commands.update_practitioner("psy.chen", nobody, digest=True),
         lambda: store.commands.reenrol("psy.chen", nobody),
         lambda: store.commands.unlock("psy.chen", nobody),
         lambda: store.commands.install_pathway(tmp_path / "x.yaml", nobody),

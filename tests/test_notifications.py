@@ -125,6 +125,24 @@ def test_reminders_and_handoffs_arrive_once(team, clock, http, smtp):
         0][1] == 1
 
 
+def test_a_queued_message_can_be_read_before_it_is_sent(team, clock, http):
+    store = team
+    ref = open_case(store)
+    queued = [m for m in store.queries.outbox() if m.status == "pending"]
+    handoff = next(m for m in queued if m.recipient == "practitioner:mgr.okafor")
+    assert handoff.subject == f"[{ref}] New task for you: Triage the referral"
+    assert handoff.preview.startswith(f"Triage the referral on case {ref} is ready for you")
+    assert len(handoff.preview) <= 120 and "\n" not in handoff.preview
+    listed = str(store.queries.outbox())
+    assert not [s for s in SENTINELS if s in listed]  # the case reference only
+    dispatcher(store, clock).run_until_idle()
+    sent = next(m for m in store.queries.outbox() if m.id == handoff.id)
+    assert sent.status == "sent" and (sent.subject, sent.preview) == (handoff.subject,
+                                                                       handoff.preview)
+    assert handoff.subject == next(m["title"] for m in http.received
+                                   if m["path"] == "/mgr.okafor")
+
+
 def test_escalations_and_clock_warnings(team, clock, http):
     store = team
     open_case(store)

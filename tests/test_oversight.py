@@ -20,7 +20,15 @@ from models.simulate import sample_outcome
 from nim_pathway.demo import DEMO_TEAM
 from reports.diagram import mermaid
 from reports.exports import fhir_bundle, practitioner_ics, tasks_csv
-from reports.oversight import breaches, caseload_board, kpis, rag, timeline_markdown
+from reports.oversight import (
+    breaches,
+    case_detail,
+    caseload_board,
+    kpi_markdown,
+    kpis,
+    rag,
+    timeline_markdown,
+)
 from store.db import session_scope
 from store.tables import AuditEvent
 from tests.conftest import referral_data
@@ -63,7 +71,7 @@ def test_board_breaches_and_kpis(store, clock):
     store.commands.move_date(first, "stage:assessment", date(2026, 2, 20), "family unavailable",
                     "coord.ali", category="family")
     board = {r.case: r for r in caseload_board(store.queries)}
-    assert board[second].rag == "red" and board[second].overdue_tasks >= 1
+    assert board[second].rag == "red" and board[second].overdue >= 1
     assert board[first].stage == "formulation"
     assert "care-proceedings-26-weeks" in board[first].clocks
     assert "pace-permanence-6-months" in board[second].clocks
@@ -83,6 +91,60 @@ def test_board_breaches_and_kpis(store, clock):
     assert data.breaches_by_cause["capacity"] == 1
     md = timeline_markdown(store.queries, first)
     assert "late by 2 days" in md and "## Breaches" in md and "| triage | 2026-01-19 | 2 |" in md
+
+
+def test_board_is_red_when_any_open_work_is_overdue(store, clock):
+    """The next pathway task is fine, a statutory visit is overdue: the case is red."""
+    fine = open_case(store)
+    # placement on Friday 2 Jan: the visit "within one week" was due Friday 9 Jan, before
+    # the referral (Monday 12 Jan, today); triage is due Monday 19 Jan, 5 working days off
+    late = open_case(store, care_entry="2026-01-02", placement={"kind": "foster",
+                                                                "start": "2026-01-02"})
+    board = caseload_board(store.queries)
+    assert [r.case for r in board] == [late, fine]  # red first
+    red = board[0]
+    assert red.next_task == "triage" and red.rag == "red" and red.overdue == 1
+    # the worst item: the visit, due Fri 9 Jan; working days after it up to today: Mon 12 = 1
+    assert (red.worst, red.due, red.working_days_to_due) == ("sw-visit-1", "2026-01-09", -1)
+    assert red.owner_role == "la-social-worker"
+    # the other case's visit is due today (0 working days): amber, nothing overdue
+    assert (board[1].rag, board[1].overdue, board[1].worst, board[1].working_days_to_due) == \
+        ("amber", 0, "sw-visit-1", 0)
+    detail = case_detail(store.queries, late)
+    assert [(i.item, i.rag) for i in detail[:2]] == [("sw-visit-1", "red"), ("triage", "amber")]
+    assert "| red | sw-visit-1 | 2026-01-09 | -1 | la-social-worker |" in \
+        timeline_markdown(store.queries, late)
+
+
+def test_board_and_task_list_count_working_days_alike_on_a_saturday(store, clock):
+    ref = open_case(store, care_entry="2026-01-09", referral="2026-01-09",
+                    placement={"kind": "foster", "start": "2026-01-09"})
+    # triage: 5 working days after Friday 9 Jan = Friday 16 Jan
+    clock.set(datetime(2026, 1, 17, 10, 0, tzinfo=UK))  # Saturday 17 Jan
+    # By hand: due Fri 16, today Sat 17. Calendar days: -1. Working days after Fri 16 up to
+    # and including Sat 17: none (a weekend day), so the floor applies: -1, red (it was 0,
+    # amber). On Tuesday 20 Jan: Mon 19 and Tue 20 have passed: -2 (calendar -4).
+    triage = next(t for t in store.queries.tasks(case=ref) if t.key == "triage")
+    assert (triage.days_to_due, triage.working_days_to_due) == (-1, -1)
+    row = next(r for r in caseload_board(store.queries) if r.case == ref)
+    assert row.rag == "red" and row.working_days_to_due == -1
+    item = next(i for i in case_detail(store.queries, ref) if i.item == "triage")
+    assert (item.working_days_to_due, item.rag) == (-1, "red")
+    clock.set(datetime(2026, 1, 20, 10, 0, tzinfo=UK))
+    triage = next(t for t in store.queries.tasks(case=ref) if t.key == "triage")
+    assert (triage.days_to_due, triage.working_days_to_due) == (-4, -2)
+    assert next(i for i in case_detail(store.queries, ref)
+                if i.item == "triage").working_days_to_due == -2
+
+
+def test_kpis_read_as_words_and_percentages(store, clock):
+    empty = kpi_markdown(kpis(store.queries))
+    assert "no D1 decisions yet" in empty and "None" not in empty
+    ref = open_case(store)
+    drive(store, clock, ref, "formulation", late={"triage": 2})
+    text = kpi_markdown(kpis(store.queries))
+    assert "| nim-service-manager | 1 | 0% |" in text  # the one triage, late
+    assert "None" not in text and "0.0" not in text and "1.0 |" not in text
 
 
 def test_forecast_flags_the_26_week_conflict(store, clock):

@@ -16,6 +16,7 @@ from nim_pathway.cli.io import (
     load_data_file,
     parse_date,
     pydantic_problems,
+    report,
     run,
     service,
     split_pair,
@@ -113,7 +114,19 @@ def case_open(
         referral = Referral.model_validate(data)
     except ValidationError as exc:
         raise UserError("invalid referral: " + pydantic_problems(exc)) from None
-    run(lambda do: do.open_case(referral, actor))
+    svc = service()
+    result = svc.commands.open_case(referral, actor)
+    report(result, svc)
+    warn_overdue(svc, result.ref)
+
+
+def warn_overdue(svc: Any, ref: str) -> None:
+    """A case can open with work already late (a visit due a week after a placement that
+    began long before the referral): say so on the spot, not at the next sweep."""
+    late = svc.queries.tasks(case=ref, overdue=True, state=None)
+    if late:
+        typer.echo(f"warning: {ref} opens with {len(late)} overdue task(s): "
+                   + ", ".join(f"{t.task} (due {t.due})" for t in late), err=True)
 
 
 @case_app.command("intake")

@@ -23,8 +23,8 @@ if TYPE_CHECKING:
     from models.schemas import PractitionerIn
     from nim_pathway.commands.identity import Enrolment
 
-prac_app = typer.Typer(help="Practitioners: add, change role, deactivate, enrol, unlock "
-                            "(admin only).", no_args_is_help=True)
+prac_app = typer.Typer(help="Practitioners: add, update, change role, deactivate, enrol, "
+                            "unlock (admin only).", no_args_is_help=True)
 pathway_app = typer.Typer(help="Installed pathway versions (cases open only on these).",
                           no_args_is_help=True)
 
@@ -74,6 +74,23 @@ def practitioner_role(handle: str, role: Annotated[str, typer.Argument(help="the
                       actor: ActorOpt) -> None:
     """Change a practitioner's role (admin only; audited with before and after)."""
     typer.echo(service().commands.change_role(handle, role, actor).message)
+
+
+@prac_app.command("update")
+def practitioner_update(
+    handle: str, actor: ActorOpt,
+    contact: Annotated[str | None, typer.Option(
+        help="named target (email:you@nhs.net) or Apprise URL without secrets; '' removes "
+             "it")] = None,
+    digest: Annotated[bool | None, typer.Option(
+        "--digest/--no-digest", help="reminders in one daily digest, or one by one")] = None,
+    active: Annotated[bool | None, typer.Option(
+        "--active/--inactive", help="may act, or not (their sessions end)")] = None,
+) -> None:
+    """Change a practitioner's contact, digest or whether they may act (admin only; audited
+    with what changed, contacts masked)."""
+    typer.echo(service().commands.update_practitioner(handle, actor, contact, digest,
+                                                      active).message)
 
 
 @prac_app.command("deactivate")

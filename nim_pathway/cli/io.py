@@ -73,33 +73,56 @@ def read_session_token() -> str | None:
         return None
 
 
-def emit(rows: Any, as_json: bool, columns: list[str] | None = None, title: str = "") -> None:
-    """Print views as a table, or as JSON with `--json`."""
+def emit(rows: Any, as_json: bool, columns: list[str] | None = None, title: str = "",
+         labels: dict[str, str] | None = None) -> None:
+    """Print views as a table, or as JSON with `--json`. A terminal gets a Rich table; a pipe
+    or a file gets tab-separated lines (header first), never cut to 80 columns. `labels`
+    gives shorter headers for some columns."""
     from store.views import jsonable
 
     rows = jsonable(rows)
     if as_json:
         typer.echo(json.dumps(rows, default=str, indent=2))
         return
+    labels = labels or {}
+    if isinstance(rows, dict):
+        pairs = [(k, v if isinstance(v, str) else json.dumps(v, default=str))
+                 for k, v in rows.items()]
+        header, body = None, [list(p) for p in pairs]
+    else:
+        columns = columns or (list(rows[0]) if rows else [])
+        header = [labels.get(c, c) for c in columns]
+        body = [["" if r.get(c) is None else str(r.get(c)) for c in columns] for r in rows]
+    if not sys.stdout.isatty():
+        lines = ([f"# {title}"] if title else []) + ([header] if header else []) + body
+        for line in lines:
+            typer.echo(line if isinstance(line, str) else
+                       "\t".join(" ".join(cell.split()) for cell in line))
+        return
     from rich.console import Console
     from rich.table import Table
 
     console = Console()
-    if isinstance(rows, dict):
-        table = Table(title=title, show_header=False)
-        for k, v in rows.items():
-            table.add_row(k, v if isinstance(v, str) else json.dumps(v, default=str))
-        console.print(table)
-        return
-    table = Table(title=title)
-    columns = columns or (list(rows[0]) if rows else [])
-    for c in columns:
-        table.add_column(c)
-    for r in rows:
-        table.add_row(*("" if r.get(c) is None else str(r.get(c)) for c in columns))
+    table = Table(title=title, show_header=header is not None)
+    for c in header or ["", ""]:
+        table.add_column(c, overflow="fold")  # a narrow terminal wraps a reference, never cuts it
+    for line in body:
+        table.add_row(*line)
     console.print(table)
     if not rows:
         console.print("(none)")
+
+
+def show_markdown(text: str) -> None:
+    """A report written as Markdown: rendered by Rich in a terminal, the text itself
+    otherwise (a file, a pipe, an email)."""
+    if not sys.stdout.isatty():
+        typer.echo(text)
+        return
+    from rich.console import Console
+    from rich.markdown import Markdown
+
+    Console().print(Markdown(text))
 
 
 # The dates a command takes: anything outside is a typo (a case's own rules narrow it further).

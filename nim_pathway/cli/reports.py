@@ -8,20 +8,29 @@ from typing import Annotated
 
 import typer
 
-from nim_pathway.cli.io import ActorOpt, JsonOpt, emit, service
+from nim_pathway.cli.io import ActorOpt, JsonOpt, emit, service, show_markdown
 
 report_app = typer.Typer(help="Manager views, KPIs, report packs.", no_args_is_help=True)
 export_app = typer.Typer(help="CSV, FHIR and calendar exports.", no_args_is_help=True)
 
 
 @report_app.command("board")
-def report_board(as_json: JsonOpt = False) -> None:
-    """The caseload board: every open case, its next work, RAG and clocks."""
-    from reports.oversight import caseload_board
+def report_board(
+    case: Annotated[str | None, typer.Option(help="one case: all its open work and clocks")]
+    = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """The caseload board, most urgent first: each open case's RAG from its worst open task
+    or clock (red: anything overdue), how much is overdue, and what is next."""
+    from reports.oversight import BOARD_COLUMNS, BOARD_LABELS, case_detail, caseload_board
 
-    emit(caseload_board(service().queries), as_json, ["case", "stage", "next_task", "due",
-                                              "working_days_to_due", "rag", "owner_role",
-                                              "clocks"], title="Caseload board")
+    if case:
+        emit(case_detail(service().queries, case), as_json,
+             ["rag", "kind", "item", "title", "due", "working_days_to_due", "owner"],
+             title=f"{case}: open work by urgency", labels={"working_days_to_due": "wd"})
+        return
+    emit(caseload_board(service().queries), as_json, BOARD_COLUMNS, title="Caseload board",
+         labels=BOARD_LABELS)
 
 
 @report_app.command("kpis")
@@ -31,8 +40,10 @@ def report_kpis(as_json: JsonOpt = False) -> None:
     from store.views import jsonable
 
     data = kpis(service().queries)
-    typer.echo(json.dumps(jsonable(data), indent=2, default=str) if as_json
-               else kpi_markdown(data))
+    if as_json:
+        typer.echo(json.dumps(jsonable(data), indent=2, default=str))
+    else:
+        show_markdown(kpi_markdown(data))
 
 
 @report_app.command("breaches")
@@ -42,8 +53,10 @@ def report_breaches(as_json: JsonOpt = False) -> None:
     from store.views import jsonable
 
     rows = breaches(service().queries)
-    typer.echo(json.dumps(jsonable(rows), indent=2, default=str) if as_json
-               else breach_report_markdown(rows))
+    if as_json:
+        typer.echo(json.dumps(jsonable(rows), indent=2, default=str))
+    else:
+        show_markdown(breach_report_markdown(rows))
 
 
 @report_app.command("pack")

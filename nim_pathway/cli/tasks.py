@@ -43,10 +43,13 @@ def task_list(
         rows = service().queries.tasks(*filters)
     else:
         try:
-            rows = worklist.task_rows(conn, today(settings.clock()), *filters)
+            rows = worklist.task_rows(conn, today(settings.clock()), *filters,
+                                      closures=settings.closure_days())
         finally:
             conn.close()
-    emit(rows, as_json, ["task", "title", "child", "role", "assignee", "due", "days_to_due", "state"])
+    emit(rows, as_json, ["task", "title", "child", "role", "assignee", "due", "days_to_due",
+                         "working_days_to_due", "state"],
+         labels={"days_to_due": "days", "working_days_to_due": "working days"})
 
 
 @task_app.command("complete")

@@ -102,7 +102,9 @@ class IdentityCommands(CommandBase):
             self.authorize(session, actor, "manage-practitioners")
             self._known_role(session, p.role)
             if session.exec(select(Practitioner).where(Practitioner.handle == p.handle)).first():
-                raise AlreadyDone(f"practitioner {p.handle!r} exists already")
+                raise AlreadyDone(f"practitioner {p.handle!r} exists already; change their "
+                                  f"contact or digest with `nim-pathway practitioner update "
+                                  f"{p.handle}`, their role with `practitioner role`")
             row = Practitioner(**p.model_dump())
             enrolment = self._enrol(row)
             self._save(session, row)
@@ -126,6 +128,41 @@ class IdentityCommands(CommandBase):
             self.audit(session, actor, "practitioner-changed", None,
                        {"handle": handle, "before": before, "after": _public(row)})
         return Result("", f"{handle} is now {role}; their CLI sessions were ended")
+
+    def update_practitioner(self, handle: str, actor: str, contact: str | None = None,
+                            digest: bool | None = None, active: bool | None = None) -> Result:
+        """Change a practitioner's contact ("" removes it), daily digest or whether they may
+        act (admin only, like `add`); audited with what changed, contacts masked."""
+        if contact is None and digest is None and active is None:
+            raise Invalid("nothing to change: give --contact, --digest/--no-digest or "
+                          "--active/--inactive")
+        with self.ctx.write() as session:
+            self.authorize(session, actor, "manage-practitioners")
+            row = self._person(session, handle)
+            wanted: dict[str, object] = {"digest": digest, "active": active}
+            if contact is not None:
+                wanted["contact"] = _valid_contact(contact)
+            changed = {k: v for k, v in wanted.items()
+                       if (v is not None or k == "contact") and getattr(row, k) != v}
+            if not changed:
+                raise AlreadyDone(f"{handle} has these settings already; nothing changed")
+            if changed.get("active") is False:  # as `deactivate`: sessions end, an admin stays
+                if row.role == ADMIN:
+                    self._keep_an_admin(session, handle, "deactivate")
+                self._revoke_sessions(session, row)
+            before = {k: _shown(k, getattr(row, k)) for k in changed}
+            for name, value in changed.items():
+                setattr(row, name, value)
+            self._save(session, row)  # `active` is sealed: a fresh seal
+            after = {k: _shown(k, v) for k, v in changed.items()}
+            self.audit(session, actor, "practitioner-changed", None,
+                       {"handle": handle, "changed": sorted(changed), "before": before,
+                        "after": after})
+        said = {"contact": lambda v: f"contact {v or 'removed'}",
+                "digest": lambda v: "reminders in a daily digest" if v else "reminders one by one",
+                "active": lambda v: "active" if v else "inactive (their sessions ended)"}
+        return Result("", f"updated {handle}: " + "; ".join(said[k](after[k])
+                                                            for k in sorted(changed)))
 
     def deactivate(self, handle: str, actor: str, reason: str) -> Result:
         with self.ctx.write() as session:
@@ -402,6 +439,26 @@ def _random_base32() -> str:
     import pyotp
 
     return pyotp.random_base32()
+
+
+def _valid_contact(value: str) -> str | None:
+    """A contact `practitioner update` may store ("" removes it), or Invalid saying why not."""
+    from pydantic import ValidationError
+
+    from models.schemas import ContactIn
+
+    try:
+        return ContactIn(contact=value).contact or None
+    except ValidationError as exc:
+        why = "; ".join(e["msg"].removeprefix("Value error, ") for e in exc.errors())
+        raise Invalid(f"invalid contact: {why}") from None
+
+
+def _shown(name: str, value: object) -> object:
+    """A practitioner setting as the audit and the CLI show it: a contact masked."""
+    from models.redaction import mask_url
+
+    return mask_url(value) if name == "contact" and isinstance(value, str) else value
 
 
 def _public(row: Practitioner) -> dict:
