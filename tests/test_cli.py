@@ -420,3 +420,6 @@ def test_practitioner_update_and_outbox_preview_from_the_command_line(team, tmp_
     assert handoff["subject"] == "[NIM-2026-0001] New task for you: Triage the referral"
     assert handoff["preview"].startswith("Triage the referral on case NIM-2026-0001")
     assert "Sentinel" not in json.dumps(rows)
+    table = run("outbox", "list", "--as", "mgr.okafor").stdout  # not a terminal: tab-separated
+    assert "subject\tpreview" in table.splitlines()[0]
+    assert "New task for you: Triage the referral" in table

@@ -263,7 +263,8 @@ def outbox_list(actor: ActorOpt,
     svc = service()
     svc.commands.permit_read(actor, "administer-outbox", doing="list the outbox")
     emit(svc.queries.outbox(failed), as_json,
-          ["id", "kind", "case", "recipient", "status", "attempts", "last_error", "sent_at"])
+          ["id", "kind", "case", "recipient", "status", "subject", "preview", "attempts",
+           "last_error", "sent_at"])
 
 
 @outbox_app.command("retry")
