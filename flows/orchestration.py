@@ -188,7 +188,7 @@ def start_task_run(client: Any, ref: str, task: Any, spec: Any, **run: Any) -> A
     created = start_run(client, TASK_DEPLOYMENT, state=state, **run)
     form = form_model(spec, task.spec_id)
     inputs = {keyset["schema"]: create_v2_schema(form.__name__, model_base=form),
-              keyset["description"]: task_description.fn(ref, task)}
+              keyset["description"]: task_description(ref, task)}
     for key, value in inputs.items():
         try:  # a racing sync (the same idempotency key) may have written them first
             client.create_flow_run_input(created.id, key, orjson.dumps(value).decode())
@@ -331,9 +331,11 @@ def drain_journal(svc: Service, limit: int = 200, rounds: int = 50) -> DrainRepo
     from store import faults
 
     report, token = DrainReport(), uuid.uuid4().hex
+    failed: set[int] = set()  # released with an error: not again in this drain (a case
+    # that fails would fail every round), the next sweep retries them
     with get_client(sync_client=True) as client:
         for _ in range(rounds):
-            claimed = svc.commands.claim_changes(token, limit)
+            claimed = svc.commands.claim_changes(token, limit, skip=failed)
             if not claimed:
                 break
             report.claimed += sum(len(ids) for ids in claimed.values())
@@ -347,6 +349,7 @@ def drain_journal(svc: Service, limit: int = 200, rounds: int = 50) -> DrainRepo
 
                     why = f"{type(exc).__name__}: {scrub_text(str(exc))[:200]}"
                     svc.commands.settle_changes(ids, token, error=why)
+                    failed.update(ids)
                     report.failed += len(ids)
                     report.errors.append(f"{ref}: {why}")
                     if _unreachable(exc):

@@ -10,6 +10,7 @@ entry applied twice (a drainer killed after syncing, before recording) changes n
 
 from __future__ import annotations
 
+from collections.abc import Collection
 from datetime import datetime, timedelta
 
 from sqlmodel import Session, delete, select, update
@@ -30,11 +31,14 @@ def note_change(session: Session, ref: str, now: datetime) -> None:
         session.add(OrchestrationChange(case_ref=ref, created_at=now))
 
 
-def claim(session: Session, now: datetime, token: str, limit: int) -> list[OrchestrationChange]:
+def claim(session: Session, now: datetime, token: str, limit: int,
+          skip: Collection[int] = ()) -> list[OrchestrationChange]:
     """Lease up to `limit` pending entries (oldest first), skipping those another drainer
-    holds; an entry whose lease ran out (its drainer died) is taken over."""
+    holds and `skip` (what this drainer failed to apply: the next sweep retries them); an
+    entry whose lease ran out (its drainer died) is taken over."""
     stmt = (select(OrchestrationChange)
             .where(OrchestrationChange.applied_at.is_(None))
+            .where(OrchestrationChange.id.not_in(list(skip)))
             .where(OrchestrationChange.claimed_until.is_(None)
                    | (OrchestrationChange.claimed_until < now))
             .order_by(OrchestrationChange.id).limit(limit))

@@ -125,3 +125,30 @@ def test_open_work_lists_each_case_stage_and_open_tasks(store):
     assert store.queries.show(ref).stage is None
     assert store.queries.open_work()[ref] == {f"task:{t.key}"
                                               for t in store.queries.tasks(case=ref)}
+
+
+def test_a_case_whose_sync_fails_is_tried_once_per_drain(store, monkeypatch):
+    """A sync that fails for a reason other than Prefect being down (a bug, a bad pathway)
+    releases its entries with the error for the next sweep; the same drain must not claim
+    them again round after round (it once re-synced such a case 50 times per sweep)."""
+    import flows.orchestration as orchestration
+
+    monkeypatch.setenv("PREFECT_API_URL", "http://127.0.0.1:9/api")  # never contacted
+    refs = [store.commands.open_case(Referral.model_validate(referral_data()),
+                                     "coord.ali").ref for _ in range(2)]
+    attempts: list[str] = []
+
+    def sync(svc, ref, client=None):  # the first case's sync fails, the second's works
+        attempts.append(ref)
+        if ref == refs[0]:
+            raise ValueError("pathway spec has no stage 'x'")
+
+    monkeypatch.setattr(orchestration, "sync_case", sync)
+    report = orchestration.drain_journal(store, limit=1)
+    assert attempts == refs and (report.applied, report.failed) == (1, 1)
+    assert report.errors == [f"{refs[0]}: ValueError: pathway spec has no stage 'x'"]
+    with session_scope(store.url, read_only=True) as s:
+        left = s.exec(select(OrchestrationChange).where(
+            OrchestrationChange.applied_at.is_(None))).all()
+    assert [(c.case_ref, c.claim_token, c.last_error) for c in left] == [
+        (refs[0], None, "ValueError: pathway spec has no stage 'x'")]

@@ -3,6 +3,7 @@ digests, and the flow run ids Prefect's sync reports back (for deep links)."""
 
 from __future__ import annotations
 
+from collections.abc import Collection
 from datetime import datetime
 
 from sqlalchemy import insert
@@ -90,10 +91,11 @@ class TimerCommands(CommandBase):
 
     # -- the orchestration journal (store/journal.py) --------------------------------------
 
-    def claim_changes(self, token: str, limit: int) -> dict[str, list[int]]:
-        """Lease pending journal entries for a drainer: entry ids by case."""
+    def claim_changes(self, token: str, limit: int,
+                      skip: Collection[int] = ()) -> dict[str, list[int]]:
+        """Lease pending journal entries for a drainer (but `skip`): entry ids by case."""
         with self.ctx.write() as session:
-            rows = journal.claim(session, self.ctx.now(), token, limit)
+            rows = journal.claim(session, self.ctx.now(), token, limit, skip)
             out: dict[str, list[int]] = {}
             for row in rows:
                 out.setdefault(row.case_ref, []).append(row.id)
