@@ -52,7 +52,7 @@ from nim_pathway.settings import prefect_server_env
 
 TEMPLATE_CASES = 100
 HISTORY_RUNS = 6  # finished runs per case (a case's earlier tasks and stages)
-IDLE_SETTLE_S, IDLE_WINDOW_S = 20, 30
+IDLE_SETTLE_S, IDLE_WINDOW_S = 60, 30  # the restarted server's first loops settle
 
 
 class Server:
@@ -337,8 +337,10 @@ def _clone_prefect(sqlite_path: Path, pg: str | None, runs: dict[str, tuple[str,
         for run_id, state_type, state_name in copies:
             state_id = str(uuid.uuid4())
             row = _swap_json(tpl, old, ref)
+            created = now - timedelta(days=2, microseconds=len(flow_runs))  # each its instant
             row.update(id=run_id, state_id=state_id, state_type=state_type,
                        state_name=state_name, run_count=1,
+                       expected_start_time=_when(created, pg),
                        idempotency_key=None if state_type == "COMPLETED"
                        else row["idempotency_key"],
                        start_time=_when(now - timedelta(days=2), pg),

@@ -96,16 +96,37 @@ class SyncReport:
 
 def read_all_runs(client: Any, flow_run_filter: Any,
                   progress: Callable[[int], None] | None = None) -> list[Any]:
-    """Every matching flow run (the API pages at 200)."""
-    runs: list[Any] = []
+    """Every matching flow run, 200 a page, each page starting at the expected start time
+    where the last one ended (an OFFSET makes the server walk past every earlier row again:
+    at 40,000 live runs the last pages cost 5x the first). Runs sharing the boundary instant
+    are read again and deduplicated; a page all at one instant is stepped through by offset.
+    If the keyed walk finds fewer runs than Prefect counts, it reads them by offset."""
+    from prefect.client.schemas.filters import FlowRunFilterExpectedStartTime
+    from prefect.client.schemas.sorting import FlowRunSort
+
+    found: dict[Any, Any] = {}
+    after, skip = None, 0
     while True:
-        page = client.read_flow_runs(flow_run_filter=flow_run_filter, limit=200,
-                                     offset=len(runs))
-        runs += page
+        flt = flow_run_filter if after is None else flow_run_filter.model_copy(
+            update={"expected_start_time": FlowRunFilterExpectedStartTime(after_=after)})
+        page = client.read_flow_runs(flow_run_filter=flt, limit=200, offset=skip,
+                                     sort=FlowRunSort.EXPECTED_START_TIME_ASC)
+        found.update((run.id, run) for run in page)
         if progress:
-            progress(len(runs))
+            progress(len(found))
         if len(page) < 200:
-            return runs
+            break
+        last = page[-1].expected_start_time
+        after, skip = last, skip + len(page) if last == after else 0
+    if len(found) < client.count_flow_runs(flow_run_filter=flow_run_filter):
+        found = {}  # runs without an expected start time: the slow, sure way
+        while True:
+            page = client.read_flow_runs(flow_run_filter=flow_run_filter, limit=200,
+                                         offset=len(found))
+            found.update((run.id, run) for run in page)
+            if len(page) < 200:
+                break
+    return list(found.values())
 
 
 def read_case_runs(client: Any, ref: str) -> list[Any]:
@@ -273,8 +294,8 @@ def _sync_case(svc: Service, ref: str, today: date | None, client: Any,  # noqa:
         elif t.state == "done":
             for run in live(group):  # what was typed stays in the case store
                 typed = spec.free_text_fields(t.spec_id)
-                outcome = {k: IN_STORE if k in typed and v else v
-                           for k, v in (t.outcome or {}).items()}
+                outcome = {k: IN_STORE if k in typed and v else v  # empty fields absent,
+                           for k, v in (t.outcome or {}).items() if v is not None}  # as a form
                 resume(run, {**outcome, "completed_by": t.completed_by}, key)
         elif t.state == "cancelled":
             for run in live(group):

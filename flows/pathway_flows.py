@@ -78,8 +78,19 @@ def _open_case_run_name() -> str:
 
 @flow(name="open-case", flow_run_name=_open_case_run_name, persist_result=True)
 def open_case_flow(form: OpenCaseForm) -> str:
-    """Open the case for a staged referral and start its stage and task runs."""
+    """Open the case for a staged referral and start its stage and task runs. The run is
+    renamed after the new case and shows its reference as its result and an artifact, so the
+    coordinator who opened it from the UI reads the reference on the run page."""
+    from prefect.artifacts import create_markdown_artifact
+    from prefect.client.orchestration import get_client
+
     ref = open_from_intake(form.intake, form.coordinator, form.code)
+    with get_client(sync_client=True) as client:
+        client.update_flow_run(flow_run.id, name=f"open-case · {ref}")
+    create_markdown_artifact(key="opened-case", markdown=f"## Opened {ref}\n\nFrom intake "
+                             f"{form.intake} by {form.coordinator}. Its runs carry the tag "
+                             f"`case:{ref}`.", description=f"opened {ref}")
+    get_run_logger().info("opened %s from %s (by %s)", ref, form.intake, form.coordinator)
     sync_case_runs(ref)
     return ref
 
@@ -140,6 +151,8 @@ def human_task_flow(ref: str, task_key: str) -> str:
             result = record_outcome(ref, task_key, form.model_dump(mode="json"),
                                     via=f"{flow_run.id}/{attempt}")
             if result.status != "refused":
+                get_run_logger().info("%s/%s completed by %s", ref, task_key,
+                                      form.completed_by)
                 break
             get_run_logger().warning("form %s not recorded: %s", attempt, result.message)
             note, attempt = result.message, attempt + 1
@@ -161,7 +174,7 @@ def human_task_flow(ref: str, task_key: str) -> str:
 
 
 @flow(name="sweep", flow_run_name="sweep", persist_result=False)
-def sweep_flow() -> dict[str, int]:
+def sweep_flow() -> Any:  # its summary, or Failed when messages could not be delivered
     """Fire due timers from the case store, deliver messages, then sync the cases that
     changed (the orchestration journal). The full audit is the nightly `reconcile`."""
     fired = fire_due_timers()
@@ -177,7 +190,14 @@ def sweep_flow() -> dict[str, int]:
     synced = drain_changes()
     get_run_logger().info("fired %d timers; delivered %s; synced %d changed cases", len(fired),
                           delivered, synced["cases"])
-    return {"fired": len(fired), "sent": delivered["sent"], "cases": synced["cases"]}
+    summary = {"fired": len(fired), "sent": delivered["sent"], "cases": synced["cases"]}
+    if delivered["failed"] or delivered["dead"]:  # counted on the dashboard, not just logged
+        from prefect.states import Failed
+
+        return Failed(message=f"{delivered['failed']} message(s) failing, {delivered['dead']} "
+                      "dead-lettered: `nim-pathway outbox list --failed` says why; everything "
+                      f"else was done ({summary})", data=summary)
+    return summary
 
 
 @flow(name="reconcile", flow_run_name="reconcile", persist_result=False)

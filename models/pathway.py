@@ -13,7 +13,7 @@ import re
 from datetime import date
 from functools import cached_property, lru_cache
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 import yaml
 from pydantic import (
@@ -22,6 +22,7 @@ from pydantic import (
     Field,
     ValidationError,
     ValidationInfo,
+    WithJsonSchema,
     create_model,
     model_validator,
 )
@@ -709,6 +710,14 @@ class PathwaySpec(_Strict):
 _FIELD_TYPES: dict[str, Any] = {"text": str, "date": date, "bool": bool, "int": int}
 
 
+def _optional(py: Any) -> Any:  # noqa: ANN401 - a type
+    """`py | None`, shown in forms as `py`: Prefect's UI draws `anyOf [date, null]` as
+    "Property is type None" instead of a date picker; a field left empty is simply absent."""
+    if py is date:
+        return Annotated[date | None, WithJsonSchema({"type": "string", "format": "date"})]
+    return py | None
+
+
 def _outcome_model(spec: PathwaySpec, task_id: str) -> type[BaseModel]:
     task = spec.task_by_id[task_id]
     fields: dict[str, Any] = {}
@@ -720,8 +729,9 @@ def _outcome_model(spec: PathwaySpec, task_id: str) -> type[BaseModel]:
         if f.required:
             fields[name] = (py, Field(description=f.label or name))
         else:
-            fields[name] = (py | None, Field(default=None, description=f.label or name))
-    fields["completed_on"] = (date | None, Field(default=None, description="defaults to today"))
+            fields[name] = (_optional(py), Field(default=None, description=f.label or name))
+    fields["completed_on"] = (_optional(date), Field(default=None,
+                                                     description="defaults to today"))
     fields["notes"] = (str, Field(default="", max_length=4000))
     return create_model(  # type: ignore[call-overload]
         f"Outcome_{task_id.replace('-', '_')}",

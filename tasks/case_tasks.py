@@ -115,13 +115,14 @@ def sync_case_runs(ref: str) -> str:
 
 @task(name="publish-task-card", cache_policy=REPLAY_SAFE, persist_result=True)
 def publish_task_card(ref: str, view: TaskView) -> str:
-    """A keyed markdown artifact: what is awaited, from whom, by when and why that date."""
+    """A markdown artifact on the task's run: what is awaited, from whom, by when and why
+    that date. Unkeyed, so the Artifacts page lists the board, KPIs, breaches and timelines
+    rather than one key per task."""
     from prefect.artifacts import create_markdown_artifact
 
-    key = f"task-{ref.lower()}-{view.key}"
-    create_markdown_artifact(key=key, markdown=task_description(ref, view),
+    create_markdown_artifact(markdown=task_description(ref, view),
                              description=f"{ref} · {view.key}")
-    return key
+    return f"{ref}/{view.key}"
 
 
 @task(name="publish-timeline", cache_policy=NO_CACHE)

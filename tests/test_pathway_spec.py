@@ -317,6 +317,18 @@ def test_outcome_model_accepts_valid_choice(eng, value):
     assert outcome.interview_date is None  # optional field
 
 
+def test_an_optional_date_is_a_date_picker_in_the_form(eng):
+    """Prefect's UI draws `anyOf [date, null]` as "Property is type None": an optional date's
+    schema is a plain date, and a form left empty (the field absent) still validates."""
+    schema = eng.outcome_model("wmci").model_json_schema()["properties"]
+    for name in ("interview_date", "completed_on"):
+        assert {schema[name]["type"], schema[name]["format"]} == {"string", "date"}
+        assert "anyOf" not in schema[name]
+    outcome = eng.outcome_model("wmci").model_validate({"classification": "balanced",
+                                                         "interview_date": "2026-02-03"})
+    assert str(outcome.interview_date) == "2026-02-03" and outcome.completed_on is None
+
+
 @pytest.mark.parametrize(
     "data",
     [
