@@ -172,6 +172,16 @@ def test_case_runs_from_referral_to_recommendation(stack):
                             parameters={"form": {"intake": handle, "coordinator": "coord.ali",
                                                  "code": next_code(store, "coord.ali")}})
     ref = wait_for(lambda: next((c.ref for c in store.queries.cases()), None), "the case to open")
+    with get_client(sync_client=True) as client:  # the coordinator reads the new reference
+        # on the run: its name, its result and an artifact
+        opened = wait_for(lambda: (r := client.read_flow_run(opener.id)).state.is_completed()
+                          and r, "the open-case run to finish")
+        assert opened.name == f"open-case · {ref}"
+        from prefect.client.schemas.filters import ArtifactFilter, ArtifactFilterFlowRunId
+
+        shown = client.read_artifacts(artifact_filter=ArtifactFilter(
+            flow_run_id=ArtifactFilterFlowRunId(any_=[opener.id])))
+        assert [a.key for a in shown if ref in (a.data or "")] == ["opened-case"]
 
     # a refused form asks again instead of completing: the wrong role with a good code, then
     # the manager's handle typed with a code that is not theirs (impersonation)
