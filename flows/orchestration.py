@@ -95,38 +95,43 @@ class SyncReport:
 
 
 def read_all_runs(client: Any, flow_run_filter: Any,
-                  progress: Callable[[int], None] | None = None) -> list[Any]:
+                  progress: Callable[[int], None] | None = None, parse: bool = True) -> list[Any]:
     """Every matching flow run, 200 a page, each page starting at the expected start time
     where the last one ended (an OFFSET makes the server walk past every earlier row again:
     at 40,000 live runs the last pages cost 5x the first). Runs sharing the boundary instant
     are read again and deduplicated; a page all at one instant is stepped through by offset.
-    If the keyed walk finds fewer runs than Prefect counts, it reads them by offset."""
+    If the keyed walk finds fewer runs than Prefect counts, it reads them by offset.
+    `parse=False` returns the runs as plain dicts: the audit reads tens of thousands and
+    needs only their ids, tags and states (pydantic models cost more than the HTTP)."""
+    import orjson
     from prefect.client.schemas.filters import FlowRunFilterExpectedStartTime
-    from prefect.client.schemas.sorting import FlowRunSort
+    from prefect.client.schemas.objects import FlowRun
 
-    found: dict[Any, Any] = {}
+    def page_of(flt: Any, offset: int, keyed: bool) -> list[dict[str, Any]]:
+        body = {"flow_runs": flt.model_dump(mode="json"), "limit": 200, "offset": offset,
+                "sort": "EXPECTED_START_TIME_ASC" if keyed else "ID_DESC"}
+        return orjson.loads(client.request("POST", "/flow_runs/filter", json=body).content)
+
+    found: dict[str, dict[str, Any]] = {}
     after, skip = None, 0
     while True:
         flt = flow_run_filter if after is None else flow_run_filter.model_copy(
             update={"expected_start_time": FlowRunFilterExpectedStartTime(after_=after)})
-        page = client.read_flow_runs(flow_run_filter=flt, limit=200, offset=skip,
-                                     sort=FlowRunSort.EXPECTED_START_TIME_ASC)
-        found.update((run.id, run) for run in page)
+        page = page_of(flt, skip, keyed=True)
+        found.update((run["id"], run) for run in page)
         if progress:
             progress(len(found))
         if len(page) < 200:
             break
-        last = page[-1].expected_start_time
+        last = page[-1]["expected_start_time"]
         after, skip = last, skip + len(page) if last == after else 0
     if len(found) < client.count_flow_runs(flow_run_filter=flow_run_filter):
         found = {}  # runs without an expected start time: the slow, sure way
-        while True:
-            page = client.read_flow_runs(flow_run_filter=flow_run_filter, limit=200,
-                                         offset=len(found))
-            found.update((run.id, run) for run in page)
-            if len(page) < 200:
-                break
-    return list(found.values())
+        while len(page := page_of(flow_run_filter, len(found), keyed=False)) == 200:
+            found.update((run["id"], run) for run in page)
+        found.update((run["id"], run) for run in page)
+    runs = list(found.values())
+    return FlowRun.model_validate_list(runs) if parse else runs
 
 
 def read_case_runs(client: Any, ref: str) -> list[Any]:
@@ -415,6 +420,7 @@ def reconcile(svc: Service, refs: list[str] | None = None,
         FlowRunFilterState,
         FlowRunFilterStateType,
     )
+    from prefect.client.schemas.objects import FlowRun
 
     tell = progress or (lambda phase, done, total: None)
     with get_client(sync_client=True) as client:
@@ -423,31 +429,37 @@ def reconcile(svc: Service, refs: list[str] | None = None,
                 type=FlowRunFilterStateType(any_=sorted(LIVE))))
             total = client.count_flow_runs(flow_run_filter=live)
             live_runs = read_all_runs(client, live,
-                                      lambda n: tell("reading live runs", n, total))
-            by_case: dict[str, list[Any]] = {}
+                                      lambda n: tell("reading live runs", n, total), parse=False)
+            by_case: dict[str, list[dict[str, Any]]] = {}
             for run in live_runs:  # the audit read them all: no per-case read
-                by_case.setdefault(_tag(run, "case:") or "", []).append(run)
+                ref = next((t[5:] for t in run["tags"] if t.startswith("case:")), "")
+                by_case.setdefault(ref, []).append(run)
             refs = differing_cases(svc, by_case)
         else:
             by_case = {}
         reports = []
         tell("syncing cases that differ", 0, len(refs))
         for n, ref in enumerate(refs, start=1):
-            reports.append(sync_case(svc, ref, client=client, runs=by_case.get(ref)
-                                     if by_case else None))
+            # the audit's runs include any the store never recorded (a sync that died
+            # between starting a run and recording it), so this sync sees those too
+            runs = FlowRun.model_validate_list(by_case.get(ref, [])) if by_case else None
+            reports.append(sync_case(svc, ref, client=client, runs=runs))
             tell("syncing cases that differ", n, len(refs))
         return reports
 
 
-def differing_cases(svc: Service, live_by_case: dict[str, list[Any]]) -> list[str]:
-    """Cases whose live runs are not exactly their open tasks and their current stage."""
+def differing_cases(svc: Service, live_by_case: dict[str, list[dict[str, Any]]]) -> list[str]:
+    """Cases whose live runs (as read by the audit: plain dicts) are not exactly their open
+    tasks and their current stage."""
     shown: dict[str, set[str]] = {}
     for ref, runs in live_by_case.items():
         for run in runs:
-            kind = "task:" if "kind:task" in run.tags else "stage:" if "kind:stage" in run.tags \
+            tags = run["tags"]
+            kind = "task:" if "kind:task" in tags else "stage:" if "kind:stage" in tags \
                 else None
             if kind and ref:
-                shown.setdefault(ref, set()).add(kind + (_tag(run, kind) or ""))
+                label = next((t for t in tags if t.startswith(kind)), kind)
+                shown.setdefault(ref, set()).add(label)
     wanted = svc.queries.open_work()  # as sync_case: every case in a stage has its run
     return sorted(ref for ref in set(shown) | set(wanted)
                   if shown.get(ref, set()) != wanted.get(ref, set()))
