@@ -13,7 +13,7 @@ from models.refs import TaskRef
 from models.schemas import PractitionerIn, Referral
 from models.simulate import sample_outcome
 from nim_pathway.app import Service, build_service
-from nim_pathway.settings import data_dir
+from nim_pathway.settings import data_dir, inbox_ports
 
 DEMO_TEAM = [
     ("coord.ali", "Ali Coordinator", "coordinator", "nim"),
@@ -37,15 +37,26 @@ DEMO_ADMIN = PractitionerIn(handle="admin.demo", display_name="Demo Site Admin",
                             team="it")
 
 
-def seed_team(svc: Service) -> None:
+def seed_team(svc: Service, inbox_port: int | None = None) -> None:
     """The fictional team: the site's first admin (as `nim-pathway init` makes it), who then
-    adds and enrols everyone else (as `practitioner add` does)."""
+    adds and enrols everyone else (as `practitioner add` does). With `inbox_port` (the demo
+    and the local stack), each one's contact is their box in the local inbox on that port, so
+    their messages can be read there; without it (tests, benchmarks) nobody has a contact."""
+    from notifications.inbox import DOMAIN, inbox_url
+
     known = ensure_admin(svc)
+    contacts = {p.handle: p.contact for p in svc.queries.practitioners()}
     for handle, name, role, team in DEMO_TEAM:
+        contact = inbox_url(handle, inbox_port) if inbox_port else None
         if handle not in known:
             svc.commands.add_practitioner(PractitionerIn(handle=handle, display_name=name,
-                                                         role=role, team=team),
+                                                         role=role, team=team, contact=contact),
                                           DEMO_ADMIN.handle)
+            continue
+        current = contacts.get(handle)
+        # seeded before with no contact or another inbox port; one set by hand is kept
+        if contact and current != contact and (current is None or f"@{DOMAIN}" in current):
+            svc.commands.update_practitioner(handle, DEMO_ADMIN.handle, contact=contact)
 
 
 def ensure_admin(svc: Service) -> set[str]:
@@ -95,7 +106,7 @@ def run_demo(profile: str = "england", no_treatment: bool = False) -> None:
     db.unlink(missing_ok=True)
     clock = VirtualClock(datetime(2026, 1, 12, 9, 0, tzinfo=UK))
     svc = build_service(f"sqlite:///{db}", clock)
-    seed_team(svc)
+    seed_team(svc, inbox_ports()[0])
     do, read = svc.commands, svc.queries
     scotland = profile == "scotland"
     referral = Referral(
@@ -192,7 +203,7 @@ def run_live_demo() -> None:
     url = up()
     os.environ["PREFECT_API_URL"] = stack_env()["PREFECT_API_URL"]
     svc = build_service()
-    seed_team(svc)
+    seed_team(svc, inbox_ports()[0])
     do, read = svc.commands, svc.queries
     on = today(svc.clock)
     referral = Referral(
@@ -239,4 +250,7 @@ def run_live_demo() -> None:
     console.print(f"  From the CLI: nim-pathway login --as psy.chen --code $(nim-pathway demo "
                   f"--code-for psy.chen); nim-pathway task list --case {ref}; nim-pathway task "
                   f"complete {ref}/crowell-mother --as psy.chen --field quality=adaptive")
+    console.print(f"Messages (reminders, handoffs, dead-letter alerts) go to the local inbox: "
+                  f"[bold]http://127.0.0.1:{inbox_ports()[1]}/psy.chen[/] (a page per "
+                  "practitioner; /admin for alerts), or `nim-pathway inbox psy.chen`.")
     console.print("Stop the stack with: nim-pathway down")
