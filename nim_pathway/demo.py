@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import socket
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from datetime import date, datetime, timedelta
 from typing import Any
 
@@ -100,6 +103,40 @@ def current_code(svc: Service, handle: str) -> str:
         return code_at(svc.commands.enrolled_secret(row), svc.ctx.now())
 
 
+@contextmanager
+def demo_delivery(svc: Service, console: Console) -> Iterator[Callable[[], int]]:
+    """A function that delivers the demo's queued messages to the local inbox, as a sweep
+    would: to the stack's inbox if it runs, else to one started here for the demo's length
+    (its files stay for `nim-pathway inbox`). Admin alerts go to its admin box unless admin
+    targets are configured."""
+    from nim_pathway.settings import inbox_dir
+    from notifications.config import load_config
+    from notifications.dispatcher import Dispatcher
+    from notifications.inbox import ADMIN_BOX, HOST, Inbox, inbox_url
+
+    smtp_port, web_port = inbox_ports()
+    inbox = None
+    try:
+        socket.create_connection((HOST, smtp_port), timeout=1).close()  # the stack's runs
+    except OSError:
+        try:
+            inbox = Inbox(inbox_dir(), svc.clock, smtp_port, web_port).start()
+        except OSError as exc:  # a port taken by something else: the demo goes on
+            console.print(f"[yellow]The local inbox could not start ({exc.strerror}); the "
+                          "demo's messages stay in its outbox.[/]")
+            yield lambda: 0
+            return
+    config = load_config()
+    if not config.admin:
+        config = config.model_copy(update={"admin": [inbox_url(ADMIN_BOX, smtp_port)]})
+    dispatcher = Dispatcher(svc.url, svc.clock, config)
+    try:
+        yield lambda: dispatcher.run_until_idle().sent
+    finally:
+        if inbox is not None:
+            inbox.stop()
+
+
 def run_demo(profile: str = "england", no_treatment: bool = False) -> None:
     console = Console(width=max(Console().width, 120))
     db = data_dir() / f"demo-{profile}.db"
@@ -125,6 +162,38 @@ def run_demo(profile: str = "england", no_treatment: bool = False) -> None:
     console.print(f"[bold]Opened {ref}[/] ({profile}); the virtual clock starts "
                   f"{today(clock)}")
     decisions = {"d1": "no_treatment" if no_treatment else "treatment", "d2": "adoption"}
+    with demo_delivery(svc, console) as deliver:
+        delivered = deliver()  # the triage handoff, as the case opens
+        delivered += _work_the_case(svc, clock, ref, scotland, decisions, deliver)
+    show = read.show(ref)
+    table = Table(title=f"{ref} timeline ({profile})")
+    for col in ("date", "event", "due", "status", "role"):
+        table.add_column(col)
+    for row in read.timeline(ref):
+        if row.role in ("iro", "la-social-worker", "reviewing-officer"):
+            continue  # statutory series: shown by `nim-pathway case timeline`
+        table.add_row(*(str(getattr(row, c) or "") for c in ("date", "event", "due", "status",
+                                                             "role")))
+    console.print(table)
+    clocks = Table(title="Statutory clocks")
+    for col in ("clock", "due", "state"):
+        clocks.add_column(col)
+    for c in show.clocks:
+        clocks.add_row(c.title, str(c.due or ""), c.state)
+    console.print(clocks)
+    console.print(f"Decisions: {show.decisions}; closed on {show.closed_on}. "
+                  f"Database: {db}")
+    if delivered:
+        console.print(f"{delivered} messages went to the local inbox, each at its step's "
+                      "virtual time: `nim-pathway inbox psy.chen` reads one practitioner's.")
+
+
+def _work_the_case(svc: Service, clock: VirtualClock, ref: str, scotland: bool,
+                   decisions: dict[str, str], deliver: Callable[[], int]) -> int:
+    """Do each task as it falls due until the case closes, delivering the messages each step
+    queues (at the step's virtual time); how many were delivered."""
+    do, read = svc.commands, svc.queries
+    delivered = 0
     handle_for = {role: handle for handle, _, role, _ in DEMO_TEAM}
     moved = False
     for _ in range(400):
@@ -151,24 +220,8 @@ def run_demo(profile: str = "england", no_treatment: bool = False) -> None:
             do.move_date(ref, "final_hearing", today(clock) + timedelta(weeks=26),
                          "hearing adjourned by the court", "coord.ali")
             moved = True
-    show = read.show(ref)
-    table = Table(title=f"{ref} timeline ({profile})")
-    for col in ("date", "event", "due", "status", "role"):
-        table.add_column(col)
-    for row in read.timeline(ref):
-        if row.role in ("iro", "la-social-worker", "reviewing-officer"):
-            continue  # statutory series: shown by `nim-pathway case timeline`
-        table.add_row(*(str(getattr(row, c) or "") for c in ("date", "event", "due", "status",
-                                                             "role")))
-    console.print(table)
-    clocks = Table(title="Statutory clocks")
-    for col in ("clock", "due", "state"):
-        clocks.add_column(col)
-    for c in show.clocks:
-        clocks.add_row(c.title, str(c.due or ""), c.state)
-    console.print(clocks)
-    console.print(f"Decisions: {show.decisions}; closed on {show.closed_on}. "
-                  f"Database: {db}")
+        delivered += deliver()
+    return delivered
 
 
 def _court_events(do: Any, read: Any, ref: str, on: date) -> None:

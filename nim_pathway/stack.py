@@ -126,12 +126,17 @@ def _run(args: list[str], env: dict[str, str], what: str) -> None:
         raise RuntimeError(f"{what} failed: {proc.stderr.strip()[-800:] or proc.stdout[-800:]}")
 
 
-def up(port: int = PORT) -> str:
-    """Start (or reuse) server, pool, deployments and worker; return the UI URL."""
-    env = stack_env(port)
+def start_inbox(env: dict[str, str]) -> None:
+    """Start (or reuse) the local inbox the stack's messages go to."""
     if _pid("inbox") is None:
         _spawn("inbox", [sys.executable, "-m", "notifications.inbox"], env)
     wait_listening(settings.inbox_ports()[1], "inbox")
+
+
+def up(port: int = PORT) -> str:
+    """Start (or reuse) server, pool, deployments and worker; return the UI URL."""
+    env = stack_env(port)
+    start_inbox(env)
     if not stack_running():
         _spawn("server", [_bin("prefect"), "server", "start", "--host", HOST, "--port",
                           str(port)], env)
