@@ -225,4 +225,8 @@ def inbox_dir() -> Path:
     """Where the local inbox keeps the messages it received (the data folder's `inbox`, 0700)."""
     from store.files import private_dir
 
-    return private_dir(data_dir() / "inbox")
+    path = data_dir() / "inbox"
+    try:
+        return private_dir(path)
+    except OSError as exc:
+        raise ConfigError(f"the local inbox folder {path} cannot be used ({exc.strerror})") from None

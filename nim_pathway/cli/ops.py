@@ -359,8 +359,8 @@ def inbox(handle: Annotated[str | None, typer.Argument(
     if handle is not None:
         known = {p.handle for p in service().queries.practitioners()} | {ADMIN_BOX}
         if handle not in known | store.boxes():
-            raise UserError(f"no practitioner {handle!r}; `nim-pathway practitioner list` shows "
-                            "them (admin holds the dead-letter alerts)")
+            raise UserError(f"no practitioner {handle[:60]!r}; `nim-pathway practitioner list` "
+                            "shows them (admin holds the dead-letter alerts)")
     messages = store.messages(handle)
     if as_json:
         from dataclasses import asdict
@@ -369,9 +369,9 @@ def inbox(handle: Annotated[str | None, typer.Argument(
         return
     if not messages:
         typer.echo(f"no messages{f' for {handle}' if handle else ''} in the local inbox "
-                   f"(SMTP on 127.0.0.1:{inbox_ports()[0]}, started by `nim-pathway up`)")
+                   f"(127.0.0.1:{inbox_ports()[0]}; the demo and `nim-pathway up` send there)")
     for m in messages:
-        typer.echo(f"{shown_time(m.received_at)}  to {', '.join(m.to)}  "
+        typer.echo(f"{shown_time(m.received_at)}  to {printable(', '.join(m.to))}  "
                    f"{printable(m.subject)}")
         for line in printable(m.body, keep_newlines=True).splitlines():
             typer.echo(f"    {line}")
