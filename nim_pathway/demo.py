@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import socket
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from datetime import date, datetime, timedelta
 from typing import Any
 
@@ -13,7 +16,7 @@ from models.refs import TaskRef
 from models.schemas import PractitionerIn, Referral
 from models.simulate import sample_outcome
 from nim_pathway.app import Service, build_service
-from nim_pathway.settings import data_dir
+from nim_pathway.settings import data_dir, inbox_ports
 
 DEMO_TEAM = [
     ("coord.ali", "Ali Coordinator", "coordinator", "nim"),
@@ -37,15 +40,26 @@ DEMO_ADMIN = PractitionerIn(handle="admin.demo", display_name="Demo Site Admin",
                             team="it")
 
 
-def seed_team(svc: Service) -> None:
+def seed_team(svc: Service, inbox_port: int | None = None) -> None:
     """The fictional team: the site's first admin (as `nim-pathway init` makes it), who then
-    adds and enrols everyone else (as `practitioner add` does)."""
+    adds and enrols everyone else (as `practitioner add` does). With `inbox_port` (the demo
+    and the local stack), each one's contact is their box in the local inbox on that port, so
+    their messages can be read there; without it (tests, benchmarks) nobody has a contact."""
+    from notifications.inbox import DOMAIN, inbox_url
+
     known = ensure_admin(svc)
+    contacts = {p.handle: p.contact for p in svc.queries.practitioners()}
     for handle, name, role, team in DEMO_TEAM:
+        contact = inbox_url(handle, inbox_port) if inbox_port else None
         if handle not in known:
             svc.commands.add_practitioner(PractitionerIn(handle=handle, display_name=name,
-                                                         role=role, team=team),
+                                                         role=role, team=team, contact=contact),
                                           DEMO_ADMIN.handle)
+            continue
+        current = contacts.get(handle)
+        # seeded before with no contact or another inbox port; one set by hand is kept
+        if contact and current != contact and (current is None or f"@{DOMAIN}" in current):
+            svc.commands.update_practitioner(handle, DEMO_ADMIN.handle, contact=contact)
 
 
 def ensure_admin(svc: Service) -> set[str]:
@@ -89,13 +103,47 @@ def current_code(svc: Service, handle: str) -> str:
         return code_at(svc.commands.enrolled_secret(row), svc.ctx.now())
 
 
+@contextmanager
+def demo_delivery(svc: Service, console: Console) -> Iterator[Callable[[], int]]:
+    """A function that delivers the demo's queued messages to the local inbox, as a sweep
+    would: to the stack's inbox if it runs, else to one started here for the demo's length
+    (its files stay for `nim-pathway inbox`). Admin alerts go to its admin box unless admin
+    targets are configured."""
+    from nim_pathway.settings import inbox_dir
+    from notifications.config import load_config
+    from notifications.dispatcher import Dispatcher
+    from notifications.inbox import ADMIN_BOX, HOST, Inbox, inbox_url
+
+    smtp_port, web_port = inbox_ports()
+    inbox = None
+    try:
+        socket.create_connection((HOST, smtp_port), timeout=1).close()  # the stack's runs
+    except OSError:
+        try:
+            inbox = Inbox(inbox_dir(), svc.clock, smtp_port, web_port).start()
+        except OSError as exc:  # a port taken by something else: the demo goes on
+            console.print(f"[yellow]The local inbox could not start ({exc.strerror}); the "
+                          "demo's messages stay in its outbox.[/]")
+            yield lambda: 0
+            return
+    config = load_config()
+    if not config.admin:
+        config = config.model_copy(update={"admin": [inbox_url(ADMIN_BOX, smtp_port)]})
+    dispatcher = Dispatcher(svc.url, svc.clock, config)
+    try:
+        yield lambda: dispatcher.run_until_idle().sent
+    finally:
+        if inbox is not None:
+            inbox.stop()
+
+
 def run_demo(profile: str = "england", no_treatment: bool = False) -> None:
     console = Console(width=max(Console().width, 120))
     db = data_dir() / f"demo-{profile}.db"
     db.unlink(missing_ok=True)
     clock = VirtualClock(datetime(2026, 1, 12, 9, 0, tzinfo=UK))
     svc = build_service(f"sqlite:///{db}", clock)
-    seed_team(svc)
+    seed_team(svc, inbox_ports()[0])
     do, read = svc.commands, svc.queries
     scotland = profile == "scotland"
     referral = Referral(
@@ -114,6 +162,38 @@ def run_demo(profile: str = "england", no_treatment: bool = False) -> None:
     console.print(f"[bold]Opened {ref}[/] ({profile}); the virtual clock starts "
                   f"{today(clock)}")
     decisions = {"d1": "no_treatment" if no_treatment else "treatment", "d2": "adoption"}
+    with demo_delivery(svc, console) as deliver:
+        delivered = deliver()  # the triage handoff, as the case opens
+        delivered += _work_the_case(svc, clock, ref, scotland, decisions, deliver)
+    show = read.show(ref)
+    table = Table(title=f"{ref} timeline ({profile})")
+    for col in ("date", "event", "due", "status", "role"):
+        table.add_column(col)
+    for row in read.timeline(ref):
+        if row.role in ("iro", "la-social-worker", "reviewing-officer"):
+            continue  # statutory series: shown by `nim-pathway case timeline`
+        table.add_row(*(str(getattr(row, c) or "") for c in ("date", "event", "due", "status",
+                                                             "role")))
+    console.print(table)
+    clocks = Table(title="Statutory clocks")
+    for col in ("clock", "due", "state"):
+        clocks.add_column(col)
+    for c in show.clocks:
+        clocks.add_row(c.title, str(c.due or ""), c.state)
+    console.print(clocks)
+    console.print(f"Decisions: {show.decisions}; closed on {show.closed_on}. "
+                  f"Database: {db}")
+    if delivered:
+        console.print(f"{delivered} messages went to the local inbox, each at its step's "
+                      "virtual time: `nim-pathway inbox psy.chen` reads one practitioner's.")
+
+
+def _work_the_case(svc: Service, clock: VirtualClock, ref: str, scotland: bool,
+                   decisions: dict[str, str], deliver: Callable[[], int]) -> int:
+    """Do each task as it falls due until the case closes, delivering the messages each step
+    queues (at the step's virtual time); how many were delivered."""
+    do, read = svc.commands, svc.queries
+    delivered = 0
     handle_for = {role: handle for handle, _, role, _ in DEMO_TEAM}
     moved = False
     for _ in range(400):
@@ -140,24 +220,8 @@ def run_demo(profile: str = "england", no_treatment: bool = False) -> None:
             do.move_date(ref, "final_hearing", today(clock) + timedelta(weeks=26),
                          "hearing adjourned by the court", "coord.ali")
             moved = True
-    show = read.show(ref)
-    table = Table(title=f"{ref} timeline ({profile})")
-    for col in ("date", "event", "due", "status", "role"):
-        table.add_column(col)
-    for row in read.timeline(ref):
-        if row.role in ("iro", "la-social-worker", "reviewing-officer"):
-            continue  # statutory series: shown by `nim-pathway case timeline`
-        table.add_row(*(str(getattr(row, c) or "") for c in ("date", "event", "due", "status",
-                                                             "role")))
-    console.print(table)
-    clocks = Table(title="Statutory clocks")
-    for col in ("clock", "due", "state"):
-        clocks.add_column(col)
-    for c in show.clocks:
-        clocks.add_row(c.title, str(c.due or ""), c.state)
-    console.print(clocks)
-    console.print(f"Decisions: {show.decisions}; closed on {show.closed_on}. "
-                  f"Database: {db}")
+        delivered += deliver()
+    return delivered
 
 
 def _court_events(do: Any, read: Any, ref: str, on: date) -> None:
@@ -192,7 +256,7 @@ def run_live_demo() -> None:
     url = up()
     os.environ["PREFECT_API_URL"] = stack_env()["PREFECT_API_URL"]
     svc = build_service()
-    seed_team(svc)
+    seed_team(svc, inbox_ports()[0])
     do, read = svc.commands, svc.queries
     on = today(svc.clock)
     referral = Referral(
@@ -239,4 +303,7 @@ def run_live_demo() -> None:
     console.print(f"  From the CLI: nim-pathway login --as psy.chen --code $(nim-pathway demo "
                   f"--code-for psy.chen); nim-pathway task list --case {ref}; nim-pathway task "
                   f"complete {ref}/crowell-mother --as psy.chen --field quality=adaptive")
+    console.print(f"Messages (reminders, handoffs, dead-letter alerts) go to the local inbox: "
+                  f"[bold]http://127.0.0.1:{inbox_ports()[1]}/psy.chen[/] (a page per "
+                  "practitioner; /admin for alerts), or `nim-pathway inbox psy.chen`.")
     console.print("Stop the stack with: nim-pathway down")

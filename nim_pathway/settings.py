@@ -212,3 +212,21 @@ def audit_checkpoint() -> Path:
     """NIM_AUDIT_CHECKPOINT: where the chain's head is written after each write (default: the
     data folder; in production, storage the database owner cannot write)."""
     return Path(os.environ.get("NIM_AUDIT_CHECKPOINT") or data_dir() / "audit.checkpoint")
+
+
+def inbox_ports() -> tuple[int, int]:
+    """NIM_INBOX_PORT (4225) and NIM_INBOX_WEB_PORT (4280): the local inbox's SMTP receiver
+    and its web page, on 127.0.0.1, where the demo and the local stack send messages."""
+    return (_whole("NIM_INBOX_PORT", "4225", 1, 65535),
+            _whole("NIM_INBOX_WEB_PORT", "4280", 1, 65535))
+
+
+def inbox_dir() -> Path:
+    """Where the local inbox keeps the messages it received (the data folder's `inbox`, 0700)."""
+    from store.files import private_dir
+
+    path = data_dir() / "inbox"
+    try:
+        return private_dir(path)
+    except OSError as exc:
+        raise ConfigError(f"the local inbox folder {path} cannot be used ({exc.strerror})") from None

@@ -1,5 +1,7 @@
 """The local stack: a Prefect server on 127.0.0.1:4200, a process work pool, the deployments
-from prefect.yaml and a worker. State (SQLite, logs, pids) lives under the data folder."""
+from prefect.yaml, a worker and the local inbox (notifications/inbox.py) that the stack's
+admin target and the demo team's contacts point at. State (SQLite, logs, pids, received
+messages) lives under the data folder."""
 
 from __future__ import annotations
 
@@ -60,10 +62,22 @@ def stack_env(port: int = PORT) -> dict[str, str]:
         "NIM_WORK_POOL": settings.work_pool(),  # prefect.yaml names the pool by it
     })
     env["NIM_DATABASE_URL"] = settings.database_url()
+    if not _admin_configured():  # dead-letter alerts go to the inbox, not nowhere
+        from notifications.inbox import ADMIN_BOX, inbox_url
+
+        env["NIM_ADMIN_TARGETS"] = inbox_url(ADMIN_BOX, settings.inbox_ports()[0])
     if os.environ.get("NIM_PREFECT_AUTH"):  # basic auth for the server and its clients
         env["PREFECT_SERVER_API_AUTH_STRING"] = os.environ["NIM_PREFECT_AUTH"]
         env["PREFECT_API_AUTH_STRING"] = os.environ["NIM_PREFECT_AUTH"]
     return env
+
+
+def _admin_configured() -> bool:
+    """Whether the operator set admin targets (NIM_ADMIN_TARGETS or the config file's
+    `admin:`): those stay as they are."""
+    from notifications.config import load_config
+
+    return bool(os.environ.get("NIM_ADMIN_TARGETS") or load_config().admin)
 
 
 def _spawn(name: str, args: list[str], env: dict[str, str]) -> int:
@@ -89,15 +103,40 @@ def wait_healthy(url: str, seconds: float = 120) -> None:
                        f"see {stack_dir() / 'server.log'}")
 
 
+def wait_listening(port: int, name: str, seconds: float = 20) -> None:
+    """Wait until a stack process accepts connections on 127.0.0.1:`port`."""
+    import socket
+
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        if _pid(name) is None:
+            break  # it exited: its log says why (a port in use, most often)
+        try:
+            with socket.create_connection((HOST, port), timeout=1):
+                return
+        except OSError:
+            time.sleep(0.2)
+    raise RuntimeError(f"the {name} did not start on {HOST}:{port}; see "
+                       f"{stack_dir() / f'{name}.log'}")
+
+
 def _run(args: list[str], env: dict[str, str], what: str) -> None:
     proc = subprocess.run(args, env=env, cwd=PROJECT_DIR, capture_output=True, text=True)
     if proc.returncode != 0:
         raise RuntimeError(f"{what} failed: {proc.stderr.strip()[-800:] or proc.stdout[-800:]}")
 
 
+def start_inbox(env: dict[str, str]) -> None:
+    """Start (or reuse) the local inbox the stack's messages go to."""
+    if _pid("inbox") is None:
+        _spawn("inbox", [sys.executable, "-m", "notifications.inbox"], env)
+    wait_listening(settings.inbox_ports()[1], "inbox")
+
+
 def up(port: int = PORT) -> str:
     """Start (or reuse) server, pool, deployments and worker; return the UI URL."""
     env = stack_env(port)
+    start_inbox(env)
     if not stack_running():
         _spawn("server", [_bin("prefect"), "server", "start", "--host", HOST, "--port",
                           str(port)], env)
@@ -146,14 +185,17 @@ def _stop(name: str, grace: float = 15) -> bool:
 
 
 def down() -> list[str]:
-    """Stop the worker first, then the server (the other order hangs on shutdown)."""
-    return [name for name in ("worker", "server") if _stop(name)]
+    """Stop the worker first, then the server (the other order hangs on shutdown), then the
+    inbox (last: the worker may still be delivering)."""
+    return [name for name in ("worker", "server", "inbox") if _stop(name)]
 
 
 def status() -> dict[str, str]:
     out = {name: (f"running (pid {pid})" if (pid := _pid(name)) else "stopped")
-           for name in ("server", "worker")}
+           for name in ("server", "worker", "inbox")}
     out["ui"] = f"http://{HOST}:{PORT}" if stack_running() else "-"
+    out["inbox page"] = (f"http://{HOST}:{settings.inbox_ports()[1]}/" if _pid("inbox")
+                         else "-")
     from models.redaction import mask_url
 
     out["case store"] = mask_url(settings.database_url())  # never its password

@@ -1,16 +1,16 @@
-"""Real local receivers for the notification tests: an SMTP server and an HTTP endpoint."""
+"""Real local receivers for the notification tests: an SMTP server (the product's own, from
+the local inbox) and an HTTP endpoint."""
 
 from __future__ import annotations
 
-import email
 import json
 import threading
-from email import policy
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
-from aiosmtpd.controller import Controller
-
+from notifications.inbox import SmtpReceiver
 from tests.prefect_stack import free_port
+
+__all__ = ["HttpReceiver", "SmtpReceiver"]
 
 
 class HttpReceiver:
@@ -48,32 +48,3 @@ class HttpReceiver:
             self._server.shutdown()
             self._server.server_close()
             self._server = None
-
-
-class SmtpReceiver:
-    """aiosmtpd on 127.0.0.1; keeps every message parsed."""
-
-    def __init__(self) -> None:
-        self.port = free_port()
-        self.messages: list[email.message.EmailMessage] = []
-        receiver = self
-
-        class Handler:
-            async def handle_DATA(self, server, session, envelope) -> str:  # noqa: N802
-                receiver.messages.append(email.message_from_bytes(
-                    envelope.content, policy=policy.default))
-                return "250 OK"
-
-        self._controller = Controller(Handler(), hostname="127.0.0.1", port=self.port)
-
-    def target(self) -> str:
-        """A named-target template for practitioners whose contact is `email:<address>`."""
-        return (f"mailto://127.0.0.1:{self.port}?from=nim@example.org&to={{to}}"
-                "&mode=insecure")
-
-    def start(self) -> SmtpReceiver:
-        self._controller.start()
-        return self
-
-    def stop(self) -> None:
-        self._controller.stop()

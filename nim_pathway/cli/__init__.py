@@ -27,7 +27,7 @@ for sub_app, name in ((cases.case_app, "case"), (tasks.task_app, "task"),
     app.add_typer(sub_app, name=name)
 for command in (identity.init, identity.login, identity.logout, identity.whoami,
                 cases.deadline, cases.decide, ops.erase, ops.up, ops.down, ops.status, ops.doctor,
-                ops.reconcile, ops.drain, ops.sweep, ops.demo):
+                ops.reconcile, ops.drain, ops.sweep, ops.demo, ops.inbox):
     app.command()(command)
 
 

@@ -91,8 +91,9 @@ def up(
     url = stack_up()
     if seed:
         from nim_pathway.demo import seed_team
+        from nim_pathway.settings import inbox_ports
 
-        seed_team(service())
+        seed_team(service(), inbox_ports()[0])  # their messages go to the local inbox
     typer.echo(f"Prefect UI: {url}  (stop with `nim-pathway down`)")
 
 
@@ -343,3 +344,35 @@ def demo(
         run_live_demo()
 
 
+
+
+def inbox(handle: Annotated[str | None, typer.Argument(
+        help="a practitioner's handle, or admin for dead-letter alerts (default: all)")] = None,
+          as_json: JsonOpt = False) -> None:
+    """The local inbox (demo and local stack): the messages sent to HANDLE, newest first,
+    with subject, time and body. The stack also serves them as a web page per practitioner."""
+    from nim_pathway.cli.io import printable
+    from nim_pathway.settings import inbox_dir, inbox_ports
+    from notifications.inbox import ADMIN_BOX, InboxStore, shown_time
+
+    store = InboxStore(inbox_dir())
+    if handle is not None:
+        known = {p.handle for p in service().queries.practitioners()} | {ADMIN_BOX}
+        if handle not in known | store.boxes():
+            raise UserError(f"no practitioner {handle[:60]!r}; `nim-pathway practitioner list` "
+                            "shows them (admin holds the dead-letter alerts)")
+    messages = store.messages(handle)
+    if as_json:
+        from dataclasses import asdict
+
+        emit([asdict(m) for m in messages], True)
+        return
+    if not messages:
+        typer.echo(f"no messages{f' for {handle}' if handle else ''} in the local inbox "
+                   f"(127.0.0.1:{inbox_ports()[0]}; the demo and `nim-pathway up` send there)")
+    for m in messages:
+        typer.echo(f"{shown_time(m.received_at)}  to {printable(', '.join(m.to))}  "
+                   f"{printable(m.subject)}")
+        for line in printable(m.body, keep_newlines=True).splitlines():
+            typer.echo(f"    {line}")
+        typer.echo("")
