@@ -158,13 +158,16 @@ def test_deployed_as_the_guide_says(deployment, tmp_path):
     assert started and int(started.group(1)) >= 2, opened.stdout  # the stage and its task
     assert "warning: no worker is online in work pool 'nim-ops-test'" in opened.stdout
 
-    # A worker without NIM_DATABASE_URL: its runs fail at once, naming the variable.
+    # A worker without NIM_DATABASE_URL: the stage run it picks up fails at once, naming the
+    # variable (task runs are created Suspended with their forms: no worker runs them until
+    # someone answers)
     broken = spawn("worker-broken", worker,
                    {k: v for k, v in env.items() if k != "NIM_DATABASE_URL"})
-    failed = wait_for(lambda: [r for r in _case_runs(env, ref) if r.state.name == "Failed"]
-                      if all(r.state.is_final() for r in _case_runs(env, ref)) else None,
-                      "the case's runs to fail on the misconfigured worker", 180)
-    assert len(failed) == int(started.group(1))
+    failed = wait_for(lambda: [r for r in _case_runs(env, ref) if r.state.name == "Failed"],
+                      "the stage run to fail on the misconfigured worker", 180)
+    assert [r.name for r in failed] == [f"{ref} · referral"]
+    assert {r.state.name for r in _case_runs(env, ref) if "kind:task" in r.tags} == {
+        "Suspended"}
     assert all("NIM_DATABASE_URL is not set on this worker" in r.state.message for r in failed)
     doctor = _cli(env, tmp_path, "doctor", "--timeout", "90", "--no-notify", code=1)
     assert "probe run failed: NIM_DATABASE_URL is not set" in doctor.stderr
