@@ -712,10 +712,17 @@ _FIELD_TYPES: dict[str, Any] = {"text": str, "date": date, "bool": bool, "int": 
 
 def _optional(py: Any) -> Any:  # noqa: ANN401 - a type
     """`py | None`, shown in forms as `py`: Prefect's UI draws `anyOf [date, null]` as
-    "Property is type None" instead of a date picker; a field left empty is simply absent."""
+    "Property is type None" instead of a date picker. No default in the schema either: the
+    UI would fill in null and send it, which a plain date refuses; a field left empty is
+    absent, and the model's default (None) applies."""
     if py is date:
-        return Annotated[date | None, WithJsonSchema({"type": "string", "format": "date"})]
+        return Annotated[date | None, WithJsonSchema({"type": "string", "format": "date"}),
+                         Field(json_schema_extra=_no_default)]
     return py | None
+
+
+def _no_default(schema: dict[str, Any]) -> None:
+    schema.pop("default", None)
 
 
 def _outcome_model(spec: PathwaySpec, task_id: str) -> type[BaseModel]:
