@@ -472,13 +472,13 @@ def orchestrate_after(svc: Service, ref: str) -> str:
     "started" alone would hide a broken deployment, so this also says when the case's earlier
     runs crashed or failed (a misconfigured worker fails every run) and when no worker is
     online in the deployments' pool (the runs just started would wait)."""
-    from prefect.client.orchestration import get_client
-
     url = api_url()
-    if url is None:
+    if url is None:  # before importing Prefect: that import alone costs a CLI ~1.7 s
         return "orchestration off (no PREFECT_API_URL and no local stack running)"
     os.environ.setdefault("PREFECT_API_URL", url)
     check_reachable(url)
+    from prefect.client.orchestration import get_client
+
     with get_client(sync_client=True) as client:
         # the runs read once, before the store (as sync_case would), and also judged here
         earlier = read_runs_by_id(client, sorted(set(svc.queries.run_ids(ref).values())))
