@@ -402,6 +402,38 @@ def _unreachable(exc: Exception) -> bool:
     return isinstance(exc, httpx.TransportError | OrchestrationUnavailable)
 
 
+VIEW_SPAN_S = 2 * 365 * 86400  # a saved view's time range: NIM work can wait for months
+
+
+def saved_views(svc: Service) -> dict[str, str]:
+    """The run-list views a team needs, by name: each practitioner's own queue (their
+    `assignee:` tag) and each role's (`role:`). Sort the list A to Z: names lead with the
+    due date."""
+    views = {}
+    for p in svc.queries.practitioners():
+        if p.active and p.kind == "person":
+            views[f"My queue: {p.handle}"] = f"assignee:{p.handle}"
+            views[f"Queue: {p.role}"] = f"role:{p.role}"
+    return views
+
+
+def publish_saved_views(client: Any, views: dict[str, str]) -> int:  # noqa: ANN401
+    """Save the views Prefect's UI does not have yet (the UI's own format for a tag filter,
+    as its Save View writes it); returns how many were added."""
+    existing = {v["name"] for v in client.request("POST", "/saved_searches/filter",
+                                                  json={}).json()}
+    added = 0
+    for name, tag in sorted(views.items()):
+        if name not in existing:
+            client.request("PUT", "/saved_searches/", json={"name": name, "filters": [
+                {"object": "flowRun", "property": "tag", "type": "", "operation": "",
+                 "value": [tag]},
+                {"object": "flowRun", "property": "range", "type": "", "operation": "",
+                 "value": {"type": "span", "seconds": -VIEW_SPAN_S}}]})
+            added += 1
+    return added
+
+
 Progress = Callable[[str, int, int], None]  # (phase, done, total)
 
 

@@ -29,6 +29,7 @@ from tasks.case_tasks import (
     publish_oversight,
     publish_task_card,
     publish_timeline,
+    publish_views,
     reconcile_cases,
     record_outcome,
     sync_case_runs,
@@ -187,6 +188,7 @@ def sweep_flow() -> Any:  # its summary, or Failed when messages could not be de
     publish_audit_checkpoint()
     delivered = dispatch_outbox()
     publish_oversight()
+    publish_views()
     synced = drain_changes()
     get_run_logger().info("fired %d timers; delivered %s; synced %d changed cases", len(fired),
                           delivered, synced["cases"])

@@ -239,6 +239,17 @@ def dispatch_outbox() -> dict[str, int]:
     return {"sent": report.sent, "failed": report.failed, "dead": report.dead}
 
 
+@task(name="publish-saved-views", cache_policy=NO_CACHE)
+def publish_views() -> int:
+    """A saved run-list view per practitioner and per role, for whoever joined since."""
+    from prefect.client.orchestration import get_client
+
+    from flows.orchestration import publish_saved_views, saved_views
+
+    with get_client(sync_client=True) as client:
+        return publish_saved_views(client, saved_views(service()))
+
+
 @task(name="publish-oversight", cache_policy=NO_CACHE)
 def publish_oversight() -> int:
     """Refresh the managers' site-wide artifacts: caseload board, KPIs, breaches and the

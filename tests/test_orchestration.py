@@ -254,6 +254,12 @@ def test_case_runs_from_referral_to_recommendation(stack):
     # Failed (which the dashboard counts) because its messages could not be delivered
     assert result.state.is_failed(), result.state
     assert "nim-pathway outbox list --failed" in result.state.message
+    with get_client(sync_client=True) as client:  # the sweep saved each person's and role's
+        # run-list view (the UI's own format, as tests/test_browser.py reads it back)
+        views = {v["name"]: v["filters"] for v in client.request(
+            "POST", "/saved_searches/filter", json={}).json()}
+    assert views["My queue: mgr.okafor"][0]["value"] == ["assignee:mgr.okafor"]
+    assert views["Queue: nim-service-manager"][0]["value"] == ["role:nim-service-manager"]
     with session_scope(store.url) as s:
         fired = s.exec(select(Timer).where(Timer.fired_at.is_not(None))).all()
     assert fired and all(t.due_at <= datetime(2026, 2, 23, 10, tzinfo=UTC) for t in fired)
