@@ -275,6 +275,40 @@ def test_caseload_board_artifact_renders(ui, page):
     assert "Sentinel" not in page.content()
 
 
+def test_a_coordinator_opens_a_case_from_the_ui(ui, page):
+    """Deployments → open-case → Run: the form takes the intake handle, the coordinator's
+    handle and code (never a name); the run is renamed after the new case."""
+    from datetime import timedelta
+
+    from prefect.client.orchestration import get_client
+
+    store = ui["store"]
+    handle = store.commands.stage_intake(Referral.model_validate(referral_data()), "coord.ali")
+    before = {c.ref for c in store.queries.cases()}
+    with get_client(sync_client=True) as client:
+        deployment = client.read_deployment_by_name("open-case/open-case")
+    page.goto(f"{ui['url']}/deployments/deployment/{deployment.id}/run",
+              wait_until="networkidle")
+    page.get_by_text("handle from").wait_for()
+    boxes = page.locator("textarea")  # the form's fields in order: intake, coordinator, code
+    boxes.nth(0).fill(handle)
+    boxes.nth(1).fill("coord.ali")
+    ui["clock"].set(ui["clock"].now() + timedelta(seconds=30))  # a code not used before
+    boxes.nth(2).fill(current_code(store, "coord.ali"))
+    shot(page, "13-open-case-form")
+    page.get_by_role("button", name="Submit").click()
+    ref = wait_for(lambda: next(iter({c.ref for c in store.queries.cases()} - before), None),
+                   "the case to open from the UI")
+    with get_client(sync_client=True) as client:  # renamed after the case it opened
+        run = wait_for(lambda: next((r for r in client.read_flow_runs(limit=100)
+                                     if r.name == f"open-case · {ref}"), None),
+                       "the open-case run to be renamed")
+    page.goto(f"{ui['url']}/runs/flow-run/{run.id}", wait_until="networkidle")
+    page.get_by_text(f"open-case · {ref}").first.wait_for()
+    shot(page, "14-opened-from-the-ui")
+    assert "Sentinel" not in page.content()
+
+
 def test_inbox_reassignment_and_a_red_board(ui, page, tmp_path):
     """A practitioner reads a handoff in the local inbox and follows its link to the task's
     current run, whose form names them (the run was replaced when the task was reassigned);
