@@ -118,6 +118,72 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
+def timed(fn: Callable[[], Any]) -> tuple[Any, float, float]:
+    """`fn()`'s result, wall seconds and this process's CPU seconds."""
+    c0, t0 = cpu_seconds(), time.perf_counter()
+    result = fn()
+    return result, time.perf_counter() - t0, cpu_seconds() - c0
+
+
+DEPLOY = (  # the deployments the sync creates runs of (no runner: nothing executes)
+    "from flows.pathway_flows import ALL_FLOWS\n"
+    "for name in ('stage', 'human-task'):\n"
+    "    ALL_FLOWS[name].to_deployment(name=name).apply()\n"
+)
+
+
+class PrefectServer:
+    """`prefect server start` on a free port in a temporary PREFECT_HOME, with the stack's
+    settings for this workload; restartable on the same database."""
+
+    def __init__(self, tmp: Path, db_url: str | None = None) -> None:
+        from nim_pathway.settings import prefect_server_env
+
+        self.tmp, self.port = tmp, free_port()
+        self.api = f"http://127.0.0.1:{self.port}/api"
+        self.env = clean_env(PREFECT_HOME=str(tmp / "prefect"), PREFECT_API_URL=self.api,
+                             PREFECT_SERVER_ANALYTICS_ENABLED="false", DO_NOT_TRACK="1",
+                             PREFECT_SERVER_DATABASE_TIMEOUT="60",
+                             PREFECT_LOGGING_LEVEL="WARNING", **prefect_server_env(),
+                             NIM_DATA_DIR=str(tmp / "data"))
+        if db_url:
+            self.env["PREFECT_SERVER_DATABASE_CONNECTION_URL"] = db_url
+        self.proc: subprocess.Popen | None = None
+
+    def start(self, **overrides: str) -> None:
+        from nim_pathway.stack import wait_healthy
+
+        with open(self.tmp / "server.log", "ab") as log:
+            self.proc = subprocess.Popen(
+                [str(Path(PY).parent / "prefect"), "server", "start", "--host", "127.0.0.1",
+                 "--port", str(self.port)], env={**self.env, **overrides}, stdout=log,
+                stderr=subprocess.STDOUT, cwd=ROOT, start_new_session=True)
+        wait_healthy(self.api, 300)
+
+    def stop(self) -> None:
+        from nim_pathway.stack import stop_group
+
+        if self.proc:
+            stop_group(self.proc)
+            self.proc = None
+
+
+@contextmanager
+def deployed_server(tmp: Path, db_url: str | None = None) -> Iterator[PrefectServer]:
+    """A started PrefectServer with the pathway's deployments, its settings exported to this
+    (driver) process; stopped on the way out."""
+    server = PrefectServer(tmp, db_url)
+    os.environ.update({k: v for k, v in server.env.items()
+                       if k.startswith(("PREFECT_", "NIM_"))})
+    server.start()
+    try:
+        subprocess.run([PY, "-c", DEPLOY], env=server.env, cwd=ROOT, check=True,
+                       capture_output=True)
+        yield server
+    finally:
+        server.stop()
+
+
 def median_wall(cmd: list[str], runs: int, env: dict[str, str]) -> tuple[float, list[float]]:
     """Median wall-clock seconds of running `cmd` `runs` times."""
     times = []

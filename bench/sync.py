@@ -16,52 +16,17 @@ open task and stage has its run. Then, with nothing to change (the steady state 
 
 from __future__ import annotations
 
-import os
-import subprocess
-import time
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from bench.common import PY, ROOT, Row, clean_env, cpu_seconds, free_port, run_worker
+from bench.common import Row, deployed_server, run_worker, timed
 from bench.common import worker_main as _worker_main
-from nim_pathway.settings import prefect_server_env
-
-DEPLOY = (
-    "from flows.pathway_flows import ALL_FLOWS\n"
-    "for name in ('stage', 'human-task'):\n"
-    "    ALL_FLOWS[name].to_deployment(name=name).apply()\n"
-)
-
-
-def _timed(fn: Any) -> tuple[Any, float, float]:  # noqa: ANN401
-    c0, t0 = cpu_seconds(), time.perf_counter()
-    result = fn()
-    return result, time.perf_counter() - t0, cpu_seconds() - c0
 
 
 def driver(args: dict[str, Any]) -> dict[str, Any]:
-    from nim_pathway.stack import stop_group, wait_healthy
-
-    tmp, n, port = Path(args["tmp"]), args["cases"], free_port()
-    api = f"http://127.0.0.1:{port}/api"
-    env = clean_env(PREFECT_HOME=str(tmp / "prefect"), PREFECT_API_URL=api,
-                    PREFECT_SERVER_ANALYTICS_ENABLED="false", DO_NOT_TRACK="1",
-                    PREFECT_SERVER_DATABASE_TIMEOUT="60", PREFECT_LOGGING_LEVEL="WARNING",
-                    **prefect_server_env(),
-                    NIM_DATA_DIR=str(tmp / "data"))
-    os.environ.update({k: v for k, v in env.items() if k.startswith(("PREFECT_", "NIM_"))})
-    with open(tmp / "server.log", "ab") as log:
-        server = subprocess.Popen([str(Path(PY).parent / "prefect"), "server", "start",
-                                   "--host", "127.0.0.1", "--port", str(port)],
-                                  env=env, stdout=log, stderr=subprocess.STDOUT, cwd=ROOT,
-                                  start_new_session=True)
-    try:
-        wait_healthy(api, 180)
-        subprocess.run([PY, "-c", DEPLOY], env=env, cwd=ROOT, check=True, capture_output=True)
-        return _measure(tmp, n, args["changes"])
-    finally:
-        stop_group(server)
+    with deployed_server(Path(args["tmp"])):
+        return _measure(Path(args["tmp"]), args["cases"], args["changes"])
 
 
 def _measure(tmp: Path, n: int, changes: int) -> dict[str, Any]:
@@ -85,7 +50,7 @@ def _measure(tmp: Path, n: int, changes: int) -> dict[str, Any]:
         caregivers=[{"relationship": "mother"}, {"relationship": "foster-carer"}],
         placement={"kind": "foster", "start": "2026-01-05"}), "coord.ali").ref
         for _ in range(n)]
-    _, setup_s, _ = _timed(lambda: drain_journal(svc, limit=500))  # every case gets its runs
+    _, setup_s, _ = timed(lambda: drain_journal(svc, limit=500))  # every case gets its runs
     from prefect.client.orchestration import get_client
 
     with get_client(sync_client=True) as client:
@@ -100,16 +65,16 @@ def _measure(tmp: Path, n: int, changes: int) -> dict[str, Any]:
         return out
 
     # the baseline first, then the new paths, all with nothing to change
-    base, out["per_case_wall_s"], out["per_case_cpu_s"] = _timed(before)
+    base, out["per_case_wall_s"], out["per_case_cpu_s"] = timed(before)
     out["per_case_actions"] = sum(len(r.started + r.resumed + r.cancelled) for r in base)
-    drained, out["drain_wall_s"], out["drain_cpu_s"] = _timed(lambda: drain_journal(svc))
+    drained, out["drain_wall_s"], out["drain_cpu_s"] = timed(lambda: drain_journal(svc))
     out["drain_claimed"] = drained.claimed
-    audited, out["audit_wall_s"], out["audit_cpu_s"] = _timed(lambda: reconcile(svc))
+    audited, out["audit_wall_s"], out["audit_cpu_s"] = timed(lambda: reconcile(svc))
     out["audit_synced"] = len(audited)
     with session_scope(url) as session:
         for ref in refs[:changes]:
             note_change(session, ref, clock.now())
-    drained, out["journal_wall_s"], out["journal_cpu_s"] = _timed(lambda: drain_journal(svc))
+    drained, out["journal_wall_s"], out["journal_cpu_s"] = timed(lambda: drain_journal(svc))
     out["journal_applied"] = drained.applied
     return out
 

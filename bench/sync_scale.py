@@ -40,91 +40,44 @@ from typing import Any
 from bench.common import (
     PY,
     ROOT,
+    PrefectServer,
     Row,
     clean_env,
-    cpu_seconds,
-    free_port,
+    deployed_server,
     run_worker,
     throwaway_pg,
+    timed,
     tree_cpu,
 )
 from bench.common import worker_main as _worker_main
-from bench.sync import DEPLOY
-from nim_pathway.settings import prefect_server_env
 
 TEMPLATE_CASES = 100
 HISTORY_RUNS = 6  # finished runs per case (a case's earlier tasks and stages)
 IDLE_SETTLE_S, IDLE_WINDOW_S = 60, 30  # the restarted server's first loops settle
 
 
-class Server:
-    """`prefect server start` on a free port, restartable on the same database."""
-
-    def __init__(self, tmp: Path, db_url: str | None) -> None:
-        self.tmp, self.port = tmp, free_port()
-        self.api = f"http://127.0.0.1:{self.port}/api"
-        self.env = clean_env(PREFECT_HOME=str(tmp / "prefect"), PREFECT_API_URL=self.api,
-                             PREFECT_SERVER_ANALYTICS_ENABLED="false", DO_NOT_TRACK="1",
-                             PREFECT_SERVER_DATABASE_TIMEOUT="60",
-                             PREFECT_LOGGING_LEVEL="WARNING", **prefect_server_env(),
-                             NIM_DATA_DIR=str(tmp / "data"))
-        if db_url:
-            self.env["PREFECT_SERVER_DATABASE_CONNECTION_URL"] = db_url
-        self.proc: subprocess.Popen | None = None
-
-    def start(self, **overrides: str) -> None:
-        from nim_pathway.stack import wait_healthy
-
-        with open(self.tmp / "server.log", "ab") as log:
-            self.proc = subprocess.Popen(
-                [str(Path(PY).parent / "prefect"), "server", "start", "--host", "127.0.0.1",
-                 "--port", str(self.port)], env={**self.env, **overrides}, stdout=log,
-                stderr=subprocess.STDOUT, cwd=ROOT, start_new_session=True)
-        wait_healthy(self.api, 300)
-
-    def stop(self) -> None:
-        from nim_pathway.stack import stop_group
-
-        if self.proc:
-            stop_group(self.proc)
-            self.proc = None
-
-    def idle_cpu(self) -> float:
-        """Cores the server uses with nothing to do (after its start-up settles)."""
-        assert self.proc
-        time.sleep(IDLE_SETTLE_S)
-        c0 = tree_cpu(self.proc.pid)
-        time.sleep(IDLE_WINDOW_S)
-        return (tree_cpu(self.proc.pid) - c0) / IDLE_WINDOW_S
-
-
-def _timed(fn: Any) -> tuple[Any, float, float]:  # noqa: ANN401
-    c0, t0 = cpu_seconds(), time.perf_counter()
-    result = fn()
-    return result, time.perf_counter() - t0, cpu_seconds() - c0
+def idle_cpu(server: PrefectServer) -> float:
+    """Cores the server uses with nothing to do (after its start-up settles)."""
+    assert server.proc
+    time.sleep(IDLE_SETTLE_S)
+    c0 = tree_cpu(server.proc.pid)
+    time.sleep(IDLE_WINDOW_S)
+    return (tree_cpu(server.proc.pid) - c0) / IDLE_WINDOW_S
 
 
 def _median_s(fn: Any, times: int = 3) -> float:  # noqa: ANN401
-    return statistics.median(_timed(fn)[1] for _ in range(times))
+    return statistics.median(timed(fn)[1] for _ in range(times))
 
 
 def driver(args: dict[str, Any]) -> dict[str, Any]:
     tmp, backend = Path(args["tmp"]), args["backend"]
     with throwaway_pg("nim_bench_prefect") if backend == "postgresql" else nullcontext() as pg:
         db_url = "postgresql+asyncpg://" + pg.split("://", 1)[1] if pg else None
-        server = Server(tmp, db_url)
-        os.environ.update({k: v for k, v in server.env.items()
-                           if k.startswith(("PREFECT_", "NIM_"))})
-        server.start()
-        try:
-            subprocess.run([PY, "-c", DEPLOY], env=server.env, cwd=ROOT, check=True,
-                           capture_output=True)
+        with deployed_server(tmp, db_url) as server:
             return _measure(tmp, server, args["copies"], pg)
-        finally:
-            server.stop()
 
 
-def _measure(tmp: Path, server: Server, copies: int, pg: str | None) -> dict[str, Any]:
+def _measure(tmp: Path, server: PrefectServer, copies: int, pg: str | None) -> dict[str, Any]:
     from flows.orchestration import (
         drain_journal,
         orchestrate_after,
@@ -165,7 +118,7 @@ def _measure(tmp: Path, server: Server, copies: int, pg: str | None) -> dict[str
     out["prefect_rows_inserted"] = prefect_rows
 
     out["drain_s"] = _median_s(lambda: drain_journal(svc))
-    audited, out["audit_s"], out["audit_cpu_s"] = _timed(lambda: reconcile(svc))
+    audited, out["audit_s"], out["audit_cpu_s"] = timed(lambda: reconcile(svc))
     out["audit_repaired"] = len(audited)
 
     refs = sorted(svc.queries.open_work())
@@ -173,14 +126,14 @@ def _measure(tmp: Path, server: Server, copies: int, pg: str | None) -> dict[str
     with session_scope(url) as session:
         for ref in changed:
             note_change(session, ref, clock.now())
-    drained, out["journal_s"], out["journal_cpu_s"] = _timed(lambda: drain_journal(svc))
+    drained, out["journal_s"], out["journal_cpu_s"] = timed(lambda: drain_journal(svc))
     out["journal_applied"], out["journal_failed"] = drained.applied, drained.failed
 
     writes, before = [], []  # one CLI write: complete triage, then sync as the CLI does
     for i, ref in enumerate(refs[-12:]):
         svc.commands.complete_task(TaskRef(ref, "triage"), "mgr.okafor", {"accepted": True})
         if i % 2:
-            _, wall, _ = _timed(lambda ref=ref: orchestrate_after(svc, ref))
+            _, wall, _ = timed(lambda ref=ref: orchestrate_after(svc, ref))
             writes.append(wall)
         else:  # the old path: the case's runs read by its tag (a scan of every run)
             from prefect.client.orchestration import get_client
@@ -188,16 +141,16 @@ def _measure(tmp: Path, server: Server, copies: int, pg: str | None) -> dict[str
             def old(ref: str = ref) -> Any:  # noqa: ANN401
                 with get_client(sync_client=True) as client:
                     return sync_case(svc, ref, client=client, runs=read_case_runs(client, ref))
-            report, wall, _ = _timed(old)
+            report, wall, _ = timed(old)
             before.append(wall)
     out["write_sync_s"], out["write_sync_before_s"] = writes, before
     out["cli_write_s"], out["cli_write_offline_s"] = _cli_writes(svc, refs[-24:-12], server.api)
     out["queue_role"], out["queue_s"] = role, _median_s(lambda: _queue(role), 5)
 
-    out["idle_cores"] = server.idle_cpu()
+    out["idle_cores"] = idle_cpu(server)
     server.stop()
     server.start(PREFECT_SERVER_SERVICES_PAUSE_EXPIRATIONS_ENABLED="true")
-    out["idle_cores_pause_expiry"] = server.idle_cpu()
+    out["idle_cores_pause_expiry"] = idle_cpu(server)
     return out
 
 

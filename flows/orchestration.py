@@ -325,11 +325,12 @@ def _sync_case(svc: Service, ref: str, today: date | None, client: Any,  # noqa:
     return report
 
 
-def sync_now(svc: Service, ref: str, client: Any = None) -> SyncReport:  # noqa: ANN401
+def sync_now(svc: Service, ref: str, client: Any = None,  # noqa: ANN401
+             runs: list[Any] | None = None) -> SyncReport:
     """Sync one case right after a command committed, and mark the journal entries written
     before this sync read the store as applied (later ones wait for the drainer)."""
     last = svc.commands.last_change(ref)
-    report = sync_case(svc, ref, client=client)
+    report = sync_case(svc, ref, client=client, runs=runs)
     if last:
         svc.commands.changes_applied(ref, last)
     return report
@@ -514,10 +515,7 @@ def orchestrate_after(svc: Service, ref: str) -> str:
     with get_client(sync_client=True) as client:
         # the runs read once, before the store (as sync_case would), and also judged here
         earlier = read_runs_by_id(client, sorted(set(svc.queries.run_ids(ref).values())))
-        last = svc.commands.last_change(ref)
-        report = sync_case(svc, ref, client=client, runs=earlier)
-        if last:
-            svc.commands.changes_applied(ref, last)
+        report = sync_now(svc, ref, client=client, runs=earlier)
         warnings = crashed_warning(earlier)
         if report.started or report.resumed:
             warnings += worker_warning(client)

@@ -206,6 +206,19 @@ def render_index(counts: dict[str, int]) -> bytes:
     return _page("Local inbox", f"<ul>{rows}</ul>" if rows else "<p>No inboxes.</p>")
 
 
+def serve_http(handler: type[BaseHTTPRequestHandler], port: int) -> ThreadingHTTPServer:
+    """`handler` served on 127.0.0.1:`port` from a daemon thread (stop with `stop_http`)."""
+    server = ThreadingHTTPServer((HOST, port), handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    return server
+
+
+def stop_http(server: ThreadingHTTPServer | None) -> None:
+    if server:
+        server.shutdown()
+        server.server_close()
+
+
 class InboxWeb:
     """Read-only pages on 127.0.0.1: `/` lists the inboxes, `/<handle>` one practitioner's
     messages. `known` gives the handles that may have an inbox (the case store's
@@ -253,15 +266,12 @@ class InboxWeb:
             def log_message(self, *args: object) -> None:  # paths name practitioners: quiet
                 pass
 
-        self._server = ThreadingHTTPServer((HOST, self.port), Handler)
-        threading.Thread(target=self._server.serve_forever, daemon=True).start()
+        self._server = serve_http(Handler, self.port)
         return self
 
     def stop(self) -> None:
-        if self._server:
-            self._server.shutdown()
-            self._server.server_close()
-            self._server = None
+        stop_http(self._server)
+        self._server = None
 
 
 # -- both together ----------------------------------------------------------------------------

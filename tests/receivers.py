@@ -7,7 +7,7 @@ import json
 import threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
-from notifications.inbox import SmtpReceiver
+from notifications.inbox import SmtpReceiver, serve_http, stop_http
 from tests.prefect_stack import free_port
 
 __all__ = ["HttpReceiver", "SmtpReceiver"]
@@ -39,12 +39,9 @@ class HttpReceiver:
             def log_message(self, *args) -> None:  # quiet
                 pass
 
-        self._server = ThreadingHTTPServer(("127.0.0.1", self.port), Handler)
-        threading.Thread(target=self._server.serve_forever, daemon=True).start()
+        self._server = serve_http(Handler, self.port)
         return self
 
     def stop(self) -> None:
-        if self._server:
-            self._server.shutdown()
-            self._server.server_close()
-            self._server = None
+        stop_http(self._server)
+        self._server = None
