@@ -202,7 +202,7 @@ def start_task_run(client: Any, ref: str, task: Any, spec: Any, **run: Any) -> A
     itself would save: the pathway's outcome model and the task's description."""
     import orjson
     from prefect._internal.pydantic.v2_schema import create_v2_schema
-    from prefect.exceptions import ObjectAlreadyExists
+    from prefect.exceptions import PrefectHTTPStatusError
     from prefect.input.run_input import keyset_from_paused_state
     from prefect.states import Suspended
 
@@ -218,8 +218,9 @@ def start_task_run(client: Any, ref: str, task: Any, spec: Any, **run: Any) -> A
     for key, value in inputs.items():
         try:  # a racing sync (the same idempotency key) may have written them first
             client.create_flow_run_input(created.id, key, orjson.dumps(value).decode())
-        except ObjectAlreadyExists:
-            pass
+        except PrefectHTTPStatusError as exc:  # the sync client raises 409 as this, not as
+            if exc.response.status_code != 409:  # ObjectAlreadyExists
+                raise
     return created
 
 

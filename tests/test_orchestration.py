@@ -466,3 +466,27 @@ def test_prefect_down_then_database_lost_reconcile_restores(stack):
     assert drain_journal(store).failed == 0  # the waiting change applies without a duplicate
     for t in store.queries.tasks(case=ref):
         assert len([r for r in case_runs(ref) if f"task:{t.key}" in r.tags]) == 1
+
+
+def test_two_syncs_creating_the_same_task_run_make_one_with_its_form(stack):
+    """The CLI's sync and a flow's closing sync can both create a task's run (one idempotency
+    key: one run) and both write its form; the second finds the form there (a 409 from the
+    sync client) and carries on."""
+    from prefect.client.orchestration import get_client
+    from prefect.states import Cancelled
+
+    from flows.orchestration import start_task_run
+
+    store: Service = stack.store
+    ref = store.commands.open_case(Referral.model_validate(referral_data()), "coord.ali").ref
+    triage = store.queries.task(ref, "triage")
+    with get_client(sync_client=True) as client:
+        runs = [start_task_run(client, ref, triage, store.queries.pathway(ref),
+                               parameters={"ref": ref, "task_key": "triage"},
+                               name=f"{ref} · race", tags=[f"case:{ref}"],
+                               idempotency_key=f"{ref}/triage#race") for _ in range(2)]
+        assert runs[0].id == runs[1].id
+        keyset = runs[0].state.state_details.run_input_keyset
+        assert "Triage the referral" in client.read_flow_run_input(runs[0].id,
+                                                                   keyset["description"])
+        client.set_flow_run_state(runs[0].id, Cancelled(), force=True)  # nobody answers it
