@@ -330,6 +330,7 @@ class OrchestrationChange(SQLModel, table=True):
     attempts: int = 0
     last_error: str | None = None  # exception type and Prefect's status, never identity
     applied_at: datetime | None = None
+    outcome: str | None = None  # what the sync did (run labels, warnings), for the CLI
 
 
 class DeliveryAttempt(SQLModel, table=True):
