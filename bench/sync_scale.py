@@ -1,4 +1,4 @@
-"""Figures 11 to 17: keeping Prefect in step at 10,000 open cases (~100,000 runs in Prefect),
+"""Figures 11 to 16: keeping Prefect in step at 10,000 open cases (~100,000 runs in Prefect),
 once with Prefect's own database on SQLite and once on PostgreSQL.
 
 A driver process starts `prefect server start` (no runner) with the pathway's deployments,
@@ -17,19 +17,18 @@ case. The server restarts on the grown database and, with nothing to change:
     against the same write synced the old way (the case's runs read by tag);
 15. a practitioner's queue (role tag + Suspended, 200 rows, soonest first) against the same
     query at 100 cases;
-16. the idle server's CPU, against the same server with Prefect's pause-expiration service on;
-17. `nim-pathway task complete` in a fresh process with Prefect up, against the same command
-    with orchestration off.
+16. the idle server's CPU, against the same server with Prefect's pause-expiration service on.
+
+A CLI write in a fresh process (figure 17) is bench/cli_write.py: it reads a case's runs by id,
+so it does not depend on how many runs Prefect holds.
 """
 
 from __future__ import annotations
 
 import json
-import os
 import shutil
 import sqlite3
 import statistics
-import subprocess
 import time
 import uuid
 from contextlib import nullcontext
@@ -38,11 +37,8 @@ from pathlib import Path
 from typing import Any
 
 from bench.common import (
-    PY,
-    ROOT,
     PrefectServer,
     Row,
-    clean_env,
     deployed_server,
     run_worker,
     throwaway_pg,
@@ -144,7 +140,6 @@ def _measure(tmp: Path, server: PrefectServer, copies: int, pg: str | None) -> d
             report, wall, _ = timed(old)
             before.append(wall)
     out["write_sync_s"], out["write_sync_before_s"] = writes, before
-    out["cli_write_s"], out["cli_write_offline_s"] = _cli_writes(svc, refs[-24:-12], server.api)
     out["queue_role"], out["queue_s"] = role, _median_s(lambda: _queue(role), 5)
 
     out["idle_cores"] = idle_cpu(server)
@@ -152,29 +147,6 @@ def _measure(tmp: Path, server: PrefectServer, copies: int, pg: str | None) -> d
     server.start(PREFECT_SERVER_SERVICES_PAUSE_EXPIRATIONS_ENABLED="true")
     out["idle_cores_pause_expiry"] = idle_cpu(server)
     return out
-
-
-def _cli_writes(svc: Any, refs: list[str], api: str) -> tuple[list[float], list[float]]:  # noqa: ANN401
-    """`nim-pathway task complete` as a person runs it (logged in, a fresh process), half
-    with Prefect up (the command syncs the case after its commit), half with orchestration
-    off (the baseline: the same write, nothing to sync)."""
-    from nim_pathway.demo import current_code
-
-    session = Path(os.environ["NIM_DATA_DIR"]) / "bench-session"
-    session.write_text(svc.commands.login("mgr.okafor", current_code(svc, "mgr.okafor"),
-                                          3600).token)
-    env = clean_env(**{k: v for k, v in os.environ.items() if k.startswith("NIM_")},
-                    NIM_DATABASE_URL=str(svc.url), NIM_SESSION_FILE=str(session),
-                    NIM_CLOCK=svc.clock.now().isoformat(timespec="minutes"))
-    online, offline = [], []
-    for i, ref in enumerate(refs):
-        run_env = {**env, "PREFECT_API_URL": api} if i % 2 else env
-        t0 = time.perf_counter()
-        subprocess.run([str(Path(PY).parent / "nim-pathway"), "task", "complete",
-                        f"{ref}/triage", "--as", "mgr.okafor", "--field", "accepted=true"],
-                       env=run_env, cwd=ROOT, check=True, capture_output=True)
-        (online if i % 2 else offline).append(time.perf_counter() - t0)
-    return online, offline
 
 
 def _referral() -> Any:  # noqa: ANN401
@@ -438,15 +410,6 @@ def figure(ctx: Any) -> list[Row]:
                 ratio=write / before,
                 note=f"median of {len(r['write_sync_s'])} writes (triage completed: its run "
                      f"resumed, the next tasks' runs started); {scale}"),
-            Row(figure=f"17. {db}: a CLI write with Prefect up (`task complete`)",
-                value=statistics.median(r["cli_write_s"]), unit="s", target="<= 2 s",
-                met=statistics.median(r["cli_write_s"]) <= 2,
-                baseline=statistics.median(r["cli_write_offline_s"]),
-                baseline_label="the same command with orchestration off",
-                ratio=statistics.median(r["cli_write_s"])
-                / statistics.median(r["cli_write_offline_s"]),
-                note=f"median of {len(r['cli_write_s'])} fresh processes each way, logged in; "
-                     f"the sync runs after the commit; {scale}"),
             Row(figure=f"15. {db}: a practitioner's queue (200 rows)", value=r["queue_s"],
                 unit="s", target="report", met=None, baseline=r["small_queue_s"],
                 baseline_label=f"the same query at {small}",

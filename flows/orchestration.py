@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import os
 import weakref
-from collections.abc import Callable
+from collections.abc import Callable, Collection
 from dataclasses import dataclass, field
 from datetime import date
 from typing import TYPE_CHECKING, Any
@@ -344,58 +344,75 @@ class DrainReport:
     failed: int = 0
     cases: int = 0
     errors: list[str] = field(default_factory=list)
+    failed_ids: set[int] = field(default_factory=set)
+    unreachable: bool = False  # Prefect could not be reached: draining stopped
 
 
-def drain_journal(svc: Service, limit: int = 200, rounds: int = 50) -> DrainReport:
+def drain_journal(svc: Service, limit: int = 200, rounds: int = 50, client: Any = None,  # noqa: ANN401
+                  explain: bool = False, skip: Collection[int] = ()) -> DrainReport:
     """Apply the orchestration journal: sync exactly the cases that changed, in batches, with
     one Prefect client. Entries are leased, so two drainers never sync the same change; a
     drainer killed mid-batch leaves its entries to the next one once the lease runs out, and
     applying one twice is harmless (a sync is idempotent). When Prefect is unreachable the
-    batch is released with the error and draining stops until the next sweep."""
-    import uuid
+    batch is released with the error and draining stops until the next sweep.
 
-    from prefect.client.orchestration import get_client
+    Each applied entry keeps what its sync did; with `explain` (the sync service, whose
+    outcomes a waiting CLI prints) also the warnings `orchestrate_after` would give."""
+    import uuid
 
     from store import faults
 
+    if client is None:
+        from prefect.client.orchestration import get_client
+
+        with get_client(sync_client=True) as own:
+            return drain_journal(svc, limit, rounds, own, explain, skip)
     report, token = DrainReport(), uuid.uuid4().hex
-    failed: set[int] = set()  # released with an error: not again in this drain (a case
-    # that fails would fail every round), the next sweep retries them
-    with get_client(sync_client=True) as client:
-        for _ in range(rounds):
-            claimed = svc.commands.claim_changes(token, limit, skip=failed)
-            if not claimed:
-                break
-            report.claimed += sum(len(ids) for ids in claimed.values())
-            faults.reached("drain-claimed")  # crash tests: leased, nothing synced yet
-            done: list[int] = []
-            for ref, ids in claimed.items():
-                try:
-                    sync_case(svc, ref, client=client)
-                except Exception as exc:  # noqa: BLE001 - released for the next drainer
-                    from models.redaction import scrub_text
+    failed = report.failed_ids  # released with an error: not again in this drain (a case
+    failed.update(skip)  # that fails would fail every round), the next sweep retries them
+    for _ in range(rounds):
+        claimed = svc.commands.claim_changes(token, limit, skip=failed)
+        if not claimed:
+            break
+        report.claimed += sum(len(ids) for ids in claimed.values())
+        faults.reached("drain-claimed")  # crash tests: leased, nothing synced yet
+        for n, (ref, ids) in enumerate(claimed.items()):
+            try:
+                outcome = explained_sync(svc, ref, client, sync_case) if explain else \
+                    "orchestration: " + sync_case(svc, ref, client=client).summary()
+            except Exception as exc:  # noqa: BLE001 - released for the next drainer
+                from models.redaction import scrub_text
 
-                    why = f"{type(exc).__name__}: {scrub_text(str(exc))[:200]}"
-                    svc.commands.settle_changes(ids, token, error=why)
-                    failed.update(ids)
-                    report.failed += len(ids)
-                    report.errors.append(f"{ref}: {why}")
-                    if _unreachable(exc):
-                        rest = [i for r, i2 in claimed.items() if r != ref for i in i2
-                                if i not in done]
-                        svc.commands.settle_changes(rest, token, error=why)
-                        return _settled(svc, report, done, token)
-                    continue
-                done += ids
-                report.cases += 1
-                faults.reached("drain-synced")  # crash tests: synced, not yet recorded
-            _settled(svc, report, done, token)
+                why = f"{type(exc).__name__}: {scrub_text(str(exc))[:200]}"
+                rest = [i for _, more in list(claimed.items())[n:] for i in more]
+                report.unreachable = _unreachable(exc)
+                give_back = rest if report.unreachable else ids  # unreachable: all of it
+                svc.commands.settle_changes(give_back, token, error=why)
+                failed.update(give_back)
+                report.failed += len(give_back)
+                report.errors.append(f"{ref}: {why}")
+                if report.unreachable:
+                    return report
+                continue
+            faults.reached("drain-synced")  # crash tests: synced, not yet recorded
+            report.applied += svc.commands.settle_changes(ids, token, outcome=outcome)
+            report.cases += 1
     return report
 
 
-def _settled(svc: Service, report: DrainReport, done: list[int], token: str) -> DrainReport:
-    report.applied += svc.commands.settle_changes(done, token)
-    return report
+def explained_sync(svc: Service, ref: str, client: Any,  # noqa: ANN401 - Prefect's client
+                   sync: Callable[..., SyncReport]) -> str:
+    """Sync a case with `sync` and say what happened, as a person reads it after a command:
+    "started" alone would hide a broken deployment, so this also says when the case's earlier
+    runs crashed or failed (a misconfigured worker fails every run) and when no worker is
+    online in the deployments' pool (the runs just started would wait)."""
+    # the runs read once, before the store (as sync_case would), and also judged here
+    earlier = read_runs_by_id(client, sorted(set(svc.queries.run_ids(ref).values())))
+    report = sync(svc, ref, client=client, runs=earlier)
+    warnings = crashed_warning(earlier)
+    if report.started or report.resumed:
+        warnings += worker_warning(client)
+    return "\n".join(["orchestration: " + report.summary()] + [f"warning: {w}" for w in warnings])
 
 
 def _unreachable(exc: Exception) -> bool:
@@ -499,28 +516,120 @@ def differing_cases(svc: Service, live_by_case: dict[str, list[dict[str, Any]]])
                   if shown.get(ref, set()) != wanted.get(ref, set()))
 
 
-def orchestrate_after(svc: Service, ref: str) -> str:
-    """Called after a command: sync the case if Prefect is configured, say what happened.
-    If Prefect cannot be reached the change waits in the journal for the next sweep.
-
-    "started" alone would hide a broken deployment, so this also says when the case's earlier
-    runs crashed or failed (a misconfigured worker fails every run) and when no worker is
-    online in the deployments' pool (the runs just started would wait)."""
+def orchestrate_after(svc: Service, ref: str, since: int = 0,
+                      wait_s: float | None = None) -> str:
+    """Called after a command (which started after journal entry `since`): bring the case's
+    runs up to date if Prefect is configured, and say what happened. When a sync service runs
+    (`nim-pathway drain --follow`) it applies the change and this only waits for its outcome,
+    without importing Prefect (a CLI's ~1.5 s); if it has not within `wait_s` (NIM_SYNC_WAIT,
+    default 5 s) the case is synced here. If Prefect cannot be reached the change waits in the
+    journal for the next sweep."""
     url = api_url()
     if url is None:  # before importing Prefect: that import alone costs a CLI ~1.7 s
         return "orchestration off (no PREFECT_API_URL and no local stack running)"
+    from store.journal import service_running
+
+    if service_running(svc.url):
+        told = _await_service(svc, ref, since, _sync_wait() if wait_s is None else wait_s)
+        if told is not None:
+            return told
     os.environ.setdefault("PREFECT_API_URL", url)
     check_reachable(url)
     from prefect.client.orchestration import get_client
 
     with get_client(sync_client=True) as client:
-        # the runs read once, before the store (as sync_case would), and also judged here
-        earlier = read_runs_by_id(client, sorted(set(svc.queries.run_ids(ref).values())))
-        report = sync_now(svc, ref, client=client, runs=earlier)
-        warnings = crashed_warning(earlier)
-        if report.started or report.resumed:
-            warnings += worker_warning(client)
-    return "\n".join(["orchestration: " + report.summary()] + [f"warning: {w}" for w in warnings])
+        return explained_sync(svc, ref, client, sync_now)
+
+
+def _sync_wait() -> float:
+    from nim_pathway.settings import sync_wait
+
+    return sync_wait()
+
+
+POLL_S = 0.05  # how often a waiting command reads the journal (a primary-key read)
+
+
+def _await_service(svc: Service, ref: str, since: int, wait_s: float) -> str | None:
+    """What the sync service did with the command's change, once it has; None if it has not
+    within `wait_s` (the caller syncs the case itself). Raises OrchestrationUnavailable when
+    the service could not apply it (the error it met)."""
+    import time
+
+    give_up = time.monotonic() + wait_s
+    while True:
+        entries = svc.commands.changes_covering(ref, since)
+        if not entries:
+            return "orchestration: nothing to change"
+        failing = [error for applied, _, error in entries if not applied and error]
+        if failing:
+            raise OrchestrationUnavailable(
+                f"saved in the case store, but the sync service could not update Prefect "
+                f"({failing[-1]}); it retries, and each sweep does (`nim-pathway status`)")
+        if all(applied for applied, _, _ in entries):
+            return entries[-1][1] or "orchestration: applied by the sync service"
+        if time.monotonic() >= give_up:
+            return None
+        time.sleep(POLL_S)
+
+
+@dataclass
+class ServiceStats:
+    batches: int = 0
+    applied: int = 0
+    failed: int = 0
+
+
+RETRY_S = 30.0  # a change the service failed to apply waits this long before it tries again
+
+
+def serve_journal(svc: Service, stop: Any, poll_s: float = 0.2,  # noqa: ANN401 - an Event
+                  log: Callable[[str], None] = print) -> ServiceStats:
+    """The sync service: apply each journal entry as soon as it is written, until `stop`
+    (a threading.Event) is set, holding the service lock so commands wait for it instead of
+    syncing themselves. Polls with a read (no write lock) and claims only when something is
+    pending; when Prefect is unreachable it waits for Prefect's health check to pass; an
+    entry that failed waits RETRY_S before its next try."""
+    import time
+
+    from prefect.client.orchestration import get_client
+
+    from store.journal import service_lock
+
+    stats, failed_at = ServiceStats(), {}
+    url = api_url() or STACK_URL
+    with service_lock(svc.url), get_client(sync_client=True) as client:
+        log(f"sync service: applying the orchestration journal to {url}")
+        while not stop.is_set():
+            if not svc.commands.changes_pending():
+                stop.wait(poll_s)
+                continue
+            now = time.monotonic()
+            failed_at = {i: t for i, t in failed_at.items() if now - t < RETRY_S}
+            report = drain_journal(svc, client=client, explain=True, skip=failed_at)
+            stats.batches += 1
+            stats.applied += report.applied
+            stats.failed += report.failed
+            for error in report.errors:
+                log(f"sync service: waiting: {error}")
+            if report.unreachable:  # the wait for Prefect is the back-off: no retry delay
+                _await_health(url, stop, log)
+                continue
+            failed_at.update({i: now for i in report.failed_ids - set(failed_at)})
+            if not report.claimed:
+                stop.wait(poll_s)  # only entries waiting for a retry
+    log(f"sync service stopped: {stats.applied} change(s) applied, {stats.failed} failed")
+    return stats
+
+
+def _await_health(url: str, stop: Any, log: Callable[[str], None]) -> None:  # noqa: ANN401
+    while not stop.wait(2.0):
+        try:
+            check_reachable(url)
+        except OrchestrationUnavailable:
+            continue
+        log("sync service: Prefect is reachable again")
+        return
 
 
 def crashed_warning(runs: list[Any]) -> list[str]:

@@ -284,9 +284,12 @@ def run_live_demo() -> None:
                   "people, each as a Suspended flow run.\n")
     console.print(f"Prefect UI: [bold]{url}[/]\n")
     console.print("What to click:")
-    console.print(f"  1. Runs → filter by tag [bold]case:{ref}[/] (a case) or "
-                  "[bold]role:psychologist[/] (a practitioner's queue).")
-    console.print(f"  2. Open '{ref} · assessment · wmci-mother' → Resume → completed_by "
+    wmci = next(t for t in waiting if t.key == "wmci-mother")
+    console.print(f"  1. Runs → filter by tag [bold]case:{ref}[/] (a case), or a saved view: "
+                  "[bold]My queue: psy.chen[/] (a practitioner's) or [bold]Queue: "
+                  "psychologist[/] (a role's); run names lead with the due date.")
+    console.print(f"  2. Open 'due {wmci.due} · {ref} · assessment · wmci-mother' → Resume → "
+                  "completed_by "
                   "[bold]psy.chen[/], classification, code → Submit. The case store records "
                   "it and the run completes.")
     console.print("     The code: a person reads it from their authenticator app, enrolled from "

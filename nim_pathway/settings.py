@@ -214,6 +214,12 @@ def audit_checkpoint() -> Path:
     return Path(os.environ.get("NIM_AUDIT_CHECKPOINT") or data_dir() / "audit.checkpoint")
 
 
+def sync_wait() -> float:
+    """NIM_SYNC_WAIT: seconds a command waits for a running sync service to apply its change
+    before it syncs the case itself (default 5; 0 syncs at once)."""
+    return float(_whole("NIM_SYNC_WAIT", "5", 0, 120))
+
+
 def inbox_ports() -> tuple[int, int]:
     """NIM_INBOX_PORT (4225) and NIM_INBOX_WEB_PORT (4280): the local inbox's SMTP receiver
     and its web page, on 127.0.0.1, where the demo and the local stack send messages."""

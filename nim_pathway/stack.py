@@ -1,7 +1,8 @@
 """The local stack: a Prefect server on 127.0.0.1:4200, a process work pool, the deployments
-from prefect.yaml, a worker and the local inbox (notifications/inbox.py) that the stack's
-admin target and the demo team's contacts point at. State (SQLite, logs, pids, received
-messages) lives under the data folder."""
+from prefect.yaml, a worker, the sync service (`nim-pathway drain --follow`, which applies each
+command's change so the command need not import Prefect) and the local inbox
+(notifications/inbox.py) that the stack's admin target and the demo team's contacts point at.
+State (SQLite, logs, pids, received messages) lives under the data folder."""
 
 from __future__ import annotations
 
@@ -154,6 +155,8 @@ def up(port: int = PORT) -> str:
     if _pid("worker") is None:
         _spawn("worker", [_bin("prefect"), "worker", "start", "--pool", pool, "--limit", "50"],
                env)
+    if _pid("sync") is None:  # commands wait for it instead of importing Prefect themselves
+        _spawn("sync", [_bin("nim-pathway"), "drain", "--follow"], env)
     return f"http://{HOST}:{port}"
 
 
@@ -185,14 +188,14 @@ def _stop(name: str, grace: float = 15) -> bool:
 
 
 def down() -> list[str]:
-    """Stop the worker first, then the server (the other order hangs on shutdown), then the
-    inbox (last: the worker may still be delivering)."""
-    return [name for name in ("worker", "server", "inbox") if _stop(name)]
+    """Stop the sync service and the worker first, then the server (the other order hangs on
+    shutdown), then the inbox (last: the worker may still be delivering)."""
+    return [name for name in ("sync", "worker", "server", "inbox") if _stop(name)]
 
 
 def status() -> dict[str, str]:
     out = {name: (f"running (pid {pid})" if (pid := _pid(name)) else "stopped")
-           for name in ("server", "worker", "inbox")}
+           for name in ("server", "worker", "sync", "inbox")}
     out["ui"] = f"http://{HOST}:{PORT}" if stack_running() else "-"
     out["inbox page"] = (f"http://{HOST}:{settings.inbox_ports()[1]}/" if _pid("inbox")
                          else "-")

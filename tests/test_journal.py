@@ -142,6 +142,7 @@ def test_a_case_whose_sync_fails_is_tried_once_per_drain(store, monkeypatch):
         attempts.append(ref)
         if ref == refs[0]:
             raise ValueError("pathway spec has no stage 'x'")
+        return orchestration.SyncReport(ref)
 
     monkeypatch.setattr(orchestration, "sync_case", sync)
     report = orchestration.drain_journal(store, limit=1)
@@ -152,3 +153,53 @@ def test_a_case_whose_sync_fails_is_tried_once_per_drain(store, monkeypatch):
             OrchestrationChange.applied_at.is_(None))).all()
     assert [(c.case_ref, c.claim_token, c.last_error) for c in left] == [
         (refs[0], None, "ValueError: pathway spec has no stage 'x'")]
+
+
+def test_a_sync_service_that_cannot_reach_prefect_says_so_to_the_waiting_command(
+        store, monkeypatch):
+    """The service meets a Prefect that is down: it releases the change with the error and
+    waits for Prefect's health check; the command waiting on it reports the error at once
+    (not after its full wait), and the change stays pending for the service or a sweep."""
+    import contextvars
+
+    from prefect.settings import PREFECT_API_URL, temporary_settings
+
+    from flows.orchestration import OrchestrationUnavailable, orchestrate_after, serve_journal
+    from store.journal import service_running
+
+    dead = "http://127.0.0.1:9/api"  # the discard port: nothing listens
+    monkeypatch.setenv("PREFECT_API_URL", dead)
+    logged: list[str] = []
+    stop = threading.Event()
+    with temporary_settings(updates={PREFECT_API_URL: dead}):
+        thread = threading.Thread(target=contextvars.copy_context().run, args=(
+            serve_journal, store, stop), kwargs={"poll_s": 0.05, "log": logged.append})
+        thread.start()
+        try:
+            ref = store.commands.open_case(Referral.model_validate(referral_data()),
+                                           "coord.ali").ref
+            deadline = threading.Event()
+            while not service_running(store.url) and not deadline.wait(0.05):
+                pass
+            with pytest.raises(OrchestrationUnavailable,
+                               match=r"sync service could not update Prefect \(Connect"):
+                orchestrate_after(store, ref, 0, wait_s=60)
+        finally:
+            stop.set()
+            thread.join(30)
+    assert not thread.is_alive()
+    assert [c for c, _ in pending(store.url)] == [ref]
+    assert any(line.startswith(f"sync service: waiting: {ref}: Connect") for line in logged), \
+        logged
+
+
+def test_one_sync_service_per_case_store(db_url):
+    from store.journal import ServiceRunning, service_lock, service_running
+
+    assert not service_running(db_url)
+    with service_lock(db_url):
+        assert service_running(db_url)
+        with pytest.raises(ServiceRunning, match="already running"), service_lock(db_url):
+            pass
+        assert service_running(db_url)
+    assert not service_running(db_url)

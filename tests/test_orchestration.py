@@ -11,6 +11,7 @@ from __future__ import annotations
 import contextvars
 import json
 import os
+import re
 import threading
 import uuid
 from concurrent.futures import ThreadPoolExecutor
@@ -490,3 +491,100 @@ def test_two_syncs_creating_the_same_task_run_make_one_with_its_form(stack):
         assert "Triage the referral" in client.read_flow_run_input(runs[0].id,
                                                                    keyset["description"])
         client.set_flow_run_state(runs[0].id, Cancelled(), force=True)  # nobody answers it
+
+
+def _serve(store: Service) -> tuple[threading.Event, threading.Thread]:
+    """The sync service (`drain --follow`) in a thread with the test's Prefect settings."""
+    from flows.orchestration import serve_journal
+    from store.journal import service_running
+
+    stop = threading.Event()
+    thread = threading.Thread(target=contextvars.copy_context().run, daemon=True, args=(
+        serve_journal, store, stop), kwargs={"poll_s": 0.05, "log": lambda line: None})
+    thread.start()
+    wait_for(lambda: service_running(store.url), "the sync service to hold its lock")
+    return stop, thread
+
+
+def test_a_running_sync_service_applies_the_change_and_the_command_prints_its_outcome(stack):
+    """With the sync service up, a command waits for the service to apply its change and
+    prints what the service did (a run resumed, the next ones started), read back from the
+    journal; the entry was claimed by the service (the command's own sync claims nothing)."""
+    from flows.orchestration import orchestrate_after
+    from store.tables import OrchestrationChange
+
+    store: Service = stack.store
+    stop, thread = _serve(store)
+    try:
+        since = store.commands.newest_change()
+        ref = store.commands.open_case(Referral.model_validate(referral_data()), "coord.ali").ref
+        opened = orchestrate_after(store, ref, since)
+        assert re.match(rf"orchestration: {ref}: [1-9]\d* started", opened), opened
+        task_run(ref, "triage")
+        since = store.commands.newest_change()
+        store.commands.complete_task(TaskRef(ref, "triage"), "mgr.okafor", {"accepted": True})
+        told = orchestrate_after(store, ref, since, wait_s=60)
+        with session_scope(store.url) as s:
+            mine = s.exec(select(OrchestrationChange).where(
+                OrchestrationChange.case_ref == ref, OrchestrationChange.id > since)).all()
+        assert [(c.attempts, c.applied_at is not None, c.outcome) for c in mine] == [
+            (1, True, told)]
+        assert re.fullmatch(rf"orchestration: {ref}: [1-9]\d* started, 1 resumed, 0 cancelled",
+                            told), told
+        task_run(ref, "triage", "Completed")
+        for t in store.queries.tasks(case=ref):
+            task_run(ref, t.key)
+    finally:
+        stop.set()
+        thread.join(30)
+    assert not thread.is_alive()
+
+
+def test_a_cli_write_with_the_sync_service_up_does_not_import_prefect(stack):
+    """`nim-pathway task complete` as a person runs it, in a fresh process: with the service
+    up it never imports Prefect (a CLI's ~1.5 s), and still prints what Prefect now shows."""
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    store: Service = stack.store
+    ref = store.commands.open_case(Referral.model_validate(referral_data()), "coord.ali").ref
+    stop, thread = _serve(store)
+    try:
+        task_run(ref, "triage")
+        nim = str(Path(sys.executable).parent / "nim-pathway")
+        done = subprocess.run(
+            [nim, "--code", next_code(store, "mgr.okafor"), "task", "complete", f"{ref}/triage",
+             "--as", "mgr.okafor", "--field", "accepted=true"],
+            env={**stack.env, "PYTHONPROFILEIMPORTTIME": "1", "NIM_SYNC_WAIT": "60"},
+            capture_output=True, text=True, timeout=120)
+        assert done.returncode == 0, done.stderr[-2000:]
+        imported = [line.rsplit("|", 1)[-1].strip() for line in done.stderr.splitlines()
+                    if line.startswith("import time:")]
+        assert "nim_pathway.cli" in imported and not [m for m in imported
+                                                      if m.split(".")[0] == "prefect"]
+        assert re.search(rf"orchestration: {ref}: [1-9]\d* started, 1 resumed", done.stdout), \
+            done.stdout
+        task_run(ref, "triage", "Completed")
+    finally:
+        stop.set()
+        thread.join(30)
+
+
+def test_a_sync_service_that_does_not_apply_in_time_leaves_the_command_to_sync(stack):
+    """A service that holds its lock but applies nothing (hung): the command waits its
+    NIM_SYNC_WAIT, then syncs the case itself, as it would with no service at all."""
+    from flows.orchestration import orchestrate_after
+    from store.journal import ServiceRunning, service_lock, service_running
+
+    store: Service = stack.store
+    ref = store.commands.open_case(Referral.model_validate(referral_data()), "coord.ali").ref
+    with service_lock(store.url):  # "running", but nobody drains
+        assert service_running(store.url)
+        with pytest.raises(ServiceRunning, match="already running"), service_lock(store.url):
+            pass  # a second service is refused
+        told = orchestrate_after(store, ref, 0, wait_s=0.3)
+    assert not service_running(store.url)
+    assert re.match(rf"orchestration: {ref}: [1-9]\d* started", told), told
+    task_run(ref, "triage")
+    assert store.commands.changes_covering(ref, 0)[-1][0]  # applied, by the command

@@ -139,8 +139,9 @@ def parse_date(value: str, what: str) -> date:
     return day
 
 
-def report(result: Result, svc: Service | None = None) -> None:
-    """Print what a command did, then bring Prefect up to date if it is configured."""
+def report(result: Result, svc: Service | None = None, since: int = 0) -> None:
+    """Print what a command did, then bring Prefect up to date if it is configured (`since`:
+    the newest journal entry before the command, so its own entries can be told apart)."""
     typer.echo(result.message)
     for e in result.effects:
         if e.kind in ("stage-entered", "task-unlocked", "decision-recorded", "case-closed",
@@ -152,7 +153,7 @@ def report(result: Result, svc: Service | None = None) -> None:
     from flows.orchestration import OrchestrationUnavailable, orchestrate_after
 
     try:
-        typer.echo(orchestrate_after(svc, result.ref))
+        typer.echo(orchestrate_after(svc, result.ref, since))
     except OrchestrationUnavailable as exc:
         typer.echo(f"warning: {exc}", err=True)
     except Exception as exc:  # noqa: BLE001 - the case store change stands whatever Prefect says
@@ -166,7 +167,8 @@ def report(result: Result, svc: Service | None = None) -> None:
 def run(command: Callable[[Commands], Result]) -> None:
     """Run a write command, print what it did, then bring Prefect up to date."""
     svc = service()
-    report(command(svc.commands), svc)
+    since = svc.commands.newest_change()
+    report(command(svc.commands), svc, since)
 
 
 MAX_FILE_BYTES = 256_000  # a referral or an outcome is a few kilobytes

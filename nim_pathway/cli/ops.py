@@ -170,7 +170,7 @@ def doctor(timeout: Annotated[float, typer.Option(
     typer.echo("deployment healthy")
 
 
-def _prefect_or_refuse(doing: str) -> None:
+def _prefect_or_refuse(doing: str, wait: bool = False) -> None:
     from flows.orchestration import api_url, check_reachable
 
     url = api_url()
@@ -180,7 +180,8 @@ def _prefect_or_refuse(doing: str) -> None:
     import os
 
     os.environ.setdefault("PREFECT_API_URL", url)
-    check_reachable(url)
+    if not wait:
+        check_reachable(url)
 
 
 def reconcile(ref: Annotated[list[str] | None, typer.Argument(help="cases (default: all)")] = None,
@@ -208,12 +209,30 @@ def reconcile(ref: Annotated[list[str] | None, typer.Argument(help="cases (defau
 
 
 def drain(limit: Annotated[int, typer.Option(min=1, max=5000, help="changes per batch")] = 200,
+          follow: Annotated[bool, typer.Option(
+              "--follow", help="keep running as the sync service: apply each change as it is "
+              "written (commands then wait for it instead of importing Prefect)")] = False,
           ) -> None:
     """Sync the cases changed since the last sweep (the orchestration journal), as each sweep
-    does; changes Prefect could not take wait for the next one."""
-    from flows.orchestration import drain_journal
+    does; changes Prefect could not take wait for the next one. With --follow, run until
+    stopped (Ctrl-C or SIGTERM) as the sync service the local stack starts."""
+    from flows.orchestration import drain_journal, serve_journal
 
-    _prefect_or_refuse("sync with")
+    _prefect_or_refuse("sync with", wait=follow)  # a service waits for Prefect to come up
+    if follow:
+        import signal
+        import threading
+
+        from store.journal import ServiceRunning
+
+        stop = threading.Event()
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            signal.signal(sig, lambda *_: stop.set())
+        try:
+            serve_journal(service(), stop, log=lambda line: typer.echo(line, err=True))
+        except ServiceRunning as exc:
+            raise UserError(f"{exc}; stop it first, or leave it running") from None
+        return
     report = drain_journal(service(), limit)
     typer.echo(f"{report.applied} change(s) applied over {report.cases} case(s); "
                f"{report.failed} waiting")

@@ -101,10 +101,28 @@ class TimerCommands(CommandBase):
                 out.setdefault(row.case_ref, []).append(row.id)
             return out
 
-    def settle_changes(self, ids: list[int], token: str, error: str | None = None) -> int:
-        """Applied (or released with `error`) where the drainer still holds the lease."""
+    def settle_changes(self, ids: list[int], token: str, error: str | None = None,
+                       outcome: str | None = None) -> int:
+        """Applied with what the sync did (or released with `error`) where the drainer
+        still holds the lease."""
         with self.ctx.write() as session:
-            return journal.settle(session, ids, token, self.ctx.now(), error)
+            return journal.settle(session, ids, token, self.ctx.now(), error, outcome)
+
+    def newest_change(self) -> int:
+        with self.ctx.read() as session:
+            return journal.newest_id(session)
+
+    def changes_pending(self) -> bool:
+        with self.ctx.read() as session:
+            return journal.any_pending(session)
+
+    def changes_covering(self, ref: str, since: int) -> list[tuple[bool, str | None, str | None]]:
+        """(applied, outcome, last error) of each entry a command started after `since` on
+        the case waits on (store/journal.py `covering`)."""
+        with self.ctx.read() as session:
+            return [(row.applied_at is not None, row.outcome,
+                     row.last_error if row.attempts and row.claimed_until is None else None)
+                    for row in journal.covering(session, ref, since)]
 
     def last_change(self, ref: str) -> int:
         """The newest pending entry of a case (0 if none): what a sync starting now covers."""

@@ -1,0 +1,127 @@
+"""Figures 17 and 18: a CLI write with Prefect up, and what the sync service costs at rest.
+
+A driver process starts `prefect server start` (no runner) with the pathway's deployments and
+opens cases in a SQLite case store through the domain commands, synced through Prefect's API.
+Then `nim-pathway task complete` runs as a person runs it (logged in, a fresh process), in
+turn: with orchestration off (the baseline: the same write, nothing to sync), with Prefect up
+and no sync service (the command imports Prefect and syncs the case itself), and with the sync
+service running (`nim-pathway drain --follow`: the command waits for it to apply the change).
+The service's idle CPU is read from /proc over a window with nothing to apply.
+
+The write's own sync at 100,000 runs is figure 14 (bench/sync_scale.py): the command and the
+service read a case's runs by id, so the number of runs in Prefect does not enter here.
+"""
+
+from __future__ import annotations
+
+import os
+import statistics
+import subprocess
+import time
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from bench.common import PY, ROOT, Row, clean_env, deployed_server, run_worker, tree_cpu
+from bench.common import worker_main as _worker_main
+
+IDLE_WINDOW_S = 10
+NIM = str(Path(PY).parent / "nim-pathway")
+
+
+def driver(args: dict[str, Any]) -> dict[str, Any]:
+    from flows.orchestration import drain_journal
+    from models.clock import VirtualClock
+    from models.schemas import Referral
+    from nim_pathway.app import build_service
+    from nim_pathway.demo import current_code, seed_team
+    from store.db import migrate
+    from store.journal import service_running
+
+    tmp, writes = Path(args["tmp"]), args["writes"]
+    tmp.mkdir(parents=True, exist_ok=True)
+    with deployed_server(tmp) as server:
+        url = f"sqlite:///{tmp}/store.db"
+        migrate(url)
+        svc = build_service(url, VirtualClock(datetime(2026, 1, 12, 10, tzinfo=UTC)),
+                            migrate=False)
+        seed_team(svc)
+        referral = Referral.model_validate({
+            "jurisdiction": "england-and-wales", "site": "bench",
+            "child": {"given_name": "Juno", "family_name": "Ashdown",
+                      "date_of_birth": "2025-06-01"},
+            "care_entry": "2026-01-05", "referral": "2026-01-12",
+            "proceedings_issued": "2026-01-08",
+            "caregivers": [{"relationship": "mother"}, {"relationship": "foster-carer"}],
+            "placement": {"kind": "foster", "start": "2026-01-05"}})
+        refs = [svc.commands.open_case(referral, "coord.ali").ref for _ in range(3 * writes)]
+        drain_journal(svc)
+        session = tmp / "session"
+        session.write_text(svc.commands.login("mgr.okafor", current_code(svc, "mgr.okafor"),
+                                              3600).token)
+        env = clean_env(**{k: v for k, v in os.environ.items() if k.startswith("NIM_")},
+                        NIM_DATABASE_URL=url, NIM_SESSION_FILE=str(session),
+                        NIM_CLOCK=svc.clock.now().isoformat(timespec="minutes"))
+        online = {**env, "PREFECT_API_URL": server.api}
+
+        def write(ref: str, run_env: dict[str, str]) -> float:
+            t0 = time.perf_counter()
+            done = subprocess.run([NIM, "task", "complete", f"{ref}/triage", "--as", "mgr.okafor",
+                                   "--field", "accepted=true"], env=run_env, cwd=ROOT,
+                                  capture_output=True, text=True, check=True)
+            wall = time.perf_counter() - t0
+            assert "orchestration" in done.stdout, done.stdout
+            return wall
+
+        out: dict[str, Any] = {"cases": len(refs)}
+        offline, inline, served = [], [], []
+        for i in range(writes):  # interleaved, so a slower minute of the machine hits all three
+            offline.append(write(refs[3 * i], env))
+            inline.append(write(refs[3 * i + 1], online))
+        log = open(tmp / "sync-service.log", "ab")  # noqa: SIM115 - the child keeps it open
+        service = subprocess.Popen([NIM, "drain", "--follow"], env=online, cwd=ROOT,
+                                   stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+        try:
+            deadline = time.monotonic() + 60
+            while not (service_running(url) and not svc.commands.changes_pending()):
+                if time.monotonic() > deadline or service.poll() is not None:
+                    raise RuntimeError(f"the sync service did not start; see {log.name}")
+                time.sleep(0.2)
+            c0 = tree_cpu(service.pid)  # at rest: it polls the journal, nothing to apply
+            time.sleep(IDLE_WINDOW_S)
+            out["service_idle_cores"] = (tree_cpu(service.pid) - c0) / IDLE_WINDOW_S
+            for i in range(writes):
+                served.append(write(refs[3 * i + 2], online))
+        finally:
+            service.terminate()
+            service.wait(30)
+        out.update(offline_s=offline, inline_s=inline, served_s=served)
+        return out
+
+
+def figure(ctx: Any) -> list[Row]:  # noqa: ANN401
+    writes = 3 if ctx.quick else 8
+    r = run_worker("bench.cli_write", {"tmp": str(ctx.tmp / "cli-write"), "writes": writes})
+    offline, inline, served = (statistics.median(r[k]) for k in ("offline_s", "inline_s",
+                                                                   "served_s"))
+    how = (f"median of {writes} fresh processes each way, logged in, interleaved; "
+           f"{r['cases']} cases, Prefect on SQLite")
+    return [
+        Row(figure="17. a CLI write with Prefect up (`task complete`, sync service running)",
+            value=served, unit="s", target="<= 2 s", met=served <= 2, baseline=offline,
+            baseline_label="the same command with orchestration off", ratio=served / offline,
+            note=f"{how}; the service applies the change after the commit, the command waits "
+                 "for its outcome without importing Prefect", details=r),
+        Row(figure="17b. the same write with no sync service (the command syncs itself)",
+            value=inline, unit="s", target="report", met=None, baseline=offline,
+            baseline_label="the same command with orchestration off", ratio=inline / offline,
+            note=f"{how}; imports Prefect (~1.5 s) and syncs after the commit"),
+        Row(figure="18. the sync service at rest", value=r["service_idle_cores"], unit="cores",
+            target="<= 0.02 core", met=r["service_idle_cores"] <= 0.02, baseline=None,
+            baseline_label="none", ratio=None,
+            note=f"{IDLE_WINDOW_S} s window, polling the journal every 0.2 s with a read"),
+    ]
+
+
+if __name__ == "__main__":
+    _worker_main(driver)
