@@ -87,7 +87,7 @@ def task_rows(conn: Any, today: date, case: str | None = None, role: str | None 
         return f":{name}" if qmark else f"%({name})s"
 
     where, params = [], {"today": today.isoformat() if qmark else today}
-    if case:
+    if case is not None:  # "" is a case reference too (an unknown one), not "every case"
         found = conn.execute(f"SELECT 1 FROM nim_case WHERE ref = {param('case')}",
                              {"case": case}).fetchone()
         if found is None:

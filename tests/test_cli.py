@@ -151,6 +151,8 @@ def test_reports_exports_and_forecast(team, tmp_path):
     assert run("export", "csv", "--as", "mgr.okafor").stdout.startswith("task,title,child,stage")
     fhir = run("export", "fhir", "NIM-2026-0001", "--as", "mgr.okafor").stdout
     assert json.loads(fhir)["type"] == "collection"
+    # an empty reference is an unknown case, not every case (the fuzzer found it exporting all)
+    assert "unknown case ''" in run("export", "fhir", "", "--as", "mgr.okafor", code=2).stderr
     assert run("export", "ics", "mgr.okafor", "--as", "mgr.okafor").stdout.startswith("BEGIN:VCALENDAR")
     early = run("report", "pack", "NIM-2026-0001", "--kind", "assessment", "--as", "coord.ali",
                 code=2)

@@ -529,8 +529,9 @@ def test_a_running_sync_service_applies_the_change_and_the_command_prints_its_ou
                 OrchestrationChange.case_ref == ref, OrchestrationChange.id > since)).all()
         assert [(c.attempts, c.applied_at is not None, c.outcome) for c in mine] == [
             (1, True, told)]
-        assert re.fullmatch(rf"orchestration: {ref}: [1-9]\d* started, 1 resumed, 0 cancelled",
-                            told), told
+        # the stage run's own sync may resume triage first: the counts are whoever won's
+        assert re.fullmatch(rf"orchestration: {ref}: [1-9]\d* started, \d+ resumed, "
+                            r"\d+ cancelled", told), told
         task_run(ref, "triage", "Completed")
         for t in store.queries.tasks(case=ref):
             task_run(ref, t.key)
@@ -548,6 +549,10 @@ def test_a_cli_write_with_the_sync_service_up_does_not_import_prefect(stack):
     from pathlib import Path
 
     store: Service = stack.store
+    # past every code used so far (an earlier test set the clock back after the first one's
+    # sweep six weeks on): a one-time code never works twice
+    clock = FileClock(str(stack.clock_file))
+    clock.set(max(clock.now(), datetime(2026, 1, 12, 10, tzinfo=UTC) + timedelta(weeks=7)))
     ref = store.commands.open_case(Referral.model_validate(referral_data()), "coord.ali").ref
     stop, thread = _serve(store)
     try:
@@ -563,7 +568,7 @@ def test_a_cli_write_with_the_sync_service_up_does_not_import_prefect(stack):
                     if line.startswith("import time:")]
         assert "nim_pathway.cli" in imported and not [m for m in imported
                                                       if m.split(".")[0] == "prefect"]
-        assert re.search(rf"orchestration: {ref}: [1-9]\d* started, 1 resumed", done.stdout), \
+        assert re.search(rf"orchestration: {ref}: [1-9]\d* started, \d+ resumed", done.stdout), \
             done.stdout
         task_run(ref, "triage", "Completed")
     finally:
