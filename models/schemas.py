@@ -98,8 +98,8 @@ def case_date_problems(dates: dict[str, date], births: dict[str, date],
                  if name.partition("@")[0] == "placement_start" and care_entry is not None
                  and day < care_entry]
     if referral is not None and care_entry is not None and referral < care_entry:
-        problems.append(f"referral date {referral} is before care entry {care_entry}; NIM takes "
-                        "children who are already in care")
+        problems.append(f"referral date {referral} is before care entry {care_entry}; a case "
+                        "is for a child already in care (the engine's subject): check both dates")
     issued, hearing = dates.get("proceedings_issued"), dates.get("final_hearing")
     if issued is not None and hearing is not None and hearing < issued:
         problems.append(f"final hearing {hearing} is before proceedings were issued ({issued})")
@@ -213,6 +213,9 @@ def eligibility_problems(spec: PathwaySpec, referral: Referral) -> list[str]:
         if rule.max_age_months is not None and age >= rule.max_age_months:
             problems.append(f"{who} is {age} months old at referral; {spec.title} is for "
                             f"children under {rule.max_age_months} months")
+        if rule.min_age_months is not None and age < rule.min_age_months:
+            problems.append(f"{who} is {age} months old at referral; {spec.title} is for "
+                            f"children of {rule.min_age_months} months or more")
         placement = referral.placement_of(child)
         if rule.not_placed_with_parent and placement and placement.kind in PLACED_WITH_PARENT:
             problems.append(f"{who} is placed with a parent ({placement.kind}); {spec.title} "

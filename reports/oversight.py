@@ -163,8 +163,9 @@ def kpis(queries: Queries) -> Kpis:
         state, rep = snap.state, snap.spec.reporting
         entry = state.anchors["care_entry"]
         spans["care entry to referral"].append((state.anchors["referral"] - entry).days)
-        if "stage:assessment" in state.anchors:
-            spans["care entry to consent"].append((state.anchors["stage:assessment"] - entry).days)
+        received = _received_on(snap)
+        if received is not None:
+            spans["care entry to consent"].append((received - entry).days)
         done = [t.completed_on for t in state.tasks.values()
                 if t.spec_id == rep.assessment_report and t.state == eng.DONE]
         if done:
@@ -186,7 +187,7 @@ def kpis(queries: Queries) -> Kpis:
     def rate(flags: list[bool]) -> dict[str, Any]:
         return {"n": len(flags), "on_time": round(sum(flags) / len(flags), 3) if flags else None}
 
-    received = sum(1 for s in snaps if "stage:assessment" in s.state.anchors)
+    received = sum(1 for s in snaps if _received_on(s) is not None)
     return Kpis(
         families=len(snaps), children=sum(len(s.state.children) for s in snaps),
         share_received_nim=round(received / len(snaps), 3) if snaps else None,
@@ -200,6 +201,12 @@ def kpis(queries: Queries) -> Kpis:
         placement_moves_per_child=_summary([max(moves.get((s.case_id, child), 1) - 1, 0)
                                             for s in snaps for child in s.state.children]),
     )
+
+
+def _received_on(snap: Any) -> date | None:
+    """The day the family received the programme: its `reporting.received_stage` began."""
+    stage = snap.spec.reporting.received_stage
+    return snap.state.anchors.get(f"stage:{stage}") if stage else None
 
 
 def timeline_markdown(queries: Queries, ref: str) -> str:

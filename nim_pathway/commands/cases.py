@@ -461,7 +461,7 @@ class CaseCommands(CommandBase):
                 raise Invalid(f"{ref} closed on {case.closed_on}; there is no work to transfer")
             moving = [t for t in session.exec(select(Task).where(
                 Task.case_id == case.id, Task.state.in_([eng.OPEN, eng.BLOCKED])))
-                if t.role in spec.roles and spec.roles[t.role].team == "nim"]
+                if t.role in spec.roles and spec.roles[t.role].team == spec.programme]
             staff = {p.role: p for p in session.exec(select(Practitioner).where(
                 Practitioner.team == team, Practitioner.active).order_by(Practitioner.handle))}
             missing = sorted({t.role for t in moving} - set(staff))
