@@ -67,6 +67,8 @@ OUTSIDE_OWNERS = ("court", "childrens-hearing")
 # looked after or in care proceedings (statutory reviews, placements, care entry); a programme
 # whose subject is an adult with no child in her care (Pause) does not fit (README, Limits).
 SUBJECTS = ("child-in-care",)
+# The dates a referral gives (models/schemas.py Referral.case_dates).
+REFERRAL_DATES = ("care_entry", "referral", "la_referral", "proceedings_issued", "final_hearing")
 
 
 class PathwayError(ValueError):
@@ -352,6 +354,9 @@ class EligibilitySpec(_Strict):
     min_age_months: int | None = Field(default=None, ge=0, le=215)
     max_age_months: int | None = Field(default=None, ge=1, le=216)
     not_placed_with_parent: bool = False  # no child placed with a parent (home, mother-and-baby)
+    # dates the referral must give (name -> why), e.g. proceedings_issued for a programme that
+    # runs inside care proceedings
+    needs_dates: dict[str, str] = {}
     first_entry_to_care: bool = False  # the referral must say this is the first entry to care
 
 
@@ -570,6 +575,7 @@ class PathwaySpec(_Strict):
                         problems.append(
                             f"stages.{si}.gate.outcomes.{code}.next: unknown stage {out.next!r}"
                         )
+        problems += self._cycle_problems()
         statutory_ids = {t.id for t in self.statutory}
         for ti, task in enumerate(self.statutory):
             check_task(f"statutory.{ti}", task, statutory_ids)
@@ -688,6 +694,9 @@ class PathwaySpec(_Strict):
                 "placements, and close on the child's order. A programme for a parent with no "
                 "child in her care (Pause) needs another engine (README, Limits)")
         rule = self.eligibility
+        problems += [f"eligibility.needs_dates.{name}: a referral gives only "
+                     f"{', '.join(REFERRAL_DATES)}" for name in rule.needs_dates
+                     if name not in REFERRAL_DATES]
         if rule.min_age_months is not None and rule.max_age_months is not None and \
                 rule.min_age_months >= rule.max_age_months:
             problems.append(f"eligibility.min_age_months: {rule.min_age_months} is not below "
@@ -702,6 +711,28 @@ class PathwaySpec(_Strict):
             if not members:
                 problems.append(f"caregiver_groups.{name}: list the relationships in it "
                                 f"({', '.join(RELATIONSHIPS)})")
+        return problems
+
+    def _cycle_problems(self) -> list[str]:
+        """A stage's `next` and its gate's branches lead on, never back: a case re-entering a
+        stage it has done would find its work done and loop."""
+        ids = {s.id: i for i, s in enumerate(self.stages)}
+        onward = {s.id: [n for n in [s.next] + [o.next for o in (s.gate.outcomes.values()
+                                                                  if s.gate else [])]
+                         if n in ids] for s in self.stages}
+        problems = []
+        for start in self.stages:
+            seen, todo = set(), list(onward[start.id])
+            while todo:
+                stage = todo.pop()
+                if stage == start.id:
+                    problems.append(f"stages.{ids[start.id]}: stage {start.id!r} leads back to "
+                                    "itself (through next: or a gate's branch); a pathway "
+                                    "only goes forward: add a new stage for repeated work")
+                    break
+                if stage not in seen:
+                    seen.add(stage)
+                    todo += onward[stage]
         return problems
 
     def _range_problems(self, stored: bool) -> list[str]:
