@@ -24,6 +24,7 @@ import yaml
 from models import engine as eng
 from models.errors import Invalid
 from models.pathway import load_pathway
+from models.refs import TaskRef
 from models.schemas import Referral
 from tests.conftest import referral_data
 
@@ -347,3 +348,46 @@ def test_cli_open_on_fdac_work_the_trial_and_decide(cli_run, tmp_path):
     kpis = run("report", "kpis", "--programme", "fdac").stdout
     assert "FDAC KPIs" in kpis
     run("audit", "verify")
+
+
+# -- messages: the FDAC team's handoffs, escalations and the exit, through real receivers ----
+
+from tests.test_notifications import (  # noqa: E402 - the receivers and team the outbox tests use
+    SENTINELS,
+    at,
+    dispatcher,
+    http,  # noqa: F401 - fixture
+    smtp,  # noqa: F401 - fixture
+    team,  # noqa: F401 - fixture
+)
+
+
+def test_fdac_messages_go_to_the_fdac_team_and_name_the_programme(team, clock, http):  # noqa: F811
+    store = team
+    ref = store.commands.open_case(_fdac_referral(), "coord.ali").ref
+    d = dispatcher(store, clock)
+    d.run_until_idle()
+    # opening hands screening to the FDAC team manager (due Mon 19 Jan: 5 working days from
+    # the referral, Mon 12 Jan)
+    handoff = [m for m in http.received if m["path"] == "/fdac.tm.hughes"]
+    assert handoff and ref in handoff[0]["title"] + handoff[0]["message"]
+    assert "2026" in handoff[0]["message"] and "Screen the family" in handoff[0]["message"]
+    # overdue FDAC work escalates through FDAC's managers: tier 1 a working day after the due
+    # day (Tue 20 Jan) to the team manager, tier 2 after 5 (Mon 26 Jan) to the service lead,
+    # never to NIM's managers
+    store.commands.fire_due_timers(at(clock, "2026-01-20"))
+    store.commands.fire_due_timers(at(clock, "2026-01-26"))
+    d.run_until_idle()
+    escalated = {m["path"] for m in http.received
+                 if "escalat" in (m["title"] + m["message"]).lower()}
+    assert {"/fdac.tm.hughes", "/fdac.lead.moss"} <= escalated
+    assert not escalated & {"/mgr.okafor", "/hos.taylor"}
+    # screening not accepted: the family leaves FDAC; the LA is told it left the FDAC pathway
+    store.commands.complete_task(TaskRef(ref, "screening"), "fdac.tm.hughes",
+                                 {"accepted": False})
+    d.run_until_idle()
+    exits = [m for m in http.received if m["path"] == "/la.patel" and "Left the" in m["title"]]
+    assert exits and exits[0]["title"] == (f"[{ref}] Left the FDAC pathway: Not accepted for "
+                                           "FDAC at screening")
+    assert "FDAC's open work on the case is cancelled" in exits[0]["message"]
+    assert not [s for s in SENTINELS if s in str(http.received)]
