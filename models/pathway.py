@@ -543,8 +543,8 @@ class PathwaySpec(_Strict):
                 problems.append(
                     f"{where}.per: unknown kind {task.per!r}; use case, child, a caregiver "
                     f"group ({', '.join(groups)}) or child-<group>, or declare the group "
-                    f"under 'caregiver_groups:' (e.g. {task.per.removeprefix('child-')}: "
-                    "[mother, father])")
+                    f"under 'caregiver_groups:' ({task.per.removeprefix('child-')}: a list of "
+                    f"{', '.join(RELATIONSHIPS)})")
             check_offset(f"{where}.due", task.due)
             check_offset(f"{where}.every", task.every)
             for i, off in enumerate(task.then_every):
@@ -563,7 +563,8 @@ class PathwaySpec(_Strict):
             for ti, task in enumerate(stage.tasks):
                 check_task(f"stages.{si}.tasks.{ti}", task, siblings)
             if stage.next is not None and stage.next not in stage_ids:
-                problems.append(f"stages.{si}.next: unknown stage {stage.next!r}")
+                problems.append(f"stages.{si}.next: unknown stage {stage.next!r}; stages: "
+                                f"{', '.join(stage_ids)}")
             if stage.gate:
                 if stage.gate.task not in siblings:
                     problems.append(
@@ -574,7 +575,8 @@ class PathwaySpec(_Strict):
                     if out.next is not None and out.next not in stage_ids:
                         problems.append(
                             f"stages.{si}.gate.outcomes.{code}.next: unknown stage {out.next!r}"
-                        )
+                            f"; stages: {', '.join(stage_ids)} (leave next out to end the "
+                            "pathway)")
         problems += self._cycle_problems()
         statutory_ids = {t.id for t in self.statutory}
         for ti, task in enumerate(self.statutory):

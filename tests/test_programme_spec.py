@@ -72,7 +72,21 @@ def test_gate_branch_to_an_unknown_stage():
     si = [s.id for s in spec.stages].index("formulation")
     problems = _refused(text)
     assert problems == [f"x.yaml:{_line(text, 'next: recomendation')}: stages.{si}.gate."
-                        "outcomes.no_treatment.next: unknown stage 'recomendation'"]
+                        "outcomes.no_treatment.next: unknown stage 'recomendation'; stages: "
+                        "referral, consent, assessment, formulation, treatment, recommendation, "
+                        "closure, follow-up (leave next out to end the pathway)"]
+
+
+def test_a_gate_branch_back_to_an_earlier_stage_is_refused():
+    text = _edit(ENGLAND, "no_treatment: {label: \"No treatment: straight to recommendation\", "
+                 "next: recommendation}", "no_treatment: {label: \"Assess again\", next: "
+                 "assessment}")
+    problems = _refused(text)
+    spec = load_pathway("england")
+    si = [s.id for s in spec.stages].index("assessment")
+    assert any(p.endswith(f"stages.{si}: stage 'assessment' leads back to itself (through "
+                          "next: or a gate's branch); a pathway only goes forward: add a new "
+                          "stage for repeated work") for p in problems), problems
 
 
 def test_any_gate_id_but_each_once():
@@ -109,7 +123,8 @@ def test_undeclared_per_kind():
     assert f"x.yaml:{_line(text, 'per: child-mother')}:" in problems[0]
     assert ("per: unknown kind 'child-mother'; use case, child, a caregiver group (caregiver, "
             "carer, parent) or child-<group>, or declare the group under 'caregiver_groups:' "
-            "(e.g. mother: [mother, father])") in problems[0]
+            "(mother: a list of mother, father, parent, foster-carer, kinship-carer)"
+            ) in problems[0]
     # declared, the group generates work for its members only
     declared = _edit(text, "  carer: [foster-carer, kinship-carer]\n",
                      "  carer: [foster-carer, kinship-carer]\n  mother: [mother]\n")
