@@ -201,3 +201,34 @@ def test_age_range():
                         "  max_age_months: 60 ")
     assert any("eligibility.min_age_months: 60 is not below max_age_months 60" in p
                for p in _refused(upside_down))
+
+
+def test_a_version_stored_before_programmes_reads_as_nim():
+    """A case keeps the pathway version it opened on: one stored before `programme:` existed
+    has none of the new sections, and reads as the NIM pathway it was."""
+    import json
+
+    from models.pathway import pathway_from_json
+
+    stored = json.loads(load_pathway("england").canonical_json())
+    for key in ("programme", "teams", "caregiver_groups"):
+        del stored[key]
+    for key in ("received_stage", "follow_up_stage", "treatment_length"):
+        del stored["reporting"][key]
+    del stored["eligibility"]["subject"], stored["eligibility"]["min_age_months"]
+    old = pathway_from_json(json.dumps(stored))
+    assert (old.programme, old.reporting.received_stage, old.reporting.follow_up_stage,
+            old.reporting.treatment_length) == ("nim", "assessment", "follow-up",
+                                                "treatment_months")
+    assert set(old.teams) >= {"nim", "local-authority"} and old.eligibility.subject == \
+        "child-in-care"
+    assert old.relationships_of("carer") == ("foster-carer", "kinship-carer")
+
+
+def test_needs_dates_names_a_date_a_referral_gives():
+    text = _edit(ENGLAND, "  first_entry_to_care: false\n", "  first_entry_to_care: false\n"
+                 "  needs_dates: {first_hearing: the first hearing}\n")
+    problems = _refused(text)
+    assert len(problems) == 1 and problems[0].endswith(
+        "eligibility.needs_dates.first_hearing: a referral gives only care_entry, referral, "
+        "la_referral, proceedings_issued, final_hearing")
