@@ -188,6 +188,7 @@ def kpis(queries: Queries, programme: str | None = None) -> Kpis:
     causes = Counter(b.cause for b in breaches(queries, programme=programme)
                      if b.kind == "task")
     counted = {s.programme for s in snaps}
+    gates = sorted({g for s in snaps if (g := s.spec.reporting.treatment_gate)})
 
     def rate(flags: list[bool]) -> dict[str, Any]:
         return {"n": len(flags), "on_time": round(sum(flags) / len(flags), 3) if flags else None}
@@ -207,6 +208,7 @@ def kpis(queries: Queries, programme: str | None = None) -> Kpis:
                                             for s in snaps for child in s.state.children]),
         programme=programme or (counted.pop() if len(counted) == 1 else
                                 "nim" if not counted else "all programmes"),
+        treatment_gate="/".join(gates) if gates else None if snaps else "d1",
     )
 
 
@@ -266,9 +268,11 @@ def _number(value: Any) -> str:
 
 
 def kpi_markdown(data: Kpis) -> str:
-    treatment = (f"{_percent(data.share_to_treatment)} of {data.d1_decided} D1 "
+    gate = (data.treatment_gate or "").upper()
+    treatment = (f"{_percent(data.share_to_treatment)} of {data.d1_decided} {gate} "
                  f"decision{'' if data.d1_decided == 1 else 's'}" if data.d1_decided
-                 else "no D1 decisions yet")
+                 else f"no {gate} decisions yet" if gate
+                 else "not counted (the pathway names no treatment gate)")
     name = data.programme.upper() if data.programme != "all programmes" else "All programmes"
     received = "NIM (assessment began)" if data.programme == "nim" else "the programme"
     out = [f"# {name} KPIs (as of {data.as_of})", "",

@@ -313,6 +313,8 @@ class Kpis:
     exits_by_reason: dict[str, int] | None = None
     # the programme counted ("nim", "fdac"), or "all programmes" across several
     programme: str = "nim"
+    # the decision(s) whose outcome is "treatment" (NIM: d1); none for a programme without one
+    treatment_gate: str | None = "d1"
 
 
 @dataclass(frozen=True, slots=True)

@@ -250,6 +250,9 @@ def test_a_site_runs_both_programmes_and_reports_each(store, clock):
     numbers = kpis(q, "fdac")
     assert (numbers.families, numbers.programme) == (1, "fdac")
     assert kpi_markdown(numbers).startswith("# FDAC KPIs")
+    assert "Going on to treatment: not counted (the pathway names no treatment gate)" in \
+        kpi_markdown(numbers)
+    assert "no D1 decisions yet" in kpi_markdown(kpis(q, "nim"))
     assert kpis(q).programme == "all programmes" and kpis(q).families == 2
 
 
