@@ -187,6 +187,25 @@ def test_sign_up_hearing_is_a_declared_date_that_meets_fdacs_own_target(fdac):
     assert fdac.own_clock(clock) and not fdac.own_clock(fdac.clocks[0])
 
 
+def test_forecast_follows_fdacs_gates_and_reporting_tasks(fdac):
+    from models.forecast import forecast
+
+    case = _case(fdac)
+    # each task done on its due day, the trial-for-change gate assumed "continue" (its first
+    # outcome): the decision Mon 6 Jul (week 18), the final statement 4 weeks on, Mon 3 Aug;
+    # aftercare plan 2 weeks after the recommendation, Mon 17 Aug
+    projected = forecast(fdac, case, date(2026, 3, 4), hearing_date=date(2026, 7, 20))
+    assert [(m.task, m.projected) for m in projected.milestones] == [
+        ("parenting-assessment", date(2026, 3, 23)), ("decision-meeting", date(2026, 7, 6)),
+        ("final-report", date(2026, 8, 3)), ("recommendation-signoff", date(2026, 8, 3)),
+        ("aftercare-plan", date(2026, 8, 17))]
+    assert projected.conflicts == ["final report projected for 2026-08-03, after the final "
+                                   "hearing on 2026-07-20"]
+    with pytest.raises(eng.EngineError, match="pathway fdac-england names no treatment length "
+                       r"\(reporting.treatment_length\): no what-if on it"):
+        forecast(fdac, case, date(2026, 3, 4), treatment_months=6)
+
+
 def test_referral_needs_proceedings_and_any_child_under_17(fdac):
     def referral(**over) -> Referral:
         return Referral.model_validate(referral_data(
