@@ -69,10 +69,11 @@ def shown_tags(assignee: str | None, due: date) -> set[str]:
 
 
 def case_tags(ref: str, stage: str, jurisdiction: str, role: str | None = None,
-              child: str | None = None) -> list[str]:
-    """Tags of a case's runs: case, stage, nation, role, and the child key of per-child work
-    (a sibling group's runs filter by child-2, never by a name)."""
-    tags = [f"case:{ref}", f"stage:{stage}", f"jurisdiction:{jurisdiction}"]
+              child: str | None = None, programme: str | None = None) -> list[str]:
+    """Tags of a case's runs: case, programme (nim, fdac), stage, nation, role, and the child
+    key of per-child work (a sibling group's runs filter by child-2, never by a name)."""
+    tags = [f"case:{ref}"] + ([f"programme:{programme}"] if programme else [])
+    tags += [f"stage:{stage}", f"jurisdiction:{jurisdiction}"]
     return tags + ([f"role:{role}"] if role else []) + ([f"child:{child}"] if child else [])
 
 

@@ -15,18 +15,19 @@ from pydantic import ValidationError
 
 from models.calendar import ADJUST_FOR_KIND, WorkingCalendar, compute_due
 from models.pathway import (
+    CARER_RELATIONSHIPS,
     CASE_ANCHORS,
     DIRECTION_TASK,
+    PARENT_RELATIONSHIPS,
     REFERRAL_OUT_TASK,
+    RELATIONSHIPS,
     ClockSpec,
     Offset,
     PathwaySpec,
     TaskSpec,
 )
 
-PARENT_RELATIONSHIPS = ("mother", "father", "parent")
-CARER_RELATIONSHIPS = ("foster-carer", "kinship-carer")
-RELATIONSHIPS = PARENT_RELATIONSHIPS + CARER_RELATIONSHIPS
+__all__ = ["CARER_RELATIONSHIPS", "PARENT_RELATIONSHIPS", "RELATIONSHIPS"]
 
 OPEN, BLOCKED, DONE, CANCELLED = "open", "blocked", "done", "cancelled"
 
@@ -158,19 +159,16 @@ def caregiver_keys(relationships: list[str],
     return out
 
 
-_WANTED = {"caregiver": RELATIONSHIPS, "parent": PARENT_RELATIONSHIPS,
-           "carer": CARER_RELATIONSHIPS}
-
-
-def _subjects(spec_task: TaskSpec, case: CaseState) -> list[tuple[str | None, str | None]]:
+def _subjects(spec: PathwaySpec, spec_task: TaskSpec,
+              case: CaseState) -> list[tuple[str | None, str | None]]:
     """(child, caregiver) pairs a task is generated for: per case, per child, per (consenting,
-    active) caregiver, or per child x caregiver who cares for that child."""
+    active) caregiver of the task's group, or per child x caregiver who cares for that child."""
     per = spec_task.per
     if per == "case":
         return [(None, None)]
     if per == "child":
         return [(c, None) for c in case.children]
-    wanted = _WANTED[per.removeprefix("child-")]
+    wanted = spec.relationships_of(per)
     carers = [c for c in case.caregivers if c.active and c.relationship in wanted
               and (not spec_task.needs_consent or c.consent == "given")]
     if not per.startswith("child-"):
@@ -232,13 +230,13 @@ def _task_key(spec_task: TaskSpec, caregiver: str | None, occurrence: int, many:
     return key
 
 
-def _create_tasks(case: CaseState, spec_task: TaskSpec, stage: str,
+def _create_tasks(spec: PathwaySpec, case: CaseState, spec_task: TaskSpec, stage: str,
                   late_from: date | None = None) -> list[Effect]:
     effects = []
     count = spec_task.count
     count = case.settings[count] if isinstance(count, str) else count
     many = count > 1 or bool(spec_task.then_every)
-    for child, caregiver in _subjects(spec_task, case):
+    for child, caregiver in _subjects(spec, spec_task, case):
         for occurrence in range(1, count + 1):
             key = _task_key(spec_task, caregiver, occurrence, many, child)
             if key in case.tasks:
@@ -282,7 +280,7 @@ def _enter_stage(spec: PathwaySpec, case: CaseState, stage_id: str, on: date) ->
     effects = [Effect("stage-entered", None, {"stage": stage_id, "on": str(on)})]
     # create in declaration order so 'after' can see its prerequisites
     for spec_task in stage.tasks:
-        effects += _create_tasks(case, spec_task, stage_id)
+        effects += _create_tasks(spec, case, spec_task, stage_id)
     effects += _advance_if_stage_done(spec, case, on)
     return effects
 
@@ -335,7 +333,7 @@ def open_case(spec: PathwaySpec, case: CaseState, on: date) -> list[Effect]:
         raise EngineError(f"case {case.ref} is already open")
     effects: list[Effect] = []
     for spec_task in spec.statutory:
-        effects += _create_tasks(case, spec_task, "statutory")
+        effects += _create_tasks(spec, case, spec_task, "statutory")
     return effects + _enter_stage(spec, case, spec.stages[0].id, on)
 
 
@@ -428,7 +426,7 @@ def _consent_recorded(spec: PathwaySpec, case: CaseState, task: TaskState,
         return []
     effects = []
     for spec_task in spec.stage_by_id[case.stage].tasks:
-        effects += _create_tasks(case, spec_task, case.stage, late_from=on)
+        effects += _create_tasks(spec, case, spec_task, case.stage, late_from=on)
     return effects
 
 
@@ -535,10 +533,10 @@ def add_caregiver(spec: PathwaySpec, case: CaseState, relationship: str,
     consent_stage = spec.stage_of_task.get(consent_task.id) if consent_task else None
     stage_ids = [st.id for st in spec.stages]
     if consent_task and stage_ids.index(case.stage) > stage_ids.index(consent_stage):
-        effects += _create_tasks(case, consent_task, case.stage, late_from=on)
+        effects += _create_tasks(spec, case, consent_task, case.stage, late_from=on)
     else:  # before or during consent: the current stage's work includes them as usual
         for spec_task in spec.stage_by_id[case.stage].tasks:
-            effects += _create_tasks(case, spec_task, case.stage, late_from=on)
+            effects += _create_tasks(spec, case, spec_task, case.stage, late_from=on)
     return effects
 
 
@@ -561,10 +559,10 @@ def add_child(spec: PathwaySpec, case: CaseState, on: date,
     case.anchors[child_anchor("placement_start", child)] = placement_start or on
     effects = [Effect("child-added", None, {"child": child})]
     for spec_task in spec.statutory:
-        effects += _create_tasks(case, spec_task, "statutory", late_from=on)
+        effects += _create_tasks(spec, case, spec_task, "statutory", late_from=on)
     if case.stage is not None:
         for spec_task in spec.stage_by_id[case.stage].tasks:
-            effects += _create_tasks(case, spec_task, case.stage, late_from=on)
+            effects += _create_tasks(spec, case, spec_task, case.stage, late_from=on)
     return effects
 
 
@@ -758,7 +756,7 @@ def link_caregiver(spec: PathwaySpec, case: CaseState, key: str, children: list[
             effects.append(Effect("task-cancelled", t.key, {"reason": "no longer their child"}))
     if case.stage is not None:
         for spec_task in spec.stage_by_id[case.stage].tasks:
-            effects += _create_tasks(case, spec_task, case.stage, late_from=on)
+            effects += _create_tasks(spec, case, spec_task, case.stage, late_from=on)
     return effects
 
 
@@ -977,7 +975,7 @@ def clock_state(spec: PathwaySpec, case: CaseState, clock: ClockSpec, on: date) 
     kind = "maximum" if clock.kind == "maximum" else "target"
     d = _due(case, clock.limit, clock.anchor, anchor, "exact" if clock.extensions else kind)
     due, why = d.due, d.explanation
-    if clock.owner == "nim" and kind == "target" and case.paused_days:
+    if spec.own_clock(clock) and kind == "target" and case.paused_days:
         moved = compute_due(case.calendar, due, case.paused_days, "days", "the target",
                             adjust="forward")  # NIM's own targets stop while paused
         due, why = moved.due, f"{why}; {moved.explanation} (paused)"

@@ -1,8 +1,9 @@
 """Forecast and what-if: project every remaining deadline and flag conflicts before they happen.
 
 Pure: a copy of the case is driven through the rest of the pathway with each task done on its
-due date (D1 assumed "treatment" unless already decided), so the projection follows the same
-rules as the real case. Conflicts: NIM's timetable against the 26-week limit or Scotland's
+due date (the treatment gate assumed to send the family to treatment, as the pathway's
+`reporting:` names them, unless already decided), so the projection follows the same rules as
+the real case. Conflicts: the programme's timetable against the 26-week limit or Scotland's
 6-month aim, and a final report due after the final hearing.
 """
 
@@ -36,15 +37,19 @@ class Forecast:
 def forecast(spec: PathwaySpec, case: eng.CaseState, today: date,
              hearing_date: date | None = None, treatment_months: int | None = None) -> Forecast:
     sim = copy.deepcopy(case)
+    rep = spec.reporting
     if treatment_months is not None:
-        sim.settings["treatment_months"] = treatment_months
+        if rep.treatment_length is None:
+            raise eng.EngineError(f"pathway {spec.profile} names no treatment length "
+                                  "(reporting.treatment_length): no what-if on it")
+        sim.settings[rep.treatment_length] = treatment_months
         eng.redate_open_tasks(spec, sim, "what-if: treatment length")
     if hearing_date is not None:
         eng.move_anchor(spec, sim, "final_hearing", hearing_date, "what-if: hearing date")
     decisions = _assumed_decisions(spec, sim)
     day = today
     for _ in range(2000):
-        if sim.closed_on or sim.stage in (None, "follow-up"):
+        if sim.closed_on or sim.stage is None or sim.stage == rep.follow_up_stage:
             break
         task = min((t for t in sim.tasks.values()
                     if t.state == eng.OPEN and t.stage != "statutory"),
@@ -55,7 +60,6 @@ def forecast(spec: PathwaySpec, case: eng.CaseState, today: date,
         eng.complete_task(spec, sim, task.key, sample_outcome(spec, task.spec_id, decisions),
                           "forecast", day)
     out = Forecast(case.ref)
-    rep = spec.reporting
     shown = set(spec.gate_of_task) | {rep.assessment_report, rep.final_report, rep.handover}
     for t in sorted(sim.tasks.values(), key=lambda t: (t.completed_on or t.due, t.key)):
         if t.stage == "statutory" or t.spec_id not in shown:
@@ -96,8 +100,9 @@ def clock_advice(spec: PathwaySpec, sim: eng.CaseState, clock: ClockSpec, day: d
                 f"{clock.max_extension_weeks} weeks) or shorten NIM's timetable")
     if clock.kind == "maximum":
         return f"{clock.title}: {late}; a legal maximum ({clock.source}): bring {task} forward"
-    if clock.owner == "nim":
-        return f"{clock.title}: {late}; NIM's own target: re-plan the work or record the cause"
+    if spec.own_clock(clock):
+        return (f"{clock.title}: {late}; the {spec.programme.upper()} team's own target: "
+                "re-plan the work or record the cause")
     return (f"{clock.title}: {late}; this is the {clock.owner}'s target, not a court "
             f"timetable ({clock.source}): tell them, no court action is needed")
 

@@ -1,8 +1,9 @@
-"""The NIM pathway as data: spec types, YAML loading and validation.
+"""A programme's pathway as data: spec types, YAML loading and validation.
 
-A pathway file (pathways/<profile>.yaml) declares roles, settings, stages with their tasks
-and due rules, decision gates, statutory clocks and the notification ladders. It is
-validated on load; errors name the file, the line, the path and the field.
+A pathway file (pathways/<profile>.yaml) declares its programme (NIM, FDAC), who it is for,
+its teams and roles, settings, stages with their tasks and due rules, decision gates with
+their branches, statutory clocks and the notification ladders. It is validated on load;
+errors name the file, the line, the path and the field, and say how to fix it.
 """
 
 from __future__ import annotations
@@ -43,6 +44,31 @@ CASE_ANCHORS = ("care_entry", "referral", "placement_start")
 OPTIONAL_ANCHORS = ("la_referral", "proceedings_issued", "case_management_hearing", "cmh_held",
                     "issues_resolution_hearing", "final_hearing", "final_order",
                     "ceased_looked_after", "consent")
+
+
+# The caregivers a referral can record, and the groups `per:` names by default (a pathway
+# file may declare its own groups under `caregiver_groups:`).
+PARENT_RELATIONSHIPS = ("mother", "father", "parent")
+CARER_RELATIONSHIPS = ("foster-carer", "kinship-carer")
+RELATIONSHIPS = PARENT_RELATIONSHIPS + CARER_RELATIONSHIPS
+Relationship = Literal["mother", "father", "parent", "foster-carer", "kinship-carer"]
+DEFAULT_CAREGIVER_GROUPS: dict[str, list[str]] = {
+    "caregiver": list(RELATIONSHIPS), "parent": list(PARENT_RELATIONSHIPS),
+    "carer": list(CARER_RELATIONSHIPS)}
+# `per:` kinds the engine knows without a group: one task per case, or per child
+PER_BUILT_IN = ("case", "child")
+# The teams of pathway versions stored before `teams:` existed (all NIM's).
+DEFAULT_TEAMS: dict[str, str] = {"nim": "NIM team", "local-authority": "Local authority",
+                                 "hsc-trust": "Health and Social Care Trust",
+                                 "admin": "Site administration"}
+# Whose clock it can be besides a declared team: the court's, or the Children's Hearing's.
+OUTSIDE_OWNERS = ("court", "childrens-hearing")
+# Who a programme can be for. The engine's case is a family episode around a child who is
+# looked after or in care proceedings (statutory reviews, placements, care entry); a programme
+# whose subject is an adult with no child in her care (Pause) does not fit (README, Limits).
+SUBJECTS = ("child-in-care",)
+# The dates a referral gives (models/schemas.py Referral.case_dates).
+REFERRAL_DATES = ("care_entry", "referral", "la_referral", "proceedings_issued", "final_hearing")
 
 
 class PathwayError(ValueError):
@@ -162,8 +188,9 @@ class TaskSpec(_Strict):
     # one task per case, per child, per caregiver (or parent, or carer), or per child x
     # caregiver for relationship assessments (WMCI and Crowell are of one caregiver and one
     # child)
-    per: Literal["case", "child", "caregiver", "parent", "carer", "child-caregiver",
-                 "child-parent", "child-carer"] = "case"
+    # `case`, `child`, a caregiver group (`caregiver_groups:`, default caregiver, parent,
+    # carer) or `child-<group>`
+    per: str = Field(default="case", pattern=SLUG)
     # needs the caregiver's consent: not scheduled for one who has not given it (or withdrew)
     needs_consent: bool = False
     count: int | str = 1
@@ -217,9 +244,12 @@ class GateOutcome(_Strict):
 
 
 class GateSpec(_Strict):
-    decision: Literal["d1", "d2"]
+    """A decision taken by completing its task; each outcome names the stage it branches to
+    (none: the pathway ends)."""
+
+    decision: str = Field(pattern=r"^[a-z][a-z0-9_-]*$")  # d1, d2, trial-for-change, ...
     task: str
-    outcomes: dict[str, GateOutcome]
+    outcomes: dict[str, GateOutcome] = Field(min_length=1)
 
 
 class StageSpec(_Strict):
@@ -247,7 +277,9 @@ class ClockSpec(_Strict):
     kind: Literal["maximum", "target", "window"]
     # whose clock it is: NIM's own targets are NIM's breaches; the others are shown, warned of
     # and escalated through their owner
-    owner: Literal["nim", "local-authority", "court", "childrens-hearing", "hsc-trust"]
+    # a team the pathway declares (`teams:`), "court" or "childrens-hearing"; the programme's
+    # own team's clocks are its breaches (and stop while a case is paused)
+    owner: str = Field(pattern=SLUG)
     anchor: str
     limit: Offset | None = None  # maximum and target
     window: Window | None = None  # window: earliest and latest day
@@ -316,8 +348,15 @@ class ConsentSpec(_Strict):
 class EligibilitySpec(_Strict):
     """Who the programme is for, checked per child at referral (a clear refusal otherwise)."""
 
+    # only "child-in-care": a child looked after or in care proceedings, referred on or after
+    # the day they came into care (a validator error names the limit for any other subject)
+    subject: str = "child-in-care"
+    min_age_months: int | None = Field(default=None, ge=0, le=215)
     max_age_months: int | None = Field(default=None, ge=1, le=216)
     not_placed_with_parent: bool = False  # no child placed with a parent (home, mother-and-baby)
+    # dates the referral must give (name -> why), e.g. proceedings_issued for a programme that
+    # runs inside care proceedings
+    needs_dates: dict[str, str] = {}
     first_entry_to_care: bool = False  # the referral must say this is the first entry to care
 
 
@@ -381,20 +420,34 @@ class ReportingSpec(_Strict):
     final_pack_after: str | None = None  # decision after which the final pack is made
     pack_stages: list[str] = []  # stages whose completed work the packs list as assessments
     pack_excludes: list[str] = []  # task ids in those stages that are not assessments
+    # the stage whose start means the family received the programme (after consent or
+    # sign-up): KPIs count it
+    received_stage: str | None = None
+    # a stage after the service episode (research follow-up): the forecast stops there
+    follow_up_stage: str | None = None
+    # the setting the forecast's "what if the treatment ran N months" changes
+    treatment_length: str | None = None
 
 
 class RoleSpec(_Strict):
     title: str
-    team: Literal["nim", "local-authority", "hsc-trust", "admin"]
+    team: str = Field(pattern=SLUG)  # one of the pathway's `teams:`
     manager: bool = False  # may act on any task and receives escalations
 
 
 class PathwaySpec(_Strict):
     profile: str = Field(pattern=SLUG)
+    # the programme the pathway runs (nim, fdac): a case is on one programme; its own team
+    # has the programme's id
+    programme: str = Field(default="nim", pattern=SLUG)
     version: str
     title: str
     jurisdictions: list[Literal["england-and-wales", "scotland", "northern-ireland"]]
+    # team id -> title; each role is in one (pathway versions stored before `teams:` had NIM's)
+    teams: dict[str, str] = DEFAULT_TEAMS
     roles: dict[str, RoleSpec]
+    # group name -> relationships: what `per: <group>` and `per: child-<group>` generate for
+    caregiver_groups: dict[str, list[Relationship]] = DEFAULT_CAREGIVER_GROUPS
     settings: dict[str, int] = {}
     # every setting's range (`name: {min: 1, max: 20}`): the default must lie in it, and so
     # must a case's override (checked when the case opens)
@@ -422,9 +475,31 @@ class PathwaySpec(_Strict):
     # e.g. a Scottish interim compulsory supervision order being made
     dates: dict[str, str] = {}
 
+    @model_validator(mode="before")
+    @classmethod
+    def _legacy_reporting(cls, data: Any) -> Any:
+        """Pathway versions stored before `programme:` (all NIM) had the engine assume the
+        stage a family is received at, the follow-up stage and the treatment length."""
+        if not isinstance(data, dict) or "programme" in data:
+            return data
+        reporting = data.get("reporting") or {}
+        if not isinstance(reporting, dict) or not isinstance(data.get("stages"), list):
+            return data  # nothing to fill in (or the validator says what is wrong)
+        stages = {s.get("id") for s in data["stages"] if isinstance(s, dict)}
+        settings = data.get("settings") if isinstance(data.get("settings"), dict) else {}
+        filled = dict(reporting)
+        for name, value, present in (("received_stage", "assessment", "assessment" in stages),
+                                     ("follow_up_stage", "follow-up", "follow-up" in stages),
+                                     ("treatment_length", "treatment_months",
+                                      "treatment_months" in settings)):
+            if present:
+                filled.setdefault(name, value)
+        return {**data, "reporting": filled}
+
     @model_validator(mode="after")
     def _references(self, info: ValidationInfo) -> PathwaySpec:
         problems: list[str] = []
+        problems += self._programme_problems()
         stage_ids = [s.id for s in self.stages]
         if len(set(stage_ids)) != len(stage_ids):
             problems.append("stages: stage ids must be unique")
@@ -458,9 +533,18 @@ class PathwaySpec(_Strict):
             if task.due.anchor not in anchors:
                 problems.append(
                     f"{where}.due.anchor: unknown anchor {task.due.anchor!r}; use a case "
-                    f"anchor ({', '.join(CASE_ANCHORS + OPTIONAL_ANCHORS)}), 'stage:<id>' "
-                    "or 'done:<task-id>'"
+                    f"anchor ({', '.join(CASE_ANCHORS + OPTIONAL_ANCHORS)}), a date the "
+                    "pathway declares under 'dates:' (name: what it is), 'stage:<id>' or "
+                    "'done:<task-id>'"
                 )
+            groups = sorted(self.caregiver_groups)
+            if task.per not in PER_BUILT_IN and \
+                    task.per.removeprefix("child-") not in self.caregiver_groups:
+                problems.append(
+                    f"{where}.per: unknown kind {task.per!r}; use case, child, a caregiver "
+                    f"group ({', '.join(groups)}) or child-<group>, or declare the group "
+                    f"under 'caregiver_groups:' ({task.per.removeprefix('child-')}: a list of "
+                    f"{', '.join(RELATIONSHIPS)})")
             check_offset(f"{where}.due", task.due)
             check_offset(f"{where}.every", task.every)
             for i, off in enumerate(task.then_every):
@@ -479,7 +563,8 @@ class PathwaySpec(_Strict):
             for ti, task in enumerate(stage.tasks):
                 check_task(f"stages.{si}.tasks.{ti}", task, siblings)
             if stage.next is not None and stage.next not in stage_ids:
-                problems.append(f"stages.{si}.next: unknown stage {stage.next!r}")
+                problems.append(f"stages.{si}.next: unknown stage {stage.next!r}; stages: "
+                                f"{', '.join(stage_ids)}")
             if stage.gate:
                 if stage.gate.task not in siblings:
                     problems.append(
@@ -490,14 +575,22 @@ class PathwaySpec(_Strict):
                     if out.next is not None and out.next not in stage_ids:
                         problems.append(
                             f"stages.{si}.gate.outcomes.{code}.next: unknown stage {out.next!r}"
-                        )
+                            f"; stages: {', '.join(stage_ids)} (leave next out to end the "
+                            "pathway)")
+        problems += self._cycle_problems()
         statutory_ids = {t.id for t in self.statutory}
         for ti, task in enumerate(self.statutory):
             check_task(f"statutory.{ti}", task, statutory_ids)
         for ci, clock in enumerate(self.clocks):
             where = f"clocks.{ci}"
             if clock.anchor not in anchors:
-                problems.append(f"{where}.anchor: unknown anchor {clock.anchor!r}")
+                problems.append(f"{where}.anchor: unknown anchor {clock.anchor!r}; use a case "
+                                "anchor, a date declared under 'dates:', 'stage:<id>' or "
+                                "'done:<task-id>'")
+            if clock.owner not in self.teams and clock.owner not in OUTSIDE_OWNERS:
+                problems.append(f"{where}.owner: unknown owner {clock.owner!r}; use a team "
+                                f"declared under 'teams:' ({', '.join(sorted(self.teams))}) "
+                                f"or {' or '.join(OUTSIDE_OWNERS)}")
             if clock.met_by is not None and clock.met_by not in anchors:
                 problems.append(f"{where}.met_by: {clock.met_by!r} is neither a case anchor nor "
                                 "'done:<task-id>' of this pathway")
@@ -513,6 +606,10 @@ class PathwaySpec(_Strict):
             for wi, warning in enumerate(clock.warnings):
                 check_offset(f"{where}.warnings.{wi}", warning)
         teams = {r.team for r in self.roles.values()}
+        for name, role in self.roles.items():
+            if role.team not in self.teams:
+                problems.append(f"roles.{name}.team: unknown team {role.team!r}; declare it "
+                                f"under 'teams:' (declared: {', '.join(sorted(self.teams))})")
         for ei, esc in enumerate(self.notifications.escalations):
             if esc.role not in self.roles:
                 problems.append(f"notifications.escalations.{ei}.role: unknown role {esc.role!r}")
@@ -550,16 +647,34 @@ class PathwaySpec(_Strict):
         rep = self.reporting
         for name in ("assessment_report", "recommendation", "final_report", "handover"):
             if getattr(rep, name) is not None and getattr(rep, name) not in task_ids:
-                problems.append(f"reporting.{name}: unknown task {getattr(rep, name)!r}")
+                problems.append(f"reporting.{name}: unknown task {getattr(rep, name)!r}; name "
+                                "a task id this pathway declares, or leave it out")
+        for name in ("received_stage", "follow_up_stage"):
+            if getattr(rep, name) is not None and getattr(rep, name) not in stage_ids:
+                problems.append(f"reporting.{name}: unknown stage {getattr(rep, name)!r}; "
+                                f"stages: {', '.join(stage_ids)}")
+        if rep.treatment_length is not None and rep.treatment_length not in self.settings:
+            problems.append(f"reporting.treatment_length: setting {rep.treatment_length!r} is "
+                            "not declared under 'settings'")
         for name in ("pack_excludes",):
             problems += [f"reporting.{name}: unknown task {t!r}" for t in getattr(rep, name)
                          if t not in task_ids]
         problems += [f"reporting.pack_stages: unknown stage {s!r}" for s in rep.pack_stages
                      if s not in stage_ids]
-        gates = {s.gate.decision for s in self.stages if s.gate}
+        gate_ids = [s.gate.decision for s in self.stages if s.gate]
+        gates = set(gate_ids)
+        problems += [f"stages: decision {d!r} is taken in more than one stage; give each gate "
+                     "its own decision id" for d in sorted(gates) if gate_ids.count(d) > 1]
         for name in ("treatment_gate", "assessment_pack_after", "final_pack_after"):
             if getattr(rep, name) is not None and getattr(rep, name) not in gates:
-                problems.append(f"reporting.{name}: unknown decision {getattr(rep, name)!r}")
+                problems.append(f"reporting.{name}: unknown decision {getattr(rep, name)!r}; "
+                                f"decisions: {', '.join(gate_ids) or 'none'}")
+        treat = next((s.gate for s in self.stages if s.gate and
+                      s.gate.decision == rep.treatment_gate), None)
+        if treat and rep.treatment_outcome not in treat.outcomes:
+            problems.append(f"reporting.treatment_outcome: {rep.treatment_outcome!r} is not an "
+                            f"outcome of decision {rep.treatment_gate!r} "
+                            f"({', '.join(treat.outcomes)})")
         if "default" not in self.retention_years:
             problems.append("retention_years: needs a 'default' entry")
         problems += [f"retention_years.{basis}: {years} is outside 1..150 years"
@@ -568,6 +683,59 @@ class PathwaySpec(_Strict):
         if problems:
             raise ValueError("\n".join(problems))
         return self
+
+    def _programme_problems(self) -> list[str]:
+        """Who the programme is for, its own team and its caregiver groups."""
+        problems = []
+        subject = self.eligibility.subject
+        if subject not in SUBJECTS:
+            problems.append(
+                f"eligibility.subject: {subject!r} is not supported; this engine runs "
+                "programmes for a child in care or in care proceedings (subject: child-in-care): "
+                "its cases open from a child's care entry, run the child's statutory reviews and "
+                "placements, and close on the child's order. A programme for a parent with no "
+                "child in her care (Pause) needs another engine (README, Limits)")
+        rule = self.eligibility
+        problems += [f"eligibility.needs_dates.{name}: a referral gives only "
+                     f"{', '.join(REFERRAL_DATES)}" for name in rule.needs_dates
+                     if name not in REFERRAL_DATES]
+        if rule.min_age_months is not None and rule.max_age_months is not None and \
+                rule.min_age_months >= rule.max_age_months:
+            problems.append(f"eligibility.min_age_months: {rule.min_age_months} is not below "
+                            f"max_age_months {rule.max_age_months}")
+        if self.programme not in self.teams:
+            problems.append(f"programme: declare the programme's own team {self.programme!r} "
+                            f"under 'teams:' (declared: {', '.join(sorted(self.teams))})")
+        for name, members in self.caregiver_groups.items():
+            if not re.fullmatch(r"[a-z][a-z0-9]*", name) or name in PER_BUILT_IN:
+                problems.append(f"caregiver_groups.{name}: a group name is lower-case letters "
+                                "and digits, and not case or child")
+            if not members:
+                problems.append(f"caregiver_groups.{name}: list the relationships in it "
+                                f"({', '.join(RELATIONSHIPS)})")
+        return problems
+
+    def _cycle_problems(self) -> list[str]:
+        """A stage's `next` and its gate's branches lead on, never back: a case re-entering a
+        stage it has done would find its work done and loop."""
+        ids = {s.id: i for i, s in enumerate(self.stages)}
+        onward = {s.id: [n for n in [s.next] + [o.next for o in (s.gate.outcomes.values()
+                                                                  if s.gate else [])]
+                         if n in ids] for s in self.stages}
+        problems = []
+        for start in self.stages:
+            seen, todo = set(), list(onward[start.id])
+            while todo:
+                stage = todo.pop()
+                if stage == start.id:
+                    problems.append(f"stages.{ids[start.id]}: stage {start.id!r} leads back to "
+                                    "itself (through next: or a gate's branch); a pathway "
+                                    "only goes forward: add a new stage for repeated work")
+                    break
+                if stage not in seen:
+                    seen.add(stage)
+                    todo += onward[stage]
+        return problems
 
     def _range_problems(self, stored: bool) -> list[str]:
         """Every setting has a range that holds its default and fits each of its uses (a
@@ -660,6 +828,15 @@ class PathwaySpec(_Strict):
     @cached_property
     def gate_of_task(self) -> dict[str, GateSpec]:
         return {s.gate.task: s.gate for s in self.stages if s.gate}
+
+    def relationships_of(self, per: str) -> tuple[str, ...]:
+        """The caregiver relationships a `per:` kind generates work for (none: per case or
+        per child)."""
+        return tuple(self.caregiver_groups.get(per.removeprefix("child-"), ()))
+
+    def own_clock(self, clock: ClockSpec) -> bool:
+        """A clock the programme's own team owns: its breaches, stopped while paused."""
+        return clock.owner == self.programme
 
     def managers(self) -> set[str]:
         return {name for name, role in self.roles.items() if role.manager}

@@ -98,8 +98,8 @@ def case_date_problems(dates: dict[str, date], births: dict[str, date],
                  if name.partition("@")[0] == "placement_start" and care_entry is not None
                  and day < care_entry]
     if referral is not None and care_entry is not None and referral < care_entry:
-        problems.append(f"referral date {referral} is before care entry {care_entry}; NIM takes "
-                        "children who are already in care")
+        problems.append(f"referral date {referral} is before care entry {care_entry}; a case "
+                        "is for a child already in care (the engine's subject): check both dates")
     issued, hearing = dates.get("proceedings_issued"), dates.get("final_hearing")
     if issued is not None and hearing is not None and hearing < issued:
         problems.append(f"final hearing {hearing} is before proceedings were issued ({issued})")
@@ -134,12 +134,15 @@ class Referral(_Input):
 
     jurisdiction: Literal["england-and-wales", "scotland", "northern-ireland"]
     site: str = Field(min_length=1, max_length=100, pattern=r"^[a-z0-9][a-z0-9-]*$")
+    # the programme the case is on (nim, fdac): its pathway follows the jurisdiction
+    programme: str = Field(default="nim", pattern=r"^[a-z][a-z0-9-]*$",
+                           description="programme: nim (default) or fdac")
     # a profile name, never a file: a case opens only on a pathway shipped with the engine
     # (a forged copy of a pathway file cannot grant its author another role)
     pathway: str | None = Field(
         default=None, pattern=r"^[a-z][a-z0-9-]*$",
-        description="pathway profile (england, wales, scotland, northern-ireland); default "
-                    "follows the jurisdiction")
+        description="pathway profile (england, wales, scotland, northern-ireland, "
+                    "fdac-england); default follows the programme and the jurisdiction")
     child: ChildIn | None = None  # one child; or `children` for a sibling group
     children: list[ChildIn] = Field(default=[], max_length=MAX_CHILDREN)
     care_entry: date
@@ -197,10 +200,14 @@ class Referral(_Input):
         return dates
 
     def default_pathway(self) -> str:
-        """The profile a referral opens on unless it names one (Wales: `pathway: wales`, as
-        Wales shares England's bank holidays)."""
-        return self.pathway or {"scotland": "scotland", "northern-ireland": "northern-ireland"
-                                }.get(self.jurisdiction, "england")
+        """The profile a referral opens on unless it names one: NIM's by nation (Wales:
+        `pathway: wales`, as Wales shares England's bank holidays), another programme's as
+        `<programme>-<nation>` (fdac-england)."""
+        nation = {"scotland": "scotland", "northern-ireland": "northern-ireland"
+                  }.get(self.jurisdiction, "england")
+        if self.pathway:
+            return self.pathway
+        return nation if self.programme == "nim" else f"{self.programme}-{nation}"
 
 
 def eligibility_problems(spec: PathwaySpec, referral: Referral) -> list[str]:
@@ -213,10 +220,16 @@ def eligibility_problems(spec: PathwaySpec, referral: Referral) -> list[str]:
         if rule.max_age_months is not None and age >= rule.max_age_months:
             problems.append(f"{who} is {age} months old at referral; {spec.title} is for "
                             f"children under {rule.max_age_months} months")
+        if rule.min_age_months is not None and age < rule.min_age_months:
+            problems.append(f"{who} is {age} months old at referral; {spec.title} is for "
+                            f"children of {rule.min_age_months} months or more")
         placement = referral.placement_of(child)
         if rule.not_placed_with_parent and placement and placement.kind in PLACED_WITH_PARENT:
             problems.append(f"{who} is placed with a parent ({placement.kind}); {spec.title} "
                             "is for families where no child is placed with a parent")
+    given = referral.case_dates()
+    problems += [f"{spec.title} needs the referral's {name.replace('_', ' ')} date ({name}): "
+                 f"{rule.needs_dates[name]}" for name in rule.needs_dates if name not in given]
     if rule.first_entry_to_care and referral.first_entry_to_care is not True:
         problems.append(f"{spec.title} is for a first entry to care: say so with "
                         "first_entry_to_care: true (and check the family's history)")

@@ -33,6 +33,13 @@ DEMO_TEAM = [
     ("iro.khan", "Sara Khan", "iro", "local-authority"),
     ("ro.fraser", "Ross Fraser", "reviewing-officer", "local-authority"),
     ("hos.taylor", "Chris Taylor", "head-of-service", "nim"),
+    # the site's FDAC team (pathways/fdac-england.yaml); the LA's people work on both
+    ("fdac.tm.hughes", "Dana Hughes", "fdac-team-manager", "fdac"),
+    ("fdac.clin.rao", "Dr Rao", "fdac-clinician", "fdac"),
+    ("fdac.sw.okoro", "Femi Okoro", "fdac-social-worker", "fdac"),
+    ("fdac.smw.lane", "Kit Lane", "substance-misuse-worker", "fdac"),
+    ("fdac.pm.doyle", "Pat Doyle", "parent-mentor", "fdac"),
+    ("fdac.lead.moss", "Robin Moss", "fdac-service-lead", "fdac"),
 ]
 
 

@@ -218,6 +218,7 @@ def queue_handoffs(session: Session, case_id: int, ref: str, effects: list[Any],
     for e in effects:
         if e.kind == "case-exited":  # the roles the exit names are told, once each
             context = {"case_ref": ref, "exit_label": e.detail["label"],
+                       "programme": session.get(Case, case_id).programme.upper(),
                        "keeps_statutory": e.detail["keeps_statutory"],
                        "link": link_for(config, ref, None)}
             for role in e.detail["notify"]:

@@ -42,7 +42,8 @@ digest         `items`: list of dicts with `case_ref`, `task_key`, `task_title`,
                `days_to_due`, `link` (optional `due_explanation`; ISO date strings are accepted);
                optional `link` (work list)
 test           optional `link`
-exit           `case_ref`, `exit_label`, `keeps_statutory` (bool), `link`
+exit           `case_ref`, `exit_label`, `keeps_statutory` (bool), `link`; `programme` (NIM
+               if absent: rows queued before programmes existed)
 audit-checkpoint
                to the admins: `checkpoint` (the audit log's signed head as one JSON line,
                shown verbatim), `row_id`, `rows` (audit rows up to it); no case

@@ -57,14 +57,14 @@ def open_items(snap: Any, today: date, amber: int | None = None) -> list[BoardIt
     return sorted(items, key=_urgency)
 
 
-def caseload_board(queries: Queries) -> list[BoardRow]:
-    """One row per open case, RAG from its worst open item: any overdue task (statutory
-    visits and reviews included) or clock breached and still open makes the case red,
-    whatever its next pathway task says. Sorted by urgency."""
+def caseload_board(queries: Queries, programme: str | None = None) -> list[BoardRow]:
+    """One row per open case (of one programme if given), RAG from its worst open item: any
+    overdue task (statutory visits and reviews included) or clock breached and still open
+    makes the case red, whatever its next pathway task says. Sorted by urgency."""
     today = queries.today()
     amber = rag_amber_working_days()
     rows = []
-    for snap in queries.snapshots(open_only=True):
+    for snap in queries.snapshots(open_only=True, programme=programme):
         state = snap.state
         items = open_items(snap, today, amber)
         worst = items[0] if items else None
@@ -80,6 +80,7 @@ def caseload_board(queries: Queries) -> list[BoardRow]:
             next_task=nxt.key if nxt else None, jurisdiction=snap.jurisdiction,
             clocks="; ".join(f"{c.id}: {c.state}" + (f" ({c.due})" if c.due else "")
                              for c in clocks if c.state != "not-started"),
+            programme=snap.programme,
         ))
     return sorted(rows, key=lambda r: (_RAG_ORDER[r.rag], r.working_days_to_due is None,
                                        r.working_days_to_due or 0, r.due or "", r.case))
@@ -102,12 +103,14 @@ def case_detail(queries: Queries, ref: str) -> list[BoardItem]:
     return open_items(queries.snapshot(ref), queries.today())
 
 
-def breaches(queries: Queries, ref: str | None = None) -> list[BreachRow]:
-    """Work done late or still overdue, and statutory clocks breached, with their cause."""
+def breaches(queries: Queries, ref: str | None = None,
+             programme: str | None = None) -> list[BreachRow]:
+    """Work done late or still overdue, and statutory clocks breached, with their cause (of
+    one case, or one programme's cases, if given)."""
     today = queries.today()
     causes = queries.delay_causes()
     out = []
-    for snap in queries.snapshots(ref=ref):
+    for snap in queries.snapshots(ref=ref, programme=programme):
         spec, state = snap.spec, snap.state
         for t in state.tasks.values():
             late = (t.completed_on - t.due).days if t.state == eng.DONE and t.completed_on \
@@ -150,9 +153,9 @@ def _summary(values: list[int]) -> dict[str, Any]:
     return {"n": len(values), "median": median(values), "mean": round(mean(values), 1)}
 
 
-def kpis(queries: Queries) -> Kpis:
-    """The numbers NIM.md names, across every case in the store."""
-    snaps = queries.snapshots()
+def kpis(queries: Queries, programme: str | None = None) -> Kpis:
+    """The numbers NIM.md names, across every case in the store (or one programme's)."""
+    snaps = queries.snapshots(programme=programme)
     today = queries.today()
     moves = queries.placement_counts()
     spans: dict[str, list[int]] = defaultdict(list)
@@ -163,8 +166,9 @@ def kpis(queries: Queries) -> Kpis:
         state, rep = snap.state, snap.spec.reporting
         entry = state.anchors["care_entry"]
         spans["care entry to referral"].append((state.anchors["referral"] - entry).days)
-        if "stage:assessment" in state.anchors:
-            spans["care entry to consent"].append((state.anchors["stage:assessment"] - entry).days)
+        received = _received_on(snap)
+        if received is not None:
+            spans["care entry to consent"].append((received - entry).days)
         done = [t.completed_on for t in state.tasks.values()
                 if t.spec_id == rep.assessment_report and t.state == eng.DONE]
         if done:
@@ -181,12 +185,15 @@ def kpis(queries: Queries) -> Kpis:
                 ok = t.state == eng.DONE and t.completed_on <= t.due
                 on_time_kind[t.spec_id].append(ok)
                 on_time_role[t.role].append(ok)
-    causes = Counter(b.cause for b in breaches(queries) if b.kind == "task")
+    causes = Counter(b.cause for b in breaches(queries, programme=programme)
+                     if b.kind == "task")
+    counted = {s.programme for s in snaps}
+    gates = sorted({g for s in snaps if (g := s.spec.reporting.treatment_gate)})
 
     def rate(flags: list[bool]) -> dict[str, Any]:
         return {"n": len(flags), "on_time": round(sum(flags) / len(flags), 3) if flags else None}
 
-    received = sum(1 for s in snaps if "stage:assessment" in s.state.anchors)
+    received = sum(1 for s in snaps if _received_on(s) is not None)
     return Kpis(
         families=len(snaps), children=sum(len(s.state.children) for s in snaps),
         share_received_nim=round(received / len(snaps), 3) if snaps else None,
@@ -199,7 +206,16 @@ def kpis(queries: Queries) -> Kpis:
         breaches_by_cause=dict(causes),
         placement_moves_per_child=_summary([max(moves.get((s.case_id, child), 1) - 1, 0)
                                             for s in snaps for child in s.state.children]),
+        programme=programme or (counted.pop() if len(counted) == 1 else
+                                "nim" if not counted else "all programmes"),
+        treatment_gate="/".join(gates) if gates else None if snaps else "d1",
     )
+
+
+def _received_on(snap: Any) -> date | None:
+    """The day the family received the programme: its `reporting.received_stage` began."""
+    stage = snap.spec.reporting.received_stage
+    return snap.state.anchors.get(f"stage:{stage}") if stage else None
 
 
 def timeline_markdown(queries: Queries, ref: str) -> str:
@@ -252,12 +268,16 @@ def _number(value: Any) -> str:
 
 
 def kpi_markdown(data: Kpis) -> str:
-    treatment = (f"{_percent(data.share_to_treatment)} of {data.d1_decided} D1 "
+    gate = (data.treatment_gate or "").upper()
+    treatment = (f"{_percent(data.share_to_treatment)} of {data.d1_decided} {gate} "
                  f"decision{'' if data.d1_decided == 1 else 's'}" if data.d1_decided
-                 else "no D1 decisions yet")
-    out = [f"# NIM KPIs (as of {data.as_of})", "",
+                 else f"no {gate} decisions yet" if gate
+                 else "not counted (the pathway names no treatment gate)")
+    name = data.programme.upper() if data.programme != "all programmes" else "All programmes"
+    received = "NIM (assessment began)" if data.programme == "nim" else "the programme"
+    out = [f"# {name} KPIs (as of {data.as_of})", "",
            f"Families: {data.families} ({data.open_cases} open), {data.children} children. "
-           f"Received NIM (assessment began): {_percent(data.share_received_nim)}. Going on to "
+           f"Received {received}: {_percent(data.share_received_nim)}. Going on to "
            f"treatment: {treatment}.", "",  # blank lines: each its own paragraph
            "Early exits: " + (", ".join(f"{k}: {v}" for k, v in
                                         (data.exits_by_reason or {}).items()) or "none"), "",

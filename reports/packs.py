@@ -51,7 +51,7 @@ def pack_context(queries: Queries, ref: str, kind: str) -> dict[str, Any]:
                  for t in sorted(state.tasks.values(), key=lambda t: (t.due, t.key))
                  if t.state in (eng.DONE, eng.OPEN) and t.stage != "statutory"]
     return {
-        "title": title, "generated": today, "kind": kind,
+        "title": title, "generated": today, "kind": kind, "programme": spec.programme.upper(),
         "court": "Children's Hearing" if shown.jurisdiction == "scotland" else "court",
         "case": {"ref": ref, "jurisdiction": shown.jurisdiction, "site": shown.site,
                  "pathway": shown.pathway},

@@ -63,6 +63,7 @@ class CaseSnapshot:
     closed_on: date | None
     spec: PathwaySpec
     state: eng.CaseState
+    programme: str = "nim"
 
 
 @dataclass(frozen=True)
@@ -168,19 +169,23 @@ class Queries:
             raise NotFound(f"case {ref} has no task {key!r}")
         return found[0]
 
-    def snapshots(self, open_only: bool = False, ref: str | None = None) -> list[CaseSnapshot]:
-        """Each case with its engine state (one read transaction)."""
+    def snapshots(self, open_only: bool = False, ref: str | None = None,
+                  programme: str | None = None) -> list[CaseSnapshot]:
+        """Each case with its engine state (one read transaction), of one programme if given."""
         with self.ctx.read() as session:
             stmt = select(Case).order_by(Case.ref)
             if open_only:
                 stmt = stmt.where(Case.closed_on.is_(None))
             if ref is not None:
                 stmt = stmt.where(Case.ref == ref)
+            if programme is not None:
+                stmt = stmt.where(Case.programme == programme)
             out = []
             for case in session.exec(stmt):
                 spec = self.ctx.spec(session, case.pathway_id)
                 out.append(CaseSnapshot(case.ref, case.id, case.jurisdiction, case.closed_on,
-                                        spec, load_state(session, case, spec, self.ctx.closures)))
+                                        spec, load_state(session, case, spec, self.ctx.closures),
+                                        case.programme))
             return out
 
     def snapshot(self, ref: str) -> CaseSnapshot:
@@ -243,7 +248,8 @@ class Queries:
             counts["attended"] += s.attended
         return CaseView(
             ref=ref, jurisdiction=case.jurisdiction, site=case.site,
-            pathway=f"{version.profile}@{version.version}", stage=case.stage,
+            pathway=f"{version.profile}@{version.version}", programme=case.programme,
+            stage=case.stage,
             closed_on=case.closed_on,
             child_age_months=months_between(kids[0].date_of_birth, on)
             if kids and kids[0].date_of_birth else None,

@@ -54,6 +54,7 @@ class Case(SQLModel, table=True):
     previous_episode: str | None = None  # an earlier episode of this family (re-referral)
     child_orders: dict | None = _json()  # per-child final orders, where a sibling group's differ
     stage_runs: dict | None = _json()  # stage -> the Prefect run started for it (sync reads by id)
+    programme: str = Field(default="nim", index=True)  # the programme whose pathway it is on
 
 
 class CourtExtension(SQLModel, table=True):

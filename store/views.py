@@ -160,6 +160,7 @@ class CaseView:
     stage: str | None
     closed_on: date | None
     child_age_months: int | None
+    programme: str
     caregivers: tuple[CaregiverView, ...]
     placements: tuple[PlacementView, ...]
     dates: dict[str, date]
@@ -289,6 +290,7 @@ class BoardRow:
     next_task: str | None  # the next piece of pathway work (not statutory visits, reviews)
     jurisdiction: str
     clocks: str
+    programme: str = "nim"
 
 
 @dataclass(frozen=True, slots=True)
@@ -309,6 +311,10 @@ class Kpis:
     children: int = 0
     share_received_nim: float | None = None  # families whose assessment began (S11: < 70%)
     exits_by_reason: dict[str, int] | None = None
+    # the programme counted ("nim", "fdac"), or "all programmes" across several
+    programme: str = "nim"
+    # the decision(s) whose outcome is "treatment" (NIM: d1); none for a programme without one
+    treatment_gate: str | None = "d1"
 
 
 @dataclass(frozen=True, slots=True)

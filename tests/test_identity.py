@@ -42,7 +42,7 @@ def test_init_makes_the_first_admin_once(store):
                                                 role="admin", team="it"))
     assert {p.handle for p in store.queries.practitioners() if p.role == "admin"} == {ADMIN}
     assert {v.profile for v in store.queries.installed_pathways()} == {
-        "england", "scotland", "wales", "northern-ireland"}
+        "england", "scotland", "wales", "northern-ireland", "fdac-england"}  # every programme
 
 
 def test_only_an_admin_grants_roles_and_every_change_is_audited(store, db_url):

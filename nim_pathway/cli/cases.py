@@ -67,7 +67,11 @@ def case_open(
     file: Annotated[Path | None, typer.Option(help="referral as JSON or YAML")] = None,
     jurisdiction: Annotated[str | None, typer.Option()] = None,
     site: Annotated[str | None, typer.Option()] = None,
-    pathway: Annotated[str | None, typer.Option(help="profile: england, scotland")] = None,
+    programme: Annotated[str | None, typer.Option(
+        help="the programme the case is on: nim (default) or fdac")] = None,
+    pathway: Annotated[str | None, typer.Option(
+        help="profile: england, scotland, fdac-england (default: the programme's for the "
+             "jurisdiction)")] = None,
     given_name: Annotated[str | None, typer.Option(help="child's given name")] = None,
     family_name: Annotated[str | None, typer.Option(help="child's family name")] = None,
     dob: Annotated[str | None, typer.Option(help="child's date of birth")] = None,
@@ -90,7 +94,8 @@ def case_open(
     from models.schemas import Referral
 
     data: dict[str, Any] = load_data_file(file) if file else {}
-    flags = {"jurisdiction": jurisdiction, "site": site, "pathway": pathway,
+    flags = {"jurisdiction": jurisdiction, "site": site, "programme": programme,
+             "pathway": pathway,
              "care_entry": care_entry, "referral": referral_date,
              "proceedings_issued": proceedings_issued, "first_entry_to_care": first_entry_to_care}
     data.update({k: v for k, v in flags.items() if v is not None})
@@ -285,16 +290,19 @@ def case_cease_looked_after(
 
 def decide(
     ref: str,
-    decision: Annotated[str, typer.Argument(help="d1 or d2")],
-    outcome: Annotated[str, typer.Argument(help="d1: treatment, no_treatment; d2: return_home, "
-                                                "kinship_care, adoption, long_term_foster_care, "
-                                                "permanence_order (Scotland)")],
+    decision: Annotated[str, typer.Argument(
+        help="a decision of the case's pathway: d1 or d2 (NIM), trial-for-change, "
+             "extended-trial or recommendation (FDAC)")],
+    outcome: Annotated[str, typer.Argument(
+        help="one of the decision's outcomes, e.g. d1: treatment, no_treatment; d2: "
+             "return_home, kinship_care, adoption, long_term_foster_care, permanence_order "
+             "(Scotland); trial-for-change: continue, extend, stop")],
     actor: ActorOpt,
     rationale: Annotated[str, typer.Option(help="why, for the record")] = "",
     child: ChildOpt = None,
 ) -> None:
-    """Record decision D1 (treatment or not) or D2 (the permanence recommendation; for one
-    child of a sibling group with --child)."""
+    """Record a gate's decision: NIM's D1 (treatment or not) or D2 (the permanence
+    recommendation; for one child of a sibling group with --child), FDAC's trial for change."""
     run(lambda do: do.decide(ref, decision, outcome, actor, rationale, child))
 
 

@@ -14,10 +14,15 @@ report_app = typer.Typer(help="Manager views, KPIs, report packs.", no_args_is_h
 export_app = typer.Typer(help="CSV, FHIR and calendar exports.", no_args_is_help=True)
 
 
+ProgrammeOpt = Annotated[str | None, typer.Option(
+    help="one programme's cases only (nim, fdac); default: every programme")]
+
+
 @report_app.command("board")
 def report_board(
     case: Annotated[str | None, typer.Option(help="one case: all its open work and clocks")]
     = None,
+    programme: ProgrammeOpt = None,
     as_json: JsonOpt = False,
 ) -> None:
     """The caseload board, most urgent first: each open case's RAG from its worst open task
@@ -29,17 +34,17 @@ def report_board(
              ["rag", "kind", "item", "title", "due", "working_days_to_due", "owner"],
              title=f"{case}: open work by urgency", labels={"working_days_to_due": "wd"})
         return
-    emit(caseload_board(service().queries), as_json, BOARD_COLUMNS, title="Caseload board",
-         labels=BOARD_LABELS)
+    emit(caseload_board(service().queries, programme), as_json, BOARD_COLUMNS,
+         title="Caseload board" + (f" ({programme})" if programme else ""), labels=BOARD_LABELS)
 
 
 @report_app.command("kpis")
-def report_kpis(as_json: JsonOpt = False) -> None:
+def report_kpis(programme: ProgrammeOpt = None, as_json: JsonOpt = False) -> None:
     """KPIs: days to each milestone, share to treatment, on-time rates, breach causes."""
     from reports.oversight import kpi_markdown, kpis
     from store.views import jsonable
 
-    data = kpis(service().queries)
+    data = kpis(service().queries, programme)
     if as_json:
         typer.echo(json.dumps(jsonable(data), indent=2, default=str))
     else:
@@ -47,12 +52,12 @@ def report_kpis(as_json: JsonOpt = False) -> None:
 
 
 @report_app.command("breaches")
-def report_breaches(as_json: JsonOpt = False) -> None:
+def report_breaches(programme: ProgrammeOpt = None, as_json: JsonOpt = False) -> None:
     """Late or overdue work and breached clocks, by team, with their cause."""
     from reports.oversight import breach_report_markdown, breaches
     from store.views import jsonable
 
-    rows = breaches(service().queries)
+    rows = breaches(service().queries, programme=programme)
     if as_json:
         typer.echo(json.dumps(jsonable(rows), indent=2, default=str))
     else:

@@ -77,6 +77,10 @@ class CaseCommands(CommandBase):
             raise Invalid("; ".join(problems))
         with self.ctx.read() as session:
             spec = self._installed(session, referral.default_pathway())
+        if spec.programme != referral.programme:
+            raise Invalid(f"pathway {spec.profile} runs programme {spec.programme}, not "
+                          f"{referral.programme}; choose a {referral.programme} pathway with "
+                          f"--pathway or open on programme {spec.programme} (--programme)")
         if referral.jurisdiction not in spec.jurisdictions:
             raise Invalid(f"pathway {spec.profile} is for {', '.join(spec.jurisdictions)}, not "
                           f"{referral.jurisdiction}; choose another with --pathway")
@@ -103,7 +107,8 @@ class CaseCommands(CommandBase):
             case = Case(ref=ref, jurisdiction=referral.jurisdiction, site=referral.site,
                         pathway_id=version.id, settings=referral.settings or None,
                         opened_at=self.ctx.now(), legal_status=referral.legal_status,
-                        previous_episode=referral.previous_episode)
+                        previous_episode=referral.previous_episode,
+                        programme=spec.programme)
             session.add(case)
             session.flush()
             anchors = {"care_entry": referral.care_entry, "referral": referral.referral}
@@ -133,7 +138,8 @@ class CaseCommands(CommandBase):
                                   caregivers=carers, closures=self.ctx.closures,
                                   children=children)
             effects = [eng.Effect("case-opened", None, {
-                "pathway": f"{spec.profile}@{spec.version}", "jurisdiction": case.jurisdiction,
+                "pathway": f"{spec.profile}@{spec.version}", "programme": spec.programme,
+                "jurisdiction": case.jurisdiction,
                 "site": case.site, "caregivers": [c.key for c in carers],
                 "children": children, "previous_episode": referral.previous_episode})]
             effects += run_engine(eng.open_case, spec, state, on)
@@ -461,7 +467,7 @@ class CaseCommands(CommandBase):
                 raise Invalid(f"{ref} closed on {case.closed_on}; there is no work to transfer")
             moving = [t for t in session.exec(select(Task).where(
                 Task.case_id == case.id, Task.state.in_([eng.OPEN, eng.BLOCKED])))
-                if t.role in spec.roles and spec.roles[t.role].team == "nim"]
+                if t.role in spec.roles and spec.roles[t.role].team == spec.programme]
             staff = {p.role: p for p in session.exec(select(Practitioner).where(
                 Practitioner.team == team, Practitioner.active).order_by(Practitioner.handle))}
             missing = sorted({t.role for t in moving} - set(staff))
