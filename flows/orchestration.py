@@ -292,7 +292,7 @@ def _sync_case(svc: Service, ref: str, today: date | None, client: Any,  # noqa:
             started = start_task_run(
                 client, ref, t, spec, parameters={"ref": ref, "task_key": key},
                 name=run_name(ref, t.stage, key, t.due),
-                tags=case_tags(ref, t.stage, jurisdiction, t.role, t.child)
+                tags=case_tags(ref, t.stage, jurisdiction, t.role, t.child, show.programme)
                 + [f"task:{key}", "kind:task", *sorted(shown)],
                 idempotency_key=next_key(key),
             )
@@ -313,7 +313,8 @@ def _sync_case(svc: Service, ref: str, today: date | None, client: Any,  # noqa:
         started = start_run(
             client, STAGE_DEPLOYMENT, parameters={"ref": ref, "stage": current},
             name=run_name(ref, current),
-            tags=case_tags(ref, current, jurisdiction) + ["kind:stage"],
+            tags=case_tags(ref, current, jurisdiction, programme=show.programme)
+            + ["kind:stage"],
             idempotency_key=next_key(f"stage:{current}"),
         )
         report.started.append(f"stage:{current}")

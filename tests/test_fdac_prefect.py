@@ -114,11 +114,13 @@ def test_fdac_case_runs_to_the_trial_for_change_gate(stack):
         key = next(t[5:] for t in r.tags if t.startswith("task:"))
         row = next(t for t in store.queries.tasks(case=ref, state=None) if t.key == key)
         assert r.name == f"due {row.due} · {ref} · {row.stage} · {key}"
-        assert {f"case:{ref}", f"stage:{row.stage}", f"role:{row.role}"} <= set(r.tags)
+        assert {f"case:{ref}", f"stage:{row.stage}", f"role:{row.role}",
+                "programme:fdac"} <= set(r.tags)
     roles = {next(t[5:] for t in r.tags if t.startswith("role:")) for r in task_runs}
     assert {"fdac-team-manager", "fdac-social-worker", "substance-misuse-worker",
             "fdac-clinician", "parent-mentor"} <= roles
     stages = {r.name: r.state for r in runs if "kind:stage" in r.tags}
+    assert all("programme:fdac" in r.tags for r in runs if "kind:stage" in r.tags)
     assert stages[f"{ref} · trial-for-change"].name == "Completed"
     assert f"{ref} · extended-trial" in stages
     blob = json.dumps([r.model_dump_json() for r in runs])

@@ -231,7 +231,7 @@ def test_case_runs_from_referral_to_recommendation(stack):
         row = next(t for t in store.queries.tasks(case=ref, state=None) if t.key == key)
         assert r.name == f"due {row.due} · {ref} · {row.stage} · {key}"
         assert {f"case:{ref}", f"stage:{row.stage}", f"role:{row.role}",
-                "jurisdiction:england-and-wales"} <= set(r.tags)
+                "jurisdiction:england-and-wales", "programme:nim"} <= set(r.tags)
     stages = {r.name: r.state for r in runs if "kind:stage" in r.tags}
     assert stages[f"{ref} · assessment"].name == "Completed"
     # live by state type, as the sync judges it: a runner starting the run shows "Submitting"
