@@ -428,13 +428,16 @@ VIEW_SPAN_S = 2 * 365 * 86400  # a saved view's time range: NIM work can wait fo
 
 def saved_views(svc: Service) -> dict[str, str]:
     """The run-list views a team needs, by name: each practitioner's own queue (their
-    `assignee:` tag) and each role's (`role:`). Sort the list A to Z: names lead with the
-    due date."""
+    `assignee:` tag), each role's (`role:`) and, where a site runs several programmes, each
+    programme's (`programme:`). Sort the list A to Z: names lead with the due date."""
     views = {}
     for p in svc.queries.practitioners():
         if p.active and p.kind == "person":
             views[f"My queue: {p.handle}"] = f"assignee:{p.handle}"
             views[f"Queue: {p.role}"] = f"role:{p.role}"
+    programmes = {spec.programme for spec in svc.queries.installed_specs().values()}
+    if len(programmes) > 1:
+        views.update({f"Programme: {p}": f"programme:{p}" for p in programmes})
     return views
 
 

@@ -273,6 +273,13 @@ def test_a_site_runs_both_programmes_and_reports_each(store, clock):
         kpi_markdown(numbers)
     assert "no D1 decisions yet" in kpi_markdown(kpis(q, "nim"))
     assert kpis(q).programme == "all programmes" and kpis(q).families == 2
+    # the UI: a saved run-list view per programme, beside each person's and role's queue
+    from flows.orchestration import saved_views
+
+    views = saved_views(store)
+    assert {views["Programme: fdac"], views["Programme: nim"]} == {"programme:fdac",
+                                                                   "programme:nim"}
+    assert views["My queue: fdac.tm.hughes"] == "assignee:fdac.tm.hughes"
 
 
 def test_the_programme_and_its_pathway_must_agree(store):
