@@ -6,7 +6,6 @@ import json
 import os
 import platform
 import resource
-import socket
 import statistics
 import subprocess
 import sys
@@ -17,6 +16,8 @@ from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
+
+from notifications.inbox import free_port  # noqa: F401 - the benches import it from here
 
 ROOT = Path(__file__).resolve().parent.parent
 PY = sys.executable
@@ -110,12 +111,6 @@ def tree_cpu(*roots: int) -> float:
         total += stats[pid][1]
         todo += children.get(pid, [])
     return total
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def timed(fn: Callable[[], Any]) -> tuple[Any, float, float]:

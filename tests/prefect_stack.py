@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-import socket
 import subprocess
 import sys
 import time
@@ -11,6 +10,7 @@ from pathlib import Path
 
 from nim_pathway.settings import prefect_server_env
 from nim_pathway.stack import stop_group, wait_healthy
+from notifications.inbox import free_port  # noqa: F401 - the tests import it from here
 
 PREFECT = str(Path(sys.executable).parent / "prefect")
 SERVE = (
@@ -30,12 +30,6 @@ def wait_for(predicate, what: str, timeout: float = 240):  # noqa: ANN001, ANN20
             return value
         time.sleep(0.5)
     raise AssertionError(f"timed out waiting for {what}")
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 class Stack:
