@@ -281,12 +281,18 @@ def test_a_coordinator_opens_a_case_from_the_ui(ui, page):
     from datetime import timedelta
 
     from prefect.client.orchestration import get_client
+    from prefect.client.schemas.filters import DeploymentFilter, DeploymentFilterId
 
     store = ui["store"]
     handle = store.commands.stage_intake(Referral.model_validate(referral_data()), "coord.ali")
     before = {c.ref for c in store.queries.cases()}
     with get_client(sync_client=True) as client:
         deployment = client.read_deployment_by_name("open-case/open-case")
+
+    def open_case_runs() -> list:
+        with get_client(sync_client=True) as client:
+            return client.read_flow_runs(deployment_filter=DeploymentFilter(
+                id=DeploymentFilterId(any_=[deployment.id])))
     page.goto(f"{ui['url']}/deployments/deployment/{deployment.id}/run",
               wait_until="networkidle")
     page.get_by_text("handle from").wait_for()
@@ -296,9 +302,17 @@ def test_a_coordinator_opens_a_case_from_the_ui(ui, page):
     ui["clock"].set(ui["clock"].now() + timedelta(seconds=30))  # a code not used before
     boxes.nth(2).fill(current_code(store, "coord.ali"))
     shot(page, "13-open-case-form")
+    earlier = {r.id for r in open_case_runs()}
     page.get_by_role("button", name="Submit").click()
-    ref = wait_for(lambda: next(iter({c.ref for c in store.queries.cases()} - before), None),
-                   "the case to open from the UI")
+    wait_for(lambda: [r for r in open_case_runs() if r.id not in earlier],
+             "the UI's Submit to create an open-case run", 60)
+    try:
+        ref = wait_for(lambda: next(iter({c.ref for c in store.queries.cases()} - before),
+                                    None), "the case to open from the UI")
+    except AssertionError:  # say what the run did (refused code, crashed, never started)
+        shown = [(r.state_name, r.state and r.state.message) for r in open_case_runs()
+                 if r.id not in earlier]
+        raise AssertionError(f"no case opened; the open-case run(s): {shown}") from None
     with get_client(sync_client=True) as client:  # renamed after the case it opened
         run = wait_for(lambda: next((r for r in client.read_flow_runs(limit=100)
                                      if r.name == f"open-case · {ref}"), None),
