@@ -3,8 +3,10 @@
 The case store decides; Prefect shows and waits. `sync_case` starts the stage run and one
 suspended run per open task, resumes runs whose task or stage is finished, and cancels runs
 that no longer stand for open work. It is idempotent. Sync follows change, not the caseload:
-every command journals its case (store/journal.py) in its own transaction; the CLI syncs the
-case right after its commit, and each sweep drains what is left (`drain_journal`). The
+every command journals its case (store/journal.py) in its own transaction; the sync service
+(`serve_journal`, `nim-pathway drain --follow`) applies it at once and the CLI waits for its
+outcome, or, with no service running, the CLI syncs the case right after its commit; each
+sweep drains what is left (`drain_journal`). The
 nightly `reconcile` audits all of Prefect's live runs against the store in one pass and
 syncs only the cases that differ (after a lost Prefect database: all of them).
 """

@@ -3,8 +3,9 @@
 A command that changes what Prefect should show notes the case in the same transaction as the
 change (`note_change`), so a change is never committed without its journal entry. Entries are
 applied by a drainer that claims them under a lease (`FOR UPDATE SKIP LOCKED` on PostgreSQL,
-the single writer on SQLite) and marks them applied only while it still holds the lease, or by
-the CLI right after its own commit. Applying is a sync of the case, which is idempotent, so an
+the single writer on SQLite) and marks them applied only while it still holds the lease (the
+sync service is a drainer that never stops: the CLI waits for it), or by the CLI right after
+its own commit. Applying is a sync of the case, which is idempotent, so an
 entry applied twice (a drainer killed after syncing, before recording) changes nothing more.
 """
 
