@@ -606,7 +606,9 @@ def serve_journal(svc: Service, stop: Any, poll_s: float = 0.2,  # noqa: ANN401 
     stats, failed_at = ServiceStats(), {}
     url = api_url() or STACK_URL
     with service_lock(svc.url), get_client(sync_client=True) as client:
-        log(f"sync service: applying the orchestration journal to {url}")
+        from models.redaction import mask_url
+
+        log(f"sync service: applying the orchestration journal to {mask_url(url)}")
         while not stop.is_set():
             if not svc.commands.changes_pending():
                 stop.wait(poll_s)
