@@ -566,8 +566,8 @@ def _await_service(svc: Service, ref: str, since: int, wait_s: float) -> str | N
     give_up = time.monotonic() + wait_s
     while True:
         entries = svc.commands.changes_covering(ref, since)
-        if not entries:
-            return "orchestration: nothing to change"
+        if not entries:  # nothing journalled, or an earlier entry it joined already applied
+            return "orchestration: up to date (the sync service has applied every change)"
         failing = [error for applied, _, error in entries if not applied and error]
         if failing:
             raise OrchestrationUnavailable(
