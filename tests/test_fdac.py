@@ -286,6 +286,12 @@ def test_the_programme_and_its_pathway_must_agree(store):
     with pytest.raises(Invalid, match="pathway england runs programme nim, not fdac; choose a "
                        "fdac pathway with --pathway or open on programme nim"):
         store.commands.open_case(_fdac_referral(pathway="england"), "coord.ali")
+    # a pathway named alone brings its programme
+    data = referral_data(care_entry="2026-01-08", referral="2026-01-12",
+                         proceedings_issued="2026-01-05", pathway="fdac-england",
+                         placement={"kind": "home", "start": "2026-01-08"})
+    ref = store.commands.open_case(Referral.model_validate(data), "coord.ali").ref
+    assert store.queries.show(ref).programme == "fdac"
 
 
 def test_prefect_tags_carry_the_programme():

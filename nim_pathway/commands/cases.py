@@ -77,7 +77,8 @@ class CaseCommands(CommandBase):
             raise Invalid("; ".join(problems))
         with self.ctx.read() as session:
             spec = self._installed(session, referral.default_pathway())
-        if spec.programme != referral.programme:
+        # a named pathway brings its programme; a programme named as well must agree
+        if spec.programme != referral.programme and "programme" in referral.model_fields_set:
             raise Invalid(f"pathway {spec.profile} runs programme {spec.programme}, not "
                           f"{referral.programme}; choose a {referral.programme} pathway with "
                           f"--pathway or open on programme {spec.programme} (--programme)")
