@@ -6,6 +6,9 @@ import os
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from datetime import UTC, datetime
 from pathlib import Path
 
 from nim_pathway.settings import prefect_server_env
@@ -93,3 +96,40 @@ class Stack:
     def stop(self) -> None:
         self.stop_serving()  # serve before server: the other order hangs on shutdown
         self.stop_server()
+
+
+@contextmanager
+def running_stack(tmp: Path, case_url: str, prefect_db_url: str | None = None) -> Iterator[Stack]:
+    """A started server and served deployments over a migrated case store with the demo team,
+    the shared clock at Mon 12 Jan 2026 10:00, and this process pointed at them: Prefect's
+    settings, and the flows' data folder (its secret key seals practitioners' records and
+    their codes, so this process, which enrols the team and reads codes, must hold the same).
+    The stack is at `.store` as a Service; everything is restored on the way out."""
+    from prefect.settings import PREFECT_API_URL, temporary_settings
+
+    from models.clock import FileClock
+    from nim_pathway.app import build_service
+    from nim_pathway.demo import seed_team
+    from store.db import migrate
+
+    migrate(case_url)
+    stack = Stack(tmp, case_url, prefect_db_url)
+    FileClock(str(stack.clock_file)).set(datetime(2026, 1, 12, 10, tzinfo=UTC))
+    saved = {k: os.environ.get(k) for k in ("PREFECT_API_URL", "NIM_DATA_DIR")}
+    try:
+        stack.start_server()
+        os.environ["PREFECT_API_URL"] = stack.api  # the CLI path reads it from the environment
+        os.environ["NIM_DATA_DIR"] = stack.env["NIM_DATA_DIR"]
+        with temporary_settings(updates={PREFECT_API_URL: stack.api}):
+            stack.start_serving()
+            stack.store = build_service(case_url, FileClock(str(stack.clock_file)),
+                                        migrate=False)
+            seed_team(stack.store)
+            yield stack
+    finally:
+        stack.stop()
+        for name, value in saved.items():
+            if value is None:
+                os.environ.pop(name, None)
+            else:
+                os.environ[name] = value

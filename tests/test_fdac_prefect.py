@@ -6,19 +6,13 @@ trial-for-change gate, decided "extend" in the gate task's form."""
 from __future__ import annotations
 
 import json
-import os
-from datetime import UTC, datetime
 
 import pytest
 
-from models.clock import FileClock
 from models.schemas import Referral
 from models.simulate import sample_outcome
-from nim_pathway.app import build_service
-from nim_pathway.demo import seed_team
-from store.db import migrate
 from tests.conftest import referral_data
-from tests.prefect_stack import Stack, wait_for
+from tests.prefect_stack import running_stack, wait_for
 from tests.test_orchestration import (
     HANDLES,
     SENTINELS,
@@ -37,30 +31,9 @@ DECISIONS = {"trial-for-change": "extend"}
 
 @pytest.fixture(scope="module")
 def stack(tmp_path_factory):
-    from prefect.settings import PREFECT_API_URL, temporary_settings
-
     tmp = tmp_path_factory.mktemp("fdac-stack")
-    case_url = f"sqlite:///{tmp / 'cases.db'}"
-    migrate(case_url)
-    s = Stack(tmp, case_url)
-    FileClock(str(s.clock_file)).set(datetime(2026, 1, 12, 10, tzinfo=UTC))
-    s.start_server()
-    saved = {k: os.environ.get(k) for k in ("PREFECT_API_URL", "NIM_DATA_DIR")}
-    os.environ["PREFECT_API_URL"] = s.api
-    os.environ["NIM_DATA_DIR"] = s.env["NIM_DATA_DIR"]
-    with temporary_settings(updates={PREFECT_API_URL: s.api}):
-        s.start_serving()
-        s.store = build_service(case_url, FileClock(str(s.clock_file)), migrate=False)
-        seed_team(s.store)
-        try:
-            yield s
-        finally:
-            s.stop()
-            for name, value in saved.items():
-                if value is None:
-                    os.environ.pop(name, None)
-                else:
-                    os.environ[name] = value
+    with running_stack(tmp, f"sqlite:///{tmp / 'cases.db'}") as s:
+        yield s
 
 
 def test_fdac_case_runs_to_the_trial_for_change_gate(stack):

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import contextvars
 import json
-import os
 import re
 import threading
 import uuid
@@ -26,12 +25,12 @@ from models.clock import FileClock
 from models.refs import TaskRef
 from models.schemas import Referral
 from models.simulate import sample_outcome
-from nim_pathway.app import Service, build_service
-from nim_pathway.demo import DEMO_TEAM, current_code, seed_team
-from store.db import migrate, session_scope
+from nim_pathway.app import Service
+from nim_pathway.demo import DEMO_TEAM, current_code
+from store.db import session_scope
 from store.tables import AuditEvent, Outbox, Timer
 from tests.conftest import PG_ADMIN_URL, referral_data
-from tests.prefect_stack import Stack, wait_for
+from tests.prefect_stack import running_stack, wait_for
 
 pytestmark = pytest.mark.slow
 
@@ -52,8 +51,6 @@ def _pg_database(name: str) -> str:
 @pytest.fixture(scope="module", params=["sqlite", pytest.param("postgresql",
                                                                marks=pytest.mark.postgres)])
 def stack(request, tmp_path_factory):
-    from prefect.settings import PREFECT_API_URL, temporary_settings
-
     tmp = tmp_path_factory.mktemp(f"stack-{request.param}")
     if request.param == "sqlite":
         case_url, prefect_db = f"sqlite:///{tmp / 'cases.db'}", None
@@ -67,33 +64,11 @@ def stack(request, tmp_path_factory):
             conn.execute(text("CREATE EXTENSION IF NOT EXISTS pg_trgm"))
         admin.dispose()
         prefect_db = "postgresql+asyncpg://" + prefect_url.split("://", 1)[1]
-    migrate(case_url)
-    s = Stack(tmp, case_url, prefect_db)
-    FileClock(str(s.clock_file)).set(datetime(2026, 1, 12, 10, tzinfo=UTC))
-    s.start_server()
-    saved = {k: os.environ.get(k) for k in ("PREFECT_API_URL", "NIM_DATA_DIR")}
-    os.environ["PREFECT_API_URL"] = s.api  # the CLI path reads it from the environment
-    # the flows' data folder: its secret key seals practitioners' records and their codes,
-    # so this process (which enrols the team and reads codes) must hold the same one
-    os.environ["NIM_DATA_DIR"] = s.env["NIM_DATA_DIR"]
-    with temporary_settings(updates={PREFECT_API_URL: s.api}):
-        s.start_serving()
-        s.store = build_service(case_url, FileClock(str(s.clock_file)), migrate=False)
-        seed_team(s.store)
-        try:
-            yield s
-        finally:
-            s.stop()
-            for name, value in saved.items():
-                if value is None:
-                    os.environ.pop(name, None)
-                else:
-                    os.environ[name] = value
+    with running_stack(tmp, case_url, prefect_db) as s:
+        yield s
 
 
 # -- helpers ------------------------------------------------------------------------------
-
-
 
 
 def case_runs(ref: str) -> list:
