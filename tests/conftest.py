@@ -127,3 +127,16 @@ def referral_data(**over) -> dict:
 
 
 TODAY = date(2026, 1, 12)
+
+
+@pytest.fixture
+def cli_env(tmp_path):
+    """The environment of a CLI process: its own store and data folder, a frozen clock, no
+    session or actor inherited from the shell."""
+    env = {**os.environ, "NIM_DATA_DIR": str(tmp_path / "data"),
+           "NIM_DATABASE_URL": f"sqlite:///{tmp_path / 'cli.db'}",
+           "NIM_AUDIT_CHECKPOINT": str(tmp_path / "data" / "audit.checkpoint"),
+           "NIM_CLOCK": "2026-01-12T10:00", "COLUMNS": "200"}
+    for name in ("NIM_ACTOR", "NIM_CODE", "NIM_SESSION_FILE"):
+        env.pop(name, None)
+    return env

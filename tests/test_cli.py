@@ -18,17 +18,6 @@ CLI = str(Path(sys.executable).parent / "nim-pathway")
 
 
 @pytest.fixture
-def cli_env(tmp_path):
-    env = {**os.environ, "NIM_DATA_DIR": str(tmp_path / "data"),
-           "NIM_DATABASE_URL": f"sqlite:///{tmp_path / 'cli.db'}",
-           "NIM_AUDIT_CHECKPOINT": str(tmp_path / "data" / "audit.checkpoint"),
-           "NIM_CLOCK": "2026-01-12T10:00", "COLUMNS": "200"}
-    for name in ("NIM_ACTOR", "NIM_CODE", "NIM_SESSION_FILE"):
-        env.pop(name, None)
-    return env
-
-
-@pytest.fixture
 def run(cli_env, tmp_path):
     sessions = tmp_path / "sessions"
 

@@ -307,24 +307,18 @@ def test_prefect_tags_carry_the_programme():
 
 
 @pytest.fixture
-def cli_run(tmp_path):
-    import os
+def cli_run(cli_env, tmp_path):
+    """The CLI as the demo team runs it (each person logged in), at an optional clock."""
     import subprocess
 
     from tests.cli_team import as_person, log_in_team
     from tests.test_cli import CLI
 
-    env = {**os.environ, "NIM_DATA_DIR": str(tmp_path / "data"),
-           "NIM_DATABASE_URL": f"sqlite:///{tmp_path / 'cli.db'}",
-           "NIM_AUDIT_CHECKPOINT": str(tmp_path / "data" / "audit.checkpoint"),
-           "NIM_CLOCK": "2026-01-12T10:00", "COLUMNS": "200"}
-    for name in ("NIM_ACTOR", "NIM_CODE", "NIM_SESSION_FILE"):
-        env.pop(name, None)
     sessions = tmp_path / "sessions"
-    log_in_team(env, sessions)
+    log_in_team(cli_env, sessions)
 
     def run(*args, code=0, clock=None):
-        here = {**env, **({"NIM_CLOCK": clock} if clock else {})}
+        here = {**cli_env, **({"NIM_CLOCK": clock} if clock else {})}
         proc = subprocess.run([CLI, *args], capture_output=True, text=True, timeout=60,
                               env=as_person(here, args, sessions), stdin=subprocess.DEVNULL)
         assert proc.returncode == code, (proc.stdout, proc.stderr)
