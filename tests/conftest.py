@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import os
+import subprocess
+import sys
 import uuid
 from datetime import date, datetime
+from pathlib import Path
 
 import pytest
 from sqlalchemy import create_engine, text
@@ -140,3 +143,25 @@ def cli_env(tmp_path):
     for name in ("NIM_ACTOR", "NIM_CODE", "NIM_SESSION_FILE"):
         env.pop(name, None)
     return env
+
+
+CLI = str(Path(sys.executable).parent / "nim-pathway")
+
+
+@pytest.fixture
+def run(cli_env, tmp_path):
+    """Run the CLI as the person its --as names (their session under tmp_path/sessions, once
+    they logged in), optionally at another clock; asserts the exit code and no traceback."""
+    from tests.cli_team import as_person
+
+    sessions = tmp_path / "sessions"
+
+    def _run(*args, code=0, clock=None):
+        env = {**cli_env, **({"NIM_CLOCK": clock} if clock else {})}
+        proc = subprocess.run([CLI, *args], capture_output=True, text=True, timeout=60,
+                              env=as_person(env, args, sessions), stdin=subprocess.DEVNULL)
+        assert proc.returncode == code, (proc.stdout, proc.stderr)
+        assert "Traceback" not in proc.stderr
+        return proc
+
+    return _run

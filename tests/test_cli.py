@@ -5,30 +5,16 @@ from __future__ import annotations
 import json
 import os
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 import yaml
 
 from tests.cli_team import as_person, log_in_team
-from tests.conftest import referral_data
-
-CLI = str(Path(sys.executable).parent / "nim-pathway")
-
-
-@pytest.fixture
-def run(cli_env, tmp_path):
-    sessions = tmp_path / "sessions"
-
-    def _run(*args, code=0):
-        proc = subprocess.run([CLI, *args], capture_output=True, text=True, timeout=60,
-                              env=as_person(cli_env, args, sessions), stdin=subprocess.DEVNULL)
-        assert proc.returncode == code, (proc.stdout, proc.stderr)
-        assert "Traceback" not in proc.stderr
-        return proc
-
-    return _run
+from tests.conftest import (
+    CLI,  # noqa: F401 - other tests import it from here
+    referral_data,
+)
 
 
 @pytest.fixture

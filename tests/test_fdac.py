@@ -307,24 +307,11 @@ def test_prefect_tags_carry_the_programme():
 
 
 @pytest.fixture
-def cli_run(cli_env, tmp_path):
+def cli_run(run, cli_env, tmp_path):
     """The CLI as the demo team runs it (each person logged in), at an optional clock."""
-    import subprocess
+    from tests.cli_team import log_in_team
 
-    from tests.cli_team import as_person, log_in_team
-    from tests.test_cli import CLI
-
-    sessions = tmp_path / "sessions"
-    log_in_team(cli_env, sessions)
-
-    def run(*args, code=0, clock=None):
-        here = {**cli_env, **({"NIM_CLOCK": clock} if clock else {})}
-        proc = subprocess.run([CLI, *args], capture_output=True, text=True, timeout=60,
-                              env=as_person(here, args, sessions), stdin=subprocess.DEVNULL)
-        assert proc.returncode == code, (proc.stdout, proc.stderr)
-        assert "Traceback" not in proc.stderr
-        return proc
-
+    log_in_team(cli_env, tmp_path / "sessions")
     return run
 
 
