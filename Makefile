@@ -4,7 +4,12 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test test-fast lint bench clean
+.PHONY: demo test test-fast lint bench clean docs
+
+# The docs site: the CLI and pathway-file references are generated from the code (docs/gen/);
+# `make test` fails if the committed copies are stale or the site has a broken link.
+DOCS_GEN := docs/gen/cli_reference.py docs/gen/pathway_reference.py
+export NO_MKDOCS_2_WARNING := 1
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PY) -m venv $(VENV)
@@ -17,6 +22,10 @@ demo: $(STAMP)
 
 test: $(STAMP)
 	$(BIN)/ruff check .
+	for g in $(DOCS_GEN); do $(BIN)/python $$g --check || exit 1; done
+	@# not --quiet: it drops the warnings --strict counts; the log is shown only on failure
+	d=$$(mktemp -d) && out=$$($(BIN)/mkdocs build --strict --site-dir $$d 2>&1); rc=$$?; rm -rf $$d; \
+	  [ $$rc = 0 ] || { echo "$$out"; echo 'mkdocs build --strict failed: see the warnings above'; exit $$rc; }
 	$(BIN)/python -m pytest -q -n auto --maxprocesses 4 --dist loadfile --durations 15
 
 test-fast: $(STAMP)
@@ -24,6 +33,10 @@ test-fast: $(STAMP)
 
 lint: $(STAMP)
 	$(BIN)/ruff check .
+
+docs: $(STAMP)
+	for g in $(DOCS_GEN); do $(BIN)/python $$g || exit 1; done
+	$(BIN)/mkdocs serve
 
 bench: $(STAMP)
 	$(BIN)/python -m bench

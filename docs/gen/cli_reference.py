@@ -1,0 +1,162 @@
+"""Generate docs/reference/cli.md from the Typer app in `nim_pathway.cli`, so the CLI reference
+cannot drift from the code: every command and group, its help, its arguments and options.
+
+    .venv/bin/python docs/gen/cli_reference.py            # write the page
+    .venv/bin/python docs/gen/cli_reference.py --check    # fail if the committed page differs
+
+Only what click and Typer have both always had is read (name, opts, help, default, required,
+hidden, flags), so a Typer upgrade does not change the page's shape.
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+from typing import Any
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
+
+import typer  # noqa: E402
+from mdtext import ROOT, code, inline, paragraphs, write_or_check  # noqa: E402
+
+from nim_pathway.cli import app  # noqa: E402
+
+PROG = "nim-pathway"
+OUT = ROOT / "docs" / "reference" / "cli.md"
+
+
+def _visible(params: list[Any]) -> list[Any]:
+    return [p for p in params if not getattr(p, "hidden", False)]
+
+
+def _is_argument(param: Any) -> bool:
+    return getattr(param, "param_type_name", "") == "argument" or not param.opts[0].startswith("-")
+
+
+def _type_label(param: Any) -> str:
+    """A short name of the value's type: from Typer's annotation where it has one, else from
+    click's type object."""
+    annotation = getattr(getattr(param, "type_descriptor", None), "annotation", None)
+    name = getattr(annotation, "__name__", None) or getattr(getattr(param, "type", None),
+                                                            "name", None) or "text"
+    return {"str": "text", "int": "integer", "float": "number", "Path": "path", "bool": "flag",
+            "date": "date", "datetime": "date-time"}.get(name, name).lower()
+
+
+def _metavar(param: Any) -> str:
+    name = (getattr(param, "metavar", None) or param.name).upper()
+    if param.nargs == -1:
+        name = f"{name}..."
+    return name if param.required else f"[{name}]"
+
+
+def _usage(path: str, command: Any) -> str:
+    pieces = [path]
+    if hasattr(command, "commands"):
+        pieces.append("COMMAND")
+    pieces += [_metavar(p) for p in _visible(command.params) if _is_argument(p)]
+    if any(not _is_argument(p) for p in _visible(command.params)):
+        pieces.append("[OPTIONS]")
+    return " ".join(pieces)
+
+
+def _default(param: Any) -> str:
+    default = param.default
+    if getattr(param, "is_flag", False) and isinstance(default, bool):
+        if param.secondary_opts or default:
+            return "on" if default else "off"
+        return ""
+    if default is None or default == "" or default == () or callable(default):
+        return ""
+    return code(", ".join(map(str, default)) if isinstance(default, list | tuple) else default)
+
+
+def _option_cell(param: Any) -> str:
+    names = " / ".join(code(o) for o in [*param.opts, *param.secondary_opts])
+    if not getattr(param, "is_flag", False):
+        names += f" {inline(_type_label(param).upper())}"
+    return names
+
+
+def _help_cell(param: Any) -> str:
+    parts = [inline(param.help or "")] if getattr(param, "help", None) else []
+    if param.required:
+        parts.append("**required**")
+    if getattr(param, "multiple", False):
+        parts.append("repeatable")
+    envvar = param.envvar if getattr(param, "show_envvar", False) else None
+    if envvar:
+        names = envvar if isinstance(envvar, list | tuple) else [envvar]
+        parts.append("env " + ", ".join(code(n) for n in names))
+    return "; ".join(parts) if parts else " "
+
+
+def _params(command: Any) -> list[str]:
+    lines: list[str] = []
+    arguments = [p for p in _visible(command.params) if _is_argument(p)]
+    options = [p for p in _visible(command.params) if not _is_argument(p)]
+    if arguments:
+        lines += ["", "| argument | type | help |", "|---|---|---|"]
+        lines += [f"| {code(_metavar(p))} | {inline(_type_label(p))} | {_help_cell(p)} |"
+                  for p in arguments]
+    if options:
+        lines += ["", "| option | help | default |", "|---|---|---|"]
+        lines += [f"| {_option_cell(p)} | {_help_cell(p)} | {_default(p)} |" for p in options]
+    return lines
+
+
+def _command(path: str, command: Any, level: int) -> list[str]:
+    lines = ["", f"{'#' * level} {path}", "", code(_usage(path, command))]
+    for paragraph in paragraphs(command.help or ""):
+        lines += ["", paragraph]
+    lines += _params(command)
+    return lines
+
+
+def _subcommands(group: Any) -> list[tuple[str, Any]]:
+    return [(name, cmd) for name, cmd in group.commands.items() if not getattr(cmd, "hidden", False)]
+
+
+def render() -> str:
+    root = typer.main.get_command(app)
+    singles = [(n, c) for n, c in _subcommands(root) if not hasattr(c, "commands")]
+    groups = [(n, c) for n, c in _subcommands(root) if hasattr(c, "commands")]
+    lines = [
+        "# CLI reference",
+        "",
+        "<!-- Generated by docs/gen/cli_reference.py from the Typer app in nim_pathway/cli/: "
+        "do not edit by hand. `make docs` regenerates it; `make test` fails if it is stale. -->",
+        "",
+        f"Every command of `{PROG}`, as `{PROG} … --help` describes it. How the commands fit",
+        "together, with worked examples: [Using the CLI](../CLI-USAGE.md). Write commands take",
+        "`--as HANDLE`, proven by a login session or a one-time code "
+        "([sign-in](../SIGN-IN.md)); a refused command prints one `error:` line and exits 2.",
+        "",
+        "## Commands",
+        "",
+        "| command | what it does |",
+        "|---|---|",
+    ]
+    for name, cmd in singles + groups:
+        summary = paragraphs(cmd.help or "")
+        anchor = f"{PROG}-{name}".replace(" ", "-")
+        lines.append(f"| [{PROG} {name}](#{anchor}) | {summary[0] if summary else ' '} |")
+    lines += ["", f"## {PROG}", "", code(_usage(PROG, root))]
+    for paragraph in paragraphs(root.help or ""):
+        lines += ["", paragraph]
+    lines += _params(root)
+    for name, cmd in singles + groups:
+        lines += _walk(f"{PROG} {name}", cmd, 2)
+    return "\n".join(lines) + "\n"
+
+
+def _walk(path: str, command: Any, level: int) -> list[str]:
+    """A command, and for a group each of its commands one heading level down."""
+    lines = _command(path, command, level)
+    for name, sub in _subcommands(command) if hasattr(command, "commands") else []:
+        lines += _walk(f"{path} {name}", sub, min(level + 1, 6))
+    return lines
+
+
+if __name__ == "__main__":
+    write_or_check(OUT, render(), "docs/gen/cli_reference.py")
