@@ -36,6 +36,7 @@ def driver(args: dict[str, Any]) -> dict[str, Any]:
     from nim_pathway.app import build_service
     from nim_pathway.demo import current_code, seed_team
     from store.db import migrate
+    from store.files import write_private
     from store.journal import service_running
 
     tmp, writes = Path(args["tmp"]), args["writes"]
@@ -57,8 +58,8 @@ def driver(args: dict[str, Any]) -> dict[str, Any]:
         refs = [svc.commands.open_case(referral, "coord.ali").ref for _ in range(3 * writes)]
         drain_journal(svc)
         session = tmp / "session"
-        session.write_text(svc.commands.login("mgr.okafor", current_code(svc, "mgr.okafor"),
-                                              3600).token)
+        write_private(session, svc.commands.login(
+            "mgr.okafor", current_code(svc, "mgr.okafor"), 3600).token.encode())
         env = clean_env(**{k: v for k, v in os.environ.items() if k.startswith("NIM_")},
                         NIM_DATABASE_URL=url, NIM_SESSION_FILE=str(session),
                         NIM_CLOCK=svc.clock.now().isoformat(timespec="minutes"))

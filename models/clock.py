@@ -57,27 +57,63 @@ class VirtualClock:
 class FileClock:
     """A virtual clock shared by processes: the instant is read from a file on every call.
 
-    Lets a test or a demo move time for the CLI, the worker and its flow runs at once."""
+    Lets a test or a demo move time for the CLI, the worker and its flow runs at once. `set`
+    writes a new file beside it and renames it over the old one, so a reader in another
+    process or thread sees the old instant or the new, never a half-written file."""
+
+    LIMIT = 200  # an ISO instant is ~32 bytes; a longer file is not a clock
 
     def __init__(self, path: str) -> None:
         self.path = path
 
     def now(self) -> datetime:
+        import os
+        import stat
+
         from models.errors import ConfigError
 
         try:
-            with open(self.path, encoding="utf-8") as fh:
-                return parse_instant(fh.read().strip())
+            fd = os.open(self.path, os.O_RDONLY | os.O_NONBLOCK)
+            try:
+                if not stat.S_ISREG(os.fstat(fd).st_mode):  # /dev/zero, a FIFO: never read
+                    raise ValueError("it is not a regular file")
+                raw = os.read(fd, self.LIMIT + 1)
+            finally:
+                os.close(fd)
+            if len(raw) > self.LIMIT:
+                raise ValueError(f"it holds more than {self.LIMIT} bytes")
+            return parse_instant(raw.decode("utf-8").strip())
         except OSError as exc:
             raise ConfigError(f"NIM_CLOCK_FILE {self.path} cannot be read ({exc.strerror}); "
                               "point it at a file holding an ISO instant") from None
-        except ValueError as exc:  # not UTF-8, or not an instant
+        except ValueError as exc:  # not UTF-8, not an instant, not a file
             raise ConfigError(f"NIM_CLOCK_FILE {self.path} must hold an ISO instant like "
                               f"2026-01-12T09:00 ({str(exc)[:120]})") from None
 
     def set(self, instant: datetime) -> None:
-        with open(self.path, "w", encoding="utf-8") as fh:
-            fh.write(instant.astimezone(UTC).isoformat())
+        import os
+        import stat
+        import threading
+
+        from models.errors import ConfigError
+
+        try:
+            mode = os.lstat(self.path).st_mode
+        except FileNotFoundError:
+            mode = stat.S_IFREG
+        if not stat.S_ISREG(mode):  # never replace a device, a FIFO or a link
+            raise ConfigError(f"NIM_CLOCK_FILE {self.path} is not a regular file; point it at "
+                              "a file of the project's own. Nothing was changed")
+        tmp = f"{self.path}.{os.getpid()}-{threading.get_ident()}.tmp"
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW, 0o600)
+        try:
+            with os.fdopen(fd, "w", encoding="utf-8") as fh:
+                fh.write(instant.astimezone(UTC).isoformat())
+            os.replace(tmp, self.path)  # atomic: the file always holds a whole instant
+        except BaseException:
+            if os.path.lexists(tmp):
+                os.unlink(tmp)
+            raise
 
 
 def parse_instant(text: str) -> datetime:

@@ -13,16 +13,11 @@ PROJECT_DIR = Path(__file__).resolve().parent.parent
 
 
 def data_dir() -> Path:
-    """Where the embedded database, the local stack's state and reports live (0700: made
-    private, or tightened if it exists looser)."""
+    """Where the embedded database, the local stack's state and reports live (made 0700 when
+    missing; an existing folder is used as it is, never chmodded)."""
     from store.files import private_dir
 
-    path = Path(os.environ.get("NIM_DATA_DIR") or PROJECT_DIR / ".nim")  # empty: unset
-    try:
-        return private_dir(path)
-    except OSError as exc:
-        raise ConfigError(f"NIM_DATA_DIR {path} cannot be used ({exc.strerror}); point it at a "
-                          "folder the service may create and write") from None
+    return private_dir(Path(os.environ.get("NIM_DATA_DIR") or PROJECT_DIR / ".nim"))  # empty: unset
 
 
 def database_url() -> str:
@@ -124,12 +119,11 @@ def secret_key() -> bytes:
 
 def _key(env: str, default_name: str, what: str) -> bytes:
     """A key from `{env}_FILE`, else `{env}`, else a file made once (0600) in the data folder."""
+    from store.files import read_bounded
+
     named = os.environ.get(f"{env}_FILE")
     if named:
-        try:
-            return Path(named).read_bytes().strip()
-        except OSError as exc:
-            raise ConfigError(f"{env}_FILE {named} cannot be read ({exc.strerror})") from None
+        return read_bounded(named, f"{env}_FILE", limit=4096).strip()
     if os.environ.get(env):
         return os.environ[env].encode()
     path = data_dir() / default_name
@@ -137,14 +131,14 @@ def _key(env: str, default_name: str, what: str) -> bytes:
         import secrets
 
         try:  # several processes may start at once (flow runs): the first one writes it
-            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o600)
         except FileExistsError:
             pass
         else:
             with os.fdopen(fd, "w") as fh:
                 fh.write(secrets.token_hex(32))
     for _ in range(50):  # another process may still be writing it
-        key = path.read_bytes().strip()
+        key = read_bounded(path, f"{what} file", limit=4096).strip()
         if key:
             return key
         import time
@@ -231,8 +225,4 @@ def inbox_dir() -> Path:
     """Where the local inbox keeps the messages it received (the data folder's `inbox`, 0700)."""
     from store.files import private_dir
 
-    path = data_dir() / "inbox"
-    try:
-        return private_dir(path)
-    except OSError as exc:
-        raise ConfigError(f"the local inbox folder {path} cannot be used ({exc.strerror})") from None
+    return private_dir(data_dir() / "inbox", "the local inbox folder")

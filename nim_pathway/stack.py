@@ -20,9 +20,9 @@ HOST, PORT = "127.0.0.1", 4200
 
 
 def stack_dir() -> Path:
-    path = data_dir() / "stack"
-    path.mkdir(parents=True, exist_ok=True)
-    return path
+    from store.files import private_dir
+
+    return private_dir(data_dir() / "stack", "the stack folder (NIM_DATA_DIR/stack)")
 
 
 def _bin(name: str) -> str:
@@ -33,7 +33,9 @@ def _pid(name: str) -> int | None:
     path = stack_dir() / f"{name}.pid"
     if not path.exists():
         return None
-    pid = int(path.read_text())
+    from store.files import read_bounded
+
+    pid = int(read_bounded(path, "a stack pid file", limit=32))
     try:
         os.kill(pid, 0)
     except OSError:
@@ -82,10 +84,16 @@ def _admin_configured() -> bool:
 
 
 def _spawn(name: str, args: list[str], env: dict[str, str]) -> int:
-    log = open(stack_dir() / f"{name}.log", "ab")  # noqa: SIM115 - the child keeps it open
-    proc = subprocess.Popen(args, env=env, stdout=log, stderr=subprocess.STDOUT,
-                            stdin=subprocess.DEVNULL, cwd=PROJECT_DIR, start_new_session=True)
-    (stack_dir() / f"{name}.pid").write_text(str(proc.pid))
+    from store.files import open_private, write_private
+
+    log, _ = open_private(stack_dir() / f"{name}.log", os.O_WRONLY | os.O_APPEND, "a stack log")
+    os.set_blocking(log, True)
+    try:
+        proc = subprocess.Popen(args, env=env, stdout=log, stderr=subprocess.STDOUT,
+                                stdin=subprocess.DEVNULL, cwd=PROJECT_DIR, start_new_session=True)
+    finally:
+        os.close(log)  # the child has its own copy
+    write_private(stack_dir() / f"{name}.pid", str(proc.pid).encode(), "a stack pid file")
     return proc.pid
 
 

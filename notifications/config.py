@@ -37,9 +37,10 @@ from urllib.parse import quote
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from models.errors import Invalid
+from models.errors import ConfigError, Invalid
 from models.nesting import too_deeply_nested
 from models.redaction import scrub_text
+from store.files import read_bounded
 
 
 class NotifyConfigError(Invalid):
@@ -111,7 +112,11 @@ def _load(path: str | None, env: tuple[tuple[str, str], ...]) -> NotifyConfig:
             raise NotifyConfigError(f"NIM_NOTIFY_CONFIG {path} is readable by others (mode "
                                     f"{mode:04o}) and holds secrets; run `chmod 600 {path}`")
         try:
-            text = file.read_text(encoding="utf-8")
+            raw = read_bounded(file, "NIM_NOTIFY_CONFIG")
+        except ConfigError as exc:
+            raise NotifyConfigError(str(exc)) from None
+        try:
+            text = raw.decode("utf-8")
             if too_deeply_nested(text):
                 raise RecursionError
             data = yaml.safe_load(text) or {}

@@ -74,7 +74,7 @@ class InboxStore:
             tmp = self.folder / f".{os.getpid()}-{threading.get_ident()}.tmp"
             while True:
                 msg = InboxMessage(number, at.isoformat(), to, subject, body)
-                fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, PRIVATE_FILE)
+                fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW, PRIVATE_FILE)
                 with os.fdopen(fd, "w", encoding="utf-8") as fh:
                     json.dump(asdict(msg), fh)
                 try:  # link fails if the name is taken (another writer): never overwrites

@@ -17,7 +17,6 @@ import hashlib
 import hmac
 import html
 import json
-import os
 import re
 from bisect import bisect_right
 from collections.abc import Iterable
@@ -28,7 +27,10 @@ from sqlalchemy import func, text
 from sqlmodel import Session, select
 
 from store.db import session_scope
+from store.files import append_private
 from store.tables import AuditEvent
+
+CHECKPOINT_SETTING = "the audit checkpoint (NIM_AUDIT_CHECKPOINT)"
 
 GENESIS = "0" * 64
 KEYED = "hmac:"  # the hash of a keyed row starts with this
@@ -113,10 +115,7 @@ def write_checkpoint(path: Path, url: str, head: tuple, key: bytes | None,
                      at: datetime) -> None:
     """Append the chain's head to the checkpoint file (0600, one JSON line per write)."""
     entry = checkpoint_entry(url, head, key, at)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
-    with os.fdopen(fd, "a", encoding="utf-8") as fh:
-        fh.write(json.dumps(entry) + "\n")
+    append_private(path, json.dumps(entry) + "\n", CHECKPOINT_SETTING)
 
 
 def _signed(entry: dict) -> bytes:

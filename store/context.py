@@ -75,11 +75,14 @@ def _writable(path: Path) -> None:
     import os
 
     from models.errors import ConfigError
+    from store.audit import CHECKPOINT_SETTING
+    from store.files import open_private
 
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
-        os.close(os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600))
     except OSError as exc:
-        raise ConfigError(f"the audit checkpoint {path} cannot be written ({exc.strerror}); "
+        raise ConfigError(f"{CHECKPOINT_SETTING} {path} cannot be written ({exc.strerror}); "
                           "set NIM_AUDIT_CHECKPOINT to a file the service may append to. "
                           "Nothing was changed") from None
+    fd, _ = open_private(path, os.O_WRONLY | os.O_APPEND, CHECKPOINT_SETTING)
+    os.close(fd)

@@ -16,6 +16,7 @@ import os
 from collections.abc import Collection, Iterator
 from contextlib import contextmanager
 from datetime import datetime, timedelta
+from pathlib import Path
 
 from sqlmodel import Session, delete, func, select, update
 
@@ -164,7 +165,10 @@ def service_lock(url: str) -> Iterator[None]:
     path = _lock_file(url)
     if path is None:
         raise ServiceRunning("an in-memory case store has no other process to serve")
-    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
+    from store.files import open_private
+
+    fd, _ = open_private(Path(path), os.O_RDWR, "the sync service's lock file")
+    os.set_blocking(fd, True)
     try:
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
@@ -192,7 +196,10 @@ def service_running(url: str) -> bool:
     path = _lock_file(url)
     if path is None or not os.path.exists(path):
         return False
-    fd = os.open(path, os.O_RDONLY)
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK)
+    except OSError:
+        return False  # a link or unreadable: not a lock the service made
     try:
         fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
     except BlockingIOError:

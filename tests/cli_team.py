@@ -11,6 +11,7 @@ from unittest import mock
 
 from nim_pathway.app import build_service
 from nim_pathway.demo import DEMO_ADMIN, DEMO_TEAM, current_code, seed_team
+from store.files import write_private
 
 
 def log_in_team(env: dict[str, str], sessions: Path) -> None:
@@ -21,7 +22,7 @@ def log_in_team(env: dict[str, str], sessions: Path) -> None:
         seed_team(svc)
         for handle in [DEMO_ADMIN.handle] + [h for h, *_ in DEMO_TEAM]:
             token = svc.commands.login(handle, current_code(svc, handle), 600)
-            (sessions / handle).write_text(token.token)
+            write_private(sessions / handle, token.token.encode())  # 0600, as login writes it
 
 
 def as_person(env: dict[str, str], args: tuple[str, ...] | list[str],

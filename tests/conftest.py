@@ -165,3 +165,68 @@ def run(cli_env, tmp_path):
         return proc
 
     return _run
+
+
+# -- the host's shared files: no test may change them ------------------------------------------
+
+HOST_FILES = ("/dev/null", "/dev/zero", "/dev/full")
+
+
+def _host_modes() -> dict[str, int]:
+    modes = {}
+    for path in HOST_FILES:
+        try:
+            modes[path] = os.lstat(path).st_mode
+        except OSError:
+            continue
+    return modes
+
+
+_HOST_MODES_AT_START = _host_modes()
+
+
+@pytest.hookimpl(trylast=True)
+def pytest_runtest_teardown(item):
+    """Fail the test after which /dev/null, /dev/zero or /dev/full changed mode (run as root,
+    a stray chmod breaks every other service on the machine). With xdist a test on another
+    worker may be the culprit: the message says so. NIM_HOST_GUARD_LOG (set by .ci/run)
+    collects the suspects for the run's summary."""
+    changed = {path: (_HOST_MODES_AT_START[path], mode) for path, mode in _host_modes().items()
+               if _HOST_MODES_AT_START.get(path) != mode}
+    if not changed:
+        return
+    what = ", ".join(f"{p} {o & 0o7777:04o} -> {n & 0o7777:04o}" for p, (o, n) in changed.items())
+    log = os.environ.get("NIM_HOST_GUARD_LOG")
+    if log:
+        with open(log, "a", encoding="utf-8") as fh:
+            fh.write(f"{item.nodeid}: {what}\n")
+    _HOST_MODES_AT_START.update({p: n for p, (_, n) in changed.items()})  # report once
+    pytest.fail(f"host files changed mode during {item.nodeid} (or a test running beside it "
+                f"on another worker): {what}", pytrace=False)
+
+
+def special_files(folder: Path) -> dict[str, Path]:
+    """Paths of every kind the project must never write, chmod or follow, made in the test's
+    own folder (never the host's /dev): a symlink to a file, a FIFO, and, as root, character
+    devices equal to /dev/null and /dev/zero (os.mknod needs root; without it they are left
+    out and the tests that need them skip with the reason)."""
+    import stat
+
+    folder.mkdir(parents=True, exist_ok=True)
+    target = folder / "link-target"
+    if not target.exists():
+        target.write_text("untouched\n")
+        target.chmod(0o644)
+    made = {"symlink": folder / "link", "fifo": folder / "fifo", "file-as-folder": target / "x"}
+    if not made["symlink"].is_symlink():
+        made["symlink"].symlink_to(target)
+    if not made["fifo"].exists():
+        os.mkfifo(made["fifo"], 0o666)
+    if os.geteuid() == 0:
+        for name, minor in (("null-device", 3), ("zero-device", 5)):
+            path = folder / name
+            if not path.exists():
+                os.mknod(path, 0o666 | stat.S_IFCHR, os.makedev(1, minor))
+                path.chmod(0o666)
+            made[name] = path
+    return made

@@ -28,7 +28,7 @@ from models.pathway import (
 from models.refs import TaskRef
 from models.schemas import MAX_CAREGIVERS, MAX_CHILDREN, Referral
 from tests import test_reliability
-from tests.conftest import referral_data
+from tests.conftest import referral_data, special_files
 from tests.test_reliability import _cli, count
 
 cli_store = test_reliability.cli_store  # the in-process CLI's store, logged-in team and all
@@ -397,6 +397,7 @@ def test_bad_arguments_are_one_line_refusals(cli_store):
 
 def test_bad_environment_is_a_one_line_refusal(cli_store):
     url, tmp = cli_store
+    fifo = special_files(tmp / "special")["fifo"]  # never the host's /dev
     _open_first_case(tmp)
     configs = {"missing": None, "bad.yaml": "targets: [1\n", "types.yaml": "max_attempts: lots\n",
                "deep.yaml": "a: " + "[" * 5000 + "]" * 5000, "date.yaml": "x: 2026-02-30\n"}
@@ -421,13 +422,13 @@ def test_bad_environment_is_a_one_line_refusal(cli_store):
         ({"NIM_SESSION_MINUTES": "0"}, ["login", "--as", "coord.ali", "--code", "000000"],
          "NIM_SESSION_MINUTES must be a whole number 1-600"),
         ({"NIM_INTAKE_DAYS": "x"}, ["sweep", "--no-dispatch"], "NIM_INTAKE_DAYS"),
-        ({"NIM_DATA_DIR": "/dev/null"}, listing, "NIM_DATA_DIR /dev/null cannot be used"),
+        ({"NIM_DATA_DIR": str(fifo)}, listing, f"NIM_DATA_DIR {fifo} cannot be used"),
         ({"NIM_AUDIT_KEY_FILE": str(tmp / "nowhere")}, listing, "NIM_AUDIT_KEY_FILE"),
         ({"NIM_SECRET_KEY_FILE": str(tmp / "nowhere")}, listing, "NIM_SECRET_KEY_FILE"),
         *[({"NIM_AUDIT_CHECKPOINT": path}, ["case", "move-date", "NIM-2026-0001",
                                              "final_hearing", "2026-06-01", "--cause", "x",
                                              "--as", "coord.ali"], "the audit checkpoint")
-          for path in ("/dev/null/checkpoint", "/proc/nope", str(tmp))],
+          for path in (str(fifo / "checkpoint"), str(fifo), str(tmp))],
         ({"NIM_NOTIFY_CONFIG": str(tmp / "missing")}, ["outbox", "dispatch"], "does not exist"),
         ({"NIM_NOTIFY_CONFIG": str(tmp / "bad.yaml")}, ["outbox", "dispatch"], "not valid YAML"),
         ({"NIM_NOTIFY_CONFIG": str(tmp / "types.yaml")}, ["outbox", "dispatch"],

@@ -217,7 +217,7 @@ def test_data_folder_database_and_its_wal_are_private(tmp_path, monkeypatch):
     folder.chmod(0o755)
     monkeypatch.setenv("NIM_DATA_DIR", str(folder))
     monkeypatch.delenv("NIM_DATABASE_URL", raising=False)
-    assert data_dir() == folder and mode(folder) == 0o700  # tightened
+    assert data_dir() == folder and mode(folder) == 0o755  # the user's folder: never chmodded
     fresh = tmp_path / "new" / "data"
     monkeypatch.setenv("NIM_DATA_DIR", str(fresh))
     assert mode(data_dir()) == 0o700

@@ -32,7 +32,7 @@ from nim_pathway.demo import DEMO_ADMIN, seed_team
 from store.db import get_engine, migrate, session_scope
 from store.tables import AuditEvent, Outbox, Timer
 from tests.cli_team import as_person, log_in_team
-from tests.conftest import referral_data
+from tests.conftest import referral_data, special_files
 
 CLI = str(Path(sys.executable).parent / "nim-pathway")
 ROOT = Path(__file__).resolve().parent.parent
@@ -487,8 +487,9 @@ def _hostile_files(tmp: Path) -> list[str]:
     for name, data in contents.items():
         (tmp / name).write_bytes(data)
     (tmp / "folder").mkdir(exist_ok=True)
+    special = special_files(tmp / "special")  # devices, a FIFO, a link: the test's own
     return [str(tmp / n) for n in contents] + [str(tmp / "folder"), str(tmp / "missing.yaml"),
-                                               "/dev/null", "/proc/nope/x"]
+                                               *map(str, special.values())]
 
 
 @settings(max_examples=60, deadline=None,
@@ -544,7 +545,7 @@ def test_fuzzed_environment(cli_store, name, data):
     if count(url, "nim_case") == 0:
         _cli(["case", "open", "--file", str(tmp / "files" / "ok.yaml"), "--as", "coord.ali"])
     if name in PATH_VARIABLES:
-        value = data.draw(st.sampled_from([*files, "/dev/null/x", "/proc/nope"]))
+        value = data.draw(st.sampled_from([*files, str(tmp / "files" / "ok.yaml" / "x")]))
     else:
         value = data.draw(st.one_of(
             st.sampled_from(["garbage", "0001-01-01", "9999-12-31T23:59-01:00", "2026-13-01",

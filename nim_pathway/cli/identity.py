@@ -162,10 +162,10 @@ def login(
     = None,
 ) -> None:
     """Start a short-lived session (NIM_SESSION_MINUTES, 60) so each command needs no code."""
-    import os
     import sys
 
     from nim_pathway.settings import session_file, session_minutes
+    from store.files import private_dir, write_private
 
     entered = code or (ONE_TIME_CODE or [""])[0]
     if not entered and not sys.stdin.isatty():
@@ -173,10 +173,8 @@ def login(
     entered = entered or typer.prompt(f"one-time code for {actor}", hide_input=True)
     token = service().commands.login(actor, entered, session_minutes())
     path = session_file()
-    path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    with os.fdopen(fd, "w", encoding="utf-8") as fh:
-        fh.write(token.token)
+    private_dir(path.parent, "the session folder (NIM_SESSION_FILE)")
+    write_private(path, token.token.encode(), "NIM_SESSION_FILE")  # a new 0600 file, never through a link
     typer.echo(f"logged in as {token.handle} until {token.expires_at:%H:%M} "
                f"({session_minutes()} minutes)")
 

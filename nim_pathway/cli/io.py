@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import sys
 from collections.abc import Callable
 from datetime import date
@@ -64,13 +65,23 @@ def current_actor(claimed: str | None) -> str:
 
 
 def read_session_token() -> str | None:
+    """This user's session token, if a private session file holds one. A file that is a link,
+    not a regular file, or readable by others is refused: `login` replaces it."""
+    import stat
+
     from nim_pathway.settings import session_file
+    from store.files import read_bounded
 
     path = session_file()
     try:
-        return path.read_text(encoding="utf-8").strip() or None
+        st = os.lstat(path)
     except OSError:
         return None
+    if not stat.S_ISREG(st.st_mode) or st.st_mode & 0o077 or st.st_uid != os.geteuid():
+        raise UserError(f"the session file {path} is not a private file of yours (a link, a "
+                        "device, or readable by others); `nim-pathway login` replaces it")
+    return read_bounded(path, "NIM_SESSION_FILE", limit=4096).decode(
+        "utf-8", "replace").strip() or None
 
 
 def emit(rows: Any, as_json: bool, columns: list[str] | None = None, title: str = "",
@@ -185,10 +196,7 @@ def load_data_file(path: Path) -> dict:
     from models.nesting import too_deeply_nested
 
     try:
-        if path.stat().st_size > MAX_FILE_BYTES:
-            raise UserError(f"{path}: larger than {MAX_FILE_BYTES // 1000} kB; a referral or an "
-                            "outcome is a few kilobytes")
-        text = path.read_text(encoding="utf-8")
+        text = _read_input(path).decode("utf-8")
         if too_deeply_nested(text):
             raise RecursionError
         data = yaml.safe_load(text)
@@ -350,6 +358,20 @@ def crash_record(exc: BaseException, argv: list[str]) -> str:
             short = "/".join(where.parts[-2:]) if len(where.parts) > 1 else where.name
             lines.append(f"  {short}:{frame.lineno} in {frame.name}")
     return "\n".join(lines) + "\n"
+
+
+def _read_input(path: Path) -> bytes:
+    """An input file's bytes: a regular file of at most MAX_FILE_BYTES (never /dev/zero)."""
+    from models.errors import ConfigError
+    from store.files import read_bounded
+
+    try:
+        return read_bounded(path, "the input file", limit=MAX_FILE_BYTES)
+    except ConfigError as exc:
+        if "larger than" in str(exc):
+            raise UserError(f"{path}: larger than {MAX_FILE_BYTES // 1000} kB; a referral or an "
+                            "outcome is a few kilobytes") from None
+        raise UserError(str(exc).removesuffix(". Nothing was changed")) from None
 
 
 def internal(exc: Exception) -> None:

@@ -27,14 +27,16 @@ def audit_verify(checkpoint: Annotated[list[str] | None, typer.Option(
     and a truncated tail are reported."""
     from pathlib import Path
 
+    from models.errors import ConfigError
     from store.audit import parse_checkpoints
+    from store.files import read_bounded
 
     external: list[dict] = []
     for name in checkpoint or []:
         try:
-            pasted = Path(name).read_text(encoding="utf-8", errors="replace")
-        except OSError as exc:
-            raise UserError(f"cannot read checkpoint file {name}: {exc.strerror}") from None
+            pasted = read_bounded(Path(name), "the checkpoint file").decode("utf-8", "replace")
+        except ConfigError as exc:
+            raise UserError(str(exc)) from None
         found = parse_checkpoints(pasted)
         if not found:
             raise UserError(f"{name} holds no audit checkpoint: paste the JSON line from the "

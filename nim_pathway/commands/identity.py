@@ -19,12 +19,13 @@ from pathlib import Path
 from sqlalchemy import func
 from sqlmodel import Session, select
 
-from models.errors import AlreadyDone, Invalid, NotFound, Refused
+from models.errors import AlreadyDone, ConfigError, Invalid, NotFound, Refused
 from models.pathway import PATHWAYS_DIR, PathwayError, PathwaySpec, parse_pathway
 from models.schemas import PractitionerIn
 from nim_pathway.commands.base import CommandBase, Result
 from nim_pathway.policy import ADMIN, SERVICE_ACTOR, audit_capped, check_seal, seal_of
 from store.audit import refusal_seen
+from store.files import read_bounded
 from store.tables import LoginSession, PathwayVersion, Practitioner
 
 ISSUER = "nim-pathway"
@@ -212,9 +213,9 @@ class IdentityCommands(CommandBase):
         """Install a reviewed pathway version (validated, hashed, audited): cases open only on
         installed versions, and each keeps the version it opened on."""
         try:
-            text = path.read_text(encoding="utf-8")
-        except OSError as exc:
-            raise Invalid(f"cannot read {path}: {exc.strerror}") from None
+            text = read_bounded(path, "the pathway file").decode("utf-8")
+        except ConfigError as exc:
+            raise Invalid(str(exc)) from None
         except UnicodeDecodeError as exc:
             raise Invalid(f"{path.name}: not UTF-8 text (byte {exc.start}); save it as "
                           "UTF-8") from None
