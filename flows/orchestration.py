@@ -16,7 +16,7 @@ from __future__ import annotations
 import os
 import weakref
 from collections.abc import Callable, Collection
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from datetime import date
 from typing import TYPE_CHECKING, Any
 
@@ -585,9 +585,37 @@ class ServiceStats:
     batches: int = 0
     applied: int = 0
     failed: int = 0
+    round_errors: int = 0  # rounds that failed as a whole (store or clock unreadable), retried
+    last_error: str | None = None
 
 
 RETRY_S = 30.0  # a change the service failed to apply waits this long before it tries again
+ROUND_BACKOFF_S = (0.5, 30.0)  # after a failed round: first wait, longest wait
+
+
+def _round_failed(stats: ServiceStats, exc: Exception, streak: int,
+                  log: Callable[[str], None]) -> float:
+    """Count and log a failed round (type and a scrubbed message: no identity, no URL) and
+    say how long to wait before the next, doubling while rounds keep failing."""
+    from models.redaction import scrub_text
+
+    stats.round_errors += 1
+    stats.last_error = f"{type(exc).__name__}: {scrub_text(str(exc))[:200]}"
+    log(f"sync service: a round failed and will be retried ({stats.last_error})")
+    first, longest = ROUND_BACKOFF_S
+    return min(longest, first * 2 ** min(streak, 10))
+
+
+def write_service_health(stats: ServiceStats, state: str) -> None:
+    """What `status` shows of the sync service: its counts and last error, in the data folder
+    (a new 0600 file each time, so a reader never sees half of it)."""
+    import json
+
+    from nim_pathway.settings import sync_service_health_file
+    from store.files import write_private
+
+    write_private(sync_service_health_file(), json.dumps(
+        {"state": state, **asdict(stats)}).encode(), "the sync service's health file")
 
 
 def serve_journal(svc: Service, stop: Any, poll_s: float = 0.2,  # noqa: ANN401 - an Event
@@ -603,32 +631,52 @@ def serve_journal(svc: Service, stop: Any, poll_s: float = 0.2,  # noqa: ANN401 
 
     from store.journal import service_lock
 
-    stats, failed_at = ServiceStats(), {}
+    stats, failed_at, streak = ServiceStats(), {}, 0
     url = api_url() or STACK_URL
     with service_lock(svc.url), get_client(sync_client=True) as client:
         from models.redaction import mask_url
 
         log(f"sync service: applying the orchestration journal to {mask_url(url)}")
+        write_service_health(stats, "running")
         while not stop.is_set():
-            if not svc.commands.changes_pending():
-                stop.wait(poll_s)
+            try:  # one round: a failure here (store or clock unreadable) must not end the service
+                if not svc.commands.changes_pending():
+                    stop.wait(poll_s)
+                    streak = 0
+                    continue
+                now = time.monotonic()
+                failed_at = {i: t for i, t in failed_at.items() if now - t < RETRY_S}
+                report = drain_journal(svc, client=client, explain=True, skip=failed_at)
+            except Exception as exc:  # noqa: BLE001 - logged, counted, retried with back-off
+                pause = _round_failed(stats, exc, streak, log)
+                _health_quietly(stats, "running", log)
+                streak += 1
+                stop.wait(pause)
                 continue
-            now = time.monotonic()
-            failed_at = {i: t for i, t in failed_at.items() if now - t < RETRY_S}
-            report = drain_journal(svc, client=client, explain=True, skip=failed_at)
+            streak = 0
             stats.batches += 1
             stats.applied += report.applied
             stats.failed += report.failed
             for error in report.errors:
                 log(f"sync service: waiting: {error}")
+            _health_quietly(stats, "running", log)
             if report.unreachable:  # the wait for Prefect is the back-off: no retry delay
                 _await_health(url, stop, log)
                 continue
             failed_at.update({i: now for i in report.failed_ids - set(failed_at)})
             if not report.claimed:
                 stop.wait(poll_s)  # only entries waiting for a retry
-    log(f"sync service stopped: {stats.applied} change(s) applied, {stats.failed} failed")
+    _health_quietly(stats, "stopped", log)
+    log(f"sync service stopped: {stats.applied} change(s) applied, {stats.failed} failed, "
+        f"{stats.round_errors} round(s) failed and retried")
     return stats
+
+
+def _health_quietly(stats: ServiceStats, state: str, log: Callable[[str], None]) -> None:
+    try:
+        write_service_health(stats, state)
+    except Exception as exc:  # noqa: BLE001 - the health file is a report, not the work
+        log(f"sync service: its health file cannot be written ({type(exc).__name__})")
 
 
 def _await_health(url: str, stop: Any, log: Callable[[str], None]) -> None:  # noqa: ANN401

@@ -35,6 +35,26 @@ def _why(exc: BaseException) -> str:
     return f"{type(exc).__name__}: {scrub_text(text)[:200]}" if text else type(exc).__name__
 
 
+def _sync_service() -> str:
+    """'running', with what the service reported of itself: changes applied, rounds that
+    failed and were retried, and the last such error (a problem while rounds keep failing)."""
+    import json
+
+    from nim_pathway.settings import sync_service_health_file
+    from store.files import read_bounded
+
+    try:
+        said = json.loads(read_bounded(sync_service_health_file(), "the sync service's health "
+                                       "file", limit=8192))
+    except (ValueError, OSError):
+        return "running"
+    line = (f"running ({said.get('applied', 0)} change(s) applied, "
+            f"{said.get('round_errors', 0)} round(s) failed and retried)")
+    if said.get("round_errors"):
+        line += f"; last error: {said.get('last_error')}"
+    return line
+
+
 def gather() -> Health:
     """Everything status shows; each part is read on its own, so one failing part is reported
     and the others still are."""
@@ -189,7 +209,7 @@ def _case_store(health: Health) -> None:
 
     health.facts["orchestration journal"] = {
         "waiting": backlog, "oldest": str(oldest) if oldest else None, "with errors": erring,
-        "sync service": "running" if service_running(url) else
+        "sync service": _sync_service() if service_running(url) else
         "not running (each command syncs its case itself, ~1.5 s slower: `nim-pathway drain "
         "--follow`)"}
     if by_status.get("dead"):

@@ -208,6 +208,11 @@ def audit_checkpoint() -> Path:
     return Path(os.environ.get("NIM_AUDIT_CHECKPOINT") or data_dir() / "audit.checkpoint")
 
 
+def sync_service_health_file() -> Path:
+    """Where the sync service reports its counts and last error for `status` (data folder)."""
+    return data_dir() / "sync-service.json"
+
+
 def sync_wait() -> float:
     """NIM_SYNC_WAIT: seconds a command waits for a running sync service to apply its change
     before it syncs the case itself (default 5; 0 syncs at once)."""

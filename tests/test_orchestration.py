@@ -568,3 +568,49 @@ def test_a_sync_service_that_does_not_apply_in_time_leaves_the_command_to_sync(s
     assert re.match(rf"orchestration: {ref}: [1-9]\d* started", told), told
     task_run(ref, "triage")
     assert store.commands.changes_covering(ref, 0)[-1][0]  # applied, by the command
+
+
+def test_a_failed_round_is_logged_counted_and_the_service_goes_on(stack, tmp_path):
+    """The sync service died when one round met an error (a clock file read half-written): it
+    stopped applying the journal and every command fell back to syncing itself. Now the round
+    is logged (no identity), counted in `status`, and the next change is applied. The cause
+    here is the service's own clock file holding garbage for a while."""
+    import json
+
+    from flows.orchestration import serve_journal
+    from nim_pathway.app import build_service
+    from nim_pathway.health import _sync_service
+    from nim_pathway.settings import sync_service_health_file
+    from store.journal import service_running
+
+    store: Service = stack.store
+    ref = store.commands.open_case(Referral.model_validate(referral_data()), "coord.ali").ref
+    own_clock = tmp_path / "service-clock"
+    FileClock(str(own_clock)).set(store.clock.now())
+    served = build_service(store.url, FileClock(str(own_clock)))
+    own_clock.write_text("")  # the cause: what a reader saw between truncate and write
+    lines: list[str] = []
+    stop = threading.Event()
+    thread = threading.Thread(target=contextvars.copy_context().run, daemon=True, args=(
+        serve_journal, served, stop), kwargs={"poll_s": 0.05, "log": lines.append})
+    thread.start()
+    try:
+        wait_for(lambda: service_running(store.url), "the sync service to hold its lock")
+        wait_for(lambda: any("a round failed" in line for line in lines)
+                 and json.loads(sync_service_health_file().read_text())["round_errors"],
+                 "the service to log and count the failed round", timeout=60)
+        assert thread.is_alive(), "the service stopped on a failed round"
+        said = json.loads(sync_service_health_file().read_text())
+        assert said["round_errors"] >= 1 and "NIM_CLOCK_FILE" in said["last_error"]
+        assert "round(s) failed and retried); last error: ConfigError" in _sync_service()
+        assert not any("Sentinel" in line for line in lines)  # no identity in the log
+        FileClock(str(own_clock)).set(store.clock.now())  # the cause goes away
+        wait_for(lambda: json.loads(sync_service_health_file().read_text())["applied"] >= 1,
+                 "the service to apply the change it failed on", timeout=120)
+        assert store.commands.changes_covering(ref, 0)[-1][0]
+        task_run(ref, "triage")
+    finally:
+        stop.set()
+        thread.join(30)
+    assert not thread.is_alive()
+    assert json.loads(sync_service_health_file().read_text())["state"] == "stopped"
