@@ -30,11 +30,11 @@ NIM = str(Path(PY).parent / "nim-pathway")
 
 
 def driver(args: dict[str, Any]) -> dict[str, Any]:
-    from flows.orchestration import drain_journal
     from models.clock import VirtualClock
     from models.schemas import Referral
     from nim_pathway.app import build_service
     from nim_pathway.demo import current_code, seed_team
+    from orchestration.drain import drain_journal
     from store.db import migrate
     from store.files import write_private
     from store.journal import service_running

@@ -147,7 +147,8 @@ def _placeholders(store: Any, cases: list[dict[str, Any]], tomorrow: datetime) -
     the next tasks it creates as it always does: waiting, no process."""
     from prefect.deployments import run_deployment
 
-    from flows.orchestration import STAGE_DEPLOYMENT, case_tags, run_name
+    from orchestration.naming import case_tags, run_name
+    from orchestration.prefect_api import STAGE_DEPLOYMENT
 
     for case in cases:
         ref = case["ref"]
@@ -168,7 +169,9 @@ def _human_task(client: Any, meter: Meter, case: dict[str, Any],
     from prefect.deployments import run_deployment
     from prefect.flow_runs import resume_flow_run
 
-    from flows.orchestration import TASK_DEPLOYMENT, case_tags, run_name, start_task_run
+    from orchestration.naming import case_tags, run_name
+    from orchestration.prefect_api import TASK_DEPLOYMENT
+    from orchestration.sync import start_task_run
 
     ref = case["ref"]
     triage = next(t for t in case["tasks"] if t.key == "triage")

@@ -30,11 +30,14 @@ def driver(args: dict[str, Any]) -> dict[str, Any]:
 
 
 def _measure(tmp: Path, n: int, changes: int) -> dict[str, Any]:
-    from flows.orchestration import drain_journal, read_case_runs, reconcile, sync_case
     from models.clock import VirtualClock
     from models.schemas import Referral
     from nim_pathway.app import build_service
     from nim_pathway.demo import seed_team
+    from orchestration.drain import drain_journal
+    from orchestration.prefect_api import read_case_runs
+    from orchestration.reconcile import reconcile
+    from orchestration.sync import sync_case
     from store.db import migrate, session_scope
     from store.journal import note_change
 

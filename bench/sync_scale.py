@@ -74,17 +74,14 @@ def driver(args: dict[str, Any]) -> dict[str, Any]:
 
 
 def _measure(tmp: Path, server: PrefectServer, copies: int, pg: str | None) -> dict[str, Any]:
-    from flows.orchestration import (
-        drain_journal,
-        orchestrate_after,
-        read_case_runs,
-        reconcile,
-        sync_case,
-    )
     from models.clock import VirtualClock
     from models.refs import TaskRef
     from nim_pathway.app import build_service
     from nim_pathway.demo import seed_team
+    from orchestration.drain import drain_journal
+    from orchestration.prefect_api import read_case_runs
+    from orchestration.reconcile import reconcile
+    from orchestration.sync import orchestrate_after, sync_case
     from store.db import get_engine, migrate, session_scope
     from store.journal import note_change
 

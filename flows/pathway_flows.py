@@ -6,15 +6,13 @@ events carry the case reference only.
 
 from __future__ import annotations
 
-from datetime import date
 from typing import Any
 
 from prefect import flow, get_run_logger
 from prefect.input import RunInput
 from prefect.runtime import flow_run
-from pydantic import BaseModel, ConfigDict, Field, create_model
 
-from models.pathway import PathwaySpec
+from orchestration.forms import OpenCaseForm, StageClosed, form_model, task_description
 from tasks.case_tasks import (
     dispatch_outbox,
     drain_changes,
@@ -33,42 +31,9 @@ from tasks.case_tasks import (
     reconcile_cases,
     record_outcome,
     sync_case_runs,
-    task_description,
 )
 
 REF_PATTERN = r"^NIM-\d{4}-\d{4,}$"
-
-
-# The one-time code from the practitioner's authenticator app: a password field in the UI,
-# checked by the flow before anything is recorded, spent on use (a code works once), and
-# deleted from Prefect with the rest of the form response.
-CODE_FIELD: Any = Field(default="", description="one-time code from your authenticator app",
-                        json_schema_extra={"format": "password", "writeOnly": True})
-
-
-class OpenCaseForm(BaseModel):
-    """The open-case deployment's form. It takes a handle, never a name or a date of birth:
-    the coordinator stages the referral in the case store first (`nim-pathway case intake`)."""
-
-    model_config = ConfigDict(extra="forbid")
-    intake: str = Field(pattern=r"^IN-[0-9A-F]{8}$", description="handle from `case intake`")
-    coordinator: str = Field(description="your practitioner handle")
-    code: str = CODE_FIELD
-
-
-class StageClosed(RunInput):
-    closed_on: date
-
-
-def form_model(spec: PathwaySpec, spec_id: str) -> type[RunInput]:
-    """The Resume form of a task: who completes it plus the task's outcome fields."""
-    outcome = spec.outcome_model(spec_id)
-    return create_model(  # type: ignore[call-overload]
-        f"{outcome.__name__}Form",
-        __base__=(outcome, RunInput),
-        completed_by=(str, Field(description="your practitioner handle")),
-        code=(str, CODE_FIELD),
-    )
 
 
 def _open_case_run_name() -> str:
@@ -123,7 +88,7 @@ def stage_flow(ref: str, stage: str) -> str:
 
 def suspend_for(model: type[RunInput], description: str, key: str, **defaults: Any) -> Any:
     """Ask with the form under `key` and wait; or, if this run was created already waiting
-    (flows/orchestration.py `start_task_run`) and answered before any process ran, take that
+    (orchestration/sync.py `start_task_run`) and answered before any process ran, take that
     answer. (Asking again would discard it: Prefect clears a key's input when it pauses.)"""
     from prefect.flow_runs import suspend_flow_run
     from prefect.input.actions import read_flow_run_input

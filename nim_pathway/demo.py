@@ -254,8 +254,8 @@ def run_live_demo() -> None:
     """Bring up the local stack and leave a demo case with work waiting for people."""
     import os
 
-    from flows.orchestration import orchestrate_after
     from nim_pathway.stack import stack_env, up
+    from orchestration.sync import orchestrate_after
 
     console = Console(width=max(Console().width, 120))
     console.print("[bold]Starting the local stack[/] (Prefect server, work pool, deployments, "

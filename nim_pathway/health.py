@@ -71,8 +71,8 @@ def gather() -> Health:
 
 
 def _prefect(health: Health) -> None:
-    from flows.orchestration import api_url
     from nim_pathway.settings import work_pool
+    from orchestration.prefect_api import api_url
 
     url = api_url()
     pool_name = work_pool()

@@ -319,7 +319,7 @@ class Outbox(SQLModel, table=True):
 class OrchestrationChange(SQLModel, table=True):
     """A case whose Prefect runs must catch up with the case store (the orchestration
     journal): written in the same transaction as the change, applied by a drainer under a
-    lease, or by the CLI right after its commit (flows/orchestration.py)."""
+    lease, or by the CLI right after its commit (orchestration/sync.py)."""
 
     __tablename__ = "orchestration_change"
     __table_args__ = (Index("ix_orchestration_change_pending", "applied_at", "id"),)

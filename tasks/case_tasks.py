@@ -21,6 +21,7 @@ from models.errors import AlreadyDone, CommandError
 from models.pathway import PathwaySpec
 from models.refs import TaskRef
 from nim_pathway.app import Service, build_service
+from orchestration.forms import task_description
 from store.views import FiredTimer, OpenTask, TaskView, jsonable
 
 REPLAY_SAFE = INPUTS + RUN_ID
@@ -108,7 +109,7 @@ def record_outcome(ref: str, key: str, form: dict[str, Any], via: str) -> Record
       retry_delay_seconds=3)
 def sync_case_runs(ref: str) -> str:
     """Start, resume or cancel this case's runs to match the case store."""
-    from flows.orchestration import sync_now
+    from orchestration.sync import sync_now
 
     return sync_now(service(), ref).summary()
 
@@ -137,25 +138,6 @@ def publish_timeline(ref: str) -> str:
     create_markdown_artifact(key=key, markdown=timeline_markdown(service().queries, ref),
                              description=f"{ref} planned against actual")
     return key
-
-
-def task_description(ref: str, view: TaskView, note: str = "") -> str:
-    """Markdown for the Resume form and the task card. Case reference only, no identity."""
-    who = f" ({view.caregiver})" if view.caregiver else ""
-    lines = [
-        f"## {ref} · {view.title}{who}",
-        f"**Awaiting:** {view.role}" + (f" (assigned: {view.assignee})" if view.assignee else ""),
-        f"**Due:** {view.due} ({view.due_explanation})",
-        f"**Stage:** {view.stage}",
-    ]
-    if view.handover_note:  # free text stays in the case store: say that it exists
-        lines.append(f"**Handover note:** left by whoever handed this over; read it with "
-                     f"`nim-pathway task list --case {ref} --json` (not shown in Prefect)")
-    lines.append("Enter your practitioner handle in *completed_by* and the code your "
-                 "authenticator app shows in *code*; the engine checks both, then your role.")
-    if note:
-        lines.insert(1, f"> **Not recorded:** {note}")
-    return "\n\n".join(lines)
 
 
 @task(name="emit-case-event", cache_policy=NO_CACHE)
@@ -197,7 +179,7 @@ def fire_due_timers() -> list[FiredTimer]:
 @task(name="drain-orchestration-journal", cache_policy=NO_CACHE)
 def drain_changes() -> dict[str, int]:
     """Sync the cases changed since the last sweep (the journal), not every case."""
-    from flows.orchestration import drain_journal
+    from orchestration.drain import drain_journal
 
     report = drain_journal(service())
     service().commands.forget_applied_changes()
@@ -211,7 +193,7 @@ def reconcile_cases() -> list[str]:
     """The audit, with its progress shown on the run's Artifacts tab (updated each percent)."""
     from prefect.artifacts import create_progress_artifact, update_progress_artifact
 
-    from flows.orchestration import reconcile
+    from orchestration.reconcile import reconcile
 
     artifact = create_progress_artifact(0.0, key="reconcile-progress",
                                         description="reconcile: reading live runs")
@@ -244,7 +226,7 @@ def publish_views() -> int:
     """A saved run-list view per practitioner and per role, for whoever joined since."""
     from prefect.client.orchestration import get_client
 
-    from flows.orchestration import publish_saved_views, saved_views
+    from orchestration.reconcile import publish_saved_views, saved_views
 
     with get_client(sync_client=True) as client:
         return publish_saved_views(client, saved_views(service()))

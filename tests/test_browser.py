@@ -78,7 +78,7 @@ def ui(tmp_path_factory):
                 store.commands.add_practitioner(PractitionerIn(handle=handle, display_name=name,
                                                       role=role, team=team,
                                                       contact=receiver.url(handle)), DEMO_ADMIN.handle)
-            from flows.orchestration import orchestrate_after
+            from orchestration.sync import orchestrate_after
 
             ref = store.commands.open_case(Referral.model_validate(referral_data(
                 caregivers=[{"relationship": "mother", "name": "Sentinel-Mother"}])),
@@ -114,7 +114,7 @@ def page(ui):
 def task_run(ref: str, key: str):
     from prefect.client.orchestration import get_client
 
-    from flows.orchestration import read_case_runs
+    from orchestration.prefect_api import read_case_runs
 
     with get_client(sync_client=True) as client:
         runs = [r for r in read_case_runs(client, ref) if f"task:{key}" in r.tags]
@@ -345,8 +345,8 @@ def test_inbox_reassignment_and_a_red_board(ui, page, tmp_path):
     once other work is overdue, the manager's board shows the case red."""
     from prefect.deployments import run_deployment
 
-    from flows.orchestration import orchestrate_after
     from notifications.inbox import Inbox
+    from orchestration.sync import orchestrate_after
 
     store, ref = ui["store"], ui["ref"]
     inbox = Inbox(tmp_path / "inbox", ui["clock"], known=lambda: {"x.rowe"}).start()

@@ -175,13 +175,14 @@ def test_the_error_log_holds_types_and_frames_never_values(cli, tmp_path, monkey
 
 
 def test_the_command_is_named_by_its_words_only():
+    from nim_pathway.cli import app
     from nim_pathway.cli.io import command_words
 
-    assert command_words(["--code", "123456", "case", "open", "--file", "x.json"]) == [
+    assert command_words(["--code", "123456", "case", "open", "--file", "x.json"], app) == [
         "case", "open"]
-    assert command_words(["erase", "NIM-2026-0001", "--reason", "Sentinel"]) == ["erase"]
-    assert command_words(["Sentinel-Given", "case"]) == ["case"]
-    assert command_words(["--code=123456"]) == []
+    assert command_words(["erase", "NIM-2026-0001", "--reason", "Sentinel"], app) == ["erase"]
+    assert command_words(["Sentinel-Given", "case"], app) == ["case"]
+    assert command_words(["--code=123456"], app) == []
 
 
 def test_a_nul_that_reaches_the_database_leaves_no_values_in_the_log(cli, tmp_path,
@@ -193,9 +194,10 @@ def test_a_nul_that_reaches_the_database_leaves_no_values_in_the_log(cli, tmp_pa
         conn.execute(text("INSERT INTO practitioner (handle, display_name, role, team) VALUES "
                           "(:h, :n, 'x', 'y')"), {"h": "nul.test", "n": "Sentinel\x00Name"})
     assert "Sentinel" not in str(caught.value)  # parameters hidden on both backends
+    from nim_pathway.cli import app
     from nim_pathway.cli.io import crash_record
 
-    record = crash_record(caught.value, ["case", "open", "--file", "Sentinel.json"])
+    record = crash_record(caught.value, ["case", "open", "--file", "Sentinel.json"], app)
     assert "Sentinel" not in record and "nim-pathway case open" in record
 
 

@@ -279,7 +279,7 @@ def test_transfer_to_another_site_hands_nim_work_to_its_team(store, db_url):
 
 
 def test_per_child_runs_are_tagged_by_child_key_never_by_name(store):
-    from flows.orchestration import case_tags, run_name
+    from orchestration.naming import case_tags, run_name
 
     ref = family(store, children=SIBLINGS[:2])
     visit = store.queries.task(ref, "sw-visit-child-2-1")

@@ -274,7 +274,7 @@ def test_a_site_runs_both_programmes_and_reports_each(store, clock):
     assert "no D1 decisions yet" in kpi_markdown(kpis(q, "nim"))
     assert kpis(q).programme == "all programmes" and kpis(q).families == 2
     # the UI: a saved run-list view per programme, beside each person's and role's queue
-    from flows.orchestration import saved_views
+    from orchestration.reconcile import saved_views
 
     views = saved_views(store)
     assert {views["Programme: fdac"], views["Programme: nim"]} == {"programme:fdac",
@@ -295,7 +295,7 @@ def test_the_programme_and_its_pathway_must_agree(store):
 
 
 def test_prefect_tags_carry_the_programme():
-    from flows.orchestration import case_tags
+    from orchestration.naming import case_tags
 
     assert case_tags("NIM-2026-0002", "trial-for-change", "england-and-wales",
                      "fdac-social-worker", programme="fdac") == [

@@ -131,7 +131,8 @@ def test_a_case_whose_sync_fails_is_tried_once_per_drain(store, monkeypatch):
     """A sync that fails for a reason other than Prefect being down (a bug, a bad pathway)
     releases its entries with the error for the next sweep; the same drain must not claim
     them again round after round (it once re-synced such a case 50 times per sweep)."""
-    import flows.orchestration as orchestration
+    import orchestration.drain as orchestration
+    from orchestration.sync import SyncReport
 
     monkeypatch.setenv("PREFECT_API_URL", "http://127.0.0.1:9/api")  # never contacted
     refs = [store.commands.open_case(Referral.model_validate(referral_data()),
@@ -142,7 +143,7 @@ def test_a_case_whose_sync_fails_is_tried_once_per_drain(store, monkeypatch):
         attempts.append(ref)
         if ref == refs[0]:
             raise ValueError("pathway spec has no stage 'x'")
-        return orchestration.SyncReport(ref)
+        return SyncReport(ref)
 
     monkeypatch.setattr(orchestration, "sync_case", sync)
     report = orchestration.drain_journal(store, limit=1)
@@ -164,7 +165,9 @@ def test_a_sync_service_that_cannot_reach_prefect_says_so_to_the_waiting_command
 
     from prefect.settings import PREFECT_API_URL, temporary_settings
 
-    from flows.orchestration import OrchestrationUnavailable, orchestrate_after, serve_journal
+    from orchestration.drain import serve_journal
+    from orchestration.prefect_api import OrchestrationUnavailable
+    from orchestration.sync import orchestrate_after
     from store.journal import service_running
 
     dead = "http://127.0.0.1:9/api"  # the discard port: nothing listens

@@ -131,7 +131,7 @@ def _case_runs(env: dict[str, str], ref: str) -> list:
     from prefect.client.orchestration import get_client
     from prefect.settings import PREFECT_API_URL, temporary_settings
 
-    from flows.orchestration import read_case_runs
+    from orchestration.prefect_api import read_case_runs
 
     with temporary_settings(updates={PREFECT_API_URL: env["PREFECT_API_URL"]}), \
             get_client(sync_client=True) as client:

@@ -20,13 +20,13 @@ import pytest
 from sqlalchemy import create_engine, text
 from sqlmodel import select
 
-from flows.orchestration import LIVE
 from models.clock import FileClock
 from models.refs import TaskRef
 from models.schemas import Referral
 from models.simulate import sample_outcome
 from nim_pathway.app import Service
 from nim_pathway.demo import DEMO_TEAM, current_code
+from orchestration.prefect_api import LIVE
 from store.db import session_scope
 from store.tables import AuditEvent, Outbox, Timer
 from tests.conftest import PG_ADMIN_URL, referral_data
@@ -74,7 +74,7 @@ def stack(request, tmp_path_factory):
 def case_runs(ref: str) -> list:
     from prefect.client.orchestration import get_client
 
-    from flows.orchestration import read_case_runs
+    from orchestration.prefect_api import read_case_runs
 
     with get_client(sync_client=True) as client:
         return read_case_runs(client, ref)
@@ -120,7 +120,7 @@ def complete_ui(store: Service, ref: str, key: str, actor: str, outcome: dict,
 
 def complete_cli(store: Service, ref: str, key: str, actor: str, outcome: dict) -> None:
     """What `nim-pathway task complete` does: the domain command, then sync Prefect."""
-    from flows.orchestration import orchestrate_after
+    from orchestration.sync import orchestrate_after
 
     task_run(ref, key)  # let the run reach its suspend first, as a person would
     store.commands.complete_task(TaskRef(ref, key), actor, outcome)
@@ -284,9 +284,9 @@ def test_a_reassigned_task_gets_a_run_with_the_current_form(stack):
     store records it (so messages link to it)."""
     from prefect.client.orchestration import get_client
 
-    from flows.orchestration import orchestrate_after
     from models.schemas import PractitionerIn
     from nim_pathway.demo import DEMO_ADMIN
+    from orchestration.sync import orchestrate_after
 
     store: Service = stack.store
     store.commands.add_practitioner(PractitionerIn(
@@ -314,7 +314,8 @@ def test_two_syncs_resuming_the_same_run_do_not_fail(stack):
     when the run is no longer paused): none of them may fail the command."""
     from prefect.client.orchestration import get_client
 
-    from flows.orchestration import orchestrate_after, resume_paused
+    from orchestration.prefect_api import resume_paused
+    from orchestration.sync import orchestrate_after
 
     store: Service = stack.store
     ref = store.commands.open_case(Referral.model_validate(referral_data()), "coord.ali").ref
@@ -353,7 +354,7 @@ def test_a_drainer_killed_mid_batch_loses_nothing_and_starts_nothing_twice(stack
     import sys
     from pathlib import Path
 
-    from flows.orchestration import drain_journal
+    from orchestration.drain import drain_journal
     from store.journal import LEASE
     from store.tables import OrchestrationChange
 
@@ -389,12 +390,10 @@ def test_a_drainer_killed_mid_batch_loses_nothing_and_starts_nothing_twice(stack
 
 
 def test_prefect_down_then_database_lost_reconcile_restores(stack):
-    from flows.orchestration import (
-        OrchestrationUnavailable,
-        drain_journal,
-        orchestrate_after,
-        reconcile,
-    )
+    from orchestration.drain import drain_journal
+    from orchestration.prefect_api import OrchestrationUnavailable
+    from orchestration.reconcile import reconcile
+    from orchestration.sync import orchestrate_after
     from store.tables import OrchestrationChange
 
     store: Service = stack.store
@@ -451,7 +450,7 @@ def test_two_syncs_creating_the_same_task_run_make_one_with_its_form(stack):
     from prefect.client.orchestration import get_client
     from prefect.states import Cancelled
 
-    from flows.orchestration import start_task_run
+    from orchestration.sync import start_task_run
 
     store: Service = stack.store
     ref = store.commands.open_case(Referral.model_validate(referral_data()), "coord.ali").ref
@@ -470,7 +469,7 @@ def test_two_syncs_creating_the_same_task_run_make_one_with_its_form(stack):
 
 def _serve(store: Service) -> tuple[threading.Event, threading.Thread]:
     """The sync service (`drain --follow`) in a thread with the test's Prefect settings."""
-    from flows.orchestration import serve_journal
+    from orchestration.drain import serve_journal
     from store.journal import service_running
 
     stop = threading.Event()
@@ -485,7 +484,7 @@ def test_a_running_sync_service_applies_the_change_and_the_command_prints_its_ou
     """With the sync service up, a command waits for the service to apply its change and
     prints what the service did (a run resumed, the next ones started), read back from the
     journal; the entry was claimed by the service (the command's own sync claims nothing)."""
-    from flows.orchestration import orchestrate_after
+    from orchestration.sync import orchestrate_after
     from store.tables import OrchestrationChange
 
     store: Service = stack.store
@@ -554,7 +553,7 @@ def test_a_cli_write_with_the_sync_service_up_does_not_import_prefect(stack):
 def test_a_sync_service_that_does_not_apply_in_time_leaves_the_command_to_sync(stack):
     """A service that holds its lock but applies nothing (hung): the command waits its
     NIM_SYNC_WAIT, then syncs the case itself, as it would with no service at all."""
-    from flows.orchestration import orchestrate_after
+    from orchestration.sync import orchestrate_after
     from store.journal import ServiceRunning, service_lock, service_running
 
     store: Service = stack.store
@@ -577,10 +576,10 @@ def test_a_failed_round_is_logged_counted_and_the_service_goes_on(stack, tmp_pat
     here is the service's own clock file holding garbage for a while."""
     import json
 
-    from flows.orchestration import serve_journal
     from nim_pathway.app import build_service
     from nim_pathway.health import _sync_service
     from nim_pathway.settings import sync_service_health_file
+    from orchestration.drain import serve_journal
     from store.journal import service_running
 
     store: Service = stack.store

@@ -63,16 +63,16 @@ def main() -> None:
     except UserError as exc:
         fail(str(exc))
     except Exception as exc:  # noqa: BLE001 - translate known refusals, log the rest
-        from flows.orchestration import OrchestrationUnavailable
         from models.calendar import CalendarError
         from models.errors import CommandError
         from models.pathway import PathwayError
+        from orchestration.prefect_api import OrchestrationUnavailable
 
         if isinstance(exc, CommandError | PathwayError | CalendarError | OrchestrationUnavailable):
             fail(str(exc))
         if type(exc).__name__ == "OperationalError":  # sqlite3's, psycopg's or SQLAlchemy's
             fail(store_unavailable(exc))
-        internal(exc)
+        internal(exc, app)
     if isinstance(code, int) and code:  # an explicit exit code (typer.Exit(1))
         sys.exit(code)
 

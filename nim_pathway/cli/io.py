@@ -161,7 +161,8 @@ def report(result: Result, svc: Service | None = None, since: int = 0) -> None:
             typer.echo(f"  {e.kind} {e.task or ''} {bits}".rstrip())
     if svc is None or not result.ref:
         return
-    from flows.orchestration import OrchestrationUnavailable, orchestrate_after
+    from orchestration.prefect_api import OrchestrationUnavailable
+    from orchestration.sync import orchestrate_after
 
     try:
         typer.echo(orchestrate_after(svc, result.ref, since))
@@ -272,12 +273,10 @@ def fail(message: str) -> None:
     sys.exit(2)
 
 
-def command_words(argv: list[str]) -> list[str]:
-    """The command run (`case open`), from its words only: no option, argument or value (a
-    `--code`, a name, a path) ever reaches the error log."""
-    from nim_pathway.cli import app
-
-    group: Any = typer.main.get_command(app)
+def command_words(argv: list[str], root: typer.Typer) -> list[str]:
+    """The command run (`case open`) of the app `root`, from its words only: no option,
+    argument or value (a `--code`, a name, a path) ever reaches the error log."""
+    group: Any = typer.main.get_command(root)
     words: list[str] = []
     for arg in argv[:6]:
         if len(words) == 2 or not isinstance(getattr(group, "commands", None), dict):
@@ -328,14 +327,14 @@ def scrubbed_message(exc: BaseException) -> str:
     return printable(text[:200])
 
 
-def crash_record(exc: BaseException, argv: list[str]) -> str:
+def crash_record(exc: BaseException, argv: list[str], root: typer.Typer) -> str:
     """One error-log entry: when, the command, the exception types, scrubbed messages and the
     frames (file:line in function), never locals, arguments or SQL parameters."""
     import traceback
     from datetime import UTC, datetime
 
     try:
-        command = " ".join(command_words(argv)) or "-"
+        command = " ".join(command_words(argv, root)) or "-"
     except Exception:  # noqa: BLE001 - a log line must never fail
         command = "?"
     lines = [f"--- {datetime.now(UTC):%Y-%m-%dT%H:%M:%SZ} nim-pathway {command}"]
@@ -374,13 +373,13 @@ def _read_input(path: Path) -> bytes:
         raise UserError(str(exc).removesuffix(". Nothing was changed")) from None
 
 
-def internal(exc: Exception) -> None:
+def internal(exc: Exception, root: typer.Typer) -> None:
     from nim_pathway.settings import data_dir
     from store.files import append_private
 
     try:
         log = data_dir() / "errors.log"
-        append_private(log, crash_record(exc, sys.argv[1:]))
+        append_private(log, crash_record(exc, sys.argv[1:], root))
         where = f"details in {log}"
     except OSError as err:
         where = f"the error log could not be written ({err.strerror})"

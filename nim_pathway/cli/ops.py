@@ -173,7 +173,7 @@ def doctor(timeout: Annotated[float, typer.Option(
 
 
 def _prefect_or_refuse(doing: str, wait: bool = False) -> None:
-    from flows.orchestration import api_url, check_reachable
+    from orchestration.prefect_api import api_url, check_reachable
 
     url = api_url()
     if url is None:
@@ -192,7 +192,7 @@ def reconcile(ref: Annotated[list[str] | None, typer.Argument(help="cases (defau
     or a lost Prefect database; runs nightly)."""
     from rich.progress import Progress
 
-    from flows.orchestration import reconcile as do_reconcile
+    from orchestration.reconcile import reconcile as do_reconcile
 
     _prefect_or_refuse("reconcile with")
     with Progress(transient=True, disable=not sys.stderr.isatty()) as bar:
@@ -218,7 +218,7 @@ def drain(limit: Annotated[int, typer.Option(min=1, max=5000, help="changes per 
     """Sync the cases changed since the last sweep (the orchestration journal), as each sweep
     does; changes Prefect could not take wait for the next one. With --follow, run until
     stopped (Ctrl-C or SIGTERM) as the sync service the local stack starts."""
-    from flows.orchestration import drain_journal, serve_journal
+    from orchestration.drain import drain_journal, serve_journal
 
     _prefect_or_refuse("sync with", wait=follow)  # a service waits for Prefect to come up
     if follow:
