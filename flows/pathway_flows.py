@@ -12,6 +12,7 @@ from prefect import flow, get_run_logger
 from prefect.input import RunInput
 from prefect.runtime import flow_run
 
+from notifications.kinds import KINDS
 from orchestration.forms import OpenCaseForm, StageClosed, form_model, task_description
 from tasks.case_tasks import (
     dispatch_outbox,
@@ -145,7 +146,7 @@ def sweep_flow() -> Any:  # its summary, or Failed when messages could not be de
     changed (the orchestration journal). The full audit is the nightly `reconcile`."""
     fired = fire_due_timers()
     for timer in fired:
-        if timer.kind in ("escalation", "clock-breach"):
+        if KINDS[timer.kind].breach:  # escalation, clock-breach
             emit_case_event("nim.deadline.breached", timer.ref,
                             {"kind": timer.kind, "task": timer.task, "role": timer.role,
                              **(timer.detail or {})},

@@ -17,9 +17,9 @@ from sqlmodel import Session, select
 
 from models.calendar import WorkingCalendar
 from notifications.config import NotifyConfig, load_config
+from notifications.kinds import Firing, link_for, message_kind, task_context
 from store.tables import Case, Outbox, Practitioner, Task
 
-DIGESTIBLE = {"reminder", "due", "handoff"}
 DATE_KEYS = ("due", "clock_due")
 
 
@@ -81,15 +81,6 @@ class Directory:
         return recipient in self.digest
 
 
-def link_for(config: NotifyConfig, ref: str, flow_run_id: str | None) -> str:
-    """The task's own run (its Resume form) if it has one, else the case's runs. The run opens
-    in Prefect's v2 UI: its form shows the one-time code as a password field (the classic
-    UI's form shows it as plain text)."""
-    if flow_run_id:
-        return f"{config.ui_url}/v2/runs/flow-run/{flow_run_id}"
-    return f"{config.ui_url}/runs?tag=case:{ref}"
-
-
 def refresh_links(session: Session, config: NotifyConfig, contexts: list[dict[str, Any]]) -> None:
     """Work is announced in the transaction that creates it, before its Prefect run exists
     (or, after a reassignment, while the run with the old owner's form still waits). At send
@@ -107,15 +98,6 @@ def refresh_links(session: Session, config: NotifyConfig, contexts: list[dict[st
             c["link"] = link_for(config, c["case_ref"], runs[c["case_ref"], c["task_key"]])
 
 
-def task_context(ref: str, task: Any, today: date, config: NotifyConfig) -> dict[str, Any]:
-    """What a message says about a task (a Task row or a row of its columns)."""
-    return {"case_ref": ref, "task_key": task.key, "task_title": task.title,
-            "role": task.role, "due": task.due, "due_explanation": task.due_explanation,
-            "days_to_due": (task.due - today).days,
-            "link": link_for(config, ref, task.flow_run_id),
-            "handed_over_by": None, "handover_note": None}
-
-
 def _jsonable(value: Any) -> Any:
     """Dates as ISO text, at any depth (scalars are checked inline: a sweep makes thousands)."""
     if isinstance(value, dict):
@@ -129,10 +111,12 @@ def _jsonable(value: Any) -> Any:
 def message_row(kind: str, key: str, ref: str | None, recipient: str, context: dict[str, Any],
                 now: datetime, held: bool) -> dict[str, Any]:
     """An outbox row. Its context is frozen now; the dispatcher renders it once, stores the
-    text it sent, and so keeps rendering out of the sweep's transaction."""
+    text it sent, and so keeps rendering out of the sweep's transaction. A kind missing from
+    the registry (`notifications/kinds.py`) is refused here, not when it is sent."""
+    digestible = message_kind(kind).digestible
     context = {**context, "recipient": recipient.partition(":")[2] or recipient,
                "dedupe_key": key}
-    status = "held" if held and kind in DIGESTIBLE else "pending"
+    status = "held" if held and digestible else "pending"
     return {"dedupe_key": key, "case_ref": ref, "kind": kind, "recipient": recipient,
             "subject": "", "body_text": "", "body_html": "", "ics": None,
             "meta": _jsonable(context), "status": status, "attempts": 0, "reclaimed": 0,
@@ -177,7 +161,8 @@ def enqueue(session: Session, config: NotifyConfig, kind: str, key: str, ref: st
 def timer_messages(timer: Any, ref: str, task: Any, today: date, now: datetime,
                    directory: Directory, calendar: WorkingCalendar,
                    escalated_before: bool = True) -> list[dict[str, Any]]:
-    """Outbox rows for one fired timer (reminder, due, escalation, clock warning or breach).
+    """Outbox rows for one fired timer (reminder, due, escalation, clock warning or breach):
+    the context is built by its kind's entry in the registry (`notifications/kinds.py`).
     Each timer fires once and its key is unique, so its rows need no dedupe look-up.
 
     The text is true on `today`, the day it is queued, whenever the timer was meant to fire:
@@ -185,24 +170,13 @@ def timer_messages(timer: Any, ref: str, task: Any, today: date, now: datetime,
     calendar, as the caseload board counts), never "due today" or "due in N days". A higher
     escalation whose lower tier was skipped in the same catch-up (`escalated_before` False)
     does not claim an earlier escalation."""
-    config = directory.config
-    detail = timer.detail or {}
-    if task is not None:
-        context = task_context(ref, task, today, config)
-        context["working_days_to_due"] = calendar.working_days_between(today, task.due)
-    else:
-        context = {"case_ref": ref, "task_key": None, "task_title": None, "role": timer.role,
-                   "due": date.fromisoformat(detail["due"]), "due_explanation": None,
-                   "days_to_due": (date.fromisoformat(detail["due"]) - today).days,
-                   "link": link_for(config, ref, None)}
-    if timer.kind.startswith("clock"):
-        context.update(clock_title=detail.get("title", detail.get("clock")),
-                       clock_due=date.fromisoformat(detail["due"]),
-                       due_explanation=detail.get("explanation"))
-    if timer.kind == "escalation":
-        context.update(tier=detail.get("tier", 1), owner_role=detail.get("owner"),
-                       escalated_before=escalated_before)
-    assignee = task.assignee_id if task is not None and timer.kind in ("reminder", "due") else None
+    kind = message_kind(timer.kind)
+    if kind.context is None:
+        raise ValueError(f"message kind {kind.name!r} is not one timers send: its registry entry "
+                         "has no context builder")
+    context = kind.context(Firing(timer, ref, task, today, directory.config, calendar,
+                                  escalated_before))
+    assignee = task.assignee_id if task is not None and kind.to_assignee else None
     return [message_row(timer.kind, f"{timer.key}|{r}", ref, r, context, now,
                         r in directory.digest)  # assignees were loaded with their digest flag
             for r in directory.recipients(timer.role, assignee)]

@@ -1,7 +1,8 @@
 """Message content for notifications: subject, plain text, HTML and an optional calendar event.
 
 Apprise delivers the messages elsewhere; this module only turns a message kind and a context
-into text. Templates live in `notifications/templates/`, one `<kind>.j2` per kind with the blocks
+into text. The kinds are the registry in `notifications/kinds.py`; templates live in
+`notifications/templates/`, one per kind (its entry's `template`, `<kind>.j2`) with the blocks
 `subject`, `text` and `html`, and `_common.j2` for the shared parts. A missing key raises
 `jinja2.UndefinedError` (StrictUndefined), so a caller cannot silently send a half-empty message.
 
@@ -49,8 +50,8 @@ audit-checkpoint
                shown verbatim), `row_id`, `rows` (audit rows up to it); no case
 =============  ===============================================================================
 
-Keys a kind does not use may be absent and are ignored. `ics` is set for reminder, due, handoff
-and reassigned (audience "new") when `due` is given.
+Keys a kind does not use may be absent and are ignored. `ics` is set when `due` is given and the
+kind's entry asks for a calendar event (reminder, due, handoff; reassigned to audience "new").
 """
 
 from __future__ import annotations
@@ -63,12 +64,7 @@ from typing import Any
 
 from jinja2 import Environment, FileSystemLoader, StrictUndefined, Undefined
 
-KINDS: tuple[str, ...] = (
-    "reminder", "due", "escalation", "clock-warning", "clock-breach", "handoff", "reassigned",
-    "gate", "dead-letter", "digest", "test", "exit", "audit-checkpoint",
-)
-# Kinds about a task the recipient should put in their calendar.
-_ICS_KINDS = frozenset({"reminder", "due", "handoff", "reassigned"})
+from notifications.kinds import KINDS, message_kind  # noqa: F401 - KINDS: the registry, by name
 
 TEMPLATES = Path(__file__).resolve().parent / "templates"
 
@@ -161,8 +157,8 @@ _TEXT_ENV = _environment(autoescape=False)
 _HTML_ENV = _environment(autoescape=True)
 
 
-def _block(env: Environment, kind: str, name: str, context: dict) -> str:
-    template = env.get_template(f"{kind}.j2")
+def _block(env: Environment, template_name: str, name: str, context: dict) -> str:
+    template = env.get_template(template_name)
     return "".join(template.blocks[name](template.new_context(dict(context))))
 
 
@@ -173,17 +169,16 @@ def _tidy(text: str) -> str:
 
 
 def render_message(kind: str, context: dict) -> Rendered:
-    """Render one message of `kind`; see the module docstring for the keys each kind needs."""
-    if kind not in KINDS:
-        raise ValueError(f"unknown message kind {kind!r}; valid kinds: {', '.join(KINDS)}")
-    if kind == "reassigned" and context.get("audience", "new") not in ("new", "previous"):
-        raise ValueError("context['audience'] must be 'new' or 'previous' for reassigned messages")
-    subject = " ".join(_block(_TEXT_ENV, kind, "subject", context).split())
-    text = _tidy(_block(_TEXT_ENV, kind, "text", context))
-    html = _tidy(_block(_HTML_ENV, kind, "html", context))
+    """Render one message of `kind` (a name in the registry, `notifications/kinds.py`); see
+    the module docstring for the keys each kind needs."""
+    entry = message_kind(kind)  # ValueError naming the valid kinds
+    if entry.check is not None:
+        entry.check(context)
+    subject = " ".join(_block(_TEXT_ENV, entry.template, "subject", context).split())
+    text = _tidy(_block(_TEXT_ENV, entry.template, "text", context))
+    html = _tidy(_block(_HTML_ENV, entry.template, "html", context))
     ics = None
-    wants_ics = kind in _ICS_KINDS and (kind != "reassigned" or context["audience"] == "new")
-    if wants_ics and context.get("due") is not None:
+    if entry.wants_calendar(context) and context.get("due") is not None:
         ref, key, due = context["case_ref"], context["task_key"], context["due"]
         # One UID per task and deadline, so each reminder updates the same calendar entry.
         uid = f"{ref}.{key}.{due:%Y%m%d}@nim-pathway"

@@ -16,6 +16,7 @@ from sqlmodel import Session, select
 from models import engine as eng
 from models.clock import UK, uk_instant
 from models.pathway import PathwaySpec
+from notifications.kinds import MESSAGE_KINDS
 from store.tables import Case, Task, Timer
 
 
@@ -116,9 +117,10 @@ def _with_case_and_task(session: Session, claim: Any) -> list[Claimed]:
             for r in session.connection().execute(stmt)]
 
 
-# Which of a task's timers matters most once several are due at once: the highest escalation,
-# then the due notice, then the reminder nearest the due date.
-_RANK = {"reminder": 0, "due": 1, "escalation": 2}
+# Which of a task's timers matters most once several are due at once: the kind of highest
+# `catch_up_rank` in the registry (escalation, due, reminder), the highest tier, the latest.
+# Kinds without a rank (clocks) are never skipped.
+_RANK = {k.name: k.catch_up_rank for k in MESSAGE_KINDS if k.catch_up_rank is not None}
 
 
 def _rank(timer: DueTimer) -> tuple[int, int, datetime, int]:
