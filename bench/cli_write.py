@@ -55,10 +55,10 @@ def driver(args: dict[str, Any]) -> dict[str, Any]:
             "proceedings_issued": "2026-01-08",
             "caregivers": [{"relationship": "mother"}, {"relationship": "foster-carer"}],
             "placement": {"kind": "foster", "start": "2026-01-05"}})
-        refs = [svc.commands.open_case(referral, "coord.ali").ref for _ in range(3 * writes)]
+        refs = [svc.cases.open_case(referral, "coord.ali").ref for _ in range(3 * writes)]
         drain_journal(svc)
         session = tmp / "session"
-        write_private(session, svc.commands.login(
+        write_private(session, svc.identity.login(
             "mgr.okafor", current_code(svc, "mgr.okafor"), 3600).token.encode())
         env = clean_env(**{k: v for k, v in os.environ.items() if k.startswith("NIM_")},
                         NIM_DATABASE_URL=url, NIM_SESSION_FILE=str(session),
@@ -84,7 +84,7 @@ def driver(args: dict[str, Any]) -> dict[str, Any]:
                                    stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
         try:
             deadline = time.monotonic() + 60
-            while not (service_running(url) and not svc.commands.changes_pending()):
+            while not (service_running(url) and not svc.queries.changes_pending()):
                 if time.monotonic() > deadline or service.poll() is not None:
                     raise RuntimeError(f"the sync service did not start; see {log.name}")
                 time.sleep(0.2)

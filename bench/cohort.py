@@ -92,7 +92,7 @@ def build_templates() -> Templates:
                 proceedings_issued=None if jurisdiction == "scotland" else date(2026, 1, 8),
                 caregivers=[{"relationship": c} for c in carers],
                 placement={"kind": "foster", "start": "2026-01-05"}, first_entry_to_care=True)
-            ref = store.commands.open_case(referral, HANDLES["coordinator"]).ref
+            ref = store.cases.open_case(referral, HANDLES["coordinator"]).ref
             spec = store.queries.pathway(ref)
             done, outcomes = 0, {**DECISIONS, **exit_outcomes(leaves)}
             while done < steps and not store.queries.show(ref).closed_on:
@@ -103,13 +103,13 @@ def build_templates() -> Templates:
                 clock.set(datetime.combine(task.due, time(10), UK))
                 for statutory in [t for t in tasks
                                   if t.stage == "statutory" and t.due <= task.due]:
-                    store.commands.complete_task(statutory.task, HANDLES[statutory.role], {})
+                    store.tasks.complete_task(statutory.task, HANDLES[statutory.role], {})
                 if task.stage != "statutory":
-                    store.commands.complete_task(task.task, HANDLES[task.role],
-                                                 sample_outcome(spec, task.spec_id, outcomes))
+                    store.tasks.complete_task(task.task, HANDLES[task.role],
+                                              sample_outcome(spec, task.spec_id, outcomes))
                     done += 1
             if leaves == "disengaged":
-                store.commands.exit_case(ref, leaves, "", HANDLES["coordinator"])
+                store.cases.exit_case(ref, leaves, "", HANDLES["coordinator"])
         get_engine(url).dispose()
         db = sqlite3.connect(Path(tmp) / "templates.db")
         db.row_factory = sqlite3.Row

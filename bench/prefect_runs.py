@@ -127,7 +127,7 @@ def _open_cases(url: str, clock: Any, n: int, complete_triage: bool) -> list[dic
     seed_team(store)
     out = []
     for i in range(n):
-        ref = store.commands.open_case(Referral(
+        ref = store.cases.open_case(Referral(
             jurisdiction="england-and-wales", site="bench",
             child={"given_name": "Juno", "family_name": "Ashdown",
                    "date_of_birth": f"2025-0{i % 9 + 1}-01"},
@@ -135,7 +135,7 @@ def _open_cases(url: str, clock: Any, n: int, complete_triage: bool) -> list[dic
             caregivers=[{"relationship": "mother"}, {"relationship": "foster-carer"}],
             placement={"kind": "foster", "start": "2026-01-05"}), "coord.ali").ref
         if complete_triage:
-            store.commands.complete_task(TaskRef(ref, "triage"), "mgr.okafor", {"accepted": True})
+            store.tasks.complete_task(TaskRef(ref, "triage"), "mgr.okafor", {"accepted": True})
         out.append({"ref": ref, "stage": store.queries.show(ref).stage,
                     "tasks": store.queries.tasks(case=ref), "spec": store.queries.pathway(ref)})
     return out
@@ -158,7 +158,7 @@ def _placeholders(store: Any, cases: list[dict[str, Any]], tomorrow: datetime) -
                 STAGE_DEPLOYMENT, parameters={"ref": ref, "stage": stage}, timeout=0,
                 as_subflow=False, scheduled_time=tomorrow, flow_run_name=run_name(ref, stage),
                 tags=case_tags(ref, stage, "england-and-wales") + ["kind:stage"]).id)
-        store.commands.record_flow_runs(ref, stages)  # the closing sync reads runs by id
+        store.timers.record_flow_runs(ref, stages)  # the closing sync reads runs by id
 
 
 def _human_task(client: Any, meter: Meter, case: dict[str, Any],
@@ -314,7 +314,7 @@ def casestore_timers(args: dict[str, Any]) -> dict[str, Any]:
             session.add(Timer(key=key, case_id=case_id, task_key=task_key, kind=kind, role=role,
                               due_at=at, detail=json.loads(detail)))
     c1 = cpu_seconds()
-    fired = len(store.commands.fire_due_timers(at=at))
+    fired = len(store.timers.fire_due_timers(at=at))
     return {"timers": len(rows), "fired": fired, "write_cpu_s": c1 - c0,
             "sweep_cpu_s": cpu_seconds() - c1, "cpu_s": cpu_seconds() - c0,
             "wall_s": time.perf_counter() - t0}

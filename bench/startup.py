@@ -26,7 +26,7 @@ def seed(args: dict[str, Any]) -> dict[str, Any]:
                           migrate=False)
     seed_team(store)
     for i in range(args["cases"]):
-        store.commands.open_case(Referral(
+        store.cases.open_case(Referral(
             jurisdiction="england-and-wales", site="bench",
             child={"given_name": "Kit", "family_name": "Lowther",
                    "date_of_birth": f"2025-0{i % 9 + 1}-01"},

@@ -80,7 +80,7 @@ def work(args: dict[str, Any]) -> dict[str, Any]:
     if args["mode"] == "raw":
         fired = _raw_sqlite(url, at) if url.startswith("sqlite") else _raw_postgres(url, at)
     else:
-        fired = len(build_service(url, VirtualClock(at), migrate=False).commands.fire_due_timers(
+        fired = len(build_service(url, VirtualClock(at), migrate=False).timers.fire_due_timers(
             at=at, batch=BATCH))
     return {"fired": fired, "seconds": time.perf_counter() - t0, "cpu_s": cpu_seconds() - cpu0}
 

@@ -91,7 +91,7 @@ def _measure(tmp: Path, server: PrefectServer, copies: int, pg: str | None) -> d
     svc = build_service(url, clock, migrate=False)
     seed_team(svc)
     for _ in range(TEMPLATE_CASES):
-        svc.commands.open_case(_referral(), "coord.ali")
+        svc.cases.open_case(_referral(), "coord.ali")
     drain_journal(svc, limit=500)  # every case gets its runs, through the API
     out: dict[str, Any] = {"template_cases": TEMPLATE_CASES}
     role = _busiest_role(svc)
@@ -124,7 +124,7 @@ def _measure(tmp: Path, server: PrefectServer, copies: int, pg: str | None) -> d
 
     writes, before = [], []  # one CLI write: complete triage, then sync as the CLI does
     for i, ref in enumerate(refs[-12:]):
-        svc.commands.complete_task(TaskRef(ref, "triage"), "mgr.okafor", {"accepted": True})
+        svc.tasks.complete_task(TaskRef(ref, "triage"), "mgr.okafor", {"accepted": True})
         if i % 2:
             _, wall, _ = timed(lambda ref=ref: orchestrate_after(svc, ref))
             writes.append(wall)

@@ -7,7 +7,16 @@ from dataclasses import dataclass
 from datetime import date
 
 from models.clock import Clock
-from nim_pathway.commands import Commands
+from nim_pathway.commands import (
+    AdminCommands,
+    CaseCommands,
+    CourtCommands,
+    FamilyCommands,
+    IdentityCommands,
+    TaskCommands,
+    TimerCommands,
+    command_groups,
+)
 from store.context import StoreContext
 from store.keystore import Keystore
 from store.queries import Queries
@@ -15,11 +24,18 @@ from store.queries import Queries
 
 @dataclass(frozen=True)
 class Service:
-    """Commands to change cases, queries to read them, over one store context."""
+    """Command groups to change cases, queries to read them (the orchestration journal's
+    included), over one store context."""
 
     ctx: StoreContext
-    commands: Commands
     queries: Queries
+    cases: CaseCommands
+    family: FamilyCommands
+    court: CourtCommands
+    tasks: TaskCommands
+    timers: TimerCommands
+    admin: AdminCommands
+    identity: IdentityCommands
 
     @property
     def url(self) -> str:
@@ -45,4 +61,4 @@ def build_service(url: str | None = None, clock: Clock | None = None,
     if migrate:
         migrate_schema(ctx.url)
     queries = Queries(ctx)
-    return Service(ctx, Commands(ctx, queries), queries)
+    return Service(ctx, queries, **command_groups(ctx, queries))

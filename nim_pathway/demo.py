@@ -6,7 +6,6 @@ import socket
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from datetime import date, datetime, timedelta
-from typing import Any
 
 from rich.console import Console
 from rich.table import Table
@@ -59,21 +58,21 @@ def seed_team(svc: Service, inbox_port: int | None = None) -> None:
     for handle, name, role, team in DEMO_TEAM:
         contact = inbox_url(handle, inbox_port) if inbox_port else None
         if handle not in known:
-            svc.commands.add_practitioner(PractitionerIn(handle=handle, display_name=name,
-                                                         role=role, team=team, contact=contact),
-                                          DEMO_ADMIN.handle)
+            svc.admin.add_practitioner(PractitionerIn(handle=handle, display_name=name,
+                                                      role=role, team=team, contact=contact),
+                                       DEMO_ADMIN.handle)
             continue
         current = contacts.get(handle)
         # seeded before with no contact or another inbox port; one set by hand is kept
         if contact and current != contact and (current is None or f"@{DOMAIN}" in current):
-            svc.commands.update_practitioner(handle, DEMO_ADMIN.handle, contact=contact)
+            svc.admin.update_practitioner(handle, DEMO_ADMIN.handle, contact=contact)
 
 
 def ensure_admin(svc: Service) -> set[str]:
     """Initialise the site with the demo admin unless that was done; the known handles."""
     known = {p.handle for p in svc.queries.practitioners()}
     if DEMO_ADMIN.handle not in known:
-        svc.commands.init_site(DEMO_ADMIN)
+        svc.identity.init_site(DEMO_ADMIN)
     return known
 
 
@@ -107,7 +106,7 @@ def current_code(svc: Service, handle: str) -> str:
 
     with svc.ctx.read() as session:
         row = session.exec(select(Practitioner).where(Practitioner.handle == handle)).one()
-        return code_at(svc.commands.enrolled_secret(row), svc.ctx.now())
+        return code_at(svc.identity.enrolled_secret(row), svc.ctx.now())
 
 
 @contextmanager
@@ -151,7 +150,7 @@ def run_demo(profile: str = "england", no_treatment: bool = False) -> None:
     clock = VirtualClock(datetime(2026, 1, 12, 9, 0, tzinfo=UK))
     svc = build_service(f"sqlite:///{db}", clock)
     seed_team(svc, inbox_ports()[0])
-    do, read = svc.commands, svc.queries
+    read = svc.queries
     scotland = profile == "scotland"
     referral = Referral(
         jurisdiction="scotland" if scotland else "england-and-wales", site="demo",
@@ -165,7 +164,7 @@ def run_demo(profile: str = "england", no_treatment: bool = False) -> None:
                     {"relationship": "foster-carer"}],
         placement={"kind": "foster", "start": "2026-01-05"},
     )
-    ref = do.open_case(referral, "coord.ali").ref
+    ref = svc.cases.open_case(referral, "coord.ali").ref
     console.print(f"[bold]Opened {ref}[/] ({profile}); the virtual clock starts "
                   f"{today(clock)}")
     decisions = {"d1": "no_treatment" if no_treatment else "treatment", "d2": "adoption"}
@@ -199,7 +198,7 @@ def _work_the_case(svc: Service, clock: VirtualClock, ref: str, scotland: bool,
                    decisions: dict[str, str], deliver: Callable[[], int]) -> int:
     """Do each task as it falls due until the case closes, delivering the messages each step
     queues (at the step's virtual time); how many were delivered."""
-    do, read = svc.commands, svc.queries
+    read = svc.queries
     delivered = 0
     handle_for = {role: handle for handle, _, role, _ in DEMO_TEAM}
     moved = False
@@ -216,38 +215,39 @@ def _work_the_case(svc: Service, clock: VirtualClock, ref: str, scotland: bool,
         clock.set(datetime.combine(due + timedelta(days=late), datetime.min.time(), UK)
                   .replace(hour=10))
         for statutory in [t for t in tasks if t.stage == "statutory" and t.due <= due]:
-            do.complete_task(statutory.task, handle_for[statutory.role], {})
+            svc.tasks.complete_task(statutory.task, handle_for[statutory.role], {})
         outcome = sample_outcome(read.pathway(ref), task.spec_id, decisions)
-        do.complete_task(task.task, handle_for[task.role], outcome)
+        svc.tasks.complete_task(task.task, handle_for[task.role], outcome)
         if not scotland:
-            _court_events(do, read, ref, today(clock))
+            _court_events(svc, ref, today(clock))
         if not moved and task.spec_id == "treatment-plan":
-            do.move_date(ref, "final_hearing", today(clock) + timedelta(weeks=20),
-                         "final hearing listed", "coord.ali")
-            do.move_date(ref, "final_hearing", today(clock) + timedelta(weeks=26),
-                         "hearing adjourned by the court", "coord.ali")
+            svc.cases.move_date(ref, "final_hearing", today(clock) + timedelta(weeks=20),
+                                "final hearing listed", "coord.ali")
+            svc.cases.move_date(ref, "final_hearing", today(clock) + timedelta(weeks=26),
+                                "hearing adjourned by the court", "coord.ali")
             moved = True
         delivered += deliver()
     return delivered
 
 
-def _court_events(do: Any, read: Any, ref: str, on: date) -> None:
+def _court_events(svc: Service, ref: str, on: date) -> None:
     """The court's side of the demo: the case management hearing is held in its window, the
     court extends its timetable 8 weeks at a time while NIM's trial of treatment runs (as
     LIFT's judges did, S8), and the final order is made at the final hearing."""
-    shown = read.show(ref)
+    shown = svc.queries.show(ref)
     clocks = {c.id: c for c in shown.clocks}
     cmh = clocks["case-management-hearing"]
     if cmh.met_on is None and cmh.earliest and on >= cmh.earliest:
-        do.move_date(ref, "cmh_held", cmh.earliest, "case management hearing held", "coord.ali")
+        svc.cases.move_date(ref, "cmh_held", cmh.earliest, "case management hearing held",
+                            "coord.ali")
     hearing = shown.dates.get("final_hearing")
     if shown.court.final_order is None and hearing and on >= hearing:
-        do.record_final_order(ref, hearing, "placement-order", True, "coord.ali")
+        svc.court.record_final_order(ref, hearing, "placement-order", True, "coord.ali")
         return
     limit = clocks["care-proceedings-26-weeks"]
     if shown.court.final_order is None and limit.state == "running" and limit.days_left <= 35:
-        do.extend_timetable(ref, on, 8, "necessary to resolve the proceedings justly: NIM's "
-                            "trial of treatment is under way", "coord.ali")
+        svc.court.extend_timetable(ref, on, 8, "necessary to resolve the proceedings justly: "
+                                   "NIM's trial of treatment is under way", "coord.ali")
 
 
 def run_live_demo() -> None:
@@ -264,7 +264,7 @@ def run_live_demo() -> None:
     os.environ["PREFECT_API_URL"] = stack_env()["PREFECT_API_URL"]
     svc = build_service()
     seed_team(svc, inbox_ports()[0])
-    do, read = svc.commands, svc.queries
+    read = svc.queries
     on = today(svc.clock)
     referral = Referral(
         jurisdiction="england-and-wales", site="demo", pathway="england",
@@ -275,17 +275,17 @@ def run_live_demo() -> None:
         caregivers=[{"relationship": "mother"}, {"relationship": "foster-carer"}],
         placement={"kind": "foster", "start": on - timedelta(days=21)},
     )
-    ref = do.open_case(referral, "coord.ali").ref
-    do.complete_task(TaskRef(ref, "triage"), "mgr.okafor", {"accepted": True})
+    ref = svc.cases.open_case(referral, "coord.ali").ref
+    svc.tasks.complete_task(TaskRef(ref, "triage"), "mgr.okafor", {"accepted": True})
     for carer in ("mother", "foster-carer"):
-        do.complete_task(TaskRef(ref, f"consent-{carer}"), "sw.jones", {"consent": "given"})
+        svc.tasks.complete_task(TaskRef(ref, f"consent-{carer}"), "sw.jones", {"consent": "given"})
     console.print(orchestrate_after(svc, ref))
     from prefect.deployments import run_deployment
 
     run_deployment("sweep/sweep", timeout=0)  # publishes the board, KPIs and timelines now
     second = Referral.model_validate({**referral.model_dump(), "caregivers": [
         {"relationship": "mother"}, {"relationship": "father"}]})
-    handle = do.stage_intake(second, "coord.ali")
+    handle = svc.cases.stage_intake(second, "coord.ali")
     waiting = [t for t in read.tasks(case=ref) if t.stage == "assessment"]
     console.print(f"\n[bold]{ref}[/] is in its assessment stage; {len(waiting)} tasks wait for "
                   "people, each as a Suspended flow run.\n")

@@ -50,7 +50,7 @@ def drain_journal(svc: Service, limit: int = 200, rounds: int = 50, client: Any 
     failed = report.failed_ids  # released with an error: not again in this drain (a case
     failed.update(skip)  # that fails would fail every round), the next sweep retries them
     for _ in range(rounds):
-        claimed = svc.commands.claim_changes(token, limit, skip=failed)
+        claimed = svc.timers.claim_changes(token, limit, skip=failed)
         if not claimed:
             break
         report.claimed += sum(len(ids) for ids in claimed.values())
@@ -66,7 +66,7 @@ def drain_journal(svc: Service, limit: int = 200, rounds: int = 50, client: Any 
                 rest = [i for _, more in list(claimed.items())[n:] for i in more]
                 report.unreachable = _unreachable(exc)
                 give_back = rest if report.unreachable else ids  # unreachable: all of it
-                svc.commands.settle_changes(give_back, token, error=why)
+                svc.timers.settle_changes(give_back, token, error=why)
                 failed.update(give_back)
                 report.failed += len(give_back)
                 report.errors.append(f"{ref}: {why}")
@@ -74,7 +74,7 @@ def drain_journal(svc: Service, limit: int = 200, rounds: int = 50, client: Any 
                     return report
                 continue
             faults.reached("drain-synced")  # crash tests: synced, not yet recorded
-            report.applied += svc.commands.settle_changes(ids, token, outcome=outcome)
+            report.applied += svc.timers.settle_changes(ids, token, outcome=outcome)
             report.cases += 1
     return report
 
@@ -147,7 +147,7 @@ def serve_journal(svc: Service, stop: Any, poll_s: float = 0.2,  # noqa: ANN401 
         write_service_health(stats, "running")
         while not stop.is_set():
             try:  # one round: a failure here (store or clock unreadable) must not end the service
-                if not svc.commands.changes_pending():
+                if not svc.queries.changes_pending():
                     stop.wait(poll_s)
                     streak = 0
                     continue

@@ -175,7 +175,7 @@ def _sync_case(svc: Service, ref: str, today: date | None, client: Any,  # noqa:
             for run in live(group):
                 resume(run, {"closed_on": str(today)}, f"stage:{stage}")
     if report.runs:
-        svc.commands.record_flow_runs(ref, report.runs)
+        svc.timers.record_flow_runs(ref, report.runs)
     return report
 
 
@@ -183,10 +183,10 @@ def sync_now(svc: Service, ref: str, client: Any = None,  # noqa: ANN401
              runs: list[Any] | None = None) -> SyncReport:
     """Sync one case right after a command committed, and mark the journal entries written
     before this sync read the store as applied (later ones wait for the drainer)."""
-    last = svc.commands.last_change(ref)
+    last = svc.queries.last_change(ref)
     report = sync_case(svc, ref, client=client, runs=runs)
     if last:
-        svc.commands.changes_applied(ref, last)
+        svc.timers.changes_applied(ref, last)
     return report
 
 
@@ -278,7 +278,7 @@ def _await_service(svc: Service, ref: str, since: int, wait_s: float) -> str | N
 
     give_up = time.monotonic() + wait_s
     while True:
-        entries = svc.commands.changes_covering(ref, since)
+        entries = svc.queries.changes_covering(ref, since)
         if not entries:  # nothing journalled, or an earlier entry it joined already applied
             return "orchestration: up to date (the sync service has applied every change)"
         failing = [error for applied, _, error in entries if not applied and error]

@@ -15,6 +15,7 @@ from models.errors import Invalid, NotFound
 from models.forecast import Forecast, forecast
 from models.pathway import PathwaySpec
 from models.schemas import months_between
+from store import journal
 from store.context import StoreContext
 from store.mapping import find_case, load_state
 from store.sealing import open_task_view, sealer_of
@@ -376,6 +377,32 @@ class Queries:
                 if until <= on:
                     out.append(RetentionRow(case.ref, basis, until, case.closed_on))
         return out
+
+    # -- the orchestration journal (store/journal.py): what Prefect's runs still have to follow
+
+    def newest_change(self) -> int:
+        """The newest journal entry's id (0 if none): a command's changes come after it."""
+        with self.ctx.read() as session:
+            return journal.newest_id(session)
+
+    def changes_pending(self) -> bool:
+        """Whether any journal entry still waits for Prefect's runs to follow it."""
+        with self.ctx.read() as session:
+            return journal.any_pending(session)
+
+    def changes_covering(self, ref: str, since: int) -> list[tuple[bool, str | None, str | None]]:
+        """(applied, outcome, last error) of each entry a command started after `since` on
+        the case waits on (store/journal.py `covering`)."""
+        with self.ctx.read() as session:
+            return [(row.applied_at is not None, row.outcome,
+                     row.last_error if row.attempts and row.claimed_until is None else None)
+                    for row in journal.covering(session, ref, since)]
+
+    def last_change(self, ref: str) -> int:
+        """The newest pending entry of a case (0 if none): what a sync starting now covers."""
+        with self.ctx.read() as session:
+            rows = journal.pending(session, ref)
+            return rows[-1].id if rows else 0
 
 
 def _birthday(dob: date, years: int) -> date:

@@ -51,8 +51,8 @@ def service() -> Service:
 def open_from_intake(intake: str, coordinator: str, code: str) -> str:
     """Open the case for a staged referral (the same command as `case open`), once the
     coordinator's one-time code checks out."""
-    commands = service().commands
-    result = commands.open_from_intake(intake, commands.authenticate(coordinator, code))
+    svc = service()
+    result = svc.cases.open_from_intake(intake, svc.identity.authenticate(coordinator, code))
     get_run_logger().info("%s", result.message)
     return result.ref
 
@@ -96,8 +96,8 @@ def record_outcome(ref: str, key: str, form: dict[str, Any], via: str) -> Record
     try:
         if svc.queries.task(ref, key).state == "done":
             raise AlreadyDone(f"{ref}/{key} was completed already")
-        svc.commands.authenticate(actor, code, ref, via)
-        result = svc.commands.complete_task(TaskRef(ref, key), actor, form, via=via)
+        svc.identity.authenticate(actor, code, ref, via)
+        result = svc.tasks.complete_task(TaskRef(ref, key), actor, form, via=via)
     except AlreadyDone as exc:
         return Recorded("already", str(exc))
     except CommandError as exc:
@@ -171,8 +171,8 @@ def fire_due_timers() -> list[FiredTimer]:
     """Due timers into the outbox; staged referrals never opened expire too."""
     from nim_pathway.settings import intake_days
 
-    fired = service().commands.fire_due_timers()
-    service().commands.expire_intakes(intake_days())
+    fired = service().timers.fire_due_timers()
+    service().admin.expire_intakes(intake_days())
     return fired
 
 
@@ -182,7 +182,7 @@ def drain_changes() -> dict[str, int]:
     from orchestration.drain import drain_journal
 
     report = drain_journal(service())
-    service().commands.forget_applied_changes()
+    service().timers.forget_applied_changes()
     for error in report.errors[:20]:
         get_run_logger().warning("sync pending: %s", error)
     return {"changes": report.applied, "cases": report.cases, "failed": report.failed}
@@ -216,7 +216,7 @@ def dispatch_outbox() -> dict[str, int]:
     from notifications.dispatcher import Dispatcher
 
     svc = service()
-    svc.commands.queue_digests(when_due=True)
+    svc.timers.queue_digests(when_due=True)
     report = Dispatcher(svc.url, svc.clock).run_until_idle()
     return {"sent": report.sent, "failed": report.failed, "dead": report.dead}
 
@@ -276,7 +276,7 @@ def publish_audit_checkpoint() -> dict[str, Any] | None:
 
     from prefect.artifacts import create_markdown_artifact
 
-    entry = service().commands.publish_checkpoint()
+    entry = service().timers.publish_checkpoint()
     if entry is not None:
         create_markdown_artifact(
             key="audit-checkpoint",

@@ -21,7 +21,7 @@ def log_in_team(env: dict[str, str], sessions: Path) -> None:
         svc = build_service()
         seed_team(svc)
         for handle in [DEMO_ADMIN.handle] + [h for h, *_ in DEMO_TEAM]:
-            token = svc.commands.login(handle, current_code(svc, handle), 600)
+            token = svc.identity.login(handle, current_code(svc, handle), 600)
             write_private(sessions / handle, token.token.encode())  # 0600, as login writes it
 
 

@@ -66,8 +66,8 @@ def owner(db_url):
 
 
 def some_work(store) -> str:
-    ref = store.commands.open_case(Referral.model_validate(referral_data()), "coord.ali").ref
-    store.commands.complete_task(TaskRef(ref, "triage"), "mgr.okafor", {"accepted": True})
+    ref = store.cases.open_case(Referral.model_validate(referral_data()), "coord.ali").ref
+    store.tasks.complete_task(TaskRef(ref, "triage"), "mgr.okafor", {"accepted": True})
     return ref
 
 
@@ -107,7 +107,7 @@ def test_published_checkpoint_catches_a_truncated_tail_without_the_local_file(st
                                                                               owner):
     some_work(store)
     rows = audit_rows(db_url)
-    entry = store.commands.publish_checkpoint()
+    entry = store.timers.publish_checkpoint()
     assert entry is not None and entry["id"] == rows[-1].id and entry["hash"] == rows[-1].hash
     assert entry["rows"] == len(rows) and len(entry["mac"]) == 64
     assert store.queries.verify_audit([entry]) == []
@@ -130,7 +130,7 @@ def test_published_checkpoint_catches_a_truncated_tail_without_the_local_file(st
 def test_a_chain_rebuilt_without_the_key_is_caught_by_the_published_checkpoint(store, db_url,
                                                                                owner):
     some_work(store)
-    entry = store.commands.publish_checkpoint()
+    entry = store.timers.publish_checkpoint()
     engine = owner()
     rechain_without_key(engine, db_url, {3: "someone-else"})
     store.ctx.audit_checkpoint.unlink()
@@ -142,7 +142,7 @@ def test_a_chain_rebuilt_without_the_key_is_caught_by_the_published_checkpoint(s
 
 def test_a_middle_row_deleted_and_relinked_is_caught(store, db_url, owner):
     some_work(store)
-    entry = store.commands.publish_checkpoint()
+    entry = store.timers.publish_checkpoint()
     rows = audit_rows(db_url)
     middle = rows[len(rows) // 2].id
     engine = owner()
@@ -168,7 +168,7 @@ def test_a_middle_row_deleted_and_relinked_is_caught(store, db_url, owner):
 
 def test_row_count_and_signature_of_an_entry_are_checked(store, db_url):
     some_work(store)
-    entry = store.commands.publish_checkpoint()
+    entry = store.timers.publish_checkpoint()
     at = datetime.fromisoformat(entry["at"])
     miscounted = checkpoint_entry(db_url, (entry["id"], entry["hash"], entry["rows"] + 1),
                                   store.ctx.audit_key, at)
@@ -184,15 +184,15 @@ def test_row_count_and_signature_of_an_entry_are_checked(store, db_url):
 
 def test_one_message_per_head(store, clock):
     ref = some_work(store)
-    first = store.commands.publish_checkpoint()
+    first = store.timers.publish_checkpoint()
     assert first is not None
-    assert store.commands.publish_checkpoint() is None  # nothing new: not sent again
+    assert store.timers.publish_checkpoint() is None  # nothing new: not sent again
     assert len(checkpoint_messages(store.url)) == 1
-    store.commands.complete_task(TaskRef(ref, "consent-mother"), "sw.jones",
-                                 {"consent": "given"})
-    second = store.commands.publish_checkpoint()
+    store.tasks.complete_task(TaskRef(ref, "consent-mother"), "sw.jones",
+                              {"consent": "given"})
+    second = store.timers.publish_checkpoint()
     assert second is not None and second["id"] > first["id"]
-    assert store.commands.publish_checkpoint() is None
+    assert store.timers.publish_checkpoint() is None
     messages = checkpoint_messages(store.url)
     assert [m.dedupe_key for m in messages] == [
         f"audit-checkpoint/{e['db']}/{e['id']}" for e in (first, second)]
@@ -204,7 +204,7 @@ def test_the_checkpoint_reaches_the_admin_channel_and_verifies(store, clock, htt
                                                                monkeypatch):
     monkeypatch.setenv("NIM_ADMIN_TARGETS", http.url("admin"))
     some_work(store)
-    entry = store.commands.publish_checkpoint()
+    entry = store.timers.publish_checkpoint()
     assert Dispatcher(store.url, clock).run_until_idle().sent >= 1
     received = [m for m in http.received if m["path"] == "/admin"]
     assert len(received) == 1 and f"row {entry['id']}" in received[0]["title"]
@@ -235,7 +235,7 @@ def test_parser_finds_entries_in_pasted_text():
 
 def test_cli_verify_with_a_checkpoint_copy(store, db_url, clock, owner, tmp_path):
     some_work(store)
-    store.commands.publish_checkpoint()
+    store.timers.publish_checkpoint()
     key_file = tmp_path / "audit.key"
     key_file.write_bytes(store.ctx.audit_key)
     env = {**os.environ, "NIM_DATABASE_URL": db_url, "NIM_DATA_DIR": str(tmp_path / "data"),

@@ -40,7 +40,7 @@ TABLES = ("nim_case", "task", "case_anchor", "audit_event", "timer", "outbox", "
 
 
 def open_case(store, **over):
-    return store.commands.open_case(Referral.model_validate(referral_data(**over)), "coord.ali")
+    return store.cases.open_case(Referral.model_validate(referral_data(**over)), "coord.ali")
 
 
 def snapshot(url: str) -> dict[str, int]:
@@ -175,7 +175,7 @@ def test_move_date_keeps_the_rules_case_open_keeps(store, db_url, anchor, value,
     ref = open_case(store).ref
     before, show = snapshot(db_url), store.queries.show(ref)
     with pytest.raises(Invalid) as err:
-        store.commands.move_date(ref, anchor, value, "corrected", "coord.ali")
+        store.cases.move_date(ref, anchor, value, "corrected", "coord.ali")
     assert str(err.value).startswith(f"{anchor} cannot move to {value}: ") and says in str(
         err.value), str(err.value)
     assert snapshot(db_url) == before and store.queries.show(ref) == show
@@ -183,11 +183,11 @@ def test_move_date_keeps_the_rules_case_open_keeps(store, db_url, anchor, value,
 
 def test_move_date_within_the_rules_moves(store):
     ref = open_case(store).ref
-    store.commands.move_date(ref, "referral", date(2026, 1, 9), "corrected", "coord.ali")
-    store.commands.move_date(ref, "final_hearing", date(2026, 6, 1), "listed", "coord.ali")
-    store.commands.move_date(ref, "proceedings_issued", date(2026, 1, 6), "corrected",
-                             "coord.ali")
-    store.commands.move_date(ref, "care_entry", date(2026, 1, 2), "corrected", "coord.ali")
+    store.cases.move_date(ref, "referral", date(2026, 1, 9), "corrected", "coord.ali")
+    store.cases.move_date(ref, "final_hearing", date(2026, 6, 1), "listed", "coord.ali")
+    store.cases.move_date(ref, "proceedings_issued", date(2026, 1, 6), "corrected",
+                          "coord.ali")
+    store.cases.move_date(ref, "care_entry", date(2026, 1, 2), "corrected", "coord.ali")
     dates = store.queries.show(ref).dates
     assert (dates["referral"], dates["care_entry"], dates["final_hearing"]) == (
         date(2026, 1, 9), date(2026, 1, 2), date(2026, 6, 1))
@@ -224,21 +224,21 @@ def test_outcome_dates_lie_between_the_referral_and_today(store, db_url):
     before = snapshot(db_url)
     for day in ("2026-01-11", "2026-01-13", "2025-02-30"):
         with pytest.raises(Invalid, match="completed_on"):
-            store.commands.complete_task(triage, "mgr.okafor", {"accepted": True,
-                                                                "completed_on": day})
+            store.tasks.complete_task(triage, "mgr.okafor", {"accepted": True,
+                                                             "completed_on": day})
     assert snapshot(db_url) == before
-    store.commands.complete_task(triage, "mgr.okafor", {"accepted": True,
-                                                        "completed_on": "2026-01-12"})
+    store.tasks.complete_task(triage, "mgr.okafor", {"accepted": True,
+                                                     "completed_on": "2026-01-12"})
     for carer in ("mother", "father", "foster-carer"):
-        store.commands.complete_task(TaskRef(ref, f"consent-{carer}"), "sw.jones",
-                                     {"consent": "given"})
+        store.tasks.complete_task(TaskRef(ref, f"consent-{carer}"), "sw.jones",
+                                  {"consent": "given"})
     wmci = TaskRef(ref, "wmci-mother")
     for day in ("2025-12-31", "2026-02-01"):
         with pytest.raises(Invalid, match=f"interview_date {day} is outside the case's life"):
-            store.commands.complete_task(wmci, "psy.chen", {"classification": "balanced",
-                                                            "interview_date": day})
-    store.commands.complete_task(wmci, "psy.chen", {"classification": "balanced",
-                                                    "interview_date": "2026-01-12"})
+            store.tasks.complete_task(wmci, "psy.chen", {"classification": "balanced",
+                                                         "interview_date": day})
+    store.tasks.complete_task(wmci, "psy.chen", {"classification": "balanced",
+                                                 "interview_date": "2026-01-12"})
 
 
 # -- the calendar and the clock ------------------------------------------------------------------

@@ -19,8 +19,8 @@ from tests.conftest import referral_data
 
 
 def open_case(store, **over) -> str:
-    return store.commands.open_case(Referral.model_validate(referral_data(**over)),
-                                    "coord.ali").ref
+    return store.cases.open_case(Referral.model_validate(referral_data(**over)),
+                                 "coord.ali").ref
 
 
 def clocks(store, ref):
@@ -32,13 +32,13 @@ def test_extensions_final_order_and_the_record(store, clock, db_url):
     assert clocks(store, ref)["care-proceedings-26-weeks"].due == date(2026, 7, 8)
     clock.set(datetime(2026, 7, 1, 10, tzinfo=UK))
     with pytest.raises(Refused):  # a psychologist does not record the court's timetable
-        store.commands.extend_timetable(ref, date(2026, 7, 1), 8, "expert", "psy.chen")
-    store.commands.extend_timetable(ref, date(2026, 7, 1), 8, "expert report awaited",
-                                    "la.sol.reid")
+        store.court.extend_timetable(ref, date(2026, 7, 1), 8, "expert", "psy.chen")
+    store.court.extend_timetable(ref, date(2026, 7, 1), 8, "expert report awaited",
+                                 "la.sol.reid")
     # 8 Jul + 8 weeks = Wed 2 Sep (s32(8): from the later of the end and the grant day)
     assert clocks(store, ref)["care-proceedings-26-weeks"].due == date(2026, 9, 2)
     with pytest.raises(Invalid, match="1 to 8 weeks"):
-        store.commands.extend_timetable(ref, date(2026, 7, 1), 12, "long", "coord.ali")
+        store.court.extend_timetable(ref, date(2026, 7, 1), 12, "long", "coord.ali")
     shown = store.queries.show(ref)
     assert [(e.weeks, e.reason) for e in shown.court.extensions] == [(8, "expert report awaited")]
     with session_scope(db_url) as s:  # the warnings moved with the limit
@@ -46,7 +46,7 @@ def test_extensions_final_order_and_the_record(store, clock, db_url):
     assert any("/clock/care-proceedings-26-weeks/warn-" in k and k.endswith("2026-09-02")
                for k in keys)
     clock.set(datetime(2026, 8, 28, 10, tzinfo=UK))
-    store.commands.record_final_order(ref, date(2026, 8, 28), "care-order", False, "coord.ali")
+    store.court.record_final_order(ref, date(2026, 8, 28), "care-order", False, "coord.ali")
     c26 = clocks(store, ref)["care-proceedings-26-weeks"]
     assert (c26.state, c26.met_on) == ("met", date(2026, 8, 28))
     order = store.queries.show(ref).court.final_order
@@ -62,35 +62,35 @@ def test_cmh_window_is_met_by_the_hearing_held(store, clock):
     assert (cmh.earliest, cmh.due, cmh.state) == (date(2026, 1, 19), date(2026, 1, 23),
                                                   "upcoming")
     clock.set(datetime(2026, 1, 21, 10, tzinfo=UK))
-    store.commands.move_date(ref, "cmh_held", date(2026, 1, 21), "hearing held", "coord.ali")
+    store.cases.move_date(ref, "cmh_held", date(2026, 1, 21), "hearing held", "coord.ali")
     assert clocks(store, ref)["case-management-hearing"].state == "met"
 
 
 def test_direction_creates_work_for_the_named_role(store):
     ref = open_case(store)
-    result = store.commands.add_direction(ref, "statement", "la-social-worker",
-                                          date(2026, 2, 20), "la.sol.reid")
+    result = store.court.add_direction(ref, "statement", "la-social-worker",
+                                       date(2026, 2, 20), "la.sol.reid")
     key = next(e.task for e in result.effects if e.kind == "task-created")
     task = store.queries.task(ref, key)
     assert (task.role, task.due, task.assignee) == ("la-social-worker", date(2026, 2, 20),
                                                     "la.patel")
-    store.commands.complete_task(TaskRef(ref, key), "la.patel", {"filed_on": "2026-01-12"})
+    store.tasks.complete_task(TaskRef(ref, key), "la.patel", {"filed_on": "2026-01-12"})
     assert store.queries.task(ref, key).state == "done"
 
 
 def test_placement_moves_restart_visits_and_leaving_care_stops_them(store, clock):
     ref = open_case(store)  # care entry Mon 5 Jan: first visit by Mon 12 Jan
     clock.set(datetime(2026, 2, 4, 10, tzinfo=UK))
-    store.commands.change_placement(ref, "kinship", date(2026, 2, 4), "grandmother approved",
-                                    "la.patel")
+    store.family.change_placement(ref, "kinship", date(2026, 2, 4), "grandmother approved",
+                                  "la.patel")
     visits = [t for t in store.queries.tasks(case=ref, state=None) if t.spec_id == "sw-visit"]
     assert [(t.state, t.due) for t in visits] == [("cancelled", date(2026, 1, 12)),
                                                   ("open", date(2026, 2, 11))]
     assert store.queries.show(ref).dates["placement_start"] == date(2026, 2, 4)
     with pytest.raises(Invalid, match="before care entry"):
-        store.commands.change_placement(ref, "foster", date(2025, 12, 1), "x", "la.patel")
-    store.commands.cease_looked_after(ref, date(2026, 2, 4), "returned home, order discharged",
-                                      "la.patel")
+        store.family.change_placement(ref, "foster", date(2025, 12, 1), "x", "la.patel")
+    store.court.cease_looked_after(ref, date(2026, 2, 4), "returned home, order discharged",
+                                   "la.patel")
     left = [t for t in store.queries.tasks(case=ref) if t.stage == "statutory"]
     assert not left and store.queries.show(ref).looked_after is False
 

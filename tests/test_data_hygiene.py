@@ -247,9 +247,9 @@ def test_an_existing_loose_database_file_is_tightened(tmp_path):
 
 
 def test_report_packs_are_private(store, clock, tmp_path):
-    ref = store.commands.open_case(Referral.model_validate(referral_data()), "coord.ali").ref
+    ref = store.cases.open_case(Referral.model_validate(referral_data()), "coord.ali").ref
     drive(store, clock, ref, "treatment")
-    path, _ = store.commands.write_pack(ref, "assessment", "html", tmp_path, "lead.singh")
+    path, _ = store.admin.write_pack(ref, "assessment", "html", tmp_path, "lead.singh")
     assert mode(path) == 0o600 and "Sentinel-Given" in path.read_text()
     loose = tmp_path / "again.bin"
     loose.write_bytes(b"x")

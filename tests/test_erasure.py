@@ -51,26 +51,26 @@ def at_rest(url: str) -> str:
 
 def test_erase_shreds_identity_free_text_packs_and_the_audits_typed_text(store, db_url,
                                                                           clock, tmp_path):
-    handle = store.commands.stage_intake(Referral.model_validate(referral_data(
+    handle = store.cases.stage_intake(Referral.model_validate(referral_data(
         child={"given_name": "Zyxwq", "family_name": "Qqsentinel",
                "date_of_birth": "2025-06-01", "address": "1 Sentinel Row"},
         caregivers=[{"relationship": "mother", "name": NICK},
                     {"relationship": "father", "name": "Dadsentinel"},
                     {"relationship": "foster-carer", "name": "Carersentinel"}])), "coord.ali")
-    ref = store.commands.open_from_intake(handle, "coord.ali").ref
+    ref = store.cases.open_from_intake(handle, "coord.ali").ref
     today = store.queries.today()
-    store.commands.add_practitioner(PractitionerIn(handle="mgr.two", display_name="M Two",
-                                                   role="nim-service-manager", team="nim"),
-                                    DEMO_ADMIN.handle)
-    store.commands.reassign(TaskRef(ref, "triage"), "mgr.two", "mgr.okafor",
-                            f"{NICK} rings after 4; {TYPED} naps at 1")
+    store.admin.add_practitioner(PractitionerIn(handle="mgr.two", display_name="M Two",
+                                                role="nim-service-manager", team="nim"),
+                                 DEMO_ADMIN.handle)
+    store.tasks.reassign(TaskRef(ref, "triage"), "mgr.two", "mgr.okafor",
+                         f"{NICK} rings after 4; {TYPED} naps at 1")
     assert store.queries.task(ref, "triage").handover_note.startswith(NICK)  # opened to read
-    store.commands.complete_task(TaskRef(ref, "triage"), "mgr.two",
-                                 {"accepted": True, "notes": f"{TYPED} seen at home"})
-    store.commands.move_date(ref, "final_hearing", today + timedelta(weeks=20),
-                             f"listed after {TYPED}'s assessment", "coord.ali")
-    store.commands.pause(ref, f"{NICK} in hospital", "coord.ali")  # kept by the audit only
-    store.commands.resume(ref, "coord.ali")
+    store.tasks.complete_task(TaskRef(ref, "triage"), "mgr.two",
+                              {"accepted": True, "notes": f"{TYPED} seen at home"})
+    store.cases.move_date(ref, "final_hearing", today + timedelta(weeks=20),
+                          f"listed after {TYPED}'s assessment", "coord.ali")
+    store.cases.pause(ref, f"{NICK} in hospital", "coord.ali")  # kept by the audit only
+    store.cases.resume(ref, "coord.ali")
     # authorised readers see what was typed; the database (and so any backup of it) holds
     # ciphertext only: identity, typed text and the staged referral are sealed at rest
     sealed = sealed_rows(db_url, ref)
@@ -84,10 +84,10 @@ def test_erase_shreds_identity_free_text_packs_and_the_audits_typed_text(store, 
     assert "nim1:" + ref in backup
     assert [x for x in SENTINELS + (TYPED,) if x in backup] == []
     drive(store, clock, ref, "treatment")  # D1 made: the assessment pack can be written
-    pack, _ = store.commands.write_pack(ref, "assessment", "html", tmp_path, "coord.ali")
+    pack, _ = store.admin.write_pack(ref, "assessment", "html", tmp_path, "coord.ali")
     assert "Qqsentinel" in pack.read_text()
 
-    result = store.commands.erase(ref, "mgr.okafor", reason="court order")
+    result = store.admin.erase(ref, "mgr.okafor", reason="court order")
     assert "1 report pack(s)" in result.message and not pack.exists()
     with session_scope(db_url, read_only=True) as s:
         triage = s.exec(select(Task).where(Task.spec_id == "triage")).one()
@@ -109,13 +109,13 @@ def test_erase_shreds_identity_free_text_packs_and_the_audits_typed_text(store, 
     # a child added after erasure: nothing of their identity is kept either
     from models.schemas import ChildIn
 
-    store.commands.add_child(ref, ChildIn(given_name="Lateqq", family_name="Qqsentinel",
-                                          date_of_birth="2025-09-01"), "coord.ali")
+    store.family.add_child(ref, ChildIn(given_name="Lateqq", family_name="Qqsentinel",
+                                        date_of_birth="2025-09-01"), "coord.ali")
     late = store.queries.case_record(ref).children[-1]
     assert (late.given_name, late.date_of_birth) == (ERASED, None)
     # typed after erasure: the audit keeps none of it (the case has no key any more)
-    store.commands.move_date(ref, "final_hearing", today + timedelta(weeks=21),
-                             "relisted after the erasure", "coord.ali")
+    store.cases.move_date(ref, "final_hearing", today + timedelta(weeks=21),
+                          "relisted after the erasure", "coord.ali")
     with session_scope(db_url, read_only=True) as s:
         assert "relisted" not in str([a.detail for a in s.exec(select(AuditEvent))])
 
@@ -136,7 +136,7 @@ def test_the_key_store_is_not_the_case_store(store, db_url, monkeypatch):
     from models.errors import ConfigError
     from nim_pathway import settings
 
-    ref = store.commands.open_case(Referral.model_validate(referral_data()), "coord.ali").ref
+    ref = store.cases.open_case(Referral.model_validate(referral_data()), "coord.ali").ref
     with get_engine(db_url).connect() as conn:
         (wrapped,) = conn.execute(text("SELECT wrapped FROM case_key WHERE case_ref = :r"),
                                   {"r": ref}).one()
@@ -148,10 +148,10 @@ def test_the_key_store_is_not_the_case_store(store, db_url, monkeypatch):
 
 
 def test_a_staged_referral_never_opened_expires(store, db_url, clock):
-    handle = store.commands.stage_intake(Referral.model_validate(referral_data()), "coord.ali")
-    assert store.commands.expire_intakes(14) == 0
+    handle = store.cases.stage_intake(Referral.model_validate(referral_data()), "coord.ali")
+    assert store.admin.expire_intakes(14) == 0
     clock.set(clock.now() + timedelta(days=15))
-    assert store.commands.expire_intakes(14) == 1
+    assert store.admin.expire_intakes(14) == 1
     with session_scope(db_url, read_only=True) as s:
         assert not s.exec(text("SELECT * FROM intake")).all()
         expired = s.exec(select(AuditEvent).where(AuditEvent.action == "intake-expired")).one()
@@ -162,12 +162,12 @@ def test_free_text_never_reaches_prefect_or_a_message(store, db_url):
     """The task card and Resume form say a handover note exists and where to read it."""
     from tasks.case_tasks import task_description
 
-    ref = store.commands.open_case(Referral.model_validate(referral_data()), "coord.ali").ref
-    store.commands.add_practitioner(PractitionerIn(handle="mgr.two", display_name="M Two",
-                                                   role="nim-service-manager", team="nim"),
-                                    DEMO_ADMIN.handle)
-    store.commands.reassign(TaskRef(ref, "triage"), "mgr.two", "mgr.okafor",
-                            f"{NICK} prefers mornings, at 1 Sentinel Row")
+    ref = store.cases.open_case(Referral.model_validate(referral_data()), "coord.ali").ref
+    store.admin.add_practitioner(PractitionerIn(handle="mgr.two", display_name="M Two",
+                                                role="nim-service-manager", team="nim"),
+                                 DEMO_ADMIN.handle)
+    store.tasks.reassign(TaskRef(ref, "triage"), "mgr.two", "mgr.okafor",
+                         f"{NICK} prefers mornings, at 1 Sentinel Row")
     card = task_description(ref, store.queries.task(ref, "triage"))
     assert "Handover note:" in card and f"task list --case {ref}" in card
     assert NICK not in card and "Sentinel Row" not in card

@@ -33,7 +33,7 @@ def family(store, profile="england", **over) -> str:
     data = referral_data(**PROFILES[profile], **over)
     if "children" in over:
         data.pop("child")
-    return store.commands.open_case(Referral.model_validate(data), "coord.ali").ref
+    return store.cases.open_case(Referral.model_validate(data), "coord.ali").ref
 
 
 def keys(store, ref, spec_id=None, state="open"):
@@ -42,10 +42,10 @@ def keys(store, ref, spec_id=None, state="open"):
 
 
 def give_consent(store, ref, answers):
-    store.commands.complete_task(TaskRef(ref, "triage"), "mgr.okafor", {"accepted": True})
+    store.tasks.complete_task(TaskRef(ref, "triage"), "mgr.okafor", {"accepted": True})
     for carer, answer in answers.items():
-        store.commands.complete_task(TaskRef(ref, f"consent-{carer}"), "sw.jones",
-                                     {"consent": answer})
+        store.tasks.complete_task(TaskRef(ref, f"consent-{carer}"), "sw.jones",
+                                  {"consent": answer})
 
 
 @pytest.mark.parametrize("profile", list(PROFILES))
@@ -72,17 +72,17 @@ def test_sibling_group_with_a_late_father_and_consent_withdrawn(store, clock, pr
                                                     "child-assessment-child-3"]
     # the father is identified in week 3: asked for consent now, assessed once he gives it
     clock.set(datetime(2026, 2, 23, 10, tzinfo=UK))
-    store.commands.add_caregiver(ref, "father", "Sentinel-Father", [], "sw.jones")
+    store.family.add_caregiver(ref, "father", "Sentinel-Father", [], "sw.jones")
     assert keys(store, ref, "consent") == ["consent-father"]
     assert not keys(store, ref, "wmci") or "wmci-father" not in keys(store, ref, "wmci")
-    store.commands.complete_task(TaskRef(ref, "consent-father"), "sw.jones",
-                                 {"consent": "given"})
+    store.tasks.complete_task(TaskRef(ref, "consent-father"), "sw.jones",
+                              {"consent": "given"})
     father = keys(store, ref, "wmci")
     assert {"wmci-father", "wmci-father-child-2", "wmci-father-child-3"} <= set(father)
     late = store.queries.task(ref, "wmci-father")
     assert late.due > date(2026, 2, 23)  # due from the day he consented, not overdue at once
     # the mother withdraws consent mid-assessment: her work stops, the family goes on
-    store.commands.withdraw_consent(ref, "mother", "sw.jones")
+    store.family.withdraw_consent(ref, "mother", "sw.jones")
     assert not [k for k in keys(store, ref) if "mother" in k]
     assert [c.consent for c in store.queries.show(ref).caregivers
             if c.key == "mother"] == ["withdrawn"]
@@ -112,12 +112,12 @@ def test_each_child_has_their_own_d2(store):
                 [t.key for t in open_work] == ["final-report"] or not open_work:
             break
         t = min(open_work, key=lambda t: t.due)
-        store.commands.complete_task(t.task, handles[t.role],
-                                     sample_outcome(spec, t.spec_id, decisions))
-    store.commands.complete_task(TaskRef(ref, "final-report"), "psy.chen", {})
-    store.commands.decide(ref, "d2", "adoption", "lead.singh", child="child-2")
+        store.tasks.complete_task(t.task, handles[t.role],
+                                  sample_outcome(spec, t.spec_id, decisions))
+    store.tasks.complete_task(TaskRef(ref, "final-report"), "psy.chen", {})
+    store.cases.decide(ref, "d2", "adoption", "lead.singh", child="child-2")
     assert store.queries.show(ref).stage == "recommendation"  # child-1 still to decide
-    store.commands.decide(ref, "d2", "kinship_care", "lead.singh")
+    store.cases.decide(ref, "d2", "kinship_care", "lead.singh")
     shown = store.queries.show(ref)
     assert shown.decisions == {"d1": "no_treatment", "d2@child-2": "adoption",
                                "d2": "kinship_care"}
@@ -127,7 +127,7 @@ def test_each_child_has_their_own_d2(store):
 @pytest.mark.parametrize("profile", list(PROFILES))
 def test_triage_not_accepted_exits_and_tells_the_la(store, db_url, profile):
     ref = family(store, profile)
-    store.commands.complete_task(TaskRef(ref, "triage"), "mgr.okafor", {"accepted": False})
+    store.tasks.complete_task(TaskRef(ref, "triage"), "mgr.okafor", {"accepted": False})
     shown = store.queries.show(ref)
     assert (shown.exit_reason, shown.stage) == ("referral-declined", None)
     assert shown.closed_on is not None
@@ -164,10 +164,10 @@ def test_partial_consent_schedules_work_only_for_who_consented(store, profile):
 def test_a_carer_who_leaves_has_their_work_cancelled(store, profile):
     ref = family(store, profile)
     give_consent(store, ref, {"mother": "given", "father": "given", "foster-carer": "given"})
-    store.commands.remove_caregiver(ref, "foster-carer", "placement ended", "sw.jones")
+    store.family.remove_caregiver(ref, "foster-carer", "placement ended", "sw.jones")
     assert not [k for k in keys(store, ref) if "foster-carer" in k]
     with pytest.raises(Invalid, match="no caregiver 'foster-carer'"):
-        store.commands.withdraw_consent(ref, "foster-carer", "sw.jones")
+        store.family.withdraw_consent(ref, "foster-carer", "sw.jones")
 
 
 @pytest.mark.parametrize("profile", list(PROFILES))
@@ -176,14 +176,14 @@ def test_pause_stops_nim_targets_not_statutory_limits(store, clock, db_url, prof
     triage_due = store.queries.task(ref, "triage").due  # Mon 19 Jan
     visit_due = store.queries.task(ref, "sw-visit-1").due
     with pytest.raises(Refused):
-        store.commands.pause(ref, "parent in hospital", "psy.chen")
-    store.commands.pause(ref, "parent in hospital", "coord.ali")
+        store.cases.pause(ref, "parent in hospital", "psy.chen")
+    store.cases.pause(ref, "parent in hospital", "coord.ali")
     with session_scope(db_url) as s:
         live = {t.task_key for t in s.exec(select(Timer).where(
             Timer.fired_at.is_(None), Timer.cancelled_at.is_(None)))}
     assert "triage" not in live and "sw-visit-1" in live  # statutory timers go on
     clock.set(datetime(2026, 1, 26, 10, tzinfo=UK))  # paused for 14 days
-    store.commands.resume(ref, "coord.ali")
+    store.cases.resume(ref, "coord.ali")
     # triage Mon 19 Jan + 14 days = Mon 2 Feb; the visit's legal limit does not move
     assert store.queries.task(ref, "triage").due == date(2026, 2, 2) == triage_due.replace(
         day=2, month=2)
@@ -200,15 +200,15 @@ def test_eligibility_comes_from_the_pathway(store):
     with pytest.raises(Invalid, match="child-2 is 61 months old at referral"):
         family(store, children=[SIBLINGS[0], too_old])
     with pytest.raises(Invalid, match="first entry to care"):
-        store.commands.open_case(Referral.model_validate(referral_data(
+        store.cases.open_case(Referral.model_validate(referral_data(
             jurisdiction="scotland", proceedings_issued=None)), "coord.ali")
 
 
 def test_a_childs_new_placement_restarts_only_their_visits(store, clock):
     ref = family(store, children=SIBLINGS)
     clock.set(datetime(2026, 2, 4, 10, tzinfo=UK))
-    store.commands.change_placement(ref, "foster", date(2026, 2, 4), "carer change", "la.patel",
-                                    child="child-2")
+    store.family.change_placement(ref, "foster", date(2026, 2, 4), "carer change", "la.patel",
+                                  child="child-2")
     assert keys(store, ref, "sw-visit") == ["sw-visit-1", "sw-visit-child-2-2",
                                             "sw-visit-child-3-1"]
     assert store.queries.task(ref, "sw-visit-child-2-2").due == date(2026, 2, 11)
@@ -220,8 +220,8 @@ def test_exit_by_hand_and_kpis(store, clock):
     first, second = family(store), family(store)
     give_consent(store, first, {"mother": "given", "father": "given", "foster-carer": "given"})
     with pytest.raises(Invalid, match="unknown exit 'bored'"):
-        store.commands.exit_case(second, "bored", "", "coord.ali")
-    store.commands.exit_case(second, "disengaged", "no contact for 6 weeks", "coord.ali")
+        store.cases.exit_case(second, "bored", "", "coord.ali")
+    store.cases.exit_case(second, "disengaged", "no contact for 6 weeks", "coord.ali")
     data = kpis(store.queries)
     assert data.exits_by_reason == {"disengaged": 1}
     assert data.share_received_nim == 0.5 and data.families == 2
@@ -230,24 +230,24 @@ def test_exit_by_hand_and_kpis(store, clock):
 def test_contact_sessions_and_referrals_out_are_recorded(store, clock):
     ref = family(store, children=SIBLINGS[:2])
     give_consent(store, ref, {"mother": "given", "father": "given", "foster-carer": "given"})
-    store.commands.record_contact(ref, "child-2", "mother", 2, True, date(2026, 1, 12),
-                                  "sw.jones")
-    store.commands.record_contact(ref, "child-2", "mother", 3, False, date(2026, 1, 12),
-                                  "sw.jones")  # replaces the previous arrangement
+    store.family.record_contact(ref, "child-2", "mother", 2, True, date(2026, 1, 12),
+                                "sw.jones")
+    store.family.record_contact(ref, "child-2", "mother", 3, False, date(2026, 1, 12),
+                                "sw.jones")  # replaces the previous arrangement
     with pytest.raises(Invalid, match="no caregiver 'aunt'"):
-        store.commands.record_contact(ref, "child-1", "aunt", 1, True, date(2026, 1, 12),
-                                      "sw.jones")
+        store.family.record_contact(ref, "child-1", "aunt", 1, True, date(2026, 1, 12),
+                                    "sw.jones")
     contact = store.queries.show(ref).contact
     assert [(c.child, c.caregiver, c.per_week, c.supervised) for c in contact] == [
         ("child-2", "mother", 3, False)]
-    store.commands.record_session(ref, "dyadic", date(2026, 1, 12), True, "fsw.brown",
-                                  caregiver="mother", child="child-1")
-    store.commands.record_session(ref, "parent", date(2026, 1, 12), False, "fsw.brown",
-                                  caregiver="father")
+    store.family.record_session(ref, "dyadic", date(2026, 1, 12), True, "fsw.brown",
+                                caregiver="mother", child="child-1")
+    store.family.record_session(ref, "parent", date(2026, 1, 12), False, "fsw.brown",
+                                caregiver="father")
     sessions = store.queries.show(ref).sessions
     assert (sessions.offered, sessions.attended) == (2, 1)
-    result = store.commands.refer_out(ref, "substance-use", "nim-social-worker", None,
-                                      "sw.jones", caregiver="father")
+    result = store.family.refer_out(ref, "substance-use", "nim-social-worker", None,
+                                    "sw.jones", caregiver="father")
     task = store.queries.task(ref, result.effects[0].task)
     # referred Mon 12 Jan 2026: by default within 5 working days, Mon 19 Jan
     assert (task.title, task.role, task.caregiver, task.due) == (
@@ -262,11 +262,11 @@ def test_transfer_to_another_site_hands_nim_work_to_its_team(store, db_url):
     give_consent(store, ref, {"mother": "given", "father": "given", "foster-carer": "given"})
     nim_roles = {t.role for t in store.queries.tasks(case=ref) if t.stage != "statutory"}
     with pytest.raises(Invalid, match="team 'east' has no active"):
-        store.commands.transfer(ref, "east-site", "east", "coord.ali")
+        store.cases.transfer(ref, "east-site", "east", "coord.ali")
     for role in sorted(nim_roles):
-        store.commands.add_practitioner(PractitionerIn(handle=f"east.{role}", display_name="E",
-                                                       role=role, team="east"), DEMO_ADMIN.handle)
-    result = store.commands.transfer(ref, "east-site", "east", "coord.ali")
+        store.admin.add_practitioner(PractitionerIn(handle=f"east.{role}", display_name="E",
+                                                    role=role, team="east"), DEMO_ADMIN.handle)
+    result = store.cases.transfer(ref, "east-site", "east", "coord.ali")
     tasks = store.queries.tasks(case=ref)
     assert {t.assignee for t in tasks if t.stage != "statutory"} == {
         f"east.{r}" for r in nim_roles}
@@ -294,12 +294,12 @@ def test_per_child_final_orders_and_children_leaving_or_relinked(store, clock):
     ref = family(store, children=SIBLINGS[:2])
     clock.set(datetime(2026, 6, 1, 10, tzinfo=UK))
     # orders that differ: the 26-week clock is met only once every child has one
-    store.commands.record_final_order(ref, date(2026, 5, 20), "placement-order", True,
-                                      "coord.ali", child="child-2")
+    store.court.record_final_order(ref, date(2026, 5, 20), "placement-order", True,
+                                   "coord.ali", child="child-2")
     c26 = {c.id: c for c in store.queries.show(ref).clocks}["care-proceedings-26-weeks"]
     assert c26.met_on is None
-    store.commands.record_final_order(ref, date(2026, 6, 1), "special-guardianship-order",
-                                      False, "coord.ali", child="child-1")
+    store.court.record_final_order(ref, date(2026, 6, 1), "special-guardianship-order",
+                                   False, "coord.ali", child="child-1")
     shown = store.queries.show(ref)
     c26 = {c.id: c for c in shown.clocks}["care-proceedings-26-weeks"]
     assert (c26.state, c26.met_on) == ("met", date(2026, 6, 1))  # issue 8 Jan: due 8 Jul
@@ -308,12 +308,12 @@ def test_per_child_final_orders_and_children_leaving_or_relinked(store, clock):
     ref2 = family(store, children=SIBLINGS)
     give_consent(store, ref2, {"mother": "given", "father": "given", "foster-carer": "given"})
     # the foster carer turns out to care for child-1 only
-    store.commands.link_caregiver(ref2, "foster-carer", ["child-1"], "sw.jones")
+    store.family.link_caregiver(ref2, "foster-carer", ["child-1"], "sw.jones")
     assert [k for k in keys(store, ref2, "wmci") if "foster-carer" in k] == ["wmci-foster-carer"]
     # child-3 leaves the episode: their work stops, the family goes on
-    store.commands.remove_child(ref2, "child-3", "placed with a relative elsewhere", "sw.jones")
+    store.family.remove_child(ref2, "child-3", "placed with a relative elsewhere", "sw.jones")
     assert not [k for k in keys(store, ref2) if "child-3" in k]
     assert [c.key for c in store.queries.show(ref2).children] == ["child-1", "child-2"]
     assert store.queries.show(ref2).stage == "assessment"
     with pytest.raises(Invalid, match="has no child 'child-3'"):
-        store.commands.link_caregiver(ref2, "mother", ["child-3"], "sw.jones")
+        store.family.link_caregiver(ref2, "mother", ["child-3"], "sw.jones")

@@ -247,8 +247,8 @@ def test_a_site_runs_both_programmes_and_reports_each(store, clock):
     from reports.oversight import breaches, caseload_board, kpi_markdown, kpis
     from tests.conftest import referral_data as nim_data
 
-    nim = store.commands.open_case(Referral.model_validate(nim_data()), "coord.ali").ref
-    fdac = store.commands.open_case(_fdac_referral(), "coord.ali").ref
+    nim = store.cases.open_case(Referral.model_validate(nim_data()), "coord.ali").ref
+    fdac = store.cases.open_case(_fdac_referral(), "coord.ali").ref
     assert store.queries.show(nim).programme == "nim"
     shown = store.queries.show(fdac)
     assert (shown.programme, shown.pathway, shown.stage) == ("fdac", "fdac-england@2026.1",
@@ -285,12 +285,12 @@ def test_a_site_runs_both_programmes_and_reports_each(store, clock):
 def test_the_programme_and_its_pathway_must_agree(store):
     with pytest.raises(Invalid, match="pathway england runs programme nim, not fdac; choose a "
                        "fdac pathway with --pathway or open on programme nim"):
-        store.commands.open_case(_fdac_referral(pathway="england"), "coord.ali")
+        store.cases.open_case(_fdac_referral(pathway="england"), "coord.ali")
     # a pathway named alone brings its programme
     data = referral_data(care_entry="2026-01-08", referral="2026-01-12",
                          proceedings_issued="2026-01-05", pathway="fdac-england",
                          placement={"kind": "home", "start": "2026-01-08"})
-    ref = store.commands.open_case(Referral.model_validate(data), "coord.ali").ref
+    ref = store.cases.open_case(Referral.model_validate(data), "coord.ali").ref
     assert store.queries.show(ref).programme == "fdac"
 
 
@@ -380,7 +380,7 @@ from tests.test_notifications import (  # noqa: E402 - the receivers and team th
 
 def test_fdac_messages_go_to_the_fdac_team_and_name_the_programme(team, clock, http):  # noqa: F811
     store = team
-    ref = store.commands.open_case(_fdac_referral(), "coord.ali").ref
+    ref = store.cases.open_case(_fdac_referral(), "coord.ali").ref
     d = dispatcher(store, clock)
     d.run_until_idle()
     # opening hands screening to the FDAC team manager (due Mon 19 Jan: 5 working days from
@@ -391,16 +391,16 @@ def test_fdac_messages_go_to_the_fdac_team_and_name_the_programme(team, clock, h
     # overdue FDAC work escalates through FDAC's managers: tier 1 a working day after the due
     # day (Tue 20 Jan) to the team manager, tier 2 after 5 (Mon 26 Jan) to the service lead,
     # never to NIM's managers
-    store.commands.fire_due_timers(at(clock, "2026-01-20"))
-    store.commands.fire_due_timers(at(clock, "2026-01-26"))
+    store.timers.fire_due_timers(at(clock, "2026-01-20"))
+    store.timers.fire_due_timers(at(clock, "2026-01-26"))
     d.run_until_idle()
     escalated = {m["path"] for m in http.received
                  if "escalat" in (m["title"] + m["message"]).lower()}
     assert {"/fdac.tm.hughes", "/fdac.lead.moss"} <= escalated
     assert not escalated & {"/mgr.okafor", "/hos.taylor"}
     # screening not accepted: the family leaves FDAC; the LA is told it left the FDAC pathway
-    store.commands.complete_task(TaskRef(ref, "screening"), "fdac.tm.hughes",
-                                 {"accepted": False})
+    store.tasks.complete_task(TaskRef(ref, "screening"), "fdac.tm.hughes",
+                              {"accepted": False})
     d.run_until_idle()
     exits = [m for m in http.received if m["path"] == "/la.patel" and "Left the" in m["title"]]
     assert exits and exits[0]["title"] == (f"[{ref}] Left the FDAC pathway: Not accepted for "

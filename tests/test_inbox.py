@@ -73,10 +73,10 @@ def test_dispatched_messages_arrive_in_each_practitioners_inbox(site, clock, dat
     config = NotifyConfig(admin=[inbox.address("admin")], max_attempts=1)
     dispatcher = Dispatcher(svc.url, clock, config)
     # opening the case hands triage to mgr.okafor; an hour later triage hands consents on
-    ref = svc.commands.open_case(Referral.model_validate(referral_data()), "coord.ali").ref
+    ref = svc.cases.open_case(Referral.model_validate(referral_data()), "coord.ali").ref
     assert dispatcher.run_until_idle().sent >= 1
     clock.set(clock.now() + timedelta(hours=1))
-    svc.commands.complete_task(TaskRef(ref, "triage"), "mgr.okafor", {"accepted": True})
+    svc.tasks.complete_task(TaskRef(ref, "triage"), "mgr.okafor", {"accepted": True})
     with session_scope(svc.url) as session:  # nobody can receive it: a dead-letter alert
         enqueue(session, config, "test", "nobody/1", ref, "role-unstaffed:wizard",
                 {"case_ref": ref, "link": config.ui_url}, clock.now())

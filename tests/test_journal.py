@@ -26,49 +26,49 @@ def pending(url: str) -> list[tuple[str, str | None]]:
 
 
 def test_changes_are_journalled_once_per_case_until_claimed(store, db_url):
-    ref = store.commands.open_case(Referral.model_validate(referral_data()), "coord.ali").ref
+    ref = store.cases.open_case(Referral.model_validate(referral_data()), "coord.ali").ref
     assert pending(db_url) == [(ref, None)]
-    store.commands.complete_task(TaskRef(ref, "triage"), "mgr.okafor", {"accepted": True})
+    store.tasks.complete_task(TaskRef(ref, "triage"), "mgr.okafor", {"accepted": True})
     assert pending(db_url) == [(ref, None)]  # one entry covers both changes
-    last = store.commands.last_change(ref)
-    claimed = store.commands.claim_changes("drainer-1", 10)
+    last = store.queries.last_change(ref)
+    claimed = store.timers.claim_changes("drainer-1", 10)
     assert claimed == {ref: [last]}
-    store.commands.pause(ref, "family holiday", "coord.ali")  # a change after the claim
+    store.cases.pause(ref, "family holiday", "coord.ali")  # a change after the claim
     assert [r for r, _ in pending(db_url)] == [ref, ref]  # ... gets its own entry
-    assert store.commands.settle_changes(claimed[ref], "drainer-1") == 1
+    assert store.timers.settle_changes(claimed[ref], "drainer-1") == 1
     assert pending(db_url) == [(ref, None)]
 
 
 def test_the_cli_marks_only_what_its_sync_covered(store, db_url):
-    ref = store.commands.open_case(Referral.model_validate(referral_data()), "coord.ali").ref
-    covered = store.commands.last_change(ref)
-    other = store.commands.open_case(Referral.model_validate(referral_data()), "coord.ali").ref
-    store.commands.changes_applied(ref, covered)
+    ref = store.cases.open_case(Referral.model_validate(referral_data()), "coord.ali").ref
+    covered = store.queries.last_change(ref)
+    other = store.cases.open_case(Referral.model_validate(referral_data()), "coord.ali").ref
+    store.timers.changes_applied(ref, covered)
     assert pending(db_url) == [(other, None)]
-    store.commands.changes_applied(other, 0)  # nothing was pending when its sync began
+    store.timers.changes_applied(other, 0)  # nothing was pending when its sync began
     assert pending(db_url) == [(other, None)]
 
 
 def test_a_lease_is_exclusive_until_it_runs_out(store, db_url, clock):
-    refs = [store.commands.open_case(Referral.model_validate(referral_data()), "coord.ali").ref
+    refs = [store.cases.open_case(Referral.model_validate(referral_data()), "coord.ali").ref
             for _ in range(3)]
-    first = store.commands.claim_changes("a", 2)
+    first = store.timers.claim_changes("a", 2)
     assert sorted(first) == refs[:2]
-    second = store.commands.claim_changes("b", 10)
+    second = store.timers.claim_changes("b", 10)
     assert list(second) == refs[2:]  # the leased ones are not offered again
-    assert store.commands.claim_changes("c", 10) == {}
-    assert store.commands.settle_changes(second[refs[2]], "b",
-                                         error="ConnectError: Prefect down") == 1
+    assert store.timers.claim_changes("c", 10) == {}
+    assert store.timers.settle_changes(second[refs[2]], "b",
+                                       error="ConnectError: Prefect down") == 1
     with session_scope(db_url, read_only=True) as s:
         row = s.exec(select(OrchestrationChange).where(
             OrchestrationChange.case_ref == refs[2])).one()
     assert row.claim_token is None and row.last_error.startswith("ConnectError")  # released
     clock.set(clock.now() + LEASE + timedelta(seconds=1))  # drainer "a" died holding its lease
-    taken = store.commands.claim_changes("c", 10)
+    taken = store.timers.claim_changes("c", 10)
     assert sorted(taken) == refs
     late = [i for ids in first.values() for i in ids]
-    assert store.commands.settle_changes(late, "a") == 0  # "a" no longer holds them
-    assert store.commands.settle_changes([i for ids in taken.values() for i in ids], "c") == 3
+    assert store.timers.settle_changes(late, "a") == 0  # "a" no longer holds them
+    assert store.timers.settle_changes([i for ids in taken.values() for i in ids], "c") == 3
     assert pending(db_url) == []
 
 
@@ -77,13 +77,13 @@ def test_concurrent_drainers_never_claim_the_same_change(store, db_url):
     if not db_url.startswith("postgresql"):
         pytest.skip("the race is run on PostgreSQL (SKIP LOCKED); SQLite has one writer")
     for _ in range(40):
-        store.commands.open_case(Referral.model_validate(referral_data()), "coord.ali")
+        store.cases.open_case(Referral.model_validate(referral_data()), "coord.ali")
     start, results = threading.Barrier(4), {}
 
     def drainer(token: str) -> None:
         start.wait()
         got: list[int] = []
-        while claimed := store.commands.claim_changes(token, 3):
+        while claimed := store.timers.claim_changes(token, 3):
             got += [i for ids in claimed.values() for i in ids]
         results[token] = got
 
@@ -97,29 +97,29 @@ def test_concurrent_drainers_never_claim_the_same_change(store, db_url):
 
 
 def test_applied_entries_are_forgotten_after_a_week(store, db_url, clock):
-    ref = store.commands.open_case(Referral.model_validate(referral_data()), "coord.ali").ref
-    store.commands.changes_applied(ref, store.commands.last_change(ref))
+    ref = store.cases.open_case(Referral.model_validate(referral_data()), "coord.ali").ref
+    store.timers.changes_applied(ref, store.queries.last_change(ref))
     clock.set(clock.now() + timedelta(days=6))
-    assert store.commands.forget_applied_changes() == 0  # applied 6 days ago: kept
-    store.commands.pause(ref, "family holiday", "coord.ali")  # pending: never forgotten
+    assert store.timers.forget_applied_changes() == 0  # applied 6 days ago: kept
+    store.cases.pause(ref, "family holiday", "coord.ali")  # pending: never forgotten
     clock.set(clock.now() + timedelta(days=2))
-    assert store.commands.forget_applied_changes() == 1  # 8 days: gone
+    assert store.timers.forget_applied_changes() == 1  # 8 days: gone
     assert pending(db_url) == [(ref, None)]
 
 
 def test_open_work_lists_each_case_stage_and_open_tasks(store):
     """What the nightly audit compares Prefect's live runs with: labels only (no sealed
     value opened), the same work `sync_case` starts runs for."""
-    ref = store.commands.open_case(Referral.model_validate(referral_data()), "coord.ali").ref
+    ref = store.cases.open_case(Referral.model_validate(referral_data()), "coord.ali").ref
     want = {f"stage:{store.queries.show(ref).stage}"} | {
         f"task:{t.key}" for t in store.queries.tasks(case=ref)}
     assert store.queries.open_work()[ref] == want
-    store.commands.complete_task(TaskRef(ref, "triage"), "mgr.okafor", {"accepted": True})
+    store.tasks.complete_task(TaskRef(ref, "triage"), "mgr.okafor", {"accepted": True})
     after = store.queries.open_work()[ref]
     assert "task:triage" not in after
     assert after == {f"stage:{store.queries.show(ref).stage}"} | {
         f"task:{t.key}" for t in store.queries.tasks(case=ref)}
-    store.commands.exit_case(ref, "disengaged", "", "coord.ali")
+    store.cases.exit_case(ref, "disengaged", "", "coord.ali")
     # leaving NIM ends its stage and its work; the local authority's statutory duties to a
     # looked-after child (visits, reviews) stay open, so their runs stay too
     assert store.queries.show(ref).stage is None
@@ -135,8 +135,8 @@ def test_a_case_whose_sync_fails_is_tried_once_per_drain(store, monkeypatch):
     from orchestration.sync import SyncReport
 
     monkeypatch.setenv("PREFECT_API_URL", "http://127.0.0.1:9/api")  # never contacted
-    refs = [store.commands.open_case(Referral.model_validate(referral_data()),
-                                     "coord.ali").ref for _ in range(2)]
+    refs = [store.cases.open_case(Referral.model_validate(referral_data()),
+                                  "coord.ali").ref for _ in range(2)]
     attempts: list[str] = []
 
     def sync(svc, ref, client=None):  # the first case's sync fails, the second's works
@@ -179,8 +179,8 @@ def test_a_sync_service_that_cannot_reach_prefect_says_so_to_the_waiting_command
             serve_journal, store, stop), kwargs={"poll_s": 0.05, "log": logged.append})
         thread.start()
         try:
-            ref = store.commands.open_case(Referral.model_validate(referral_data()),
-                                           "coord.ali").ref
+            ref = store.cases.open_case(Referral.model_validate(referral_data()),
+                                        "coord.ali").ref
             deadline = threading.Event()
             while not service_running(store.url) and not deadline.wait(0.05):
                 pass

@@ -53,8 +53,8 @@ def team(db_url, clock, http, smtp, monkeypatch):
     ensure_admin(store)
     for handle, name, role, team_name in DEMO_TEAM:
         contact = "email:chen@example.org" if role == "psychologist" else http.url(handle)
-        store.commands.add_practitioner(PractitionerIn(handle=handle, display_name=name, role=role,
-                                              team=team_name, contact=contact), DEMO_ADMIN.handle)
+        store.admin.add_practitioner(PractitionerIn(handle=handle, display_name=name, role=role,
+                                           team=team_name, contact=contact), DEMO_ADMIN.handle)
     return store
 
 
@@ -66,7 +66,7 @@ def dispatcher(store, clock, **config) -> Dispatcher:
 
 
 def open_case(store, **over):
-    return store.commands.open_case(Referral.model_validate(referral_data(**over)), "coord.ali").ref
+    return store.cases.open_case(Referral.model_validate(referral_data(**over)), "coord.ali").ref
 
 
 def at(clock, day: str, hour: int = 9, minute: int = 5) -> datetime:
@@ -90,9 +90,9 @@ def test_reminders_and_handoffs_arrive_once(team, clock, http, smtp):
 
     # triage is due 2026-01-19: the 5-working-day reminder fires on Monday 12 Jan, the
     # 1-working-day one on Friday 16 Jan, at 09:00
-    store.commands.fire_due_timers(at(clock, "2026-01-12"))
-    store.commands.fire_due_timers(at(clock, "2026-01-16"))
-    store.commands.fire_due_timers(at(clock, "2026-01-16"))  # a second sweep finds nothing new
+    store.timers.fire_due_timers(at(clock, "2026-01-12"))
+    store.timers.fire_due_timers(at(clock, "2026-01-16"))
+    store.timers.fire_due_timers(at(clock, "2026-01-16"))  # a second sweep finds nothing new
     assert d.run_until_idle().sent >= 1
     d.run_until_idle()  # a second dispatcher pass sends nothing twice
     reminders = [m for m in http.received if m["path"] == "/mgr.okafor"
@@ -102,14 +102,14 @@ def test_reminders_and_handoffs_arrive_once(team, clock, http, smtp):
         "reminder-1wd", "reminder-5wd"]
 
     # completing triage hands consent work to the NIM social worker
-    store.commands.complete_task(TaskRef(ref, "triage"), "mgr.okafor", {"accepted": True})
+    store.tasks.complete_task(TaskRef(ref, "triage"), "mgr.okafor", {"accepted": True})
     d.run_until_idle()
     sw = [m for m in http.received if m["path"] == "/sw.jones"]
     assert len(sw) == 3 and all(ref in m["message"] for m in sw)  # one per caregiver
 
     # the psychologist's work arrives by email, with HTML and an .ics for the due date
     for key in ("consent-mother", "consent-father", "consent-foster-carer"):
-        store.commands.complete_task(TaskRef(ref, f"{key}"), "sw.jones", {"consent": "given"})
+        store.tasks.complete_task(TaskRef(ref, f"{key}"), "sw.jones", {"consent": "given"})
     d.run_until_idle()
     mails = [m for m in smtp.messages if "wmci" in m.get_body(("plain", "html")).get_content()]
     assert mails, [m["Subject"] for m in smtp.messages]
@@ -148,14 +148,14 @@ def test_escalations_and_clock_warnings(team, clock, http):
     open_case(store)
     d = dispatcher(store, clock)
     # triage due Mon 19 Jan; tier 1 after 1 working day (20 Jan), tier 2 after 5 (26 Jan)
-    store.commands.fire_due_timers(at(clock, "2026-01-20"))
-    store.commands.fire_due_timers(at(clock, "2026-01-26"))
+    store.timers.fire_due_timers(at(clock, "2026-01-20"))
+    store.timers.fire_due_timers(at(clock, "2026-01-26"))
     d.run_until_idle()
     escalations = [m for m in http.received if "escalat" in (m["title"] + m["message"]).lower()]
     paths = Counter(m["path"] for m in escalations)
     assert paths["/mgr.okafor"] >= 1 and paths["/hos.taylor"] >= 1
     # the 26-week proceedings clock (issued 8 Jan → 9 Jul) warns 8 and 4 weeks before
-    store.commands.fire_due_timers(at(clock, "2026-06-12"))
+    store.timers.fire_due_timers(at(clock, "2026-06-12"))
     d.run_until_idle()
     warnings = [m for m in http.received if "26 weeks" in m["title"] + m["message"]]
     assert warnings
@@ -184,7 +184,7 @@ def test_on_time_sweeps_say_what_is_true_on_the_day(team, clock, http):
     said = {}
     for day in ("2026-01-12", "2026-01-16", "2026-01-19", "2026-01-20", "2026-01-26"):
         seen = len(sent_for(http, "triage"))
-        store.commands.fire_due_timers(at(clock, day))
+        store.timers.fire_due_timers(at(clock, day))
         d.run_until_idle()
         said[day] = sent_for(http, "triage")[seen:]
     assert all(len(v) == 1 for v in said.values()), said
@@ -214,7 +214,7 @@ def test_a_sweep_after_weeks_down_sends_each_task_its_most_relevant_timer(team, 
     d = dispatcher(store, clock)
     # Opening day, on time: sw-visit-1 is due today (its reminders fell on 23 and 27 Mar,
     # before the case was opened); triage (due Wed 8 Apr) gets its 5-working-day reminder.
-    store.commands.fire_due_timers(at(clock, "2026-03-30"))
+    store.timers.fire_due_timers(at(clock, "2026-03-30"))
     d.run_until_idle()
     [(visit_title, visit_text)] = sent_for(http, "sw-visit-1")
     assert visit_title == f"[{ref}] Due today: Social worker visit"
@@ -228,7 +228,7 @@ def test_a_sweep_after_weeks_down_sends_each_task_its_most_relevant_timer(team, 
     # Down until Thu 23 Apr, 08:30 (before the 09:00 send time). Working days in England:
     # weekends off, and Good Friday 3 Apr and Easter Monday 6 Apr are bank holidays.
     before = {m.id for m in outbox(store)}
-    fired = store.commands.fire_due_timers(at(clock, "2026-04-23", hour=8, minute=30), batch=batch)
+    fired = store.timers.fire_due_timers(at(clock, "2026-04-23", hour=8, minute=30), batch=batch)
     new = [m for m in outbox(store) if m.id not in before]
     by_task = Counter(m.meta["task_key"] for m in new if m.kind in ("reminder", "due",
                                                                     "escalation"))
@@ -267,7 +267,7 @@ def test_a_sweep_after_weeks_down_sends_each_task_its_most_relevant_timer(team, 
         ("lac-review-1", "reminder-1wd"): "superseded by due-0wd after catch-up",
     }
     # skipped timers are settled: a second sweep at the same moment finds nothing
-    assert store.commands.fire_due_timers(clock.now(), batch=batch) == []
+    assert store.timers.fire_due_timers(clock.now(), batch=batch) == []
     assert len(outbox(store)) == len(before) + len(new)
     assert not [s for s in SENTINELS if s in str(http.received)]
 
@@ -309,17 +309,17 @@ def test_target_down_for_days_is_dead_lettered_with_an_admin_alert(team, clock, 
     assert str(dead[0].id) in alerts[0]["message"]
     listed = store.queries.outbox(failed=True)
     assert {m.id for m in listed} >= {m.id for m in dead}
-    store.commands.retry_message(dead[0].id, "mgr.okafor")
+    store.admin.retry_message(dead[0].id, "mgr.okafor")
     assert [m.status for m in outbox(store) if m.id == dead[0].id] == ["pending"]
 
 
 def test_reassignment_tells_new_and_previous_owner(team, clock, http):
     store = team
-    store.commands.add_practitioner(PractitionerIn(handle="mgr.two", display_name="M Two",
-                                          role="nim-service-manager", team="nim",
-                                          contact=http.url("mgr.two")), DEMO_ADMIN.handle)
+    store.admin.add_practitioner(PractitionerIn(handle="mgr.two", display_name="M Two",
+                                       role="nim-service-manager", team="nim",
+                                       contact=http.url("mgr.two")), DEMO_ADMIN.handle)
     ref = open_case(store)
-    store.commands.reassign(TaskRef(ref, "triage"), "mgr.two", "mgr.okafor",
+    store.tasks.reassign(TaskRef(ref, "triage"), "mgr.two", "mgr.okafor",
                    "Sentinel-Mother prefers mornings; call first")
     dispatcher(store, clock).run_until_idle()
     new = [m for m in http.received if m["path"] == "/mgr.two"]
@@ -342,12 +342,12 @@ def test_handoff_links_to_the_task_run_started_after_it_was_queued(team, clock, 
         sw = s.exec(select(Practitioner).where(Practitioner.handle == "sw.jones")).one()
         sw.digest = True
         s.add(sw)
-    store.commands.complete_task(TaskRef(ref, "triage"), "mgr.okafor", {"accepted": True})
+    store.tasks.complete_task(TaskRef(ref, "triage"), "mgr.okafor", {"accepted": True})
     assert all("/flow-run/" not in o.meta["link"] for o in outbox(store) if o.meta)
     runs = {"triage": "11111111-0000-4000-8000-000000000001",
             "consent-mother": "11111111-0000-4000-8000-000000000002"}
-    store.commands.record_flow_runs(ref, runs)  # what the orchestration sync does once runs start
-    store.commands.queue_digests()
+    store.timers.record_flow_runs(ref, runs)  # what the orchestration sync does once runs start
+    store.timers.queue_digests()
     dispatcher(store, clock).run_until_idle()
     triage = [m for m in http.received if m["path"] == "/mgr.okafor"]
     assert triage and f"/runs/flow-run/{runs['triage']}" in triage[0]["message"]
@@ -361,17 +361,17 @@ def test_a_reassignment_handoff_links_to_the_replacement_run(team, clock, http):
     """Reassigned while its run waits, a task's run is replaced by the next sync (its form
     named the old owner); the handoff, queued before that sync, links to the new run."""
     store = team
-    store.commands.add_practitioner(PractitionerIn(handle="mgr.two", display_name="M Two",
-                                          role="nim-service-manager", team="nim",
-                                          contact=http.url("mgr.two")), DEMO_ADMIN.handle)
+    store.admin.add_practitioner(PractitionerIn(handle="mgr.two", display_name="M Two",
+                                       role="nim-service-manager", team="nim",
+                                       contact=http.url("mgr.two")), DEMO_ADMIN.handle)
     ref = open_case(store)
     old_run = "22222222-0000-4000-8000-000000000001"
-    store.commands.record_flow_runs(ref, {"triage": old_run})
+    store.timers.record_flow_runs(ref, {"triage": old_run})
     dispatcher(store, clock).run_until_idle()
     http.received.clear()
-    store.commands.reassign(TaskRef(ref, "triage"), "mgr.two", "mgr.okafor", "")
+    store.tasks.reassign(TaskRef(ref, "triage"), "mgr.two", "mgr.okafor", "")
     new_run = "22222222-0000-4000-8000-000000000002"
-    store.commands.record_flow_runs(ref, {"triage": new_run})  # the sync replaced the run
+    store.timers.record_flow_runs(ref, {"triage": new_run})  # the sync replaced the run
     dispatcher(store, clock).run_until_idle()
     handoff = [m for m in http.received if m["path"] == "/mgr.two"]
     assert handoff and f"/runs/flow-run/{new_run}" in handoff[0]["message"], handoff
@@ -385,11 +385,11 @@ def test_digest_instead_of_single_messages(team, clock, http):
         sw.digest = True
         s.add(sw)
     ref = open_case(store)
-    store.commands.complete_task(TaskRef(ref, "triage"), "mgr.okafor", {"accepted": True})
+    store.tasks.complete_task(TaskRef(ref, "triage"), "mgr.okafor", {"accepted": True})
     d = dispatcher(store, clock)
     d.run_until_idle()
     assert not [m for m in http.received if m["path"] == "/sw.jones"]
-    assert store.commands.queue_digests() == 1
+    assert store.timers.queue_digests() == 1
     d.run_until_idle()
     digest = [m for m in http.received if m["path"] == "/sw.jones"]
     assert len(digest) == 1 and digest[0]["message"].count(ref) >= 3
@@ -424,8 +424,8 @@ def test_two_sweeps_and_two_dispatchers_race_exactly_once(db_url, clock, http, m
     store = build_service(db_url, clock, migrate=False)
     ensure_admin(store)
     for handle, name, role, team_name in DEMO_TEAM:
-        store.commands.add_practitioner(PractitionerIn(handle=handle, display_name=name, role=role,
-                                              team=team_name, contact=http.url(handle)), DEMO_ADMIN.handle)
+        store.admin.add_practitioner(PractitionerIn(handle=handle, display_name=name, role=role,
+                                           team=team_name, contact=http.url(handle)), DEMO_ADMIN.handle)
     for _ in range(15):
         open_case(store)
     instant = at(clock, "2026-03-30")
@@ -433,7 +433,7 @@ def test_two_sweeps_and_two_dispatchers_race_exactly_once(db_url, clock, http, m
 
     def sweep():
         barrier.wait()
-        store.commands.fire_due_timers(instant, batch=7)
+        store.timers.fire_due_timers(instant, batch=7)
 
     threads = [threading.Thread(target=sweep) for _ in range(2)]
     [t.start() for t in threads]
@@ -463,13 +463,13 @@ def test_killed_mid_dispatch_loses_nothing(sqlite_url, tmp_path, http, fault, re
     clock = VirtualClock(datetime(2026, 1, 12, 9, 0, tzinfo=UK))
     store = build_service(sqlite_url, clock, migrate=False)
     ensure_admin(store)
-    store.commands.add_practitioner(PractitionerIn(handle="mgr.okafor", display_name="M",
-                                          role="nim-service-manager", team="nim",
-                                          contact=http.url("mgr")), DEMO_ADMIN.handle)
+    store.admin.add_practitioner(PractitionerIn(handle="mgr.okafor", display_name="M",
+                                       role="nim-service-manager", team="nim",
+                                       contact=http.url("mgr")), DEMO_ADMIN.handle)
     for handle, role in (("coord.ali", "coordinator"), ("iro.khan", "iro"),
                          ("la.patel", "la-social-worker")):
-        store.commands.add_practitioner(PractitionerIn(handle=handle, display_name=handle, role=role,
-                                              team="la", contact=http.url(handle)), DEMO_ADMIN.handle)
+        store.admin.add_practitioner(PractitionerIn(handle=handle, display_name=handle, role=role,
+                                           team="la", contact=http.url(handle)), DEMO_ADMIN.handle)
     open_case(store)
     script = ("import sys\nfrom datetime import datetime\nfrom models.clock import VirtualClock\n"
               "from notifications.dispatcher import RECORD_EVERY, Dispatcher\n"
@@ -507,14 +507,14 @@ def test_virtual_time_case_gets_the_full_ladder_exactly_once(team, clock, http, 
     day = datetime(2026, 1, 12, 9, 5, tzinfo=UK)
     for _ in range(400):
         clock.set(day)
-        store.commands.fire_due_timers(clock.now())
-        store.commands.fire_due_timers(clock.now())  # overlapping sweeps change nothing
+        store.timers.fire_due_timers(clock.now())
+        store.timers.fire_due_timers(clock.now())  # overlapping sweeps change nothing
         for task in store.queries.tasks(case=ref):
             late = 3 if task.key in ("wmci-mother", "final-report") else 0
             if task.stage != "statutory" and task.days_to_due <= -late:
-                store.commands.complete_task(task.task, handles[task.role],
+                store.tasks.complete_task(task.task, handles[task.role],
                                     sample_outcome(spec, task.spec_id,
-                                                   {"d1": "treatment", "d2": "return_home"}))
+                                                {"d1": "treatment", "d2": "return_home"}))
         d.run_until_idle()
         if store.queries.show(ref).stage in ("follow-up", None):
             break

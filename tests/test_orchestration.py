@@ -123,7 +123,7 @@ def complete_cli(store: Service, ref: str, key: str, actor: str, outcome: dict) 
     from orchestration.sync import orchestrate_after
 
     task_run(ref, key)  # let the run reach its suspend first, as a person would
-    store.commands.complete_task(TaskRef(ref, key), actor, outcome)
+    store.tasks.complete_task(TaskRef(ref, key), actor, outcome)
     orchestrate_after(store, ref)
 
 
@@ -143,7 +143,7 @@ def test_case_runs_from_referral_to_recommendation(stack):
     referral = Referral.model_validate(referral_data(
         caregivers=[{"relationship": "mother", "name": "Sentinel-Mother"}],
         settings={"contact_observations_per_parent": 1}))
-    handle = store.commands.stage_intake(referral, "coord.ali")
+    handle = store.cases.stage_intake(referral, "coord.ali")
     opener = run_deployment("open-case/open-case", timeout=0,
                             parameters={"form": {"intake": handle, "coordinator": "coord.ali",
                                                  "code": next_code(store, "coord.ali")}})
@@ -289,13 +289,13 @@ def test_a_reassigned_task_gets_a_run_with_the_current_form(stack):
     from orchestration.sync import orchestrate_after
 
     store: Service = stack.store
-    store.commands.add_practitioner(PractitionerIn(
+    store.admin.add_practitioner(PractitionerIn(
         handle="mgr.rowe", display_name="M Rowe", role="nim-service-manager", team="nim"),
         DEMO_ADMIN.handle)
-    ref = store.commands.open_case(Referral.model_validate(referral_data()), "coord.ali").ref
+    ref = store.cases.open_case(Referral.model_validate(referral_data()), "coord.ali").ref
     orchestrate_after(store, ref)
     first = task_run(ref, "triage")
-    store.commands.reassign(TaskRef(ref, "triage"), "mgr.rowe", "mgr.okafor", "")
+    store.tasks.reassign(TaskRef(ref, "triage"), "mgr.rowe", "mgr.okafor", "")
     assert "1 cancelled" in orchestrate_after(store, ref)
     new = task_run(ref, "triage")  # the replacement, once it has suspended with its form
     assert new.id != first.id and "assignee:mgr.rowe" in new.tags
@@ -318,14 +318,14 @@ def test_two_syncs_resuming_the_same_run_do_not_fail(stack):
     from orchestration.sync import orchestrate_after
 
     store: Service = stack.store
-    ref = store.commands.open_case(Referral.model_validate(referral_data()), "coord.ali").ref
+    ref = store.cases.open_case(Referral.model_validate(referral_data()), "coord.ali").ref
     orchestrate_after(store, ref)
     # the stage run syncs the case when it starts: let it finish and suspend first, so the
     # six syncs below are the only ones (another sync winning would also be correct)
     wait_for(lambda: [r for r in case_runs(ref) if "kind:stage" in r.tags
                       and r.state.name == "Suspended"], f"{ref}'s stage run to suspend")
     stale = task_run(ref, "triage")  # every sync below read this snapshot: paused
-    store.commands.complete_task(TaskRef(ref, "triage"), "mgr.okafor", {"accepted": True})
+    store.tasks.complete_task(TaskRef(ref, "triage"), "mgr.okafor", {"accepted": True})
     answer = {"accepted": True, "completed_by": "mgr.okafor"}
     start = threading.Barrier(6)
 
@@ -359,7 +359,7 @@ def test_a_drainer_killed_mid_batch_loses_nothing_and_starts_nothing_twice(stack
     from store.tables import OrchestrationChange
 
     store: Service = stack.store
-    refs = [store.commands.open_case(Referral.model_validate(referral_data(
+    refs = [store.cases.open_case(Referral.model_validate(referral_data(
         caregivers=[{"relationship": "father"}])), "coord.ali").ref for _ in range(2)]
     nim = str(Path(sys.executable).parent / "nim-pathway")
     killed = subprocess.run([nim, "drain"], env={**stack.env, "NIM_FAULT": "drain-synced:1"},
@@ -398,13 +398,13 @@ def test_prefect_down_then_database_lost_reconcile_restores(stack):
 
     store: Service = stack.store
     FileClock(str(stack.clock_file)).set(datetime(2026, 1, 12, 10, tzinfo=UTC))
-    ref = store.commands.open_case(Referral.model_validate(referral_data(
+    ref = store.cases.open_case(Referral.model_validate(referral_data(
         caregivers=[{"relationship": "father"}])), "coord.ali").ref
     orchestrate_after(store, ref)
     task_run(ref, "triage")
 
     stack.stop()  # Prefect goes away entirely, database included
-    store.commands.complete_task(TaskRef(ref, "triage"), "mgr.okafor", {"accepted": True})
+    store.tasks.complete_task(TaskRef(ref, "triage"), "mgr.okafor", {"accepted": True})
     with pytest.raises(OrchestrationUnavailable, match="orchestration is pending"):
         orchestrate_after(store, ref)
     assert store.queries.show(ref).stage == "consent"  # the change is kept
@@ -453,7 +453,7 @@ def test_two_syncs_creating_the_same_task_run_make_one_with_its_form(stack):
     from orchestration.sync import start_task_run
 
     store: Service = stack.store
-    ref = store.commands.open_case(Referral.model_validate(referral_data()), "coord.ali").ref
+    ref = store.cases.open_case(Referral.model_validate(referral_data()), "coord.ali").ref
     triage = store.queries.task(ref, "triage")
     with get_client(sync_client=True) as client:
         runs = [start_task_run(client, ref, triage, store.queries.pathway(ref),
@@ -490,13 +490,13 @@ def test_a_running_sync_service_applies_the_change_and_the_command_prints_its_ou
     store: Service = stack.store
     stop, thread = _serve(store)
     try:
-        since = store.commands.newest_change()
-        ref = store.commands.open_case(Referral.model_validate(referral_data()), "coord.ali").ref
+        since = store.queries.newest_change()
+        ref = store.cases.open_case(Referral.model_validate(referral_data()), "coord.ali").ref
         opened = orchestrate_after(store, ref, since)
         assert re.match(rf"orchestration: {ref}: [1-9]\d* started", opened), opened
         task_run(ref, "triage")
-        since = store.commands.newest_change()
-        store.commands.complete_task(TaskRef(ref, "triage"), "mgr.okafor", {"accepted": True})
+        since = store.queries.newest_change()
+        store.tasks.complete_task(TaskRef(ref, "triage"), "mgr.okafor", {"accepted": True})
         told = orchestrate_after(store, ref, since, wait_s=60)
         with session_scope(store.url) as s:
             mine = s.exec(select(OrchestrationChange).where(
@@ -527,7 +527,7 @@ def test_a_cli_write_with_the_sync_service_up_does_not_import_prefect(stack):
     # sweep six weeks on): a one-time code never works twice
     clock = FileClock(str(stack.clock_file))
     clock.set(max(clock.now(), datetime(2026, 1, 12, 10, tzinfo=UTC) + timedelta(weeks=7)))
-    ref = store.commands.open_case(Referral.model_validate(referral_data()), "coord.ali").ref
+    ref = store.cases.open_case(Referral.model_validate(referral_data()), "coord.ali").ref
     stop, thread = _serve(store)
     try:
         task_run(ref, "triage")
@@ -557,7 +557,7 @@ def test_a_sync_service_that_does_not_apply_in_time_leaves_the_command_to_sync(s
     from store.journal import ServiceRunning, service_lock, service_running
 
     store: Service = stack.store
-    ref = store.commands.open_case(Referral.model_validate(referral_data()), "coord.ali").ref
+    ref = store.cases.open_case(Referral.model_validate(referral_data()), "coord.ali").ref
     with service_lock(store.url):  # "running", but nobody drains
         assert service_running(store.url)
         with pytest.raises(ServiceRunning, match="already running"), service_lock(store.url):
@@ -566,7 +566,7 @@ def test_a_sync_service_that_does_not_apply_in_time_leaves_the_command_to_sync(s
     assert not service_running(store.url)
     assert re.match(rf"orchestration: {ref}: [1-9]\d* started", told), told
     task_run(ref, "triage")
-    assert store.commands.changes_covering(ref, 0)[-1][0]  # applied, by the command
+    assert store.queries.changes_covering(ref, 0)[-1][0]  # applied, by the command
 
 
 def test_a_failed_round_is_logged_counted_and_the_service_goes_on(stack, tmp_path):
@@ -583,7 +583,7 @@ def test_a_failed_round_is_logged_counted_and_the_service_goes_on(stack, tmp_pat
     from store.journal import service_running
 
     store: Service = stack.store
-    ref = store.commands.open_case(Referral.model_validate(referral_data()), "coord.ali").ref
+    ref = store.cases.open_case(Referral.model_validate(referral_data()), "coord.ali").ref
     own_clock = tmp_path / "service-clock"
     FileClock(str(own_clock)).set(store.clock.now())
     served = build_service(store.url, FileClock(str(own_clock)))
@@ -606,7 +606,7 @@ def test_a_failed_round_is_logged_counted_and_the_service_goes_on(stack, tmp_pat
         FileClock(str(own_clock)).set(store.clock.now())  # the cause goes away
         wait_for(lambda: json.loads(sync_service_health_file().read_text())["applied"] >= 1,
                  "the service to apply the change it failed on", timeout=120)
-        assert store.commands.changes_covering(ref, 0)[-1][0]
+        assert store.queries.changes_covering(ref, 0)[-1][0]
         task_run(ref, "triage")
     finally:
         stop.set()

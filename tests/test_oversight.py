@@ -38,7 +38,7 @@ IDENTITY = ("Sentinel-Given", "Sentinel-Family", "Sentinel-Mother", "Sentinel Ad
 
 
 def open_case(store, **over) -> str:
-    return store.commands.open_case(Referral.model_validate(referral_data(**over)), "coord.ali").ref
+    return store.cases.open_case(Referral.model_validate(referral_data(**over)), "coord.ali").ref
 
 
 def drive(store, clock, ref, until_stage: str | None, late: dict[str, int] | None = None,
@@ -55,7 +55,7 @@ def drive(store, clock, ref, until_stage: str | None, late: dict[str, int] | Non
         when = task.due + timedelta(days=late.get(task.key, 0))
         clock.set(max(clock.now(), datetime.combine(when, datetime.min.time(), UK)
                       + timedelta(hours=10)))
-        store.commands.complete_task(task.task, HANDLES[task.role],
+        store.tasks.complete_task(task.task, HANDLES[task.role],
                             sample_outcome(spec, task.spec_id, decisions))
 
 
@@ -68,7 +68,7 @@ def test_board_breaches_and_kpis(store, clock):
     second = open_case(store, jurisdiction="scotland", proceedings_issued=None,
                        first_entry_to_care=True)
     drive(store, clock, first, "formulation", late={"wmci-mother": 4, "triage": 2})
-    store.commands.move_date(first, "stage:assessment", date(2026, 2, 20), "family unavailable",
+    store.cases.move_date(first, "stage:assessment", date(2026, 2, 20), "family unavailable",
                     "coord.ali", category="family")
     board = {r.case: r for r in caseload_board(store.queries)}
     assert board[second].rag == "red" and board[second].overdue >= 1
@@ -76,14 +76,14 @@ def test_board_breaches_and_kpis(store, clock):
     assert "care-proceedings-26-weeks" in board[first].clocks
     assert "pace-permanence-6-months" in board[second].clocks
 
-    store.commands.record_delay_cause(TaskRef(second, "triage"), "capacity", "manager on leave", "mgr.okafor")
+    store.tasks.record_delay_cause(TaskRef(second, "triage"), "capacity", "manager on leave", "mgr.okafor")
     rows = breaches(store.queries)
     late = {(r.case, r.item): r for r in rows}
     assert late[(first, "wmci-mother")].days_late == 4
     assert late[(first, "triage")].team == "nim"
     assert late[(second, "triage")].cause == "capacity" and late[(second, "triage")].open
     with pytest.raises(CommandError, match="cause must be one of"):
-        store.commands.record_delay_cause(TaskRef(second, "triage"), "weather", "", "mgr.okafor")
+        store.tasks.record_delay_cause(TaskRef(second, "triage"), "weather", "", "mgr.okafor")
 
     data = kpis(store.queries)
     assert data.cases == 2 and data.days["care entry to referral"]["median"] == 7
@@ -162,7 +162,7 @@ def test_forecast_flags_the_26_week_conflict(store, clock):
     assert any("after the final hearing" in c for c in hearing.conflicts)
     # extensions granted one at a time until NIM's recommendation fits
     for granted in (date(2026, 1, 12),) * 5:
-        store.commands.extend_timetable(ref, granted, 8, "trial of NIM treatment", "coord.ali")
+        store.court.extend_timetable(ref, granted, 8, "trial of NIM treatment", "coord.ali")
     assert not [c for c in store.queries.forecast(ref).conflicts if "26 weeks" in c]
     assert store.queries.show(ref).stage == "referral"  # a forecast changes nothing
 
@@ -170,15 +170,15 @@ def test_forecast_flags_the_26_week_conflict(store, clock):
 def test_report_packs_render_and_are_audited(store, clock, tmp_path):
     ref = open_case(store)
     with pytest.raises(CommandError, match="after D1"):
-        store.commands.write_pack(ref, "assessment", "html", tmp_path, "lead.singh")
+        store.admin.write_pack(ref, "assessment", "html", tmp_path, "lead.singh")
     drive(store, clock, ref, "treatment")
-    path, digest = store.commands.write_pack(ref, "assessment", "html", tmp_path, "lead.singh")
+    path, digest = store.admin.write_pack(ref, "assessment", "html", tmp_path, "lead.singh")
     html = path.read_text()
     assert "Sentinel-Given" in html  # the one place identity belongs
     assert "Working Model of the Child Interview" in html and "Go on to treatment" in html
     assert hashlib.sha256(path.read_bytes()).hexdigest() == digest
     drive(store, clock, ref, "closure")
-    pdf, pdf_digest = store.commands.write_pack(ref, "final", "pdf", tmp_path, "lead.singh")
+    pdf, pdf_digest = store.admin.write_pack(ref, "final", "pdf", tmp_path, "lead.singh")
     assert pdf.read_bytes().startswith(b"%PDF")
     with session_scope(store.url) as s:
         audited = [a.detail["sha256"] for a in s.exec(select(AuditEvent).where(

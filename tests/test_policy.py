@@ -46,39 +46,39 @@ def test_the_pathway_table_decides_who_may_move_a_date(store, db_url, tmp_path):
     _with_permission("move-date", "[la-social-worker]")  # valid
     edited = tmp_path / "england.yaml"
     edited.write_text(_permission_text("move-date", "[la-social-worker]"))
-    store.commands.install_pathway(edited, DEMO_ADMIN.handle)
-    ref = store.commands.open_case(Referral.model_validate(referral_data()), "coord.ali").ref
+    store.identity.install_pathway(edited, DEMO_ADMIN.handle)
+    ref = store.cases.open_case(Referral.model_validate(referral_data()), "coord.ali").ref
     with pytest.raises(Refused, match="coord.ali is coordinator and may not move a case date; "
                                       "it needs head-of-service or la-social-worker or "
                                       "nim-service-manager"):
-        store.commands.move_date(ref, "final_hearing", store.queries.today(), "listed",
-                                 "coord.ali")
+        store.cases.move_date(ref, "final_hearing", store.queries.today(), "listed",
+                              "coord.ali")
     assert [r.actor for r in _refusals(db_url)] == ["coord.ali"]  # audited, though refused
-    store.commands.move_date(ref, "final_hearing", store.queries.today(), "listed", "la.patel")
+    store.cases.move_date(ref, "final_hearing", store.queries.today(), "listed", "la.patel")
     assert store.queries.show(ref).dates["final_hearing"] == store.queries.today()
 
 
 def test_task_role_and_assignee_stand_ins(store, db_url):
-    ref = store.commands.open_case(Referral.model_validate(referral_data()), "coord.ali").ref
+    ref = store.cases.open_case(Referral.model_validate(referral_data()), "coord.ali").ref
     triage = TaskRef(ref, "triage")  # for nim-service-manager, assigned to mgr.okafor
     with pytest.raises(Refused, match="it needs its current owner or"):
-        store.commands.reassign(triage, "mgr.okafor", "psy.chen", "")
+        store.tasks.reassign(triage, "mgr.okafor", "psy.chen", "")
     with pytest.raises(Refused):
-        store.commands.record_delay_cause(triage, "capacity", "", "psy.chen")
-    store.commands.record_delay_cause(triage, "capacity", "", "mgr.okafor")
+        store.tasks.record_delay_cause(triage, "capacity", "", "psy.chen")
+    store.tasks.record_delay_cause(triage, "capacity", "", "mgr.okafor")
     # a manager role may always act (head of service: neither the task's role nor its owner);
     # an unknown handle is not a role at all
-    store.commands.complete_task(triage, "hos.taylor", {"accepted": True})
+    store.tasks.complete_task(triage, "hos.taylor", {"accepted": True})
     with pytest.raises(NotFound, match="unknown practitioner 'ghost'"):
-        store.commands.complete_task(TaskRef(ref, "consent-father"), "ghost", {})
+        store.tasks.complete_task(TaskRef(ref, "consent-father"), "ghost", {})
     assert len(_refusals(db_url)) == 2
 
 
 def test_erasure_is_for_managers_only(store):
-    ref = store.commands.open_case(Referral.model_validate(referral_data()), "coord.ali").ref
+    ref = store.cases.open_case(Referral.model_validate(referral_data()), "coord.ali").ref
     with pytest.raises(Refused, match="may not erase identity"):
-        store.commands.erase(ref, "coord.ali", reason="court order")
-    store.commands.erase(ref, "mgr.okafor", reason="court order")
+        store.admin.erase(ref, "coord.ali", reason="court order")
+    store.admin.erase(ref, "mgr.okafor", reason="court order")
 
 
 def test_a_malformed_permissions_table_is_refused_with_where():
@@ -103,11 +103,11 @@ def test_no_role_names_in_the_command_layer():
 
 
 def test_unknown_actors_are_audited_but_cannot_flood_the_log(store, db_url):
-    ref = store.commands.open_case(Referral.model_validate(referral_data()), "coord.ali").ref
+    ref = store.cases.open_case(Referral.model_validate(referral_data()), "coord.ali").ref
     for n in range(25):
         with pytest.raises(NotFound):
-            store.commands.move_date(ref, "final_hearing", store.queries.today(), "x",
-                                     f"nobody; rm -rf / {n}")
+            store.cases.move_date(ref, "final_hearing", store.queries.today(), "x",
+                                  f"nobody; rm -rf / {n}")
     with session_scope(db_url, read_only=True) as s:
         rows = list(s.exec(select(AuditEvent).where(
             AuditEvent.action == "refused-unknown-actor")))
@@ -128,23 +128,23 @@ def test_a_pathway_is_named_never_passed_as_a_file(store, db_url, tmp_path):
         Referral.model_validate(referral_data(pathway=str(forged)))
     with pytest.raises(Refused, match="psy.chen is psychologist and may not install-pathway; "
                                       "it needs admin"):
-        store.commands.install_pathway(forged, "psy.chen")
+        store.identity.install_pathway(forged, "psy.chen")
     assert [r.detail["action"] for r in _refusals(db_url)] == ["install-pathway"]
-    ref = store.commands.open_case(Referral.model_validate(referral_data()), "coord.ali").ref
+    ref = store.cases.open_case(Referral.model_validate(referral_data()), "coord.ali").ref
     assert store.queries.pathway(ref).version == load_pathway("england").version
     with pytest.raises(Refused, match="may not erase identity"):
-        store.commands.erase(ref, "psy.chen", reason="forged rights")
+        store.admin.erase(ref, "psy.chen", reason="forged rights")
     with pytest.raises(Invalid, match="not installed here"):
-        store.commands.open_case(Referral.model_validate(referral_data(
+        store.cases.open_case(Referral.model_validate(referral_data(
             pathway="england-forged")), "coord.ali")
 
 
 def test_a_replayed_form_refusal_is_audited_once(store, db_url):
     from models.refs import TaskRef
 
-    ref = store.commands.open_case(Referral.model_validate(referral_data()), "coord.ali").ref
+    ref = store.cases.open_case(Referral.model_validate(referral_data()), "coord.ali").ref
     for _ in range(2):  # the flow replays after its process restarts: same form attempt
         with pytest.raises(Refused):
-            store.commands.complete_task(TaskRef(ref, "triage"), "la.patel", {},
-                                         via="run-1/1")
+            store.tasks.complete_task(TaskRef(ref, "triage"), "la.patel", {},
+                                      via="run-1/1")
     assert len(_refusals(db_url)) == 1

@@ -44,7 +44,7 @@ def count(url: str, table: str) -> int:
 
 
 def open_case(store, **over) -> str:
-    return store.commands.open_case(Referral.model_validate(referral_data(**over)), "coord.ali").ref
+    return store.cases.open_case(Referral.model_validate(referral_data(**over)), "coord.ali").ref
 
 
 # -- crashes ------------------------------------------------------------------------------
@@ -52,7 +52,7 @@ def open_case(store, **over) -> str:
 SWEEP = ("import sys\nfrom models.clock import parse_instant, VirtualClock\n"
          "from nim_pathway.app import Service, build_service\n"
          "build_service(sys.argv[1], VirtualClock(parse_instant(sys.argv[2])), migrate=False)"
-         ".commands.fire_due_timers(batch=int(sys.argv[3]))\n")
+         ".timers.fire_due_timers(batch=int(sys.argv[3]))\n")
 
 
 def _sweep_process(url: str, at: str, batch: int, fault: str | None) -> int:
@@ -97,11 +97,11 @@ def test_a_case_store_failure_mid_command_writes_nothing(store, db_url, monkeypa
 
     monkeypatch.setattr("store.timers.plan", broken)
     with pytest.raises(RuntimeError, match="disk full"):
-        store.commands.complete_task(TaskRef(ref, "triage"), "mgr.okafor", {"accepted": True})
+        store.tasks.complete_task(TaskRef(ref, "triage"), "mgr.okafor", {"accepted": True})
     monkeypatch.undo()
     assert {t: count(db_url, t) for t in before} == before
     assert next(t for t in store.queries.tasks(case=ref) if t.key == "triage").state == "open"
-    store.commands.complete_task(TaskRef(ref, "triage"), "mgr.okafor", {"accepted": True})  # and it recovers
+    store.tasks.complete_task(TaskRef(ref, "triage"), "mgr.okafor", {"accepted": True})  # and it recovers
     assert store.queries.verify_audit() == []
 
 
@@ -138,8 +138,8 @@ def test_prefect_unreachable_keeps_the_change_and_says_so(tmp_path):
 
 
 def test_reassignment_racing_a_completion(store, db_url):
-    store.commands.add_practitioner(PractitionerIn(handle="mgr.two", display_name="M2",
-                                          role="nim-service-manager", team="nim"), DEMO_ADMIN.handle)
+    store.admin.add_practitioner(PractitionerIn(handle="mgr.two", display_name="M2",
+                                       role="nim-service-manager", team="nim"), DEMO_ADMIN.handle)
     ref = open_case(store)
     outcomes: dict[str, str] = {}
     barrier = threading.Barrier(2)
@@ -147,7 +147,7 @@ def test_reassignment_racing_a_completion(store, db_url):
     def complete():
         barrier.wait()
         try:
-            store.commands.complete_task(TaskRef(ref, "triage"), "mgr.okafor", {"accepted": True})
+            store.tasks.complete_task(TaskRef(ref, "triage"), "mgr.okafor", {"accepted": True})
             outcomes["complete"] = "ok"
         except CommandError as exc:
             outcomes["complete"] = str(exc)
@@ -155,7 +155,7 @@ def test_reassignment_racing_a_completion(store, db_url):
     def reassign():
         barrier.wait()
         try:
-            store.commands.reassign(TaskRef(ref, "triage"), "mgr.two", "mgr.okafor", "handover")
+            store.tasks.reassign(TaskRef(ref, "triage"), "mgr.two", "mgr.okafor", "handover")
             outcomes["reassign"] = "ok"
         except CommandError as exc:
             outcomes["reassign"] = str(exc)
@@ -175,12 +175,12 @@ def test_reassignment_racing_a_completion(store, db_url):
 
 def test_refusals_are_audited(store, db_url):
     ref = open_case(store)
-    for attempt in (lambda: store.commands.complete_task(TaskRef(ref, "triage"), "la.patel", {}),
-                    lambda: store.commands.reassign(TaskRef(ref, "triage"), "mgr.okafor", "la.patel", ""),
-                    lambda: store.commands.decide(ref, "d1", "treatment", "psy.chen"),
-                    lambda: store.commands.move_date(ref, "referral", datetime(2026, 1, 9).date(), "x",
+    for attempt in (lambda: store.tasks.complete_task(TaskRef(ref, "triage"), "la.patel", {}),
+                    lambda: store.tasks.reassign(TaskRef(ref, "triage"), "mgr.okafor", "la.patel", ""),
+                    lambda: store.cases.decide(ref, "d1", "treatment", "psy.chen"),
+                    lambda: store.cases.move_date(ref, "referral", datetime(2026, 1, 9).date(), "x",
                                             "psy.chen"),
-                    lambda: store.commands.erase(ref, "coord.ali", "court order")):
+                    lambda: store.admin.erase(ref, "coord.ali", "court order")):
         with pytest.raises(CommandError):
             attempt()
     with session_scope(db_url) as s:
@@ -197,12 +197,12 @@ def test_retention_review_and_erasure(store, db_url, clock):
     ref = open_case(store)
     assert store.queries.retention_review() == []
     with pytest.raises(CommandError, match="not past its retention date"):
-        store.commands.erase(ref, "mgr.okafor")
+        store.admin.erase(ref, "mgr.okafor")
     clock.set(datetime(2100, 6, 2, 9, tzinfo=UK))  # the child's 75th birthday has passed
     due = store.queries.retention_review()
     assert [(r.case, r.basis, str(r.retain_until)) for r in due] == [
         (ref, "default", "2100-06-01")]
-    result = store.commands.erase(ref, "mgr.okafor")
+    result = store.admin.erase(ref, "mgr.okafor")
     assert "identity erased" in result.message
     engine = get_engine(db_url)
     with engine.connect() as conn:
@@ -215,7 +215,7 @@ def test_retention_review_and_erasure(store, db_url, clock):
         erased = s.exec(select(AuditEvent).where(AuditEvent.action == "identity-erased")).one()
     assert erased.detail["caregivers"] == 3 and store.queries.verify_audit() == []
     with pytest.raises(CommandError, match="was erased on"):
-        store.commands.erase(ref, "mgr.okafor", "again")
+        store.admin.erase(ref, "mgr.okafor", "again")
 
 
 # -- fuzzing: no traceback, a named field, exit 2, nothing written --------------------------

@@ -27,7 +27,7 @@ IDENTITY_TABLES = {"child", "caregiver", "alembic_version", "practitioner"}
 
 
 def open_case(store, **over):
-    return store.commands.open_case(Referral.model_validate(referral_data(**over)), "coord.ali")
+    return store.cases.open_case(Referral.model_validate(referral_data(**over)), "coord.ali")
 
 
 def count(url, table):
@@ -52,7 +52,7 @@ def test_open_case_writes_the_record(store, db_url):
 
 def test_identity_lives_only_in_identity_tables(store, db_url):
     ref = open_case(store).ref
-    store.commands.complete_task(TaskRef(ref, "triage"), "mgr.okafor", {"accepted": True})
+    store.tasks.complete_task(TaskRef(ref, "triage"), "mgr.okafor", {"accepted": True})
     engine = get_engine(db_url)
     with engine.connect() as conn:
         tables = [r[0] for r in conn.execute(text(
@@ -83,7 +83,7 @@ def test_bad_referrals_are_refused_and_nothing_is_written(store, db_url):
     with pytest.raises(CommandError, match="unknown pathway setting"):
         open_case(store, settings={"treatment_weeks": 3})
     with pytest.raises(CommandError, match="is iro and may not open a case"):
-        store.commands.open_case(Referral.model_validate(referral_data()), "iro.khan")
+        store.cases.open_case(Referral.model_validate(referral_data()), "iro.khan")
     assert count(db_url, "nim_case") == 0 and count(db_url, "child") == 0
 
 
@@ -91,20 +91,20 @@ def test_complete_task_twice_and_wrong_role(store, db_url):
     ref = open_case(store).ref
     with pytest.raises(Refused, match="la.patel is la-social-worker and may not complete "
                                       ".*/triage; it needs .*nim-service-manager"):
-        store.commands.complete_task(TaskRef(ref, "triage"), "la.patel", {"accepted": True})
+        store.tasks.complete_task(TaskRef(ref, "triage"), "la.patel", {"accepted": True})
     with session_scope(db_url) as s:
         refused = s.exec(select(AuditEvent).where(AuditEvent.action == "refused")).all()
         assert len(refused) == 1 and refused[0].actor == "la.patel"
-    result = store.commands.complete_task(TaskRef(ref, "triage"), "mgr.okafor", {"accepted": True})
+    result = store.tasks.complete_task(TaskRef(ref, "triage"), "mgr.okafor", {"accepted": True})
     assert any(e.kind == "stage-entered" for e in result.effects)
     audit_rows = count(db_url, "audit_event")
     with pytest.raises(AlreadyDone, match="already completed on 2026-01-12 by mgr.okafor"):
-        store.commands.complete_task(TaskRef(ref, "triage"), "mgr.okafor", {"accepted": True})
+        store.tasks.complete_task(TaskRef(ref, "triage"), "mgr.okafor", {"accepted": True})
     assert count(db_url, "audit_event") == audit_rows
     with pytest.raises(NotFound, match="unknown case 'NIM-2099-0001'"):
-        store.commands.complete_task(TaskRef.parse("NIM-2099-0001/triage"), "mgr.okafor", {})
+        store.tasks.complete_task(TaskRef.parse("NIM-2099-0001/triage"), "mgr.okafor", {})
     with pytest.raises(NotFound, match="unknown practitioner 'nobody'"):
-        store.commands.complete_task(TaskRef(ref, "consent-mother"), "nobody", {})
+        store.tasks.complete_task(TaskRef(ref, "consent-mother"), "nobody", {})
     with pytest.raises(Invalid, match="CASE-REF/TASK-KEY"):
         TaskRef.parse("triage")
 
@@ -117,7 +117,7 @@ def test_same_task_completed_at_once_wins_once(store, db_url):
     def attempt():
         barrier.wait()
         try:
-            store.commands.complete_task(TaskRef(ref, "triage"), "mgr.okafor", {"accepted": True})
+            store.tasks.complete_task(TaskRef(ref, "triage"), "mgr.okafor", {"accepted": True})
             outcomes.append("ok")
         except CommandError as exc:
             outcomes.append(str(exc))
@@ -138,14 +138,14 @@ def test_same_task_completed_at_once_wins_once(store, db_url):
 def test_reassign_with_handover_note(store, clock):
     from models.schemas import PractitionerIn
 
-    store.commands.add_practitioner(PractitionerIn(handle="mgr.two", display_name="M Two",
-                                          role="nim-service-manager", team="nim"), DEMO_ADMIN.handle)
+    store.admin.add_practitioner(PractitionerIn(handle="mgr.two", display_name="M Two",
+                                       role="nim-service-manager", team="nim"), DEMO_ADMIN.handle)
     ref = open_case(store).ref
     with pytest.raises(CommandError, match="psy.chen is psychologist"):
-        store.commands.reassign(TaskRef(ref, "triage"), "psy.chen", "mgr.okafor", "note")
+        store.tasks.reassign(TaskRef(ref, "triage"), "psy.chen", "mgr.okafor", "note")
     with pytest.raises(CommandError, match="may not reassign .*; it needs its current owner or"):
-        store.commands.reassign(TaskRef(ref, "triage"), "mgr.two", "la.patel", "note")
-    result = store.commands.reassign(TaskRef(ref, "triage"), "mgr.two", "mgr.okafor", "Leave from Monday")
+        store.tasks.reassign(TaskRef(ref, "triage"), "mgr.two", "la.patel", "note")
+    result = store.tasks.reassign(TaskRef(ref, "triage"), "mgr.two", "mgr.okafor", "Leave from Monday")
     assert result.effects[0].detail == {"from": "mgr.okafor", "to": "mgr.two", "note_length": 17}
     row = next(t for t in store.queries.tasks(case=ref) if str(t.task).endswith("/triage"))
     assert row.assignee == "mgr.two" and row.handover_note == "Leave from Monday"
@@ -156,7 +156,7 @@ def test_moved_hearing_redates_tasks_and_timers(store, db_url):
     with session_scope(db_url) as s:
         pending = set(s.exec(select(Timer.key).where(Timer.task_key == "triage",
                                                      Timer.cancelled_at.is_(None))))
-    result = store.commands.move_date(ref, "referral", date(2026, 1, 9), "referral date corrected",
+    result = store.cases.move_date(ref, "referral", date(2026, 1, 9), "referral date corrected",
                              "coord.ali")
     assert any(e.kind == "task-redated" and e.task == "triage" for e in result.effects)
     triage = next(t for t in store.queries.tasks(case=ref) if str(t.task).endswith("/triage"))
@@ -167,9 +167,9 @@ def test_moved_hearing_redates_tasks_and_timers(store, db_url):
                                                   Timer.cancelled_at.is_(None))))
     assert pending <= cancelled and live and live.isdisjoint(pending)
     with pytest.raises(CommandError, match="say why"):
-        store.commands.move_date(ref, "final_hearing", date(2026, 9, 1), " ", "coord.ali")
+        store.cases.move_date(ref, "final_hearing", date(2026, 9, 1), " ", "coord.ali")
     with pytest.raises(CommandError, match="unknown date 'birthday'"):
-        store.commands.move_date(ref, "birthday", date(2026, 9, 1), "x", "coord.ali")
+        store.cases.move_date(ref, "birthday", date(2026, 9, 1), "x", "coord.ali")
 
 
 def test_case_keeps_its_pathway_version(store, db_url, tmp_path):
@@ -180,9 +180,9 @@ def test_case_keeps_its_pathway_version(store, db_url, tmp_path):
     edited = tmp_path / "england.yaml"
     edited.write_text(edited_text)
     with pytest.raises(CommandError, match="give the edited file a new 'version'"):
-        store.commands.install_pathway(edited, DEMO_ADMIN.handle)
+        store.identity.install_pathway(edited, DEMO_ADMIN.handle)
     edited.write_text(edited_text.replace('version: "2026.7"', 'version: "2026.8"'))
-    assert "installed england@2026.8" in store.commands.install_pathway(
+    assert "installed england@2026.8" in store.identity.install_pathway(
         edited, DEMO_ADMIN.handle).message
     second = open_case(store).ref  # the newest installed version
     assert store.queries.pathway(first).settings["triage_working_days"] == 5
@@ -192,7 +192,7 @@ def test_case_keeps_its_pathway_version(store, db_url, tmp_path):
 
 def test_audit_chain_detects_edit_insert_delete(store, db_url):
     ref = open_case(store).ref
-    store.commands.complete_task(TaskRef(ref, "triage"), "mgr.okafor", {"accepted": True})
+    store.tasks.complete_task(TaskRef(ref, "triage"), "mgr.okafor", {"accepted": True})
     assert store.queries.verify_audit() == []
     engine = get_engine(db_url)
     postgres = engine.dialect.name == "postgresql"
@@ -240,7 +240,7 @@ def test_whole_case_through_the_store(store, clock, db_url):
             break
         task = tasks[0]
         clock.set(datetime.combine(task.due, datetime.min.time(), UK) + timedelta(hours=10))
-        store.commands.complete_task(task.task, handles[task.role],
+        store.tasks.complete_task(task.task, handles[task.role],
                             sample_outcome(spec, task.spec_id, decisions))
     shown = store.queries.show(ref)
     assert shown.closed_on is not None and shown.decisions == decisions
@@ -258,17 +258,17 @@ def test_whole_case_through_the_store(store, clock, db_url):
 
 def test_consent_and_placement_changes_are_recorded(store, clock):
     ref = open_case(store).ref
-    store.commands.complete_task(TaskRef(ref, "triage"), "mgr.okafor", {"accepted": True})
-    store.commands.complete_task(TaskRef(ref, "consent-mother"), "sw.jones", {"consent": "given"})
-    store.commands.complete_task(TaskRef(ref, "consent-father"), "sw.jones", {"consent": "declined"})
+    store.tasks.complete_task(TaskRef(ref, "triage"), "mgr.okafor", {"accepted": True})
+    store.tasks.complete_task(TaskRef(ref, "consent-mother"), "sw.jones", {"consent": "given"})
+    store.tasks.complete_task(TaskRef(ref, "consent-father"), "sw.jones", {"consent": "declined"})
     carers = {c.key: c for c in store.queries.show(ref).caregivers}
     assert carers["mother"].consent == "given" and carers["father"].consent == "declined"
     assert carers["foster-carer"].consent is None
     with pytest.raises(CommandError, match="say why"):
-        store.commands.change_placement(ref, "kinship", date(2026, 1, 10), "", "la.patel")
+        store.family.change_placement(ref, "kinship", date(2026, 1, 10), "", "la.patel")
     with pytest.raises(CommandError, match="unknown placement kind"):
-        store.commands.change_placement(ref, "hotel", date(2026, 1, 10), "x", "la.patel")
-    store.commands.change_placement(ref, "kinship", date(2026, 1, 10), "grandmother assessed", "la.patel")
+        store.family.change_placement(ref, "hotel", date(2026, 1, 10), "x", "la.patel")
+    store.family.change_placement(ref, "kinship", date(2026, 1, 10), "grandmother assessed", "la.patel")
     placements = store.queries.show(ref).placements
     assert [(p.kind, p.end) for p in placements] == [("foster", date(2026, 1, 10)),
                                                            ("kinship", None)]
@@ -284,7 +284,7 @@ def test_cli_task_list_reads_what_the_store_holds(store, db_url, clock, tmp_path
     from pathlib import Path
 
     first, second = open_case(store).ref, open_case(store).ref
-    store.commands.complete_task(TaskRef(first, "triage"), "mgr.okafor", {"accepted": True})
+    store.tasks.complete_task(TaskRef(first, "triage"), "mgr.okafor", {"accepted": True})
     clock.advance(timedelta(days=9))  # some work is now overdue
     env = {**os.environ, "NIM_DATABASE_URL": db_url, "NIM_DATA_DIR": str(tmp_path / "data"),
            "NIM_CLOCK": clock.now().isoformat()}
@@ -309,7 +309,7 @@ def test_keyed_audit_resists_recompute_and_truncation(store, db_url):
     from store.audit import GENESIS, KEYED
 
     ref = open_case(store).ref
-    store.commands.complete_task(TaskRef(ref, "triage"), "mgr.okafor", {"accepted": True})
+    store.tasks.complete_task(TaskRef(ref, "triage"), "mgr.okafor", {"accepted": True})
     assert store.queries.verify_audit() == []
     engine = get_engine(db_url)
     with engine.connect() as conn:
@@ -340,7 +340,7 @@ def test_keyed_audit_resists_recompute_and_truncation(store, db_url):
 
 def test_a_truncated_tail_is_detected(store, db_url):
     ref = open_case(store).ref
-    store.commands.complete_task(TaskRef(ref, "triage"), "mgr.okafor", {"accepted": True})
+    store.tasks.complete_task(TaskRef(ref, "triage"), "mgr.okafor", {"accepted": True})
     engine = get_engine(db_url)
     _drop_guard(engine)
     with engine.begin() as conn:

@@ -120,7 +120,7 @@ def case_open(
     except ValidationError as exc:
         raise UserError("invalid referral: " + pydantic_problems(exc)) from None
     svc = service()
-    result = svc.commands.open_case(referral, actor)
+    result = svc.cases.open_case(referral, actor)
     report(result, svc)
     warn_overdue(svc, result.ref)
 
@@ -148,7 +148,7 @@ def case_intake(
         referral = Referral.model_validate(load_data_file(file))
     except ValidationError as exc:
         raise UserError("invalid referral: " + pydantic_problems(exc)) from None
-    handle = service().commands.stage_intake(referral, actor)
+    handle = service().cases.stage_intake(referral, actor)
     typer.echo(f"staged referral {handle}: in the Prefect UI run deployment open-case/open-case "
                f"with intake={handle} and your handle as coordinator")
     typer.echo(handle)
@@ -216,7 +216,7 @@ def case_move_date(
 ) -> None:
     """Set or move a key date (e.g. final_hearing); dependent deadlines are re-dated."""
     on = parse_date(new_date, "date")
-    run(lambda do: do.move_date(ref, name, on, cause, actor, category))
+    run(lambda svc: svc.cases.move_date(ref, name, on, cause, actor, category))
 
 
 @case_app.command("placement")
@@ -230,7 +230,7 @@ def case_placement(
     """Record a child's placement change (their current placement ends that day; their
     visits start again)."""
     on = parse_date(start, "--start")
-    run(lambda do: do.change_placement(ref, kind, on, reason, actor, child))
+    run(lambda svc: svc.family.change_placement(ref, kind, on, reason, actor, child))
 
 
 @case_app.command("extend")
@@ -243,7 +243,7 @@ def case_extend(
     """Record one extension of the court's 26-week timetable (Children Act 1989 s32(5)):
     extensions are granted one at a time, each for up to 8 weeks."""
     on = parse_date(granted, "--granted")
-    run(lambda do: do.extend_timetable(ref, on, weeks, reason, actor))
+    run(lambda svc: svc.court.extend_timetable(ref, on, weeks, reason, actor))
 
 
 @case_app.command("final-order")
@@ -260,7 +260,8 @@ def case_final_order(
 ) -> None:
     """Record the final order: it disposes of the proceedings and meets the 26-week clock."""
     on = parse_date(made, "--made")
-    run(lambda do: do.record_final_order(ref, on, kind, follows_recommendation, actor, child))
+    run(lambda svc: svc.court.record_final_order(ref, on, kind, follows_recommendation, actor,
+                                                 child))
 
 
 @case_app.command("direction")
@@ -273,7 +274,7 @@ def case_direction(
 ) -> None:
     """Record a court direction to file a document by a date: a task for that role."""
     on = parse_date(by, "--by")
-    run(lambda do: do.add_direction(ref, document, role, on, actor))
+    run(lambda svc: svc.court.add_direction(ref, document, role, on, actor))
 
 
 @case_app.command("cease-looked-after")
@@ -285,7 +286,7 @@ def case_cease_looked_after(
 ) -> None:
     """Record that a child is no longer looked after: their reviews and visits stop."""
     day = parse_date(on, "--on")
-    run(lambda do: do.cease_looked_after(ref, day, reason, actor, child))
+    run(lambda svc: svc.court.cease_looked_after(ref, day, reason, actor, child))
 
 
 def decide(
@@ -303,7 +304,7 @@ def decide(
 ) -> None:
     """Record a gate's decision: NIM's D1 (treatment or not) or D2 (the permanence
     recommendation; for one child of a sibling group with --child), FDAC's trial for change."""
-    run(lambda do: do.decide(ref, decision, outcome, actor, rationale, child))
+    run(lambda svc: svc.cases.decide(ref, decision, outcome, actor, rationale, child))
 
 
 @case_app.command("add-child")
@@ -329,7 +330,7 @@ def case_add_child(
         child = ChildIn.model_validate(data)
     except ValidationError as exc:
         raise UserError("invalid child: " + pydantic_problems(exc)) from None
-    run(lambda do: do.add_child(ref, child, actor))
+    run(lambda svc: svc.family.add_child(ref, child, actor))
 
 
 @case_app.command("add-caregiver")
@@ -342,7 +343,7 @@ def case_add_caregiver(
                                                          "all if none")] = None,
 ) -> None:
     """Add a caregiver identified late, or a new carer: asked for consent, then assessed."""
-    run(lambda do: do.add_caregiver(ref, relationship, name, child or [], actor))
+    run(lambda svc: svc.family.add_caregiver(ref, relationship, name, child or [], actor))
 
 
 @case_app.command("link-caregiver")
@@ -352,7 +353,7 @@ def case_link_caregiver(
                                                          "all if none")] = None,
 ) -> None:
     """Say which children a caregiver cares for; their relationship work follows."""
-    run(lambda do: do.link_caregiver(ref, caregiver, child or [], actor))
+    run(lambda svc: svc.family.link_caregiver(ref, caregiver, child or [], actor))
 
 
 @case_app.command("remove-child")
@@ -361,7 +362,7 @@ def case_remove_child(
     reason: Annotated[str, typer.Option(help="why the child leaves the episode (no names)")],
 ) -> None:
     """A child leaves the family episode: their open work stops; the family goes on."""
-    run(lambda do: do.remove_child(ref, child, reason, actor))
+    run(lambda svc: svc.family.remove_child(ref, child, reason, actor))
 
 
 @case_app.command("remove-caregiver")
@@ -370,7 +371,7 @@ def case_remove_caregiver(
     reason: Annotated[str, typer.Option(help="why they left the case (no names)")],
 ) -> None:
     """A caregiver leaves the case: their open work stops."""
-    run(lambda do: do.remove_caregiver(ref, caregiver, reason, actor))
+    run(lambda svc: svc.family.remove_caregiver(ref, caregiver, reason, actor))
 
 
 @case_app.command("exit")
@@ -382,7 +383,7 @@ def case_exit(
 ) -> None:
     """The family leaves the pathway early: NIM's work stops, the LA's statutory work goes on
     where the exit says so, and the people it names are told."""
-    run(lambda do: do.exit_case(ref, reason, note, actor))
+    run(lambda svc: svc.cases.exit_case(ref, reason, note, actor))
 
 
 @case_app.command("pause")
@@ -391,13 +392,13 @@ def case_pause(
     reason: Annotated[str, typer.Option(help="why, e.g. parent in hospital (no names)")],
 ) -> None:
     """Pause NIM's work: its own targets stop until resumed; statutory limits never stop."""
-    run(lambda do: do.pause(ref, reason, actor))
+    run(lambda svc: svc.cases.pause(ref, reason, actor))
 
 
 @case_app.command("resume")
 def case_resume(ref: str, actor: ActorOpt) -> None:
     """Resume NIM's work: open NIM tasks move on by the length of the pause."""
-    run(lambda do: do.resume(ref, actor))
+    run(lambda svc: svc.cases.resume(ref, actor))
 
 
 @case_app.command("refer-out")
@@ -411,7 +412,7 @@ def case_refer_out(
 ) -> None:
     """Refer a parent on to another service: a task for the role that makes the referral."""
     day = parse_date(by, "--by") if by else None
-    run(lambda do: do.refer_out(ref, service, role, day, actor, caregiver))
+    run(lambda svc: svc.family.refer_out(ref, service, role, day, actor, caregiver))
 
 
 @case_app.command("contact")
@@ -425,8 +426,8 @@ def case_contact(
 ) -> None:
     """Record a contact arrangement between a child and a caregiver (replaces the last)."""
     on = parse_date(start, "--start")
-    run(lambda do: do.record_contact(ref, child or "child-1", caregiver, per_week, supervised,
-                                     on, actor))
+    run(lambda svc: svc.family.record_contact(ref, child or "child-1", caregiver, per_week,
+                                              supervised, on, actor))
 
 
 @case_app.command("session")
@@ -440,7 +441,7 @@ def case_session(
 ) -> None:
     """Record a treatment session offered to the family, attended or missed."""
     day = parse_date(on, "--on")
-    run(lambda do: do.record_session(ref, kind, day, attended, actor, caregiver, child))
+    run(lambda svc: svc.family.record_session(ref, kind, day, attended, actor, caregiver, child))
 
 
 @case_app.command("transfer")
@@ -450,7 +451,7 @@ def case_transfer(
     team: Annotated[str, typer.Option(help="the receiving NIM team (practitioners' --team)")],
 ) -> None:
     """Transfer a case to another site: its NIM team takes the open work; both are told."""
-    run(lambda do: do.transfer(ref, site, team, actor))
+    run(lambda svc: svc.cases.transfer(ref, site, team, actor))
 
 
 consent_app = typer.Typer(help="Consent per person.", no_args_is_help=True)
@@ -460,6 +461,6 @@ consent_app = typer.Typer(help="Consent per person.", no_args_is_help=True)
 def consent_withdraw(ref: str, caregiver: str, actor: ActorOpt) -> None:
     """A caregiver withdraws consent: their assessments stop; with nobody consenting, the
     family exits."""
-    run(lambda do: do.withdraw_consent(ref, caregiver, actor))
+    run(lambda svc: svc.family.withdraw_consent(ref, caregiver, actor))
 
 

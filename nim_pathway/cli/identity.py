@@ -63,7 +63,7 @@ def show_enrolment(enrolment: Enrolment) -> None:
 def practitioner_add(handle: str, role: RoleOpt, name: NameOpt, actor: ActorOpt,
                      team: TeamOpt = "nim", contact: ContactOpt = None) -> None:
     """Register a practitioner and enrol their one-time codes (admin only)."""
-    result, enrolment = service().commands.add_practitioner(
+    result, enrolment = service().admin.add_practitioner(
         _practitioner(handle, role, name, team, contact), actor)
     typer.echo(result.message)
     show_enrolment(enrolment)
@@ -73,7 +73,7 @@ def practitioner_add(handle: str, role: RoleOpt, name: NameOpt, actor: ActorOpt,
 def practitioner_role(handle: str, role: Annotated[str, typer.Argument(help="the new role")],
                       actor: ActorOpt) -> None:
     """Change a practitioner's role (admin only; audited with before and after)."""
-    typer.echo(service().commands.change_role(handle, role, actor).message)
+    typer.echo(service().admin.change_role(handle, role, actor).message)
 
 
 @prac_app.command("update")
@@ -89,21 +89,21 @@ def practitioner_update(
 ) -> None:
     """Change a practitioner's contact, digest or whether they may act (admin only; audited
     with what changed, contacts masked)."""
-    typer.echo(service().commands.update_practitioner(handle, actor, contact, digest,
-                                                      active).message)
+    typer.echo(service().admin.update_practitioner(handle, actor, contact, digest,
+                                                   active).message)
 
 
 @prac_app.command("deactivate")
 def practitioner_deactivate(handle: str, actor: ActorOpt,
                             reason: Annotated[str, typer.Option(help="why")] = "") -> None:
     """Stop a practitioner acting (left, long leave); their sessions end at once."""
-    typer.echo(service().commands.deactivate(handle, actor, reason).message)
+    typer.echo(service().admin.deactivate(handle, actor, reason).message)
 
 
 @prac_app.command("enrol")
 def practitioner_enrol(handle: str, actor: ActorOpt) -> None:
     """Enrol a practitioner's authenticator again (a lost phone): old codes stop working."""
-    result, enrolment = service().commands.reenrol(handle, actor)
+    result, enrolment = service().identity.reenrol(handle, actor)
     typer.echo(result.message)
     show_enrolment(enrolment)
 
@@ -111,7 +111,7 @@ def practitioner_enrol(handle: str, actor: ActorOpt) -> None:
 @prac_app.command("unlock")
 def practitioner_unlock(handle: str, actor: ActorOpt) -> None:
     """Unlock a practitioner locked after repeated wrong codes."""
-    typer.echo(service().commands.unlock(handle, actor).message)
+    typer.echo(service().identity.unlock(handle, actor).message)
 
 
 @prac_app.command("list")
@@ -131,7 +131,7 @@ def pathway_install(file: Annotated[Path, typer.Argument(help="a reviewed pathwa
                     actor: ActorOpt) -> None:
     """Install a reviewed pathway version (admin only): validated, hashed and audited; new
     cases on its profile open on it, open cases keep theirs."""
-    typer.echo(service().commands.install_pathway(file, actor).message)
+    typer.echo(service().identity.install_pathway(file, actor).message)
 
 
 @pathway_app.command("list")
@@ -149,7 +149,7 @@ def init(
 ) -> None:
     """Set up a new site once: the first admin (with their one-time codes) and the pathways
     shipped with this release. Afterwards only an admin adds people."""
-    result, enrolment = service().commands.init_site(
+    result, enrolment = service().identity.init_site(
         _practitioner(admin, "admin", name, team, contact))
     typer.echo(result.message)
     show_enrolment(enrolment)
@@ -171,7 +171,7 @@ def login(
     if not entered and not sys.stdin.isatty():
         raise UserError("give the code your authenticator app shows: --code 123456")
     entered = entered or typer.prompt(f"one-time code for {actor}", hide_input=True)
-    token = service().commands.login(actor, entered, session_minutes())
+    token = service().identity.login(actor, entered, session_minutes())
     path = session_file()
     private_dir(path.parent, "the session folder (NIM_SESSION_FILE)")
     write_private(path, token.token.encode(), "NIM_SESSION_FILE")  # a new 0600 file, never through a link
@@ -184,7 +184,7 @@ def logout() -> None:
     from nim_pathway.settings import session_file
 
     token = read_session_token()
-    message = service().commands.logout(token).message if token else "not logged in"
+    message = service().identity.logout(token).message if token else "not logged in"
     session_file().unlink(missing_ok=True)
     typer.echo(message)
 
@@ -194,4 +194,4 @@ def whoami() -> None:
     token = read_session_token()
     if not token:
         raise UserError("not logged in; `nim-pathway login --as HANDLE`")
-    typer.echo(service().commands.session_actor(token))
+    typer.echo(service().identity.session_actor(token))

@@ -14,7 +14,7 @@ import typer
 
 if TYPE_CHECKING:  # imported lazily at run time: --help stays fast
     from nim_pathway.app import Service
-    from nim_pathway.commands import Commands, Result
+    from nim_pathway.commands import Result
 
 JsonOpt = Annotated[bool, typer.Option("--json", help="print JSON instead of a table")]
 ChildOpt = Annotated[str | None, typer.Option(
@@ -52,13 +52,13 @@ def current_actor(claimed: str | None) -> str:
     if code:
         if not claimed:
             raise UserError("a one-time code needs --as HANDLE to say whose it is")
-        return service().commands.authenticate(claimed, code)
+        return service().identity.authenticate(claimed, code)
     token = read_session_token()
     if token:
-        return service().commands.session_actor(token, claimed)
+        return service().identity.session_actor(token, claimed)
     if claimed and sys.stdin.isatty():
         entered = typer.prompt(f"one-time code for {claimed}", hide_input=True)
-        return service().commands.authenticate(claimed, entered)
+        return service().identity.authenticate(claimed, entered)
     raise UserError("who is acting? Log in with `nim-pathway login --as HANDLE` (your "
                     "authenticator app's code), or give `--as HANDLE` with `nim-pathway --code "
                     "CODE ...`")
@@ -176,11 +176,12 @@ def report(result: Result, svc: Service | None = None, since: int = 0) -> None:
                    "is pending: the next sweep applies it (or `nim-pathway drain`)", err=True)
 
 
-def run(command: Callable[[Commands], Result]) -> None:
-    """Run a write command, print what it did, then bring Prefect up to date."""
+def run(command: Callable[[Service], Result]) -> None:
+    """Run a write command (given the service, it picks the command group), print what it
+    did, then bring Prefect up to date."""
     svc = service()
-    since = svc.commands.newest_change()
-    report(command(svc.commands), svc, since)
+    since = svc.queries.newest_change()
+    report(command(svc), svc, since)
 
 
 MAX_FILE_BYTES = 256_000  # a referral or an outcome is a few kilobytes

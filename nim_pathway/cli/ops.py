@@ -72,7 +72,7 @@ def audit_checkpoint() -> None:
 def retention_review(actor: ActorOpt, as_json: JsonOpt = False) -> None:
     """Cases past their retention date (75th birthday; 100 years after adoption)."""
     svc = service()
-    svc.commands.permit_read(actor, "review-retention", doing="review retention")
+    svc.admin.permit_read(actor, "review-retention", doing="review retention")
     emit(svc.queries.retention_review(), as_json, ["case", "basis", "retain_until", "closed_on"],
          title="Past retention")
 
@@ -81,7 +81,7 @@ def erase(ref: str, actor: ActorOpt,
           reason: Annotated[str, typer.Option(help="why, if before the retention date")] = "",
           ) -> None:
     """Remove a case's identity; the pathway record and the audit of the erasure remain."""
-    typer.echo(service().commands.erase(ref, actor, reason).message)
+    typer.echo(service().admin.erase(ref, actor, reason).message)
 
 
 def up(
@@ -260,8 +260,8 @@ def sweep(at: Annotated[str | None, typer.Option(help="fire as of this instant (
 
         load_config()
     svc = service()
-    fired = svc.commands.fire_due_timers(instant)
-    expired = svc.commands.expire_intakes(days)
+    fired = svc.timers.fire_due_timers(instant)
+    expired = svc.admin.expire_intakes(days)
     if expired:
         typer.echo(f"deleted {expired} staged referral(s) never opened in {days} days")
     for t in fired:
@@ -283,7 +283,7 @@ def outbox_list(actor: ActorOpt,
                 as_json: JsonOpt = False) -> None:
     """Messages queued, sent, failing or dead-lettered (newest first)."""
     svc = service()
-    svc.commands.permit_read(actor, "administer-outbox", doing="list the outbox")
+    svc.admin.permit_read(actor, "administer-outbox", doing="list the outbox")
     emit(svc.queries.outbox(failed), as_json,
           ["id", "kind", "case", "recipient", "status", "subject", "preview", "attempts",
            "last_error", "sent_at"])
@@ -294,7 +294,7 @@ def outbox_retry(message_id: int, actor: ActorOpt) -> None:
     """Queue a failing or dead-lettered message again."""
     if not 1 <= message_id < 2**63:  # the ids `outbox list` shows
         raise UserError(f"no outbox message {message_id}; `nim-pathway outbox list` shows them")
-    typer.echo(service().commands.retry_message(message_id, actor).message)
+    typer.echo(service().admin.retry_message(message_id, actor).message)
 
 
 @outbox_app.command("dispatch")

@@ -74,8 +74,8 @@ def report_pack(
     """Render a report pack for the court or hearing (contains identity: local file only)."""
     from nim_pathway.settings import data_dir
 
-    path, digest = service().commands.write_pack(ref, kind, fmt, out or data_dir() / "reports",
-                                                 actor)
+    path, digest = service().admin.write_pack(ref, kind, fmt, out or data_dir() / "reports",
+                                              actor)
     typer.echo(f"wrote {path} (sha256 {digest}, recorded in the audit log)")
 
 
@@ -95,7 +95,7 @@ def export_csv(actor: ActorOpt,
     from reports.exports import tasks_csv
 
     svc = service()
-    svc.commands.permit_read(actor, "export-data", doing="export tasks as CSV")
+    svc.admin.permit_read(actor, "export-data", doing="export tasks as CSV")
     typer.echo(tasks_csv(svc.queries, case), nl=False)
 
 
@@ -105,7 +105,7 @@ def export_fhir(ref: str, actor: ActorOpt) -> None:
     from reports.exports import fhir_bundle
 
     svc = service()
-    svc.commands.permit_read(actor, "export-data", doing=f"export {ref} as FHIR")
+    svc.admin.permit_read(actor, "export-data", doing=f"export {ref} as FHIR")
     typer.echo(json.dumps(fhir_bundle(svc.queries, ref), indent=2))
 
 
@@ -117,7 +117,7 @@ def export_ics(handle: str, actor: ActorOpt) -> None:
 
     svc = service()
     if handle != actor:
-        svc.commands.permit_read(actor, "export-data", doing=f"export {handle}'s calendar")
+        svc.admin.permit_read(actor, "export-data", doing=f"export {handle}'s calendar")
     typer.echo(practitioner_ics(svc.queries, handle), nl=False)
 
 

@@ -67,7 +67,7 @@ def task_complete(
             raise UserError(f"--field must be NAME=VALUE, got {item!r}")
         outcome[name] = {"true": True, "false": False}.get(value.lower(), value)
     ref = TaskRef.parse(task)
-    run(lambda do: do.complete_task(ref, actor, outcome))
+    run(lambda svc: svc.tasks.complete_task(ref, actor, outcome))
 
 
 @task_app.command("reassign")
@@ -79,7 +79,7 @@ def task_reassign(
 ) -> None:
     """Hand a task to another practitioner with the same role."""
     ref = TaskRef.parse(task)
-    run(lambda do: do.reassign(ref, to, actor, note))
+    run(lambda svc: svc.tasks.reassign(ref, to, actor, note))
 
 
 @task_app.command("delay-cause")
@@ -91,6 +91,6 @@ def task_delay_cause(
 ) -> None:
     """Record why a task is late (feeds the breach report and the KPIs)."""
     ref = TaskRef.parse(task)
-    typer.echo(service().commands.record_delay_cause(ref, cause, note, actor).message)
+    typer.echo(service().tasks.record_delay_cause(ref, cause, note, actor).message)
 
 

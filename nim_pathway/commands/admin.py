@@ -1,4 +1,6 @@
-"""Administration: outbox retries, report packs, erasure (people: identity.py)."""
+"""Administration: practitioners (added, their role, contact or digest changed, deactivated),
+outbox retries, report packs, expired referrals and erasure. Signing in, second factors and
+installed pathways: identity.py."""
 
 from __future__ import annotations
 
@@ -6,12 +8,16 @@ import hashlib
 from datetime import timedelta
 from pathlib import Path
 
+from sqlalchemy import func
 from sqlmodel import Session, select
 
-from models.errors import AlreadyDone, Invalid, NotFound
+from models.errors import AlreadyDone, Invalid, NotFound, Refused
 from models.pathway import PathwaySpec
+from models.schemas import PractitionerIn
+from nim_pathway.commands import people
 from nim_pathway.commands.base import CommandBase, Result
-from nim_pathway.policy import SERVICE_ACTOR, Target
+from nim_pathway.commands.people import Enrolment
+from nim_pathway.policy import ADMIN, SERVICE_ACTOR, Target
 from reports.packs import render_pack
 from store import mapping
 from store.crypto import ERASED, destroy_case_key
@@ -26,12 +32,100 @@ from store.tables import (
     Decision,
     Intake,
     Outbox,
+    PathwayVersion,
     Placement,
+    Practitioner,
     Task,
 )
 
 
 class AdminCommands(CommandBase):
+    def add_practitioner(self, p: PractitionerIn, actor: str) -> tuple[Result, Enrolment]:
+        """Register a practitioner and enrol their second factor (admin only)."""
+        with self.ctx.write() as session:
+            self.authorize(session, actor, "manage-practitioners")
+            self._known_role(session, p.role)
+            if session.exec(select(Practitioner).where(Practitioner.handle == p.handle)).first():
+                raise AlreadyDone(f"practitioner {p.handle!r} exists already; change their "
+                                  f"contact or digest with `nim-pathway practitioner update "
+                                  f"{p.handle}`, their role with `practitioner role`")
+            row = Practitioner(**p.model_dump())
+            enrolment = people.enrol(row, self.ctx.secret_key)
+            people.save(session, row, self.ctx.secret_key)
+            self.audit(session, actor, "practitioner-added", None,
+                       {"handle": p.handle, "before": None, "after": people.public(row)})
+        return Result("", f"added {p.handle} ({p.role})"), enrolment
+
+    def change_role(self, handle: str, role: str, actor: str) -> Result:
+        with self.ctx.write() as session:
+            self.authorize(session, actor, "manage-practitioners")
+            self._known_role(session, role)
+            row = people.person(session, handle)
+            if row.role == role:
+                raise AlreadyDone(f"{handle} is {role} already")
+            if row.role == ADMIN:
+                self._keep_an_admin(session, handle, "change the role of")
+            before = people.public(row)
+            row.role = role
+            people.revoke_sessions(session, row, self.ctx.now())
+            people.save(session, row, self.ctx.secret_key)
+            self.audit(session, actor, "practitioner-changed", None,
+                       {"handle": handle, "before": before, "after": people.public(row)})
+        return Result("", f"{handle} is now {role}; their CLI sessions were ended")
+
+    def update_practitioner(self, handle: str, actor: str, contact: str | None = None,
+                            digest: bool | None = None, active: bool | None = None) -> Result:
+        """Change a practitioner's contact ("" removes it), daily digest or whether they may
+        act (admin only, like `add`); audited with what changed, contacts masked."""
+        if contact is None and digest is None and active is None:
+            raise Invalid("nothing to change: give --contact, --digest/--no-digest or "
+                          "--active/--inactive")
+        with self.ctx.write() as session:
+            self.authorize(session, actor, "manage-practitioners")
+            row = people.person(session, handle)
+            wanted: dict[str, object] = {"digest": digest, "active": active}
+            if contact is not None:
+                wanted["contact"] = _valid_contact(contact)
+            changed = {k: v for k, v in wanted.items()
+                       if (v is not None or k == "contact") and getattr(row, k) != v}
+            if not changed:
+                raise AlreadyDone(f"{handle} has these settings already; nothing changed")
+            if changed.get("active") is False:  # as `deactivate`: sessions end, an admin stays
+                if row.role == ADMIN:
+                    self._keep_an_admin(session, handle, "deactivate")
+                people.revoke_sessions(session, row, self.ctx.now())
+            before = {k: _shown(k, getattr(row, k)) for k in changed}
+            for name, value in changed.items():
+                setattr(row, name, value)
+            people.save(session, row, self.ctx.secret_key)  # `active` is sealed: a fresh seal
+            after = {k: _shown(k, v) for k, v in changed.items()}
+            self.audit(session, actor, "practitioner-changed", None,
+                       {"handle": handle, "changed": sorted(changed), "before": before,
+                        "after": after})
+        said = {"contact": lambda v: f"contact {v or 'removed'}",
+                "digest": lambda v: "reminders in a daily digest" if v else "reminders one by one",
+                "active": lambda v: "active" if v else "inactive (their sessions ended)"}
+        return Result("", f"updated {handle}: " + "; ".join(said[k](after[k])
+                                                            for k in sorted(changed)))
+
+    def deactivate(self, handle: str, actor: str, reason: str) -> Result:
+        with self.ctx.write() as session:
+            self.authorize(session, actor, "manage-practitioners")
+            row = people.person(session, handle)
+            if not row.active:
+                raise AlreadyDone(f"{handle} is inactive already")
+            if row.role == ADMIN:
+                self._keep_an_admin(session, handle, "deactivate")
+            before = people.public(row)
+            row.active = False
+            people.revoke_sessions(session, row, self.ctx.now())
+            people.save(session, row, self.ctx.secret_key)
+            self.audit(session, actor, "practitioner-changed", None,
+                       {"handle": handle, "before": before, "after": people.public(row),
+                        "reason_length": len(reason)})
+        return Result("", f"{handle} deactivated; their open tasks keep them as assignee until "
+                          "reassigned")
+
     def retry_message(self, message_id: int, actor: str) -> Result:
         """Put a dead or failing message back in the queue now."""
         with self.ctx.write() as session:
@@ -139,32 +233,20 @@ class AdminCommands(CommandBase):
                            {"handle": intake.handle, "days": days})
         return len(stale)
 
-    def publish_checkpoint(self) -> dict | None:
-        """Queue the audit chain's signed head (row id, hash, rows up to it) to the admins,
-        a place the database owner does not control; returns the entry (for the Prefect
-        artifact), or None if the log is empty or this head was sent already. Not audited
-        itself: that would move the head on every sweep."""
-        import json
+    @staticmethod
+    def _keep_an_admin(session: Session, handle: str, doing: str) -> None:
+        others = session.exec(select(func.count()).select_from(Practitioner).where(
+            Practitioner.role == ADMIN, Practitioner.active, Practitioner.handle != handle)).one()
+        if not others:
+            raise Refused(f"cannot {doing} {handle}: they are the only active admin; add "
+                          "another admin first")
 
-        from sqlalchemy.exc import IntegrityError
-
-        from notifications.config import load_config
-        from notifications.outbox import enqueue
-        from store.audit import head_entry
-
-        try:
-            with self.ctx.write() as session:
-                entry = head_entry(session, self.ctx.url, self.ctx.audit_key, self.ctx.now())
-                if entry is None:
-                    return None
-                queued = enqueue(session, load_config(), "audit-checkpoint",
-                                 f"audit-checkpoint/{entry['db']}/{entry['id']}", None,
-                                 "admin", {"checkpoint": json.dumps(entry),
-                                           "row_id": entry["id"], "rows": entry["rows"]},
-                                 self.ctx.now())
-        except IntegrityError:  # a racing sweep queued this head first
-            return None
-        return entry if queued is not None else None
+    def _known_role(self, session: Session, role: str) -> None:
+        """A role some installed pathway declares, or the site's admin."""
+        roles = {ADMIN}.union(*(self.ctx.spec(session, v).roles for v in session.exec(
+            select(PathwayVersion.id).where(PathwayVersion.installed_at.is_not(None)))))
+        if role not in roles:
+            raise Invalid(f"unknown role {role!r}; roles: {', '.join(sorted(roles))}")
 
 
 def erase_free_text(session: Session, case: Case, spec: PathwaySpec) -> list[str]:
@@ -190,3 +272,23 @@ def erase_free_text(session: Session, case: Case, spec: PathwaySpec) -> list[str
                 session.add(row)
                 done.add(f"{table.__tablename__}.{column}")
     return sorted(done)
+
+
+def _valid_contact(value: str) -> str | None:
+    """A contact `practitioner update` may store ("" removes it), or Invalid saying why not."""
+    from pydantic import ValidationError
+
+    from models.schemas import ContactIn
+
+    try:
+        return ContactIn(contact=value).contact or None
+    except ValidationError as exc:
+        why = "; ".join(e["msg"].removeprefix("Value error, ") for e in exc.errors())
+        raise Invalid(f"invalid contact: {why}") from None
+
+
+def _shown(name: str, value: object) -> object:
+    """A practitioner setting as the audit and the CLI show it: a contact masked."""
+    from models.redaction import mask_url
+
+    return mask_url(value) if name == "contact" and isinstance(value, str) else value

@@ -1,5 +1,6 @@
-"""What every command shares: its context, the access check, the engine call, and the one
-write path from engine state to rows, timers, messages and audit."""
+"""What every command group shares: its context, the access check, the engine call, one
+engine event in one transaction, and the one write path from engine state to rows, timers,
+messages and audit."""
 
 from __future__ import annotations
 
@@ -19,6 +20,8 @@ from store import audit, journal, mapping, timers
 from store.context import StoreContext
 from store.queries import Queries
 from store.tables import Case, Practitioner, Task
+
+DELAY_CAUSES = ("court", "family", "capacity", "other")  # why work is late (tasks, move-date)
 
 
 @dataclass(frozen=True)
@@ -94,6 +97,18 @@ class CommandBase:
         for e in effects:
             self.audit(session, actor, e.kind, case.ref, {"task": e.task, **e.detail})
         journal.note_change(session, case.ref, now)  # Prefect's runs follow, by change
+
+    def _engine_event(self, ref: str, actor: str, action: str, doing: str,
+                      event: Callable[..., list[eng.Effect]], *args: object) -> Result:
+        """One case event through the engine (family, lifecycle, court), in one transaction:
+        the policy asked for `action`, the event given the case's spec and state, then `args`."""
+        with self.ctx.write() as session:
+            case = mapping.find_case(session, ref, lock=True)
+            spec, state = self.load(session, case)
+            self.authorize(session, actor, action, spec, policy.Target(ref, doing=doing))
+            effects = run_engine(event, spec, state, *args)
+            self.commit_state(session, case, spec, state, effects, actor)
+        return Result(ref, f"{ref}: {doing}", effects)
 
     @staticmethod
     def _auto_assign(session: Session, case: Case, tasks: list[Task]) -> None:

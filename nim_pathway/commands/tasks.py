@@ -7,8 +7,7 @@ from typing import Any
 from models import engine as eng
 from models.errors import Invalid
 from models.refs import TaskRef
-from nim_pathway.commands.base import CommandBase, Result, run_engine
-from nim_pathway.commands.cases import DELAY_CAUSES
+from nim_pathway.commands.base import DELAY_CAUSES, CommandBase, Result, run_engine
 from nim_pathway.policy import Target, practitioner
 from notifications.outbox import queue_handoffs
 from store import mapping

@@ -1,20 +1,25 @@
 """Timer and delivery commands: the sweep that fires due timers into the outbox, the daily
-digests, and the flow run ids Prefect's sync reports back (for deep links)."""
+digests, the audit checkpoint queued to the admins, the flow run ids Prefect's sync reports
+back (for deep links), and the orchestration journal's writes (claim, settle, forget).
+The journal's reads are queries (`Queries.changes_pending` and the like)."""
 
 from __future__ import annotations
 
+import json
 from collections.abc import Collection
 from datetime import datetime
 
 from sqlalchemy import insert
+from sqlalchemy.exc import IntegrityError
 from sqlmodel import select
 
 from models.calendar import WorkingCalendar
 from models.clock import UK
 from nim_pathway.commands.base import CommandBase
 from notifications.config import load_config
-from notifications.outbox import Directory, queue_digests, timer_messages
+from notifications.outbox import Directory, enqueue, queue_digests, timer_messages
 from store import faults, journal, mapping, timers
+from store.audit import head_entry
 from store.tables import Outbox, Task
 from store.views import FiredTimer
 
@@ -75,6 +80,25 @@ class TimerCommands(CommandBase):
         with self.ctx.write() as session:
             return queue_digests(session, at, at.astimezone(UK).date())
 
+    def publish_checkpoint(self) -> dict | None:
+        """Queue the audit chain's signed head (row id, hash, rows up to it) to the admins,
+        a place the database owner does not control; returns the entry (for the Prefect
+        artifact), or None if the log is empty or this head was sent already. Not audited
+        itself: that would move the head on every sweep."""
+        try:
+            with self.ctx.write() as session:
+                entry = head_entry(session, self.ctx.url, self.ctx.audit_key, self.ctx.now())
+                if entry is None:
+                    return None
+                queued = enqueue(session, load_config(), "audit-checkpoint",
+                                 f"audit-checkpoint/{entry['db']}/{entry['id']}", None,
+                                 "admin", {"checkpoint": json.dumps(entry),
+                                           "row_id": entry["id"], "rows": entry["rows"]},
+                                 self.ctx.now())
+        except IntegrityError:  # a racing sweep queued this head first
+            return None
+        return entry if queued is not None else None
+
     def record_flow_runs(self, ref: str, runs: dict[str, str]) -> None:
         """Remember which Prefect run waits for each task (for deep links in messages, and
         for the next sync to read its runs by id); `stage:<name>` keys are stage runs."""
@@ -89,7 +113,7 @@ class TimerCommands(CommandBase):
                 task.flow_run_id = runs[task.key]
                 session.add(task)
 
-    # -- the orchestration journal (store/journal.py) --------------------------------------
+    # -- the orchestration journal's writes (store/journal.py) ----------------------------
 
     def claim_changes(self, token: str, limit: int,
                       skip: Collection[int] = ()) -> dict[str, list[int]]:
@@ -107,28 +131,6 @@ class TimerCommands(CommandBase):
         still holds the lease."""
         with self.ctx.write() as session:
             return journal.settle(session, ids, token, self.ctx.now(), error, outcome)
-
-    def newest_change(self) -> int:
-        with self.ctx.read() as session:
-            return journal.newest_id(session)
-
-    def changes_pending(self) -> bool:
-        with self.ctx.read() as session:
-            return journal.any_pending(session)
-
-    def changes_covering(self, ref: str, since: int) -> list[tuple[bool, str | None, str | None]]:
-        """(applied, outcome, last error) of each entry a command started after `since` on
-        the case waits on (store/journal.py `covering`)."""
-        with self.ctx.read() as session:
-            return [(row.applied_at is not None, row.outcome,
-                     row.last_error if row.attempts and row.claimed_until is None else None)
-                    for row in journal.covering(session, ref, since)]
-
-    def last_change(self, ref: str) -> int:
-        """The newest pending entry of a case (0 if none): what a sync starting now covers."""
-        with self.ctx.read() as session:
-            rows = journal.pending(session, ref)
-            return rows[-1].id if rows else 0
 
     def forget_applied_changes(self) -> int:
         """Drop journal entries applied more than a week ago (each sweep does)."""

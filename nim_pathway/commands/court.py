@@ -1,0 +1,56 @@
+"""Court commands: the court's timetable (extensions, directions to file), the final order,
+and the end of the child being looked after. Hearing dates move with `CaseCommands.move_date`.
+One transaction each."""
+
+from __future__ import annotations
+
+from datetime import date
+
+from models import engine as eng
+from models.errors import Invalid
+from nim_pathway.commands.base import CommandBase, Result, run_engine
+from nim_pathway.policy import Target
+from store import mapping
+
+TIMETABLE = "record-court-timetable"  # the policy's action for timetable events
+
+
+class CourtCommands(CommandBase):
+    def extend_timetable(self, ref: str, granted_on: date, weeks: int, reason: str,
+                         actor: str) -> Result:
+        """The court extended its timetable (one extension: up to 8 weeks, with a reason)."""
+        return self._engine_event(ref, actor, TIMETABLE, f"extend the timetable by {weeks} weeks",
+                                  eng.extend_timetable, granted_on, weeks, reason,
+                                  self.ctx.today())
+
+    def record_final_order(self, ref: str, made_on: date, kind: str,
+                           follows_recommendation: bool, actor: str,
+                           child: str | None = None) -> Result:
+        """The final order: it disposes of the proceedings and meets the 26-week clock (per
+        child where a sibling group's orders differ)."""
+        return self._engine_event(ref, actor, TIMETABLE, f"record the final order ({kind})",
+                                  eng.record_final_order, made_on, kind, follows_recommendation,
+                                  self.ctx.today(), child)
+
+    def add_direction(self, ref: str, document: str, role: str, by: date, actor: str) -> Result:
+        """A court direction to file a document by a date: a task for the named role."""
+        return self._engine_event(ref, actor, TIMETABLE,
+                                  f"record a direction to file {document} by {by}",
+                                  eng.add_direction, document, role, by, self.ctx.today())
+
+    def cease_looked_after(self, ref: str, on: date, reason: str, actor: str,
+                           child: str | None = None) -> Result:
+        """The child is no longer looked after: statutory reviews and visits stop."""
+        if not reason.strip():
+            raise Invalid("say why the child is no longer looked after (--reason), e.g. "
+                          "'returned home, care order discharged'")
+        if on > self.ctx.today():
+            raise Invalid(f"{on} is in the future")
+        with self.ctx.write() as session:
+            case = mapping.find_case(session, ref, lock=True)
+            spec, state = self.load(session, case)
+            self.authorize(session, actor, "record-looked-after-status", spec,
+                           Target(ref, doing="record that the child is no longer looked after"))
+            effects = run_engine(eng.cease_looked_after, spec, state, on, reason, child)
+            self.commit_state(session, case, spec, state, effects, actor)
+        return Result(ref, f"{ref}: no longer looked after from {on}", effects)
