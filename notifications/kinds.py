@@ -162,6 +162,9 @@ MESSAGE_KINDS: tuple[MessageKind, ...] = (
 
 # by name, in the order above
 KINDS: dict[str, MessageKind] = {k.name: k for k in MESSAGE_KINDS}
+# which of a task's overdue timers a catch-up sweep sends (store/timers.py `superseded`)
+CATCH_UP_RANK: dict[str, int] = {k.name: k.catch_up_rank for k in MESSAGE_KINDS
+                                 if k.catch_up_rank is not None}
 
 
 def message_kind(name: str) -> MessageKind:

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from datetime import date, datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from sqlmodel import Session, select
 
@@ -19,6 +19,10 @@ from models.calendar import WorkingCalendar
 from notifications.config import NotifyConfig, load_config
 from notifications.kinds import Firing, link_for, message_kind, task_context
 from store.tables import Case, Outbox, Practitioner, Task
+from store.views import OutboxRow
+
+if TYPE_CHECKING:
+    from store.queries import Queries
 
 DATE_KEYS = ("due", "clock_due")
 
@@ -246,3 +250,11 @@ def queue_digests(session: Session, now: datetime, today: date) -> int:
             r.status = "digested"
             session.add(r)
     return count
+
+
+def outbox_listing(queries: Queries, failed: bool = False, limit: int = 200) -> list[OutboxRow]:
+    """Messages newest first, each with its subject and a preview: a queued message is
+    rendered as the dispatcher will render it, so it can be read before it goes."""
+    return [OutboxRow(o.id, o.kind, o.case_ref, o.recipient, o.status, o.attempts, subject,
+                      o.last_error, o.next_attempt_at, o.sent_at, text)
+            for o in queries.outbox_messages(failed, limit) for subject, text in [preview(o)]]

@@ -43,7 +43,6 @@ from store.views import (
     FinalOrderView,
     InstalledPathway,
     OpenTask,
-    OutboxRow,
     PlacementView,
     PractitionerView,
     RetentionRow,
@@ -341,18 +340,17 @@ class Queries:
         rows.sort(key=lambda r: (r.date, r.event))
         return rows
 
-    def outbox(self, failed: bool = False, limit: int = 200) -> list[OutboxRow]:
-        """Messages newest first, each with its subject and a preview: a queued message is
-        rendered here as the dispatcher will render it, so it can be read before it goes."""
-        from notifications.outbox import preview
-
+    def outbox_messages(self, failed: bool = False, limit: int = 200) -> list[Outbox]:
+        """Outbox rows newest first (only failing and dead ones with `failed`), detached:
+        notifications/outbox.py `outbox_listing` renders each as the dispatcher will."""
         with self.ctx.read() as session:
             stmt = select(Outbox).order_by(Outbox.id.desc()).limit(limit)
             if failed:
                 stmt = stmt.where((Outbox.status == "dead") | (Outbox.last_error.is_not(None)))
-            return [OutboxRow(o.id, o.kind, o.case_ref, o.recipient, o.status, o.attempts,
-                              subject, o.last_error, o.next_attempt_at, o.sent_at, text)
-                    for o in session.exec(stmt) for subject, text in [preview(o)]]
+            rows = list(session.exec(stmt))
+            for row in rows:
+                session.expunge(row)
+            return rows
 
     def retention_review(self) -> list[RetentionRow]:
         """Cases whose identity is past its retention date and not yet erased."""

@@ -7,6 +7,7 @@ once never claim the same row. Catching up, a task sends only its most relevant 
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from datetime import date, datetime, time
 from typing import Any, NamedTuple
 
@@ -16,7 +17,6 @@ from sqlmodel import Session, select
 from models import engine as eng
 from models.clock import UK, uk_instant
 from models.pathway import PathwaySpec
-from notifications.kinds import MESSAGE_KINDS
 from store.tables import Case, Task, Timer
 
 
@@ -117,24 +117,22 @@ def _with_case_and_task(session: Session, claim: Any) -> list[Claimed]:
             for r in session.connection().execute(stmt)]
 
 
-# Which of a task's timers matters most once several are due at once: the kind of highest
-# `catch_up_rank` in the registry (escalation, due, reminder), the highest tier, the latest.
-# Kinds without a rank (clocks) are never skipped.
-_RANK = {k.name: k.catch_up_rank for k in MESSAGE_KINDS if k.catch_up_rank is not None}
-
-
-def _rank(timer: DueTimer) -> tuple[int, int, datetime, int]:
-    return (_RANK.get(timer.kind, -1), (timer.detail or {}).get("tier", 0), timer.due_at, timer.id)
-
-
-def superseded(claimed: list[Claimed], today: date) -> dict[int, str]:
+def superseded(claimed: list[Claimed], today: date, rank: Mapping[str, int]) -> dict[int, str]:
     """Timers not to send, with why: when a sweep finds a task with timers that should have
     fired on an earlier day (the sweep was down, or the case opened with work already late),
     only the task's most relevant due timer is sent. Timers due today are never skipped, so a
-    sweep that runs on time sends exactly what it always did. Clock timers are left alone."""
+    sweep that runs on time sends exactly what it always did. Which of a task's timers matters
+    most: the kind of highest `rank` (the message-kind registry's `catch_up_rank`: escalation,
+    due, reminder), the highest tier, the latest. Kinds without a rank (clocks) are never
+    skipped."""
+
+    def _rank(timer: DueTimer) -> tuple[int, int, datetime, int]:
+        return (rank.get(timer.kind, -1), (timer.detail or {}).get("tier", 0), timer.due_at,
+                timer.id)
+
     by_task: dict[tuple[str, str], list[Claimed]] = {}
     for c in claimed:
-        if c.timer.task_key and c.timer.kind in _RANK:
+        if c.timer.task_key and c.timer.kind in rank:
             by_task.setdefault((c.ref, c.timer.task_key), []).append(c)
     skipped: dict[int, str] = {}
     for (ref, task_key), group in by_task.items():

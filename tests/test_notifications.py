@@ -21,6 +21,7 @@ from nim_pathway.app import Service, build_service  # noqa: F401
 from nim_pathway.demo import DEMO_ADMIN, DEMO_TEAM, ensure_admin
 from notifications.config import NotifyConfig
 from notifications.dispatcher import RECORD_EVERY, Dispatcher
+from notifications.outbox import outbox_listing
 from store.db import session_scope
 from store.tables import DeliveryAttempt, Outbox, Practitioner, Timer
 from tests.conftest import referral_data
@@ -128,15 +129,15 @@ def test_reminders_and_handoffs_arrive_once(team, clock, http, smtp):
 def test_a_queued_message_can_be_read_before_it_is_sent(team, clock, http):
     store = team
     ref = open_case(store)
-    queued = [m for m in store.queries.outbox() if m.status == "pending"]
+    queued = [m for m in outbox_listing(store.queries) if m.status == "pending"]
     handoff = next(m for m in queued if m.recipient == "practitioner:mgr.okafor")
     assert handoff.subject == f"[{ref}] New task for you: Triage the referral"
     assert handoff.preview.startswith(f"Triage the referral on case {ref} is ready for you")
     assert len(handoff.preview) <= 120 and "\n" not in handoff.preview
-    listed = str(store.queries.outbox())
+    listed = str(outbox_listing(store.queries))
     assert not [s for s in SENTINELS if s in listed]  # the case reference only
     dispatcher(store, clock).run_until_idle()
-    sent = next(m for m in store.queries.outbox() if m.id == handoff.id)
+    sent = next(m for m in outbox_listing(store.queries) if m.id == handoff.id)
     assert sent.status == "sent" and (sent.subject, sent.preview) == (handoff.subject,
                                                                        handoff.preview)
     assert handoff.subject == next(m["title"] for m in http.received
@@ -307,7 +308,7 @@ def test_target_down_for_days_is_dead_lettered_with_an_admin_alert(team, clock, 
     alerts = [m for m in http.received if m["path"] == "/admin"]
     assert len(alerts) == len(dead)
     assert str(dead[0].id) in alerts[0]["message"]
-    listed = store.queries.outbox(failed=True)
+    listed = outbox_listing(store.queries, failed=True)
     assert {m.id for m in listed} >= {m.id for m in dead}
     store.admin.retry_message(dead[0].id, "mgr.okafor")
     assert [m.status for m in outbox(store) if m.id == dead[0].id] == ["pending"]

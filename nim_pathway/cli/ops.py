@@ -282,10 +282,12 @@ def outbox_list(actor: ActorOpt,
                 failed: Annotated[bool, typer.Option(help="only failing or dead")] = False,
                 as_json: JsonOpt = False) -> None:
     """Messages queued, sent, failing or dead-lettered (newest first)."""
+    from notifications.outbox import outbox_listing
+
     svc = service()
     svc.admin.permit_read(actor, "administer-outbox", doing="list the outbox")
-    emit(svc.queries.outbox(failed), as_json,
-          ["id", "kind", "case", "recipient", "status", "subject", "preview", "attempts",
+    emit(outbox_listing(svc.queries, failed), as_json,
+         ["id", "kind", "case", "recipient", "status", "subject", "preview", "attempts",
            "last_error", "sent_at"])
 
 

@@ -17,6 +17,7 @@ from models.calendar import WorkingCalendar
 from models.clock import UK
 from nim_pathway.commands.base import CommandBase
 from notifications.config import load_config
+from notifications.kinds import CATCH_UP_RANK
 from notifications.outbox import Directory, enqueue, queue_digests, timer_messages
 from store import faults, journal, mapping, timers
 from store.audit import head_entry
@@ -44,7 +45,7 @@ class TimerCommands(CommandBase):
         while True:
             with self.ctx.write() as session:
                 rows = timers.claim_due(session, at, batch)
-                skipped = timers.superseded(rows, on)
+                skipped = timers.superseded(rows, on, CATCH_UP_RANK)
                 sending = [c for c in rows if c.timer.id not in skipped]
                 # a tier-2 escalation whose tier 1 is skipped here must not say it was escalated
                 unescalated = {(c.ref, c.timer.task_key) for c in rows
