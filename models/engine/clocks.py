@@ -1,0 +1,109 @@
+"""Read model of the statutory and service clocks overlaid on a case: when each runs out,
+why, whose it is, and whether it is met or breached."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import date, timedelta
+
+from models.calendar import ADJUST_FOR_KIND, compute_due
+from models.engine.scheduling import _due, _resolve_anchor
+from models.engine.state import CaseState
+from models.pathway import ClockSpec, PathwaySpec
+
+
+@dataclass(frozen=True)
+class ClockState:
+    id: str
+    title: str
+    due: date | None  # the last day (a maximum pulled back to a working day); window: latest
+    explanation: str
+    state: str  # not-started, upcoming, open, running, met, breached, breached-open, elapsed,
+    # not-applicable
+    days_left: int | None = None
+    kind: str = "maximum"
+    owner: str = "nim"
+    earliest: date | None = None  # windows only
+    met_on: date | None = None
+    days_late: int | None = None  # met late, or still open past the last day
+    source: str = ""
+
+
+def _clock_anchor(spec: PathwaySpec, case: CaseState, clock: ClockSpec) -> date | None:
+    return _resolve_anchor(case, clock.anchor)
+
+
+def _extended(clock: ClockSpec, case: CaseState, legal_end: date) -> tuple[date, str]:
+    """The legal last day after each extension: up to N weeks after the later of the current
+    end and the day the extension was granted (s32(8))."""
+    notes = []
+    for ext in case.extensions:
+        legal_end = max(legal_end, ext.granted_on) + timedelta(weeks=ext.weeks)
+        notes.append(f"extended {ext.weeks} weeks on {ext.granted_on.isoformat()} to "
+                     f"{legal_end.isoformat()}")
+    return legal_end, "; ".join(notes)
+
+
+def clock_state(spec: PathwaySpec, case: CaseState, clock: ClockSpec, on: date) -> ClockState:
+    """One clock: when it runs out, why, whose it is, and whether it is met or breached."""
+    base = dict(kind=clock.kind, owner=clock.owner, source=clock.source)
+    anchor = _clock_anchor(spec, case, clock)
+    if anchor is None:
+        return ClockState(clock.id, clock.title, None,
+                          f"starts when {clock.anchor.replace('_', ' ')} is recorded",
+                          "not-started", **base)
+    met_on = _resolve_anchor(case, clock.met_by) if clock.met_by else None
+    if clock.kind == "window":
+        w = clock.window
+        first = _due(case, w.earliest, clock.anchor, anchor, "target")
+        last = _due(case, w.latest, clock.anchor, anchor, "maximum")
+        why = f"from {first.due} ({first.explanation}) to {last.due} ({last.explanation})"
+        if met_on is not None:
+            inside = first.due <= met_on <= last.due
+            state = "met" if inside else "breached"
+            late = max((met_on - last.due).days, 0) if not inside else None
+            if not inside and met_on < first.due:
+                why += f"; held {met_on}, before the window"
+        elif on < first.due:
+            state, late = "upcoming", None
+        elif on <= last.due:
+            state, late = "open", None
+        else:
+            state, late = "breached-open", (on - last.due).days
+        return ClockState(clock.id, clock.title, last.due, why, state, (last.due - on).days,
+                          earliest=first.due, met_on=met_on, days_late=late, **base)
+    kind = "maximum" if clock.kind == "maximum" else "target"
+    d = _due(case, clock.limit, clock.anchor, anchor, "exact" if clock.extensions else kind)
+    due, why = d.due, d.explanation
+    if spec.own_clock(clock) and kind == "target" and case.paused_days:
+        moved = compute_due(case.calendar, due, case.paused_days, "days", "the target",
+                            adjust="forward")  # NIM's own targets stop while paused
+        due, why = moved.due, f"{why}; {moved.explanation} (paused)"
+    if clock.extensions and case.extensions:
+        legal_end, notes = _extended(clock, case, due)
+        d2 = compute_due(case.calendar, legal_end, 0, "days", "the extended limit",
+                         adjust=ADJUST_FOR_KIND[kind])
+        due, why = d2.due, f"{why}; {notes}; {d2.explanation}"
+    elif clock.extensions:
+        d2 = compute_due(case.calendar, due, 0, "days", "the limit", adjust=ADJUST_FOR_KIND[kind])
+        due = d2.due
+        if d2.due != d.due:
+            why = f"{why}; {d2.explanation}"
+    if met_on is not None:
+        state = "met" if met_on <= due else "breached"
+        late = (met_on - due).days if met_on > due else None
+    elif clock.met_by is None:  # informational: nothing NIM does meets it
+        state, late = ("running" if on <= due else "elapsed"), None
+    elif case.closed_on and clock.met_by.startswith("done:") and not any(
+            t.spec_id == clock.met_by[5:] for t in case.tasks.values()):
+        state, late = "not-applicable", None
+    else:
+        state = "running" if on <= due else "breached-open"
+        late = (on - due).days if on > due else None
+    return ClockState(clock.id, clock.title, due, why, state, (due - on).days, met_on=met_on,
+                      days_late=late, **base)
+
+
+def clock_states(spec: PathwaySpec, case: CaseState, on: date) -> list[ClockState]:
+    """Each clock: when it runs out, why, and whether it is met or breached."""
+    return [clock_state(spec, case, clock, on) for clock in spec.clocks]

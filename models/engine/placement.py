@@ -1,0 +1,74 @@
+"""A looked-after child's placements: a new placement restarts the statutory work that
+hangs on it; a child who stops being looked after has their reviews and visits stop."""
+
+from __future__ import annotations
+
+from datetime import date
+
+from models.engine.family import _child_of
+from models.engine.scheduling import _due, _task_key
+from models.engine.state import (
+    BLOCKED,
+    CANCELLED,
+    OPEN,
+    CaseState,
+    Effect,
+    EngineError,
+    TaskState,
+    child_anchor,
+)
+from models.pathway import PathwaySpec
+
+
+def change_placement(spec: PathwaySpec, case: CaseState, start: date,
+                     child: str | None = None) -> list[Effect]:
+    """A child's new placement: statutory work that hangs on the placement (visits within a
+    week of any placement) starts again from its first day."""
+    child = _child_of(case, child)
+    name = child_anchor("placement_start", child)
+    case.anchors[name] = start
+    effects = [Effect("anchor-moved", None, {"anchor": name, "to": str(start),
+                                             "cause": "placement changed"})]
+    if child_anchor("ceased_looked_after", child) in case.anchors:
+        return effects
+    for spec_task in spec.statutory:
+        if spec_task.due.anchor != "placement_start":
+            continue
+        per_child = spec_task.per == "child"
+        running = [t for t in case.tasks.values() if t.spec_id == spec_task.id
+                   and t.state in (OPEN, BLOCKED) and (not per_child or t.child == child)]
+        for t in running:
+            t.state = CANCELLED
+            effects.append(Effect("task-cancelled", t.key, {"reason": "new placement"}))
+        mine = child if per_child else None
+        n = 1 + max((t.occurrence for t in case.tasks.values()
+                     if t.spec_id == spec_task.id and t.child == mine), default=0)
+        key = _task_key(spec_task, None, n, True, mine)
+        d = _due(case, spec_task.due, "placement start", start, spec_task.kind)
+        case.tasks[key] = TaskState(key=key, spec_id=spec_task.id, stage="statutory",
+                                    title=spec_task.title, role=spec_task.role, due=d.due,
+                                    due_explanation=d.explanation, anchor="placement_start",
+                                    occurrence=n, child=mine)
+        effects.append(Effect("task-created", key, {"role": spec_task.role, "due": str(d.due)}))
+    return effects
+
+
+def cease_looked_after(spec: PathwaySpec, case: CaseState, on: date, why: str,
+                       child: str | None = None) -> list[Effect]:
+    """A child stops being looked after: their reviews and visits stop."""
+    child = _child_of(case, child)
+    name = child_anchor("ceased_looked_after", child)
+    if name in case.anchors:
+        raise EngineError(f"case {case.ref} recorded {child} as no longer looked after on "
+                          f"{case.anchors[name]}")
+    if on < case.anchors["care_entry"]:
+        raise EngineError(f"{on} is before care entry ({case.anchors['care_entry']})")
+    case.anchors[name] = on
+    effects = [Effect("looked-after-ended", None, {"on": str(on), "child": child})]
+    for t in case.tasks.values():
+        if t.state in (OPEN, BLOCKED) and spec.task_by_id[t.spec_id].while_looked_after and \
+                t.child in (None, child):
+            t.state = CANCELLED
+            effects.append(Effect("task-cancelled", t.key,
+                                  {"reason": "child no longer looked after"}))
+    return effects

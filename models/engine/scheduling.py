@@ -1,0 +1,193 @@
+"""Making a case's tasks: who each is for, its key, its due date from its anchor, the next of
+a recurring series, and re-dating open work when a date it hangs on moves."""
+
+from __future__ import annotations
+
+from datetime import date
+
+from models.calendar import ADJUST_FOR_KIND, compute_due
+from models.engine.state import (
+    BLOCKED,
+    CANCELLED,
+    DONE,
+    FIRST_CHILD,
+    OPEN,
+    CaseState,
+    Effect,
+    EngineError,
+    TaskState,
+    child_anchor,
+)
+from models.pathway import Offset, PathwaySpec, TaskSpec
+
+
+def _subjects(spec: PathwaySpec, spec_task: TaskSpec,
+              case: CaseState) -> list[tuple[str | None, str | None]]:
+    """(child, caregiver) pairs a task is generated for: per case, per child, per (consenting,
+    active) caregiver of the task's group, or per child x caregiver who cares for that child."""
+    per = spec_task.per
+    if per == "case":
+        return [(None, None)]
+    if per == "child":
+        return [(c, None) for c in case.children]
+    wanted = spec.relationships_of(per)
+    carers = [c for c in case.caregivers if c.active and c.relationship in wanted
+              and (not spec_task.needs_consent or c.consent == "given")]
+    if not per.startswith("child-"):
+        return [(None, c.key) for c in carers]
+    return [(child, c.key) for child in case.children for c in carers if c.cares_for(child)]
+
+
+def _resolve_anchor(case: CaseState, anchor: str, child: str | None = None) -> date | None:
+    if anchor.startswith("done:"):
+        done = [t for t in case.tasks.values() if t.spec_id == anchor[5:] and t.state == DONE
+                and t.child in (None, child)]
+        return max((t.completed_on for t in done if t.completed_on), default=None)
+    return case.anchors.get(child_anchor(anchor, child), case.anchors.get(anchor))
+
+
+def _due(case: CaseState, rule: Offset, anchor_name: str, anchor: date, kind: str = "target"):
+    """Due date of one rule. Work a person does never falls due on a non-working day: a
+    target rolls forward, a legal maximum is pulled back; an exact date stays."""
+    return compute_due(case.calendar, anchor, rule.amount(case.settings), rule.unit,
+                       anchor_name.replace("_", " "), adjust=ADJUST_FOR_KIND[kind],
+                       day_one=rule.day_one, fraction=rule.fraction)
+
+
+def _apply_step(case: CaseState, spec_task: TaskSpec, occurrence: int,
+                child: str | None = None, late_from: date | None = None) -> tuple[date, str]:
+    due_rule, every = spec_task.due, spec_task.every
+    anchor = _resolve_anchor(case, due_rule.anchor, child)
+    if late_from is not None and due_rule.anchor.startswith("stage:") and anchor is not None:
+        # work for someone who joined after the stage began runs from the day they joined
+        anchor = max(anchor, late_from)
+    if anchor is None:
+        raise EngineError(
+            f"case {case.ref} has no {due_rule.anchor!r} date yet; record it before this stage"
+        )
+    first = _due(case, due_rule, due_rule.anchor, anchor, spec_task.kind)
+    if occurrence == 1 or every is None or spec_task.then_every:
+        return first.due, first.explanation  # a series restarts from its anchor
+    # occurrence n is the first due date plus (n-1) spacings, computed in the spacing's unit
+    step = every.amount(case.settings) * (occurrence - 1)
+    d = compute_due(case.calendar, first.due, step, every.unit, "occurrence 1 due",
+                    adjust=ADJUST_FOR_KIND[spec_task.kind])
+    return d.due, f"occurrence {occurrence}: {d.explanation} ({first.explanation})"
+
+
+def _task_key(spec_task: TaskSpec, caregiver: str | None, occurrence: int, many: bool,
+              child: str | None = None) -> str:
+    key = spec_task.id
+    if caregiver:
+        key += f"-{caregiver}"
+    if child and child != FIRST_CHILD:
+        key += f"-{child}"
+    if many:
+        key += f"-{occurrence}"
+    return key
+
+
+def _create_tasks(spec: PathwaySpec, case: CaseState, spec_task: TaskSpec, stage: str,
+                  late_from: date | None = None) -> list[Effect]:
+    effects = []
+    count = spec_task.count
+    count = case.settings[count] if isinstance(count, str) else count
+    many = count > 1 or bool(spec_task.then_every)
+    for child, caregiver in _subjects(spec, spec_task, case):
+        for occurrence in range(1, count + 1):
+            key = _task_key(spec_task, caregiver, occurrence, many, child)
+            if key in case.tasks:
+                continue
+            due, why = _apply_step(case, spec_task, occurrence, child, late_from)
+            after = [
+                k
+                for k, t in case.tasks.items()
+                if t.spec_id in spec_task.after and t.caregiver in (None, caregiver)
+                and t.child in (None, child) and t.state != CANCELLED
+            ]
+            task = TaskState(
+                key=key,
+                spec_id=spec_task.id,
+                stage=stage,
+                title=spec_task.title,
+                role=spec_task.role,
+                due=due,
+                due_explanation=why,
+                anchor=spec_task.due.anchor,
+                caregiver=caregiver,
+                occurrence=occurrence,
+                after=after,
+                child=child,
+            )
+            if any(case.tasks[k].state != DONE for k in after):
+                task.state = BLOCKED
+            case.tasks[key] = task
+            effects.append(Effect("task-created", key, {"role": task.role, "due": str(due)}))
+    return effects
+
+
+def _next_in_series(
+    case: CaseState, spec_task: TaskSpec, done: TaskState, completed_on: date
+) -> list[Effect]:
+    if spec_task.while_looked_after and \
+            child_anchor("ceased_looked_after", done.child) in case.anchors:
+        return []  # no more reviews or visits once the child is no longer looked after
+    n = done.occurrence + 1
+    key = _task_key(spec_task, done.caregiver, n, True, done.child)
+    if key in case.tasks:
+        return []
+    step = _series_step(spec_task, done.occurrence, case, done.child)
+    d = _due(case, step, f"previous ({done.key}) completed", completed_on, spec_task.kind)
+    case.tasks[key] = TaskState(
+        key=key,
+        spec_id=spec_task.id,
+        stage=done.stage,
+        title=spec_task.title,
+        role=spec_task.role,
+        due=d.due,
+        due_explanation=d.explanation,
+        anchor=f"done:{done.key}",
+        caregiver=done.caregiver,
+        occurrence=n,
+        child=done.child,
+    )
+    return [Effect("task-created", key, {"role": spec_task.role, "due": str(d.due)})]
+
+
+def _series_step(spec_task: TaskSpec, previous: int, case: CaseState,
+                 child: str | None = None) -> Offset:
+    """The spacing after the `previous`-th occurrence of a series since its anchor (a restarted
+    series, after a placement change, begins its ladder again)."""
+    since = previous - _series_base(case, spec_task, child)
+    return spec_task.then_every[min(max(since, 1) - 1, len(spec_task.then_every) - 1)]
+
+
+def _series_base(case: CaseState, spec_task: TaskSpec, child: str | None = None) -> int:
+    """Occurrences of this series before its current anchor run (0 if never restarted)."""
+    restarts = [t.occurrence - 1 for t in case.tasks.values()
+                if t.spec_id == spec_task.id and t.anchor == spec_task.due.anchor
+                and t.child == child]
+    return max(restarts, default=0)
+
+
+def redate_open_tasks(spec: PathwaySpec, case: CaseState, cause: str) -> list[Effect]:
+    effects = []
+    for task in case.tasks.values():
+        if task.state not in (OPEN, BLOCKED):
+            continue
+        spec_task = spec.task_by_id[task.spec_id]
+        if task.anchor in ("direction", "referred"):
+            continue  # a date a court or a person set
+        if task.anchor.startswith("done:") and task.anchor[5:] in case.tasks:
+            prev = case.tasks[task.anchor[5:]]
+            step = _series_step(spec_task, prev.occurrence, case, task.child)
+            d = _due(case, step, f"previous ({prev.key}) completed", prev.completed_on,
+                     spec_task.kind)
+            due, why = d.due, d.explanation
+        else:
+            due, why = _apply_step(case, spec_task, task.occurrence, task.child)
+        if due != task.due:
+            effects.append(Effect("task-redated", task.key,
+                                  {"from": str(task.due), "to": str(due), "cause": cause}))
+            task.due, task.due_explanation = due, why
+    return effects

@@ -1,0 +1,72 @@
+"""The timers a case should have: reminders, due notices, escalations, clock warnings and
+breaches (the store keeps its timer table equal to this plan)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import date, timedelta
+from typing import Any
+
+from models.calendar import compute_due
+from models.engine.clocks import clock_state
+from models.engine.state import OPEN, CaseState
+from models.pathway import PathwaySpec
+
+
+@dataclass(frozen=True)
+class TimerPlan:
+    """A timer the case should have: the store keeps its timer table equal to this set."""
+
+    key: str  # unique and stable: re-dating a task changes the key of its timers
+    kind: str  # reminder, due, escalation, clock-warning, clock-breach
+    fire_on: date
+    task: str | None
+    role: str
+    detail: dict[str, Any]
+
+
+def planned_timers(spec: PathwaySpec, case: CaseState) -> list[TimerPlan]:
+    """Every reminder, due notice, escalation and clock warning the case needs now. A closed
+    case keeps only the statutory work an exit kept; a paused case, only statutory work's."""
+    cal = case.calendar
+    plans: list[TimerPlan] = []
+    notes = spec.notifications
+    for task in case.tasks.values():
+        if task.state != OPEN:
+            continue
+        if (case.closed_on or case.paused_since) and task.stage != "statutory":
+            continue
+        ladder = spec.task_by_id[task.spec_id].reminders
+        for before in ladder if ladder is not None else notes.reminders:
+            kind = "due" if before == 0 else "reminder"
+            fire = cal.add_working_days(task.due, -before)[0] if before else task.due
+            plans.append(TimerPlan(f"{case.ref}/{task.key}/{kind}-{before}wd/{task.due}", kind,
+                                   fire, task.key, task.role, {"due": str(task.due)}))
+        team = spec.roles[task.role].team if task.role in spec.roles else None
+        ladder = [e for e in notes.escalations if e.team in (None, team)]
+        for tier, esc in enumerate(ladder, start=1):
+            fire = cal.add_working_days(task.due, esc.after_working_days)[0]
+            plans.append(TimerPlan(f"{case.ref}/{task.key}/escalation-{tier}/{task.due}",
+                                   "escalation", fire, task.key, esc.role,
+                                   {"due": str(task.due), "tier": tier, "owner": task.role}))
+    for clock in spec.clocks if not case.closed_on else []:
+        state = clock_state(spec, case, clock, date.min)
+        if state.due is None or state.state in ("met", "breached", "not-applicable"):
+            continue
+        detail = {"clock": clock.id, "title": clock.title, "due": str(state.due),
+                  "explanation": state.explanation, "owner": clock.owner}
+        warned = clock.notify or (spec.task_by_id[clock.met_by[5:]].role
+                                  if clock.met_by and clock.met_by.startswith("done:")
+                                  else spec.clock_owner)
+        for w in clock.warnings:
+            fire = compute_due(cal, state.due, -w.amount(case.settings), w.unit).due
+            plans.append(TimerPlan(
+                f"{case.ref}/clock/{clock.id}/warn-{w.raw_amount}{w.unit}/{state.due}",
+                "clock-warning", fire, None, warned, detail))
+        if clock.met_by:
+            for role in clock.escalate or [warned]:
+                suffix = "" if not clock.escalate else f"/{role}"
+                plans.append(TimerPlan(
+                    f"{case.ref}/clock/{clock.id}/breach/{state.due}{suffix}", "clock-breach",
+                    state.due + timedelta(days=1), None, role, detail))
+    return plans
