@@ -22,6 +22,7 @@ demo: $(STAMP)
 
 test: $(STAMP)
 	$(BIN)/ruff check .
+	$(BIN)/lint-imports --no-cache  # the layers and no import cycles (pyproject.toml)
 	for g in $(DOCS_GEN); do $(BIN)/python $$g --check || exit 1; done
 	@# not --quiet: it drops the warnings --strict counts; the log is shown only on failure
 	d=$$(mktemp -d) && out=$$($(BIN)/mkdocs build --strict --site-dir $$d 2>&1); rc=$$?; rm -rf $$d; \

@@ -132,14 +132,14 @@ class PrefectServer:
     settings for this workload; restartable on the same database."""
 
     def __init__(self, tmp: Path, db_url: str | None = None) -> None:
-        from nim_pathway.settings import prefect_server_env
+        from nim_pathway.settings import Settings
 
         self.tmp, self.port = tmp, free_port()
         self.api = f"http://127.0.0.1:{self.port}/api"
         self.env = clean_env(PREFECT_HOME=str(tmp / "prefect"), PREFECT_API_URL=self.api,
                              PREFECT_SERVER_ANALYTICS_ENABLED="false", DO_NOT_TRACK="1",
                              PREFECT_SERVER_DATABASE_TIMEOUT="60",
-                             PREFECT_LOGGING_LEVEL="WARNING", **prefect_server_env(),
+                             PREFECT_LOGGING_LEVEL="WARNING", **Settings.from_env().prefect_server_env,
                              NIM_DATA_DIR=str(tmp / "data"))
         if db_url:
             self.env["PREFECT_SERVER_DATABASE_CONNECTION_URL"] = db_url

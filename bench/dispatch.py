@@ -106,9 +106,9 @@ def dispatcher(args: dict[str, Any]) -> dict[str, Any]:
     import apprise  # noqa: F401 - imported before the start signal: process start-up cost
 
     from models.clock import VirtualClock
-    from notifications.dispatcher import Dispatcher
+    from nim_pathway.app import build_service
 
-    d = Dispatcher(args["url"], VirtualClock(AT))  # targets from NIM_NOTIFY_CONFIG
+    d = build_service(args["url"], VirtualClock(AT), migrate=False).dispatcher()  # NIM_NOTIFY_CONFIG
     d._contacts_and_links([])  # connect to the database before the start signal
     print("ready", flush=True)
     sys.stdin.readline()

@@ -181,10 +181,10 @@ def check_flow() -> str:
     step, the code loaded and the case store answers from where the worker runs."""
     from sqlalchemy import text
 
-    from nim_pathway.settings import database_url
+    from nim_pathway.settings import Settings
     from store.db import get_engine
 
-    with get_engine(database_url()).connect() as conn:
+    with get_engine(Settings.from_env().database_url).connect() as conn:
         conn.execute(text("select 1"))
     return "ok"
 

@@ -3,8 +3,11 @@ tasks, demo, stack, benchmarks and tests all come through here)."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import date
+from functools import cache
+from typing import TYPE_CHECKING
 
 from models.clock import Clock
 from nim_pathway.commands import (
@@ -17,9 +20,14 @@ from nim_pathway.commands import (
     TimerCommands,
     command_groups,
 )
+from nim_pathway.settings import Settings
 from store.context import StoreContext
 from store.keystore import Keystore
 from store.queries import Queries
+
+if TYPE_CHECKING:
+    from notifications.config import NotifyConfig
+    from notifications.dispatcher import Dispatcher
 
 
 @dataclass(frozen=True)
@@ -27,8 +35,10 @@ class Service:
     """Command groups to change cases, queries to read them (the orchestration journal's
     included), over one store context."""
 
+    settings: Settings
     ctx: StoreContext
     queries: Queries
+    notify_config: Callable[[], NotifyConfig]  # loaded when first needed, then kept
     cases: CaseCommands
     family: FamilyCommands
     court: CourtCommands
@@ -45,20 +55,43 @@ class Service:
     def clock(self) -> Clock:
         return self.ctx.clock
 
+    def dispatcher(self, clock: Clock | None = None) -> Dispatcher:
+        """The outbox dispatcher over this service's store and notification settings."""
+        from notifications.dispatcher import Dispatcher
+
+        return Dispatcher(self.url, clock or self.clock, self.notify_config())
+
 
 def build_service(url: str | None = None, clock: Clock | None = None,
-                  closures: frozenset[date] | None = None, migrate: bool = True) -> Service:
-    """The service over the configured case store (each argument defaults to its setting:
-    NIM_DATABASE_URL, NIM_CLOCK / NIM_CLOCK_FILE, NIM_CLOSURE_DAYS); migrated to the newest
-    schema unless `migrate` is False."""
-    from nim_pathway import settings
+                  closures: frozenset[date] | None = None, migrate: bool = True,
+                  settings: Settings | None = None) -> Service:
+    """The service from `settings` (default: read once from the environment); `url`, `clock`
+    and `closures` override NIM_DATABASE_URL, NIM_CLOCK / NIM_CLOCK_FILE and NIM_CLOSURE_DAYS.
+    Migrated to the newest schema unless `migrate` is False."""
+    from store import faults
     from store.db import migrate as migrate_schema
 
-    ctx = StoreContext(url or settings.database_url(), clock or settings.clock(),
-                       settings.closure_days() if closures is None else closures,
-                       settings.audit_key(), settings.audit_checkpoint(), settings.secret_key(),
-                       Keystore(settings.keystore_url()))
+    settings = settings or Settings.from_env()
+    faults.arm(settings.fault)
+    ctx = StoreContext(url or settings.database_url, clock or settings.clock,
+                       settings.closure_days if closures is None else closures,
+                       settings.audit_key, settings.audit_checkpoint, settings.secret_key,
+                       Keystore(settings.keystore_url))
     if migrate:
         migrate_schema(ctx.url)
     queries = Queries(ctx)
-    return Service(ctx, queries, **command_groups(ctx, queries))
+    notify = notify_loader(settings)
+    return Service(settings, ctx, queries, notify, **command_groups(ctx, queries, notify))
+
+
+def notify_loader(settings: Settings) -> Callable[[], NotifyConfig]:
+    """The notification config of these settings, loaded on first use (a bad config file is
+    refused only by the commands that send messages), then kept."""
+
+    @cache
+    def load() -> NotifyConfig:
+        from notifications.config import load_config
+
+        return load_config(settings.notify_config_path, settings.notify_env)
+
+    return load

@@ -15,7 +15,7 @@ from models.refs import TaskRef
 from models.schemas import PractitionerIn, Referral
 from models.simulate import sample_outcome
 from nim_pathway.app import Service, build_service
-from nim_pathway.settings import data_dir, inbox_ports
+from nim_pathway.settings import Settings
 
 DEMO_TEAM = [
     ("coord.ali", "Ali Coordinator", "coordinator", "nim"),
@@ -76,7 +76,7 @@ def ensure_admin(svc: Service) -> set[str]:
     return known
 
 
-def demo_code(handle: str) -> str:
+def demo_code(settings: Settings, handle: str) -> str:
     """A demo practitioner's code now, on a site the demo set up (never on a real one: the
     site must have been initialised by the demo admin)."""
     from sqlmodel import select
@@ -84,7 +84,7 @@ def demo_code(handle: str) -> str:
     from models.errors import Refused
     from store.tables import AuditEvent
 
-    svc = build_service()
+    svc = build_service(settings=settings)
     with svc.ctx.read() as session:
         first = session.exec(select(AuditEvent).where(
             AuditEvent.action == "site-initialised").limit(1)).first()
@@ -115,24 +115,22 @@ def demo_delivery(svc: Service, console: Console) -> Iterator[Callable[[], int]]
     would: to the stack's inbox if it runs, else to one started here for the demo's length
     (its files stay for `nim-pathway inbox`). Admin alerts go to its admin box unless admin
     targets are configured."""
-    from nim_pathway.settings import inbox_dir
-    from notifications.config import load_config
     from notifications.dispatcher import Dispatcher
     from notifications.inbox import ADMIN_BOX, HOST, Inbox, inbox_url
 
-    smtp_port, web_port = inbox_ports()
+    smtp_port, web_port = svc.settings.inbox_ports
     inbox = None
     try:
         socket.create_connection((HOST, smtp_port), timeout=1).close()  # the stack's runs
     except OSError:
         try:
-            inbox = Inbox(inbox_dir(), svc.clock, smtp_port, web_port).start()
+            inbox = Inbox(svc.settings.inbox_dir, svc.clock, smtp_port, web_port).start()
         except OSError as exc:  # a port taken by something else: the demo goes on
             console.print(f"[yellow]The local inbox could not start ({exc.strerror}); the "
                           "demo's messages stay in its outbox.[/]")
             yield lambda: 0
             return
-    config = load_config()
+    config = svc.notify_config()
     if not config.admin:
         config = config.model_copy(update={"admin": [inbox_url(ADMIN_BOX, smtp_port)]})
     dispatcher = Dispatcher(svc.url, svc.clock, config)
@@ -143,13 +141,13 @@ def demo_delivery(svc: Service, console: Console) -> Iterator[Callable[[], int]]
             inbox.stop()
 
 
-def run_demo(profile: str = "england", no_treatment: bool = False) -> None:
+def run_demo(settings: Settings, profile: str = "england", no_treatment: bool = False) -> None:
     console = Console(width=max(Console().width, 120))
-    db = data_dir() / f"demo-{profile}.db"
+    db = settings.data_dir / f"demo-{profile}.db"
     db.unlink(missing_ok=True)
     clock = VirtualClock(datetime(2026, 1, 12, 9, 0, tzinfo=UK))
-    svc = build_service(f"sqlite:///{db}", clock)
-    seed_team(svc, inbox_ports()[0])
+    svc = build_service(f"sqlite:///{db}", clock, settings=settings)
+    seed_team(svc, settings.inbox_ports[0])
     read = svc.queries
     scotland = profile == "scotland"
     referral = Referral(
@@ -250,20 +248,20 @@ def _court_events(svc: Service, ref: str, on: date) -> None:
                                    "NIM's trial of treatment is under way", "coord.ali")
 
 
-def run_live_demo() -> None:
+def run_live_demo(settings: Settings) -> None:
     """Bring up the local stack and leave a demo case with work waiting for people."""
-    import os
-
-    from nim_pathway.stack import stack_env, up
+    from nim_pathway.stack import LocalStack
     from orchestration.sync import orchestrate_after
 
     console = Console(width=max(Console().width, 120))
     console.print("[bold]Starting the local stack[/] (Prefect server, work pool, deployments, "
                   "worker)…")
-    url = up()
-    os.environ["PREFECT_API_URL"] = stack_env()["PREFECT_API_URL"]
-    svc = build_service()
-    seed_team(svc, inbox_ports()[0])
+    stack = LocalStack(settings)
+    url = stack.up()
+    # the stack's Prefect, named explicitly: nothing writes the process environment
+    svc = build_service(settings=Settings.from_env(
+        {**settings.env, "PREFECT_API_URL": stack.env()["PREFECT_API_URL"]}))
+    seed_team(svc, settings.inbox_ports[0])
     read = svc.queries
     on = today(svc.clock)
     referral = Referral(
@@ -314,6 +312,6 @@ def run_live_demo() -> None:
                   f"--code-for psy.chen); nim-pathway task list --case {ref}; nim-pathway task "
                   f"complete {ref}/crowell-mother --as psy.chen --field quality=adaptive")
     console.print(f"Messages (reminders, handoffs, dead-letter alerts) go to the local inbox: "
-                  f"[bold]http://127.0.0.1:{inbox_ports()[1]}/psy.chen[/] (a page per "
+                  f"[bold]http://127.0.0.1:{settings.inbox_ports[1]}/psy.chen[/] (a page per "
                   "practitioner; /admin for alerts), or `nim-pathway inbox psy.chen`.")
     console.print("Stop the stack with: nim-pathway down")

@@ -8,11 +8,13 @@ here reads the wall clock.
 
 from __future__ import annotations
 
-import os
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from models.redaction import mask_url, scrub_text
+
+if TYPE_CHECKING:
+    from nim_pathway.settings import Settings
 
 DEPLOYMENTS = ("open-case/open-case", "stage/stage", "human-task/human-task", "sweep/sweep",
                "reconcile/reconcile", "check/check")
@@ -35,16 +37,15 @@ def _why(exc: BaseException) -> str:
     return f"{type(exc).__name__}: {scrub_text(text)[:200]}" if text else type(exc).__name__
 
 
-def _sync_service() -> str:
+def _sync_service(settings: Settings) -> str:
     """'running', with what the service reported of itself: changes applied, rounds that
     failed and were retried, and the last such error (a problem while rounds keep failing)."""
     import json
 
-    from nim_pathway.settings import sync_service_health_file
     from store.files import read_bounded
 
     try:
-        said = json.loads(read_bounded(sync_service_health_file(), "the sync service's health "
+        said = json.loads(read_bounded(settings.sync_service_health_file, "the sync service's health "
                                        "file", limit=8192))
     except (ValueError, OSError):
         return "running"
@@ -55,33 +56,28 @@ def _sync_service() -> str:
     return line
 
 
-def gather() -> Health:
+def gather(settings: Settings) -> Health:
     """Everything status shows; each part is read on its own, so one failing part is reported
     and the others still are."""
     health = Health()
-    _prefect(health)
-    _case_store(health)
-    from nim_pathway.stack import stack_running
-    from nim_pathway.stack import status as local_status
+    _prefect(health, settings)
+    _case_store(health, settings)
+    from nim_pathway.stack import LocalStack
 
-    if stack_running():  # the `nim-pathway up` view, for those who use it
-        health.facts["local stack"] = {k: v for k, v in local_status().items()
+    if settings.stack_pid("server") is not None:  # the `nim-pathway up` view, for its users
+        health.facts["local stack"] = {k: v for k, v in LocalStack(settings).status().items()
                                        if k != "case store"}
     return health
 
 
-def _prefect(health: Health) -> None:
-    from nim_pathway.settings import work_pool
-    from orchestration.prefect_api import api_url
-
-    url = api_url()
-    pool_name = work_pool()
+def _prefect(health: Health, settings: Settings) -> None:
+    url = settings.prefect_api_url
+    pool_name = settings.work_pool
     if url is None:
         health.facts["prefect"] = {"api": None, "state": "not configured"}
         health.problems.append("no Prefect: set PREFECT_API_URL (docs/DEPLOY.md) or start the "
                                "local stack with `nim-pathway up`")
         return
-    os.environ.setdefault("PREFECT_API_URL", url)
     prefect: dict[str, Any] = {"api": mask_url(url)}
     health.facts["prefect"] = prefect
     import httpx
@@ -94,10 +90,10 @@ def _prefect(health: Health) -> None:
                                "PREFECT_API_URL and that the server runs")
         return
     prefect["state"] = "healthy"
-    from prefect.client.orchestration import get_client
+    from orchestration.prefect_api import prefect_client
 
     try:
-        with get_client(sync_client=True) as client:
+        with prefect_client(settings) as client:
             prefect["version"] = client.api_version()
             health.facts["work pool"] = _pool(client, pool_name, health)
             health.facts["deployments"] = _deployments(client, pool_name, health)
@@ -173,15 +169,14 @@ def _failed_runs(client: Any, limit: int = 5) -> list[dict[str, str]]:  # noqa: 
             for r in runs]
 
 
-def _case_store(health: Health) -> None:
+def _case_store(health: Health, settings: Settings) -> None:
     from sqlalchemy import func, select
 
-    from nim_pathway.settings import database_url
     from store.db import get_engine
     from store.tables import OrchestrationChange, Outbox
 
     try:
-        url = database_url()
+        url = settings.database_url
     except Exception as exc:  # noqa: BLE001 - a ConfigError names the variable
         health.problems.append(str(exc))
         return
@@ -209,7 +204,7 @@ def _case_store(health: Health) -> None:
 
     health.facts["orchestration journal"] = {
         "waiting": backlog, "oldest": str(oldest) if oldest else None, "with errors": erring,
-        "sync service": _sync_service() if service_running(url) else
+        "sync service": _sync_service(settings) if service_running(url) else
         "not running (each command syncs its case itself, ~1.5 s slower: `nim-pathway drain "
         "--follow`)"}
     if by_status.get("dead"):
@@ -220,16 +215,17 @@ def _case_store(health: Health) -> None:
                                "sweep retries (`nim-pathway drain` now)")
 
 
-def probe_run(timeout: float) -> tuple[bool, str]:
+def probe_run(settings: Settings, timeout: float) -> tuple[bool, str]:
     """Start a run of the `check` deployment and wait (polling, with a deadline) for a worker
     to finish it; a run nobody picks up is cancelled. (ok, what happened)."""
     import time
 
-    from prefect.client.orchestration import get_client
     from prefect.exceptions import ObjectNotFound
     from prefect.states import Cancelled
 
-    with get_client(sync_client=True) as client:
+    from orchestration.prefect_api import prefect_client
+
+    with prefect_client(settings) as client:
         try:
             deployment = client.read_deployment_by_name(CHECK_DEPLOYMENT)
         except ObjectNotFound:
@@ -256,7 +252,7 @@ def probe_run(timeout: float) -> tuple[bool, str]:
         return False, f"probe run still {state.name if state else '?'} after {timeout:.0f} s"
 
 
-def notify_admins() -> tuple[bool, str]:
+def notify_admins(settings: Settings) -> tuple[bool, str]:
     """A test message to the admin target (where dead letters and audit checkpoints go),
     through the same rendering and sending as every message. (ok, what happened)."""
     from notifications.config import load_config
@@ -264,7 +260,7 @@ def notify_admins() -> tuple[bool, str]:
     from notifications.render import fit_for_channel, is_email, render_message
 
     try:
-        config = load_config()
+        config = load_config(settings.notify_config_path, settings.notify_env)
     except Exception as exc:  # noqa: BLE001 - a NotifyConfigError names the file or variable
         return False, str(exc)
     if not config.admin:

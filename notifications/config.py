@@ -29,6 +29,7 @@ Environment: `NIM_TARGET_<NAME>=url` adds or overrides a target or channel,
 from __future__ import annotations
 
 import os
+from collections.abc import Mapping
 from datetime import time
 from functools import lru_cache
 from pathlib import Path
@@ -93,11 +94,11 @@ class NotifyConfig(BaseModel):
         return f"{recipient} via {scheme}", contact
 
 
-def load_config(path: str | None = None) -> NotifyConfig:
-    path = path or os.environ.get("NIM_NOTIFY_CONFIG")
-    env = {k: v for k, v in os.environ.items() if k.startswith("NIM_") and "TARGET" in k
-           or k in ("NIM_UI_URL",)}
-    return _load(path, tuple(sorted(env.items())))
+def load_config(path: str | None = None, env: Mapping[str, str] | None = None) -> NotifyConfig:
+    """The notification config from the file at `path` (NIM_NOTIFY_CONFIG) and the variables
+    in `env` (NIM_TARGET_<SCHEME>, NIM_ADMIN_TARGETS, NIM_UI_URL), both given by the service's
+    settings (`Settings.notify_config_path`, `Settings.notify_env`)."""
+    return _load(path, tuple(sorted((env or {}).items())))
 
 
 @lru_cache(maxsize=8)

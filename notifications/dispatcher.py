@@ -24,7 +24,7 @@ from sqlmodel import select
 
 from models.clock import UK, Clock
 from models.redaction import scrub_text
-from notifications.config import NotifyConfig, load_config
+from notifications.config import NotifyConfig
 from notifications.outbox import enqueue, refresh_links, revive
 from notifications.render import Rendered, fit_for_channel, is_email, is_sms, render_message
 from store import faults
@@ -89,11 +89,11 @@ def apprise_send(url: str, title: str, body: str, html: bool, ics: str | None) -
 
 
 class Dispatcher:
-    def __init__(self, url: str, clock: Clock, config: NotifyConfig | None = None,
+    def __init__(self, url: str, clock: Clock, config: NotifyConfig,
                  send=apprise_send) -> None:  # noqa: ANN001 - a callable like apprise_send
         self.url = url
         self.clock = clock
-        self.config = config or load_config()
+        self.config = config
         self.send = send
         self.token = uuid.uuid4().hex
 

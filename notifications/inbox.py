@@ -308,17 +308,16 @@ class Inbox:
         self.smtp.stop()
 
 
-def _case_store_handles() -> set[str]:
-    """The practitioners of the configured case store (an empty set while it is not there)."""
+def _case_store_handles(url: str) -> set[str]:
+    """The practitioners of the case store at `url` (an empty set while it is not there)."""
     from sqlalchemy.exc import SQLAlchemyError
     from sqlmodel import select
 
-    from nim_pathway import settings
     from store.db import session_scope
     from store.tables import Practitioner
 
     try:
-        with session_scope(settings.database_url(), read_only=True) as session:
+        with session_scope(url, read_only=True) as session:
             return set(session.exec(select(Practitioner.handle)).all())
     except SQLAlchemyError:
         return set()
@@ -327,12 +326,14 @@ def _case_store_handles() -> set[str]:
 def serve() -> None:
     """Run the inbox until SIGTERM (the local stack's `down`) or Ctrl-C."""
     import signal
+    from functools import partial
 
-    from nim_pathway import settings
+    from nim_pathway.settings import Settings
 
-    smtp_port, web_port = settings.inbox_ports()
-    inbox = Inbox(settings.inbox_dir(), settings.clock(), smtp_port, web_port,
-                  _case_store_handles).start()
+    settings = Settings.from_env()  # this process's composition root
+    smtp_port, web_port = settings.inbox_ports
+    inbox = Inbox(settings.inbox_dir, settings.clock, smtp_port, web_port,
+                  partial(_case_store_handles, settings.database_url)).start()
     print(f"inbox: SMTP on {HOST}:{smtp_port}, pages at {inbox.web.url()}, "
           f"messages in {inbox.store.folder}", flush=True)
     stopped = threading.Event()

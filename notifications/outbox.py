@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Any
 from sqlmodel import Session, select
 
 from models.calendar import WorkingCalendar
-from notifications.config import NotifyConfig, load_config
+from notifications.config import NotifyConfig
 from notifications.kinds import Firing, link_for, message_kind, task_context
 from store.tables import Case, Outbox, Practitioner, Task
 from store.views import OutboxRow
@@ -186,10 +186,10 @@ def timer_messages(timer: Any, ref: str, task: Any, today: date, now: datetime,
             for r in directory.recipients(timer.role, assignee)]
 
 
-def queue_handoffs(session: Session, case_id: int, ref: str, effects: list[Any], actor: str,
-                   gate_tasks: set[str], today: date, now: datetime) -> int:
+def queue_handoffs(session: Session, config: NotifyConfig, case_id: int, ref: str,
+                   effects: list[Any], actor: str, gate_tasks: set[str], today: date,
+                   now: datetime) -> int:
     """New or unlocked work tells its owner; a reassignment tells the new and previous owner."""
-    config = load_config()
     tasks = {t.key: t for t in session.exec(select(Task).where(Task.case_id == case_id))}
     directory = Directory(session, config)
     count = 0
@@ -229,9 +229,8 @@ def queue_handoffs(session: Session, case_id: int, ref: str, effects: list[Any],
     return count
 
 
-def queue_digests(session: Session, now: datetime, today: date) -> int:
+def queue_digests(session: Session, config: NotifyConfig, now: datetime, today: date) -> int:
     """Bundle each practitioner's held messages into one daily digest."""
-    config = load_config()
     held = session.exec(select(Outbox).where(Outbox.status == "held")
                         .order_by(Outbox.recipient, Outbox.id)).all()
     by_recipient: dict[str, list[Outbox]] = {}

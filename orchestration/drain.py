@@ -7,9 +7,11 @@ from __future__ import annotations
 
 from collections.abc import Callable, Collection
 from dataclasses import asdict, dataclass, field
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from orchestration.prefect_api import STACK_URL, OrchestrationUnavailable, api_url, check_reachable
+from nim_pathway.settings import STACK_URL
+from orchestration.prefect_api import OrchestrationUnavailable, check_reachable, prefect_client
 from orchestration.sync import explained_sync, sync_case
 
 if TYPE_CHECKING:
@@ -42,9 +44,7 @@ def drain_journal(svc: Service, limit: int = 200, rounds: int = 50, client: Any 
     from store import faults
 
     if client is None:
-        from prefect.client.orchestration import get_client
-
-        with get_client(sync_client=True) as own:
+        with prefect_client(svc.settings) as own:
             return drain_journal(svc, limit, rounds, own, explain, skip)
     report, token = DrainReport(), uuid.uuid4().hex
     failed = report.failed_ids  # released with an error: not again in this drain (a case
@@ -113,15 +113,14 @@ def _round_failed(stats: ServiceStats, exc: Exception, streak: int,
     return min(longest, first * 2 ** min(streak, 10))
 
 
-def write_service_health(stats: ServiceStats, state: str) -> None:
+def write_service_health(path: Path, stats: ServiceStats, state: str) -> None:
     """What `status` shows of the sync service: its counts and last error, in the data folder
     (a new 0600 file each time, so a reader never sees half of it)."""
     import json
 
-    from nim_pathway.settings import sync_service_health_file
     from store.files import write_private
 
-    write_private(sync_service_health_file(), json.dumps(
+    write_private(path, json.dumps(
         {"state": state, **asdict(stats)}).encode(), "the sync service's health file")
 
 
@@ -134,17 +133,16 @@ def serve_journal(svc: Service, stop: Any, poll_s: float = 0.2,  # noqa: ANN401 
     entry that failed waits RETRY_S before its next try."""
     import time
 
-    from prefect.client.orchestration import get_client
-
     from store.journal import service_lock
 
     stats, failed_at, streak = ServiceStats(), {}, 0
-    url = api_url() or STACK_URL
-    with service_lock(svc.url), get_client(sync_client=True) as client:
+    url = svc.settings.prefect_api_url or STACK_URL
+    health = svc.settings.sync_service_health_file
+    with service_lock(svc.url), prefect_client(svc.settings, url) as client:
         from models.redaction import mask_url
 
         log(f"sync service: applying the orchestration journal to {mask_url(url)}")
-        write_service_health(stats, "running")
+        write_service_health(health, stats, "running")
         while not stop.is_set():
             try:  # one round: a failure here (store or clock unreadable) must not end the service
                 if not svc.queries.changes_pending():
@@ -156,7 +154,7 @@ def serve_journal(svc: Service, stop: Any, poll_s: float = 0.2,  # noqa: ANN401 
                 report = drain_journal(svc, client=client, explain=True, skip=failed_at)
             except Exception as exc:  # noqa: BLE001 - logged, counted, retried with back-off
                 pause = _round_failed(stats, exc, streak, log)
-                _health_quietly(stats, "running", log)
+                _health_quietly(health, stats, "running", log)
                 streak += 1
                 stop.wait(pause)
                 continue
@@ -166,22 +164,23 @@ def serve_journal(svc: Service, stop: Any, poll_s: float = 0.2,  # noqa: ANN401 
             stats.failed += report.failed
             for error in report.errors:
                 log(f"sync service: waiting: {error}")
-            _health_quietly(stats, "running", log)
+            _health_quietly(health, stats, "running", log)
             if report.unreachable:  # the wait for Prefect is the back-off: no retry delay
                 _await_health(url, stop, log)
                 continue
             failed_at.update({i: now for i in report.failed_ids - set(failed_at)})
             if not report.claimed:
                 stop.wait(poll_s)  # only entries waiting for a retry
-    _health_quietly(stats, "stopped", log)
+    _health_quietly(health, stats, "stopped", log)
     log(f"sync service stopped: {stats.applied} change(s) applied, {stats.failed} failed, "
         f"{stats.round_errors} round(s) failed and retried")
     return stats
 
 
-def _health_quietly(stats: ServiceStats, state: str, log: Callable[[str], None]) -> None:
+def _health_quietly(path: Path, stats: ServiceStats, state: str,
+                    log: Callable[[str], None]) -> None:
     try:
-        write_service_health(stats, state)
+        write_service_health(path, stats, state)
     except Exception as exc:  # noqa: BLE001 - the health file is a report, not the work
         log(f"sync service: its health file cannot be written ({type(exc).__name__})")
 

@@ -4,10 +4,13 @@ that finds the sync service running never imports it (~1.5 s)."""
 
 from __future__ import annotations
 
-import os
 import weakref
-from collections.abc import Callable
-from typing import Any
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from nim_pathway.settings import Settings
 
 TASK_DEPLOYMENT = "human-task/human-task"
 
@@ -21,37 +24,24 @@ LIVE = {"SCHEDULED", "PENDING", "RUNNING", "PAUSED"}
 WAITING = {"SCHEDULED", "PAUSED"}  # live runs no process is working on
 
 
-STACK_URL = "http://127.0.0.1:4200/api"
 
 
 class OrchestrationUnavailable(RuntimeError):
     """Prefect cannot be reached: the case store change stands, orchestration is pending."""
 
 
-def api_url() -> str | None:
-    """PREFECT_API_URL, or the local stack's server when `nim-pathway up` is running."""
-    url = os.environ.get("PREFECT_API_URL")
-    if url:
-        return url
-    return STACK_URL if local_server_pid() is not None else None
+@contextmanager
+def prefect_client(settings: Settings, url: str | None = None) -> Iterator[Any]:
+    """A synchronous Prefect client for `url` or the API the settings name (`prefect_api_url`),
+    with its basic-auth secret: given explicitly, never through the process environment."""
+    from prefect.client.orchestration import get_client
+    from prefect.settings import PREFECT_API_AUTH_STRING, PREFECT_API_URL, temporary_settings
 
-
-def local_server_pid() -> int | None:
-    """The local stack's Prefect server (`nim-pathway up`), if its pid file names a live
-    process; a stale pid file is removed."""
-    from nim_pathway.settings import data_dir
-    from store.files import read_bounded
-
-    path = data_dir() / "stack" / "server.pid"
-    if not path.exists():
-        return None
-    try:
-        pid = int(read_bounded(path, "a stack pid file", limit=32))
-        os.kill(pid, 0)
-    except (OSError, ValueError):
-        path.unlink(missing_ok=True)
-        return None
-    return pid
+    updates: dict[Any, Any] = {PREFECT_API_URL: url or settings.prefect_api_url}
+    if settings.prefect_auth:
+        updates[PREFECT_API_AUTH_STRING] = settings.prefect_auth
+    with temporary_settings(updates=updates), get_client(sync_client=True) as client:
+        yield client
 
 
 def live_workers(client: Any, pool: str) -> list[Any]:  # noqa: ANN401 - Prefect's client

@@ -7,7 +7,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
-from orchestration.prefect_api import LIVE, read_all_runs
+from orchestration.prefect_api import LIVE, prefect_client, read_all_runs
 from orchestration.sync import SyncReport, sync_case
 
 if TYPE_CHECKING:
@@ -60,7 +60,6 @@ def reconcile(svc: Service, refs: list[str] | None = None,
     a live run for work that is finished, cancelled or another stage) and syncs only those:
     after a lost Prefect database that is every open case; on a quiet night, none.
     `progress` hears each phase's count (the CLI draws a bar, the flow an artifact)."""
-    from prefect.client.orchestration import get_client
     from prefect.client.schemas.filters import (
         FlowRunFilter,
         FlowRunFilterState,
@@ -69,7 +68,7 @@ def reconcile(svc: Service, refs: list[str] | None = None,
     from prefect.client.schemas.objects import FlowRun
 
     tell = progress or (lambda phase, done, total: None)
-    with get_client(sync_client=True) as client:
+    with prefect_client(svc.settings) as client:
         if refs is None:
             live = FlowRunFilter(state=FlowRunFilterState(
                 type=FlowRunFilterStateType(any_=sorted(LIVE))))

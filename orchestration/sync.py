@@ -9,7 +9,6 @@ prints its outcome, or, with no service running, syncs the case itself.
 
 from __future__ import annotations
 
-import os
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import date
@@ -22,8 +21,8 @@ from orchestration.prefect_api import (
     TASK_DEPLOYMENT,
     WAITING,
     OrchestrationUnavailable,
-    api_url,
     check_reachable,
+    prefect_client,
     read_runs_by_id,
     resume_paused,
     start_run,
@@ -81,10 +80,8 @@ def sync_case(svc: Service, ref: str, today: date | None = None, client: Any = N
     """Make Prefect's runs for one case match the case store (idempotent). Its runs are read
     by the ids the store recorded (or passed in `runs` by the audit, which read them all).
     Pass `client` to reuse one Prefect client across cases (each costs an SSL context)."""
-    from prefect.client.orchestration import get_client
-
     if client is None:
-        with get_client(sync_client=True) as client:
+        with prefect_client(svc.settings) as client:
             return _sync_case(svc, ref, today, client, runs)
     return _sync_case(svc, ref, today, client, runs)
 
@@ -244,27 +241,19 @@ def orchestrate_after(svc: Service, ref: str, since: int = 0,
     without importing Prefect (a CLI's ~1.5 s); if it has not within `wait_s` (NIM_SYNC_WAIT,
     default 5 s) the case is synced here. If Prefect cannot be reached the change waits in the
     journal for the next sweep."""
-    url = api_url()
+    url = svc.settings.prefect_api_url
     if url is None:  # before importing Prefect: that import alone costs a CLI ~1.7 s
         return "orchestration off (no PREFECT_API_URL and no local stack running)"
     from store.journal import service_running
 
     if service_running(svc.url):
-        told = _await_service(svc, ref, since, _sync_wait() if wait_s is None else wait_s)
+        told = _await_service(svc, ref, since,
+                              svc.settings.sync_wait if wait_s is None else wait_s)
         if told is not None:
             return told
-    os.environ.setdefault("PREFECT_API_URL", url)
     check_reachable(url)
-    from prefect.client.orchestration import get_client
-
-    with get_client(sync_client=True) as client:
+    with prefect_client(svc.settings) as client:
         return explained_sync(svc, ref, client, sync_now)
-
-
-def _sync_wait() -> float:
-    from nim_pathway.settings import sync_wait
-
-    return sync_wait()
 
 
 POLL_S = 0.05  # how often a waiting command reads the journal (a primary-key read)

@@ -8,7 +8,7 @@ import io
 from typing import Any
 
 from models.errors import NotFound
-from notifications.config import load_config
+from notifications.config import NotifyConfig
 from notifications.render import ics_calendar
 from store.queries import Queries
 from store.views import jsonable
@@ -69,11 +69,10 @@ def fhir_bundle(queries: Queries, ref: str) -> dict[str, Any]:
     return Bundle.model_validate(bundle).model_dump(mode="json", exclude_none=True)
 
 
-def practitioner_ics(queries: Queries, handle: str) -> str:
+def practitioner_ics(queries: Queries, handle: str, config: NotifyConfig) -> str:
     """Every open deadline of one practitioner as an all-day event calendar."""
     if handle not in {p.handle for p in queries.practitioners()}:
         raise NotFound(f"unknown practitioner {handle!r}")
-    config = load_config()
     events = [{"case_ref": t.ref, "task_key": t.key, "title": t.title, "due": t.due,
                "link": f"{config.ui_url}/runs?tag=case:{t.ref}",
                "uid": f"{t.task}/{t.due}@nim-pathway"}

@@ -12,16 +12,18 @@ from statistics import mean, median
 from typing import Any
 
 from models import engine as eng
-from nim_pathway.settings import rag_amber_working_days
 from store.queries import Queries
 from store.views import BoardItem, BoardRow, BreachRow, Kpis
 
+# the default of NIM_RAG_AMBER_WORKING_DAYS (Settings.rag_amber_working_days): callers with a
+# service pass the site's setting
+AMBER_WORKING_DAYS = 5
 
-def rag(working_days_to_due: int, amber: int | None = None) -> str:
+
+def rag(working_days_to_due: int, amber: int = AMBER_WORKING_DAYS) -> str:
     """Red: overdue; amber: due within NIM_RAG_AMBER_WORKING_DAYS (5) working days; else green."""
     if working_days_to_due < 0:
         return "red"
-    amber = rag_amber_working_days() if amber is None else amber
     return "amber" if working_days_to_due <= amber else "green"
 
 
@@ -36,12 +38,11 @@ def _urgency(item: BoardItem) -> tuple[int, int, str, str]:
     return _RAG_ORDER[item.rag], item.working_days_to_due, item.due, item.item
 
 
-def open_items(snap: Any, today: date, amber: int | None = None) -> list[BoardItem]:
+def open_items(snap: Any, today: date, amber: int = AMBER_WORKING_DAYS) -> list[BoardItem]:
     """Every open task and live statutory clock of one case, most urgent first. Working days
     come from WorkingCalendar.working_days_to_due, the count `task list` shows too."""
     spec, state = snap.spec, snap.state
     cal = state.calendar
-    amber = rag_amber_working_days() if amber is None else amber
     items = []
     for t in state.tasks.values():
         if t.state == eng.OPEN:
@@ -57,12 +58,12 @@ def open_items(snap: Any, today: date, amber: int | None = None) -> list[BoardIt
     return sorted(items, key=_urgency)
 
 
-def caseload_board(queries: Queries, programme: str | None = None) -> list[BoardRow]:
+def caseload_board(queries: Queries, programme: str | None = None,
+                   amber: int = AMBER_WORKING_DAYS) -> list[BoardRow]:
     """One row per open case (of one programme if given), RAG from its worst open item: any
     overdue task (statutory visits and reviews included) or clock breached and still open
     makes the case red, whatever its next pathway task says. Sorted by urgency."""
     today = queries.today()
-    amber = rag_amber_working_days()
     rows = []
     for snap in queries.snapshots(open_only=True, programme=programme):
         state = snap.state
@@ -98,9 +99,9 @@ def board_table(rows: list[BoardRow]) -> list[dict[str, Any]]:
     return [{BOARD_LABELS.get(c, c): getattr(r, c) for c in BOARD_COLUMNS} for r in rows]
 
 
-def case_detail(queries: Queries, ref: str) -> list[BoardItem]:
+def case_detail(queries: Queries, ref: str, amber: int = AMBER_WORKING_DAYS) -> list[BoardItem]:
     """One case's open tasks and live clocks, most urgent first (the board's detail)."""
-    return open_items(queries.snapshot(ref), queries.today())
+    return open_items(queries.snapshot(ref), queries.today(), amber)
 
 
 def breaches(queries: Queries, ref: str | None = None,

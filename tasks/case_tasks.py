@@ -169,10 +169,9 @@ def forget_form_responses(flow_run_id: str) -> int:
 @task(name="fire-due-timers", cache_policy=NO_CACHE)
 def fire_due_timers() -> list[FiredTimer]:
     """Due timers into the outbox; staged referrals never opened expire too."""
-    from nim_pathway.settings import intake_days
-
-    fired = service().timers.fire_due_timers()
-    service().admin.expire_intakes(intake_days())
+    svc = service()
+    fired = svc.timers.fire_due_timers()
+    svc.admin.expire_intakes(svc.settings.intake_days)
     return fired
 
 
@@ -213,11 +212,10 @@ def reconcile_cases() -> list[str]:
 @task(name="dispatch-outbox", cache_policy=NO_CACHE)
 def dispatch_outbox() -> dict[str, int]:
     """Queue the daily digests when due, then deliver what the outbox holds."""
-    from notifications.dispatcher import Dispatcher
 
     svc = service()
     svc.timers.queue_digests(when_due=True)
-    report = Dispatcher(svc.url, svc.clock).run_until_idle()
+    report = svc.dispatcher().run_until_idle()
     return {"sent": report.sent, "failed": report.failed, "dead": report.dead}
 
 
@@ -248,8 +246,9 @@ def publish_oversight() -> int:
         kpis,
     )
 
-    queries = service().queries
-    board = caseload_board(queries)
+    svc = service()
+    queries = svc.queries
+    board = caseload_board(queries, amber=svc.settings.rag_amber_working_days)
     create_table_artifact(key="caseload-board",
                           table=jsonable(board_table(board)) or [{"case": "no open cases"}],
                           description="Open cases by urgency: RAG of each case's worst open "

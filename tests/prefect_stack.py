@@ -11,7 +11,7 @@ from contextlib import contextmanager
 from datetime import UTC, datetime
 from pathlib import Path
 
-from nim_pathway.settings import prefect_server_env
+from nim_pathway.settings import Settings
 from nim_pathway.stack import stop_group, wait_healthy
 from notifications.inbox import free_port  # noqa: F401 - the tests import it from here
 
@@ -51,7 +51,7 @@ class Stack:
             "DO_NOT_TRACK": "1",
             "PREFECT_RUNNER_POLL_FREQUENCY": "1",
             "PREFECT_SERVER_DATABASE_TIMEOUT": "60",
-            **prefect_server_env(),  # as the stack: no pause expiry, bounded history
+            **Settings.from_env().prefect_server_env,  # as the stack: no pause expiry, bounded history
             "PREFECT_LOGGING_LEVEL": "WARNING",
             "NIM_DATABASE_URL": case_store_url,
             "NIM_DATA_DIR": str(tmp / "data"),

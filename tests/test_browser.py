@@ -19,7 +19,6 @@ from models.clock import UK, FileClock
 from models.schemas import PractitionerIn, Referral
 from nim_pathway.app import Service, build_service  # noqa: F401
 from nim_pathway.demo import DEMO_ADMIN, DEMO_TEAM, current_code, ensure_admin
-from notifications.dispatcher import Dispatcher
 from store.db import migrate
 from tests.conftest import referral_data
 from tests.prefect_stack import Stack, wait_for
@@ -198,7 +197,7 @@ def test_task_completed_from_the_notification_link(ui, page):
     instant = datetime(2026, 1, 16, 9, 5, tzinfo=UK)
     ui["clock"].set(instant)
     store.timers.fire_due_timers(instant)
-    Dispatcher(store.url, store.clock).run_until_idle()
+    store.dispatcher().run_until_idle()
     reminder = wait_for(lambda: next((m for m in receiver.received if m["path"] == "/mgr.okafor"
                                       and "/triage/reminder-" in m["message"]), None),
                         "the triage reminder")
@@ -245,7 +244,7 @@ def test_task_completed_from_the_notification_link(ui, page):
                                             limit=100, exclude_keys=set())
     assert not [i.key for i in left if i.key.endswith("response")]
     # the next role hears about its work
-    Dispatcher(store.url, store.clock).run_until_idle()
+    store.dispatcher().run_until_idle()
     handoff = [m for m in receiver.received if m["path"] == "/sw.jones"]
     assert handoff and "consent" in handoff[0]["message"].lower()
     page.goto(link, wait_until="networkidle")
@@ -358,7 +357,7 @@ def test_inbox_reassignment_and_a_red_board(ui, page, tmp_path):
             contact=inbox.address("x.rowe")), DEMO_ADMIN.handle)
         store.tasks.reassign(target.task, "x.rowe", "mgr.okafor", "")
         assert "1 cancelled" in orchestrate_after(store, ref)  # the old owner's form replaced
-        Dispatcher(store.url, store.clock).run_until_idle()
+        store.dispatcher().run_until_idle()
         page.goto(inbox.web.url("x.rowe"), wait_until="networkidle")
         page.get_by_text(f"[{ref}]").first.wait_for()
         shot(page, "10-inbox")

@@ -212,18 +212,18 @@ def test_the_error_log_is_tightened_and_appended(tmp_path):
 # -- private files --------------------------------------------------------------------------
 
 def test_data_folder_database_and_its_wal_are_private(tmp_path, monkeypatch):
-    from nim_pathway.settings import data_dir, database_url
+    from nim_pathway.settings import Settings
 
     folder = tmp_path / "data"
     folder.mkdir(mode=0o755)
     folder.chmod(0o755)
     monkeypatch.setenv("NIM_DATA_DIR", str(folder))
     monkeypatch.delenv("NIM_DATABASE_URL", raising=False)
-    assert data_dir() == folder and mode(folder) == 0o755  # the user's folder: never chmodded
+    assert Settings.from_env().data_dir == folder and mode(folder) == 0o755  # never chmodded
     fresh = tmp_path / "new" / "data"
     monkeypatch.setenv("NIM_DATA_DIR", str(fresh))
-    assert mode(data_dir()) == 0o700
-    url = database_url()
+    assert mode(Settings.from_env().data_dir) == 0o700
+    url = Settings.from_env().database_url
     migrate(url)
     db = fresh / "nim.db"
     with get_engine(url).begin() as conn:

@@ -134,7 +134,7 @@ def test_the_key_store_is_not_the_case_store(store, db_url, monkeypatch):
     """The keys that erasure destroys never sit in the case store (whose backups outlive an
     erasure); pointing the key store at it is refused."""
     from models.errors import ConfigError
-    from nim_pathway import settings
+    from nim_pathway.settings import Settings
 
     ref = store.cases.open_case(Referral.model_validate(referral_data()), "coord.ali").ref
     with get_engine(db_url).connect() as conn:
@@ -144,7 +144,7 @@ def test_the_key_store_is_not_the_case_store(store, db_url, monkeypatch):
     monkeypatch.setenv("NIM_DATABASE_URL", db_url)
     monkeypatch.setenv("NIM_KEYSTORE_URL", db_url)
     with pytest.raises(ConfigError, match="must not be the case store"):
-        settings.keystore_url()
+        _ = Settings.from_env().keystore_url
 
 
 def test_a_staged_referral_never_opened_expires(store, db_url, clock):

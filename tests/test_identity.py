@@ -160,7 +160,8 @@ def test_the_secret_is_stored_encrypted_under_a_key_outside_the_database(store, 
 
     from nim_pathway.commands import IdentityCommands
 
-    other = IdentityCommands(replace(store.ctx, secret_key=b"A" * 43 + b"="), store.queries)
+    other = IdentityCommands(replace(store.ctx, secret_key=b"A" * 43 + b"="), store.queries,
+                             store.notify_config)
     with pytest.raises(Refused, match="seal does not verify"):  # under the wrong key
         other.authenticate("sw.jones", current_code(store, "sw.jones"))
 

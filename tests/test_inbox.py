@@ -138,28 +138,33 @@ def test_page_shows_message_text_never_markup(site, clock):
 
 
 def test_the_stack_runs_the_inbox_and_sends_admin_alerts_there(data_dir, monkeypatch):
-    from nim_pathway import stack
+    from nim_pathway.settings import Settings
+    from nim_pathway.stack import LocalStack
+
+    def stack() -> LocalStack:  # the stack of the settings as they are now
+        return LocalStack(Settings.from_env())
+
     from notifications.dispatcher import apprise_send
     from notifications.inbox import free_port, inbox_url
 
     smtp_port, web_port = free_port(), free_port()
     monkeypatch.setenv("NIM_INBOX_PORT", str(smtp_port))
     monkeypatch.setenv("NIM_INBOX_WEB_PORT", str(web_port))
-    env = stack.stack_env()
+    env = stack().env()
     assert env["NIM_ADMIN_TARGETS"] == inbox_url("admin", smtp_port)
     monkeypatch.setenv("NIM_ADMIN_TARGETS", "json://127.0.0.1:9/ops")  # configured: kept
-    assert stack.stack_env()["NIM_ADMIN_TARGETS"] == "json://127.0.0.1:9/ops"
+    assert stack().env()["NIM_ADMIN_TARGETS"] == "json://127.0.0.1:9/ops"
     try:
-        stack.start_inbox(env)
-        assert (stack.stack_dir() / "inbox.pid").exists()
-        assert stack.status()["inbox"].startswith("running")
-        assert stack.status()["inbox page"] == f"http://127.0.0.1:{web_port}/"
+        stack().start_inbox(env)
+        assert (stack().folder / "inbox.pid").exists()
+        assert stack().status()["inbox"].startswith("running")
+        assert stack().status()["inbox page"] == f"http://127.0.0.1:{web_port}/"
         assert apprise_send(env["NIM_ADMIN_TARGETS"], "[NIM-2026-0001] alert", "<p>x</p>",
                             True, None) is None
         status, page = get(f"http://127.0.0.1:{web_port}/admin")
         assert status == 200 and "[NIM-2026-0001] alert" in page
     finally:
-        assert stack.down() == ["inbox"]
-    assert stack.status()["inbox"] == "stopped"
-    assert "SMTP on 127.0.0.1" in (stack.stack_dir() / "inbox.log").read_text()
+        assert stack().down() == ["inbox"]
+    assert stack().status()["inbox"] == "stopped"
+    assert "SMTP on 127.0.0.1" in (stack().folder / "inbox.log").read_text()
     assert len(list((data_dir / "inbox").glob("*.json"))) == 1

@@ -12,6 +12,7 @@ from sqlmodel import select
 
 from models.refs import TaskRef
 from models.schemas import Referral
+from nim_pathway.app import build_service
 from store.db import session_scope
 from store.journal import LEASE
 from store.tables import OrchestrationChange
@@ -172,6 +173,7 @@ def test_a_sync_service_that_cannot_reach_prefect_says_so_to_the_waiting_command
 
     dead = "http://127.0.0.1:9/api"  # the discard port: nothing listens
     monkeypatch.setenv("PREFECT_API_URL", dead)
+    store = build_service(store.url, store.clock, migrate=False)  # settings with that Prefect
     logged: list[str] = []
     stop = threading.Event()
     with temporary_settings(updates={PREFECT_API_URL: dead}):

@@ -195,11 +195,12 @@ from notifications.dispatcher import Dispatcher
 url, at, copy = sys.argv[1], datetime.fromisoformat(sys.argv[2]), sys.argv[3]
 assert kinds.__file__.startswith(copy), kinds.__file__
 clock = VirtualClock(at)
-fired = build_service(url, clock, migrate=False).timers.fire_due_timers(at)
+svc = build_service(url, clock, migrate=False)
+fired = svc.timers.fire_due_timers(at)
 sent = []
 def send(target, title, body, html, ics):
     sent.append({"title": title, "body": body, "ics": ics})
-Dispatcher(url, clock, send=send).run_until_idle()
+Dispatcher(url, clock, svc.notify_config(), send=send).run_until_idle()
 print(json.dumps({"fired": [t.kind for t in fired], "sent": sent}))
 """
 

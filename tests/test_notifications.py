@@ -60,9 +60,7 @@ def team(db_url, clock, http, smtp, monkeypatch):
 
 
 def dispatcher(store, clock, **config) -> Dispatcher:
-    from notifications.config import load_config
-
-    base = load_config().model_dump()
+    base = store.notify_config().model_dump()
     return Dispatcher(store.url, clock, NotifyConfig.model_validate({**base, **config}))
 
 
@@ -473,9 +471,9 @@ def test_killed_mid_dispatch_loses_nothing(sqlite_url, tmp_path, http, fault, re
                                            team="la", contact=http.url(handle)), DEMO_ADMIN.handle)
     open_case(store)
     script = ("import sys\nfrom datetime import datetime\nfrom models.clock import VirtualClock\n"
-              "from notifications.dispatcher import RECORD_EVERY, Dispatcher\n"
-              "Dispatcher(sys.argv[1], VirtualClock(datetime.fromisoformat(sys.argv[2])))"
-              ".run_once()\n")
+              "from nim_pathway.app import build_service\n"
+              "build_service(sys.argv[1], VirtualClock(datetime.fromisoformat(sys.argv[2])), "
+              "migrate=False).dispatcher().run_once()\n")
     env = {**os.environ, "NIM_FAULT": fault}
     proc = subprocess.run([sys.executable, "-c", script, sqlite_url, clock.now().isoformat()],
                           env=env, cwd=os.getcwd(), capture_output=True, text=True, timeout=60)

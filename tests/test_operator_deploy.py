@@ -24,7 +24,7 @@ import yaml
 from sqlalchemy import create_engine, text
 
 from models.clock import FileClock
-from nim_pathway.settings import prefect_server_env
+from nim_pathway.settings import Settings
 from nim_pathway.stack import stop_group, wait_healthy
 from tests.cli_team import as_person, log_in_team
 from tests.conftest import PG_ADMIN_URL, referral_data
@@ -87,7 +87,7 @@ def deployment(tmp_path, pg_url):
         "COLUMNS": "200",
     }
     FileClock(env["NIM_CLOCK_FILE"]).set(datetime(2026, 1, 12, 10, tzinfo=UTC))
-    server_env = {**env, **prefect_server_env(),
+    server_env = {**env, **Settings.from_env().prefect_server_env,
                   "PREFECT_SERVER_DATABASE_CONNECTION_URL":
                       "postgresql+asyncpg://" + prefect_db.split("://", 1)[1]}
     procs: list[subprocess.Popen] = []

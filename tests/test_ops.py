@@ -80,12 +80,12 @@ def test_pull_step_enters_the_code_folder(monkeypatch, tmp_path):
 
 def test_work_pool_setting(monkeypatch):
     from models.errors import ConfigError
-    from nim_pathway.settings import work_pool
+    from nim_pathway.settings import Settings
 
     monkeypatch.delenv("NIM_WORK_POOL", raising=False)
-    assert work_pool() == "nim-process"
+    assert Settings.from_env().work_pool == "nim-process"
     monkeypatch.setenv("NIM_WORK_POOL", "site-a")
-    assert work_pool() == "site-a"
+    assert Settings.from_env().work_pool == "site-a"
     monkeypatch.setenv("NIM_WORK_POOL", "bad name;")
     with pytest.raises(ConfigError, match="^NIM_WORK_POOL"):
-        work_pool()
+        _ = Settings.from_env().work_pool

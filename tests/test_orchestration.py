@@ -578,7 +578,6 @@ def test_a_failed_round_is_logged_counted_and_the_service_goes_on(stack, tmp_pat
 
     from nim_pathway.app import build_service
     from nim_pathway.health import _sync_service
-    from nim_pathway.settings import sync_service_health_file
     from orchestration.drain import serve_journal
     from store.journal import service_running
 
@@ -596,15 +595,15 @@ def test_a_failed_round_is_logged_counted_and_the_service_goes_on(stack, tmp_pat
     try:
         wait_for(lambda: service_running(store.url), "the sync service to hold its lock")
         wait_for(lambda: any("a round failed" in line for line in lines)
-                 and json.loads(sync_service_health_file().read_text())["round_errors"],
+                 and json.loads(served.settings.sync_service_health_file.read_text())["round_errors"],
                  "the service to log and count the failed round", timeout=60)
         assert thread.is_alive(), "the service stopped on a failed round"
-        said = json.loads(sync_service_health_file().read_text())
+        said = json.loads(served.settings.sync_service_health_file.read_text())
         assert said["round_errors"] >= 1 and "NIM_CLOCK_FILE" in said["last_error"]
-        assert "round(s) failed and retried); last error: ConfigError" in _sync_service()
+        assert "round(s) failed and retried); last error: ConfigError" in _sync_service(served.settings)
         assert not any("Sentinel" in line for line in lines)  # no identity in the log
         FileClock(str(own_clock)).set(store.clock.now())  # the cause goes away
-        wait_for(lambda: json.loads(sync_service_health_file().read_text())["applied"] >= 1,
+        wait_for(lambda: json.loads(served.settings.sync_service_health_file.read_text())["applied"] >= 1,
                  "the service to apply the change it failed on", timeout=120)
         assert store.queries.changes_covering(ref, 0)[-1][0]
         task_run(ref, "triage")
@@ -612,4 +611,4 @@ def test_a_failed_round_is_logged_counted_and_the_service_goes_on(stack, tmp_pat
         stop.set()
         thread.join(30)
     assert not thread.is_alive()
-    assert json.loads(sync_service_health_file().read_text())["state"] == "stopped"
+    assert json.loads(served.settings.sync_service_health_file.read_text())["state"] == "stopped"

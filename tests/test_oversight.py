@@ -214,8 +214,8 @@ def test_exports(store, clock):
     assert wmci["restriction"]["period"]["end"] == str(
         next(r for r in rows if r["task"] == f"{ref}/wmci-mother")["due"])
     assert not [i for i in IDENTITY if i in json.dumps(bundle)]
-    ics = practitioner_ics(store.queries, "psy.chen")
+    ics = practitioner_ics(store.queries, "psy.chen", store.notify_config())
     assert ics.count("BEGIN:VEVENT") == len([r for r in rows if r["role"] == "psychologist"
                                              and r["state"] == "open"])
     with pytest.raises(CommandError, match="unknown practitioner"):
-        practitioner_ics(store.queries, "nobody")
+        practitioner_ics(store.queries, "nobody", store.notify_config())

@@ -41,10 +41,9 @@ def _root(code: Annotated[str | None, typer.Option(
 
 def main() -> None:
     """Entry point: user errors are one line and exit 2; nothing else leaks a traceback."""
-    import os
+    from nim_pathway.cli.io import new_invocation
 
-    if os.environ.get("NIM_PREFECT_AUTH") and not os.environ.get("PREFECT_API_AUTH_STRING"):
-        os.environ["PREFECT_API_AUTH_STRING"] = os.environ["NIM_PREFECT_AUTH"]  # as `up` does
+    new_invocation()  # settings are read once per command, at its start
     clicks = sys.modules[typer.BadParameter.__module__]  # click's errors (typer vendors click)
     bare_group = getattr(clicks, "NoArgsIsHelpError", ())
     try:

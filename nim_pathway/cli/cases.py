@@ -40,7 +40,7 @@ def deadline(
 ) -> None:
     """Compute a due date; the ISO date is always the last line."""
     from models.calendar import ADJUST_FOR_KIND, MAX_AMOUNT, WorkingCalendar, compute_due
-    from nim_pathway.settings import closure_days
+    from nim_pathway.cli.io import settings
 
     if kind not in ADJUST_FOR_KIND:
         raise UserError(f"--kind must be one of {', '.join(ADJUST_FOR_KIND)}")
@@ -54,7 +54,7 @@ def deadline(
         raise UserError(f"--{unit.replace('_', '-')} must be between -{MAX_AMOUNT[unit]} and "
                         f"{MAX_AMOUNT[unit]} (about five years)")
     anchor = parse_date(from_, "--from")
-    due = compute_due(WorkingCalendar(jurisdiction, closure_days()), anchor, amount, unit,
+    due = compute_due(WorkingCalendar(jurisdiction, settings().closure_days), anchor, amount, unit,
                       adjust=ADJUST_FOR_KIND[kind], day_one=day_one)
     if explain:
         typer.echo(due.explanation)

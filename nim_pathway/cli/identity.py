@@ -164,28 +164,28 @@ def login(
     """Start a short-lived session (NIM_SESSION_MINUTES, 60) so each command needs no code."""
     import sys
 
-    from nim_pathway.settings import session_file, session_minutes
+    from nim_pathway.cli.io import settings
     from store.files import private_dir, write_private
 
     entered = code or (ONE_TIME_CODE or [""])[0]
     if not entered and not sys.stdin.isatty():
         raise UserError("give the code your authenticator app shows: --code 123456")
     entered = entered or typer.prompt(f"one-time code for {actor}", hide_input=True)
-    token = service().identity.login(actor, entered, session_minutes())
-    path = session_file()
+    token = service().identity.login(actor, entered, settings().session_minutes)
+    path = settings().session_file
     private_dir(path.parent, "the session folder (NIM_SESSION_FILE)")
     write_private(path, token.token.encode(), "NIM_SESSION_FILE")  # a new 0600 file, never through a link
     typer.echo(f"logged in as {token.handle} until {token.expires_at:%H:%M} "
-               f"({session_minutes()} minutes)")
+               f"({settings().session_minutes} minutes)")
 
 
 def logout() -> None:
     """End this user's CLI session."""
-    from nim_pathway.settings import session_file
+    from nim_pathway.cli.io import settings
 
     token = read_session_token()
     message = service().identity.logout(token).message if token else "not logged in"
-    session_file().unlink(missing_ok=True)
+    settings().session_file.unlink(missing_ok=True)
     typer.echo(message)
 
 

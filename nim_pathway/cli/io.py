@@ -15,6 +15,7 @@ import typer
 if TYPE_CHECKING:  # imported lazily at run time: --help stays fast
     from nim_pathway.app import Service
     from nim_pathway.commands import Result
+    from nim_pathway.settings import Settings
 
 JsonOpt = Annotated[bool, typer.Option("--json", help="print JSON instead of a table")]
 ChildOpt = Annotated[str | None, typer.Option(
@@ -37,11 +38,31 @@ class UserError(Exception):
     """Shown as one line, exit code 2."""
 
 
-def service() -> Service:
-    """The service from settings (imported here: --help and simple reads start fast)."""
-    from nim_pathway.app import build_service
+_INVOCATION: dict[str, Any] = {}  # this command's settings and service, built once each
 
-    return build_service()
+
+def new_invocation() -> None:
+    """Forget the last command's settings and service (the CLI runs in-process in tests)."""
+    _INVOCATION.clear()
+
+
+def settings() -> Settings:
+    """This command's settings, read from the environment once (the composition root's)."""
+    if "settings" not in _INVOCATION:
+        from nim_pathway.settings import Settings
+
+        _INVOCATION["settings"] = Settings.from_env()
+    return _INVOCATION["settings"]
+
+
+def service() -> Service:
+    """This command's service, built once from its settings (imported here: --help and
+    simple reads start fast)."""
+    if "service" not in _INVOCATION:
+        from nim_pathway.app import build_service
+
+        _INVOCATION["service"] = build_service(settings=settings())
+    return _INVOCATION["service"]
 
 
 def current_actor(claimed: str | None) -> str:
@@ -69,10 +90,9 @@ def read_session_token() -> str | None:
     not a regular file, or readable by others is refused: `login` replaces it."""
     import stat
 
-    from nim_pathway.settings import session_file
     from store.files import read_bounded
 
-    path = session_file()
+    path = settings().session_file
     try:
         st = os.lstat(path)
     except OSError:
@@ -260,9 +280,8 @@ def store_unavailable(exc: Exception) -> str:
     import re
 
     from models.redaction import mask_url, scrub_text
-    from nim_pathway.settings import database_url
 
-    url = mask_url(database_url())  # never a password, in the userinfo or the query
+    url = mask_url(settings().database_url)  # never a password, in the userinfo or the query
     reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
     reason = scrub_text(re.sub(r"^\((?:[\w.]+)\) ", "", reason))
     return (f"the case store at {url} is unavailable ({reason}). Check NIM_DATABASE_URL and "
@@ -375,11 +394,10 @@ def _read_input(path: Path) -> bytes:
 
 
 def internal(exc: Exception, root: typer.Typer) -> None:
-    from nim_pathway.settings import data_dir
     from store.files import append_private
 
     try:
-        log = data_dir() / "errors.log"
+        log = settings().data_dir / "errors.log"
         append_private(log, crash_record(exc, sys.argv[1:], root))
         where = f"details in {log}"
     except OSError as err:

@@ -8,7 +8,7 @@ from typing import Annotated, Any
 
 import typer
 
-from nim_pathway.cli.io import ActorOpt, JsonOpt, UserError, emit, service
+from nim_pathway.cli.io import ActorOpt, JsonOpt, UserError, emit, service, settings
 
 audit_app = typer.Typer(help="The append-only audit log.", no_args_is_help=True)
 outbox_app = typer.Typer(help="Queued and sent notifications.", no_args_is_help=True)
@@ -88,22 +88,21 @@ def up(
     seed: Annotated[bool, typer.Option(help="add the demo practitioners")] = False,
 ) -> None:
     """Start the local stack: Prefect server, work pool, deployments, worker."""
-    from nim_pathway.stack import up as stack_up
+    from nim_pathway.stack import LocalStack
 
-    url = stack_up()
+    url = LocalStack(settings()).up()
     if seed:
         from nim_pathway.demo import seed_team
-        from nim_pathway.settings import inbox_ports
 
-        seed_team(service(), inbox_ports()[0])  # their messages go to the local inbox
+        seed_team(service(), settings().inbox_ports[0])  # their messages go to the local inbox
     typer.echo(f"Prefect UI: {url}  (stop with `nim-pathway down`)")
 
 
 def down() -> None:
     """Stop the local stack (worker first, then server)."""
-    from nim_pathway.stack import down as stack_down
+    from nim_pathway.stack import LocalStack
 
-    stopped = stack_down()
+    stopped = LocalStack(settings()).down()
     typer.echo(f"stopped: {', '.join(stopped) or 'nothing was running'}")
 
 
@@ -114,7 +113,7 @@ def status(as_json: JsonOpt = False) -> None:
     Exits 1 when something needs fixing (listed under problems)."""
     from nim_pathway.health import gather
 
-    health = gather()
+    health = gather(settings())
     if as_json:
         emit(health.as_dict(), True)
     else:
@@ -154,16 +153,16 @@ def doctor(timeout: Annotated[float, typer.Option(
     message to the admin targets. Exits 1 with what to fix."""
     from nim_pathway.health import gather, notify_admins, probe_run
 
-    health = gather()
+    health = gather(settings())
     for line in health.problems:
         typer.echo(f"problem: {line}", err=True)
     problems = list(health.problems)
     if health.facts.get("prefect", {}).get("state") == "healthy":
-        ok, said = probe_run(timeout)
+        ok, said = probe_run(settings(), timeout)
         (typer.echo if ok else lambda m: typer.echo(f"problem: {m}", err=True))(said)
         problems += [] if ok else [said]
     if notify:
-        ok, said = notify_admins()
+        ok, said = notify_admins(settings())
         (typer.echo if ok else lambda m: typer.echo(f"problem: {m}", err=True))(said)
         problems += [] if ok else [said]
     if problems:
@@ -173,15 +172,12 @@ def doctor(timeout: Annotated[float, typer.Option(
 
 
 def _prefect_or_refuse(doing: str, wait: bool = False) -> None:
-    from orchestration.prefect_api import api_url, check_reachable
+    from orchestration.prefect_api import check_reachable
 
-    url = api_url()
+    url = settings().prefect_api_url
     if url is None:
         raise UserError(f"no Prefect to {doing}: start the stack (`nim-pathway up`) or set "
                         "PREFECT_API_URL")
-    import os
-
-    os.environ.setdefault("PREFECT_API_URL", url)
     if not wait:
         check_reachable(url)
 
@@ -252,14 +248,11 @@ def sweep(at: Annotated[str | None, typer.Option(help="fire as of this instant (
         instant = parse_instant(at) if at else None
     except ValueError as exc:
         raise UserError(str(exc)) from None
-    from nim_pathway.settings import intake_days
 
-    days = intake_days()  # settings are read before anything is written
-    if dispatch:
-        from notifications.config import load_config
-
-        load_config()
+    days = settings().intake_days  # settings are read before anything is written
     svc = service()
+    if dispatch:
+        svc.notify_config()  # a bad notification config is refused before anything is written
     fired = svc.timers.fire_due_timers(instant)
     expired = svc.admin.expire_intakes(days)
     if expired:
@@ -269,10 +262,9 @@ def sweep(at: Annotated[str | None, typer.Option(help="fire as of this instant (
                    f"-> {t.role}")
     typer.echo(f"fired {len(fired)} timer(s)")
     if dispatch:
-        from notifications.dispatcher import Dispatcher
 
         clock = VirtualClock(instant) if instant else svc.clock
-        done = Dispatcher(svc.url, clock).run_until_idle()
+        done = svc.dispatcher(clock).run_until_idle()
         typer.echo(f"delivered {done.sent}, failed {done.failed} (will retry), "
                    f"dead-lettered {done.dead}, deferred {done.deferred}")
 
@@ -302,10 +294,9 @@ def outbox_retry(message_id: int, actor: ActorOpt) -> None:
 @outbox_app.command("dispatch")
 def outbox_dispatch() -> None:
     """Deliver what is due in the outbox now."""
-    from notifications.dispatcher import Dispatcher
 
     svc = service()
-    done = Dispatcher(svc.url, svc.clock).run_until_idle()
+    done = svc.dispatcher().run_until_idle()
     typer.echo(f"delivered {done.sent}, failed {done.failed} (will retry), "
                f"dead-lettered {done.dead}, deferred {done.deferred}")
     for err in sorted(set(done.errors))[:10]:
@@ -317,11 +308,10 @@ def notify_test(to: Annotated[str, typer.Option(
         help="an Apprise URL, a named target like email:you@example.org, or a practitioner")],
 ) -> None:
     """Send a test message to a target and say whether it arrived."""
-    from notifications.config import load_config
     from notifications.dispatcher import apprise_send
     from notifications.render import fit_for_channel, is_email, render_message
 
-    config = load_config()
+    config = service().notify_config()
     contact = to
     if "://" not in to and ":" not in to:  # a practitioner handle
         known = {p.handle: p.contact for p in service().queries.practitioners()}
@@ -359,12 +349,12 @@ def demo(
     from nim_pathway.demo import demo_code, run_demo, run_live_demo
 
     if code_for:
-        typer.echo(demo_code(code_for))
+        typer.echo(demo_code(settings(), code_for))
         return
 
-    run_demo(profile, no_treatment)
+    run_demo(settings(), profile, no_treatment)
     if stack:
-        run_live_demo()
+        run_live_demo(settings())
 
 
 
@@ -375,10 +365,9 @@ def inbox(handle: Annotated[str | None, typer.Argument(
     """The local inbox (demo and local stack): the messages sent to HANDLE, newest first,
     with subject, time and body. The stack also serves them as a web page per practitioner."""
     from nim_pathway.cli.io import printable
-    from nim_pathway.settings import inbox_dir, inbox_ports
     from notifications.inbox import ADMIN_BOX, InboxStore, shown_time
 
-    store = InboxStore(inbox_dir())
+    store = InboxStore(settings().inbox_dir)
     if handle is not None:
         known = {p.handle for p in service().queries.practitioners()} | {ADMIN_BOX}
         if handle not in known | store.boxes():
@@ -392,7 +381,7 @@ def inbox(handle: Annotated[str | None, typer.Argument(
         return
     if not messages:
         typer.echo(f"no messages{f' for {handle}' if handle else ''} in the local inbox "
-                   f"(127.0.0.1:{inbox_ports()[0]}; the demo and `nim-pathway up` send there)")
+                   f"(127.0.0.1:{settings().inbox_ports[0]}; the demo and `nim-pathway up` send there)")
     for m in messages:
         typer.echo(f"{shown_time(m.received_at)}  to {printable(', '.join(m.to))}  "
                    f"{printable(m.subject)}")

@@ -8,7 +8,7 @@ from typing import Annotated
 
 import typer
 
-from nim_pathway.cli.io import ActorOpt, JsonOpt, emit, service, show_markdown
+from nim_pathway.cli.io import ActorOpt, JsonOpt, emit, service, settings, show_markdown
 
 report_app = typer.Typer(help="Manager views, KPIs, report packs.", no_args_is_help=True)
 export_app = typer.Typer(help="CSV, FHIR and calendar exports.", no_args_is_help=True)
@@ -29,12 +29,13 @@ def report_board(
     or clock (red: anything overdue), how much is overdue, and what is next."""
     from reports.oversight import BOARD_COLUMNS, BOARD_LABELS, case_detail, caseload_board
 
+    amber = settings().rag_amber_working_days
     if case:
-        emit(case_detail(service().queries, case), as_json,
+        emit(case_detail(service().queries, case, amber), as_json,
              ["rag", "kind", "item", "title", "due", "working_days_to_due", "owner"],
              title=f"{case}: open work by urgency", labels={"working_days_to_due": "wd"})
         return
-    emit(caseload_board(service().queries, programme), as_json, BOARD_COLUMNS,
+    emit(caseload_board(service().queries, programme, amber), as_json, BOARD_COLUMNS,
          title="Caseload board" + (f" ({programme})" if programme else ""), labels=BOARD_LABELS)
 
 
@@ -72,9 +73,8 @@ def report_pack(
     out: Annotated[Path | None, typer.Option(help="folder (default: <data>/reports)")] = None,
 ) -> None:
     """Render a report pack for the court or hearing (contains identity: local file only)."""
-    from nim_pathway.settings import data_dir
 
-    path, digest = service().admin.write_pack(ref, kind, fmt, out or data_dir() / "reports",
+    path, digest = service().admin.write_pack(ref, kind, fmt, out or settings().data_dir / "reports",
                                               actor)
     typer.echo(f"wrote {path} (sha256 {digest}, recorded in the audit log)")
 
@@ -118,6 +118,6 @@ def export_ics(handle: str, actor: ActorOpt) -> None:
     svc = service()
     if handle != actor:
         svc.admin.permit_read(actor, "export-data", doing=f"export {handle}'s calendar")
-    typer.echo(practitioner_ics(svc.queries, handle), nl=False)
+    typer.echo(practitioner_ics(svc.queries, handle, svc.notify_config()), nl=False)
 
 

@@ -31,20 +31,19 @@ def task_list(
     if mine and assignee:
         raise UserError("give --mine or --assignee HANDLE, not both")
     from models.clock import today
-    from nim_pathway import settings
-    from nim_pathway.cli.io import current_actor
+    from nim_pathway.cli.io import current_actor, settings
     from store import worklist
 
     if mine:
         assignee = current_actor(None)
     filters = (case, role, overdue, due_within, None if state == "all" else state, assignee)
-    conn = worklist.connect(settings.database_url())  # fast: no ORM import (see worklist.py)
+    conn = worklist.connect(settings().database_url)  # fast: no ORM import (see worklist.py)
     if conn is None:  # a new or older database: the store migrates it, then runs the same query
         rows = service().queries.tasks(*filters)
     else:
         try:
-            rows = worklist.task_rows(conn, today(settings.clock()), *filters,
-                                      closures=settings.closure_days())
+            rows = worklist.task_rows(conn, today(settings().clock), *filters,
+                                      closures=settings().closure_days)
         finally:
             conn.close()
     emit(rows, as_json, ["task", "title", "child", "role", "assignee", "due", "days_to_due",

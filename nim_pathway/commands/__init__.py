@@ -20,6 +20,8 @@ and `people.py` (a practitioner row's seal, second factor and sessions).
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 from nim_pathway.commands.admin import AdminCommands
 from nim_pathway.commands.base import CommandBase, Result
 from nim_pathway.commands.cases import CaseCommands
@@ -28,6 +30,7 @@ from nim_pathway.commands.family import FamilyCommands
 from nim_pathway.commands.identity import IdentityCommands
 from nim_pathway.commands.tasks import TaskCommands
 from nim_pathway.commands.timers import TimerCommands
+from notifications.config import NotifyConfig
 from store.context import StoreContext
 from store.queries import Queries
 
@@ -38,9 +41,11 @@ GROUPS: dict[str, type[CommandBase]] = {
 }
 
 
-def command_groups(ctx: StoreContext, queries: Queries) -> dict[str, CommandBase]:
-    """One object per command group, by name, over one store context and its queries."""
-    return {name: group(ctx, queries) for name, group in GROUPS.items()}
+def command_groups(ctx: StoreContext, queries: Queries,
+                   notify: Callable[[], NotifyConfig]) -> dict[str, CommandBase]:
+    """One object per command group, by name, over one store context, its queries and the
+    notification settings."""
+    return {name: group(ctx, queries, notify) for name, group in GROUPS.items()}
 
 
 __all__ = ["AdminCommands", "CaseCommands", "CourtCommands", "FamilyCommands",

@@ -15,6 +15,7 @@ from models import engine as eng
 from models.errors import AlreadyDone, Invalid
 from models.pathway import PathwaySpec
 from nim_pathway import policy
+from notifications.config import NotifyConfig
 from notifications.outbox import queue_handoffs
 from store import audit, journal, mapping, timers
 from store.context import StoreContext
@@ -44,9 +45,11 @@ def run_engine(fn: Callable[..., list[eng.Effect]], *args: Any) -> list[eng.Effe
 
 
 class CommandBase:
-    def __init__(self, ctx: StoreContext, queries: Queries) -> None:
+    def __init__(self, ctx: StoreContext, queries: Queries,
+                 notify: Callable[[], NotifyConfig]) -> None:
         self.ctx = ctx
         self.queries = queries
+        self.notify = notify  # the notification config, loaded on first use
 
     def authorize(self, session: Session, actor: str, action: str,
                   spec: PathwaySpec | None = None,
@@ -92,7 +95,7 @@ class CommandBase:
         mapping.save_decisions(session, case, state, effects, actor)
         session.flush()
         timers.plan(session, case, spec, state, now)
-        queue_handoffs(session, case.id, case.ref, effects, actor, set(spec.gate_of_task),
+        queue_handoffs(session, self.notify(), case.id, case.ref, effects, actor, set(spec.gate_of_task),
                        self.ctx.today(), now)
         for e in effects:
             self.audit(session, actor, e.kind, case.ref, {"task": e.task, **e.detail})

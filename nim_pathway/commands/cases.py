@@ -244,7 +244,7 @@ class CaseCommands(CommandBase):
             for e in effects:
                 self.audit(session, actor, e.kind, ref, {"task": e.task, **e.detail})
             session.flush()
-            queue_handoffs(session, case.id, ref, effects, actor, set(spec.gate_of_task),
+            queue_handoffs(session, self.notify(), case.id, ref, effects, actor, set(spec.gate_of_task),
                            self.ctx.today(), self.ctx.now())
         return Result(ref, f"{ref} transferred from {before} to {site}: {len(effects)} tasks "
                       f"to team {team}", effects)

@@ -52,7 +52,7 @@ class TaskCommands(CommandBase):
                 "note_length": len(note)})
             self.audit(session, actor, effect.kind, case.ref, {"task": task.key, **effect.detail})
             session.flush()
-            queue_handoffs(session, case.id, case.ref, [effect], actor, set(spec.gate_of_task),
+            queue_handoffs(session, self.notify(), case.id, case.ref, [effect], actor, set(spec.gate_of_task),
                            self.ctx.today(), self.ctx.now())
         return Result(case.ref, f"reassigned {task_ref} to {to}", [effect])
 

@@ -16,7 +16,6 @@ from sqlmodel import select
 from models.calendar import WorkingCalendar
 from models.clock import UK
 from nim_pathway.commands.base import CommandBase
-from notifications.config import load_config
 from notifications.kinds import CATCH_UP_RANK
 from notifications.outbox import Directory, enqueue, queue_digests, timer_messages
 from store import faults, journal, mapping, timers
@@ -39,7 +38,7 @@ class TimerCommands(CommandBase):
         row. SQLite: BEGIN IMMEDIATE makes each batch the single writer."""
         at = at or self.ctx.now()
         on = at.astimezone(UK).date()
-        config = load_config()
+        config = self.notify()
         calendars: dict[str, WorkingCalendar] = {}
         fired: list[FiredTimer] = []
         while True:
@@ -76,10 +75,10 @@ class TimerCommands(CommandBase):
         """Bundle held messages into each practitioner's daily digest; with `when_due`, only
         from the configured `digest_hour` (UK time) on."""
         at = at or self.ctx.now()
-        if when_due and at.astimezone(UK).hour < load_config().digest_hour:
+        if when_due and at.astimezone(UK).hour < self.notify().digest_hour:
             return 0
         with self.ctx.write() as session:
-            return queue_digests(session, at, at.astimezone(UK).date())
+            return queue_digests(session, self.notify(), at, at.astimezone(UK).date())
 
     def publish_checkpoint(self) -> dict | None:
         """Queue the audit chain's signed head (row id, hash, rows up to it) to the admins,
@@ -91,7 +90,7 @@ class TimerCommands(CommandBase):
                 entry = head_entry(session, self.ctx.url, self.ctx.audit_key, self.ctx.now())
                 if entry is None:
                     return None
-                queued = enqueue(session, load_config(), "audit-checkpoint",
+                queued = enqueue(session, self.notify(), "audit-checkpoint",
                                  f"audit-checkpoint/{entry['db']}/{entry['id']}", None,
                                  "admin", {"checkpoint": json.dumps(entry),
                                            "row_id": entry["id"], "rows": entry["rows"]},
