@@ -5,8 +5,10 @@ installed pathways: identity.py."""
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Callable
 from datetime import timedelta
 from pathlib import Path
+from typing import Any
 
 from sqlalchemy import func
 from sqlmodel import Session, select
@@ -57,21 +59,32 @@ class AdminCommands(CommandBase):
         return Result("", f"added {p.handle} ({p.role})"), enrolment
 
     def change_role(self, handle: str, role: str, actor: str) -> Result:
-        with self.ctx.write() as session:
-            self.authorize(session, actor, "manage-practitioners")
+        def change(session: Session, row: Practitioner) -> None:
             self._known_role(session, role)
-            row = people.person(session, handle)
             if row.role == role:
                 raise AlreadyDone(f"{handle} is {role} already")
-            if row.role == ADMIN:
-                self._keep_an_admin(session, handle, "change the role of")
-            before = people.public(row)
             row.role = role
+
+        self._change_standing(handle, actor, "change the role of", change)
+        return Result("", f"{handle} is now {role}; their CLI sessions were ended")
+
+    def _change_standing(self, handle: str, actor: str, doing: str,
+                         change: Callable[[Session, Practitioner], None],
+                         **audited: Any) -> None:  # noqa: ANN401
+        """A change to who a practitioner is (role, active): checked, applied, their sessions
+        ended, the row resealed and audited; the last admin is never changed away."""
+        with self.ctx.write() as session:
+            self.authorize(session, actor, "manage-practitioners")
+            row = people.person(session, handle)
+            was_admin, before = row.role == ADMIN, people.public(row)
+            change(session, row)
+            if was_admin:
+                self._keep_an_admin(session, handle, doing)
             people.revoke_sessions(session, row, self.ctx.now())
             people.save(session, row, self.ctx.secret_key)
             self.audit(session, actor, "practitioner-changed", None,
-                       {"handle": handle, "before": before, "after": people.public(row)})
-        return Result("", f"{handle} is now {role}; their CLI sessions were ended")
+                       {"handle": handle, "before": before, "after": people.public(row),
+                        **audited})
 
     def update_practitioner(self, handle: str, actor: str, contact: str | None = None,
                             digest: bool | None = None, active: bool | None = None) -> Result:
@@ -109,20 +122,12 @@ class AdminCommands(CommandBase):
                                                             for k in sorted(changed)))
 
     def deactivate(self, handle: str, actor: str, reason: str) -> Result:
-        with self.ctx.write() as session:
-            self.authorize(session, actor, "manage-practitioners")
-            row = people.person(session, handle)
+        def change(_session: Session, row: Practitioner) -> None:
             if not row.active:
                 raise AlreadyDone(f"{handle} is inactive already")
-            if row.role == ADMIN:
-                self._keep_an_admin(session, handle, "deactivate")
-            before = people.public(row)
             row.active = False
-            people.revoke_sessions(session, row, self.ctx.now())
-            people.save(session, row, self.ctx.secret_key)
-            self.audit(session, actor, "practitioner-changed", None,
-                       {"handle": handle, "before": before, "after": people.public(row),
-                        "reason_length": len(reason)})
+
+        self._change_standing(handle, actor, "deactivate", change, reason_length=len(reason))
         return Result("", f"{handle} deactivated; their open tasks keep them as assignee until "
                           "reassigned")
 
