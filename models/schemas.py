@@ -129,6 +129,24 @@ def months_between(start: date, end: date) -> int:
     return months - (1 if end.day < start.day else 0)
 
 
+def child_identity(given_name: str, family_name: str, born: date) -> str:
+    """A child's identity as compared for duplicates: names case-, accent-form- and
+    whitespace-insensitively (NFKC, casefolded, runs of spaces as one), with the date of birth."""
+    def norm(name: str) -> str:
+        return " ".join(unicodedata.normalize("NFKC", name).casefold().split())
+
+    return f"{norm(given_name)}\x1f{norm(family_name)}\x1f{born.isoformat()}"
+
+
+def duplicate_children(children: list[ChildIn]) -> list[list[int]]:
+    """The positions (1-based) of children listed more than once, in groups; never names."""
+    seen: dict[str, list[int]] = {}
+    for n, child in enumerate(children, start=1):
+        seen.setdefault(child_identity(child.given_name, child.family_name,
+                                       child.date_of_birth), []).append(n)
+    return [group for group in seen.values() if len(group) > 1]
+
+
 class Referral(_Input):
     """What a coordinator enters to open a case."""
 
@@ -158,6 +176,9 @@ class Referral(_Input):
     first_entry_to_care: bool | None = None  # asked by programmes for a first entry only
     previous_episode: str | None = Field(default=None, pattern=r"^NIM-\d{4}-\d{4,}$",
                                          description="an earlier episode of this family")
+    # the coordinator confirms a new episode for a child who is on an open case
+    new_episode: bool = Field(default=False, description="confirm a new episode for a child "
+                              "already on an open case")
 
     @property
     def all_children(self) -> list[ChildIn]:
@@ -171,6 +192,12 @@ class Referral(_Input):
         if bool(self.child) == bool(self.children):
             raise ValueError("give the child (`child:`) or a sibling group (`children:`), not "
                              "both and not neither")
+        twice = duplicate_children(self.all_children)
+        if twice:
+            raise ValueError("the same child is listed more than once (same given name, family "
+                             "name and date of birth): " + "; ".join(
+                                 " and ".join(f"child {n}" for n in group) for group in twice)
+                             + "; list each child once")
         keys = {f"child-{i}" for i in range(1, len(self.all_children) + 1)}
         for c in self.caregivers:
             unknown = sorted(set(c.children) - keys)

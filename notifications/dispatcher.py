@@ -6,6 +6,11 @@ records each result only if it still holds the lease. So two dispatchers never s
 row, and a dispatcher killed mid-batch loses nothing: its rows are claimed again when the
 lease runs out. The one case that can repeat a message is a kill after Apprise sent it and
 before the result was written; such a reclaim is counted in `outbox.reclaimed` and logged.
+
+A message about a task is checked when it is claimed, in the claiming transaction: if the task
+was completed or cancelled (its case exited or closed) since it was queued, or it now belongs to
+someone else than the owner it was addressed to, the row is `dropped` with the reason in
+`last_error` and never sent; a digest keeps only its items that are still true.
 """
 
 from __future__ import annotations
@@ -25,7 +30,7 @@ from sqlmodel import select
 from models.clock import UK, Clock
 from models.redaction import scrub_text
 from notifications.config import NotifyConfig
-from notifications.outbox import enqueue, refresh_links, revive
+from notifications.outbox import DROPPED, enqueue, fresh_items, refresh_links, revive, why_stale
 from notifications.render import Rendered, fit_for_channel, is_email, is_sms, render_message
 from store import faults
 from store.db import session_scope
@@ -41,6 +46,7 @@ class DispatchReport:
     dead: int = 0
     deferred: int = 0
     reclaimed: int = 0
+    dropped: int = 0  # no longer true when claimed (task done, cancelled or re-owned): not sent
     errors: list[str] = field(default_factory=list)
 
 
@@ -131,10 +137,10 @@ class Dispatcher:
         total = DispatchReport()
         for _ in range(rounds):
             r = self.run_once(limit)
-            for name in ("sent", "failed", "dead", "deferred", "reclaimed"):
+            for name in ("sent", "failed", "dead", "deferred", "reclaimed", "dropped"):
                 setattr(total, name, getattr(total, name) + getattr(r, name))
             total.errors += r.errors
-            if r.sent + r.failed + r.dead + r.deferred == 0:
+            if r.sent + r.failed + r.dead + r.deferred + r.dropped == 0:
                 break
         return total
 
@@ -149,14 +155,38 @@ class Dispatcher:
             if session.get_bind().dialect.name == "postgresql":
                 stmt = stmt.with_for_update(skip_locked=True)
             rows = session.exec(stmt).all()
-            for row in rows:
+            claimed = []
+            for row, why in zip(rows, self._stale(session, rows), strict=True):
+                if why is not None:  # never sent: the row says why
+                    row.status, row.last_error = DROPPED, why
+                    row.claim_token = row.claimed_until = None
+                    report.dropped += 1
+                    session.add(row)
+                    continue
+                claimed.append(row)
                 if row.claimed_until is not None:  # a dispatcher died holding it
                     row.reclaimed += 1
                     report.reclaimed += 1
                 row.claim_token = self.token
                 row.claimed_until = now + timedelta(seconds=self.config.lease_seconds)
                 session.add(row)
-            return rows
+            return claimed
+
+    @staticmethod
+    def _stale(session, rows: list[Outbox]) -> list[str | None]:  # noqa: ANN001 - a Session
+        """Why each claimed row must not be sent (None: send it). A digest not yet rendered
+        loses the items that are no longer true, and is dropped when none is left."""
+        reasons = why_stale(session, [(r.kind, r.recipient, r.meta or {}) for r in rows])
+        for i, row in enumerate(rows):
+            items = (row.meta or {}).get("items")
+            if row.kind != "digest" or row.subject or not items:
+                continue
+            kept = fresh_items(session, row.recipient, items)
+            if not kept:
+                reasons[i] = "every item was completed, cancelled or re-owned before sending"
+            elif len(kept) < len(items):
+                row.meta = {**row.meta, "items": kept}
+        return reasons
 
     def _contacts_and_links(self, claimed: list[Outbox]) -> dict[str, str | None]:
         """Each practitioner's contact; and, for messages not yet rendered, links to runs

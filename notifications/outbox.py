@@ -102,6 +102,66 @@ def refresh_links(session: Session, config: NotifyConfig, contexts: list[dict[st
             c["link"] = link_for(config, c["case_ref"], runs[c["case_ref"], c["task_key"]])
 
 
+# Kinds whose message is about one task (its context names `task_key`): sent only while the
+# task is open; and, for those addressed to the task's owner, only while that is who owns it
+TASK_KINDS = frozenset({"reminder", "due", "escalation", "handoff", "gate", "reassigned"})
+OWNER_KINDS = frozenset({"reminder", "due", "handoff", "gate", "reassigned"})
+DROPPED = "dropped"  # a terminal status: the message stopped being true before it was sent
+
+
+def why_stale(session: Session, messages: list[tuple[str, str, dict[str, Any]]]
+              ) -> list[str | None]:
+    """For each (kind, recipient, context) about to be sent or bundled, why it must not go
+    (None if it still may): the task it is about was completed or cancelled since it was
+    queued, its case closed, or it now belongs to someone else than the practitioner it was
+    addressed to as owner. One query for all `messages`, read in the caller's transaction
+    (the one that claims them). A reason names handles only, never identity."""
+    about = [(m.get("case_ref"), m.get("task_key")) if k in TASK_KINDS else (None, None)
+             for k, _, m in messages]
+    wanted = [(ref, key) for ref, key in about if ref and key]
+    now: dict[tuple[str, str], tuple[str, str | None, date | None, str | None]] = {}
+    if wanted:
+        now = {(ref, key): (state, owner, closed_on, exit_reason)
+               for ref, key, state, owner, closed_on, exit_reason in session.exec(
+                   select(Case.ref, Task.key, Task.state, Practitioner.handle, Case.closed_on,
+                          Case.exit_reason)
+                   .join(Case, Case.id == Task.case_id)
+                   .join(Practitioner, Practitioner.id == Task.assignee_id, isouter=True)
+                   .where(Case.ref.in_({r for r, _ in wanted}),
+                          Task.key.in_({k for _, k in wanted})))}
+    reasons: list[str | None] = []
+    for (kind, recipient, context), (ref, key) in zip(messages, about, strict=True):
+        if not (ref and key):
+            reasons.append(None)
+            continue
+        if (ref, key) not in now:
+            reasons.append("task no longer exists")
+            continue
+        state, owner, closed_on, exit_reason = now[ref, key]
+        ended = "case exited" if exit_reason else "case closed"
+        addressee = recipient.partition(":")[2] if recipient.startswith("practitioner:") else None
+        to_owner = kind in OWNER_KINDS and context.get("audience", "new") == "new"
+        if state == "done":
+            reasons.append("task completed before sending")
+        elif state == "cancelled":
+            reasons.append(f"task cancelled: {ended}" if closed_on else "task cancelled")
+        elif closed_on is not None:
+            reasons.append(f"{ended} before sending")
+        elif to_owner and addressee and owner is not None and owner != addressee:
+            reasons.append(f"re-owned to {owner}")
+        else:
+            reasons.append(None)
+    return reasons
+
+
+def fresh_items(session: Session, recipient: str, items: list[dict[str, Any]]
+                ) -> list[dict[str, Any]]:
+    """A digest's items that are still true (`why_stale`); an item names the kind it was
+    held as (before it did, it was a reminder)."""
+    reasons = why_stale(session, [(i.get("kind") or "reminder", recipient, i) for i in items])
+    return [i for i, why in zip(items, reasons, strict=True) if why is None]
+
+
 def _jsonable(value: Any) -> Any:
     """Dates as ISO text, at any depth (scalars are checked inline: a sweep makes thousands)."""
     if isinstance(value, dict):
@@ -237,10 +297,18 @@ def queue_digests(session: Session, config: NotifyConfig, now: datetime, today: 
     for row in held:
         by_recipient.setdefault(row.recipient, []).append(row)
     count = 0
-    for recipient, rows in by_recipient.items():
+    for recipient, rows in list(by_recipient.items()):
+        reasons = why_stale(session, [(r.kind, r.recipient, r.meta or {}) for r in rows])
+        for r, why in zip(rows, reasons, strict=True):
+            if why is not None:  # a digest never lists work that is no longer true
+                r.status, r.last_error = DROPPED, why
+                session.add(r)
+        rows = [r for r, why in zip(rows, reasons, strict=True) if why is None]
+        if not rows:
+            continue
         items = [{k: (r.meta or {}).get(k) for k in ("task_key", "task_title", "due",
                                                      "days_to_due", "link")}
-                 | {"case_ref": r.case_ref} for r in rows]
+                 | {"case_ref": r.case_ref, "kind": r.kind} for r in rows]
         context = {"case_ref": rows[0].case_ref, "items": items,
                    "link": f"{config.ui_url}/runs", "due": today}
         count += enqueue(session, config, "digest", f"digest/{recipient}/{today}/{rows[-1].id}",
@@ -256,4 +324,6 @@ def outbox_listing(queries: Queries, failed: bool = False, limit: int = 200) -> 
     rendered as the dispatcher will render it, so it can be read before it goes."""
     return [OutboxRow(o.id, o.kind, o.case_ref, o.recipient, o.status, o.attempts, subject,
                       o.last_error, o.next_attempt_at, o.sent_at, text)
-            for o in queries.outbox_messages(failed, limit) for subject, text in [preview(o)]]
+            for o in queries.outbox_messages(failed, limit)
+            if not (failed and o.status == DROPPED)  # why it was dropped is no failure
+            for subject, text in [preview(o)]]

@@ -97,6 +97,10 @@ class Child(SQLModel, table=True):
     date_of_birth: date | None = Field(default=None, sa_type=AutoString)
     address: str | None = None
     erased_at: datetime | None = None
+    # a keyed hash (HMAC under a key held outside the database) of the normalised names and
+    # date of birth, set when the case opens: finds the same child on another open case
+    # without opening its identity; the database owner cannot test guesses against it
+    identity_digest: str | None = Field(default=None, index=True)
 
 
 class Caregiver(SQLModel, table=True):
@@ -305,7 +309,9 @@ class Outbox(SQLModel, table=True):
     body_html: str
     ics: str | None = None
     meta: dict | None = _json()  # task key, title, due, link: for digests and listings
-    status: str = "pending"  # pending, held (for a digest), digested, sent, dead
+    # pending, held (for a digest), digested, sent, dead; dropped: no longer true when it was
+    # to be sent (its task done, cancelled or re-owned), with the reason in last_error
+    status: str = "pending"
     attempts: int = 0
     next_attempt_at: datetime
     claimed_until: datetime | None = None  # a dispatcher's lease

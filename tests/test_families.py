@@ -294,7 +294,7 @@ def test_per_child_final_orders_and_children_leaving_or_relinked(store, clock):
     ref = family(store, children=SIBLINGS[:2])
     clock.set(datetime(2026, 6, 1, 10, tzinfo=UK))
     # orders that differ: the 26-week clock is met only once every child has one
-    store.court.record_final_order(ref, date(2026, 5, 20), "placement-order", True,
+    store.court.record_final_order(ref, date(2026, 5, 20), "placement-order", False,
                                    "coord.ali", child="child-2")
     c26 = {c.id: c for c in store.queries.show(ref).clocks}["care-proceedings-26-weeks"]
     assert c26.met_on is None

@@ -348,8 +348,9 @@ def test_handoff_links_to_the_task_run_started_after_it_was_queued(team, clock, 
     store.timers.record_flow_runs(ref, runs)  # what the orchestration sync does once runs start
     store.timers.queue_digests()
     dispatcher(store, clock).run_until_idle()
-    triage = [m for m in http.received if m["path"] == "/mgr.okafor"]
-    assert triage and f"/runs/flow-run/{runs['triage']}" in triage[0]["message"]
+    # triage was completed before its handoff went: dropped, never sent (issue 27); the
+    # direct handoff's link is checked by the reassignment test below
+    assert not [m for m in http.received if m["path"] == "/mgr.okafor"]
     digest = [m for m in http.received if m["path"] == "/sw.jones"]
     assert len(digest) == 1, digest
     assert f"/runs/flow-run/{runs['consent-mother']}" in digest[0]["message"]

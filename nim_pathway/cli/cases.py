@@ -87,6 +87,9 @@ def case_open(
         "--first-entry-to-care/--not-first-entry-to-care",
         help="whether this is the child's first entry to care (asked by some programmes)")]
     = None,
+    new_episode: Annotated[bool, typer.Option(
+        "--new-episode", help="confirm a new episode for a child already on an open case "
+        "(the referral's new_episode: true)")] = False,
 ) -> None:
     """Open a case from a referral file or flags. Prefer a file: flags land in shell history."""
     from pydantic import ValidationError
@@ -97,7 +100,8 @@ def case_open(
     flags = {"jurisdiction": jurisdiction, "site": site, "programme": programme,
              "pathway": pathway,
              "care_entry": care_entry, "referral": referral_date,
-             "proceedings_issued": proceedings_issued, "first_entry_to_care": first_entry_to_care}
+             "proceedings_issued": proceedings_issued, "first_entry_to_care": first_entry_to_care,
+             "new_episode": new_episode or None}
     data.update({k: v for k, v in flags.items() if v is not None})
     child = {"given_name": given_name, "family_name": family_name, "date_of_birth": dob}
     if any(child.values()):

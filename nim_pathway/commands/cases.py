@@ -3,6 +3,8 @@ resume or exit early, transfer to another site. One transaction each."""
 
 from __future__ import annotations
 
+import hashlib
+import hmac
 import re
 import secrets
 from datetime import date
@@ -13,7 +15,13 @@ from sqlmodel import Session, select
 from models import engine as eng
 from models.errors import Invalid
 from models.pathway import PathwaySpec
-from models.schemas import Referral, case_date_problems, eligibility_problems
+from models.schemas import (
+    ChildIn,
+    Referral,
+    case_date_problems,
+    child_identity,
+    eligibility_problems,
+)
 from nim_pathway.commands.base import DELAY_CAUSES, CommandBase, Result, run_engine
 from nim_pathway.policy import Target
 from notifications.outbox import queue_handoffs
@@ -85,7 +93,10 @@ class CaseCommands(CommandBase):
                     return Result(intake.case_ref, f"{intake_handle} was opened as "
                                   f"{intake.case_ref}")
             version = mapping.find_installed_pathway(session, spec.profile)
-            ref = _next_ref(session, on.year)
+            ref = _next_ref(session, on.year)  # on PostgreSQL, openings take turns from here
+            digests = [self._identity_digest(c) for c in referral.all_children]
+            if not referral.new_episode:
+                _refuse_open_duplicates(session, referral, digests)
             case = Case(ref=ref, jurisdiction=referral.jurisdiction, site=referral.site,
                         pathway_id=version.id, settings=referral.settings or None,
                         opened_at=self.ctx.now(), legal_status=referral.legal_status,
@@ -100,7 +111,8 @@ class CaseCommands(CommandBase):
                 children.append(key)
                 session.add(Child(case_id=case.id, key=key, given_name=child.given_name,
                                   family_name=child.family_name,
-                                  date_of_birth=child.date_of_birth, address=child.address))
+                                  date_of_birth=child.date_of_birth, address=child.address,
+                                  identity_digest=digests[n - 1]))
                 placement = referral.placement_of(child)
                 if placement:
                     session.add(Placement(case_id=case.id, child=key, kind=placement.kind,
@@ -130,6 +142,15 @@ class CaseCommands(CommandBase):
                 intake.case_ref = ref
                 session.add(intake)
         return Result(ref, f"opened {ref} on pathway {spec.profile}@{spec.version}", effects)
+
+    def _identity_digest(self, child: ChildIn) -> str:
+        """A keyed hash of the child's normalised names and date of birth: the key is derived
+        from the service's secret key, held outside the database, so whoever holds only the
+        database cannot test a guessed identity against it."""
+        key = hmac.new(self.ctx.secret_key, b"nim-pathway child identity digest v1",
+                       hashlib.sha256).digest()
+        identity = child_identity(child.given_name, child.family_name, child.date_of_birth)
+        return hmac.new(key, identity.encode(), hashlib.sha256).hexdigest()
 
     def _installed(self, session: Session, profile: str) -> PathwaySpec:
         """The newest installed version of a profile, by name (never a file)."""
@@ -248,6 +269,27 @@ class CaseCommands(CommandBase):
                            self.ctx.today(), self.ctx.now())
         return Result(ref, f"{ref} transferred from {before} to {site}: {len(effects)} tasks "
                       f"to team {team}", effects)
+
+
+def _refuse_open_duplicates(session: Session, referral: Referral, digests: list[str]) -> None:
+    """Refuse a referral whose child is a child of an open case (same identity digest), naming
+    the case and how to confirm a new episode; never the child's identity."""
+    rows = session.exec(select(Child.identity_digest, Case.ref).join(Case, Case.id == Child.case_id)
+                        .where(Child.identity_digest.in_(set(digests)), Case.closed_on.is_(None),
+                               Child.removed_on.is_(None), Child.erased_at.is_(None))
+                        .order_by(Case.ref)).all()
+    if not rows:
+        return
+    open_refs: dict[str, list[str]] = {}
+    for digest, ref in rows:
+        open_refs.setdefault(digest, []).append(ref)
+    many = len(digests) > 1
+    found = [f"{f'child {n}' if many else 'the child'} is on open case "
+             f"{', '.join(dict.fromkeys(open_refs[d]))}"
+             for n, d in enumerate(digests, start=1) if d in open_refs]
+    raise Invalid(f"this referral matches an open case: {'; '.join(found)} (same names and "
+                  "date of birth); if it is a new episode, confirm with new_episode: true "
+                  "(`case open --new-episode`), else work on the open case")
 
 
 def _next_ref(session: Session, year: int) -> str:

@@ -8,6 +8,7 @@ from datetime import date
 
 from models import engine as eng
 from models.errors import Invalid
+from models.pathway import PathwaySpec
 from nim_pathway.commands.base import CommandBase, Result, run_engine
 from nim_pathway.policy import Target
 from store import mapping
@@ -28,9 +29,24 @@ class CourtCommands(CommandBase):
                            child: str | None = None) -> Result:
         """The final order: it disposes of the proceedings and meets the 26-week clock (per
         child where a sibling group's orders differ)."""
-        return self._engine_event(ref, actor, TIMETABLE, f"record the final order ({kind})",
-                                  eng.record_final_order, made_on, kind, follows_recommendation,
-                                  self.ctx.today(), child)
+        if not follows_recommendation:
+            return self._engine_event(ref, actor, TIMETABLE, f"record the final order ({kind})",
+                                      eng.record_final_order, made_on, kind, False,
+                                      self.ctx.today(), child)
+        with self.ctx.write() as session:
+            case = mapping.find_case(session, ref, lock=True)
+            spec, state = self.load(session, case)
+            self.authorize(session, actor, TIMETABLE, spec,
+                           Target(ref, doing=f"record the final order ({kind})"))
+            if not _recommendation_recorded(spec, state, child):
+                whose = f" for {child}" if child else ""
+                raise Invalid(f"{ref} has no recommendation recorded{whose}, so the final order "
+                              "cannot follow one: record the order without "
+                              "--follows-recommendation, or record the recommendation first")
+            effects = run_engine(eng.record_final_order, spec, state, made_on, kind, True,
+                                 self.ctx.today(), child)
+            self.commit_state(session, case, spec, state, effects, actor)
+        return Result(ref, f"{ref}: record the final order ({kind})", effects)
 
     def add_direction(self, ref: str, document: str, role: str, by: date, actor: str) -> Result:
         """A court direction to file a document by a date: a task for the named role."""
@@ -54,3 +70,20 @@ class CourtCommands(CommandBase):
             effects = run_engine(eng.cease_looked_after, spec, state, on, reason, child)
             self.commit_state(session, case, spec, state, effects, actor)
         return Result(ref, f"{ref}: no longer looked after from {on}", effects)
+
+
+def _recommendation_recorded(spec: PathwaySpec, state: eng.CaseState, child: str | None) -> bool:
+    """Whether the case (or `child`) has the recommendation the pathway's `reporting:` names:
+    its gate's decision recorded, or its sign-off task done."""
+    task_id = spec.reporting.recommendation
+    if task_id is None:
+        return False
+    gate = spec.gate_of_task.get(task_id)
+    if gate is not None:
+        if child is None:
+            if any(k.partition("@")[0] == gate.decision for k in state.decisions):
+                return True
+        elif eng.child_anchor(gate.decision, child) in state.decisions:
+            return True
+    return any(t.spec_id == task_id and t.state == eng.DONE
+               and (child is None or t.child in (None, child)) for t in state.tasks.values())
