@@ -48,7 +48,7 @@ def driver(args: dict[str, Any]) -> dict[str, Any]:
                             migrate=False)
         seed_team(svc)
         referral = Referral.model_validate({
-            "jurisdiction": "england-and-wales", "site": "bench",
+            "jurisdiction": "england-and-wales", "site": "bench", "new_episode": True,
             "child": {"given_name": "Juno", "family_name": "Ashdown",
                       "date_of_birth": "2025-06-01"},
             "care_entry": "2026-01-05", "referral": "2026-01-12",

@@ -85,7 +85,7 @@ def build_templates() -> Templates:
         for i, (jurisdiction, carers, steps, n_children, leaves) in enumerate(VARIANTS):
             clock.set(datetime(2026, 1, 12, 9, 0, tzinfo=UK))
             referral = Referral(
-                jurisdiction=jurisdiction, site="bench",
+                jurisdiction=jurisdiction, site="bench", new_episode=True,
                 children=[{"given_name": GIVEN[(i + k) % len(GIVEN)], "family_name": FAMILY[i],
                            "date_of_birth": date(2025, 1 + i, 1)} for k in range(n_children)],
                 care_entry=date(2026, 1, 5), referral=date(2026, 1, 12),

@@ -128,7 +128,7 @@ def _open_cases(url: str, clock: Any, n: int, complete_triage: bool) -> list[dic
     out = []
     for i in range(n):
         ref = store.cases.open_case(Referral(
-            jurisdiction="england-and-wales", site="bench",
+            jurisdiction="england-and-wales", site="bench", new_episode=True,
             child={"given_name": "Juno", "family_name": "Ashdown",
                    "date_of_birth": f"2025-0{i % 9 + 1}-01"},
             care_entry="2026-01-05", referral="2026-01-12", proceedings_issued="2026-01-08",

@@ -27,7 +27,7 @@ def seed(args: dict[str, Any]) -> dict[str, Any]:
     seed_team(store)
     for i in range(args["cases"]):
         store.cases.open_case(Referral(
-            jurisdiction="england-and-wales", site="bench",
+            jurisdiction="england-and-wales", site="bench", new_episode=True,
             child={"given_name": "Kit", "family_name": "Lowther",
                    "date_of_birth": f"2025-0{i % 9 + 1}-01"},
             care_entry="2026-01-05", referral="2026-01-12", proceedings_issued="2026-01-08",

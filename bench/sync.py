@@ -47,7 +47,7 @@ def _measure(tmp: Path, n: int, changes: int) -> dict[str, Any]:
     svc = build_service(url, clock, migrate=False)
     seed_team(svc)
     refs = [svc.cases.open_case(Referral(
-        jurisdiction="england-and-wales", site="bench",
+        jurisdiction="england-and-wales", site="bench", new_episode=True,
         child={"given_name": "Juno", "family_name": "Ashdown", "date_of_birth": "2025-06-01"},
         care_entry="2026-01-05", referral="2026-01-12", proceedings_issued="2026-01-08",
         caregivers=[{"relationship": "mother"}, {"relationship": "foster-carer"}],

@@ -150,7 +150,7 @@ def _referral() -> Any:  # noqa: ANN401
     from models.schemas import Referral
 
     return Referral(
-        jurisdiction="england-and-wales", site="bench",
+        jurisdiction="england-and-wales", site="bench", new_episode=True,
         child={"given_name": "Juno", "family_name": "Ashdown", "date_of_birth": "2025-06-01"},
         care_entry="2026-01-05", referral="2026-01-12", proceedings_issued="2026-01-08",
         caregivers=[{"relationship": "mother"}, {"relationship": "foster-carer"}],

@@ -264,8 +264,8 @@ def run_live_demo(settings: Settings) -> None:
     seed_team(svc, settings.inbox_ports[0])
     read = svc.queries
     on = today(svc.clock)
-    referral = Referral(
-        jurisdiction="england-and-wales", site="demo", pathway="england",
+    referral = Referral(  # each live demo is a new episode of the same fictional child
+        jurisdiction="england-and-wales", site="demo", pathway="england", new_episode=True,
         child={"given_name": "Demo", "family_name": "Child",
                "date_of_birth": on - timedelta(days=240)},
         care_entry=on - timedelta(days=21), referral=on - timedelta(days=7),

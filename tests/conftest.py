@@ -124,6 +124,9 @@ def referral_data(**over) -> dict:
                        {"relationship": "father", "name": "Sentinel-Father"},
                        {"relationship": "foster-carer", "name": "Sentinel-Carer"}],
         "placement": {"kind": "foster", "start": "2026-01-05"},
+        # tests open many families that share this one fictional child: each is confirmed a
+        # new episode (tests/test_referral_checks.py turns this off to test the refusal)
+        "new_episode": True,
     }
     data.update(over)
     return data

@@ -96,3 +96,21 @@ def cli_store_env(tmp_path, monkeypatch) -> str:
     svc = build_service(clock=VirtualClock(parse_instant("2026-01-12T10:00")))
     ensure_admin(svc)
     return current_code(svc, DEMO_ADMIN.handle)
+
+
+def test_each_in_process_invocation_reads_its_own_settings(tmp_path, monkeypatch):
+    """The app invoked twice in one process (tests, CliRunner) must not reuse the first
+    invocation's settings: a stale session file would be taken for the second's."""
+    from typer.testing import CliRunner
+
+    from nim_pathway.cli import app
+    from nim_pathway.cli.io import settings
+
+    runner = CliRunner()
+    seen = []
+    for name in ("first", "second"):
+        monkeypatch.setenv("NIM_DATA_DIR", str(tmp_path / name))
+        runner.invoke(app, ["deadline", "--jurisdiction", "scotland", "--from", "2026-01-12",
+                            "--working-days", "3"])
+        seen.append(settings().data_dir)
+    assert seen == [tmp_path / "first", tmp_path / "second"]

@@ -41,6 +41,7 @@ def test_the_same_child_twice_is_refused_by_position_never_by_name():
 
 
 def _open(store, **over):
+    over.setdefault("new_episode", False)  # the check under test (conftest confirms by default)
     return store.cases.open_case(Referral.model_validate(referral_data(**over)), "coord.ali").ref
 
 
@@ -96,7 +97,7 @@ def test_cli_refuses_a_second_opening_in_one_line_and_opens_with_new_episode(run
                                                                                tmp_path):
     log_in_team(cli_env, tmp_path / "sessions")
     referral = tmp_path / "referral.yaml"
-    referral.write_text(yaml.safe_dump(referral_data()))
+    referral.write_text(yaml.safe_dump(referral_data(new_episode=False)))
     run("case", "open", "--file", str(referral), "--as", "coord.ali")
     refused = run("case", "open", "--file", str(referral), "--as", "coord.ali", code=2)
     assert refused.stderr.startswith("error: this referral matches an open case: the child is "

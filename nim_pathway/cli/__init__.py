@@ -14,7 +14,14 @@ from typing import Annotated
 import typer
 
 from nim_pathway.cli import cases, identity, ops, reports, tasks
-from nim_pathway.cli.io import ONE_TIME_CODE, UserError, fail, internal, store_unavailable
+from nim_pathway.cli.io import (
+    ONE_TIME_CODE,
+    UserError,
+    fail,
+    internal,
+    new_invocation,
+    store_unavailable,
+)
 
 app = typer.Typer(help="NIM pathway engine: cases, tasks, deadlines.", no_args_is_help=True,
                   add_completion=False, pretty_exceptions_enable=False)
@@ -37,13 +44,11 @@ def _root(code: Annotated[str | None, typer.Option(
         help="a one-time code from your authenticator app, for this one command (with --as); "
              "or log in once with `nim-pathway login`")] = None) -> None:
     ONE_TIME_CODE[:] = [code] if code else []
+    new_invocation()  # settings are read once per command, at its start (in-process runs too)
 
 
 def main() -> None:
     """Entry point: user errors are one line and exit 2; nothing else leaks a traceback."""
-    from nim_pathway.cli.io import new_invocation
-
-    new_invocation()  # settings are read once per command, at its start
     clicks = sys.modules[typer.BadParameter.__module__]  # click's errors (typer vendors click)
     bare_group = getattr(clicks, "NoArgsIsHelpError", ())
     try:
