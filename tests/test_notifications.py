@@ -522,8 +522,12 @@ def test_virtual_time_case_gets_the_full_ladder_exactly_once(team, clock, http, 
     rows = outbox(store)
     kinds = Counter(m.kind for m in rows)
     assert {"handoff", "reminder", "due", "escalation", "gate", "clock-warning"} <= set(kinds)
-    assert all(m.status == "sent" for m in rows), Counter(m.status for m in rows)
+    # work done on its due day, after that morning's sweep queued its "due" message and before
+    # the dispatcher ran, is not messaged about (checked at send time): dropped, with why
+    dropped = [m for m in rows if m.status == "dropped"]
+    assert {m.last_error for m in dropped} <= {"task completed before sending"}, dropped
+    assert all(m.status in ("sent", "dropped") for m in rows), Counter(m.status for m in rows)
     delivered = len(http.received) + len(smtp.messages)
-    assert delivered == len(rows)
+    assert delivered == len(rows) - len(dropped)
     keys = Counter(m["message"].rsplit("ref: ", 1)[-1].split()[0] for m in http.received)
     assert max(keys.values()) == 1
