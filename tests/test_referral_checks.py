@@ -77,9 +77,9 @@ def test_the_digest_is_keyed_outside_the_database(store, db_url, clock):
     from nim_pathway.commands.cases import CaseCommands
 
     child = Referral.model_validate(referral_data()).all_children[0]
-    ours = store.cases._identity_digest(child)
+    ours = store.cases.identity_digest(child)
     theirs = CaseCommands(replace(store.ctx, secret_key=b"another-key"),
-                          store.queries, store.notify_config)._identity_digest(child)
+                          store.queries, store.notify_config).identity_digest(child)
     assert ours != theirs
 
 
@@ -129,3 +129,20 @@ def test_a_final_order_cannot_follow_a_recommendation_that_does_not_exist(store,
     # departing from a recommendation never needs one
     ref2 = _open(store, child={**KID, "given_name": "Other"})
     store.court.record_final_order(ref2, date(2026, 1, 12), "care-order", False, "coord.ali")
+
+
+def test_a_child_added_mid_case_is_matched_and_erasure_removes_the_digest(store, clock):
+    """A sibling added to an open case is matched like a referral's child (a later referral for
+    them is refused), and erasing the case removes every child's identity digest."""
+    from models.schemas import ChildIn
+
+    ref = _open(store)
+    sibling = {"given_name": "Sentinel-Sibling", "family_name": "Sentinel-Family",
+               "date_of_birth": "2026-01-02"}
+    store.family.add_child(ref, ChildIn.model_validate(sibling), "coord.ali")
+    with pytest.raises(Invalid, match=ref):
+        _open(store, child=sibling)
+    store.admin.erase(ref, "mgr.okafor", "erasure request")
+    with session_scope(store.url) as s:
+        assert s.exec(select(Child.identity_digest).where(
+            Child.identity_digest.is_not(None))).all() == []

@@ -185,6 +185,7 @@ class AdminCommands(CommandBase):
                               "example a court order) to erase it earlier")
             for child in children:
                 child.given_name = child.family_name = child.address = None
+                child.identity_digest = None  # the keyed hash of who they were goes too
                 child.date_of_birth, child.erased_at = None, self.ctx.now()
                 session.add(child)
             carers = session.exec(select(Caregiver).where(Caregiver.case_id == case.id)).all()

@@ -4,6 +4,8 @@ messages and audit."""
 
 from __future__ import annotations
 
+import hashlib
+import hmac
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -14,6 +16,7 @@ from sqlmodel import Session, select
 from models import engine as eng
 from models.errors import AlreadyDone, Invalid
 from models.pathway import PathwaySpec
+from models.schemas import ChildIn, child_identity
 from nim_pathway import policy
 from notifications.config import NotifyConfig
 from notifications.outbox import queue_handoffs
@@ -50,6 +53,15 @@ class CommandBase:
         self.ctx = ctx
         self.queries = queries
         self.notify = notify  # the notification config, loaded on first use
+
+    def identity_digest(self, child: ChildIn) -> str:
+        """A keyed hash of the child's normalised names and date of birth: the key is derived
+        from the service's secret key, held outside the database, so whoever holds only the
+        database cannot test a guessed identity against it."""
+        key = hmac.new(self.ctx.secret_key, b"nim-pathway child identity digest v1",
+                       hashlib.sha256).digest()
+        identity = child_identity(child.given_name, child.family_name, child.date_of_birth)
+        return hmac.new(key, identity.encode(), hashlib.sha256).hexdigest()
 
     def authorize(self, session: Session, actor: str, action: str,
                   spec: PathwaySpec | None = None,

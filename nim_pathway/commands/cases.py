@@ -3,8 +3,6 @@ resume or exit early, transfer to another site. One transaction each."""
 
 from __future__ import annotations
 
-import hashlib
-import hmac
 import re
 import secrets
 from datetime import date
@@ -16,10 +14,8 @@ from models import engine as eng
 from models.errors import Invalid
 from models.pathway import PathwaySpec
 from models.schemas import (
-    ChildIn,
     Referral,
     case_date_problems,
-    child_identity,
     eligibility_problems,
 )
 from nim_pathway.commands.base import DELAY_CAUSES, CommandBase, Result, run_engine
@@ -94,7 +90,7 @@ class CaseCommands(CommandBase):
                                   f"{intake.case_ref}")
             version = mapping.find_installed_pathway(session, spec.profile)
             ref = _next_ref(session, on.year)  # on PostgreSQL, openings take turns from here
-            digests = [self._identity_digest(c) for c in referral.all_children]
+            digests = [self.identity_digest(c) for c in referral.all_children]
             if not referral.new_episode:
                 _refuse_open_duplicates(session, referral, digests)
             case = Case(ref=ref, jurisdiction=referral.jurisdiction, site=referral.site,
@@ -142,15 +138,6 @@ class CaseCommands(CommandBase):
                 intake.case_ref = ref
                 session.add(intake)
         return Result(ref, f"opened {ref} on pathway {spec.profile}@{spec.version}", effects)
-
-    def _identity_digest(self, child: ChildIn) -> str:
-        """A keyed hash of the child's normalised names and date of birth: the key is derived
-        from the service's secret key, held outside the database, so whoever holds only the
-        database cannot test a guessed identity against it."""
-        key = hmac.new(self.ctx.secret_key, b"nim-pathway child identity digest v1",
-                       hashlib.sha256).digest()
-        identity = child_identity(child.given_name, child.family_name, child.date_of_birth)
-        return hmac.new(key, identity.encode(), hashlib.sha256).hexdigest()
 
     def _installed(self, session: Session, profile: str) -> PathwaySpec:
         """The newest installed version of a profile, by name (never a file)."""

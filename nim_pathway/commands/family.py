@@ -41,6 +41,7 @@ class FamilyCommands(CommandBase):
                                                    Child.key == key)).one()
             row.given_name, row.family_name = child.given_name, child.family_name
             row.date_of_birth, row.address = child.date_of_birth, child.address
+            row.identity_digest = self.identity_digest(child)  # matched like a referral's child
             session.add(row)
             if child.placement:
                 session.add(Placement(case_id=case.id, child=key, kind=child.placement.kind,
@@ -103,7 +104,7 @@ class FamilyCommands(CommandBase):
                 raise Invalid(f"placement start {start} is before care entry "
                               f"({state.anchors['care_entry']})")
             child = child or eng.FIRST_CHILD
-            effects = run_engine(eng.change_placement, spec, state, start, child)
+            effects = run_engine(eng.change_placement, spec, state, start, child, kind)
             current = session.exec(select(Placement).where(
                 Placement.case_id == case.id, Placement.child == child,
                 Placement.end.is_(None))).first()
