@@ -124,7 +124,8 @@ def clock_context(f: Firing) -> Context:
     detail = f.timer.detail or {}
     return {**timer_context(f), "clock_title": detail.get("title", detail.get("clock")),
             "clock_due": date.fromisoformat(detail["due"]),
-            "due_explanation": detail.get("explanation")}
+            "due_explanation": detail.get("explanation"),
+            "clock_kind": detail.get("kind", "maximum")}
 
 
 def _audience(context: Context) -> None:

@@ -34,7 +34,7 @@ reassigned     as handoff + `audience` ("new" or "previous" owner)
 gate           task keys (the task is the professionals meeting / decision D1 or D2)
 clock-warning  `case_ref`, `clock_title`, `clock_due` (date), `due_explanation` (may be None),
                `link`, `days_to_due` (to `clock_due`); optional `task_title`, `task_key` (the
-               clock's target task)
+               clock's target task), `clock_kind` (maximum, target, window: the wording)
 clock-breach   as clock-warning, without `days_to_due`
 dead-letter    `attempts`, `last_error`, `message_id`; optional, about the undelivered message:
                `kind`, `recipient_name` (staff or role), `case_ref`, `task_title`, `task_key`,

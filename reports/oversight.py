@@ -12,6 +12,7 @@ from statistics import mean, median
 from typing import Any
 
 from models import engine as eng
+from models.pathway import OUTSIDE_OWNERS
 from store.queries import Queries
 from store.views import BoardItem, BoardRow, BreachRow, Kpis
 
@@ -38,6 +39,22 @@ def _urgency(item: BoardItem) -> tuple[int, int, str, str]:
     return _RAG_ORDER[item.rag], item.working_days_to_due, item.due, item.item
 
 
+def item_team(spec: Any, item: BoardItem) -> str:
+    """Whose an open item is: a task's role's team, or the owner a clock declares."""
+    if item.kind == "clock":
+        return item.owner
+    role = spec.roles.get(item.owner)
+    return role.team if role is not None else spec.programme
+
+
+def owner_side(spec: Any, team: str) -> str:
+    """own (the programme's team), court (a court or children's hearing) or la (another
+    team: the LA, an HSC Trust)."""
+    if team == spec.programme:
+        return "own"
+    return "court" if team in OUTSIDE_OWNERS else "la"
+
+
 def open_items(snap: Any, today: date, amber: int = AMBER_WORKING_DAYS) -> list[BoardItem]:
     """Every open task and live statutory clock of one case, most urgent first. Working days
     come from WorkingCalendar.working_days_to_due, the count `task list` shows too."""
@@ -60,21 +77,26 @@ def open_items(snap: Any, today: date, amber: int = AMBER_WORKING_DAYS) -> list[
 
 def caseload_board(queries: Queries, programme: str | None = None,
                    amber: int = AMBER_WORKING_DAYS) -> list[BoardRow]:
-    """One row per open case (of one programme if given), RAG from its worst open item: any
-    overdue task (statutory visits and reviews included) or clock breached and still open
-    makes the case red, whatever its next pathway task says. Sorted by urgency."""
+    """One row per open case (of one programme if given), RAG from its worst open item of the
+    programme's own work: an own task overdue or an own clock breached and still open makes
+    the case red, whatever its next pathway task says. The LA's and the court's lateness
+    (statutory visits and reviews, court timetables) is theirs: counted in its own columns
+    (la_late, court_late), never the programme's RAG. Sorted by urgency."""
     today = queries.today()
     rows = []
     for snap in queries.snapshots(open_only=True, programme=programme):
         state = snap.state
         items = open_items(snap, today, amber)
-        worst = items[0] if items else None
+        side = {i.item: owner_side(snap.spec, item_team(snap.spec, i)) for i in items}
+        own = [i for i in items if side[i.item] == "own"]
+        late = Counter(side[i.item] for i in items if i.working_days_to_due < 0)
+        worst = own[0] if own else None
         work = [t for t in state.tasks.values() if t.state == eng.OPEN]
         nxt = min(work, key=lambda t: (t.stage == "statutory", t.due), default=None)
         clocks = eng.clock_states(snap.spec, state, today)
         rows.append(BoardRow(
-            case=snap.ref, rag=worst.rag if worst else "green",
-            overdue=sum(1 for i in items if i.working_days_to_due < 0),
+            case=snap.ref, rag=worst.rag if worst else "green", overdue=late["own"],
+            la_late=late["la"], court_late=late["court"],
             worst=worst.item if worst else None, due=worst.due if worst else None,
             working_days_to_due=worst.working_days_to_due if worst else None,
             owner_role=worst.owner if worst else None, stage=state.stage,
@@ -89,9 +111,10 @@ def caseload_board(queries: Queries, programme: str | None = None,
 
 # The compact board (CLI table and Prefect artifact): what a manager scans; `--json` and
 # `report board --case` give the rest.
-BOARD_COLUMNS = ["case", "rag", "overdue", "worst", "due", "working_days_to_due", "owner_role",
-                 "stage", "next_task"]
-BOARD_LABELS = {"working_days_to_due": "wd", "owner_role": "owner", "next_task": "next"}
+BOARD_COLUMNS = ["case", "rag", "overdue", "la_late", "court_late", "worst", "due",
+                 "working_days_to_due", "owner_role", "stage", "next_task"]
+BOARD_LABELS = {"working_days_to_due": "wd", "owner_role": "owner", "next_task": "next",
+                "la_late": "la-late", "court_late": "court-late"}
 
 
 def board_table(rows: list[BoardRow]) -> list[dict[str, Any]]:
@@ -107,30 +130,36 @@ def case_detail(queries: Queries, ref: str, amber: int = AMBER_WORKING_DAYS) -> 
 def breaches(queries: Queries, ref: str | None = None,
              programme: str | None = None) -> list[BreachRow]:
     """Work done late or still overdue, and statutory clocks breached, with their cause (of
-    one case, or one programme's cases, if given)."""
+    one case, or one programme's cases, if given). Each row names the team whose work it is:
+    the report shows the programme's own apart from the LA's and the court's; another team's
+    work already late on the day the case opened is marked so (it was never the
+    programme's)."""
     today = queries.today()
     causes = queries.delay_causes()
     out = []
     for snap in queries.snapshots(ref=ref, programme=programme):
         spec, state = snap.spec, snap.state
+        opened = eng.opened_on(spec, state)
         for t in state.tasks.values():
             late = (t.completed_on - t.due).days if t.state == eng.DONE and t.completed_on \
                 else (today - t.due).days if t.state == eng.OPEN else 0
             if late <= 0:
                 continue
             team = spec.roles[t.role].team if t.role in spec.roles else "?"
+            cause = causes.get((snap.case_id, t.key)) or (
+                "late before the case opened" if team != spec.programme and opened
+                and t.due < opened else "not recorded")
             out.append(BreachRow(snap.ref, "task", t.key, t.role, team, str(t.due), late,
-                                 t.state == eng.OPEN,
-                                 causes.get((snap.case_id, t.key)) or "not recorded",
-                                 t.due_explanation))
+                                 t.state == eng.OPEN, cause, t.due_explanation,
+                                 own=team == spec.programme))
         for clock in spec.clocks:
             c = eng.clock_state(spec, state, clock, today)
             if c.state in ("breached", "breached-open") and c.days_late:
                 out.append(BreachRow(snap.ref, "clock", c.id, "", c.owner, str(c.due),
                                      c.days_late, c.state != "breached",
                                      clock_cause(clock, state, snap.case_id, causes),
-                                     c.explanation))
-    return sorted(out, key=lambda r: (r.team, r.case, r.due))
+                                     c.explanation, own=spec.own_clock(clock)))
+    return sorted(out, key=lambda r: (not r.own, r.team, r.case, r.due))
 
 
 def clock_cause(clock: Any, state: eng.CaseState, case_id: int,
@@ -162,6 +191,7 @@ def kpis(queries: Queries, programme: str | None = None) -> Kpis:
     spans: dict[str, list[int]] = defaultdict(list)
     on_time_kind: dict[str, list[bool]] = defaultdict(list)
     on_time_role: dict[str, list[bool]] = defaultdict(list)
+    role_teams: dict[str, str] = {}
     treated, decided = 0, 0
     for snap in snaps:
         state, rep = snap.state, snap.spec.reporting
@@ -181,6 +211,7 @@ def kpis(queries: Queries, programme: str | None = None) -> Kpis:
         if rep.treatment_gate in state.decisions:
             decided += 1
             treated += state.decisions[rep.treatment_gate] == rep.treatment_outcome
+        role_teams |= {name: r.team for name, r in snap.spec.roles.items()}
         for t in state.tasks.values():
             if t.state == eng.DONE or (t.state == eng.OPEN and t.due < today):
                 ok = t.state == eng.DONE and t.completed_on <= t.due
@@ -210,6 +241,7 @@ def kpis(queries: Queries, programme: str | None = None) -> Kpis:
         programme=programme or (counted.pop() if len(counted) == 1 else
                                 "nim" if not counted else "all programmes"),
         treatment_gate="/".join(gates) if gates else None if snaps else "d1",
+        role_teams=role_teams, own_teams=tuple(sorted({s.spec.programme for s in snaps})),
     )
 
 
@@ -245,13 +277,16 @@ def timeline_markdown(queries: Queries, ref: str) -> str:
 
 def breach_report_markdown(rows: list[BreachRow]) -> str:
     by_team: dict[str, list[BreachRow]] = defaultdict(list)
+    own_teams = {r.team for r in rows if r.own}
     for r in rows:
         by_team[r.team].append(r)
     out = ["# Breach report", ""]
     if not rows:
         return "\n".join(out + ["No breaches."])
-    for team, items in sorted(by_team.items()):
-        out += [f"## {team}", "", "| case | item | role | due | days late | still open | cause |",
+    for team, items in sorted(by_team.items(), key=lambda kv: (kv[0] not in own_teams, kv[0])):
+        whose = "our own work" if team in own_teams else "theirs, shown for information"
+        out += [f"## {team} ({whose})", "",
+                "| case | item | role | due | days late | still open | cause |",
                 "|---|---|---|---|---|---|---|"]
         out += [f"| {r.case} | {r.item} | {r.role} | {r.due} | {r.days_late} | "
                 f"{'yes' if r.open else 'no'} | {r.cause} |" for r in items]
@@ -285,9 +320,17 @@ def kpi_markdown(data: Kpis) -> str:
            "| interval | n | median days | mean days |", "|---|---|---|---|"]
     out += [f"| {k} | {v['n']} | {_number(v['median'])} | {_number(v['mean'])} |"
             for k, v in data.days.items()]
-    out += ["", "| role | tasks due so far | on time |", "|---|---|---|"]
-    out += [f"| {k} | {v['n']} | {_percent(v['on_time'])} |"
-            for k, v in data.on_time_by_role.items()]
+    teams = data.role_teams or {}
+    own = set(data.own_teams) or {data.programme}
+    ours = {k: v for k, v in data.on_time_by_role.items() if teams.get(k, data.programme) in own}
+    theirs = {k: v for k, v in data.on_time_by_role.items() if k not in ours}
+    out += ["", "Our own work:", "", "| role | tasks due so far | on time |", "|---|---|---|"]
+    out += [f"| {k} | {v['n']} | {_percent(v['on_time'])} |" for k, v in ours.items()]
+    if theirs:  # statutory visits and reviews: the LA's work, shown for information
+        out += ["", "Others' work (the LA's statutory work, shown as theirs):", "",
+                "| role | team | tasks due so far | on time |", "|---|---|---|---|"]
+        out += [f"| {k} | {teams.get(k, '?')} | {v['n']} | {_percent(v['on_time'])} |"
+                for k, v in theirs.items()]
     out += ["", "Breaches by cause: " + (", ".join(f"{k}: {v}" for k, v in
                                                    data.breaches_by_cause.items()) or "none"),
             "", f"Placement moves per child: median "

@@ -20,6 +20,7 @@ from store.tables import (
     Decision,
     Intake,
     PathwayVersion,
+    Placement,
     Task,
 )
 
@@ -84,6 +85,9 @@ def load_state(session: Session, case: Case, spec: PathwaySpec,
             select(CourtExtension).where(CourtExtension.case_id == case.id)
             .order_by(CourtExtension.id))],
     )
+    # each child's current placement kind: it picks the visit cadence (sw-visit-weekly)
+    state.placement_kinds = {p.child: p.kind for p in session.exec(
+        select(Placement).where(Placement.case_id == case.id, Placement.end.is_(None)))}
     if case.final_order_kind and "final_order" in anchors:
         state.final_order = eng.FinalOrder(anchors["final_order"], case.final_order_kind,
                                            bool(case.final_order_follows_recommendation))

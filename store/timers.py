@@ -56,6 +56,10 @@ def plan(session: Session, case: Case, spec: PathwaySpec, state: eng.CaseState,
         if key not in planned:
             timer.cancelled_at = now
             session.add(timer)
+        elif timer.due_at != (due_at := uk_instant(planned[key].fire_on, send_at)):
+            # a key without a date (an escalation: once per task and tier) follows its task
+            timer.due_at, timer.detail = due_at, planned[key].detail
+            session.add(timer)
     known = set(session.exec(select(Timer.key).where(Timer.case_id == case.id)))
     for key, p in planned.items():
         if key in known:

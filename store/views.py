@@ -291,6 +291,10 @@ class BoardRow:
     jurisdiction: str
     clocks: str
     programme: str = "nim"
+    # other owners' lateness, shown as theirs (never the programme's RAG): open LA (or HSC
+    # Trust) work and clocks past due, and court (or children's hearing) clocks past due
+    la_late: int = 0
+    court_late: int = 0
 
 
 @dataclass(frozen=True, slots=True)
@@ -315,6 +319,10 @@ class Kpis:
     programme: str = "nim"
     # the decision(s) whose outcome is "treatment" (NIM: d1); none for a programme without one
     treatment_gate: str | None = "d1"
+    # each role's team, and the programme's own teams: the KPIs show own work apart from the
+    # LA's and the court's
+    role_teams: dict[str, str] | None = None
+    own_teams: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)
@@ -329,3 +337,4 @@ class BreachRow:
     open: bool
     cause: str
     explanation: str
+    own: bool = True  # the programme's own work (else the LA's or the court's, shown as theirs)

@@ -332,19 +332,24 @@ def test_case_open_warns_of_work_already_overdue_and_the_board_shows_it(team, tm
     # this referral of Monday 12 Jan
     late = tmp_path / "late.yaml"
     late.write_text(yaml.safe_dump(referral_data(care_entry="2026-01-02", placement={
-        "kind": "foster", "start": "2026-01-02"})))
+        "kind": "foster", "start": "2026-01-02"}, child={
+            "given_name": "Sentinel-Other", "family_name": "Sentinel-Family",
+            "date_of_birth": "2025-07-01", "address": "Sentinel Address 2"})))
     opened = run("case", "open", "--file", str(late), "--as", "coord.ali")
     assert opened.stdout.startswith("opened NIM-2026-0002")
     assert ("warning: NIM-2026-0002 opens with 1 overdue task(s): NIM-2026-0002/sw-visit-1 "
             "(due 2026-01-09)") in opened.stderr
 
-    # not a terminal: tab-separated, whole references, red first
+    # not a terminal: tab-separated, whole references, most urgent first. The late visit is
+    # the LA's work, late before the case came to NIM: counted as LA-late, never NIM's red
+    # (issue 27; this test expected red before)
     board = run("report", "board").stdout.splitlines()
-    assert board[:2] == ["# Caseload board",
-                         "case\trag\toverdue\tworst\tdue\twd\towner\tstage\tnext"]
-    assert board[2].split("\t")[:6] == ["NIM-2026-0002", "red", "1", "sw-visit-1",
-                                        "2026-01-09", "-1"]
-    assert board[3].split("\t")[:3] == ["NIM-2026-0001", "amber", "0"]
+    assert board[:2] == ["# Caseload board", "case\trag\toverdue\tla-late\tcourt-late\tworst"
+                         "\tdue\twd\towner\tstage\tnext"]
+    rows = {line.split("\t")[0]: line.split("\t") for line in board[2:4]}
+    assert rows["NIM-2026-0002"][:7] == ["NIM-2026-0002", "amber", "0", "1", "0", "triage",
+                                         "2026-01-19"]
+    assert rows["NIM-2026-0001"][:5] == ["NIM-2026-0001", "amber", "0", "0", "0"]
     detail = run("report", "board", "--case", "NIM-2026-0002").stdout.splitlines()
     assert detail[2].split("\t")[:3] == ["red", "task", "sw-visit-1"]
     tasks = run("task", "list", "--case", "NIM-2026-0002").stdout

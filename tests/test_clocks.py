@@ -45,6 +45,9 @@ def clock(profile: str, clock_id: str, on: date = date(2026, 1, 12), **anchors: 
 def first_due(profile: str, task_id: str, **anchors: date) -> eng.TaskState:
     spec = spec_of(profile)
     case = case_on(profile, **anchors)
+    placements = spec.task_by_id[task_id].placements
+    if placements:  # a series for some kinds of placement only (kinship, home: issue 27)
+        case.placement_kinds[eng.FIRST_CHILD] = placements[0]
     eng.open_case(spec, case, max(case.anchors.values()))
     return next(t for t in case.tasks.values() if t.spec_id == task_id and t.occurrence == 1)
 

@@ -83,9 +83,13 @@ def test_placement_moves_restart_visits_and_leaving_care_stops_them(store, clock
     clock.set(datetime(2026, 2, 4, 10, tzinfo=UK))
     store.family.change_placement(ref, "kinship", date(2026, 2, 4), "grandmother approved",
                                   "la.patel")
-    visits = [t for t in store.queries.tasks(case=ref, state=None) if t.spec_id == "sw-visit"]
-    assert [(t.state, t.due) for t in visits] == [("cancelled", date(2026, 1, 12)),
-                                                  ("open", date(2026, 2, 11))]
+    # a kinship placement (a connected person, SI 2010/959 reg 28(4)) restarts the visits on
+    # the weekly series (issue 27; this test expected the 6-weekly series before): within a
+    # week of Wed 4 Feb = Wed 11 Feb
+    visits = [(t.spec_id, t.state, t.due) for t in store.queries.tasks(case=ref, state=None)
+              if t.spec_id.startswith("sw-visit")]
+    assert visits == [("sw-visit", "cancelled", date(2026, 1, 12)),
+                      ("sw-visit-weekly", "open", date(2026, 2, 11))]
     assert store.queries.show(ref).dates["placement_start"] == date(2026, 2, 4)
     with pytest.raises(Invalid, match="before care entry"):
         store.family.change_placement(ref, "foster", date(2025, 12, 1), "x", "la.patel")

@@ -11,6 +11,7 @@ from datetime import date, datetime, timedelta
 import pytest
 from sqlmodel import select
 
+from models import engine as eng
 from models.clock import UK
 from models.errors import CommandError
 from models.pathway import load_pathway
@@ -21,6 +22,7 @@ from nim_pathway.demo import DEMO_TEAM
 from reports.diagram import mermaid
 from reports.exports import fhir_bundle, practitioner_ics, tasks_csv
 from reports.oversight import (
+    breach_report_markdown,
     breaches,
     case_detail,
     caseload_board,
@@ -93,27 +95,39 @@ def test_board_breaches_and_kpis(store, clock):
     assert "late by 2 days" in md and "## Breaches" in md and "| triage | 2026-01-19 | 2 |" in md
 
 
-def test_board_is_red_when_any_open_work_is_overdue(store, clock):
-    """The next pathway task is fine, a statutory visit is overdue: the case is red."""
+def test_board_rag_is_our_own_work_and_the_las_lateness_is_theirs(store, clock):
+    """A statutory visit (the LA's work) overdue before the case came to NIM: the case is not
+    red for it (issue 27: alarms belong to the clock's owner); it is counted as LA-late. The
+    old test expected red here: every new case was red at once."""
     fine = open_case(store)
     # placement on Friday 2 Jan: the visit "within one week" was due Friday 9 Jan, before
     # the referral (Monday 12 Jan, today); triage is due Monday 19 Jan, 5 working days off
     late = open_case(store, care_entry="2026-01-02", placement={"kind": "foster",
-                                                                "start": "2026-01-02"})
-    board = caseload_board(store.queries)
-    assert [r.case for r in board] == [late, fine]  # red first
-    red = board[0]
-    assert red.next_task == "triage" and red.rag == "red" and red.overdue == 1
-    # the worst item: the visit, due Fri 9 Jan; working days after it up to today: Mon 12 = 1
-    assert (red.worst, red.due, red.working_days_to_due) == ("sw-visit-1", "2026-01-09", -1)
-    assert red.owner_role == "la-social-worker"
-    # the other case's visit is due today (0 working days): amber, nothing overdue
-    assert (board[1].rag, board[1].overdue, board[1].worst, board[1].working_days_to_due) == \
-        ("amber", 0, "sw-visit-1", 0)
+                                                                "start": "2026-01-02"},
+                     child={"given_name": "Sentinel-Other", "family_name": "Sentinel-Family",
+                            "date_of_birth": "2025-07-01", "address": "Sentinel Address 2"})
+    board = {r.case: r for r in caseload_board(store.queries)}
+    row = board[late]
+    assert (row.rag, row.overdue, row.la_late, row.court_late) == ("amber", 0, 1, 0)
+    # the worst of NIM's own work: triage, 5 working days off (amber)
+    assert (row.worst, row.owner_role, row.working_days_to_due) == ("triage",
+                                                                    "nim-service-manager", 5)
+    assert (board[fine].rag, board[fine].overdue, board[fine].la_late) == ("amber", 0, 0)
+    # the case's detail still lists every open item, the LA's visit first (it is overdue)
     detail = case_detail(store.queries, late)
     assert [(i.item, i.rag) for i in detail[:2]] == [("sw-visit-1", "red"), ("triage", "amber")]
     assert "| red | sw-visit-1 | 2026-01-09 | -1 | la-social-worker |" in \
         timeline_markdown(store.queries, late)
+    # the breach report shows the visit as the LA's, late before the case opened
+    (visit,) = [b for b in breaches(store.queries, late) if b.item == "sw-visit-1"]
+    assert (visit.team, visit.own, visit.cause) == ("local-authority", False,
+                                                    "late before the case opened")
+    report = breach_report_markdown(breaches(store.queries))
+    assert "## local-authority (theirs, shown for information)" in report
+    # and no escalation to the LA's managers for work late on arrival
+    snap = store.queries.snapshot(late)
+    timers = [p for p in eng.planned_timers(snap.spec, snap.state) if p.task == "sw-visit-1"]
+    assert timers and not [p for p in timers if p.kind == "escalation"]
 
 
 def test_board_and_task_list_count_working_days_alike_on_a_saturday(store, clock):

@@ -19,7 +19,7 @@ The engine is split by concern; this package re-exports all of it, so callers ke
 
 from __future__ import annotations
 
-from models.engine.clocks import ClockState, clock_state, clock_states
+from models.engine.clocks import ClockState, clock_state, clock_states, is_stopped
 from models.engine.court import add_direction, extend_timetable, record_final_order, refer_out
 from models.engine.family import (
     add_caregiver,
@@ -59,7 +59,7 @@ from models.engine.state import (
     caregiver_keys,
     child_anchor,
 )
-from models.engine.timers import TimerPlan, planned_timers
+from models.engine.timers import TimerPlan, opened_on, planned_timers
 from models.pathway import CARER_RELATIONSHIPS, PARENT_RELATIONSHIPS, RELATIONSHIPS
 
 __all__ = [
@@ -80,7 +80,8 @@ __all__ = [
     # court
     "extend_timetable", "record_final_order", "add_direction", "refer_out",
     # clocks and timers
-    "ClockState", "clock_state", "clock_states", "TimerPlan", "planned_timers",
+    "ClockState", "clock_state", "clock_states", "TimerPlan", "planned_timers", "opened_on",
+    "is_stopped",
     # the caregiver relationships, from models.pathway
     "CARER_RELATIONSHIPS", "PARENT_RELATIONSHIPS", "RELATIONSHIPS",
 ]

@@ -19,7 +19,8 @@ class ClockState:
     due: date | None  # the last day (a maximum pulled back to a working day); window: latest
     explanation: str
     state: str  # not-started, upcoming, open, running, met, breached, breached-open, elapsed,
-    # not-applicable
+    # not-applicable; or, for a clock that stopped unmet, "ended: <why>" (a withdrawal, the
+    # final order) or "handed back to <owner>" (the case left NIM: the clock is its owner's)
     days_left: int | None = None
     kind: str = "maximum"
     owner: str = "nim"
@@ -27,6 +28,41 @@ class ClockState:
     met_on: date | None = None
     days_late: int | None = None  # met late, or still open past the last day
     source: str = ""
+
+
+# Whose a clock is, in words: once a case leaves NIM, clocks NIM does not own are theirs.
+OWNER_WORDS = {"court": "the court", "local-authority": "the LA",
+               "childrens-hearing": "the children's hearing", "hsc-trust": "the HSC Trust"}
+
+
+def owner_words(spec: PathwaySpec, owner: str) -> str:
+    return OWNER_WORDS.get(owner) or f"the {spec.teams.get(owner, owner)}"
+
+
+def is_stopped(state: str) -> bool:
+    """A clock that stopped unmet: ended by an event, or handed back to its owner."""
+    return state.startswith(("ended", "handed back"))
+
+
+def _stopped(spec: PathwaySpec, case: CaseState, clock: ClockSpec) -> str | None:
+    """Why an unmet clock no longer runs as NIM's: an event that ends it (the final order
+    ends the CMH window), an exit that ends it (proceedings withdrawn), or the case having
+    left NIM (a court or LA clock is handed back to its owner; NIM's own target ends)."""
+    for name in clock.ended_by:
+        when = _resolve_anchor(case, name)
+        if when is not None:
+            return f"ended: {name.replace('_', ' ')} on {when.isoformat()}"
+    exit_spec = spec.exits.get(case.exit_reason or "")
+    if exit_spec is not None and clock.id in exit_spec.ends_clocks:
+        return f"ended: {exit_spec.label[0].lower()}{exit_spec.label[1:]}"
+    if case.closed_on is None:
+        return None
+    if not spec.own_clock(clock):
+        return f"handed back to {owner_words(spec, clock.owner)}"
+    if exit_spec is not None and clock.met_by and any(  # NIM's target for work it had begun
+            t.spec_id == clock.met_by.removeprefix("done:") for t in case.tasks.values()):
+        return f"ended: {exit_spec.label[0].lower()}{exit_spec.label[1:]}"
+    return None
 
 
 def _clock_anchor(spec: PathwaySpec, case: CaseState, clock: ClockSpec) -> date | None:
@@ -53,6 +89,7 @@ def clock_state(spec: PathwaySpec, case: CaseState, clock: ClockSpec, on: date) 
                           f"starts when {clock.anchor.replace('_', ' ')} is recorded",
                           "not-started", **base)
     met_on = _resolve_anchor(case, clock.met_by) if clock.met_by else None
+    stopped = _stopped(spec, case, clock) if met_on is None else None
     if clock.kind == "window":
         w = clock.window
         first = _due(case, w.earliest, clock.anchor, anchor, "target")
@@ -64,6 +101,8 @@ def clock_state(spec: PathwaySpec, case: CaseState, clock: ClockSpec, on: date) 
             late = max((met_on - last.due).days, 0) if not inside else None
             if not inside and met_on < first.due:
                 why += f"; held {met_on}, before the window"
+        elif stopped:
+            state, late = stopped, None
         elif on < first.due:
             state, late = "upcoming", None
         elif on <= last.due:
@@ -92,6 +131,8 @@ def clock_state(spec: PathwaySpec, case: CaseState, clock: ClockSpec, on: date) 
     if met_on is not None:
         state = "met" if met_on <= due else "breached"
         late = (met_on - due).days if met_on > due else None
+    elif stopped:
+        state, late = stopped, None
     elif clock.met_by is None:  # informational: nothing NIM does meets it
         state, late = ("running" if on <= due else "elapsed"), None
     elif case.closed_on and clock.met_by.startswith("done:") and not any(

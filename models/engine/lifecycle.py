@@ -9,7 +9,12 @@ from typing import Any
 from pydantic import ValidationError
 
 from models.calendar import compute_due
-from models.engine.scheduling import _create_tasks, _next_in_series, redate_open_tasks
+from models.engine.scheduling import (
+    _create_tasks,
+    _next_in_series,
+    redate_after_review,
+    redate_open_tasks,
+)
 from models.engine.state import (
     BLOCKED,
     CANCELLED,
@@ -160,6 +165,8 @@ def complete_task(
     spec_task = spec.task_by_id[task.spec_id]
     if spec_task.then_every and not case.closed_on:
         effects += _next_in_series(case, spec_task, task, completed_on)
+    if any(t.after_review and t.after_review.task == task.spec_id for t in spec.statutory):
+        effects += redate_after_review(spec, case, task)
     effects += _consent_recorded(spec, case, task, on)
     exit_effects = _auto_exit(spec, case, task, on)
     if exit_effects:

@@ -6,7 +6,7 @@ from __future__ import annotations
 from datetime import date
 
 from models.engine.family import _child_of
-from models.engine.scheduling import _due, _task_key
+from models.engine.scheduling import _due, _task_key, placement_applies
 from models.engine.state import (
     BLOCKED,
     CANCELLED,
@@ -21,12 +21,17 @@ from models.pathway import PathwaySpec
 
 
 def change_placement(spec: PathwaySpec, case: CaseState, start: date,
-                     child: str | None = None) -> list[Effect]:
+                     child: str | None = None, kind: str | None = None) -> list[Effect]:
     """A child's new placement: statutory work that hangs on the placement (visits within a
-    week of any placement) starts again from its first day."""
+    week of any placement) starts again from its first day, at the cadence the pathway sets
+    for the placement's kind (if given; else the default cadence)."""
     child = _child_of(case, child)
     name = child_anchor("placement_start", child)
     case.anchors[name] = start
+    if kind is not None:
+        case.placement_kinds[child] = kind
+    else:
+        case.placement_kinds.pop(child, None)
     effects = [Effect("anchor-moved", None, {"anchor": name, "to": str(start),
                                              "cause": "placement changed"})]
     if child_anchor("ceased_looked_after", child) in case.anchors:
@@ -40,6 +45,8 @@ def change_placement(spec: PathwaySpec, case: CaseState, start: date,
         for t in running:
             t.state = CANCELLED
             effects.append(Effect("task-cancelled", t.key, {"reason": "new placement"}))
+        if not placement_applies(spec, spec_task, case, child):
+            continue  # another cadence applies to this kind of placement
         mine = child if per_child else None
         n = 1 + max((t.occurrence for t in case.tasks.values()
                      if t.spec_id == spec_task.id and t.child == mine), default=0)

@@ -38,6 +38,21 @@ def _subjects(spec: PathwaySpec, spec_task: TaskSpec,
     return [(child, c.key) for child in case.children for c in carers if c.cares_for(child)]
 
 
+def placement_applies(spec: PathwaySpec, spec_task: TaskSpec, case: CaseState,
+                      child: str | None) -> bool:
+    """Whether a series that hangs on the placement runs for this child's placement kind: a
+    series naming `placements:` runs for those kinds; one naming none for every other kind
+    (and when the kind is not known)."""
+    if spec_task.due.anchor != "placement_start":
+        return True
+    kind = case.placement_kinds.get(child or FIRST_CHILD)
+    if spec_task.placements:
+        return kind in spec_task.placements
+    claimed = {k for t in spec.statutory if t.due.anchor == "placement_start"
+               for k in t.placements}
+    return kind not in claimed
+
+
 def _resolve_anchor(case: CaseState, anchor: str, child: str | None = None) -> date | None:
     if anchor.startswith("done:"):
         done = [t for t in case.tasks.values() if t.spec_id == anchor[5:] and t.state == DONE
@@ -94,6 +109,8 @@ def _create_tasks(spec: PathwaySpec, case: CaseState, spec_task: TaskSpec, stage
     count = case.settings[count] if isinstance(count, str) else count
     many = count > 1 or bool(spec_task.then_every)
     for child, caregiver in _subjects(spec, spec_task, case):
+        if not placement_applies(spec, spec_task, case, child):
+            continue
         for occurrence in range(1, count + 1):
             key = _task_key(spec_task, caregiver, occurrence, many, child)
             if key in case.tasks:
@@ -158,8 +175,44 @@ def _series_step(spec_task: TaskSpec, previous: int, case: CaseState,
                  child: str | None = None) -> Offset:
     """The spacing after the `previous`-th occurrence of a series since its anchor (a restarted
     series, after a placement change, begins its ladder again)."""
+    switch = spec_task.after_review
+    if switch is not None and reviewed(case, switch.task, child):
+        return switch.every
     since = previous - _series_base(case, spec_task, child)
     return spec_task.then_every[min(max(since, 1) - 1, len(spec_task.then_every) - 1)]
+
+
+def reviewed(case: CaseState, review: str, child: str | None) -> bool:
+    """The first review (a task of `review`) since the current placement began has been held.
+    The stricter reading of "until the first review" for a child whose first review came
+    before this placement: weekly visits until the next one (docs/STATUTORY-CLOCKS.md EN-5a)."""
+    since = _resolve_anchor(case, "placement_start", child) or date.min
+    return any(t.spec_id == review and t.state == DONE and t.child == child
+               and t.completed_on is not None and t.completed_on >= since
+               for t in case.tasks.values())
+
+
+def redate_after_review(spec: PathwaySpec, case: CaseState, review: TaskState) -> list[Effect]:
+    """The child's first review was held: open visits of a series whose spacing changes after
+    it ("weekly until the first review, then not more than four weeks") are re-dated from the
+    previous visit with the new spacing."""
+    effects = []
+    for task in case.tasks.values():
+        switch = spec.task_by_id[task.spec_id].after_review
+        if task.state not in (OPEN, BLOCKED) or switch is None or switch.task != review.spec_id \
+                or task.child != review.child or not task.anchor.startswith("done:"):
+            continue
+        prev = case.tasks.get(task.anchor[5:])
+        if prev is None or prev.completed_on is None:
+            continue
+        d = _due(case, switch.every, f"previous ({prev.key}) completed; first review held "
+                 f"{review.completed_on}", prev.completed_on, spec.task_by_id[task.spec_id].kind)
+        if d.due != task.due:
+            effects.append(Effect("task-redated", task.key, {"from": str(task.due),
+                                                             "to": str(d.due),
+                                                             "cause": "first review held"}))
+            task.due, task.due_explanation = d.due, d.explanation
+    return effects
 
 
 def _series_base(case: CaseState, spec_task: TaskSpec, child: str | None = None) -> int:

@@ -100,6 +100,9 @@ class CaseState:
     exit_reason: str | None = None  # the early exit the family took, if any
     paused_since: date | None = None
     pauses: list[Pause] = field(default_factory=list)
+    # each child's current placement kind (foster, kinship, home, ...), where known: it picks
+    # the visit cadence (a kinship or home placement is visited weekly until the first review)
+    placement_kinds: dict[str, str] = field(default_factory=dict)
 
     @property
     def paused_days(self) -> int:

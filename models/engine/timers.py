@@ -8,7 +8,7 @@ from datetime import date, timedelta
 from typing import Any
 
 from models.calendar import compute_due
-from models.engine.clocks import clock_state
+from models.engine.clocks import clock_state, is_stopped
 from models.engine.state import OPEN, CaseState
 from models.pathway import PathwaySpec
 
@@ -25,12 +25,18 @@ class TimerPlan:
     detail: dict[str, Any]
 
 
+def opened_on(spec: PathwaySpec, case: CaseState) -> date | None:
+    """The day the case opened into the programme: its first stage began."""
+    return case.anchors.get(f"stage:{spec.stages[0].id}") if spec.stages else None
+
+
 def planned_timers(spec: PathwaySpec, case: CaseState) -> list[TimerPlan]:
     """Every reminder, due notice, escalation and clock warning the case needs now. A closed
     case keeps only the statutory work an exit kept; a paused case, only statutory work's."""
     cal = case.calendar
     plans: list[TimerPlan] = []
     notes = spec.notifications
+    opened = opened_on(spec, case)
     for task in case.tasks.values():
         if task.state != OPEN:
             continue
@@ -43,18 +49,22 @@ def planned_timers(spec: PathwaySpec, case: CaseState) -> list[TimerPlan]:
             plans.append(TimerPlan(f"{case.ref}/{task.key}/{kind}-{before}wd/{task.due}", kind,
                                    fire, task.key, task.role, {"due": str(task.due)}))
         team = spec.roles[task.role].team if task.role in spec.roles else None
+        if team != spec.programme and opened is not None and task.due < opened:
+            continue  # another team's work already late when the case came to NIM: theirs
         ladder = [e for e in notes.escalations if e.team in (None, team)]
         for tier, esc in enumerate(ladder, start=1):
             fire = cal.add_working_days(task.due, esc.after_working_days)[0]
-            plans.append(TimerPlan(f"{case.ref}/{task.key}/escalation-{tier}/{task.due}",
+            # keyed by task and tier only: re-dating never sends a tier a second time
+            plans.append(TimerPlan(f"{case.ref}/{task.key}/escalation-{tier}",
                                    "escalation", fire, task.key, esc.role,
                                    {"due": str(task.due), "tier": tier, "owner": task.role}))
     for clock in spec.clocks if not case.closed_on else []:
         state = clock_state(spec, case, clock, date.min)
-        if state.due is None or state.state in ("met", "breached", "not-applicable"):
+        if state.due is None or state.state in ("met", "breached", "not-applicable") or \
+                is_stopped(state.state):
             continue
         detail = {"clock": clock.id, "title": clock.title, "due": str(state.due),
-                  "explanation": state.explanation, "owner": clock.owner}
+                  "explanation": state.explanation, "owner": clock.owner, "kind": clock.kind}
         warned = clock.notify or (spec.task_by_id[clock.met_by[5:]].role
                                   if clock.met_by and clock.met_by.startswith("done:")
                                   else spec.clock_owner)

@@ -34,6 +34,7 @@ from models.pathway.constants import (
     PARENT_RELATIONSHIPS,
     PATHWAYS_DIR,
     PER_BUILT_IN,
+    PLACEMENT_KINDS,
     REFERRAL_DATES,
     RELATIONSHIPS,
     SLUG,
@@ -62,6 +63,7 @@ from models.pathway.sections import (
     Offset,
     OutcomeField,
     ReportingSpec,
+    ReviewSwitch,
     RoleSpec,
     SettingRange,
     StageSpec,
@@ -76,12 +78,12 @@ __all__ = [
     "CARER_RELATIONSHIPS", "RELATIONSHIPS", "Relationship", "DEFAULT_CAREGIVER_GROUPS",
     "PER_BUILT_IN", "DEFAULT_TEAMS", "OUTSIDE_OWNERS", "SUBJECTS", "REFERRAL_DATES",
     "PathwayError", "MAX_COUNT", "MAX_REMINDER", "MAX_ESCALATION", "TASK_ROLE", "ASSIGNEE",
-    "DEFAULT_PERMISSIONS",
+    "DEFAULT_PERMISSIONS", "PLACEMENT_KINDS",
     # sections
     "Offset", "DueRule", "DeadlineKind", "OutcomeField", "TaskSpec", "DIRECTION_TASK",
     "REFERRAL_OUT_TASK", "BUILT_IN_TASKS", "GateOutcome", "GateSpec", "StageSpec", "Window",
     "ClockSpec", "ExitWhen", "ExitSpec", "ConsentSpec", "EligibilitySpec", "CourtSpec",
-    "Escalation", "Notifications", "SettingRange", "ReportingSpec", "RoleSpec",
+    "Escalation", "Notifications", "SettingRange", "ReportingSpec", "RoleSpec", "ReviewSwitch",
     # the whole pathway, and loading it
     "PathwaySpec", "parse_pathway", "load_pathway", "pathway_from_json",
 ]

@@ -25,6 +25,8 @@ OPTIONAL_ANCHORS = ("la_referral", "proceedings_issued", "case_management_hearin
 # The caregivers a referral can record, and the groups `per:` names by default (a pathway
 # file may declare its own groups under `caregiver_groups:`).
 PARENT_RELATIONSHIPS = ("mother", "father", "parent")
+# The kinds of placement a looked-after child can be in (the referral's and `case placement`'s)
+PLACEMENT_KINDS = ("foster", "kinship", "mother-and-baby", "residential", "home")
 CARER_RELATIONSHIPS = ("foster-carer", "kinship-carer")
 RELATIONSHIPS = PARENT_RELATIONSHIPS + CARER_RELATIONSHIPS
 Relationship = Literal["mother", "father", "parent", "foster-carer", "kinship-carer"]

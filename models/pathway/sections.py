@@ -83,6 +83,13 @@ class OutcomeField(_Strict):
         return self
 
 
+class ReviewSwitch(_Strict):
+    """A series' spacing once the child's first review (a task of `task`) is done."""
+
+    task: str
+    every: Offset
+
+
 class TaskSpec(_Strict):
     id: str = Field(pattern=SLUG)
     title: str
@@ -106,6 +113,13 @@ class TaskSpec(_Strict):
     kind: DeadlineKind = "target"  # statutory work is a "maximum"
     # statutory work for a looked-after child stops when the child ceases to be looked after
     while_looked_after: bool = False
+    # a series that hangs on the child's placement and runs only while the placement is of
+    # one of these kinds (foster, kinship, mother-and-baby, residential, home); [] = every
+    # kind no other series of the same anchor names (the default cadence)
+    placements: list[str] = []
+    # the cadence changes once a review is held: e.g. weekly "until the first review", then
+    # at intervals of not more than four weeks (SI 2010/959 reg 28(4))
+    after_review: ReviewSwitch | None = None
 
     @model_validator(mode="after")
     def _repetition(self) -> TaskSpec:
@@ -193,6 +207,9 @@ class ClockSpec(_Strict):
     notify: str | None = None  # role warned before the limit (default: the met_by task's role)
     escalate: list[str] = []  # roles told when it is breached, in order
     warnings: list[Offset] = []  # warn this long before the limit
+    # events (anchors, e.g. final_order) that end the clock when it has not been met: the CMH
+    # window is ended by the final order; shown as "ended: ...", never as a breach
+    ended_by: list[str] = []
 
     @model_validator(mode="before")
     @classmethod
@@ -236,6 +253,9 @@ class ExitSpec(_Strict):
     keeps_statutory: bool = True  # the LA's statutory work for the child goes on
     notify: list[str] = []  # roles told
     when: ExitWhen | None = None  # taken by the engine; otherwise recorded by `case exit`
+    # clocks the exit itself ends (proceedings withdrawn ends the court's timetable): shown
+    # as "ended: <label>"; every other clock not NIM's own is handed back to its owner
+    ends_clocks: list[str] = []
 
 
 class ConsentSpec(_Strict):

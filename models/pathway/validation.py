@@ -18,6 +18,7 @@ from models.pathway.constants import (
     OPTIONAL_ANCHORS,
     OUTSIDE_OWNERS,
     PER_BUILT_IN,
+    PLACEMENT_KINDS,
     REFERRAL_DATES,
     RELATIONSHIPS,
     SUBJECTS,
@@ -254,6 +255,12 @@ def statutory_problems(spec: PathwaySpec, anchors: set[str]) -> list[str]:
     statutory_ids = {t.id for t in spec.statutory}
     for ti, task in enumerate(spec.statutory):
         problems += _task_problems(spec, f"statutory.{ti}", task, statutory_ids, anchors)
+        problems += [f"statutory.{ti}.placements: unknown placement kind {k!r}; use "
+                     f"{', '.join(PLACEMENT_KINDS)}" for k in task.placements
+                     if k not in PLACEMENT_KINDS]
+        if task.after_review and task.after_review.task not in statutory_ids:
+            problems.append(f"statutory.{ti}.after_review.task: unknown statutory task "
+                            f"{task.after_review.task!r}")
     return problems
 
 
@@ -312,6 +319,8 @@ def _clock_reference_problems(spec: PathwaySpec, where: str, clock: ClockSpec,
                         "'done:<task-id>' of this pathway")
     if clock.forecast_task is not None and clock.forecast_task not in task_ids:
         problems.append(f"{where}.forecast_task: unknown task {clock.forecast_task!r}")
+    problems += [f"{where}.ended_by: {name!r} is not a case anchor of this pathway"
+                 for name in clock.ended_by if name not in anchors]
     problems += [f"{where}: unknown role {name!r}" for name in [clock.notify, *clock.escalate]
                  if name is not None and name not in spec.roles]
     return problems
@@ -357,6 +366,9 @@ def exit_problems(spec: PathwaySpec) -> list[str]:
                      if r not in spec.roles]
         if ex.when and ex.when.task and ex.when.task not in task_ids:
             problems.append(f"exits.{code}.when.task: unknown task {ex.when.task!r}")
+        clock_ids = {c.id for c in spec.clocks}
+        problems += [f"exits.{code}.ends_clocks: unknown clock {c!r}" for c in ex.ends_clocks
+                     if c not in clock_ids]
     return problems
 
 
