@@ -153,3 +153,18 @@ def test_a_recorded_kinship_placement_moves_the_case_to_weekly_visits(store):
     tasks = {t.key: t for t in store.queries.tasks(case=ref)}
     assert tasks["sw-visit-weekly-1"].due == date(2026, 1, 19)
     assert "sw-visit-1" not in tasks or tasks["sw-visit-1"].state == "cancelled"
+
+
+def test_a_case_opened_in_a_kinship_placement_starts_weekly_visits(store):
+    """The referral's placement kind reaches the engine at opening: a child placed with a
+    connected person from the start is visited weekly (reg 28(4)), a foster child 6-weekly."""
+    from models.schemas import Referral
+    from tests.conftest import referral_data
+
+    def visits(kind: str) -> list[str]:
+        ref = store.cases.open_case(Referral.model_validate(referral_data(
+            placement={"kind": kind, "start": "2026-01-05"})), "coord.ali").ref
+        return sorted(t.key for t in store.queries.tasks(case=ref) if "visit" in t.key)
+
+    assert visits("kinship") == ["sw-visit-weekly-1"]
+    assert visits("foster") == ["sw-visit-1"]

@@ -101,7 +101,7 @@ class CaseCommands(CommandBase):
             session.add(case)
             session.flush()
             anchors = {"care_entry": referral.care_entry, "referral": referral.referral}
-            children = []
+            children, kinds = [], {}  # kinds: each child's placement, for its visit cadence
             for n, child in enumerate(referral.all_children, start=1):
                 key = f"child-{n}"
                 children.append(key)
@@ -111,6 +111,7 @@ class CaseCommands(CommandBase):
                                   identity_digest=digests[n - 1]))
                 placement = referral.placement_of(child)
                 if placement:
+                    kinds[key] = placement.kind
                     session.add(Placement(case_id=case.id, child=key, kind=placement.kind,
                                           start=placement.start, reason="care entry"))
                 anchors[eng.child_anchor("placement_start", key)] = (
@@ -126,7 +127,7 @@ class CaseCommands(CommandBase):
             state = eng.CaseState(ref=ref, jurisdiction=referral.jurisdiction, anchors=anchors,
                                   settings={**spec.settings, **referral.settings},
                                   caregivers=carers, closures=self.ctx.closures,
-                                  children=children)
+                                  children=children, placement_kinds=kinds)
             effects = [eng.Effect("case-opened", None, {
                 "pathway": f"{spec.profile}@{spec.version}", "programme": spec.programme,
                 "jurisdiction": case.jurisdiction,
