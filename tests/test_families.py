@@ -58,8 +58,13 @@ def test_sibling_group_with_a_late_father_and_consent_withdrawn(store, clock, pr
     assert [c.key for c in shown.children] == ["child-1", "child-2", "child-3"]
     assert {c.placement for c in shown.children} == {"foster", "kinship"}
     # each looked-after child has their own reviews and visits
-    assert keys(store, ref, "sw-visit") == ["sw-visit-1", "sw-visit-child-2-1",
-                                            "sw-visit-child-3-1"]
+    # child-3 lives with a connected person (kinship): in England and Wales weekly visits
+    # (reg 28(4); Wales reg 31(4)); Scotland's reg 46 has one cadence for every placement
+    weekly = profile in ("england", "wales")
+    assert keys(store, ref, "sw-visit") == ["sw-visit-1", "sw-visit-child-2-1"] + (
+        [] if weekly else ["sw-visit-child-3-1"])
+    assert keys(store, ref, "sw-visit-weekly") == (["sw-visit-weekly-child-3-1"] if weekly
+                                                   else [])
     give_consent(store, ref, {"mother": "given", "foster-carer": "given",
                               "kinship-carer": "given"})
     assert store.queries.show(ref).stage == "assessment"
@@ -209,8 +214,8 @@ def test_a_childs_new_placement_restarts_only_their_visits(store, clock):
     clock.set(datetime(2026, 2, 4, 10, tzinfo=UK))
     store.family.change_placement(ref, "foster", date(2026, 2, 4), "carer change", "la.patel",
                                   child="child-2")
-    assert keys(store, ref, "sw-visit") == ["sw-visit-1", "sw-visit-child-2-2",
-                                            "sw-visit-child-3-1"]
+    assert keys(store, ref, "sw-visit") == ["sw-visit-1", "sw-visit-child-2-2"]
+    assert keys(store, ref, "sw-visit-weekly") == ["sw-visit-weekly-child-3-1"]  # kinship
     assert store.queries.task(ref, "sw-visit-child-2-2").due == date(2026, 2, 11)
 
 

@@ -156,6 +156,7 @@ def test_moved_hearing_redates_tasks_and_timers(store, db_url):
     with session_scope(db_url) as s:
         pending = set(s.exec(select(Timer.key).where(Timer.task_key == "triage",
                                                      Timer.cancelled_at.is_(None))))
+        before = {k: d for k, d in s.exec(select(Timer.key, Timer.due_at).where(Timer.kind == "escalation"))}
     result = store.cases.move_date(ref, "referral", date(2026, 1, 9), "referral date corrected",
                              "coord.ali")
     assert any(e.kind == "task-redated" and e.task == "triage" for e in result.effects)
@@ -165,7 +166,13 @@ def test_moved_hearing_redates_tasks_and_timers(store, db_url):
         cancelled = set(s.exec(select(Timer.key).where(Timer.cancelled_at.is_not(None))))
         live = set(s.exec(select(Timer.key).where(Timer.task_key == "triage",
                                                   Timer.cancelled_at.is_(None))))
-    assert pending <= cancelled and live and live.isdisjoint(pending)
+        after = {k: d for k, d in s.exec(select(Timer.key, Timer.due_at).where(Timer.kind == "escalation"))}
+    # reminders and due notices are keyed by their date: replaced; an escalation keeps its key
+    # (one per task and tier) and moves with the task, 3 days earlier (19 -> 16 Jan)
+    escalations = {k for k in pending if "/escalation-" in k}
+    assert escalations and escalations <= live and escalations.isdisjoint(cancelled)
+    assert all(after[k] < before[k] for k in escalations)
+    assert (pending - escalations) <= cancelled and live.isdisjoint(pending - escalations)
     with pytest.raises(CommandError, match="say why"):
         store.cases.move_date(ref, "final_hearing", date(2026, 9, 1), " ", "coord.ali")
     with pytest.raises(CommandError, match="unknown date 'birthday'"):
