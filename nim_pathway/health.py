@@ -103,12 +103,6 @@ def _prefect(health: Health, settings: Settings) -> None:
                                "PREFECT_API_AUTH_STRING / NIM_PREFECT_AUTH")
 
 
-def live_workers(client: Any, pool: str) -> list[Any]:  # noqa: ANN401 - Prefect's client
-    """The pool's workers Prefect counts as online (heartbeat within its window)."""
-    return [w for w in client.read_workers_for_work_pool(pool)
-            if str(getattr(w.status, "value", w.status)).upper() == "ONLINE"]
-
-
 def _pool(client: Any, name: str, health: Health) -> dict[str, Any]:  # noqa: ANN401
     from prefect.exceptions import ObjectNotFound
 
