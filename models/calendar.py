@@ -1,7 +1,8 @@
 """Working-day calendars for the UK jurisdictions and due-date arithmetic.
 
 Pure functions: no clock, no I/O. Bank holidays come from the maintained `holidays`
-library (UK subdivisions ENG, SCT, NIR); site closure days are added by configuration.
+library (UK subdivisions ENG, SCT, NIR), through a table generated from it for the years in
+use (models/bank_holidays.py); site closure days are added by configuration.
 
 Convention: "N working days after an anchor" is the N-th working day after the anchor
 date; the anchor day itself is never counted. "N weeks beginning with" a day counts that day
@@ -42,12 +43,17 @@ class CalendarError(ValueError):
 
 @lru_cache(maxsize=64)
 def _bank_holidays(jurisdiction: str, year: int) -> dict[date, str]:
-    import holidays  # imported lazily: it costs ~0.1 s and most CLI paths never need it
-
     if jurisdiction not in _SUBDIVISION:
         raise CalendarError(
             f"unknown jurisdiction {jurisdiction!r}; use one of {', '.join(JURISDICTIONS)}"
         )
+    from models import bank_holidays  # the generated table (tools/gen_bank_holidays.py)
+
+    if bank_holidays.FIRST_YEAR <= year <= bank_holidays.LAST_YEAR:
+        return {date(year, int(entry[:2]), int(entry[3:5])): entry[6:]
+                for entry in bank_holidays.BANK_HOLIDAYS[jurisdiction][year]}
+    import holidays  # outside the table's years only: it costs ~0.2 s per process
+
     found = holidays.country_holidays("GB", subdiv=_SUBDIVISION[jurisdiction], years=year)
     return {day: str(name) for day, name in found.items()}
 

@@ -548,3 +548,22 @@ def test_cli_refusals_are_one_line_exit_2(tmp_path, args, needle):
     assert needle in lines[0]
     assert "Traceback" not in proc.stderr
     assert proc.stdout == ""
+
+
+def test_bank_holidays_come_from_the_generated_table_inside_its_years_and_the_library_outside():
+    """The table (tools/gen_bank_holidays.py) spares each CLI process the `holidays` library
+    (~0.2 s); a year past it still works, from the library. 25 Dec 2050 is a Sunday, so
+    Boxing Day is Mon 26 and Christmas is observed on Tue 27 (Banking and Financial Dealings
+    Act 1971 Sch 1 para 1: substitute days)."""
+    from models import bank_holidays
+
+    probe = ("import sys; from datetime import date; from models.calendar import WorkingCalendar;"
+             "c = WorkingCalendar('scotland'); print(c.why_not_working(date(2026, 8, 3)));"
+             "print('holidays' in sys.modules)")
+    out = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True,
+                         check=True, cwd=Path(__file__).resolve().parents[1]).stdout.split("\n")
+    assert out[:2] == ["bank holiday: Summer Bank Holiday", "False"]
+    assert bank_holidays.LAST_YEAR < 2050
+    calendar = WorkingCalendar("england-and-wales")
+    assert calendar.why_not_working(date(2050, 12, 26)) == "bank holiday: Boxing Day"
+    assert calendar.why_not_working(date(2050, 12, 27)) == "bank holiday: Christmas Day (observed)"

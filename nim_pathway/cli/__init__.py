@@ -23,22 +23,16 @@ from nim_pathway.cli.io import (
     store_unavailable,
 )
 
-app = typer.Typer(help="NIM pathway engine: cases, tasks, deadlines.", no_args_is_help=True,
-                  add_completion=False, pretty_exceptions_enable=False)
-for sub_app, name in ((cases.case_app, "case"), (tasks.task_app, "task"),
-                      (identity.prac_app, "practitioner"), (identity.pathway_app, "pathway"),
-                      (ops.audit_app, "audit"),
-                      (ops.outbox_app, "outbox"), (ops.notify_app, "notify"),
-                      (reports.report_app, "report"), (reports.export_app, "export"),
-                      (ops.retention_app, "retention"), (cases.consent_app, "consent")):
-    app.add_typer(sub_app, name=name)
-for command in (identity.init, identity.login, identity.logout, identity.whoami,
-                cases.deadline, cases.decide, ops.erase, ops.up, ops.down, ops.status, ops.doctor,
-                ops.reconcile, ops.drain, ops.sweep, ops.demo, ops.inbox):
-    app.command()(command)
+GROUPS: dict[str, typer.Typer] = {
+    "case": cases.case_app, "task": tasks.task_app, "practitioner": identity.prac_app,
+    "pathway": identity.pathway_app, "audit": ops.audit_app, "outbox": ops.outbox_app,
+    "notify": ops.notify_app, "report": reports.report_app, "export": reports.export_app,
+    "retention": ops.retention_app, "consent": cases.consent_app}
+COMMANDS = (identity.init, identity.login, identity.logout, identity.whoami, cases.deadline,
+            cases.decide, ops.erase, ops.up, ops.down, ops.status, ops.doctor, ops.reconcile,
+            ops.drain, ops.sweep, ops.demo, ops.inbox)
 
 
-@app.callback()
 def _root(code: Annotated[str | None, typer.Option(
         "--code", envvar="NIM_CODE", show_envvar=False,
         help="a one-time code from your authenticator app, for this one command (with --as); "
@@ -47,12 +41,42 @@ def _root(code: Annotated[str | None, typer.Option(
     new_invocation()  # settings are read once per command, at its start (in-process runs too)
 
 
+def build_app(only: str | None = None) -> typer.Typer:
+    """The CLI; with `only`, just that command group under the root options (see main)."""
+    built = typer.Typer(help="NIM pathway engine: cases, tasks, deadlines.", no_args_is_help=True,
+                        add_completion=False, pretty_exceptions_enable=False)
+    built.callback()(_root)
+    for name, sub_app in GROUPS.items():
+        if only in (None, name):
+            built.add_typer(sub_app, name=name)
+    for command in COMMANDS if only is None else ():
+        built.command()(command)
+    return built
+
+
+app = build_app()  # the whole CLI: help, the docs' CLI reference, and commands outside a group
+
+
+def _app_for(argv: list[str]) -> typer.Typer:
+    """Click builds every command of the app it runs (~70 here, ~50 ms a process); a command
+    in a group needs only its group, so only that one is built. Anything else (help, a
+    top-level command, a typo) runs the whole app, so its messages are unchanged."""
+    args = iter(argv)
+    for arg in args:
+        if arg == "--code":
+            next(args, None)
+        elif not arg.startswith("--code="):
+            return build_app(arg) if arg in GROUPS else app
+    return app
+
+
 def main() -> None:
     """Entry point: user errors are one line and exit 2; nothing else leaks a traceback."""
     clicks = sys.modules[typer.BadParameter.__module__]  # click's errors (typer vendors click)
     bare_group = getattr(clicks, "NoArgsIsHelpError", ())
+    cli = _app_for(sys.argv[1:])
     try:
-        code = app(standalone_mode=False)  # click's own refusals come here too, as one line
+        code = cli(standalone_mode=False)  # click's own refusals come here too, as one line
     except bare_group as exc:  # a group without a command: its help
         exc.show()
         sys.exit(2)
@@ -76,7 +100,7 @@ def main() -> None:
             fail(str(exc))
         if type(exc).__name__ == "OperationalError":  # sqlite3's, psycopg's or SQLAlchemy's
             fail(store_unavailable(exc))
-        internal(exc, app)
+        internal(exc, cli)
     if isinstance(code, int) and code:  # an explicit exit code (typer.Exit(1))
         sys.exit(code)
 
