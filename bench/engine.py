@@ -19,7 +19,7 @@ CAREGIVERS = [["mother", "father", "foster-carer"], ["mother", "foster-carer"], 
 def work(args: dict[str, Any]) -> dict[str, Any]:
     from models import engine as eng
     from models.pathway import load_pathway
-    from models.simulate import exit_outcomes, family_mix, run_to_close
+    from models.simulate import exit_outcomes, family_mix, life_events, run_to_close
 
     t0 = time.perf_counter()
     specs = {"england-and-wales": load_pathway("england"), "scotland": load_pathway("scotland")}
@@ -40,7 +40,8 @@ def work(args: dict[str, Any]) -> dict[str, Any]:
         decisions = {"d1": "treatment" if i % 3 else "no_treatment", "d2": "kinship_care",
                      **exit_outcomes(leaves)}
         events += run_to_close(spec, case, referral, decisions,
-                               exit_in=("treatment", leaves) if leaves == "disengaged" else None)
+                               exit_in=("treatment", leaves) if leaves == "disengaged" else None,
+                               events=life_events(i, n_children))
         closed += case.closed_on is not None
         exits += case.exit_reason is not None
         children += n_children
@@ -59,7 +60,7 @@ def figure(ctx: Any) -> list[Row]:
         baseline_label="none (not in the brief)",
         note=f"{r['events']:,} events, {r['events'] / r['seconds']:,.0f} events/s; "
              f"{r['children']:,} children, {r['exits']} early exits (models.simulate's "
-             f"BeST?-based mix); peak RSS {r['max_rss_mb']:.0f} MB",
+             f"BeST?-based mix, with its life events); peak RSS {r['max_rss_mb']:.0f} MB",
         details={"pathway_load_s": r["setup_s"], "events": r["events"],
                  "events_per_s": r["events"] / r["seconds"], "cases_per_s": n / r["seconds"],
                  "children": r["children"], "early_exits": r["exits"],

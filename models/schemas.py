@@ -53,6 +53,25 @@ class ChildIn(_Input):
     date_of_birth: date
     address: str | None = Field(default=None, max_length=500)
     placement: PlacementIn | None = None  # this child's placement, if not the family's
+    # the day this child became looked after, if not the family's care entry (a sibling born
+    # or removed later): their first review counts from it
+    looked_after_from: date | None = None
+    # this child's own application, if the court issued one apart from the family's (a
+    # newborn's, in proceedings already running): its own 26 weeks and hearing window
+    proceedings_issued: date | None = None
+
+    @model_validator(mode="after")
+    def _own_dates(self) -> ChildIn:
+        for name in ("looked_after_from", "proceedings_issued"):
+            day = getattr(self, name)
+            if day is not None and day < self.date_of_birth:
+                raise ValueError(f"{name.replace('_', ' ')} {day} is before the child's date "
+                                 "of birth")
+        if self.placement and self.looked_after_from and \
+                self.placement.start < self.looked_after_from:
+            raise ValueError(f"placement start {self.placement.start} is before the child was "
+                             f"looked after ({self.looked_after_from})")
+        return self
 
 
 class CaregiverIn(_Input):
@@ -93,10 +112,14 @@ def case_date_problems(dates: dict[str, date], births: dict[str, date],
             problems.append(f"{who}, born {dob}, would be {CHILD_AGE_YEARS} or older at referral "
                             f"{referral}; a looked-after child is under {CHILD_AGE_YEARS}: check "
                             "the date of birth")
-    problems += [f"placement start {day} is before care entry {care_entry}"
-                 for name, day in dates.items()
-                 if name.partition("@")[0] == "placement_start" and care_entry is not None
-                 and day < care_entry]
+    for name, day in dates.items():
+        base, _, child = name.partition("@")
+        entry = dates.get(f"care_entry@{child}", care_entry) if child else care_entry
+        if base == "placement_start" and entry is not None and day < entry:
+            problems.append(f"placement start {day} is before care entry {entry}")
+        if child and child in births and day < births[child]:
+            problems.append(f"{base.replace('_', ' ')} {day} is before the date of birth of "
+                            f"{child}")
     if referral is not None and care_entry is not None and referral < care_entry:
         problems.append(f"referral date {referral} is before care entry {care_entry}; a case "
                         "is for a child already in care (the engine's subject): check both dates")
@@ -192,6 +215,11 @@ class Referral(_Input):
         if bool(self.child) == bool(self.children):
             raise ValueError("give the child (`child:`) or a sibling group (`children:`), not "
                              "both and not neither")
+        first = self.all_children[0]
+        if first.looked_after_from or first.proceedings_issued:
+            raise ValueError("the first child's dates are the referral's own (care_entry, "
+                             "proceedings_issued); give looked_after_from or proceedings_issued "
+                             "only for a later child whose dates differ")
         twice = duplicate_children(self.all_children)
         if twice:
             raise ValueError("the same child is listed more than once (same given name, family "
@@ -224,6 +252,11 @@ class Referral(_Input):
             placement = self.placement_of(child)
             if placement:
                 dates[child_anchor("placement_start", f"child-{n}")] = placement.start
+            if n > 1:  # child-1's own dates are the family's (the referral's)
+                for name in ("looked_after_from", "proceedings_issued"):
+                    if getattr(child, name) is not None:
+                        anchor = "care_entry" if name == "looked_after_from" else name
+                        dates[child_anchor(anchor, f"child-{n}")] = getattr(child, name)
         return dates
 
     def default_pathway(self) -> str:

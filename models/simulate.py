@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import typing
-from datetime import date
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import date, timedelta
 from typing import Any
 
 from models import engine as eng
@@ -34,6 +36,61 @@ def family_mix(i: int) -> tuple[int, str | None]:
         if slot < bound:
             return children, reason
     return children, None
+
+
+@dataclass(frozen=True)
+class LifeEvent:
+    """Something that happens to a family while the pathway runs, `after_days` from the
+    referral: a later-born sibling (with their own application where the family has one), an
+    order ending one child's looked-after status, a withdrawal, a move to a kinship placement,
+    a court direction for NIM's final report."""
+
+    after_days: int
+    kind: str
+
+
+# Life events per 100 families (defaults, not measured rates): later-born siblings are common
+# in recurrent proceedings; kinship placements common in NIM families (issue 27).
+LIFE_EVENT_SHARE = {"later-born-child": 8, "kinship-placement": 15, "court-direction": 20,
+                    "order-for-one-child": 30, "proceedings-withdrawn": 3}
+
+
+def life_events(i: int, children: int) -> list[LifeEvent]:
+    """The life events of the i-th family of a cohort (deterministic, spread by `i`); an order
+    for one child only in a sibling group."""
+    out = []
+    for n, (kind, share) in enumerate(LIFE_EVENT_SHARE.items()):
+        if (i * (31 + 6 * n)) % 100 >= share or (kind == "order-for-one-child" and children < 2):
+            continue
+        out.append(LifeEvent({"later-born-child": 40, "kinship-placement": 20,
+                              "court-direction": 60, "order-for-one-child": 150,
+                              "proceedings-withdrawn": 90}[kind], kind))
+    return sorted(out, key=lambda e: e.after_days)
+
+
+def apply_life_event(spec: PathwaySpec, case: eng.CaseState, event: LifeEvent,
+                     day: date) -> list[eng.Effect]:
+    """Apply one life event on `day`, as the commands would; an event the case cannot take
+    (no application to withdraw, a closed case) is skipped."""
+    if case.closed_on:
+        return []
+    issued = case.anchors.get("proceedings_issued")
+    if event.kind == "later-born-child":
+        return eng.add_child(spec, case, day, looked_after_from=day - timedelta(days=3),
+                             proceedings_issued=day - timedelta(days=1) if issued else None)
+    if event.kind == "kinship-placement":
+        return eng.change_placement(spec, case, day, eng.FIRST_CHILD, "kinship")
+    if event.kind == "court-direction" and "final-report" in spec.court.documents:
+        report = spec.task_by_id.get("final-report")
+        return eng.add_direction(spec, case, "final-report",
+                                 report.role if report else next(iter(spec.roles)),
+                                 day + timedelta(days=28), day)
+    if event.kind == "order-for-one-child" and issued and spec.court.ends_looked_after:
+        return eng.record_final_order(spec, case, day, spec.court.ends_looked_after[0], False,
+                                      day, case.children[-1])
+    if event.kind == "proceedings-withdrawn" and issued and event.kind in spec.exits:
+        return eng.exit_case(spec, case, event.kind, day)
+    return []
 
 
 def exit_outcomes(reason: str | None) -> dict[str, Any]:
@@ -75,21 +132,29 @@ def next_due_task(case: eng.CaseState) -> eng.TaskState | None:
 def run_to_close(
     spec: PathwaySpec, case: eng.CaseState, start: date, decisions: dict[str, Any],
     max_steps: int = 1000, exit_in: tuple[str, str] | None = None,
+    events: Sequence[LifeEvent] = (),
 ) -> int:
     """Complete every task on its due date until the case closes; returns events applied.
-    `exit_in` (stage, exit reason): the family leaves when that stage begins."""
+    `exit_in` (stage, exit reason): the family leaves when that stage begins. `events`: life
+    events, each applied on its day (before the work due that day)."""
     eng.open_case(spec, case, start)
-    events = 1
+    applied = 1
     day = start
-    while not case.closed_on and events < max_steps:
+    pending = sorted(events, key=lambda e: e.after_days)
+    while not case.closed_on and applied < max_steps:
         if exit_in and case.stage == exit_in[0]:
             eng.exit_case(spec, case, exit_in[1], day)
             break
         task = next_due_task(case)
         if task is None:
             raise eng.EngineError(f"{case.ref} is stuck in stage {case.stage}")
+        if pending and start + timedelta(days=pending[0].after_days) <= max(day, task.due):
+            day = max(day, start + timedelta(days=pending[0].after_days))
+            apply_life_event(spec, case, pending.pop(0), day)
+            applied += 1
+            continue
         day = max(day, task.due)
         eng.complete_task(spec, case, task.key, sample_outcome(spec, task.spec_id, decisions),
                           "simulation", day)
-        events += 1
-    return events
+        applied += 1
+    return applied

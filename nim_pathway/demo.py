@@ -190,6 +190,59 @@ def run_demo(settings: Settings, profile: str = "england", no_treatment: bool = 
     if delivered:
         console.print(f"{delivered} messages went to the local inbox, each at its step's "
                       "virtual time: `nim-pathway inbox psy.chen` reads one practitioner's.")
+    if not scotland:
+        _family_events(svc, clock, console)
+
+
+def _family_events(svc: Service, clock: VirtualClock, console: Console) -> None:
+    """Real families differ from one child entering care once: twins in a kinship placement,
+    a sibling born during proceedings with their own application, a court direction for NIM's
+    final report, a special guardianship order for one twin; and a family whose proceedings
+    are withdrawn. Each child's dates come from their own events."""
+    clock.set(datetime(2026, 1, 12, 9, 0, tzinfo=UK))
+    twins = [{"given_name": "Demo", "family_name": "Twin", "date_of_birth": "2025-09-01"},
+             {"given_name": "Demo", "family_name": "Twin-Two", "date_of_birth": "2025-09-01"}]
+    ref = svc.cases.open_case(Referral(
+        jurisdiction="england-and-wales", site="demo", children=twins,
+        care_entry=date(2026, 1, 5), referral=date(2026, 1, 12),
+        proceedings_issued=date(2026, 1, 8), caregivers=[{"relationship": "mother"},
+                                                         {"relationship": "kinship-carer"}],
+        placement={"kind": "kinship", "start": "2026-01-05"}), "coord.ali").ref
+    withdrawn = svc.cases.open_case(Referral(
+        jurisdiction="england-and-wales", site="demo", care_entry=date(2026, 1, 5),
+        child={"given_name": "Demo", "family_name": "Withdrawn", "date_of_birth": "2025-05-01"},
+        referral=date(2026, 1, 12), proceedings_issued=date(2026, 1, 8),
+        caregivers=[{"relationship": "mother"}, {"relationship": "foster-carer"}]),
+        "coord.ali").ref
+    clock.set(datetime(2026, 3, 2, 10, tzinfo=UK))
+    from models.schemas import ChildIn
+
+    svc.family.add_child(ref, ChildIn(given_name="Demo", family_name="Newborn",
+                                      date_of_birth=date(2026, 2, 20),
+                                      looked_after_from=date(2026, 2, 23),
+                                      proceedings_issued=date(2026, 2, 25)), "coord.ali")
+    svc.cases.move_date(ref, "cmh_held@child-3", date(2026, 3, 11), "case management hearing "
+                        "held (child-3's application)", "coord.ali")
+    svc.court.add_direction(ref, "final-report", "psychologist", date(2026, 6, 30), "coord.ali")
+    svc.cases.exit_case(withdrawn, "proceedings-withdrawn", "", "coord.ali")
+    clock.set(datetime(2026, 6, 15, 10, tzinfo=UK))
+    svc.court.record_final_order(ref, date(2026, 6, 12), "special-guardianship-order", False,
+                                 "coord.ali", child="child-2")
+    shown = svc.queries.show(ref)
+    table = Table(title=f"{ref}: each child's own timeline (virtual {today(clock)})")
+    for col in ("child", "looked after", "first review due", "own clocks"):
+        table.add_column(col)
+    reviews = {t.child or "child-1": t.due for t in sorted(
+        svc.queries.tasks(case=ref, state=None), key=lambda t: t.due, reverse=True)
+        if t.spec_id == "lac-review"}
+    for child in shown.children:
+        own = [f"{c.title}: {c.due} ({c.state})" for c in shown.clocks if c.child == child.key]
+        table.add_row(child.key, "yes" if child.looked_after else "no (order made)",
+                      str(reviews.get(child.key, "")), "; ".join(own) or "the family's")
+    console.print(table)
+    gone = {c.id: c.state for c in svc.queries.show(withdrawn).clocks}
+    console.print(f"{withdrawn}: proceedings withdrawn; its 26 weeks: "
+                  f"{gone['care-proceedings-26-weeks']}")
 
 
 def _work_the_case(svc: Service, clock: VirtualClock, ref: str, scotland: bool,

@@ -68,7 +68,7 @@ def open_items(snap: Any, today: date, amber: int = AMBER_WORKING_DAYS) -> list[
                                    rag(wd, amber), t.role))
     met_by = {c.id: c.met_by for c in spec.clocks}
     for c in eng.clock_states(spec, state, today):
-        if c.due is not None and c.state in _LIVE_CLOCK and met_by.get(c.id):
+        if c.due is not None and c.state in _LIVE_CLOCK and met_by.get(c.clock_id):
             wd = cal.working_days_to_due(today, c.due)
             items.append(BoardItem(snap.ref, "clock", c.id, c.title, str(c.due), wd,
                                    rag(wd, amber), c.owner))
@@ -152,8 +152,8 @@ def breaches(queries: Queries, ref: str | None = None,
             out.append(BreachRow(snap.ref, "task", t.key, t.role, team, str(t.due), late,
                                  t.state == eng.OPEN, cause, t.due_explanation,
                                  own=team == spec.programme))
-        for clock in spec.clocks:
-            c = eng.clock_state(spec, state, clock, today)
+        for clock, child in eng.clock_instances(spec, state):
+            c = eng.clock_state(spec, state, clock, today, child)
             if c.state in ("breached", "breached-open") and c.days_late:
                 out.append(BreachRow(snap.ref, "clock", c.id, "", c.owner, str(c.due),
                                      c.days_late, c.state != "breached",

@@ -266,7 +266,8 @@ class Queries:
                 if state.final_order else None,
                 {k: FinalOrderView(o.made_on, o.kind, o.follows_recommendation)
                  for k, o in state.child_orders.items()} or None),
-            looked_after="ceased_looked_after" not in state.anchors,
+            looked_after=any(eng.child_anchor("ceased_looked_after", c) not in state.anchors
+                             for c in state.children),  # any child of the family still is
             children=tuple(ChildView(
                 k.key, months_between(k.date_of_birth, on) if k.date_of_birth else None,
                 next((p.kind for p in reversed(placements) if p.child == k.key and p.end is None),
@@ -305,6 +306,8 @@ class Queries:
         rows: list[TimelineRow] = []
         for name, value in state.anchors.items():
             what = f"stage {name[6:]} started" if name.startswith("stage:") else name
+            if name.partition("@")[0] == "ceased_looked_after":
+                what = _left_care(spec, state, name.partition("@")[2] or eng.FIRST_CHILD, value)
             rows.append(TimelineRow(value, what.replace("_", " "), None, "", ""))
         for t in state.tasks.values():
             if t.state == eng.DONE:
@@ -408,3 +411,12 @@ def _birthday(dob: date, years: int) -> date:
     if dob.month == 2 and dob.day == 29:
         return date(dob.year + years, 3, 1)
     return dob.replace(year=dob.year + years)
+
+
+def _left_care(spec: PathwaySpec, state: eng.CaseState, child: str, on: date) -> str:
+    """Why a child stopped being looked after: the order that ended it, or a recorded end."""
+    order = state.child_orders.get(child) or state.final_order
+    if order and order.made_on == on and order.kind in spec.court.ends_looked_after:
+        return (f"{child} no longer looked after: {spec.court.order_kinds[order.kind].lower()} "
+                f"made on {on}")
+    return f"{child} no longer looked after (recorded)"

@@ -282,3 +282,47 @@ def test_research_follow_up_runs_only_when_a_site_switches_it_on(england):
     run_to_close(england, case, REFERRAL, {"d1": "treatment", "d2": "adoption"})
     done = {t.spec_id for t in case.tasks.values() if t.state == eng.DONE}
     assert {"follow-up-15m", "follow-up-30m"} <= done
+
+
+def test_a_cohort_with_life_events_runs_to_close_on_each_childs_own_dates(england, scotland):
+    """models.simulate's cohort (the demo's, the benchmarks' and the soak's script) includes
+    later-born siblings with their own application, an order for one child, withdrawals,
+    kinship placements and court directions; every case still closes, and each event leaves
+    the child's own dates."""
+    from datetime import timedelta
+
+    from models.simulate import apply_life_event, family_mix, life_events
+
+    seen: set[str] = set()
+    for i in range(100):
+        n_children, _ = family_mix(i)
+        spec = scotland if i % 4 == 3 else england
+        case = new_case(spec, jurisdiction=spec.jurisdictions[0])
+        if spec is scotland:
+            case.anchors.pop("proceedings_issued")
+        case.children = [f"child-{k}" for k in range(1, n_children + 1)]
+        events = life_events(i, n_children)
+        seen |= {e.kind for e in events}
+        run_to_close(spec, case, REFERRAL, {"d1": "treatment", "d2": "kinship_care"},
+                     events=events)
+        assert case.closed_on is not None, case.ref
+        for child in case.children[1:]:
+            own = case.anchors.get(f"care_entry@{child}")
+            if own is not None:  # a later-born sibling: first review from their own day
+                first = case.tasks[f"lac-review-{child}-1"]
+                assert first.due > own, (i, first.due, own)
+    assert seen == {"later-born-child", "kinship-placement", "court-direction",
+                    "order-for-one-child", "proceedings-withdrawn"}
+    # one event by hand: a newborn looked after 3 days before being added on day 40
+    case = new_case(england)
+    eng.open_case(england, case, REFERRAL)
+    from models.simulate import LifeEvent
+
+    day = REFERRAL + timedelta(days=40)  # Sat 21 Feb 2026; looked after from Wed 18 Feb
+    apply_life_event(england, case, LifeEvent(40, "later-born-child"), day)
+    # 20 working days after Wed 18 Feb: 19-20 Feb 2, 23-27 Feb 7, 2-6 Mar 12, 9-13 Mar 17,
+    # 16-18 Mar 20 -> Wed 18 Mar
+    assert case.tasks["lac-review-child-2-1"].due == date(2026, 3, 18)
+    # their own application issued Fri 20 Feb: 26 weeks end 20 Feb + 181 days = Thu 20 Aug
+    own = eng.clock_state(england, case, england.clocks[0], day, "child-2")
+    assert own.due == date(2026, 8, 20)

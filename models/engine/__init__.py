@@ -19,7 +19,13 @@ The engine is split by concern; this package re-exports all of it, so callers ke
 
 from __future__ import annotations
 
-from models.engine.clocks import ClockState, clock_state, clock_states, is_stopped
+from models.engine.clocks import (
+    ClockState,
+    clock_instances,
+    clock_state,
+    clock_states,
+    is_stopped,
+)
 from models.engine.court import add_direction, extend_timetable, record_final_order, refer_out
 from models.engine.family import (
     add_caregiver,
@@ -39,7 +45,7 @@ from models.engine.lifecycle import (
     resume,
     validate_outcome,
 )
-from models.engine.placement import cease_looked_after, change_placement
+from models.engine.placement import cease_looked_after, change_placement, end_looked_after
 from models.engine.scheduling import _apply_step, redate_open_tasks
 from models.engine.state import (
     BLOCKED,
@@ -76,11 +82,12 @@ __all__ = [
     "withdraw_consent", "add_caregiver", "remove_caregiver", "add_child", "link_caregiver",
     "remove_child",
     # placement
-    "change_placement", "cease_looked_after",
+    "change_placement", "cease_looked_after", "end_looked_after",
     # court
     "extend_timetable", "record_final_order", "add_direction", "refer_out",
     # clocks and timers
-    "ClockState", "clock_state", "clock_states", "TimerPlan", "planned_timers", "opened_on",
+    "ClockState", "clock_instances", "clock_state", "clock_states", "TimerPlan",
+    "planned_timers", "opened_on",
     "is_stopped",
     # the caregiver relationships, from models.pathway
     "CARER_RELATIONSHIPS", "PARENT_RELATIONSHIPS", "RELATIONSHIPS",

@@ -8,7 +8,7 @@ from datetime import date, timedelta
 
 from models.calendar import ADJUST_FOR_KIND, compute_due
 from models.engine.scheduling import _due, _resolve_anchor
-from models.engine.state import CaseState
+from models.engine.state import FIRST_CHILD, CaseState, child_anchor
 from models.pathway import ClockSpec, PathwaySpec
 
 
@@ -28,6 +28,12 @@ class ClockState:
     met_on: date | None = None
     days_late: int | None = None  # met late, or still open past the last day
     source: str = ""
+    child: str | None = None  # a child's own clock (their own application); None: the family's
+
+    @property
+    def clock_id(self) -> str:
+        """The pathway's clock this is an instance of (`id` carries `@child` for a child's)."""
+        return self.id.partition("@")[0]
 
 
 # Whose a clock is, in words: once a case leaves NIM, clocks NIM does not own are theirs.
@@ -44,12 +50,13 @@ def is_stopped(state: str) -> bool:
     return state.startswith(("ended", "handed back"))
 
 
-def _stopped(spec: PathwaySpec, case: CaseState, clock: ClockSpec) -> str | None:
+def _stopped(spec: PathwaySpec, case: CaseState, clock: ClockSpec,
+             child: str | None = None) -> str | None:
     """Why an unmet clock no longer runs as NIM's: an event that ends it (the final order
     ends the CMH window), an exit that ends it (proceedings withdrawn), or the case having
     left NIM (a court or LA clock is handed back to its owner; NIM's own target ends)."""
     for name in clock.ended_by:
-        when = _resolve_anchor(case, name)
+        when = _own_date(case, name, child)
         if when is not None:
             return f"ended: {name.replace('_', ' ')} on {when.isoformat()}"
     exit_spec = spec.exits.get(case.exit_reason or "")
@@ -65,8 +72,26 @@ def _stopped(spec: PathwaySpec, case: CaseState, clock: ClockSpec) -> str | None
     return None
 
 
-def _clock_anchor(spec: PathwaySpec, case: CaseState, clock: ClockSpec) -> date | None:
-    return _resolve_anchor(case, clock.anchor)
+def _own_date(case: CaseState, name: str, child: str | None) -> date | None:
+    """A date of the family's clock, or of one child's own: a child's own application is met,
+    ended and heard by its own dates (`final_order@child-2`), never by the family's."""
+    if child is None or name.startswith("done:"):
+        return _resolve_anchor(case, name, child)
+    return case.anchors.get(child_anchor(name, child))
+
+
+def own_clock_children(case: CaseState, clock: ClockSpec) -> list[str]:
+    """The children with their own instance of a clock: those (after the first, whose dates
+    are the family's) with their own date for its anchor, such as their own application."""
+    if clock.anchor.startswith(("stage:", "done:")):
+        return []
+    return [c for c in case.children
+            if c != FIRST_CHILD and child_anchor(clock.anchor, c) in case.anchors]
+
+
+def _clock_anchor(spec: PathwaySpec, case: CaseState, clock: ClockSpec,
+                  child: str | None = None) -> date | None:
+    return _own_date(case, clock.anchor, child)
 
 
 def _extended(clock: ClockSpec, case: CaseState, legal_end: date) -> tuple[date, str]:
@@ -80,16 +105,21 @@ def _extended(clock: ClockSpec, case: CaseState, legal_end: date) -> tuple[date,
     return legal_end, "; ".join(notes)
 
 
-def clock_state(spec: PathwaySpec, case: CaseState, clock: ClockSpec, on: date) -> ClockState:
-    """One clock: when it runs out, why, whose it is, and whether it is met or breached."""
-    base = dict(kind=clock.kind, owner=clock.owner, source=clock.source)
-    anchor = _clock_anchor(spec, case, clock)
+def clock_state(spec: PathwaySpec, case: CaseState, clock: ClockSpec, on: date,
+                child: str | None = None) -> ClockState:
+    """One clock: when it runs out, why, whose it is, and whether it is met or breached. With
+    `child`, that child's own instance (their own application: own_clock_children)."""
+    ident, title = clock.id, clock.title
+    if child is not None:
+        ident, title = f"{clock.id}@{child}", f"{clock.title} ({child}'s own)"
+    base = dict(kind=clock.kind, owner=clock.owner, source=clock.source, child=child)
+    anchor = _clock_anchor(spec, case, clock, child)
     if anchor is None:
-        return ClockState(clock.id, clock.title, None,
+        return ClockState(ident, title, None,
                           f"starts when {clock.anchor.replace('_', ' ')} is recorded",
                           "not-started", **base)
-    met_on = _resolve_anchor(case, clock.met_by) if clock.met_by else None
-    stopped = _stopped(spec, case, clock) if met_on is None else None
+    met_on = _own_date(case, clock.met_by, child) if clock.met_by else None
+    stopped = _stopped(spec, case, clock, child) if met_on is None else None
     if clock.kind == "window":
         w = clock.window
         first = _due(case, w.earliest, clock.anchor, anchor, "target")
@@ -109,7 +139,7 @@ def clock_state(spec: PathwaySpec, case: CaseState, clock: ClockSpec, on: date) 
             state, late = "open", None
         else:
             state, late = "breached-open", (on - last.due).days
-        return ClockState(clock.id, clock.title, last.due, why, state, (last.due - on).days,
+        return ClockState(ident, title, last.due, why, state, (last.due - on).days,
                           earliest=first.due, met_on=met_on, days_late=late, **base)
     kind = "maximum" if clock.kind == "maximum" else "target"
     d = _due(case, clock.limit, clock.anchor, anchor, "exact" if clock.extensions else kind)
@@ -118,7 +148,7 @@ def clock_state(spec: PathwaySpec, case: CaseState, clock: ClockSpec, on: date) 
         moved = compute_due(case.calendar, due, case.paused_days, "days", "the target",
                             adjust="forward")  # NIM's own targets stop while paused
         due, why = moved.due, f"{why}; {moved.explanation} (paused)"
-    if clock.extensions and case.extensions:
+    if clock.extensions and case.extensions and child is None:  # the family application's
         legal_end, notes = _extended(clock, case, due)
         d2 = compute_due(case.calendar, legal_end, 0, "days", "the extended limit",
                          adjust=ADJUST_FOR_KIND[kind])
@@ -141,10 +171,17 @@ def clock_state(spec: PathwaySpec, case: CaseState, clock: ClockSpec, on: date) 
     else:
         state = "running" if on <= due else "breached-open"
         late = (on - due).days if on > due else None
-    return ClockState(clock.id, clock.title, due, why, state, (due - on).days, met_on=met_on,
+    return ClockState(ident, title, due, why, state, (due - on).days, met_on=met_on,
                       days_late=late, **base)
+
+
+def clock_instances(spec: PathwaySpec, case: CaseState) -> list[tuple[ClockSpec, str | None]]:
+    """Each clock of the case: the family's, then each child's own (their own application)."""
+    return [(clock, child) for clock in spec.clocks
+            for child in [None, *own_clock_children(case, clock)]]
 
 
 def clock_states(spec: PathwaySpec, case: CaseState, on: date) -> list[ClockState]:
     """Each clock: when it runs out, why, and whether it is met or breached."""
-    return [clock_state(spec, case, clock, on) for clock in spec.clocks]
+    return [clock_state(spec, case, clock, on, child)
+            for clock, child in clock_instances(spec, case)]

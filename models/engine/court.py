@@ -8,7 +8,17 @@ from typing import Any
 
 from models.engine.clocks import clock_state
 from models.engine.family import _caregiver, _child_of
-from models.engine.state import CaseState, Effect, EngineError, Extension, FinalOrder, TaskState
+from models.engine.placement import end_looked_after
+from models.engine.state import (
+    FIRST_CHILD,
+    CaseState,
+    Effect,
+    EngineError,
+    Extension,
+    FinalOrder,
+    TaskState,
+    child_anchor,
+)
 from models.pathway import DIRECTION_TASK, REFERRAL_OUT_TASK, PathwaySpec, TaskSpec
 
 
@@ -41,33 +51,57 @@ def extend_timetable(spec: PathwaySpec, case: CaseState, granted_on: date, weeks
                                                 "from": str(before.due), "to": str(after.due)})]
 
 
+def own_application(case: CaseState, child: str | None) -> bool:
+    """Whether a child has an application of their own, apart from the family's."""
+    return child not in (None, FIRST_CHILD) and \
+        child_anchor("proceedings_issued", child) in case.anchors
+
+
 def record_final_order(spec: PathwaySpec, case: CaseState, made_on: date, kind: str,
                        follows_recommendation: bool, on: date,
                        child: str | None = None) -> list[Effect]:
     """The final order that disposes of the proceedings (it meets the 26-week clock); with
-    `child`, one child's own order where a sibling group's orders differ (the proceedings are
-    disposed of once every child has theirs)."""
+    `child`, one child's own order where a sibling group's orders differ (the family's
+    application is disposed of once every child on it has theirs; a child with their own
+    application has it disposed of by their own order). An order after which the child is no
+    longer looked after (the pathway's `court.ends_looked_after`) ends their reviews, visits
+    and NIM's work for them alone."""
     if kind not in spec.court.order_kinds:
         raise EngineError(f"unknown order kind {kind!r}; use one of "
                           f"{', '.join(spec.court.order_kinds) or '(none declared)'}")
-    issued = case.anchors.get("proceedings_issued")
+    if child is not None:
+        _child_of(case, child)
+    own = own_application(case, child)
+    issued = case.anchors.get(child_anchor("proceedings_issued", child) if own
+                              else "proceedings_issued")
     if issued is None:
         raise EngineError("record when proceedings were issued before the final order")
     if not issued <= made_on <= on:
         raise EngineError(f"final order date {made_on} must be between issue ({issued}) and "
                           f"today ({on})")
     order = FinalOrder(made_on, kind, follows_recommendation)
+    on_family = [c for c in case.children if not own_application(case, c)]
     if child is not None and len(case.children) > 1:
-        case.child_orders[_child_of(case, child)] = order
+        case.child_orders[child] = order
         case.anchors[f"final_order@{child}"] = made_on  # each child's own, even the first
-        if all(c in case.child_orders for c in case.children):
-            case.anchors["final_order"] = max(o.made_on for o in case.child_orders.values())
+        if not own and all(c in case.child_orders for c in on_family):
+            case.anchors["final_order"] = max(case.child_orders[c].made_on for c in on_family)
+        covered = [child]
     else:
         case.final_order = order
         case.anchors["final_order"] = made_on
-    return [Effect("final-order-recorded", None, {
+        covered = on_family
+    effects = [Effect("final-order-recorded", None, {
         "on": str(made_on), "kind": kind, "follows_recommendation": follows_recommendation,
         **({"child": child} if child else {})})]
+    if kind in spec.court.ends_looked_after:
+        why = (f"{spec.court.order_kinds[kind].lower()} made on {made_on}: no longer looked "
+               f"after ({spec.court.ends_looked_after_source or 'the pathway'})")
+        for c in covered:
+            if child_anchor("ceased_looked_after", c) not in case.anchors:
+                effects += end_looked_after(spec, case, made_on, why, c,
+                                            nim_work=len(case.children) > 1)
+    return effects
 
 
 def add_direction(spec: PathwaySpec, case: CaseState, document: str, role: str, by: date,

@@ -102,13 +102,30 @@ def remove_caregiver(spec: PathwaySpec, case: CaseState, key: str, on: date,
 
 
 def add_child(spec: PathwaySpec, case: CaseState, on: date,
-              placement_start: date | None = None) -> list[Effect]:
-    """A sibling joins the family episode: their own statutory work, and the current stage's
-    work for them (and for each caregiver who cares for them)."""
+              placement_start: date | None = None, placement_kind: str | None = None,
+              looked_after_from: date | None = None,
+              proceedings_issued: date | None = None) -> list[Effect]:
+    """A sibling joins the family episode (a newborn, a child taken into care later): their
+    own statutory work from their own dates, never the family's. `looked_after_from`: the day
+    they became looked after (default: today), which their first review counts from;
+    `proceedings_issued`: their own application, if the court issued one apart from the
+    family's (its own 26 weeks and case management hearing); `placement_*`: their placement,
+    which their visits count from (default: the day they became looked after)."""
     child = f"child-{len(case.children) + 1}"
+    looked_after_from = looked_after_from or on
+    if looked_after_from > on:
+        raise EngineError(f"{child} cannot be looked after from {looked_after_from}, after "
+                          f"today ({on}); add the child once they are looked after")
     case.children.append(child)
-    case.anchors[child_anchor("placement_start", child)] = placement_start or on
-    effects = [Effect("child-added", None, {"child": child})]
+    case.anchors[child_anchor("care_entry", child)] = looked_after_from
+    case.anchors[child_anchor("placement_start", child)] = placement_start or looked_after_from
+    if proceedings_issued is not None:
+        case.anchors[child_anchor("proceedings_issued", child)] = proceedings_issued
+    if placement_kind is not None:
+        case.placement_kinds[child] = placement_kind
+    effects = [Effect("child-added", None, {
+        "child": child, "looked_after_from": str(looked_after_from),
+        **({"proceedings_issued": str(proceedings_issued)} if proceedings_issued else {})})]
     for spec_task in spec.statutory:
         effects += _create_tasks(spec, case, spec_task, "statutory", late_from=on)
     if case.stage is not None:

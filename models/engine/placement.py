@@ -62,20 +62,36 @@ def change_placement(spec: PathwaySpec, case: CaseState, start: date,
 
 def cease_looked_after(spec: PathwaySpec, case: CaseState, on: date, why: str,
                        child: str | None = None) -> list[Effect]:
-    """A child stops being looked after: their reviews and visits stop."""
+    """A child stops being looked after (recorded by hand: a care order discharged, the
+    child's accommodation ended): their reviews and visits stop."""
     child = _child_of(case, child)
     name = child_anchor("ceased_looked_after", child)
     if name in case.anchors:
         raise EngineError(f"case {case.ref} recorded {child} as no longer looked after on "
                           f"{case.anchors[name]}")
-    if on < case.anchors["care_entry"]:
-        raise EngineError(f"{on} is before care entry ({case.anchors['care_entry']})")
-    case.anchors[name] = on
-    effects = [Effect("looked-after-ended", None, {"on": str(on), "child": child})]
+    entry = case.anchors.get(child_anchor("care_entry", child), case.anchors["care_entry"])
+    if on < entry:
+        raise EngineError(f"{on} is before {child} became looked after ({entry})")
+    return end_looked_after(spec, case, on, why, child)
+
+
+def end_looked_after(spec: PathwaySpec, case: CaseState, on: date, why: str, child: str,
+                     nim_work: bool = False) -> list[Effect]:
+    """Record that `child` is no longer looked after from `on`: their reviews and visits stop
+    (the reason names what ended it); with `nim_work`, so does NIM's work for that child alone
+    (one child of a sibling group leaves; the family's work goes on)."""
+    case.anchors[child_anchor("ceased_looked_after", child)] = on
+    reason = f"child no longer looked after ({why})" if why else "child no longer looked after"
+    effects = [Effect("looked-after-ended", None, {"on": str(on), "child": child,
+                                                   "reason": reason})]
+    everyone = all(child_anchor("ceased_looked_after", c) in case.anchors for c in case.children)
     for t in case.tasks.values():
-        if t.state in (OPEN, BLOCKED) and spec.task_by_id[t.spec_id].while_looked_after and \
-                t.child in (None, child):
+        if t.state not in (OPEN, BLOCKED) or t.child != (child if t.child else None):
+            continue
+        if t.child is None and not everyone:
+            continue  # the family's own statutory work goes on while a sibling is looked after
+        statutory = spec.task_by_id[t.spec_id].while_looked_after
+        if statutory or (nim_work and t.child == child and t.stage not in ("statutory", "court")):
             t.state = CANCELLED
-            effects.append(Effect("task-cancelled", t.key,
-                                  {"reason": "child no longer looked after"}))
+            effects.append(Effect("task-cancelled", t.key, {"reason": reason}))
     return effects

@@ -8,7 +8,7 @@ from datetime import date, timedelta
 from typing import Any
 
 from models.calendar import compute_due
-from models.engine.clocks import clock_state, is_stopped
+from models.engine.clocks import clock_instances, clock_state, is_stopped
 from models.engine.state import OPEN, CaseState
 from models.pathway import PathwaySpec
 
@@ -58,12 +58,12 @@ def planned_timers(spec: PathwaySpec, case: CaseState) -> list[TimerPlan]:
             plans.append(TimerPlan(f"{case.ref}/{task.key}/escalation-{tier}",
                                    "escalation", fire, task.key, esc.role,
                                    {"due": str(task.due), "tier": tier, "owner": task.role}))
-    for clock in spec.clocks if not case.closed_on else []:
-        state = clock_state(spec, case, clock, date.min)
+    for clock, child in clock_instances(spec, case) if not case.closed_on else []:
+        state = clock_state(spec, case, clock, date.min, child)
         if state.due is None or state.state in ("met", "breached", "not-applicable") or \
                 is_stopped(state.state):
             continue
-        detail = {"clock": clock.id, "title": clock.title, "due": str(state.due),
+        detail = {"clock": state.id, "title": state.title, "due": str(state.due),
                   "explanation": state.explanation, "owner": clock.owner, "kind": clock.kind}
         warned = clock.notify or (spec.task_by_id[clock.met_by[5:]].role
                                   if clock.met_by and clock.met_by.startswith("done:")
@@ -71,12 +71,12 @@ def planned_timers(spec: PathwaySpec, case: CaseState) -> list[TimerPlan]:
         for w in clock.warnings:
             fire = compute_due(cal, state.due, -w.amount(case.settings), w.unit).due
             plans.append(TimerPlan(
-                f"{case.ref}/clock/{clock.id}/warn-{w.raw_amount}{w.unit}/{state.due}",
+                f"{case.ref}/clock/{state.id}/warn-{w.raw_amount}{w.unit}/{state.due}",
                 "clock-warning", fire, None, warned, detail))
         if clock.met_by:
             for role in clock.escalate or [warned]:
                 suffix = "" if not clock.escalate else f"/{role}"
                 plans.append(TimerPlan(
-                    f"{case.ref}/clock/{clock.id}/breach/{state.due}{suffix}", "clock-breach",
+                    f"{case.ref}/clock/{state.id}/breach/{state.due}{suffix}", "clock-breach",
                     state.due + timedelta(days=1), None, role, detail))
     return plans

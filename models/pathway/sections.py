@@ -287,6 +287,11 @@ class CourtSpec(_Strict):
     court can direct to be filed (each direction becomes a task for the named role)."""
 
     order_kinds: dict[str, str] = {}  # code -> label
+    # the order kinds after which the child they are made for is no longer looked after (an
+    # order that discharges the care order, or makes none): that child's reviews and visits
+    # stop, and NIM's work for that child alone, with the order named as the reason
+    ends_looked_after: list[str] = []
+    ends_looked_after_source: str = ""  # the law that says so (act and section)
     documents: dict[str, str] = {}  # code -> label, e.g. final-report: Final report
 
 

@@ -47,6 +47,7 @@ def pathway_problems(spec: PathwaySpec, stored: bool) -> list[str]:
         *escalation_problems(spec),
         *exit_problems(spec),
         *consent_problems(spec),
+        *court_problems(spec),
         *per_child_gate_problems(spec),
         *switch_problems(spec),
         *clock_owner_problems(spec),
@@ -370,6 +371,13 @@ def exit_problems(spec: PathwaySpec) -> list[str]:
         problems += [f"exits.{code}.ends_clocks: unknown clock {c!r}" for c in ex.ends_clocks
                      if c not in clock_ids]
     return problems
+
+
+def court_problems(spec: PathwaySpec) -> list[str]:
+    """An order that ends looked-after status is one of the pathway's order kinds."""
+    return [f"court.ends_looked_after: unknown order kind {k!r}; the court's order_kinds are "
+            f"{', '.join(spec.court.order_kinds) or '(none)'}"
+            for k in spec.court.ends_looked_after if k not in spec.court.order_kinds]
 
 
 def consent_problems(spec: PathwaySpec) -> list[str]:

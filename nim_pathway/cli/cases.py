@@ -319,8 +319,15 @@ def case_add_child(
     dob: Annotated[str, typer.Option(help="date of birth")],
     placement: Annotated[str | None, typer.Option(help="KIND:START, e.g. foster:2026-02-02")]
     = None,
+    looked_after_from: Annotated[str | None, typer.Option(
+        help="the day they became looked after (default: today); their first review counts "
+             "from it")] = None,
+    proceedings_issued: Annotated[str | None, typer.Option(
+        help="their own application's issue date, if apart from the family's (its own 26 "
+             "weeks and hearing window)")] = None,
 ) -> None:
-    """Add a sibling to the family episode: their statutory work and the current stage's."""
+    """Add a sibling to the family episode (a newborn, a child taken into care later): their
+    own statutory work from their own dates, and the current stage's work."""
     from pydantic import ValidationError
 
     from models.schemas import ChildIn
@@ -330,6 +337,10 @@ def case_add_child(
     if placement:
         kind, start = split_pair(placement)
         data["placement"] = {"kind": kind, "start": start}
+    for name, value in (("looked_after_from", looked_after_from),
+                        ("proceedings_issued", proceedings_issued)):
+        if value:
+            data[name] = value
     try:
         child = ChildIn.model_validate(data)
     except ValidationError as exc:

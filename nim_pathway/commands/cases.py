@@ -29,6 +29,10 @@ from store.tables import Caregiver, Case, Child, Intake, Placement, Practitioner
 MOVABLE_DATES = ("care_entry", "referral", "la_referral", "proceedings_issued",
                  "case_management_hearing", "cmh_held", "issues_resolution_hearing",
                  "final_hearing")
+# A later child's own dates (`cmh_held@child-2`): the day they became looked after, and their
+# own application's issue and hearings (docs/STATUTORY-CLOCKS.md EN-6)
+CHILD_DATES = ("care_entry", "proceedings_issued", "case_management_hearing", "cmh_held",
+               "issues_resolution_hearing", "final_hearing")
 
 
 class CaseCommands(CommandBase):
@@ -115,15 +119,17 @@ class CaseCommands(CommandBase):
                     session.add(Placement(case_id=case.id, child=key, kind=placement.kind,
                                           start=placement.start, reason="care entry"))
                 anchors[eng.child_anchor("placement_start", key)] = (
-                    placement.start if placement else referral.care_entry)
+                    placement.start if placement else child.looked_after_from
+                    or referral.care_entry)
             carers = run_engine(eng.caregiver_keys, [c.relationship for c in referral.caregivers])
             for c, given in zip(carers, referral.caregivers, strict=True):
                 c.children = list(given.children)
                 session.add(Caregiver(case_id=case.id, key=c.key, relationship=c.relationship,
                                       name=given.name, children=c.children or None))
-            for name in ("la_referral", "proceedings_issued", "final_hearing"):
-                if getattr(referral, name):
-                    anchors[name] = getattr(referral, name)
+            for name, day in referral.case_dates().items():  # the family's, each child's own
+                if name.partition("@")[0] in ("la_referral", "proceedings_issued",
+                                              "final_hearing", "care_entry"):
+                    anchors[name] = day
             state = eng.CaseState(ref=ref, jurisdiction=referral.jurisdiction, anchors=anchors,
                                   settings={**spec.settings, **referral.settings},
                                   caregivers=carers, closures=self.ctx.closures,
@@ -176,7 +182,8 @@ class CaseCommands(CommandBase):
             spec, state = self.load(session, case)
             self.authorize(session, actor, "move-date", spec, Target(ref, doing="move a case date"))
             allowed = set(MOVABLE_DATES) | set(spec.dates) | {
-                a for a in state.anchors if a.startswith("stage:")}
+                a for a in state.anchors if a.startswith("stage:")} | {
+                f"{name}@{child}" for name in CHILD_DATES for child in state.children[1:]}
             if anchor not in allowed:
                 raise Invalid(f"unknown date {anchor!r}; use one of {', '.join(sorted(allowed))}")
             # the rules `case open` applies to a referral's dates, to what this move breaks

@@ -31,9 +31,11 @@ class FamilyCommands(CommandBase):
             if age >= spec.eligibility.max_age_months:
                 raise Invalid(f"not eligible: the child is {age} months old; {spec.title} is "
                               f"for children under {spec.eligibility.max_age_months} months")
-        start = child.placement.start if child.placement else on
-        result = self._engine_event(ref, actor, "change-family", "add a child",
-                                    eng.add_child, on, start)
+        placement = child.placement
+        result = self._engine_event(ref, actor, "change-family", "add a child", eng.add_child,
+                                    on, placement.start if placement else None,
+                                    placement.kind if placement else None,
+                                    child.looked_after_from, child.proceedings_issued)
         key = next(e.detail["child"] for e in result.effects if e.kind == "child-added")
         with self.ctx.write() as session:  # identity: the row the engine's save created
             case = mapping.find_case(session, ref, lock=True)
