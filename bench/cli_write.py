@@ -115,8 +115,8 @@ def driver(args: dict[str, Any]) -> dict[str, Any]:
                 served.append(write(refs[3 * i + 2], online))
                 opened.append(timed_cli(online, "case", "open", "--file", str(referral_file),
                                         "--as", "mgr.okafor", expect="NIM-"))
-                shown.append(timed_cli(online, "case", "show", refs[3 * i + 2], "--as",
-                                       "mgr.okafor", expect=refs[3 * i + 2]))
+                shown.append(timed_cli(online, "case", "show", refs[3 * i + 2],
+                                       expect=refs[3 * i + 2]))
         finally:
             service.terminate()
             service.wait(30)

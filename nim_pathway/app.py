@@ -4,28 +4,26 @@ tasks, demo, stack, benchmarks and tests all come through here)."""
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import date
 from functools import cache
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from models.clock import Clock
-from nim_pathway.commands import (
-    AdminCommands,
-    CaseCommands,
-    CourtCommands,
-    FamilyCommands,
-    IdentityCommands,
-    TaskCommands,
-    TimerCommands,
-    command_groups,
-)
+from nim_pathway.commands import command_group
 from nim_pathway.settings import Settings
 from store.context import StoreContext
 from store.keystore import Keystore
 from store.queries import Queries
 
 if TYPE_CHECKING:
+    from nim_pathway.commands.admin import AdminCommands
+    from nim_pathway.commands.cases import CaseCommands
+    from nim_pathway.commands.court import CourtCommands
+    from nim_pathway.commands.family import FamilyCommands
+    from nim_pathway.commands.identity import IdentityCommands
+    from nim_pathway.commands.tasks import TaskCommands
+    from nim_pathway.commands.timers import TimerCommands
     from notifications.config import NotifyConfig
     from notifications.dispatcher import Dispatcher
 
@@ -39,13 +37,43 @@ class Service:
     ctx: StoreContext
     queries: Queries
     notify_config: Callable[[], NotifyConfig]  # loaded when first needed, then kept
-    cases: CaseCommands
-    family: FamilyCommands
-    court: CourtCommands
-    tasks: TaskCommands
-    timers: TimerCommands
-    admin: AdminCommands
-    identity: IdentityCommands
+    # the command groups, each built on first use (nim_pathway.commands.GROUPS)
+    _groups: dict[str, Any] = field(default_factory=dict, repr=False, compare=False)
+
+    def _group(self, name: str) -> Any:  # noqa: ANN401 - one of the groups below
+        found = self._groups.get(name)
+        if found is None:
+            found = self._groups[name] = command_group(name, self.ctx, self.queries,
+                                                       self.notify_config)
+        return found
+
+    @property
+    def cases(self) -> CaseCommands:
+        return self._group("cases")
+
+    @property
+    def family(self) -> FamilyCommands:
+        return self._group("family")
+
+    @property
+    def court(self) -> CourtCommands:
+        return self._group("court")
+
+    @property
+    def tasks(self) -> TaskCommands:
+        return self._group("tasks")
+
+    @property
+    def timers(self) -> TimerCommands:
+        return self._group("timers")
+
+    @property
+    def admin(self) -> AdminCommands:
+        return self._group("admin")
+
+    @property
+    def identity(self) -> IdentityCommands:
+        return self._group("identity")
 
     @property
     def url(self) -> str:
@@ -81,7 +109,7 @@ def build_service(url: str | None = None, clock: Clock | None = None,
         migrate_schema(ctx.url)
     queries = Queries(ctx)
     notify = notify_loader(settings)
-    return Service(settings, ctx, queries, notify, **command_groups(ctx, queries, notify))
+    return Service(settings, ctx, queries, notify)
 
 
 def notify_loader(settings: Settings) -> Callable[[], NotifyConfig]:
