@@ -325,10 +325,13 @@ class Queries:
                          if (g := spec.gate_of_task.get(t.spec_id)) and g.decision == kind), on)
             rows.append(TimelineRow(when, f"decision {kind.upper()}: {label}", None, "", ""))
         for p in state.pauses:  # the reason stays in the audit log
-            rows.append(TimelineRow(p.start, f"NIM's work paused for {(p.end - p.start).days} "
+            whose = f"{p.person}'s work" if p.person else "NIM's work"
+            rows.append(TimelineRow(p.start, f"{whose} paused for {(p.end - p.start).days} "
                                     "days", None, "", ""))
         if state.paused_since:
             rows.append(TimelineRow(state.paused_since, "NIM's work paused", None, "", ""))
+        for person, since in state.paused_people.items():
+            rows.append(TimelineRow(since, f"{person}'s work paused", None, "", ""))
         if state.exit_reason and state.closed_on:
             rows.append(TimelineRow(state.closed_on, f"left the pathway: {state.exit_reason}",
                                     None, "", ""))
