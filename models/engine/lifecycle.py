@@ -177,13 +177,18 @@ def complete_task(
 
 def _consent_recorded(spec: PathwaySpec, case: CaseState, task: TaskState,
                       on: date) -> list[Effect]:
-    """Keep each caregiver's consent; one who consents after their stage began gets the
-    current stage's work for them, due from the day they consented."""
+    """Keep each caregiver's consent (the first given is the case's `consent` date); one who
+    consents after their stage began gets the current stage's work, due from that day."""
     rule = spec.consent_rule
     if rule is None or task.spec_id != rule.task or task.caregiver is None:
         return []
     carer = next(c for c in case.caregivers if c.key == task.caregiver)
     carer.consent = (task.outcome or {}).get(rule.field)
+    if carer.consent == rule.given and "consent" not in case.anchors:
+        # the day the first caregiver consented (FDAC: a parent signed up): a clock or due
+        # rule hangs on it; a hearing held with no parent signing up does not set it
+        case.anchors["consent"] = date.fromisoformat((task.outcome or {}).get(
+            "completed_on") or str(on))
     if carer.consent != rule.given or case.stage is None or \
             case.stage == spec.stage_of_task[rule.task]:
         return []

@@ -174,7 +174,8 @@ class CaseCommands(CommandBase):
         with self.ctx.write() as session:
             case = mapping.find_case(session, ref, lock=True)
             spec, state = self.load(session, case)
-            self.authorize(session, actor, "move-date", spec, Target(ref, doing="move a case date"))
+            self.authorize(session, actor, "move-date", spec,
+                           Target(ref, doing=f"move the case date {anchor}", date=anchor))
             allowed = set(MOVABLE_DATES) | set(spec.dates) | {
                 a for a in state.anchors if a.startswith("stage:")}
             if anchor not in allowed:
