@@ -50,8 +50,15 @@ def test_a_direction_for_work_not_made_yet_binds_it_when_made_and_pauses_keep_it
     assert effects[0].detail["pending"] is True
     assert not [t for t in case.tasks.values() if t.spec_id in ("court-direction",
                                                                  "assessment-report")]
-    _finish_assessment(case, date(2026, 4, 7))  # Tue 7 Apr
+    created: list[eng.Effect] = []
+    while case.stage == "assessment":  # every assessment task done Tue 7 Apr
+        task = next(t for t in case.tasks.values() if t.stage == "assessment"
+                    and t.state == eng.OPEN)
+        created += eng.complete_task(SPEC, case, task.key, sample_outcome(SPEC, task.spec_id, {}),
+                                     "psy", date(2026, 4, 7))
     report = case.tasks["assessment-report"]
+    assert next(e.detail["due"] for e in created if e.kind == "task-created"
+                and e.task == "assessment-report") == "2026-04-10"
     # the earlier of the pathway's Mon 20 Apr and the court's Fri 10 Apr
     assert (report.due, report.pathway_due) == (date(2026, 4, 10), date(2026, 4, 20))
     assert report.due_explanation.startswith(

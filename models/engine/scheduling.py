@@ -164,7 +164,7 @@ def _create_tasks(spec: PathwaySpec, case: CaseState, spec_task: TaskSpec, stage
             if any(case.tasks[k].state != DONE for k in after):
                 task.state = BLOCKED
             case.tasks[key] = task
-            effects.append(Effect("task-created", key, {"role": task.role, "due": str(due)}))
+            effects.append(Effect("task-created", key, {"role": task.role, "due": str(task.due)}))
     return effects
 
 
