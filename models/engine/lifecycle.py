@@ -275,8 +275,9 @@ def resume(spec: PathwaySpec, case: CaseState, on: date, reason: str = "",
     """Resume after a pause: open programme work (not statutory or court work) of the family,
     or of `person`, that was not yet due when the pause began moves on by the days paused;
     work already late that day keeps its date, so its lateness stays visible."""
-    if person is not None:
-        return _resume_person(case, on, reason, _person(case, person))
+    if person is not None:  # (one who left the case while paused can still be resumed)
+        who = person if person in case.paused_people else _person(case, person)
+        return _resume_person(case, on, reason, who)
     if case.paused_since is None:
         who = ", ".join(case.paused_people)
         raise EngineError(f"case {case.ref} is not paused" + (
