@@ -265,7 +265,8 @@ class Queries:
                                state.final_order.follows_recommendation)
                 if state.final_order else None,
                 {k: FinalOrderView(o.made_on, o.kind, o.follows_recommendation)
-                 for k, o in state.child_orders.items()} or None),
+                 for k, o in state.child_orders.items()} or None,
+                tuple((d.document, d.by, d.given_on) for d in state.directions)),
             looked_after="ceased_looked_after" not in state.anchors,
             children=tuple(ChildView(
                 k.key, months_between(k.date_of_birth, on) if k.date_of_birth else None,
@@ -274,6 +275,7 @@ class Queries:
                 eng.child_anchor("ceased_looked_after", k.key) not in state.anchors)
                 for k in kids if k.removed_on is None),
             exit_reason=case.exit_reason, paused_since=case.paused_since,
+            paused_people=dict(state.paused_people) or None,
             previous_episode=case.previous_episode,
             contact=tuple(ContactView(c.child, c.caregiver, c.per_week, c.supervised, c.start)
                           for c in contact),

@@ -425,5 +425,7 @@ def test_pause_one_caregiver_and_a_direction_that_binds_the_report(team, tmp_pat
         "2026-10-30", "--as", "la.sol.reid")
     tasks = run("task", "list", "--case", "NIM-2026-0001", "--state", "all").stdout
     assert "court-direction" not in tasks
+    shown = json.loads(run("case", "show", "NIM-2026-0001", "--json").stdout)
+    assert shown["court"]["directions"] == [["final-report", "2026-10-30", "2026-01-12"]]
     forecast = run("case", "forecast", "NIM-2026-0001").stdout
     assert "court direction of 2026-01-12: file final-report by 2026-10-30" in forecast

@@ -85,6 +85,8 @@ def test_a_direction_binds_the_report_across_saves_and_shows_in_the_forecast(sto
     assert [e.kind for e in result.effects] == ["direction-recorded"]
     assert not [t for t in store.queries.tasks(case=ref, state=None)
                 if t.spec_id == "court-direction"]  # no separate task
+    assert store.queries.show(ref).court.directions == (
+        ("final-report", date(2026, 10, 30), date(2026, 1, 12)),)
     # saved with the case and read back: the forecast plans the final report to the court's
     # Fri 30 Oct and names the direction the pathway's own date would miss
     projected = store.queries.forecast(ref)

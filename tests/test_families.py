@@ -336,7 +336,8 @@ def test_a_fathers_pause_stops_only_his_work_and_lateness_stays_visible(store, c
         store.cases.pause(ref, "in custody", "coord.ali", caregiver="uncle")
     clock.set(datetime(2026, 2, 4, 10, tzinfo=UK))  # Wed 4 Feb
     store.cases.pause(ref, "in custody", "coord.ali", caregiver="father")
-    assert store.queries.show(ref).paused_since is None  # the family's work goes on
+    shown = store.queries.show(ref)  # the family's work goes on
+    assert (shown.paused_since, shown.paused_people) == (None, {"father": date(2026, 2, 4)})
     with session_scope(db_url) as s:
         live = {t.task_key for t in s.exec(select(Timer).where(
             Timer.fired_at.is_(None), Timer.cancelled_at.is_(None)))}
