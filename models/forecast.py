@@ -4,7 +4,8 @@ Pure: a copy of the case is driven through the rest of the pathway with each tas
 due date (the treatment gate assumed to send the family to treatment, as the pathway's
 `reporting:` names them, unless already decided), so the projection follows the same rules as
 the real case. Conflicts: the programme's timetable against the 26-week limit or Scotland's
-6-month aim, and a final report due after the final hearing.
+6-month aim, a final report due after the final hearing, and work a court direction binds that
+the pathway alone would finish after the court's date.
 """
 
 from __future__ import annotations
@@ -72,11 +73,30 @@ def forecast(spec: PathwaySpec, case: eng.CaseState, today: date,
         advice = clock_advice(spec, sim, clock, day)
         if advice:
             out.conflicts.append(advice)
+    out.conflicts += direction_conflicts(sim)
     hearing = sim.anchors.get("final_hearing")
     final = next((m.projected for m in out.milestones if m.task == rep.final_report), None)
     if hearing and final and final > hearing:
         out.conflicts.append(f"final report projected for {final}, after the final hearing on "
                              f"{hearing}")
+    return out
+
+
+def direction_conflicts(sim: eng.CaseState) -> list[str]:
+    """Work a court direction binds whose pathway date (projected) is later than the court's:
+    the projection plans it to the court's date, so the team has to bring it forward."""
+    out = []
+    for t in sorted(sim.tasks.values(), key=lambda t: (t.pathway_due or t.due, t.key)):
+        if t.pathway_due is None or t.state == eng.CANCELLED:
+            continue
+        binding = min((d for d in sim.directions if t.spec_id in d.tasks and d.by < t.pathway_due),
+                      key=lambda d: (d.by, d.given_on), default=None)
+        if binding is None:
+            continue
+        out.append(f"{binding.names()}: the pathway projects {t.key} for {t.pathway_due}, "
+                   f"{(t.pathway_due - binding.by).days} days later; it is planned to the "
+                   "court's date: bring the work forward or ask the court to vary the "
+                   "direction")
     return out
 
 

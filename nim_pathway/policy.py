@@ -33,6 +33,13 @@ SITE_PERMISSIONS: dict[str, set[str]] = {
 }
 
 
+# The court's hearing dates (PD12A: the CMH, the IRH, the final hearing): part of the court's
+# timetable, so whoever may record that timetable (`record-court-timetable`: the LA solicitor
+# in England) may record them with `case move-date`, as well as whoever may move any date.
+COURT_HEARING_DATES = ("case_management_hearing", "cmh_held", "issues_resolution_hearing",
+                       "final_hearing")
+
+
 @dataclass(frozen=True)
 class Target:
     """What an action is on: the case, and the task's role and owner for task actions."""
@@ -42,6 +49,7 @@ class Target:
     assignee_id: int | None = None
     doing: str = ""  # how the refusal says it ("complete NIM-2026-0001/triage")
     via: str | None = None  # the UI attempt a form came from: a replay is refused, not re-audited
+    date: str | None = None  # the case date a move-date action sets
 
 
 def seal_of(row: Practitioner, key: bytes) -> str:
@@ -116,6 +124,8 @@ def allowed_roles(spec: PathwaySpec, action: str, target: Target) -> set[str]:
     roles = set(spec.permitted(action)) - {TASK_ROLE, ASSIGNEE}
     if TASK_ROLE in spec.permitted(action) and target.task_role:
         roles.add(target.task_role)
+    if action == "move-date" and target.date in COURT_HEARING_DATES:
+        roles |= set(spec.permitted("record-court-timetable")) - {TASK_ROLE, ASSIGNEE}
     return roles | spec.managers()
 
 

@@ -78,8 +78,12 @@ def load_state(session: Session, case: Case, spec: PathwaySpec,
         child_orders={k: eng.FinalOrder(date.fromisoformat(o["made_on"]), o["kind"],
                                         o["follows"]) for k, o in (case.child_orders or {}).items()},
         exit_reason=case.exit_reason, paused_since=case.paused_since,
-        pauses=[eng.Pause(date.fromisoformat(p["start"]), date.fromisoformat(p["end"]), "")
-                for p in case.pauses or []],
+        pauses=[eng.Pause(date.fromisoformat(p["start"]), date.fromisoformat(p["end"]), "",
+                          p.get("person")) for p in case.pauses or []],
+        paused_people={k: date.fromisoformat(v) for k, v in (case.paused_people or {}).items()},
+        directions=[eng.Direction(d["document"], date.fromisoformat(d["by"]),
+                                  date.fromisoformat(d["given_on"]), tuple(d["tasks"]))
+                    for d in case.directions or []],
         stage=case.stage, decisions=decisions, closed_on=case.closed_on, closures=closures,
         extensions=[eng.Extension(e.granted_on, e.weeks, e.reason) for e in session.exec(
             select(CourtExtension).where(CourtExtension.case_id == case.id)
@@ -104,7 +108,11 @@ def save_state(session: Session, case: Case, state: eng.CaseState, effects: list
     return the task rows created (the caller assigns them)."""
     case.stage, case.closed_on = state.stage, state.closed_on
     case.exit_reason, case.paused_since = state.exit_reason, state.paused_since
-    case.pauses = [{"start": str(p.start), "end": str(p.end)} for p in state.pauses] or None
+    case.pauses = [{"start": str(p.start), "end": str(p.end),
+                    **({"person": p.person} if p.person else {})} for p in state.pauses] or None
+    case.paused_people = {k: str(v) for k, v in state.paused_people.items()} or None
+    case.directions = [{"document": d.document, "by": str(d.by), "given_on": str(d.given_on),
+                        "tasks": list(d.tasks)} for d in state.directions] or None
     case.child_orders = {k: {"made_on": str(o.made_on), "kind": o.kind,
                              "follows": o.follows_recommendation}
                          for k, o in state.child_orders.items()} or None

@@ -265,7 +265,8 @@ class Queries:
                                state.final_order.follows_recommendation)
                 if state.final_order else None,
                 {k: FinalOrderView(o.made_on, o.kind, o.follows_recommendation)
-                 for k, o in state.child_orders.items()} or None),
+                 for k, o in state.child_orders.items()} or None,
+                tuple((d.document, d.by, d.given_on) for d in state.directions)),
             looked_after=any(eng.child_anchor("ceased_looked_after", c) not in state.anchors
                              for c in state.children),  # any child of the family still is
             children=tuple(ChildView(
@@ -275,6 +276,7 @@ class Queries:
                 eng.child_anchor("ceased_looked_after", k.key) not in state.anchors)
                 for k in kids if k.removed_on is None),
             exit_reason=case.exit_reason, paused_since=case.paused_since,
+            paused_people=dict(state.paused_people) or None,
             previous_episode=case.previous_episode,
             contact=tuple(ContactView(c.child, c.caregiver, c.per_week, c.supervised, c.start)
                           for c in contact),
@@ -328,10 +330,13 @@ class Queries:
                          if (g := spec.gate_of_task.get(t.spec_id)) and g.decision == kind), on)
             rows.append(TimelineRow(when, f"decision {kind.upper()}: {label}", None, "", ""))
         for p in state.pauses:  # the reason stays in the audit log
-            rows.append(TimelineRow(p.start, f"NIM's work paused for {(p.end - p.start).days} "
+            whose = f"{p.person}'s work" if p.person else "NIM's work"
+            rows.append(TimelineRow(p.start, f"{whose} paused for {(p.end - p.start).days} "
                                     "days", None, "", ""))
         if state.paused_since:
             rows.append(TimelineRow(state.paused_since, "NIM's work paused", None, "", ""))
+        for person, since in state.paused_people.items():
+            rows.append(TimelineRow(since, f"{person}'s work paused", None, "", ""))
         if state.exit_reason and state.closed_on:
             rows.append(TimelineRow(state.closed_on, f"left the pathway: {state.exit_reason}",
                                     None, "", ""))

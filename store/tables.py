@@ -55,6 +55,11 @@ class Case(SQLModel, table=True):
     child_orders: dict | None = _json()  # per-child final orders, where a sibling group's differ
     stage_runs: dict | None = _json()  # stage -> the Prefect run started for it (sync reads by id)
     programme: str = Field(default="nim", index=True)  # the programme whose pathway it is on
+    # one caregiver's or child's work paused: {person: since}
+    paused_people: dict | None = _json()
+    # court directions binding the tasks that produce a document:
+    # [{document, by, given_on, tasks}], in the order given
+    directions: list | None = _json()
 
 
 class CourtExtension(SQLModel, table=True):
@@ -228,6 +233,7 @@ class Task(SQLModel, table=True):
     handover_note: str | None = None
     flow_run_id: str | None = None  # the Prefect run waiting for this task (for deep links)
     delay_cause: str | None = None  # court, family, capacity, other: why it moved or slipped
+    pathway_due: date | None = None  # the pathway's own date, when a court direction's is earlier
     created_at: datetime
     updated_at: datetime
 

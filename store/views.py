@@ -139,6 +139,8 @@ class CourtView:
     extensions: tuple[ExtensionView, ...]
     final_order: FinalOrderView | None
     child_orders: dict[str, FinalOrderView] | None = None  # where a sibling group's differ
+    # directions binding the work that produces a document: (document, by, given on)
+    directions: tuple[tuple[str, date, date], ...] = ()
 
 
 @dataclass(frozen=True, slots=True)
@@ -172,6 +174,7 @@ class CaseView:
     children: tuple[ChildView, ...] = ()
     exit_reason: str | None = None
     paused_since: date | None = None
+    paused_people: dict[str, date] | None = None  # one caregiver's or child's work, since
     previous_episode: str | None = None
     contact: tuple[ContactView, ...] = ()
     sessions: SessionsView | None = None

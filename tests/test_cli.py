@@ -405,3 +405,27 @@ def test_practitioner_update_and_outbox_preview_from_the_command_line(team, tmp_
     table = run("outbox", "list", "--as", "mgr.okafor").stdout  # not a terminal: tab-separated
     assert "subject\tpreview" in table.splitlines()[0]
     assert "New task for you: Triage the referral" in table
+
+
+def test_pause_one_caregiver_and_a_direction_that_binds_the_report(team, tmp_path):
+    run = team
+    referral = tmp_path / "referral.yaml"
+    referral.write_text(yaml.safe_dump(referral_data()))  # mother, father, foster carer
+    run("case", "open", "--file", str(referral), "--as", "coord.ali")
+    bad = run("case", "pause", "NIM-2026-0001", "--reason", "in custody", "--caregiver", "uncle",
+              "--as", "coord.ali", code=2)
+    assert bad.stderr.strip() == ("error: case NIM-2026-0001 has no caregiver or child 'uncle'; "
+                                  "its caregivers: mother, father, foster-carer; its children: "
+                                  "child-1")
+    run("case", "pause", "NIM-2026-0001", "--reason", "in custody", "--caregiver", "father",
+        "--as", "coord.ali")
+    run("case", "resume", "NIM-2026-0001", "--caregiver", "father", "--as", "coord.ali")
+    # the final report is NIM's own task: the direction binds it (no --role), no new task
+    run("case", "direction", "NIM-2026-0001", "--document", "final-report", "--by",
+        "2026-10-30", "--as", "la.sol.reid")
+    tasks = run("task", "list", "--case", "NIM-2026-0001", "--state", "all").stdout
+    assert "court-direction" not in tasks
+    shown = json.loads(run("case", "show", "NIM-2026-0001", "--json").stdout)
+    assert shown["court"]["directions"] == [["final-report", "2026-10-30", "2026-01-12"]]
+    forecast = run("case", "forecast", "NIM-2026-0001").stdout
+    assert "court direction of 2026-01-12: file final-report by 2026-10-30" in forecast

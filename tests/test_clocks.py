@@ -248,11 +248,13 @@ def test_a_direction_to_file_creates_a_task_for_the_named_role():
     spec = spec_of("england")
     case = case_on("england", proceedings_issued=date(2026, 1, 8))
     eng.open_case(spec, case, date(2026, 1, 12))
-    effects = eng.add_direction(spec, case, "final-report", "psychologist", date(2026, 6, 1),
+    # a document no pathway task produces (the LA's care plan; issue 27 part 5: the final
+    # report is bound instead, tests/test_directions.py)
+    effects = eng.add_direction(spec, case, "care-plan", "la-social-worker", date(2026, 6, 1),
                                 date(2026, 2, 2))
     task = case.tasks[effects[0].task]
-    assert (task.role, task.due, task.stage) == ("psychologist", date(2026, 6, 1), "court")
-    assert task.title == "File NIM final report (court direction)"
+    assert (task.role, task.due, task.stage) == ("la-social-worker", date(2026, 6, 1), "court")
+    assert task.title == "File Final care plan (court direction)"
     eng.move_anchor(spec, case, "referral", date(2026, 1, 13), "corrected")
     assert task.due == date(2026, 6, 1)  # the court's date does not move with other dates
     with pytest.raises(eng.EngineError, match="unknown role"):

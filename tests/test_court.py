@@ -78,6 +78,26 @@ def test_direction_creates_work_for_the_named_role(store):
     assert store.queries.task(ref, key).state == "done"
 
 
+def test_a_direction_binds_the_report_across_saves_and_shows_in_the_forecast(store, clock):
+    ref = open_case(store)  # referral Mon 12 Jan 2026; the final report is a later stage's
+    result = store.court.add_direction(ref, "final-report", None, date(2026, 10, 30),
+                                       "la.sol.reid")
+    assert [e.kind for e in result.effects] == ["direction-recorded"]
+    assert not [t for t in store.queries.tasks(case=ref, state=None)
+                if t.spec_id == "court-direction"]  # no separate task
+    assert store.queries.show(ref).court.directions == (
+        ("final-report", date(2026, 10, 30), date(2026, 1, 12)),)
+    # saved with the case and read back: the forecast plans the final report to the court's
+    # Fri 30 Oct and names the direction the pathway's own date would miss
+    projected = store.queries.forecast(ref)
+    final = next(m for m in projected.milestones if m.task == "final-report")
+    assert final.projected == date(2026, 10, 30)
+    assert any(c.startswith("court direction of 2026-01-12: file final-report by 2026-10-30: "
+                            "the pathway projects final-report for ") for c in projected.conflicts)
+    with pytest.raises(Invalid, match="name the role that files it"):
+        store.court.add_direction(ref, "statement", None, date(2026, 2, 20), "la.sol.reid")
+
+
 def test_placement_moves_restart_visits_and_leaving_care_stops_them(store, clock):
     ref = open_case(store)  # care entry Mon 5 Jan: first visit by Mon 12 Jan
     clock.set(datetime(2026, 2, 4, 10, tzinfo=UK))

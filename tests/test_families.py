@@ -322,3 +322,38 @@ def test_per_child_final_orders_and_children_leaving_or_relinked(store, clock):
     assert store.queries.show(ref2).stage == "assessment"
     with pytest.raises(Invalid, match="has no child 'child-3'"):
         store.family.link_caregiver(ref2, "mother", ["child-3"], "sw.jones")
+
+
+def test_a_fathers_pause_stops_only_his_work_and_lateness_stays_visible(store, clock, db_url):
+    from reports.oversight import breaches, kpis
+
+    ref = family(store)  # mother, father, foster carer; referral Mon 12 Jan 2026
+    give_consent(store, ref, {"mother": "given", "father": "given", "foster-carer": "given"})
+    # all on Mon 12 Jan: the assessment stage begins then; contact observation 1 is due at
+    # week 3 = Mon 2 Feb, the WMCI at week 6 = Mon 23 Feb (tests/test_pauses.py)
+    with pytest.raises(Invalid, match="has no caregiver or child 'uncle'; its caregivers: "
+                                      "mother, father, foster-carer"):
+        store.cases.pause(ref, "in custody", "coord.ali", caregiver="uncle")
+    clock.set(datetime(2026, 2, 4, 10, tzinfo=UK))  # Wed 4 Feb
+    store.cases.pause(ref, "in custody", "coord.ali", caregiver="father")
+    shown = store.queries.show(ref)  # the family's work goes on
+    assert (shown.paused_since, shown.paused_people) == (None, {"father": date(2026, 2, 4)})
+    with session_scope(db_url) as s:
+        live = {t.task_key for t in s.exec(select(Timer).where(
+            Timer.fired_at.is_(None), Timer.cancelled_at.is_(None)))}
+    assert "wmci-father" not in live and "wmci-foster-carer" in live
+    clock.set(datetime(2026, 2, 18, 10, tzinfo=UK))  # Wed 18 Feb: 14 days
+    store.cases.resume(ref, "coord.ali", caregiver="father")
+    due = {t.key: t.due for t in store.queries.tasks(case=ref)}
+    # his observation 1 was late on 4 Feb: it keeps Mon 2 Feb; his WMCI 23 Feb + 14 = Mon
+    # 9 Mar; the foster carer's WMCI stays Mon 23 Feb
+    assert due["contact-observation-father-1"] == date(2026, 2, 2)
+    assert due["wmci-father"] == date(2026, 3, 9) and due["wmci-foster-carer"] == date(2026, 2, 23)
+    # done on Wed 18 Feb: 16 days late in the breach report (18 Feb - 2 Feb), and not on time
+    # in the KPIs
+    store.tasks.complete_task(TaskRef(ref, "contact-observation-father-1"), "sw.jones",
+                              {"quality": "warm"})
+    row = next(b for b in breaches(store.queries, ref) if b.item == "contact-observation-father-1")
+    assert (row.days_late, row.due) == (16, "2026-02-02")
+    assert kpis(store.queries).on_time_by_task["contact-observation"]["on_time"] < 1
+    assert "father's work paused for 14 days" in [r.event for r in store.queries.timeline(ref)]

@@ -176,15 +176,36 @@ def test_no_parent_signs_up_exits_and_the_statutory_work_goes_on(fdac):
     assert any(t.state == eng.OPEN for t in case.tasks.values() if t.spec_id == "lac-review")
 
 
-def test_sign_up_hearing_is_a_declared_date_that_meets_fdacs_own_target(fdac):
+def test_fdacs_sign_up_target_is_met_when_a_parent_signs_up_not_by_the_hearing(fdac):
     case = _case(fdac)
     clock = next(c for c in fdac.clocks if c.id == "fdac-sign-up")
-    # week 4 ends Sun 29 Mar; FDAC's own target rolls forward to Mon 30 Mar
+    # issued Mon 2 Mar 2026 is day 1; week 4 ends on day 28 = 2 Mar + 27 = Sun 29 Mar; FDAC's
+    # own target rolls forward to Mon 30 Mar
     state = eng.clock_state(fdac, case, clock, date(2026, 3, 20))
     assert (state.due, state.state, state.owner) == (date(2026, 3, 30), "running", "fdac")
+    # the sign-up hearing is held Fri 27 Mar, and recorded; nobody has signed up yet: the
+    # hearing alone does not meet the target (issue 27 part 9)
     eng.move_anchor(fdac, case, "sign_up_hearing", date(2026, 3, 27), "hearing held")
-    assert eng.clock_state(fdac, case, clock, date(2026, 3, 30)).state == "met"
+    assert eng.clock_state(fdac, case, clock, date(2026, 3, 27)).state == "running"
+    _done(fdac, case, "screening", date(2026, 3, 9), accepted=True)
+    _done(fdac, case, "ipm-initial", date(2026, 3, 13))
+    _done(fdac, case, "parenting-assessment", date(2026, 3, 20), sent_to="court")
+    # the father declines at the hearing: still no parent signed up
+    _done(fdac, case, "sign-up-father", date(2026, 3, 27), consent="declined")
+    assert eng.clock_state(fdac, case, clock, date(2026, 3, 27)).state == "running"
+    # the mother signs up, recorded Fri 27 Mar: met on 27 Mar, within week 4 (due Mon 30 Mar)
+    _done(fdac, case, "sign-up-mother", date(2026, 3, 27), consent="given")
+    met = eng.clock_state(fdac, case, clock, date(2026, 3, 30))
+    assert (met.state, met.met_on) == ("met", date(2026, 3, 27))
     assert fdac.own_clock(clock) and not fdac.own_clock(fdac.clocks[0])
+
+
+def test_fdacs_sign_up_target_is_breached_when_no_parent_signs_up_in_time(fdac):
+    case = _case(fdac)
+    clock = next(c for c in fdac.clocks if c.id == "fdac-sign-up")
+    eng.move_anchor(fdac, case, "sign_up_hearing", date(2026, 3, 27), "hearing held")
+    # due Mon 30 Mar (week 4, rolled forward); on Tue 31 Mar nobody has signed up
+    assert eng.clock_state(fdac, case, clock, date(2026, 3, 31)).state == "breached-open"
 
 
 def test_forecast_follows_fdacs_gates_and_reporting_tasks(fdac):

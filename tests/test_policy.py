@@ -45,17 +45,40 @@ def test_the_pathway_table_decides_who_may_move_a_date(store, db_url, tmp_path):
     # the same command, two pathway versions: only the table differs
     _with_permission("move-date", "[la-social-worker]")  # valid
     edited = tmp_path / "england.yaml"
-    edited.write_text(_permission_text("move-date", "[la-social-worker]"))
+    # a hearing date is also the court's timetable's (issue 27 part 9): take that from the
+    # coordinator too, so the move-date row alone decides
+    text = re.sub(r"^  record-court-timetable: \[[^\]]*\]", "  record-court-timetable: "
+                  "[la-solicitor]", _permission_text("move-date", "[la-social-worker]"),
+                  flags=re.M)
+    edited.write_text(text)
     store.identity.install_pathway(edited, DEMO_ADMIN.handle)
     ref = store.cases.open_case(Referral.model_validate(referral_data()), "coord.ali").ref
-    with pytest.raises(Refused, match="coord.ali is coordinator and may not move a case date; "
-                                      "it needs head-of-service or la-social-worker or "
-                                      "nim-service-manager"):
+    with pytest.raises(Refused, match="coord.ali is coordinator and may not move the case date "
+                                      "final_hearing; it needs head-of-service or la-social-"
+                                      "worker or la-solicitor or nim-service-manager"):
         store.cases.move_date(ref, "final_hearing", store.queries.today(), "listed",
                               "coord.ali")
     assert [r.actor for r in _refusals(db_url)] == ["coord.ali"]  # audited, though refused
     store.cases.move_date(ref, "final_hearing", store.queries.today(), "listed", "la.patel")
     assert store.queries.show(ref).dates["final_hearing"] == store.queries.today()
+
+
+def test_the_la_solicitor_records_hearing_dates_not_other_dates(store, clock):
+    # England's table: move-date [coordinator], record-court-timetable [coordinator,
+    # la-solicitor]. The IRH and final hearing are the court's timetable (PD12A), which the LA
+    # solicitor records (extensions, final orders): now its hearing dates too (issue 27 part 9)
+    ref = store.cases.open_case(Referral.model_validate(referral_data()), "coord.ali").ref
+    today = store.queries.today()
+    store.cases.move_date(ref, "issues_resolution_hearing", today, "listed", "la.sol.reid")
+    store.cases.move_date(ref, "final_hearing", today, "listed", "la.sol.reid")
+    assert {k: v for k, v in store.queries.show(ref).dates.items() if k in (
+        "issues_resolution_hearing", "final_hearing")} == {
+        "issues_resolution_hearing": today, "final_hearing": today}
+    with pytest.raises(Refused, match="la.sol.reid is la-solicitor and may not move the case "
+                                      "date referral; it needs coordinator or "):
+        store.cases.move_date(ref, "referral", today, "typo", "la.sol.reid")
+    with pytest.raises(Refused):  # a psychologist records no hearing date
+        store.cases.move_date(ref, "final_hearing", today, "listed", "psy.chen")
 
 
 def test_task_role_and_assignee_stand_ins(store, db_url):

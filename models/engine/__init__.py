@@ -56,6 +56,7 @@ from models.engine.state import (
     AlreadyCompleted,
     Caregiver,
     CaseState,
+    Direction,
     Effect,
     EngineError,
     Extension,
@@ -71,7 +72,7 @@ from models.pathway import CARER_RELATIONSHIPS, PARENT_RELATIONSHIPS, RELATIONSH
 __all__ = [
     # state
     "OPEN", "BLOCKED", "DONE", "CANCELLED", "FIRST_CHILD", "EngineError", "AlreadyCompleted",
-    "Caregiver", "Pause", "TaskState", "Extension", "FinalOrder", "CaseState", "Effect",
+    "Caregiver", "Pause", "TaskState", "Extension", "Direction", "FinalOrder", "CaseState", "Effect",
     "caregiver_keys", "child_anchor",
     # scheduling (`_apply_step` is used by tests/test_clocks.py)
     "_apply_step", "redate_open_tasks",

@@ -9,9 +9,13 @@ from typing import Any
 from models.engine.clocks import clock_state
 from models.engine.family import _caregiver, _child_of
 from models.engine.placement import end_looked_after
+from models.engine.scheduling import court_bound
 from models.engine.state import (
+    CANCELLED,
+    DONE,
     FIRST_CHILD,
     CaseState,
+    Direction,
     Effect,
     EngineError,
     Extension,
@@ -104,14 +108,42 @@ def record_final_order(spec: PathwaySpec, case: CaseState, made_on: date, kind: 
     return effects
 
 
-def add_direction(spec: PathwaySpec, case: CaseState, document: str, role: str, by: date,
-                  on: date) -> list[Effect]:
-    """A court direction to file a document by a date: a task for the named role."""
+def add_direction(spec: PathwaySpec, case: CaseState, document: str, role: str | None,
+                  by: date, on: date) -> list[Effect]:
+    """A court direction to file a document by a date. A document the pathway's own tasks
+    produce (`court.produced_by`) binds them: each open one is due by the earlier of its date
+    and the court's, one not yet made is bound when it is made, one already done is only
+    recorded against ("already filed on ..."). Any other document is a task for `role`."""
+    governs = spec.court.produced_by.get(document)
+    if not governs and role is None:
+        raise EngineError(f"{document} is produced by no task of this pathway: name the role "
+                          "that files it (--role)")
     _check_dated(spec, "document", document, spec.court.documents, role, by, on)
-    return _dated_task(case, DIRECTION_TASK, "court", role, by,
-                       f"File {spec.court.documents[document]} (court direction)",
-                       f"filing deadline set by the court on {on.isoformat()}", "direction",
-                       {"document": document})
+    if not governs:
+        return _dated_task(case, DIRECTION_TASK, "court", str(role), by,
+                           f"File {spec.court.documents[document]} (court direction)",
+                           f"filing deadline set by the court on {on.isoformat()}",
+                           "direction", {"document": document})
+    direction = Direction(document, by, on, tuple(governs))
+    case.directions.append(direction)
+    bound = [t for t in case.tasks.values() if t.spec_id in governs and t.state != CANCELLED]
+    effects = [Effect("direction-recorded", None, {
+        "document": document, "by": str(by), "given_on": str(on), "tasks": list(governs),
+        "bound": [t.key for t in bound if t.state != DONE],
+        "pending": not bound})]  # no such task yet: bound when the pathway makes it
+    for task in bound:
+        if task.state == DONE:
+            effects.append(Effect("direction-already-met", task.key, {
+                "document": document, "by": str(by),
+                "note": f"already filed on {task.completed_on}"}))
+            continue
+        pathway_due = task.pathway_due or task.due
+        due, why, _ = court_bound(case, task.spec_id, pathway_due, "as the pathway dated it")
+        if due < task.due:
+            effects.append(Effect("task-redated", task.key, {
+                "from": str(task.due), "to": str(due), "cause": direction.names()}))
+            task.due, task.due_explanation, task.pathway_due = due, why, pathway_due
+    return effects
 
 
 def refer_out(spec: PathwaySpec, case: CaseState, service: str, role: str, by: date,
@@ -129,13 +161,13 @@ def refer_out(spec: PathwaySpec, case: CaseState, service: str, role: str, by: d
     return effects
 
 
-def _check_dated(spec: PathwaySpec, what: str, code: str, declared: dict[str, str], role: str,
-                 by: date, on: date) -> None:
+def _check_dated(spec: PathwaySpec, what: str, code: str, declared: dict[str, str],
+                 role: str | None, by: date, on: date) -> None:
     """A dated task's kind is declared by the pathway, its role exists, its date is to come."""
     if code not in declared:
         raise EngineError(f"unknown {what} {code!r}; this pathway has: "
                           f"{', '.join(declared) or '(none declared)'}")
-    if role not in spec.roles:
+    if role is not None and role not in spec.roles:
         raise EngineError(f"unknown role {role!r}; roles: {', '.join(sorted(spec.roles))}")
     if by < on:
         raise EngineError(f"the date {by} is already past (today {on})")

@@ -14,6 +14,7 @@ from models.engine.scheduling import (
     _next_in_series,
     redate_after_review,
     redate_open_tasks,
+    set_due,
 )
 from models.engine.state import (
     BLOCKED,
@@ -176,13 +177,18 @@ def complete_task(
 
 def _consent_recorded(spec: PathwaySpec, case: CaseState, task: TaskState,
                       on: date) -> list[Effect]:
-    """Keep each caregiver's consent; one who consents after their stage began gets the
-    current stage's work for them, due from the day they consented."""
+    """Keep each caregiver's consent (the first given is the case's `consent` date); one who
+    consents after their stage began gets the current stage's work, due from that day."""
     rule = spec.consent_rule
     if rule is None or task.spec_id != rule.task or task.caregiver is None:
         return []
     carer = next(c for c in case.caregivers if c.key == task.caregiver)
     carer.consent = (task.outcome or {}).get(rule.field)
+    if carer.consent == rule.given and "consent" not in case.anchors:
+        # the day the first caregiver consented (FDAC: a parent signed up): a clock or due
+        # rule hangs on it; a hearing held with no parent signing up does not set it
+        case.anchors["consent"] = date.fromisoformat((task.outcome or {}).get(
+            "completed_on") or str(on))
     if carer.consent != rule.given or case.stage is None or \
             case.stage == spec.stage_of_task[rule.task]:
         return []
@@ -234,22 +240,48 @@ def exit_case(spec: PathwaySpec, case: CaseState, reason: str, on: date,
     return effects + [Effect("case-closed", None, {"on": str(on), "reason": f"exit: {reason}"})]
 
 
-def pause(spec: PathwaySpec, case: CaseState, on: date, reason: str) -> list[Effect]:
-    """Pause NIM's work (a parent in hospital, rehab or custody; an adjourned hearing): NIM's
-    own targets stop; statutory limits never do."""
-    if case.paused_since is not None:
-        raise EngineError(f"case {case.ref} is paused already (since {case.paused_since})")
+def _person(case: CaseState, who: str) -> str:
+    """One of the case's (active) caregivers or children, by key."""
+    if who in case.children or any(c.key == who and c.active for c in case.caregivers):
+        return who
+    carers = ", ".join(c.key for c in case.caregivers if c.active) or "none"
+    raise EngineError(f"case {case.ref} has no caregiver or child {who!r}; its caregivers: "
+                      f"{carers}; its children: {', '.join(case.children)}")
+
+
+def pause(spec: PathwaySpec, case: CaseState, on: date, reason: str,
+          person: str | None = None) -> list[Effect]:
+    """Pause the programme's work (a parent in hospital, rehab or custody; an adjourned
+    hearing). The whole family's by default: its own targets stop; statutory limits never do.
+    With `person` (a caregiver or child), only the open work about that person stops."""
     if case.closed_on:
         raise EngineError(f"case {case.ref} is closed")
-    case.paused_since = on
-    case.anchors["paused_since"] = on
-    return [Effect("case-paused", None, {"on": str(on), "reason": reason})]  # sealed in the audit
+    if person is None:
+        if case.paused_since is not None:
+            raise EngineError(f"case {case.ref} is paused already (since {case.paused_since})")
+        case.paused_since = on
+        case.anchors["paused_since"] = on
+        return [Effect("case-paused", None, {"on": str(on), "reason": reason})]  # sealed
+    _person(case, person)
+    if person in case.paused_people:
+        raise EngineError(f"{person}'s work on case {case.ref} is paused already (since "
+                          f"{case.paused_people[person]}); resume it with --caregiver {person}")
+    case.paused_people[person] = on
+    return [Effect("work-paused", None, {"on": str(on), "person": person, "reason": reason})]
 
 
-def resume(spec: PathwaySpec, case: CaseState, on: date, reason: str = "") -> list[Effect]:
-    """Resume after a pause: NIM's open work (not statutory work) moves on by the pause."""
+def resume(spec: PathwaySpec, case: CaseState, on: date, reason: str = "",
+           person: str | None = None) -> list[Effect]:
+    """Resume after a pause: open programme work (not statutory or court work) of the family,
+    or of `person`, that was not yet due when the pause began moves on by the days paused;
+    work already late that day keeps its date, so its lateness stays visible."""
+    if person is not None:  # (one who left the case while paused can still be resumed)
+        who = person if person in case.paused_people else _person(case, person)
+        return _resume_person(case, on, reason, who)
     if case.paused_since is None:
-        raise EngineError(f"case {case.ref} is not paused")
+        who = ", ".join(case.paused_people)
+        raise EngineError(f"case {case.ref} is not paused" + (
+            f"; the work of {who} is: resume it with --caregiver" if who else ""))
     start = case.paused_since
     if on < start:
         raise EngineError(f"resume date {on} is before the pause began ({start})")
@@ -257,15 +289,52 @@ def resume(spec: PathwaySpec, case: CaseState, on: date, reason: str = "") -> li
     case.paused_since = None
     case.anchors.pop("paused_since", None)
     days = (on - start).days
-    effects = [Effect("case-resumed", None, {"on": str(on), "paused_days": days})]
+    return [Effect("case-resumed", None, {"on": str(on), "paused_days": days})] + \
+        _shift_paused(case, start, on, days, None)
+
+
+def _resume_person(case: CaseState, on: date, reason: str, person: str) -> list[Effect]:
+    start = case.paused_people.get(person)
+    if start is None:
+        raise EngineError(f"{person}'s work on case {case.ref} is not paused")
+    if on < start:
+        raise EngineError(f"resume date {on} is before the pause began ({start})")
+    del case.paused_people[person]
+    case.pauses.append(Pause(start, on, reason, person))
+    # days the whole family was paused too are moved by the family's own resume, not twice
+    family = [(p.start, p.end) for p in case.pauses if p.person is None]
+    if case.paused_since is not None:
+        family.append((case.paused_since, on))
+    overlap = sum(max(0, (min(e, on) - max(s, start)).days) for s, e in family)
+    days = (on - start).days - overlap
+    return [Effect("work-resumed", None, {"on": str(on), "person": person,
+                                          "paused_days": (on - start).days})] + \
+        _shift_paused(case, start, on, days, person)
+
+
+def _shift_paused(case: CaseState, start: date, on: date, days: int,
+                  person: str | None) -> list[Effect]:
+    """Move the paused work on by `days`: the programme's open work (of `person` only, when
+    given) that was not yet due on `start`. Work overdue that day keeps its due date. A court
+    direction's date still binds (set_due)."""
+    effects: list[Effect] = []
+    whose = "case paused" if person is None else f"{person}'s work paused"
     for t in case.tasks.values():
-        if t.state in (OPEN, BLOCKED) and t.stage not in ("statutory", "court") and days:
-            moved = compute_due(case.calendar, t.due, days, "days", "the due date before the "
-                                f"pause ({start} to {on})", adjust="forward")
-            effects.append(Effect("task-redated", t.key, {"from": str(t.due),
-                                                          "to": str(moved.due),
-                                                          "cause": "case paused"}))
-            t.due, t.due_explanation = moved.due, f"{moved.explanation} ({t.due_explanation})"
+        if t.state not in (OPEN, BLOCKED) or t.stage in ("statutory", "court") or not days:
+            continue
+        if person is not None and person not in (t.caregiver, t.child):
+            continue
+        if t.due < start:
+            continue  # already late when the pause began: it stays late, by as many days
+        base = t.pathway_due or t.due
+        moved = compute_due(case.calendar, base, days, "days", "the due date before the "
+                            f"pause ({start} to {on})", adjust="forward")
+        why = moved.explanation if t.pathway_due else \
+            f"{moved.explanation} ({t.due_explanation})"
+        before = t.due
+        if set_due(case, t, moved.due, why):
+            effects.append(Effect("task-redated", t.key, {"from": str(before),
+                                                          "to": str(t.due), "cause": whose}))
     return effects
 
 

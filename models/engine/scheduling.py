@@ -90,6 +90,30 @@ def _apply_step(case: CaseState, spec_task: TaskSpec, occurrence: int,
     return d.due, f"occurrence {occurrence}: {d.explanation} ({first.explanation})"
 
 
+def court_bound(case: CaseState, spec_id: str, due: date, why: str
+                ) -> tuple[date, str, date | None]:
+    """The due date a court direction allows: the earlier of the pathway's `due` and the
+    earliest direction governing tasks of `spec_id`, with its explanation, and the pathway's own
+    date when the court's is the earlier (None otherwise). Re-dating by the pathway (a pause,
+    a moved date) goes through here, so it never moves work past the court's date."""
+    binding = [d for d in case.directions if spec_id in d.tasks]
+    if not binding:
+        return due, why, None
+    first = min(binding, key=lambda d: (d.by, d.given_on))
+    if first.by < due:
+        return first.by, f"{first.names()} (the pathway's date {due}: {why})", due
+    return due, why, None
+
+
+def set_due(case: CaseState, task: TaskState, due: date, why: str) -> bool:
+    """Give `task` the pathway's `due` (bound by any court direction); whether it moved."""
+    due, why, pathway_due = court_bound(case, task.spec_id, due, why)
+    moved = due != task.due
+    if moved or pathway_due != task.pathway_due:
+        task.due, task.due_explanation, task.pathway_due = due, why, pathway_due
+    return moved
+
+
 def _task_key(spec_task: TaskSpec, caregiver: str | None, occurrence: int, many: bool,
               child: str | None = None) -> str:
     key = spec_task.id
@@ -136,10 +160,11 @@ def _create_tasks(spec: PathwaySpec, case: CaseState, spec_task: TaskSpec, stage
                 after=after,
                 child=child,
             )
+            set_due(case, task, due, why)
             if any(case.tasks[k].state != DONE for k in after):
                 task.state = BLOCKED
             case.tasks[key] = task
-            effects.append(Effect("task-created", key, {"role": task.role, "due": str(due)}))
+            effects.append(Effect("task-created", key, {"role": task.role, "due": str(task.due)}))
     return effects
 
 
@@ -155,7 +180,7 @@ def _next_in_series(
         return []
     step = _series_step(spec_task, done.occurrence, case, done.child)
     d = _due(case, step, f"previous ({done.key}) completed", completed_on, spec_task.kind)
-    case.tasks[key] = TaskState(
+    task = case.tasks[key] = TaskState(
         key=key,
         spec_id=spec_task.id,
         stage=done.stage,
@@ -168,7 +193,8 @@ def _next_in_series(
         occurrence=n,
         child=done.child,
     )
-    return [Effect("task-created", key, {"role": spec_task.role, "due": str(d.due)})]
+    set_due(case, task, d.due, d.explanation)
+    return [Effect("task-created", key, {"role": spec_task.role, "due": str(task.due)})]
 
 
 def _series_step(spec_task: TaskSpec, previous: int, case: CaseState,
@@ -207,11 +233,11 @@ def redate_after_review(spec: PathwaySpec, case: CaseState, review: TaskState) -
             continue
         d = _due(case, switch.every, f"previous ({prev.key}) completed; first review held "
                  f"{review.completed_on}", prev.completed_on, spec.task_by_id[task.spec_id].kind)
-        if d.due != task.due:
-            effects.append(Effect("task-redated", task.key, {"from": str(task.due),
-                                                             "to": str(d.due),
+        before = task.due
+        if set_due(case, task, d.due, d.explanation):
+            effects.append(Effect("task-redated", task.key, {"from": str(before),
+                                                             "to": str(task.due),
                                                              "cause": "first review held"}))
-            task.due, task.due_explanation = d.due, d.explanation
     return effects
 
 
@@ -239,8 +265,8 @@ def redate_open_tasks(spec: PathwaySpec, case: CaseState, cause: str) -> list[Ef
             due, why = d.due, d.explanation
         else:
             due, why = _apply_step(case, spec_task, task.occurrence, task.child)
-        if due != task.due:
+        before = task.due
+        if set_due(case, task, due, why):
             effects.append(Effect("task-redated", task.key,
-                                  {"from": str(task.due), "to": str(due), "cause": cause}))
-            task.due, task.due_explanation = due, why
+                                  {"from": str(before), "to": str(task.due), "cause": cause}))
     return effects

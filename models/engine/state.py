@@ -41,6 +41,21 @@ class Pause:
     start: date
     end: date
     reason: str
+    person: str | None = None  # a caregiver's or child's key; None: the whole family
+
+
+@dataclass(frozen=True)
+class Direction:
+    """A court direction to file a document by a date, binding the tasks that produce it
+    (the pathway's `court.produced_by`): each is due by the earlier of its own date and `by`."""
+
+    document: str
+    by: date
+    given_on: date  # the day it was recorded
+    tasks: tuple[str, ...]  # the task spec ids it governs
+
+    def names(self) -> str:
+        return f"court direction of {self.given_on}: file {self.document} by {self.by}"
 
 
 @dataclass
@@ -61,6 +76,8 @@ class TaskState:
     completed_on: date | None = None
     completed_by: str | None = None
     child: str | None = None  # the child this work is about (per-child work)
+    # the pathway's own date when a court direction made the task due earlier (else None)
+    pathway_due: date | None = None
 
 
 @dataclass(frozen=True)
@@ -98,15 +115,18 @@ class CaseState:
     closures: frozenset[date] = frozenset()
     children: list[str] = field(default_factory=lambda: [FIRST_CHILD])
     exit_reason: str | None = None  # the early exit the family took, if any
-    paused_since: date | None = None
+    paused_since: date | None = None  # the whole family's work, since
     pauses: list[Pause] = field(default_factory=list)
+    paused_people: dict[str, date] = field(default_factory=dict)  # one person's work, since
+    directions: list[Direction] = field(default_factory=list)  # court directions, as given
     # each child's current placement kind (foster, kinship, home, ...), where known: it picks
     # the visit cadence (a kinship or home placement is visited weekly until the first review)
     placement_kinds: dict[str, str] = field(default_factory=dict)
 
     @property
     def paused_days(self) -> int:
-        return sum((p.end - p.start).days for p in self.pauses)
+        """Days the whole family's work was paused: only these stop the programme's targets."""
+        return sum((p.end - p.start).days for p in self.pauses if p.person is None)
 
     @property
     def calendar(self) -> WorkingCalendar:

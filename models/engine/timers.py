@@ -42,6 +42,9 @@ def planned_timers(spec: PathwaySpec, case: CaseState) -> list[TimerPlan]:
             continue
         if (case.closed_on or case.paused_since) and task.stage != "statutory":
             continue
+        if task.stage != "statutory" and (task.caregiver in case.paused_people
+                                          or task.child in case.paused_people):
+            continue  # this person's work is paused
         ladder = spec.task_by_id[task.spec_id].reminders
         for before in ladder if ladder is not None else notes.reminders:
             kind = "due" if before == 0 else "reminder"

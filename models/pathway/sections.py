@@ -293,6 +293,10 @@ class CourtSpec(_Strict):
     ends_looked_after: list[str] = []
     ends_looked_after_source: str = ""  # the law that says so (act and section)
     documents: dict[str, str] = {}  # code -> label, e.g. final-report: Final report
+    # a document the programme or the LA produces -> the task(s) that produce it: a direction
+    # to file it binds those tasks (due by the earlier of the pathway's date and the court's)
+    # instead of opening new work; a document named here has no task of its own
+    produced_by: dict[str, list[str]] = {}
 
 
 class Escalation(_Strict):

@@ -47,12 +47,13 @@ def pathway_problems(spec: PathwaySpec, stored: bool) -> list[str]:
         *escalation_problems(spec),
         *exit_problems(spec),
         *consent_problems(spec),
-        *court_problems(spec),
+        *order_problems(spec),
         *per_child_gate_problems(spec),
         *switch_problems(spec),
         *clock_owner_problems(spec),
         *permission_problems(spec),
         *reporting_problems(spec),
+        *court_problems(spec),
         *decision_problems(spec),
         *retention_problems(spec),
         *range_problems(spec, stored),
@@ -373,7 +374,7 @@ def exit_problems(spec: PathwaySpec) -> list[str]:
     return problems
 
 
-def court_problems(spec: PathwaySpec) -> list[str]:
+def order_problems(spec: PathwaySpec) -> list[str]:
     """An order that ends looked-after status is one of the pathway's order kinds."""
     return [f"court.ends_looked_after: unknown order kind {k!r}; the court's order_kinds are "
             f"{', '.join(spec.court.order_kinds) or '(none)'}"
@@ -424,6 +425,22 @@ def reporting_problems(spec: PathwaySpec) -> list[str]:
                      if t not in task_ids]
     problems += [f"reporting.pack_stages: unknown stage {s!r}" for s in rep.pack_stages
                  if s not in stage_ids]
+    return problems
+
+
+def court_problems(spec: PathwaySpec) -> list[str]:
+    """Each document `court.produced_by` names is a declared document, produced by declared
+    tasks."""
+    problems, task_ids = [], _task_ids(spec)
+    for doc, tasks in spec.court.produced_by.items():
+        if doc not in spec.court.documents:
+            problems.append(f"court.produced_by: unknown document {doc!r}; declare it under "
+                            f"court.documents ({', '.join(spec.court.documents) or 'none'})")
+        problems += [f"court.produced_by.{doc}: unknown task {t!r}; name a task id this "
+                     "pathway declares" for t in tasks if t not in task_ids]
+        if not tasks:
+            problems.append(f"court.produced_by.{doc}: name at least one task, or leave the "
+                            "document out")
     return problems
 
 

@@ -273,10 +273,12 @@ def case_direction(
     ref: str, actor: ActorOpt,
     document: Annotated[str, typer.Option(help="what is to be filed, as the pathway lists "
                                                "(final-report, statement, …)")],
-    role: Annotated[str, typer.Option(help="the role that files it")],
     by: Annotated[str, typer.Option(help="the filing deadline the court set")],
+    role: Annotated[str | None, typer.Option(
+        help="the role that files it (only for a document no pathway task produces)")] = None,
 ) -> None:
-    """Record a court direction to file a document by a date: a task for that role."""
+    """Record a court direction to file a document by a date: the pathway's task that produces
+    it is due by then (or, for a document no task produces, a task for --role)."""
     on = parse_date(by, "--by")
     run(lambda svc: svc.court.add_direction(ref, document, role, on, actor))
 
@@ -401,19 +403,27 @@ def case_exit(
     run(lambda svc: svc.cases.exit_case(ref, reason, note, actor))
 
 
+PersonOpt = Annotated[str | None, typer.Option(
+    "--caregiver", help="only this caregiver's (or child's) work, e.g. father or child-2; "
+                        "default: the whole family")]
+
+
 @case_app.command("pause")
 def case_pause(
     ref: str, actor: ActorOpt,
     reason: Annotated[str, typer.Option(help="why, e.g. parent in hospital (no names)")],
+    caregiver: PersonOpt = None,
 ) -> None:
-    """Pause NIM's work: its own targets stop until resumed; statutory limits never stop."""
-    run(lambda svc: svc.cases.pause(ref, reason, actor))
+    """Pause NIM's work: its own targets stop until resumed; statutory limits never stop. With
+    --caregiver, only the work about that caregiver (or child) stops."""
+    run(lambda svc: svc.cases.pause(ref, reason, actor, caregiver))
 
 
 @case_app.command("resume")
-def case_resume(ref: str, actor: ActorOpt) -> None:
-    """Resume NIM's work: open NIM tasks move on by the length of the pause."""
-    run(lambda svc: svc.cases.resume(ref, actor))
+def case_resume(ref: str, actor: ActorOpt, caregiver: PersonOpt = None) -> None:
+    """Resume NIM's work: open NIM tasks not yet due when the pause began move on by its
+    length (work already late keeps its date). With --caregiver, that person's work only."""
+    run(lambda svc: svc.cases.resume(ref, actor, caregiver))
 
 
 @case_app.command("refer-out")

@@ -180,7 +180,8 @@ class CaseCommands(CommandBase):
         with self.ctx.write() as session:
             case = mapping.find_case(session, ref, lock=True)
             spec, state = self.load(session, case)
-            self.authorize(session, actor, "move-date", spec, Target(ref, doing="move a case date"))
+            self.authorize(session, actor, "move-date", spec,
+                           Target(ref, doing=f"move the case date {anchor}", date=anchor))
             allowed = set(MOVABLE_DATES) | set(spec.dates) | {
                 a for a in state.anchors if a.startswith("stage:")} | {
                 f"{name}@{child}" for name in CHILD_DATES for child in state.children[1:]}
@@ -209,15 +210,20 @@ class CaseCommands(CommandBase):
         return self._engine_event(ref, actor, "exit-case", f"exit ({reason})", eng.exit_case,
                                   reason, self.ctx.today(), note)
 
-    def pause(self, ref: str, reason: str, actor: str) -> Result:
+    def pause(self, ref: str, reason: str, actor: str, caregiver: str | None = None) -> Result:
+        """Pause the family's work (its own targets stop), or with `caregiver` (a caregiver's
+        or child's key) only the work about that person."""
         if not reason.strip():
             raise Invalid("say why NIM's work is paused (--reason), e.g. 'parent in hospital'")
-        return self._engine_event(ref, actor, "pause-case", "pause NIM's work", eng.pause,
-                                  self.ctx.today(), reason)
+        whose = f"{caregiver}'s work" if caregiver else "NIM's work"
+        return self._engine_event(ref, actor, "pause-case", f"pause {whose}", eng.pause,
+                                  self.ctx.today(), reason, _key(caregiver))
 
-    def resume(self, ref: str, actor: str) -> Result:
-        return self._engine_event(ref, actor, "pause-case", "resume NIM's work", eng.resume,
-                                  self.ctx.today())
+    def resume(self, ref: str, actor: str, caregiver: str | None = None) -> Result:
+        """Resume: the paused work not yet due when the pause began moves on by the pause."""
+        whose = f"{caregiver}'s work" if caregiver else "NIM's work"
+        return self._engine_event(ref, actor, "pause-case", f"resume {whose}", eng.resume,
+                                  self.ctx.today(), "", _key(caregiver))
 
     def transfer(self, ref: str, site: str, team: str, actor: str) -> Result:
         """Move a case to another site: the receiving NIM team takes NIM's open work (each
@@ -298,3 +304,13 @@ def _next_ref(session: Session, year: int) -> str:
         func.length(Case.ref).desc(), Case.ref.desc()).limit(1)).first()  # 10000 after 9999
     n = int(last.rsplit("-", 1)[1]) + 1 if last else 1
     return f"{prefix}{n:04d}"
+
+
+def _key(person: str | None) -> str | None:
+    """A caregiver's or child's key as typed (None: the whole family)."""
+    if person is None:
+        return None
+    if not person.strip():
+        raise Invalid("give the caregiver's or child's key (--caregiver), e.g. father or "
+                      "child-2; leave it out to pause the whole family")
+    return person.strip()

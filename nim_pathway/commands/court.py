@@ -48,8 +48,10 @@ class CourtCommands(CommandBase):
             self.commit_state(session, case, spec, state, effects, actor)
         return Result(ref, f"{ref}: record the final order ({kind})", effects)
 
-    def add_direction(self, ref: str, document: str, role: str, by: date, actor: str) -> Result:
-        """A court direction to file a document by a date: a task for the named role."""
+    def add_direction(self, ref: str, document: str, role: str | None, by: date,
+                      actor: str) -> Result:
+        """A court direction to file a document by a date: it binds the pathway's task that
+        produces the document (`court.produced_by`), else it is a task for the named role."""
         return self._engine_event(ref, actor, TIMETABLE,
                                   f"record a direction to file {document} by {by}",
                                   eng.add_direction, document, role, by, self.ctx.today())
