@@ -89,9 +89,18 @@ def link_for(config: NotifyConfig, ref: str, flow_run_id: str | None) -> str:
     return f"{config.ui_url}/runs?tag=case:{ref}"
 
 
+def task_label(title: str, caregiver: str | None = None, child: str | None = None) -> str:
+    """A task's title as people read it: whose work it is by the caregiver's role and the
+    child's position ("Relationship assessment (father 2, child 2)"), never a name or an
+    internal key."""
+    whose = [w.replace("-", " ") for w in (caregiver, child) if w]
+    return f"{title} ({', '.join(whose)})" if whose else title
+
+
 def task_context(ref: str, task: Any, today: date, config: NotifyConfig) -> Context:
     """What a message says about a task (a Task row or a row of its columns)."""
-    return {"case_ref": ref, "task_key": task.key, "task_title": task.title,
+    title = task_label(task.title, getattr(task, "caregiver", None), getattr(task, "child", None))
+    return {"case_ref": ref, "task_key": task.key, "task_title": title,
             "role": task.role, "due": task.due, "due_explanation": task.due_explanation,
             "days_to_due": (task.due - today).days,
             "link": link_for(config, ref, task.flow_run_id),

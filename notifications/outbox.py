@@ -284,7 +284,10 @@ def queue_handoffs(session: Session, config: NotifyConfig, case_id: int, ref: st
         kind = "gate" if task.spec_id in gate_tasks else "handoff"
         for recipient in directory.recipients(task.role, task.assignee_id):
             key = f"{ref}/{task.key}/{kind}/{task.due}|{recipient}"
-            count += enqueue(session, config, kind, key, ref, recipient, context,
+            # never tell people they completed their own part: the next task is just theirs
+            told = {**context, "handed_over_by": None} \
+                if recipient == f"practitioner:{actor}" else context
+            count += enqueue(session, config, kind, key, ref, recipient, told,
                              now, directory) is not None
     return count
 

@@ -43,6 +43,8 @@ class TaskForMessage(NamedTuple):
     due_explanation: str
     flow_run_id: str | None
     assignee_id: int | None
+    caregiver: str | None = None  # whose work it is, for the message's title
+    child: str | None = None
 
 
 def plan(session: Session, case: Case, spec: PathwaySpec, state: eng.CaseState,
@@ -112,7 +114,7 @@ def _locked(session: Session, claim: Any) -> Any:
 def _with_case_and_task(session: Session, claim: Any) -> list[Claimed]:
     stmt = (select(*claim.c, Case.ref, Case.jurisdiction,
                    Task.key, Task.title, Task.role, Task.due, Task.due_explanation,
-                   Task.flow_run_id, Task.assignee_id)
+                   Task.flow_run_id, Task.assignee_id, Task.caregiver, Task.child)
             .select_from(claim).join(Case, Case.id == claim.c.case_id)
             .join(Task, (Task.case_id == claim.c.case_id) & (Task.key == claim.c.task_key),
                   isouter=True)

@@ -216,7 +216,7 @@ def test_a_sweep_after_weeks_down_sends_each_task_its_most_relevant_timer(team, 
     store.timers.fire_due_timers(at(clock, "2026-03-30"))
     d.run_until_idle()
     [(visit_title, visit_text)] = sent_for(http, "sw-visit-1")
-    assert visit_title == f"[{ref}] Due today: Social worker visit"
+    assert visit_title == f"[{ref}] Due today: Social worker visit (child 1)"
     assert "is due today." in visit_text
     [(triage_title, _)] = sent_for(http, "triage")
     assert triage_title == f"[{ref}] Due in 9 days: Triage the referral"
@@ -249,7 +249,7 @@ def test_a_sweep_after_weeks_down_sends_each_task_its_most_relevant_timer(team, 
     # lac-review-1, due Wed 22 Apr: Thu 23 Apr = 1; its tier-1 escalation is not due until
     # 09:00, so the due notice is what is sent, saying how late it is, not "due today".
     [(title, text)] = sent_for(http, "lac-review-1")
-    assert title == f"[{ref}] Overdue by 1 working day: Looked-after-child review"
+    assert title == f"[{ref}] Overdue by 1 working day: Looked-after-child review (child 1)"
     assert "is overdue by 1 working day." in text and "today" not in (title + text).lower()
     assert "due in" not in (title + text).lower()
 
@@ -531,3 +531,42 @@ def test_virtual_time_case_gets_the_full_ladder_exactly_once(team, clock, http, 
     assert delivered == len(rows) - len(dropped)
     keys = Counter(m["message"].rsplit("ref: ", 1)[-1].split()[0] for m in http.received)
     assert max(keys.values()) == 1
+
+
+def test_messages_name_whose_work_and_never_tell_people_of_their_own_part(team, clock, http,
+                                                                          smtp):
+    """Issue 29: three identical "End-of-treatment re-assessment" subjects, and "Final report
+    is ready for you: psy.chen has completed their part" sent to psy.chen. Titles now name the
+    caregiver's role and the child's position; a handoff to the person who completed the work
+    before it does not name them."""
+    from notifications.kinds import task_label
+
+    assert task_label("Relationship assessment", "father-2", "child-2") == \
+        "Relationship assessment (father 2, child 2)"
+    assert task_label("Triage the referral") == "Triage the referral"
+    store = team
+    ref = open_case(store)
+    handles = {role: handle for handle, _, role, _ in DEMO_TEAM}
+    d = dispatcher(store, clock)
+    for _ in range(120):  # work the case to its closure stage, each task by its role
+        tasks = [t for t in store.queries.tasks(case=ref) if t.stage != "statutory"]
+        if not tasks or any(t.spec_id == "handover" for t in tasks):
+            break
+        task = min(tasks, key=lambda t: t.due)
+        clock.set(max(clock.now(), datetime.combine(task.due, datetime.min.time(), UK)
+                      .replace(hour=10)))
+        store.tasks.complete_task(task.task, handles[task.role],
+                                  sample_outcome(store.queries.pathway(ref), task.spec_id,
+                                                 {"d1": "no_treatment", "d2": "kinship_care"}))
+        d.run_until_idle()  # as it happens: a message about work since done is dropped
+    told = [(m["title"], m["message"]) for m in http.received if m["path"] == "/sw.jones"]
+    handover = [(t, text) for t, text in told if "/handover/handoff/" in text]
+    assert handover, [t for t, _ in told]  # sw.jones wrote the plan and holds the handover
+    assert all("has completed their part" not in text for _, text in handover)
+    # the relationship assessments (per caregiver) say whose: no more identical subjects
+    wmci = [m["Subject"] for m in smtp.messages if "New task for you" in m["Subject"]
+            and "Working Model" in m["Subject"]]
+    assert len(wmci) == len(set(wmci)) >= 3, wmci
+    assert {s.rsplit(": ", 1)[1] for s in wmci} == {
+        f"Working Model of the Child Interview ({who}, child 1)"
+        for who in ("mother", "father", "foster carer")}
