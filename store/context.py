@@ -16,6 +16,7 @@ from models.pathway import PathwaySpec, pathway_from_json
 from store.audit import write_checkpoint
 from store.db import session_scope
 from store.keystore import Keystore
+from store.row_seals import pathway_holds
 from store.sealing import Sealer
 from store.tables import PathwayVersion
 
@@ -41,6 +42,8 @@ class StoreContext:
         """The stored pathway version (parsed once per process)."""
         if pathway_id not in self._specs:
             row = session.get(PathwayVersion, pathway_id)
+            if not pathway_holds(session, row, self.secret_key, self.audit_key):
+                refuse_altered_pathway(session, row, self.now(), self.audit_key)
             self._specs[pathway_id] = pathway_from_json(row.spec_json)
         return self._specs[pathway_id]
 
@@ -56,6 +59,7 @@ class StoreContext:
             _writable(self.audit_checkpoint)
         with session_scope(self.url) as session:
             session.info["sealer"] = self.sealer()
+            session.info["writable"] = True
             yield session
         head = session.info.get("audit_head")
         if head and self.audit_checkpoint:
@@ -67,6 +71,22 @@ class StoreContext:
         with session_scope(self.url, read_only=True) as session:
             session.info["sealer"] = self.sealer()
             yield session
+
+
+def refuse_altered_pathway(session: Session, row: PathwayVersion, now: datetime,
+                           audit_key: bytes | None) -> None:
+    """Refuse a pathway version whose stored text or hash was changed in the database (audited
+    when refused inside a write, committed before the refusal)."""
+    from models.errors import Refused
+    from store.audit import append
+
+    if session.info.get("writable"):
+        append(session, now, "svc.pathway", "refused-altered-pathway", None,
+               {"profile": row.profile, "version": row.version}, audit_key)
+        session.commit()
+    raise Refused(f"pathway {row.profile}@{row.version} was changed in the database outside "
+                  "nim-pathway (its seal does not verify); nothing was done. Restore the case "
+                  "store from a backup or ask an admin to check it (`audit verify`)")
 
 
 def _writable(path: Path) -> None:

@@ -82,7 +82,7 @@ class AdminCommands(CommandBase):
             change(session, row)
             if was_admin:
                 self._keep_an_admin(session, handle, doing)
-            people.revoke_sessions(session, row, self.ctx.now())
+            people.revoke_sessions(session, row, self.ctx.now(), self.ctx.secret_key)
             people.save(session, row, self.ctx.secret_key)
             self.audit(session, actor, "practitioner-changed", None,
                        {"handle": handle, "before": before, "after": people.public(row),
@@ -108,7 +108,7 @@ class AdminCommands(CommandBase):
             if changed.get("active") is False:  # as `deactivate`: sessions end, an admin stays
                 if row.role == ADMIN:
                     self._keep_an_admin(session, handle, "deactivate")
-                people.revoke_sessions(session, row, self.ctx.now())
+                people.revoke_sessions(session, row, self.ctx.now(), self.ctx.secret_key)
             before = {k: _shown(k, getattr(row, k)) for k in changed}
             for name, value in changed.items():
                 setattr(row, name, value)
