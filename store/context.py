@@ -43,7 +43,7 @@ class StoreContext:
         if pathway_id not in self._specs:
             row = session.get(PathwayVersion, pathway_id)
             if not pathway_holds(session, row, self.secret_key, self.audit_key):
-                refuse_altered_pathway(session, row, self.now(), self.audit_key)
+                refuse_altered_pathway(self, session, row)
             self._specs[pathway_id] = pathway_from_json(row.spec_json)
         return self._specs[pathway_id]
 
@@ -73,17 +73,33 @@ class StoreContext:
             yield session
 
 
-def refuse_altered_pathway(session: Session, row: PathwayVersion, now: datetime,
-                           audit_key: bytes | None) -> None:
-    """Refuse a pathway version whose stored text or hash was changed in the database (audited
-    when refused inside a write, committed before the refusal)."""
+def refuse_altered_pathway(ctx: StoreContext, session: Session, row: PathwayVersion) -> None:
+    """Refuse a pathway version whose stored text or hash was changed in the database; the
+    refusal is audited (once an hour per version: reading it again cannot flood the log) and
+    committed before it is raised."""
+    from datetime import timedelta
+
+    from sqlmodel import select
+
     from models.errors import Refused
     from store.audit import append
+    from store.tables import AuditEvent
+
+    def audit(s: Session) -> None:
+        detail = {"profile": row.profile, "version": row.version}
+        recent = s.exec(select(AuditEvent.detail).where(
+            AuditEvent.action == "refused-altered-pathway",
+            AuditEvent.at >= ctx.now() - timedelta(hours=1))).all()
+        if detail not in recent:
+            append(s, ctx.now(), "svc.pathway", "refused-altered-pathway", None, detail,
+                   ctx.audit_key)
 
     if session.info.get("writable"):
-        append(session, now, "svc.pathway", "refused-altered-pathway", None,
-               {"profile": row.profile, "version": row.version}, audit_key)
+        audit(session)
         session.commit()
+    else:
+        with ctx.write() as writing:
+            audit(writing)
     raise Refused(f"pathway {row.profile}@{row.version} was changed in the database outside "
                   "nim-pathway (its seal does not verify); nothing was done. Restore the case "
                   "store from a backup or ask an admin to check it (`audit verify`)")

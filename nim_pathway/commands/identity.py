@@ -29,7 +29,7 @@ from nim_pathway.commands.people import Enrolment, code_at
 from nim_pathway.policy import ADMIN, SERVICE_ACTOR, audit_capped, check_seal
 from store.audit import refusal_seen
 from store.files import read_bounded
-from store.row_seals import session_holds, session_seal
+from store.row_seals import pathway_seal, session_holds, session_seal
 from store.tables import LoginSession, PathwayVersion, Practitioner
 
 THROTTLE_AFTER = people.THROTTLE_AFTER
@@ -308,6 +308,7 @@ class IdentityCommands(CommandBase):
             row = PathwayVersion(profile=spec.profile, version=spec.version, sha256=digest,
                                  spec_json=spec.canonical_json(), stored_at=self.ctx.now())
         row.installed_by, row.installed_at = actor, self.ctx.now()
+        row.seal = pathway_seal(row, self.ctx.secret_key)
         session.add(row)
         session.flush()
         self.audit(session, actor, "pathway-installed", None,
