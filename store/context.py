@@ -9,6 +9,7 @@ from dataclasses import dataclass, field
 from datetime import date, datetime
 from pathlib import Path
 
+from sqlalchemy import event
 from sqlmodel import Session
 
 from models.clock import Clock, today
@@ -57,13 +58,29 @@ class StoreContext:
         """One write transaction (the single writer on SQLite); then the audit checkpoint."""
         if self.audit_checkpoint:
             _writable(self.audit_checkpoint)
-        with session_scope(self.url) as session:
-            session.info["sealer"] = self.sealer()
-            session.info["writable"] = True
-            yield session
-        head = session.info.get("audit_head")
-        if head and self.audit_checkpoint:
+        info: dict = {}
+        try:
+            with session_scope(self.url) as session:
+                info = session.info
+                info["sealer"] = self.sealer()
+                info["writable"] = True
+                yield session
+        finally:  # a refusal commits its audit row before it is raised: checkpointed too
+            head = info.get("committed_head")
+            if head and self.audit_checkpoint:
+                self._checkpoint(head)
+
+    def _checkpoint(self, head: tuple) -> None:
+        from models.errors import ConfigError
+
+        try:
             write_checkpoint(self.audit_checkpoint, self.url, head, self.audit_key, self.now())
+        except (OSError, ConfigError) as exc:
+            raise ConfigError(
+                f"the change WAS committed (audit row {head[0]}), but its checkpoint could not "
+                f"be written to {self.audit_checkpoint} ({getattr(exc, 'strerror', None) or exc})"
+                "; do not repeat the command: fix NIM_AUDIT_CHECKPOINT, then append the line "
+                "`nim-pathway audit checkpoint` prints to it") from None
 
     @contextmanager
     def read(self) -> Iterator[Session]:
@@ -71,6 +88,22 @@ class StoreContext:
         with session_scope(self.url, read_only=True) as session:
             session.info["sealer"] = self.sealer()
             yield session
+
+
+@event.listens_for(Session, "after_commit")
+def _committed(session: Session) -> None:
+    """The audit head this session has committed (what its checkpoint records)."""
+    if "audit_head" in session.info:
+        session.info["committed_head"] = session.info["audit_head"]
+
+
+@event.listens_for(Session, "after_soft_rollback")
+def _rolled_back(session: Session, _previous: object) -> None:
+    """Rows rolled back are no head: the next row counts from the committed one."""
+    if "audit_head" in session.info:
+        session.info["audit_head"] = session.info.get("committed_head")
+        if session.info["audit_head"] is None:
+            del session.info["audit_head"]
 
 
 def refuse_altered_pathway(ctx: StoreContext, session: Session, row: PathwayVersion) -> None:
