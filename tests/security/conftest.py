@@ -26,7 +26,8 @@ def site(request, tmp_path, clock):
     data = tmp_path / "data"
     if request.param == "sqlite":
         url = f"sqlite:///{data / 'nim.db'}"
-        Settings.from_env({"NIM_DATA_DIR": str(data)}).data_dir  # noqa: B018 - made 0700
+        new = Settings.from_env(site_env(data, url))
+        assert new.audit_key and new.secret_key  # a new site: its keys made first, as init does
         migrate(url)
     else:
         url = request.getfixturevalue("pg_url")
