@@ -259,7 +259,7 @@ class IdentityCommands(CommandBase):
     def _matching_step(self, row: Practitioner, code: str, now: datetime) -> int | None:
         """The 30-s step `code` belongs to (now, or one step either side for clock drift), if
         it is later than the last code accepted: a code works once."""
-        if not (code.isdigit() and len(code) == 6):
+        if not (code.isascii() and code.isdigit() and len(code) == 6):  # never "１２３４５６"
             return None
         secret = self.enrolled_secret(row)
         step = int(now.timestamp()) // people.STEP_SECONDS
