@@ -154,3 +154,27 @@ def test_a_postgresql_key_store_forgets_the_key_row_and_its_dead_versions(tmp_pa
                                  f"'{KEYS.name}'")).scalar()
     assert not dead
     assert svc.queries.case_record(ref).children[0].given_name is None
+
+
+def test_a_key_store_backup_from_before_erasure_still_opens_the_case(site, clock, tmp_path):
+    """What erasure cannot reach, shown rather than claimed: a copy of the key store taken
+    before `erase`, with the secret key, still opens the case's sealed values in a case-store
+    copy of the same age. Erasure is final once key-store backups older than it have expired
+    (SECURITY.md, "Backups of the key store")."""
+    import sqlite3
+
+    svc, data = site
+    if not svc.settings.keystore_url.startswith("sqlite"):
+        pytest.skip("the key store's backup is taken with SQLite's backup API")
+    ref = _fill_every_free_text_field(svc, clock)
+    backup = sqlite3.connect(tmp_path / "keys-backup.db")
+    sqlite3.connect(data / "keys.db").backup(backup)
+    old_case_store = at_rest(svc.ctx.url).encode()
+    svc.admin.erase(ref, "mgr.okafor", reason="court order")
+    wrap = _aead(master_key(svc.ctx.secret_key))
+    keys = []
+    for key_id, w in backup.execute(f"SELECT id, wrapped FROM {KEYS.name}"):
+        raw = base64.b64decode(w)
+        keys.append(wrap.decrypt(raw[:12], raw[12:], key_id.encode()))
+    blobs = _sealed_blobs(old_case_store)
+    assert any(_opens(k, ad, b, [ref]) for k in keys for ad, b in blobs)
