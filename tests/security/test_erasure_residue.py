@@ -94,6 +94,10 @@ def test_after_erase_no_file_holds_the_case_or_its_key(site, clock):
     with get_engine(svc.settings.keystore_url).connect() as conn:
         wrapped = [r[0] for r in conn.execute(text(f"SELECT wrapped FROM {KEYS.name}"))]
     before = b"".join(p.read_bytes() for p in _files(data)) + at_rest(svc.ctx.url).encode()
+    stored = b"".join(p.read_bytes() for p in _files(data) if p != pack)
+    # before erasure too, the database files hold ciphertext only (the pack carries identity
+    # by design, and is deleted by erasure)
+    assert [k for k, v in SENTINELS.items() if v.encode() in stored] == []
     assert key is not None
     assert any(w.encode() in before for w in wrapped)  # and its wrapped form is on disk
 
