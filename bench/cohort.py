@@ -219,8 +219,9 @@ class Rows:
 
     def pathways(self) -> Iterator[tuple]:
         for p in self.t.pathways:
+            # the seal made under this site's secret key (checked where the spec is loaded)
             yield (p["id"], p["profile"], p["version"], p["sha256"], p["spec_json"],
-                   _parse_dt(p["stored_at"]), _parse_dt(p["stored_at"]))
+                   _parse_dt(p["stored_at"]), _parse_dt(p["stored_at"]), p.get("seal"))
 
     def practitioners(self) -> Iterator[tuple]:
         n, pid = self.c.staff_per_role(), 0
@@ -341,7 +342,7 @@ def populate_postgres(url: str, rows: Rows) -> dict[str, int]:
 
 def _tables(rows: Rows) -> Iterator[tuple[str, tuple[str, ...], Iterator[tuple]]]:
     yield "pathway_version", ("id", "profile", "version", "sha256", "spec_json",
-                              "stored_at", "installed_at"), rows.pathways()
+                              "stored_at", "installed_at", "seal"), rows.pathways()
     yield "practitioner", Rows.PRACTITIONER, rows.practitioners()
     yield "nim_case", Rows.CASE, rows.cases()
     yield "child", Rows.CHILD, rows.children()

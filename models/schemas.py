@@ -33,6 +33,40 @@ class _Input(BaseModel):
         return value
 
 
+# Free text people type (handover notes, reasons, causes, rationales, outcome notes): a page
+# or two at most; more is refused, never cut. Names are one line of letters people read.
+MAX_FREE_TEXT = 4000
+_HIDDEN = {"Cc": "a control character", "Cf": "an invisible formatting character (a "
+           "right-to-left override, a zero-width space or joiner)",
+           "Zl": "a line separator", "Zp": "a paragraph separator"}
+
+
+def check_name(value: str | None) -> str | None:
+    """A person's or child's name as typed, or ValueError: one line, no control, bidi-override
+    or zero-width characters (they make a name read as another, or hide text in it)."""
+    if value is None:
+        return value
+    bad = next((c for c in value if unicodedata.category(c) in _HIDDEN), None)
+    if bad is not None:
+        raise ValueError(f"must be one line of visible characters; found U+{ord(bad):04X}, "
+                         f"{_HIDDEN[unicodedata.category(bad)]}")
+    return value
+
+
+def check_free_text(what: str, value: str, limit: int = MAX_FREE_TEXT) -> str:
+    """Free text as typed, or ValueError: at most `limit` characters, no control characters
+    but newlines and tabs, no bidi overrides (U+202A-202E, U+2066-2069)."""
+    if len(value) > limit:
+        raise ValueError(f"{what} is {len(value)} characters; at most {limit} are kept (write "
+                         "the rest in the case file and refer to it)")
+    bad = next((c for c in value if (unicodedata.category(c) == "Cc" and c not in "\n\t")
+                or "\u202a" <= c <= "\u202e" or "\u2066" <= c <= "\u2069"), None)
+    if bad is not None:
+        raise ValueError(f"{what} must not contain U+{ord(bad):04X} (a control or "
+                         "right-to-left override character); use plain text, newlines and tabs")
+    return value
+
+
 class PlacementIn(_Input):
     kind: Literal["foster", "kinship", "mother-and-baby", "residential", "home"]
     start: date
@@ -73,10 +107,26 @@ class ChildIn(_Input):
                              f"looked after ({self.looked_after_from})")
         return self
 
+    @field_validator("given_name", "family_name")
+    @classmethod
+    def _one_visible_line(cls, value: str) -> str:
+        return check_name(value)
+
+    @field_validator("address")
+    @classmethod
+    def _no_hidden_text(cls, value: str | None) -> str | None:
+        return None if value is None else check_free_text("address", value, 500)
+
 
 class CaregiverIn(_Input):
     relationship: Literal["mother", "father", "parent", "foster-carer", "kinship-carer"]
     name: str | None = Field(default=None, max_length=200)
+
+    @field_validator("name")
+    @classmethod
+    def _one_visible_line(cls, value: str | None) -> str | None:
+        return check_name(value)
+
     # the children (child-1, child-2, ... in referral order) this person cares for; all if empty
     children: list[str] = Field(default=[], max_length=MAX_CHILDREN)
 
@@ -197,7 +247,7 @@ class Referral(_Input):
     placement: PlacementIn | None = None
     settings: dict[str, int] = {}
     first_entry_to_care: bool | None = None  # asked by programmes for a first entry only
-    previous_episode: str | None = Field(default=None, pattern=r"^NIM-\d{4}-\d{4,}$",
+    previous_episode: str | None = Field(default=None, pattern=r"^NIM-[0-9]{4}-[0-9]{4,6}$",
                                          description="an earlier episode of this family")
     # the coordinator confirms a new episode for a child who is on an open case
     new_episode: bool = Field(default=False, description="confirm a new episode for a child "
@@ -307,6 +357,11 @@ class PractitionerIn(_Input):
     @classmethod
     def _contact_is_target(cls, value: str | None) -> str | None:
         return check_contact(value)
+
+    @field_validator("display_name", "team")
+    @classmethod
+    def _one_visible_line(cls, value: str) -> str:
+        return check_name(value)
 
 
 class ContactIn(_Input):

@@ -54,7 +54,21 @@ class Target:
 
 def seal_of(row: Practitioner, key: bytes) -> str:
     """An HMAC over who a practitioner is (handle, role, kind, team, active, second factor)
-    under the secret key: a role granted by writing the table directly does not verify."""
+    and where their sign-in stands (wrong codes, since when slowed, last code used) under the
+    secret key: a role granted, a throttle cleared or a used code made usable again by
+    writing the table directly does not verify."""
+    import hashlib
+    import hmac
+
+    body = "|".join(str(v) for v in (row.handle, row.role, row.kind, row.team, row.active,
+                                     row.totp_secret, row.failed_codes, _instant(row.locked_at),
+                                     row.totp_last_step))
+    return "v2:" + hmac.new(key, body.encode(), hashlib.sha256).hexdigest()
+
+
+def _legacy_seal(row: Practitioner, key: bytes) -> str:
+    """The seal of rows written before sign-in state was sealed (it covers who they are only);
+    accepted only while no wrong code is counted, and renewed at the next sign-in."""
     import hashlib
     import hmac
 
@@ -63,12 +77,28 @@ def seal_of(row: Practitioner, key: bytes) -> str:
     return hmac.new(key, body.encode(), hashlib.sha256).hexdigest()
 
 
+def _instant(at: datetime | None) -> str:
+    """A stored instant the same way on every backend (SQLite gives it back naive UTC)."""
+    from datetime import UTC
+
+    if at is None:
+        return ""
+    return (at if at.tzinfo else at.replace(tzinfo=UTC)).astimezone(UTC).isoformat()
+
+
+def seal_holds(row: Practitioner, key: bytes) -> bool:
+    import hmac
+
+    if (row.seal or "").startswith("v2:"):
+        return hmac.compare_digest(row.seal, seal_of(row, key))
+    return (row.failed_codes == 0 and row.locked_at is None
+            and hmac.compare_digest(row.seal or "", _legacy_seal(row, key)))
+
+
 def check_seal(session: Session, now: datetime, row: Practitioner, key: bytes | None,
                audit_key: bytes | None) -> None:
     """Refuse (and audit) a practitioner row changed outside nim-pathway's own commands."""
-    import hmac
-
-    if key and not hmac.compare_digest(row.seal or "", seal_of(row, key)):
+    if key and not seal_holds(row, key):
         audit_capped(session, now, row.handle, "refused-altered-record", None,
                      {"role": row.role}, audit_key)
         raise Refused(f"{row.handle}'s record was changed outside nim-pathway (its seal does "

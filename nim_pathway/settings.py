@@ -15,6 +15,9 @@ from models.errors import ConfigError
 
 PROJECT_DIR = Path(__file__).resolve().parent.parent
 STACK_URL = "http://127.0.0.1:4200/api"  # the local stack's Prefect server (`nim-pathway up`)
+KEY_FILES = ("audit.key", "secret.key")  # made once, for a new site, in the data folder
+# a data folder holding any of these is a site already: a missing key is not made again
+SITE_FILES = (*KEY_FILES, "nim.db", "keys.db", "audit.checkpoint")
 
 
 @dataclass(frozen=True)
@@ -114,33 +117,63 @@ class Settings:
             self._key("NIM_SECRET_KEY", "secret.key", "the secret key")).digest())
 
     def _key(self, env: str, default_name: str, what: str) -> bytes:
-        """A key from `{env}_FILE`, else `{env}`, else a file made once (0600) in the data folder."""
+        """A key from `{env}_FILE`, else `{env}`, else the file in the data folder. Both keys
+        are made (0600) only for a new site, a data folder holding none of a site's files;
+        a key missing or empty beside the others stops the service: a new key would leave
+        every seal, code secret and audit row unverifiable, so it is restored, never remade."""
         from store.files import read_bounded
 
         named = self.env.get(f"{env}_FILE")
         if named:
-            return read_bounded(named, f"{env}_FILE", limit=4096).strip()
+            key = read_bounded(named, f"{env}_FILE", limit=4096).strip()
+            if not key:
+                raise ConfigError(f"{env}_FILE {named} is empty: restore {what} from its "
+                                  "backup; the service does not start without it")
+            return key
         if self.env.get(env):
             return self.env[env].encode()
         path = self.data_dir / default_name
         if not path.exists():
-            import secrets
-
-            try:  # several processes may start at once (flow runs): the first one writes it
-                fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o600)
-            except FileExistsError:
-                pass
-            else:
-                with os.fdopen(fd, "w") as fh:
-                    fh.write(secrets.token_hex(32))
-        for _ in range(50):  # another process may still be writing it
+            found = [n for n in SITE_FILES if (self.data_dir / n).exists()]
+            if found:
+                self._wait_for(path)  # another process may be making the keys right now
+            if not path.exists() and found:
+                raise ConfigError(
+                    f"{what} {path} is missing, but this data folder holds a site "
+                    f"({', '.join(found)}): restore the key from its backup (or set "
+                    f"{env}_FILE); a new one would make every sealed value unreadable")
+            self._make_keys()
+        key = read_bounded(path, f"{what} file", limit=4096).strip()
+        if not key:
+            self._wait_for(path, filled=True)
             key = read_bounded(path, f"{what} file", limit=4096).strip()
-            if key:
-                return key
-            import time
+        if not key:
+            raise ConfigError(f"{what} {path} is empty: restore it from its backup; the service "
+                              "does not start without it")
+        return key
 
+    def _make_keys(self) -> None:
+        """A new site's keys, both at once (several processes may start together: the first
+        one writes each)."""
+        import secrets
+
+        for name in KEY_FILES:
+            try:
+                fd = os.open(self.data_dir / name,
+                             os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o600)
+            except FileExistsError:
+                continue
+            with os.fdopen(fd, "w") as fh:
+                fh.write(secrets.token_hex(32))
+
+    @staticmethod
+    def _wait_for(path: Path, filled: bool = False) -> None:
+        import time
+
+        for _ in range(50):  # a process making the keys writes them within milliseconds
+            if path.exists() and (not filled or path.stat().st_size):
+                return
             time.sleep(0.02)
-        raise ConfigError(f"{what} {path} is empty; remove it to have a new one made")
 
     @cached_property
     def intake_days(self) -> int:

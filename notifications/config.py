@@ -154,4 +154,36 @@ def _load(path: str | None, env: tuple[tuple[str, str], ...]) -> NotifyConfig:
             config.admin = [u.strip() for u in value.split(",") if u.strip()]
         elif key == "NIM_UI_URL":
             config.ui_url = value.rstrip("/")
+    _check_urls(config)
     return config
+
+
+def _check_urls(config: NotifyConfig) -> None:
+    """The UI link is an http(s) address (it goes into every message as a link) and each
+    admin target a URL Apprise can send to; refused with where it came from, never the URL
+    itself (it may hold a password)."""
+    from urllib.parse import urlsplit
+
+    parts = urlsplit(config.ui_url)
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise NotifyConfigError(f"NIM_UI_URL (ui_url) must be the Prefect UI's http:// or "
+                                f"https:// address, like http://127.0.0.1:4200; its scheme is "
+                                f"{scrub_text(parts.scheme[:20]) or 'missing'}")
+    if not config.admin:
+        return
+    import logging
+
+    import apprise
+
+    quiet = logging.getLogger("apprise")
+    level, quiet.level = quiet.level, logging.CRITICAL + 1  # its warning repeats the URL
+    try:
+        refused = [n for n, url in enumerate(config.admin, 1) if not apprise.Apprise().add(url)]
+    finally:
+        quiet.setLevel(level)
+    if refused:
+        url = config.admin[refused[0] - 1]
+        scheme = scrub_text(url.partition("://")[0][:20]) if "://" in url else "missing"
+        raise NotifyConfigError(
+            f"admin target {refused[0]} (NIM_ADMIN_TARGETS or admin:) is not a URL Apprise can "
+            f"send to (scheme {scheme}); give one such as mailtos://... or json://host/path")

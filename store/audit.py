@@ -192,7 +192,26 @@ def verify(url: str, key: bytes | None = None, checkpoint: Path | None = None,
     for entry in external:
         problems += _against(entry, f"checkpoint of row {entry['id']} ({entry['at']})", url,
                              key, hashes, ids)
-    return problems
+    return problems + _unproven(url, ids, [e for e in (last, *external) if e])
+
+
+def _unproven(url: str, ids: list[int], entries: list[dict]) -> list[str]:
+    """A log no checkpoint covers to its end cannot be shown complete: its tail could have
+    been cut (with the checkpoint file deleted, trimmed or put back from an older copy)."""
+    if not ids:
+        return []
+    covered = max((e["id"] for e in entries if e["db"] == database_id(url)), default=None)
+    if covered is None:
+        return [f"no checkpoint of this database was found, so the log (rows up to {ids[-1]}) "
+                "cannot be shown complete: a cut tail would not show. Give a copy kept "
+                "outside the database: `audit verify --checkpoint FILE` (the admin message "
+                "or the Prefect artifact `audit-checkpoint`)"]
+    if covered < ids[-1]:
+        return [f"the newest checkpoint covers rows up to {covered} but the log holds rows up "
+                f"to {ids[-1]}: the rows after it cannot be shown complete (the checkpoint file "
+                "was trimmed, put back from an older copy, or not written). Check against a "
+                "newer copy: `audit verify --checkpoint FILE`"]
+    return []
 
 
 def _against(entry: dict, label: str, url: str, key: bytes | None, hashes: dict[int, str],

@@ -9,6 +9,7 @@ from dataclasses import dataclass, field
 from datetime import date, datetime
 from pathlib import Path
 
+from sqlalchemy import event
 from sqlmodel import Session
 
 from models.clock import Clock, today
@@ -16,6 +17,7 @@ from models.pathway import PathwaySpec, pathway_from_json
 from store.audit import write_checkpoint
 from store.db import session_scope
 from store.keystore import Keystore
+from store.row_seals import pathway_holds
 from store.sealing import Sealer
 from store.tables import PathwayVersion
 
@@ -41,6 +43,8 @@ class StoreContext:
         """The stored pathway version (parsed once per process)."""
         if pathway_id not in self._specs:
             row = session.get(PathwayVersion, pathway_id)
+            if not pathway_holds(session, row, self.secret_key, self.audit_key):
+                refuse_altered_pathway(self, session, row)
             self._specs[pathway_id] = pathway_from_json(row.spec_json)
         return self._specs[pathway_id]
 
@@ -54,12 +58,29 @@ class StoreContext:
         """One write transaction (the single writer on SQLite); then the audit checkpoint."""
         if self.audit_checkpoint:
             _writable(self.audit_checkpoint)
-        with session_scope(self.url) as session:
-            session.info["sealer"] = self.sealer()
-            yield session
-        head = session.info.get("audit_head")
-        if head and self.audit_checkpoint:
+        info: dict = {}
+        try:
+            with session_scope(self.url) as session:
+                info = session.info
+                info["sealer"] = self.sealer()
+                info["writable"] = True
+                yield session
+        finally:  # a refusal commits its audit row before it is raised: checkpointed too
+            head = info.get("committed_head")
+            if head and self.audit_checkpoint:
+                self._checkpoint(head)
+
+    def _checkpoint(self, head: tuple) -> None:
+        from models.errors import ConfigError
+
+        try:
             write_checkpoint(self.audit_checkpoint, self.url, head, self.audit_key, self.now())
+        except (OSError, ConfigError) as exc:
+            raise ConfigError(
+                f"the change WAS committed (audit row {head[0]}), but its checkpoint could not "
+                f"be written to {self.audit_checkpoint} ({getattr(exc, 'strerror', None) or exc})"
+                "; do not repeat the command: fix NIM_AUDIT_CHECKPOINT, then append the line "
+                "`nim-pathway audit checkpoint` prints to it") from None
 
     @contextmanager
     def read(self) -> Iterator[Session]:
@@ -67,6 +88,54 @@ class StoreContext:
         with session_scope(self.url, read_only=True) as session:
             session.info["sealer"] = self.sealer()
             yield session
+
+
+@event.listens_for(Session, "after_commit")
+def _committed(session: Session) -> None:
+    """The audit head this session has committed (what its checkpoint records)."""
+    if "audit_head" in session.info:
+        session.info["committed_head"] = session.info["audit_head"]
+
+
+@event.listens_for(Session, "after_soft_rollback")
+def _rolled_back(session: Session, _previous: object) -> None:
+    """Rows rolled back are no head: the next row counts from the committed one."""
+    if "audit_head" in session.info:
+        session.info["audit_head"] = session.info.get("committed_head")
+        if session.info["audit_head"] is None:
+            del session.info["audit_head"]
+
+
+def refuse_altered_pathway(ctx: StoreContext, session: Session, row: PathwayVersion) -> None:
+    """Refuse a pathway version whose stored text or hash was changed in the database; the
+    refusal is audited (once an hour per version: reading it again cannot flood the log) and
+    committed before it is raised."""
+    from datetime import timedelta
+
+    from sqlmodel import select
+
+    from models.errors import Refused
+    from store.audit import append
+    from store.tables import AuditEvent
+
+    def audit(s: Session) -> None:
+        detail = {"profile": row.profile, "version": row.version}
+        recent = s.exec(select(AuditEvent.detail).where(
+            AuditEvent.action == "refused-altered-pathway",
+            AuditEvent.at >= ctx.now() - timedelta(hours=1))).all()
+        if detail not in recent:
+            append(s, ctx.now(), "svc.pathway", "refused-altered-pathway", None, detail,
+                   ctx.audit_key)
+
+    if session.info.get("writable"):
+        audit(session)
+        session.commit()
+    else:
+        with ctx.write() as writing:
+            audit(writing)
+    raise Refused(f"pathway {row.profile}@{row.version} was changed in the database outside "
+                  "nim-pathway (its seal does not verify); nothing was done. Restore the case "
+                  "store from a backup or ask an admin to check it (`audit verify`)")
 
 
 def _writable(path: Path) -> None:

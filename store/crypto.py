@@ -104,6 +104,8 @@ def seal_free_text(session: Session, ref: str | None, secret_key: bytes, detail:
     typed = {k for k, v in detail.items() if k in FREE_TEXT_KEYS and isinstance(v, str) and v}
     if not typed:
         return detail
+    for k in typed:
+        typed_text(f"the {k}", detail[k])
     key = case_key(session, ref, secret_key, created_at=now, keystore=keystore)
     if key is None:  # erased: nothing typed about the case is kept any more
         return {k: (ERASED if k in typed else v) for k, v in detail.items()}
@@ -123,6 +125,18 @@ def destroy_case_key(session: Session, ref: str, at: datetime,
     row.wrapped, row.destroyed_at = None, at
     session.add(row)
     return True
+
+
+def typed_text(what: str, value: str) -> str:
+    """What someone typed, within the bounds free text keeps (models.schemas.check_free_text:
+    length, no control or right-to-left override characters), or Invalid saying which."""
+    from models.errors import Invalid
+    from models.schemas import check_free_text
+
+    try:
+        return check_free_text(what, value)
+    except ValueError as exc:
+        raise Invalid(str(exc)) from None
 
 
 def _b64(raw: bytes) -> str:

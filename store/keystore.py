@@ -15,7 +15,7 @@ from contextlib import contextmanager
 from datetime import datetime
 from functools import lru_cache
 
-from sqlalchemy import Column, DateTime, MetaData, String, Table, delete, insert, select
+from sqlalchemy import Column, DateTime, MetaData, String, Table, delete, insert, select, update
 from sqlalchemy.engine import Engine
 from sqlalchemy.exc import DBAPIError
 
@@ -45,8 +45,18 @@ class Keystore:
             return conn.execute(select(KEYS.c.wrapped).where(KEYS.c.id == key_id)).scalar()
 
     def destroy(self, key_id: str) -> bool:
-        with self._reach(), _engine(self.url).begin() as conn:
-            return conn.execute(delete(KEYS).where(KEYS.c.id == key_id)).rowcount > 0
+        """Forget a key for good: its row overwritten, then deleted, then the free space and
+        the log purged, so no copy of the wrapped key is left in the key store's files (on
+        SQLite: the database and its -wal; on PostgreSQL: the table, rewritten). A backup of
+        the key store taken before keeps it until that backup expires (SECURITY.md)."""
+        engine = _engine(self.url)
+        with self._reach():
+            with engine.begin() as conn:
+                conn.execute(update(KEYS).where(KEYS.c.id == key_id)
+                             .values(wrapped="0" * 64))  # the old value's page is rewritten
+                found = conn.execute(delete(KEYS).where(KEYS.c.id == key_id)).rowcount > 0
+            purge(engine)
+        return found
 
     @contextmanager
     def _reach(self) -> Iterator[None]:
@@ -60,6 +70,23 @@ class Keystore:
                 f"the key store at {mask_url(self.url)} is unavailable "
                 f"({type(getattr(exc, 'orig', exc)).__name__}). Check NIM_KEYSTORE_URL and that "
                 "its database is running; nothing was changed.") from None
+
+
+def purge(engine: Engine, table: str = KEYS.name) -> None:
+    """Leave no deleted row behind: on SQLite (secure_delete zeroes freed cells) the WAL is
+    checkpointed into the database and truncated to nothing; on PostgreSQL the table is
+    rewritten (VACUUM FULL), so dead row versions are gone from its files."""
+    if engine.dialect.name == "sqlite":
+        raw = engine.raw_connection()  # outside any transaction: a checkpoint needs that
+        try:
+            busy = raw.cursor().execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchone()
+        finally:
+            raw.close()
+        if busy and busy[0]:
+            raise OSError("the store's log could not be truncated (a reader holds it)")
+        return
+    with engine.connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
+        conn.exec_driver_sql(f"VACUUM FULL {table}")
 
 
 @lru_cache(maxsize=8)

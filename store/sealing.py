@@ -28,7 +28,7 @@ from typing import Any
 from sqlalchemy import event, select
 from sqlalchemy.orm import Session, attributes
 
-from store.crypto import ERASED, _aead, case_key
+from store.crypto import ERASED, _aead, case_key, typed_text
 from store.keystore import Keystore
 from store.tables import (
     Caregiver,
@@ -55,6 +55,9 @@ SEALED_COLUMNS: dict[type, tuple[str, ...]] = {
     CourtExtension: ("reason",),
 }
 DATE_COLUMNS = {(Child, "date_of_birth")}
+TEXT_NAMES = {"handover_note": "the handover note", "rationale": "the rationale",
+              "reason": "the reason", "cause": "the cause", "address": "the address"}
+
 
 
 class SealingUnavailable(RuntimeError):
@@ -174,11 +177,15 @@ def _seal_before_flush(session: Session, _context: Any, _instances: Any) -> None
         for name, value in plain.items():
             if name == "outcome":
                 typed = _outcome_text_keys(session, sealer, obj)  # type: ignore[arg-type]
+                for k in typed:
+                    typed_text(f"the outcome's {k}", value[k])
                 sealed: object = {k: (sealer.seal(session, ref, v) if k in typed else v)
                                   for k, v in value.items()}
             elif name == "referral":
                 sealed = {"sealed": sealer.seal(session, ref, value)}
             else:
+                if isinstance(value, str):
+                    typed_text(TEXT_NAMES.get(name, name.replace("_", " ")), value)
                 sealed = sealer.seal(session, ref, value)
             setattr(obj, name, sealed)
             pending.append((obj, name, value))

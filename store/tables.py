@@ -31,6 +31,7 @@ class PathwayVersion(SQLModel, table=True):
     stored_at: datetime
     installed_by: str | None = None  # the admin who installed it (cases open only on these)
     installed_at: datetime | None = None
+    seal: str | None = Field(default=None, repr=False)  # MAC of profile, version, sha256
 
 
 class Case(SQLModel, table=True):
@@ -177,8 +178,8 @@ class Practitioner(SQLModel, table=True):
     kind: str = "person"  # "service": flows, the sweep and the dispatcher; never human work
     totp_secret: str | None = Field(default=None, repr=False)  # encrypted (NIM_SECRET_KEY_FILE)
     totp_last_step: int | None = None  # the last accepted code's 30-s step: no code twice
-    failed_codes: int = 0  # wrong codes since the last good one; locked at LOCK_AFTER
-    locked_at: datetime | None = None  # until an admin unlocks
+    failed_codes: int = 0  # wrong codes since the last good one; slowed from THROTTLE_AFTER
+    locked_at: datetime | None = None  # the last wrong code once slowed (identity.py)
     seal: str | None = Field(default=None, repr=False)  # HMAC of who they are (identity.py)
 
 
@@ -204,6 +205,7 @@ class LoginSession(SQLModel, table=True):
     created_at: datetime
     expires_at: datetime
     revoked_at: datetime | None = None
+    seal: str | None = Field(default=None, repr=False)  # MAC of holder, times (secret key)
 
 
 class Task(SQLModel, table=True):

@@ -15,7 +15,7 @@ from nim_pathway.commands.identity import LOCK_AFTER, code_at
 from nim_pathway.demo import DEMO_ADMIN, current_code
 from nim_pathway.policy import CAPPED_AUDITS_PER_HOUR, SERVICE_ACTOR
 from store.db import session_scope
-from store.tables import AuditEvent, Practitioner
+from store.tables import AuditEvent, Outbox, Practitioner
 from tests.conftest import referral_data
 
 ADMIN = DEMO_ADMIN.handle
@@ -117,7 +117,7 @@ def test_an_admin_updates_contact_digest_and_activity_and_it_is_audited(store, d
         store.admin.update_practitioner(ADMIN, ADMIN, active=False)
 
 
-def test_a_code_proves_who_acts_once_and_wrong_codes_lock(store, db_url):
+def test_a_code_proves_who_acts_once_and_wrong_codes_slow_sign_in(store, db_url):
     good = current_code(store, "mgr.okafor")
     assert store.identity.authenticate("mgr.okafor", good) == "mgr.okafor"
     with pytest.raises(Refused, match="wrong or reused one-time code"):
@@ -129,15 +129,28 @@ def test_a_code_proves_who_acts_once_and_wrong_codes_lock(store, db_url):
     for n in range(LOCK_AFTER - 3):  # the reused and the borrowed code counted too
         with pytest.raises(Refused):
             store.identity.authenticate("mgr.okafor", f"{n:06d}")
-    with pytest.raises(Refused, match="now locked; an admin unlocks it"):
+    with pytest.raises(Refused, match="next try waits until 09:01:00 UK time"):
         store.identity.authenticate("mgr.okafor", "999999")
-    with pytest.raises(Refused, match="is locked"):  # the right code no longer helps
+    with pytest.raises(Refused, match="too many wrong codes"):  # the right code waits too
         store.identity.authenticate("mgr.okafor", current_code(store, "mgr.okafor"))
     failures = audit_rows(db_url, "refused-code")
     assert len(failures) == LOCK_AFTER and failures[-1].detail["locked"] is True
+    assert [r.detail["failures"] for r in audit_rows(db_url, "refused-throttled")] == [6]
+    # the person and the admins are told, through the outbox
+    with session_scope(db_url, read_only=True) as s:
+        told = {o.recipient for o in s.exec(select(Outbox).where(Outbox.kind == "sign-in-slowed"))}
+    assert told == {"mgr.okafor", "admin"}
+    tick(store, 45)  # the wait doubled with the try above (30 s -> 60 s): still waiting
+    with pytest.raises(Refused, match="too many wrong codes"):
+        store.identity.authenticate("mgr.okafor", current_code(store, "mgr.okafor"))
+    tick(store, 3600)  # never more than an hour after the last checked code
+    assert store.identity.authenticate("mgr.okafor", current_code(store, "mgr.okafor"))
+    for n in range(LOCK_AFTER):
+        with pytest.raises(Refused):
+            store.identity.authenticate("mgr.okafor", f"{n:06d}")
     with pytest.raises(Refused, match="may not manage-practitioners"):
         store.identity.unlock("mgr.okafor", "mgr.okafor")
-    store.identity.unlock("mgr.okafor", ADMIN)
+    store.identity.unlock("mgr.okafor", ADMIN)  # an admin lifts the wait at once
     tick(store)
     assert store.identity.authenticate("mgr.okafor", current_code(store, "mgr.okafor"))
 

@@ -71,6 +71,7 @@ REQUIRED: dict[str, dict] = {
     "audit-checkpoint": {"checkpoint": '{"db": "0123abcd0123abcd", "id": 42, "hash": "hmac:ab", '
                                        '"at": "2026-03-23T09:00:00+00:00", "rows": 42, "mac": "cd"}',
                          "row_id": 42, "rows": 42},
+    "sign-in-slowed": {"handle": "psy.chen", "failures": 5, "until": "09:00:30 UK time"},
 }
 HANDOVER = {"handed_over_by": "coordinator-jb", "handover_note": "Interpreter booked for the session."}
 DUE_KEYS = {"due": DUE, "due_explanation": TASK["due_explanation"]}
@@ -88,6 +89,7 @@ OPTIONAL: dict[str, dict] = {
     "test": {"link": LINK},
     "exit": {},
     "audit-checkpoint": {},
+    "sign-in-slowed": {},
 }
 
 

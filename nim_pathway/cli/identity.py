@@ -110,8 +110,19 @@ def practitioner_enrol(handle: str, actor: ActorOpt) -> None:
 
 @prac_app.command("unlock")
 def practitioner_unlock(handle: str, actor: ActorOpt) -> None:
-    """Unlock a practitioner locked after repeated wrong codes."""
+    """Lift the wait on a practitioner slowed after repeated wrong codes (admin only)."""
     typer.echo(service().identity.unlock(handle, actor).message)
+
+
+@prac_app.command("recover-admin")
+def practitioner_recover_admin(
+        handle: str,
+        reason: Annotated[str, typer.Option(help="who asked and why (audited)")] = "") -> None:
+    """Break glass (operator only, on the service's host): enrol an admin's authenticator
+    again and lift any wait when no admin can sign in; audited with the reason."""
+    result, enrolment = service().identity.recover_admin(handle, reason)
+    typer.echo(result.message)
+    show_enrolment(enrolment)
 
 
 @prac_app.command("list")

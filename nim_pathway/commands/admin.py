@@ -23,7 +23,9 @@ from nim_pathway.policy import ADMIN, SERVICE_ACTOR, Target
 from reports.packs import render_pack
 from store import mapping
 from store.crypto import ERASED, destroy_case_key
+from store.db import get_engine
 from store.files import write_private
+from store.keystore import purge
 from store.tables import (
     AuditEvent,
     Caregiver,
@@ -80,7 +82,7 @@ class AdminCommands(CommandBase):
             change(session, row)
             if was_admin:
                 self._keep_an_admin(session, handle, doing)
-            people.revoke_sessions(session, row, self.ctx.now())
+            people.revoke_sessions(session, row, self.ctx.now(), self.ctx.secret_key)
             people.save(session, row, self.ctx.secret_key)
             self.audit(session, actor, "practitioner-changed", None,
                        {"handle": handle, "before": before, "after": people.public(row),
@@ -106,7 +108,7 @@ class AdminCommands(CommandBase):
             if changed.get("active") is False:  # as `deactivate`: sessions end, an admin stays
                 if row.role == ADMIN:
                     self._keep_an_admin(session, handle, "deactivate")
-                people.revoke_sessions(session, row, self.ctx.now())
+                people.revoke_sessions(session, row, self.ctx.now(), self.ctx.secret_key)
             before = {k: _shown(k, getattr(row, k)) for k in changed}
             for name, value in changed.items():
                 setattr(row, name, value)
@@ -206,6 +208,8 @@ class AdminCommands(CommandBase):
                 "packs_deleted": packs, "case_key_destroyed": shredded,
                 "caregivers": len(carers), "early": ref not in due,
                 "reason_length": len(reason)})
+        # the blanked rows' old pages leave the case store's log too (SQLite: the -wal)
+        purge(get_engine(self.ctx.url), "case_key")
         return Result(ref, f"identity erased from {ref}, with the free text typed on it and "
                            f"{len(packs)} report pack(s); the pathway record and audit remain")
 

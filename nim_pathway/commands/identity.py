@@ -29,9 +29,11 @@ from nim_pathway.commands.people import Enrolment, code_at
 from nim_pathway.policy import ADMIN, SERVICE_ACTOR, audit_capped, check_seal
 from store.audit import refusal_seen
 from store.files import read_bounded
+from store.row_seals import pathway_seal, session_holds, session_seal
 from store.tables import LoginSession, PathwayVersion, Practitioner
 
-LOCK_AFTER = 5  # wrong codes in a row before an admin must unlock
+THROTTLE_AFTER = people.THROTTLE_AFTER
+LOCK_AFTER = THROTTLE_AFTER  # the old name (tests, scripts)
 
 
 @dataclass(frozen=True)
@@ -100,7 +102,7 @@ class IdentityCommands(CommandBase):
             row = people.person(session, handle)
             before = people.public(row)
             enrolment = people.enrol(row, self.ctx.secret_key)
-            people.revoke_sessions(session, row, self.ctx.now())
+            people.revoke_sessions(session, row, self.ctx.now(), self.ctx.secret_key)
             people.save(session, row, self.ctx.secret_key)
             self.audit(session, actor, "practitioner-enrolled", None,
                        {"handle": handle, "before": before, "after": people.public(row)})
@@ -110,8 +112,8 @@ class IdentityCommands(CommandBase):
         with self.ctx.write() as session:
             self.authorize(session, actor, "manage-practitioners")
             row = people.person(session, handle)
-            if row.locked_at is None:
-                raise AlreadyDone(f"{handle} is not locked")
+            if row.failed_codes == 0 and row.locked_at is None:
+                raise AlreadyDone(f"{handle} is not locked or slowed")
             before = people.public(row)
             row.locked_at, row.failed_codes = None, 0
             people.save(session, row, self.ctx.secret_key)
@@ -119,35 +121,70 @@ class IdentityCommands(CommandBase):
                        {"handle": handle, "before": before, "after": people.public(row)})
         return Result("", f"{handle} unlocked")
 
+    def recover_admin(self, handle: str, reason: str) -> tuple[Result, Enrolment]:
+        """Break glass (the operator, on the service's host, with its keys; no code asked):
+        enrol an admin's authenticator again and lift any wait, when no admin can sign in.
+        Only an admin is recovered; it is audited as the operator's, with the reason."""
+        if not reason.strip():
+            raise Invalid("give --reason: who asked for the recovery and why (it is audited)")
+        with self.ctx.write() as session:
+            row = people.person(session, handle)
+            if row.role != ADMIN or not row.active:
+                raise Refused(f"{handle} is not an active admin; break-glass recovery is for "
+                              "the site's admins only (an admin re-enrols everyone else)")
+            before = people.public(row)
+            enrolment = people.enrol(row, self.ctx.secret_key)
+            people.revoke_sessions(session, row, self.ctx.now(), self.ctx.secret_key)
+            people.save(session, row, self.ctx.secret_key)
+            self.audit(session, "operator", "break-glass-recovery", None,
+                       {"handle": handle, "before": before, "after": people.public(row),
+                        "why": reason})
+        return Result("", f"{handle} enrolled again by break-glass recovery (audited); their "
+                          "old codes and sessions no longer work"), enrolment
+
     def authenticate(self, handle: str, code: str, case_ref: str | None = None,
                      via: str | None = None) -> str:
         """The handle, if `code` is its owner's current one-time code and unused; otherwise
-        refused, audited and counted towards the lockout. `via` names a form attempt: a
-        replay of one already refused is refused again without counting."""
+        refused, audited and counted. After THROTTLE_AFTER wrong codes each try waits longer
+        (people.throttled_until, at most an hour); a try while slowed is counted, not checked.
+        `via` names a form attempt: a replay of one already refused is refused again without
+        counting. The row is locked while it is counted, so parallel tries all count."""
         now = self.ctx.now()
         with self.ctx.write() as session:
             if via is not None and refusal_seen(session, case_ref, via):
                 raise Refused(f"wrong or reused one-time code for {handle}")
             row = self._sign_in_target(session, handle, now)
-            if not code.strip():
+            code = code.strip()
+            if not code:
                 raise Refused(f"enter the one-time code your authenticator app shows for "
                               f"{handle}")
-            step = self._matching_step(row, code.strip(), now)
+            until = people.throttled_until(row)
+            if until is not None and now < until:
+                row.failed_codes += 1
+                people.save(session, row, self.ctx.secret_key)
+                audit_capped(session, now, handle, "refused-throttled", case_ref,
+                             {"failures": row.failed_codes, "via": via}, self.ctx.audit_key)
+                raise Refused(f"too many wrong codes for {handle}: try again after "
+                              f"{people.uk_time(people.throttled_until(row))}; the person and "
+                              "the admins have been told")
+            step = self._matching_step(row, code, now)
             if step is None:
                 row.failed_codes += 1
-                locked = row.failed_codes >= LOCK_AFTER
-                if locked:
+                slowed = row.failed_codes >= THROTTLE_AFTER
+                if slowed:
                     row.locked_at = now
-                session.add(row)
+                    people.tell_throttled(session, self.notify, row, now)
+                people.save(session, row, self.ctx.secret_key)
                 self.audit(session, handle, "refused-code", case_ref,
-                           {"failures": row.failed_codes, "locked": locked, "via": via})
+                           {"failures": row.failed_codes, "locked": slowed, "via": via})
                 session.commit()
-                more = (" The account is now locked; an admin unlocks it with "
-                        f"`nim-pathway practitioner unlock {handle}`." if locked else
-                        f" {LOCK_AFTER - row.failed_codes} more wrong code(s) lock it.")
+                more = (f" Too many wrong codes: the next try waits until "
+                        f"{people.uk_time(people.throttled_until(row))}." if slowed else
+                        f" After {THROTTLE_AFTER - row.failed_codes} more wrong code(s) each "
+                        "try has to wait.")
                 raise Refused(f"wrong or reused one-time code for {handle}.{more}")
-            row.totp_last_step, row.failed_codes = step, 0
-            session.add(row)
+            row.totp_last_step, row.failed_codes, row.locked_at = step, 0, None
+            people.save(session, row, self.ctx.secret_key)
         return handle
 
     def login(self, handle: str, code: str, minutes: int) -> LoginToken:
@@ -157,8 +194,10 @@ class IdentityCommands(CommandBase):
         now = self.ctx.now()
         with self.ctx.write() as session:
             row = people.person(session, handle)
-            session.add(LoginSession(token_sha256=self._token_digest(token), practitioner_id=row.id,
-                                     created_at=now, expires_at=now + timedelta(minutes=minutes)))
+            login = LoginSession(token_sha256=self._token_digest(token), practitioner_id=row.id,
+                                 created_at=now, expires_at=now + timedelta(minutes=minutes))
+            login.seal = session_seal(login, self.ctx.secret_key)
+            session.add(login)
             self.audit(session, handle, "logged-in", None, {"minutes": minutes})
         return LoginToken(handle, token, now + timedelta(minutes=minutes))
 
@@ -173,11 +212,18 @@ class IdentityCommands(CommandBase):
         if found is None:
             raise Refused("your session is not known here; log in with `nim-pathway login`")
         login, who = found
-        if login.revoked_at is not None or login.expires_at <= now:
+        if not session_holds(login, self.ctx.secret_key):
+            with self.ctx.write() as session:
+                audit_capped(session, now, who.handle, "refused-altered-session", None,
+                             {"session": login.id}, self.ctx.audit_key)
+            raise Refused("your session was changed in the database outside nim-pathway (its "
+                          "seal does not verify), so it is refused; log in again with "
+                          "`nim-pathway login`")
+        if login.revoked_at is not None or _aware(login.expires_at) <= now:
             raise Refused(f"your session as {who.handle} has ended; log in again with "
                           "`nim-pathway login`")
-        if not who.active or who.locked_at is not None:
-            raise Refused(f"{who.handle} is inactive or locked; ask an admin")
+        if not who.active:
+            raise Refused(f"{who.handle} is inactive; ask an admin")
         if claimed and claimed != who.handle:
             with self.ctx.write() as session:
                 audit_capped(session, now, who.handle, "refused-impersonation", None,
@@ -193,6 +239,7 @@ class IdentityCommands(CommandBase):
             if login is None or login.revoked_at is not None:
                 return Result("", "not logged in")
             login.revoked_at = self.ctx.now()
+            login.seal = session_seal(login, self.ctx.secret_key)
             session.add(login)
         return Result("", "logged out")
 
@@ -212,7 +259,7 @@ class IdentityCommands(CommandBase):
     def _matching_step(self, row: Practitioner, code: str, now: datetime) -> int | None:
         """The 30-s step `code` belongs to (now, or one step either side for clock drift), if
         it is later than the last code accepted: a code works once."""
-        if not (code.isdigit() and len(code) == 6):
+        if not (code.isascii() and code.isdigit() and len(code) == 6):  # never "１２３４５６"
             return None
         secret = self.enrolled_secret(row)
         step = int(now.timestamp()) // people.STEP_SECONDS
@@ -223,7 +270,10 @@ class IdentityCommands(CommandBase):
         return None
 
     def _sign_in_target(self, session: Session, handle: str, now: datetime) -> Practitioner:
-        row = session.exec(select(Practitioner).where(Practitioner.handle == handle)).first()
+        # locked until this transaction ends (PostgreSQL; SQLite has one writer): parallel
+        # tries are counted one after another, none lost
+        row = session.exec(select(Practitioner).where(Practitioner.handle == handle)
+                           .with_for_update()).first()
         if row is None or not row.active:
             audit_capped(session, now, handle, "refused-unknown-actor", None,
                          {"action": "sign-in", "handle_length": len(handle)},
@@ -235,10 +285,6 @@ class IdentityCommands(CommandBase):
             audit_capped(session, now, handle, "refused-service-sign-in", None, {},
                          self.ctx.audit_key)
             raise Refused(f"{handle} is the service identity: it runs flows and cannot sign in")
-        if row.locked_at is not None:
-            audit_capped(session, now, handle, "refused-locked", None, {}, self.ctx.audit_key)
-            raise Refused(f"{handle} is locked after {LOCK_AFTER} wrong codes; an admin unlocks "
-                          f"it with `nim-pathway practitioner unlock {handle}`")
         if row.totp_secret is None:
             audit_capped(session, now, handle, "refused-not-enrolled", None, {},
                          self.ctx.audit_key)
@@ -262,12 +308,20 @@ class IdentityCommands(CommandBase):
             row = PathwayVersion(profile=spec.profile, version=spec.version, sha256=digest,
                                  spec_json=spec.canonical_json(), stored_at=self.ctx.now())
         row.installed_by, row.installed_at = actor, self.ctx.now()
+        row.seal = pathway_seal(row, self.ctx.secret_key)
         session.add(row)
         session.flush()
         self.audit(session, actor, "pathway-installed", None,
                    {"profile": spec.profile, "version": spec.version, "sha256": digest,
                     "source": source})
         return row
+
+
+def _aware(at: datetime) -> datetime:
+    """A stored instant as an aware one (SQLite gives it back naive, in UTC)."""
+    from datetime import UTC
+
+    return at if at.tzinfo else at.replace(tzinfo=UTC)
 
 
 def _bundled(path: Path) -> PathwaySpec:
@@ -277,4 +331,5 @@ def _bundled(path: Path) -> PathwaySpec:
         raise Invalid(f"{path.name}: {exc}") from None
 
 
-__all__ = ["IdentityCommands", "Enrolment", "LoginToken", "code_at", "SERVICE_ACTOR", "LOCK_AFTER"]
+__all__ = ["IdentityCommands", "Enrolment", "LoginToken", "code_at", "SERVICE_ACTOR", "LOCK_AFTER",
+           "THROTTLE_AFTER"]

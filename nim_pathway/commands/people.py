@@ -4,17 +4,23 @@ under NIM_SECRET_KEY_FILE), their CLI sessions ended, and what the audit keeps o
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime, timedelta
+from typing import Any
 
 from sqlmodel import Session, select
 
 from models.errors import NotFound, Refused
 from nim_pathway.policy import seal_of
+from store.row_seals import session_seal
 from store.tables import LoginSession, Practitioner
 
 ISSUER = "nim-pathway"
 STEP_SECONDS = 30  # RFC 6238's default time step
+THROTTLE_AFTER = 5  # wrong codes in a row before each further try must wait
+FIRST_DELAY_SECONDS = 30  # the wait after THROTTLE_AFTER wrong codes, doubled with each more
+MAX_DELAY = timedelta(hours=1)  # the longest wait: no one is locked out for good
 
 
 @dataclass(frozen=True)
@@ -69,12 +75,48 @@ def person(session: Session, handle: str) -> Practitioner:
     return row
 
 
-def revoke_sessions(session: Session, row: Practitioner, now: datetime) -> None:
-    """End the practitioner's live CLI sessions."""
+def revoke_sessions(session: Session, row: Practitioner, now: datetime,
+                    secret_key: bytes) -> None:
+    """End the practitioner's live CLI sessions (each sealed again as ended)."""
     for login in session.exec(select(LoginSession).where(
             LoginSession.practitioner_id == row.id, LoginSession.revoked_at.is_(None))):
         login.revoked_at = now
+        login.seal = session_seal(login, secret_key)
         session.add(login)
+
+
+def throttled_until(row: Practitioner) -> datetime | None:
+    """Until when sign-in tries are refused unchecked, after THROTTLE_AFTER wrong codes: 30 s
+    after the last wrong code, doubling with each further try, never more than an hour."""
+    if row.failed_codes < THROTTLE_AFTER or row.locked_at is None:
+        return None
+    at = row.locked_at if row.locked_at.tzinfo else row.locked_at.replace(tzinfo=UTC)
+    extra = min(row.failed_codes - THROTTLE_AFTER, 16)
+    return at + min(timedelta(seconds=FIRST_DELAY_SECONDS * 2 ** extra), MAX_DELAY)
+
+
+def uk_time(at: datetime | None) -> str:
+    from models.clock import UK
+
+    return f"{at.astimezone(UK):%H:%M:%S} UK time" if at else "now"
+
+
+def tell_throttled(session: Session, notify: Callable[[], Any], row: Practitioner,
+                   now: datetime) -> None:
+    """Tell the person and the admins (the outbox) that wrong codes slowed the sign-in."""
+    from models.errors import ConfigError
+    from notifications.outbox import enqueue
+
+    context = {"handle": row.handle, "failures": row.failed_codes,
+               "until": uk_time(throttled_until(row))}
+    try:
+        config = notify()
+    except ConfigError:
+        return  # no notification config: the audit row still says it
+    for recipient in (row.handle, "admin"):
+        enqueue(session, config, "sign-in-slowed",
+                f"sign-in-slowed/{row.handle}/{recipient}/{now.isoformat()}", None,
+                recipient, context, now)
 
 
 def public(row: Practitioner) -> dict:
