@@ -5,8 +5,8 @@ or edit an installed pathway (issue 28). Sessions from before have no seal and a
 (their holders log in again); pathway versions from before are checked against their keyed
 install audit row.
 
-Revision ID: 0016
-Revises: 0015
+Revision ID: 0017
+Revises: 0016
 Create Date: 2026-12-06 05:40:00
 """
 from collections.abc import Sequence
@@ -15,8 +15,8 @@ import sqlalchemy as sa
 import sqlmodel
 from alembic import op
 
-revision: str = '0016'
-down_revision: str | None = '0015'
+revision: str = '0017'
+down_revision: str | None = '0016'
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
