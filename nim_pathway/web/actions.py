@@ -130,7 +130,9 @@ async def exit_case(request: Request, svc: Service, me: Person) -> Response:
         spec = await run_in_threadpool(svc.queries.pathway, ref)
     except CommandError as exc:
         return render("error.html.j2", 404, me=me, title="Not found", error=str(exc))
-    fields = choose(model_fields(ExitForm), "reason", sorted(spec.exits))
+    fields = [FormField(f.name, f.label, "choice", f.required,
+                        tuple((k, e.label) for k, e in spec.exits.items()))
+              if f.name == "reason" else f for f in model_fields(ExitForm)]
     return await form_page(request, me, f"{ref}: the family leaves the pathway", fields,
                            ExitForm, lambda f: svc.cases.exit_case(ref, f.reason, f.note,
                                                                    me.handle),
@@ -139,8 +141,15 @@ async def exit_case(request: Request, svc: Service, me: Person) -> Response:
 
 async def final_order(request: Request, svc: Service, me: Person) -> Response:
     ref = request.path_params["ref"]
+    try:
+        spec = await run_in_threadpool(svc.queries.pathway, ref)
+    except CommandError as exc:
+        return render("error.html.j2", 404, me=me, title="Not found", error=str(exc))
+    fields = [FormField(f.name, f.label, "choice", f.required,
+                        tuple(spec.court.order_kinds.items())) if f.name == "kind" else f
+              for f in model_fields(FinalOrderForm)]
     return await form_page(
-        request, me, f"{ref}: record the final order", model_fields(FinalOrderForm),
+        request, me, f"{ref}: record the final order", fields,
         FinalOrderForm, lambda f: svc.court.record_final_order(
             ref, f.made_on, f.kind, f.follows_recommendation, me.handle, f.child),
         lambda _: f"/cases/{ref}?done=final-order", ref, "Record the order")

@@ -18,8 +18,15 @@ from store.views import Kpis
 STYLE = Style(background="white", plot_background="white", font_family="system-ui, sans-serif",
               colors=("#1d3b5a", "#1e7b34", "#b00020", "#a65e00", "#6a1b9a", "#00838f"),
               label_font_size=11, major_label_font_size=11, legend_font_size=12,
-              title_font_size=15)
+              title_font_size=15, no_data_font_size=22)
+# a timeline's series: (colour, offset from its row's line, so planned and actual sit apart)
+SERIES: dict[str, tuple[str, float]] = {
+    "planned": ("#9bb3cc", 0.17), "done, on time": ("#1e7b34", -0.13),
+    "done, late": ("#b00020", -0.13), "open, on time": ("#4a78a8", -0.13),
+    "open, late": ("#e0455f", -0.13), "clock": ("#a65e00", 0.0),
+    "pause": ("#6a1b9a", 0.0), "extension": ("#00838f", 0.0)}
 _COMMON: dict[str, Any] = {"style": STYLE, "js": [], "disable_xml_declaration": True,
+                           "no_data_text": "nothing due yet",
                            "explicit_size": False, "print_values": False}
 
 
@@ -66,8 +73,9 @@ def timeline(spec: Any, state: eng.CaseState, today: date) -> str:  # noqa: ANN4
         end = t.completed_on if t.state == eng.DONE else today
         if end is not None and end >= begin:
             late = end > t.due
+            done = "done" if t.state == eng.DONE else "open"
             rows.append((f"{t.key} ({t.role})", [(begin, end)],
-                         "actual, late" if late else "actual, on time"))
+                         f"{done}, late" if late else f"{done}, on time"))
     for c in eng.clock_states(spec, state, today):
         if c.due is None or c.state in ("not-started", "not-applicable"):
             continue
@@ -82,23 +90,23 @@ def timeline(spec: Any, state: eng.CaseState, today: date) -> str:  # noqa: ANN4
                      e.granted_on + timedelta(weeks=e.weeks))], "extension"))
     labels = list(dict.fromkeys(label for label, _, _ in rows))
     y_of = {label: len(labels) - i for i, label in enumerate(labels)}
-    offsets = {"planned": 0.18, "actual, on time": -0.12, "actual, late": -0.12, "clock": 0,
-               "pause": 0, "extension": 0}
-    series: dict[str, list[Any]] = {name: [] for name in offsets}
+    series: dict[str, list[Any]] = {name: [] for name in SERIES}
     for label, spans, name in rows:
         for a, b in spans:
-            y = y_of[label] + offsets[name]
+            y = y_of[label] + SERIES[name][1]
             series[name] += [((a - start).days, y), ((b - start).days, y), None]
-    chart = pygal.XY(title=f"{state.ref}: planned against actual (days from {start})",
-                     width=1100, height=max(260, 60 + 22 * len(labels)), stroke=True,
-                     allow_interruptions=True, show_dots=False, dots_size=0,
-                     stroke_style={"width": 7, "linecap": "butt"}, legend_at_bottom=True,
+    shown = [name for name in SERIES if series[name]]
+    day = (today - start).days
+    style = Style(**{**STYLE.__dict__, "colors": tuple(SERIES[n][0] for n in shown),
+                     "stroke_width": "8", "stroke_width_hover": "10"})
+    chart = pygal.XY(title=f"{state.ref}: planned against actual, in days from {start} "
+                           f"(today: day {day})",
+                     width=1100, height=max(260, 90 + 24 * len(labels)), stroke=True,
+                     allow_interruptions=True, show_dots=False, legend_at_bottom=True,
+                     legend_at_bottom_columns=4,
                      y_labels=[{"label": label, "value": y_of[label]} for label in labels],
-                     range=(0, len(labels) + 1), xrange=None, x_title="days", **_COMMON)
-    chart.add(f"today (day {(today - start).days})",
-              [((today - start).days, 0.3), ((today - start).days, len(labels) + 0.7)],
-              stroke_style={"width": 1, "dasharray": "4,3"})
-    for name, points in series.items():
-        if points:
-            chart.add(name, points)
+                     range=(0, len(labels) + 1), x_title="days", show_y_guides=False,
+                     **{**_COMMON, "style": style})
+    for name in shown:
+        chart.add(name, series[name], stroke_style={"linecap": "butt"})
     return _svg(chart)

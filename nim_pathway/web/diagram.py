@@ -9,7 +9,7 @@ from dataclasses import dataclass
 from models.pathway import PathwaySpec
 from nim_pathway.web.session import _ENV
 
-BOX_W, LINE_H, GAP, CLOCK_X = 460, 16, 46, 560
+BOX_W, LINE_H, GAP, LEFT, CLOCK_X, CLOCK_W = 460, 16, 40, 70, 600, 520
 
 
 @dataclass(frozen=True)
@@ -24,11 +24,7 @@ class Box:
 
 @dataclass(frozen=True)
 class Edge:
-    x1: int
-    y1: int
-    x2: int
-    y2: int
-    label: str
+    points: str  # an SVG polyline's points
     dashed: bool = False
 
 
@@ -41,35 +37,41 @@ def layout(spec: PathwaySpec) -> tuple[list[Box], list[Box], list[Edge], int]:
         if stage.when:
             lines.insert(0, f"only when {stage.when} is on")
         if stage.gate:
-            outs = ", ".join(f"{code} → {out.next or 'case closed'}"
-                             for code, out in stage.gate.outcomes.items())
-            lines.append(f"gate {stage.gate.decision.upper()}: {outs}")
+            lines.append(f"gate {stage.gate.decision.upper()}:")
+            lines += [f"    {code} → {out.next or 'case closed'}"
+                      for code, out in stage.gate.outcomes.items()]
         h = 30 + LINE_H * len(lines)
-        stages.append(Box(stage.id, 20, y, h, stage.title, tuple(lines)))
+        stages.append(Box(stage.id, LEFT, y, h, stage.title, tuple(lines)))
         y += h + GAP
     at = {b.id: b for b in stages}
-    edges = []
+    order = [b.id for b in stages]
+    edges, lane = [], 0
     for stage in spec.stages:
         src = at[stage.id]
-        targets = ([(out.next, code) for code, out in stage.gate.outcomes.items() if out.next]
-                   if stage.gate else [(stage.next, "")] if stage.next else [])
-        for n, (target, label) in enumerate(targets):
+        targets = (dict.fromkeys(out.next for out in stage.gate.outcomes.values() if out.next)
+                   if stage.gate else [stage.next] if stage.next else [])
+        for target in targets:
             dst = at[target]
-            shift = 24 * n
-            edges.append(Edge(src.x + 60 + shift, src.y + src.h, dst.x + 60 + shift, dst.y,
-                              label))
+            if order.index(target) == order.index(stage.id) + 1:  # the next box: straight down
+                x = src.x + 80
+                edges.append(Edge(f"{x},{src.y + src.h} {x},{dst.y}"))
+                continue
+            lane += 1  # a jump past other stages runs down the left margin
+            x_lane, y_out = LEFT - 12 * lane, src.y + src.h - 8
+            edges.append(Edge(f"{src.x},{y_out} {x_lane},{y_out} {x_lane},{dst.y + 12} "
+                              f"{dst.x},{dst.y + 12}"))
     clocks, cy = [], 20
     for clock in spec.clocks:
-        lines = (f"{clock.kind}, owner {clock.owner}", clock.source[:70])
-        box = Box(f"clock-{clock.id}", CLOCK_X, cy, 30 + LINE_H * len(lines), clock.title,
-                  lines)
+        lines = (f"{clock.kind}, owner {clock.owner}", _cut(clock.source, 80))
+        box = Box(f"clock-{clock.id}", CLOCK_X, cy, 30 + LINE_H * len(lines),
+                  _cut(clock.title, 72), lines)
         clocks.append(box)
         task = clock.forecast_task or (clock.met_by[5:] if clock.met_by and
                                        clock.met_by.startswith("done:") else None)
         if task and spec.stage_of_task.get(task) in at:
             dst = at[spec.stage_of_task[task]]
-            edges.append(Edge(box.x, box.y + box.h // 2, dst.x + BOX_W, dst.y + dst.h // 2,
-                              "", True))
+            edges.append(Edge(f"{box.x},{box.y + box.h // 2} {dst.x + BOX_W},"
+                              f"{dst.y + dst.h // 2}", True))
         cy += box.h + 14
     return stages, clocks, edges, max(y, cy) + 20
 
@@ -77,5 +79,9 @@ def layout(spec: PathwaySpec) -> tuple[list[Box], list[Box], list[Edge], int]:
 def svg(spec: PathwaySpec) -> str:
     stages, clocks, edges, height = layout(spec)
     return _ENV.get_template("pathway.svg.j2").render(
-        stages=stages, clocks=clocks, edges=edges, width=CLOCK_X + 480, height=height,
-        box_w=BOX_W, line_h=LINE_H, title=f"{spec.title} ({spec.profile}@{spec.version})")
+        stages=stages, clocks=clocks, edges=edges, width=CLOCK_X + CLOCK_W + 20, height=height,
+        box_w=BOX_W, clock_w=CLOCK_W, line_h=LINE_H, title=f"{spec.title} ({spec.profile}@{spec.version})")
+
+
+def _cut(text: str, n: int) -> str:
+    return text if len(text) <= n else text[:n - 1] + "…"
