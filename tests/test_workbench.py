@@ -185,7 +185,8 @@ def test_a_task_completed_from_its_form_then_again(web):
     assert f"Completed {ref}/triage" in c.get(r.headers["location"]).text
     again = c.post(f"/tasks/{ref}/triage", data={"accepted": "yes", "csrf": csrf_of(page.text)})
     assert again.status_code == 400
-    assert "already done" in again.text
+    assert f"task {ref}/triage was already completed on 2026-01-12 by mgr.okafor" in again.text
+    assert again.text.count('role="alert"') == 1
 
 
 def test_a_wrong_outcome_is_shown_by_field_with_the_input_kept(web):
@@ -245,6 +246,40 @@ def test_the_case_page_draws_its_timeline_and_clocks_with_owners(web):
     assert "(owner: court)" in r.text
     no_identity(r.text)
     assert c.get("/cases/NIM-2026-9999").status_code == 404
+
+
+def test_the_timeline_shows_pauses_and_court_extensions(web):
+    from datetime import date
+
+    svc, ref = web["svc"], web["ref"]
+    svc.cases.pause(ref, "in hospital", "coord.ali")
+    web["clock"].advance(timedelta(days=9))
+    svc.cases.resume(ref, "coord.ali")
+    svc.court.extend_timetable(ref, date(2026, 1, 20), 8, "expert report late", "coord.ali")
+    c = sign_in(web, "coord.ali")
+    html = c.get(f"/cases/{ref}").text
+    assert "NIM&#39;s work paused" in html or "NIM's work paused" in html
+    assert "court extension 8 weeks" in html
+    assert "in hospital" not in html and "expert report late" not in html  # reasons stay put
+
+
+def test_the_web_command_serves_the_app_from_its_settings(cli_env, monkeypatch):
+    import uvicorn
+    from typer.testing import CliRunner
+
+    from nim_pathway.cli import app
+
+    for name, value in cli_env.items():
+        monkeypatch.setenv(name, value)
+    monkeypatch.setenv("NIM_WEB_PORT", "4391")
+    seen = {}
+    monkeypatch.setattr(uvicorn, "run", lambda served, **kw: seen.update(kw, app=served))
+    result = CliRunner().invoke(app, ["web"])
+    assert result.exit_code == 0, result.output
+    assert seen["host"] == "127.0.0.1" and seen["port"] == 4391
+    assert "http://127.0.0.1:4391/" in result.output
+    assert CliRunner().invoke(app, ["web", "--port", "4392"]).exit_code == 0
+    assert seen["port"] == 4392
 
 
 def test_the_pathway_is_a_picture(web):

@@ -177,8 +177,8 @@ async def task_form(request: Request, svc: Service, me: Person) -> Response:
         except ValidationError as exc:
             errors = field_errors(exc)
             error = "check the fields marked below"
-        except AlreadyDone as exc:
-            error = f"already done: {exc}"
+        except AlreadyDone as exc:  # "… was already completed on … by …; nothing was changed"
+            error = str(exc)
         except CommandError as exc:
             error = str(exc)
     return render("task.html.j2", 400 if error else 200, me=me, title=f"{ref} {key}",
