@@ -236,6 +236,25 @@ def test_the_board_groups_cards_by_stage_with_rag_words_and_charts(web):
     assert 'data-case="' in c.get("/board?nation=england-and-wales&programme=nim").text
 
 
+def test_the_board_reads_every_case_once_and_agrees_with_the_reports(web, monkeypatch):
+    from nim_pathway.web.board import OneRead
+    from reports.oversight import caseload_board, kpis
+
+    svc = web["svc"]
+    closed = open_case(svc)
+    svc.cases.exit_case(closed, "disengaged", "", "coord.ali")
+    open_case(svc, referral="2026-01-06")
+    web["clock"].advance(timedelta(days=30))
+    expected = caseload_board(svc.queries), kpis(svc.queries)
+    calls = []
+    real = svc.queries.snapshots
+    monkeypatch.setattr(svc.queries, "snapshots", lambda **kw: calls.append(kw) or real(**kw))
+    once = OneRead(svc.queries)
+    assert (caseload_board(once), kpis(once)) == expected
+    assert len(expected[0]) == 2 and expected[1].cases == 3
+    assert len(calls) == 1  # the board, the KPIs and the breaches inside them: one read
+
+
 def test_the_case_page_draws_its_timeline_and_clocks_with_owners(web):
     ref = web["ref"]
     c = sign_in(web, "coord.ali")

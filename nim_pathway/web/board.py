@@ -4,6 +4,8 @@ its timeline picture, and the pathway as a picture."""
 
 from __future__ import annotations
 
+from typing import Any
+
 from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
 from starlette.responses import Response
@@ -13,7 +15,29 @@ from nim_pathway.app import Service
 from nim_pathway.web import charts, diagram
 from nim_pathway.web.session import Person, render
 from reports.oversight import caseload_board, kpis
+from store.queries import CaseSnapshot, Queries
 from store.views import BoardRow
+
+
+class OneRead:
+    """`svc.queries` for one page: every case's snapshot is loaded once (the board and the
+    KPIs each read them all, the breach count inside the KPIs again), then filtered here as
+    `Queries.snapshots` filters; every other read goes to the real queries."""
+
+    def __init__(self, queries: Queries) -> None:
+        self._queries = queries
+        self._all: dict[str | None, list[CaseSnapshot]] = {}
+
+    def snapshots(self, open_only: bool = False, ref: str | None = None,
+                  programme: str | None = None) -> list[CaseSnapshot]:
+        if programme not in self._all:
+            self._all[programme] = self._queries.snapshots(programme=programme)
+        return [s for s in self._all[programme] if (not open_only or s.closed_on is None)
+                and (ref is None or s.ref == ref)]
+
+    def __getattr__(self, name: str) -> Any:  # noqa: ANN401 - the real queries' reads
+        return getattr(self._queries, name)
+
 
 RAG_WORDS = {"red": "red: own work overdue", "amber": "amber: own work due soon",
              "green": "green: on track"}
@@ -26,8 +50,9 @@ def board_data(svc: Service, programme: str | None, nation: str | None) -> dict:
     nations = sorted({j for s in specs.values() for j in s.jurisdictions})
     programme = programme if programme in programmes else None
     nation = nation if nation in nations else None
+    queries: Any = OneRead(svc.queries)
     rows: list[BoardRow] = [r for r in caseload_board(
-        svc.queries, programme, svc.settings.rag_amber_working_days)
+        queries, programme, svc.settings.rag_amber_working_days)
         if nation is None or r.jurisdiction == nation]
     order: list[str] = []
     for spec in specs.values():
@@ -36,7 +61,7 @@ def board_data(svc: Service, programme: str | None, nation: str | None) -> dict:
     for r in rows:
         columns.setdefault(r.stage or "no stage", []).append(r)
     ranked = sorted(columns, key=lambda s: (order.index(s) if s in order else len(order), s))
-    data = kpis(svc.queries, programme)
+    data = kpis(queries, programme)
     return {"columns": [(s, columns[s]) for s in ranked], "count": len(rows),
             "programmes": programmes, "nations": nations, "programme": programme or "",
             "nation": nation or "", "rag_words": RAG_WORDS, "profiles": list(specs),
