@@ -131,6 +131,17 @@ def test_sign_out_ends_the_session(web):
     assert c.get("/work").status_code == 303
 
 
+def test_signing_in_again_ends_the_session_it_replaces(web):
+    c = sign_in(web, "mgr.okafor")
+    first = c.cookies.get("nim_session")
+    sign_in(web, "coord.ali", c)
+    assert c.cookies.get("nim_session") != first
+    assert "signed in as coord.ali" in c.get("/work").text
+    other = TestClient(create_app(web["svc"]), follow_redirects=False)
+    other.cookies.set("nim_session", first)
+    assert other.get("/work").status_code == 303
+
+
 def test_a_stolen_cookie_stops_working_after_sign_out(web):
     c = sign_in(web, "mgr.okafor")
     token = c.cookies.get("nim_session")

@@ -92,6 +92,9 @@ def create_app(svc: Service) -> Starlette:
                                             svc.settings.web_session_minutes)
         except CommandError as exc:
             return _signin_page(request, handle, str(exc))
+        previous = request.cookies.get(SESSION_COOKIE, "")
+        if previous and len(previous) <= 200:  # signing in again ends the session it replaces
+            await run_in_threadpool(svc.identity.logout, previous)
         response = RedirectResponse("/work", status_code=303)
         set_cookie(response, request, SESSION_COOKIE, login.token,
                    svc.settings.web_session_minutes * 60)
