@@ -80,7 +80,7 @@ def field_errors(exc: ValidationError) -> dict[str, str]:
 
 
 def model_fields(model: type[BaseModel], prefix: str = "", skip: tuple[str, ...] = (),
-                 optional: bool = False) -> list[FormField]:
+                 optional: bool = False, group: str = "") -> list[FormField]:
     """A form's fields from a Pydantic model, generically (a field added to the model appears
     on the form): text, dates, whole numbers, yes/no and choices; nested models by dotted
     name (`child.given_name`). Lists and mappings are left to the caller."""
@@ -88,13 +88,15 @@ def model_fields(model: type[BaseModel], prefix: str = "", skip: tuple[str, ...]
     for name, info in model.model_fields.items():
         if name in skip:
             continue
-        ann, label = info.annotation, (info.description or name.replace("_", " "))
+        ann = info.annotation
+        label = group + (info.description or name.replace("_", " "))
         args = [a for a in get_args(ann) if a is not type(None)]
         if get_origin(ann) in (Union, UnionType) and len(args) == 1:
             ann = args[0]
         key, required = prefix + name, info.is_required() and not optional
         if isinstance(ann, type) and issubclass(ann, BaseModel):
-            out += model_fields(ann, key + ".", optional=optional or not info.is_required())
+            out += model_fields(ann, key + ".", optional=optional or not info.is_required(),
+                                group=f"{group}{name.replace('_', ' ')}: ")
         elif get_origin(ann) is Literal:
             out.append(FormField(key, label, "choice", required,
                                  tuple((str(c), str(c)) for c in get_args(ann))))
