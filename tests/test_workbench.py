@@ -182,6 +182,18 @@ def test_my_work_names_children_and_caregivers_by_position_never_by_name(web):
     no_identity(html)
 
 
+def test_a_sibling_groups_work_names_each_child_by_position(web):
+    data = referral_data()
+    data["children"] = [data.pop("child"), {**referral_data()["child"], "given_name": "Other"}]
+    ref = web["svc"].cases.open_case(Referral.model_validate(data), "coord.ali").ref
+    c = sign_in(web, "la.patel")
+    html = c.get("/work").text
+    assert f'data-task="{ref}/sw-visit-child-2-1"' in html
+    assert "Social worker visit — child 1" in html and "Social worker visit — child 2" in html
+    no_identity(html)
+    assert "Other" not in html
+
+
 def test_a_task_completed_from_its_form_then_again(web):
     svc, ref = web["svc"], web["ref"]
     c = sign_in(web, "mgr.okafor")
