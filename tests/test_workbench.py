@@ -373,6 +373,16 @@ def test_a_bad_referral_keeps_its_input_with_errors_by_field(web):
     assert [c.ref for c in web["svc"].queries.cases()] == [web["ref"]]
 
 
+def test_a_practitioner_opening_a_case_gets_the_policys_refusal(web):
+    c = sign_in(web, "psy.chen")
+    page = c.get("/cases/new")
+    r = c.post("/cases/new", data=referral_form(csrf_of(page.text)))
+    assert r.status_code == 403
+    assert "psy.chen is psychologist and may not open a case" in r.text
+    assert 'value="Kept-Given"' in r.text
+    assert [c.ref for c in web["svc"].queries.cases()] == [web["ref"]]
+
+
 def test_a_referral_the_engine_refuses_is_one_line_with_the_input_kept(web):
     c = sign_in(web, "coord.ali")
     page = c.get("/cases/new")

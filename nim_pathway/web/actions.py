@@ -54,9 +54,9 @@ class CourtDateForm(BaseModel):
 
 def referral_fields(svc: Service) -> list[FormField]:
     fields = model_fields(Referral, skip=("children", "caregivers", "settings"))
-    profiles = tuple((p, p) for p in svc.queries.installed_specs())
-    fields = [FormField(f.name, f.label, "choice", f.required, profiles)
-              if f.name == "pathway" else f for f in fields]
+    specs = svc.queries.installed_specs()
+    fields = choose(choose(fields, "pathway", list(specs)), "programme",
+                    sorted({s.programme for s in specs.values()}))
     at = next(i for i, f in enumerate(fields) if f.name == "placement.kind")
     rows = [FormField(f"caregivers.{n}.{f.name}", f"caregiver {n + 1}: {f.label}", f.kind,
                       f.required and n == 0, f.choices)
