@@ -46,13 +46,24 @@ class Context:
 
 
 def _figures() -> dict[str, Callable[[Context], list[Row]]]:
-    from bench import cli_write, dispatch, engine, prefect_runs, startup, sweep, sync, sync_scale
+    from bench import (
+        cli_write,
+        dispatch,
+        engine,
+        prefect_runs,
+        startup,
+        sweep,
+        sync,
+        sync_scale,
+        workbench,
+    )
 
     return {"sweep-sqlite": sweep.figure_sqlite, "sweep-postgres": sweep.figure_postgres,
             "engine": engine.figure, "dispatch": dispatch.figure,
             "human-task": prefect_runs.figure_human_task, "timers": prefect_runs.figure_timers,
             "startup": startup.figure, "sync": sync.figure,
-            "scale": sync_scale.figure, "cli-write": cli_write.figure}
+            "scale": sync_scale.figure, "cli-write": cli_write.figure,
+            "workbench": workbench.figure}
 
 
 NEEDS_POSTGRES = {"sweep-postgres", "dispatch"}  # scale skips only its PostgreSQL half

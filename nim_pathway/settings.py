@@ -255,6 +255,16 @@ class Settings:
                 self._whole("NIM_INBOX_WEB_PORT", "4280", 1, 65535))
 
     @cached_property
+    def web_port(self) -> int:
+        """NIM_WEB_PORT: the workbench's port on 127.0.0.1 (`nim-pathway web`; default 4300)."""
+        return self._whole("NIM_WEB_PORT", "4300", 1, 65535)
+
+    @cached_property
+    def web_session_minutes(self) -> int:
+        """NIM_WEB_SESSION_MINUTES: how long a workbench sign-in lasts (480; at most 600)."""
+        return self._whole("NIM_WEB_SESSION_MINUTES", "480", 1, 600)
+
+    @cached_property
     def notify_config_path(self) -> str | None:
         """NIM_NOTIFY_CONFIG: the notification targets file (notifications/config.py)."""
         return self.env.get("NIM_NOTIFY_CONFIG") or None

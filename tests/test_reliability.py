@@ -367,6 +367,7 @@ def test_fuzzed_pathway_yaml(edits):
 # refusal aside). Commands that start or stop processes or reach the network are left out.
 
 NOT_FUZZED = {("up",), ("down",), ("status",), ("doctor",), ("demo",), ("login",), ("logout",),
+              ("web",),  # serves until stopped (tests/test_workbench.py runs it with uvicorn stubbed)
               ("notify", "test"), ("outbox", "dispatch"), ("reconcile",)}
 COUNTED = ("nim_case", "task", "case_anchor", "timer", "outbox", "intake", "pathway_version",
            "practitioner", "child", "caregiver")

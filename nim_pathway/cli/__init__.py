@@ -13,7 +13,7 @@ from typing import Annotated
 
 import typer
 
-from nim_pathway.cli import cases, identity, ops, reports, tasks
+from nim_pathway.cli import cases, identity, ops, reports, tasks, web
 from nim_pathway.cli.io import (
     ONE_TIME_CODE,
     UserError,
@@ -30,7 +30,7 @@ GROUPS: dict[str, typer.Typer] = {
     "retention": ops.retention_app, "consent": cases.consent_app}
 COMMANDS = (identity.init, identity.login, identity.logout, identity.whoami, cases.deadline,
             cases.decide, ops.erase, ops.up, ops.down, ops.status, ops.doctor, ops.reconcile,
-            ops.drain, ops.sweep, ops.demo, ops.inbox)
+            ops.drain, ops.sweep, ops.demo, ops.inbox, web.web)
 
 
 def _root(code: Annotated[str | None, typer.Option(
