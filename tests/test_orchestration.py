@@ -492,7 +492,9 @@ def test_a_running_sync_service_applies_the_change_and_the_command_prints_its_ou
     try:
         since = store.queries.newest_change()
         ref = store.cases.open_case(Referral.model_validate(referral_data()), "coord.ali").ref
-        opened = orchestrate_after(store, ref, since)
+        # waits for the service however slow the machine (after the default 5 s the command
+        # syncs itself and finds the service's runs already made: "0 started")
+        opened = orchestrate_after(store, ref, since, wait_s=120)
         assert re.match(rf"orchestration: {ref}: [1-9]\d* started", opened), opened
         task_run(ref, "triage")
         since = store.queries.newest_change()
