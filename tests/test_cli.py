@@ -429,3 +429,17 @@ def test_pause_one_caregiver_and_a_direction_that_binds_the_report(team, tmp_pat
     assert shown["court"]["directions"] == [["final-report", "2026-10-30", "2026-01-12"]]
     forecast = run("case", "forecast", "NIM-2026-0001").stdout
     assert "court direction of 2026-01-12: file final-report by 2026-10-30" in forecast
+
+
+def test_a_views_values_read_as_words_not_json():
+    """Issue 29: `case show` printed raw JSON (nulls, brackets). Plain output now reads as
+    words; `--json` keeps the machine form."""
+    from nim_pathway.cli.io import readable
+
+    assert readable(None) == "—" and readable(True) == "yes" and readable([]) == "none"
+    assert readable([{"key": "mother", "consent": None, "active": True},
+                     {"key": "father", "consent": "given", "active": False}]) == \
+        "key mother, active yes; key father, consent given, active no"
+    assert readable({"extensions": [], "final_order": None}) == "none"
+    assert readable({"care_entry": "2026-01-05", "referral": "2026-01-12"}) == \
+        "care entry 2026-01-05; referral 2026-01-12"

@@ -104,6 +104,22 @@ def read_session_token() -> str | None:
         "utf-8", "replace").strip() or None
 
 
+def readable(value: Any) -> str:  # noqa: ANN401 - any JSON-able view value
+    """A view's value as a person reads it (`--json` keeps the machine form): no JSON
+    brackets or nulls; lists one item after another, records as "key value" pairs."""
+    if value is None:
+        return "—"
+    if isinstance(value, bool):
+        return "yes" if value else "no"
+    if isinstance(value, dict):
+        shown = [f"{k.replace('_', ' ')} {readable(v)}" for k, v in value.items()
+                 if v not in (None, [], {}, "")]
+        return "; ".join(shown) or "none"
+    if isinstance(value, list | tuple):
+        return "; ".join(readable(v).replace("; ", ", ") for v in value) or "none"
+    return str(value)
+
+
 def emit(rows: Any, as_json: bool, columns: list[str] | None = None, title: str = "",
          labels: dict[str, str] | None = None) -> None:
     """Print views as a table, or as JSON with `--json`. A terminal gets a Rich table; a pipe
@@ -117,8 +133,7 @@ def emit(rows: Any, as_json: bool, columns: list[str] | None = None, title: str 
         return
     labels = labels or {}
     if isinstance(rows, dict):
-        pairs = [(k, v if isinstance(v, str) else json.dumps(v, default=str))
-                 for k, v in rows.items()]
+        pairs = [(k.replace("_", " "), readable(v)) for k, v in rows.items()]
         header, body = None, [list(p) for p in pairs]
     else:
         columns = columns or (list(rows[0]) if rows else [])
