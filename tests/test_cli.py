@@ -443,3 +443,18 @@ def test_a_views_values_read_as_words_not_json():
     assert readable({"extensions": [], "final_order": None}) == "none"
     assert readable({"care_entry": "2026-01-05", "referral": "2026-01-12"}) == \
         "care entry 2026-01-05; referral 2026-01-12"
+
+
+def test_help_reads_at_80_columns(tmp_path):
+    """Issue 29: help was cut at 80 columns (Rich's boxed panels truncated option names to
+    `--proceedings-is…`). Click's plain help wraps instead: every option name is whole."""
+    import os
+    import subprocess
+    import sys
+
+    env = {**os.environ, "COLUMNS": "80", "NIM_DATA_DIR": str(tmp_path)}
+    out = subprocess.run([sys.executable, "-c", "from nim_pathway.cli import main; main()",
+                          "case", "open", "--help"], env=env, capture_output=True, text=True,
+                         check=True).stdout
+    assert "--proceedings-issued" in out and "…" not in out
+    assert max(len(line) for line in out.splitlines()) <= 80

@@ -44,10 +44,14 @@ def _root(code: Annotated[str | None, typer.Option(
 def build_app(only: str | None = None) -> typer.Typer:
     """The CLI; with `only`, just that command group under the root options (see main)."""
     built = typer.Typer(help="NIM pathway engine: cases, tasks, deadlines.", no_args_is_help=True,
-                        add_completion=False, pretty_exceptions_enable=False)
+                        add_completion=False, pretty_exceptions_enable=False,
+                        rich_markup_mode=None)
     built.callback()(_root)
     for name, sub_app in GROUPS.items():
         if only in (None, name):
+            # Click's plain help: it wraps at the terminal's width (80 columns included),
+            # where Rich's boxed panels cut option names and help mid-word
+            sub_app.rich_markup_mode = None
             built.add_typer(sub_app, name=name)
     for command in COMMANDS if only is None else ():
         built.command()(command)
