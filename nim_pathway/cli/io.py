@@ -151,7 +151,10 @@ def emit(rows: Any, as_json: bool, columns: list[str] | None = None, title: str 
     console = Console()
     table = Table(title=title, show_header=header is not None)
     for c in header or ["", ""]:
-        table.add_column(c, overflow="fold")  # a narrow terminal wraps a reference, never cuts it
+        # identifiers (a task, a case, a date) stay whole and other columns wrap around them;
+        # only a terminal too narrow even for those folds one, never cutting it
+        whole = c in ("task", "case", "ref", "due", "key", "handle", "date", "state")
+        table.add_column(c, overflow="fold", no_wrap=whole, ratio=None if whole else 1)
     for line in body:
         table.add_row(*line)
     console.print(table)
