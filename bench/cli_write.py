@@ -29,19 +29,13 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from bench.common import PY, ROOT, Row, clean_env, deployed_server, run_worker, tree_cpu
+from bench.common import PY, REFERRAL, ROOT, Row, clean_env, deployed_server, run_worker, tree_cpu
 from bench.common import worker_main as _worker_main
 
 IDLE_WINDOW_S = 10
 NIM = str(Path(PY).parent / "nim-pathway")
 PACKAGES = ("nim_pathway", "models", "store", "orchestration", "notifications", "reports",
             "flows", "tasks")
-REFERRAL = {
-    "jurisdiction": "england-and-wales", "site": "bench", "new_episode": True,
-    "child": {"given_name": "Juno", "family_name": "Ashdown", "date_of_birth": "2025-06-01"},
-    "care_entry": "2026-01-05", "referral": "2026-01-12", "proceedings_issued": "2026-01-08",
-    "caregivers": [{"relationship": "mother"}, {"relationship": "foster-carer"}],
-    "placement": {"kind": "foster", "start": "2026-01-05"}}
 
 
 def compile_project() -> None:

@@ -25,6 +25,13 @@ PG_ADMIN_URL = os.environ.get("NIM_BENCH_POSTGRES_URL",
                               os.environ.get("NIM_TEST_POSTGRES_URL",
                                              "postgresql://postgres@127.0.0.1:5432/postgres"))
 CLK_TCK = os.sysconf("SC_CLK_TCK")
+# The one fictional referral the CLI-write and workbench figures open their cases from
+REFERRAL = {
+    "jurisdiction": "england-and-wales", "site": "bench", "new_episode": True,
+    "child": {"given_name": "Juno", "family_name": "Ashdown", "date_of_birth": "2025-06-01"},
+    "care_entry": "2026-01-05", "referral": "2026-01-12", "proceedings_issued": "2026-01-08",
+    "caregivers": [{"relationship": "mother"}, {"relationship": "foster-carer"}],
+    "placement": {"kind": "foster", "start": "2026-01-05"}}
 
 
 @dataclass

@@ -22,15 +22,8 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from bench.common import Row, run_worker
+from bench.common import REFERRAL, Row, run_worker
 from bench.common import worker_main as _worker_main
-
-REFERRAL = {
-    "jurisdiction": "england-and-wales", "site": "bench", "new_episode": True,
-    "child": {"given_name": "Juno", "family_name": "Ashdown", "date_of_birth": "2025-06-01"},
-    "care_entry": "2026-01-05", "referral": "2026-01-12", "proceedings_issued": "2026-01-08",
-    "caregivers": [{"relationship": "mother"}, {"relationship": "foster-carer"}],
-    "placement": {"kind": "foster", "start": "2026-01-05"}}
 
 
 def driver(args: dict[str, Any]) -> dict[str, Any]:

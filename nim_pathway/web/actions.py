@@ -15,6 +15,7 @@ from starlette.requests import Request
 from starlette.responses import RedirectResponse, Response
 
 from models.errors import CommandError, Refused
+from models.pathway import PathwaySpec
 from models.schemas import MAX_CAREGIVERS, CaregiverIn, ChildIn, Referral
 from nim_pathway.app import Service
 from nim_pathway.commands.base import DELAY_CAUSES
@@ -124,12 +125,19 @@ async def pause(request: Request, svc: Service, me: Person) -> Response:
                            lambda _: f"/cases/{ref}?done=pause", ref)
 
 
+async def _pathway_of(svc: Service, ref: str) -> PathwaySpec | str:
+    """The case's pathway, or why there is none (an unknown reference)."""
+    try:
+        return await run_in_threadpool(svc.queries.pathway, ref)
+    except CommandError as exc:
+        return str(exc)
+
+
 async def exit_case(request: Request, svc: Service, me: Person) -> Response:
     ref = request.path_params["ref"]
-    try:
-        spec = await run_in_threadpool(svc.queries.pathway, ref)
-    except CommandError as exc:
-        return render("error.html.j2", 404, me=me, title="Not found", error=str(exc))
+    spec = await _pathway_of(svc, ref)
+    if isinstance(spec, str):
+        return render("error.html.j2", 404, me=me, title="Not found", error=spec)
     fields = [FormField(f.name, f.label, "choice", f.required,
                         tuple((k, e.label) for k, e in spec.exits.items()))
               if f.name == "reason" else f for f in model_fields(ExitForm)]
@@ -141,10 +149,9 @@ async def exit_case(request: Request, svc: Service, me: Person) -> Response:
 
 async def final_order(request: Request, svc: Service, me: Person) -> Response:
     ref = request.path_params["ref"]
-    try:
-        spec = await run_in_threadpool(svc.queries.pathway, ref)
-    except CommandError as exc:
-        return render("error.html.j2", 404, me=me, title="Not found", error=str(exc))
+    spec = await _pathway_of(svc, ref)
+    if isinstance(spec, str):
+        return render("error.html.j2", 404, me=me, title="Not found", error=spec)
     fields = [FormField(f.name, f.label, "choice", f.required,
                         tuple(spec.court.order_kinds.items())) if f.name == "kind" else f
               for f in model_fields(FinalOrderForm)]
