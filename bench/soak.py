@@ -43,7 +43,8 @@ from typing import Any
 
 from bench.common import PY, ROOT, clean_env, free_port, throwaway_pg
 from bench.soak_procs import MANAGER, SECOND_MANAGER, execute
-from bench.soak_script import SENTINEL, START, build, first_difference, snapshot, specs
+from bench.soak_report import compare, write_results
+from bench.soak_script import START, build, snapshot, specs
 
 REF = re.compile(r"ref: (\S+)")
 FAULT_KINDS = ("dispatcher-kill", "dispatcher-fault-point", "receiver-refuses",
@@ -153,6 +154,7 @@ class Run:
         else:
             self.inproc = self.svc.dispatcher(self.dclock)
         self.refs: dict[int, str] = {}
+        self.prefect: Any = None  # bench.soak_prefect.PrefectChaos, with --prefect
         self.events = 0
         self.races = Counter[str]()
 
@@ -256,12 +258,18 @@ class Run:
             day = START + timedelta(days=d)
             kind = None
             if self.chaos and d >= next_fault:
-                kind = self.rng.choice(FAULT_KINDS)
+                kind = self.rng.choice(FAULT_KINDS + (("prefect-killed",) if self.prefect
+                                                      else ()))
                 if kind in ("command-killed", "race") and not any(
                         a["kind"] == "complete" for a in actions):
                     kind = "dispatcher-kill"
                 next_fault = d + self.rng.randint(1, 2 * self.fault_every - 1)
             self.clock.set(uk(day, 9, 30))
+            if self.prefect is not None:
+                for what in self.prefect.keep_alive():
+                    print(f"restart {day} {what}", file=self.log, flush=True)
+                if kind == "prefect-killed":
+                    self.fault(day, kind, self.prefect.fault(self.rng))
             if kind == "sweep-killed":
                 k = self.rng.randint(1, 3)
                 rc = self.child("sweep", {"batch": 2}, f"sweep-timer:{k}")
@@ -363,52 +371,6 @@ class Run:
         return out
 
 
-def compare(script: list[list[dict[str, Any]]], reference: dict, control: Run, chaos: Run,
-            on: date) -> dict[str, Any]:
-    """The differential check; returns the figures and the differences found."""
-    from sqlalchemy import text
-
-    from store.db import get_engine
-
-    all_specs = specs()
-    want = {i: snapshot(all_specs[c.jurisdiction], c, on) for i, c in reference.items()}
-    diffs: list[str] = []
-    for name, run in (("control", control), ("chaos", chaos)):
-        got = run.snapshots(on)
-        for i in sorted(want):
-            why = first_difference(want[i], got.get(i, {})) if i in got else "not opened"
-            if why:
-                diffs.append(f"{name} case #{i} ({run.refs.get(i)}): {why}")
-    sent_control = Counter((p, k) for p, k, _ in control.receiver.got)
-    sent_chaos = Counter((p, k) for p, k, _ in chaos.receiver.got)
-    lost = sorted(set(sent_control) - set(sent_chaos))
-    extra = sorted(set(sent_chaos) - set(sent_control))
-    repeats = {k: n - 1 for k, n in sent_chaos.items() if n > 1}
-    with get_engine(chaos.url).connect() as conn:
-        rows = {r.dedupe_key: r for r in conn.execute(text(
-            "SELECT dedupe_key, status, reclaimed FROM outbox"))}
-    unexplained = {k: n for k, n in repeats.items() if not rows.get(k[1]) or
-                   rows[k[1]].reclaimed == 0}
-    not_sent = [k for k in sent_chaos if k[1] in rows and rows[k[1]].status != "sent"]
-    diffs += [f"lost message {k}" for k in lost] + [f"extra message {k}" for k in extra]
-    diffs += [f"duplicated message {k} x{n + 1} (not a reclaim)" for k, n in unexplained.items()]
-    diffs += [f"delivered but not sent per the outbox: {k}" for k in not_sent]
-    for name, run in (("control", control), ("chaos", chaos)):
-        diffs += [f"{name} audit: {p}" for p in run.svc.queries.verify_audit()]
-    hits = [f"message to {p}" for run in (control, chaos) for p, _, t in run.receiver.got
-            if SENTINEL in t]
-    for run in (control, chaos):
-        for log in run.folder.rglob("*.log"):
-            if SENTINEL in log.read_text(errors="replace"):
-                hits.append(f"log {log.name}")
-    diffs += [f"identity in {h}" for h in hits]
-    return {"differences": diffs, "messages": sum(sent_chaos.values()),
-            "distinct_messages": len(sent_chaos), "control_messages": sum(sent_control.values()),
-            "repeats_after_kill": sum(repeats.values()) - sum(unexplained.values()),
-            "refused_posts": chaos.receiver.refused,
-            "events": sum(len(d) for d in script)}
-
-
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="python -m bench.soak")
     p.add_argument("--cases", type=int, default=200)
@@ -416,6 +378,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--seed", type=int, default=None)
     p.add_argument("--fault-every", type=int, default=3, help="virtual days between faults")
     p.add_argument("--write-results", action="store_true")
+    p.add_argument("--prefect", action="store_true", help="with a Prefect server, worker and "
+                   "sync service under kill -9 too, and reconcile at the end")
     p.add_argument("--workdir", help="a folder of the caller's own for the run's files "
                    "(default: a temporary folder, removed afterwards)")
     args = p.parse_args(argv)
@@ -436,13 +400,26 @@ def main(argv: list[str] | None = None) -> int:
             control.play(script)
             t1 = time.perf_counter()
             chaos = Run(Path(tmp) / "chaos", pg, True, seed, args.fault_every, sys.stdout)
+            if args.prefect:
+                from bench.soak_prefect import PrefectChaos
+
+                chaos.prefect = PrefectChaos(Path(tmp) / "chaos" / "prefect", chaos.env)
             chaos.play(script)
             chaos.stop()
             result = compare(script, reference, control, chaos, START + timedelta(days=days))
+            if chaos.prefect is not None:
+                from nim_pathway.app import build_service
+
+                repaired = chaos.prefect.finish(lambda: build_service(
+                    pg, chaos.clock, closures=frozenset(), migrate=False))
+                result["differences"] += [f"reconcile repaired {r}" for r in repaired]
+                result["reconcile_repairs"] = len(repaired)
         finally:
             for run in (control, chaos):
                 if run is not None:
                     run.stop()
+                    if run.prefect is not None:
+                        run.prefect.stop()
             from store.db import get_engine
 
             get_engine(pg).dispose()
@@ -461,30 +438,6 @@ def main(argv: list[str] | None = None) -> int:
     print(json.dumps({k: v for k, v in result.items() if k != "differences"}
                      | {"differences": len(result["differences"])}))
     return 1 if result["differences"] else 0
-
-
-def write_results(r: dict[str, Any]) -> None:
-    """The soak's figures under their own heading in bench/RESULTS.md (replaced each run)."""
-    path = ROOT / "bench" / "RESULTS.md"
-    text = path.read_text()
-    head = "## Chaos soak (`make soak`)"
-    faults = ", ".join(f"{k} {v}" for k, v in r["faults"].items())
-    section = (f"{head}\n\nThe whole stack under faults against the pure engine "
-               f"(bench/soak.py, issue 30), on PostgreSQL with two dispatcher processes.\n\n"
-               f"| seed | cases | virtual months (days) | events | faults injected | "
-               f"messages delivered | differences | wall time |\n|---|---|---|---|---|---|---|---|\n"
-               f"| {r['seed']} | {r['cases']} | {r['months']} ({r['days']}) | {r['events']:,} | "
-               f"{sum(r['faults'].values())}: {faults} | {r['messages']:,} "
-               f"({r['repeats_after_kill']} repeats of a message in flight at a kill -9, each "
-               f"counted in outbox.reclaimed; {r['refused_posts']} posts refused) | "
-               f"{len(r['differences'])} | {r['wall_s']} s (chaos run {r['chaos_s']} s) |\n")
-    if head in text:
-        before, _, after = text.partition(head)
-        rest = after.split("\n## ", 1)
-        text = before + section + ("\n## " + rest[1] if len(rest) > 1 else "")
-    else:
-        text = text.rstrip("\n") + "\n\n" + section
-    path.write_text(text)
 
 
 if __name__ == "__main__":
