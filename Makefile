@@ -53,7 +53,7 @@ MONTHS ?= 18
 FAULT_EVERY ?= 3
 soak: $(STAMP)
 	$(BIN)/python -m bench.soak --cases $(CASES) --months $(MONTHS) --fault-every $(FAULT_EVERY) \
-	  $(if $(SEED),--seed $(SEED)) --write-results
+	  $(if $(SEED),--seed $(SEED)) --parallel --write-results
 
 clean:
 	rm -rf .nim .pytest_cache

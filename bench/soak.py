@@ -44,7 +44,7 @@ from typing import Any
 from bench.common import PY, ROOT, clean_env, free_port, throwaway_pg
 from bench.soak_procs import MANAGER, SECOND_MANAGER, execute
 from bench.soak_report import compare, write_results
-from bench.soak_script import START, build, snapshot, specs
+from bench.soak_script import SENTINEL, START, build, snapshot, specs
 
 REF = re.compile(r"ref: (\S+)")
 FAULT_KINDS = ("dispatcher-kill", "dispatcher-fault-point", "receiver-refuses",
@@ -357,18 +357,66 @@ class Run:
 
     # -- what it left -------------------------------------------------------------------
 
-    def snapshots(self, on: date) -> dict[int, dict[str, Any]]:
+    def summary(self, on: date) -> dict[str, Any]:
+        """What the check needs of this run, JSON-safe: each case's snapshot, the messages
+        received (path, key, whether a sentinel identity was in it), the outbox's status and
+        reclaims by key, the audit chain's problems, the logs that hold a sentinel, faults."""
+        from sqlalchemy import text
+
         from store import mapping
+        from store.db import get_engine
 
         all_specs = {s.jurisdictions[0]: s for s in specs().values()}
-        out = {}
+        cases = {}
         with self.svc.ctx.read() as session:
             for i, ref in self.refs.items():
                 case = mapping.find_case(session, ref)
                 spec = self.svc.ctx.spec(session, case.pathway_id)
                 state = mapping.load_state(session, case, spec, frozenset())
-                out[i] = snapshot(all_specs.get(case.jurisdiction, spec), state, on)
-        return out
+                cases[str(i)] = snapshot(all_specs.get(case.jurisdiction, spec), state, on)
+        with get_engine(self.url).connect() as conn:
+            outbox = {r[0]: [r[1], r[2]] for r in conn.execute(text(
+                "SELECT dedupe_key, status, reclaimed FROM outbox"))}
+        return json.loads(json.dumps({
+            "refs": {str(i): ref for i, ref in self.refs.items()}, "cases": cases,
+            "got": [[p, k, SENTINEL in t] for p, k, t in self.receiver.got],
+            "outbox": outbox, "audit": self.svc.queries.verify_audit(),
+            "log_hits": [str(p.name) for p in self.folder.rglob("*.log")
+                         if SENTINEL in p.read_text(errors="replace")],
+            "faults": dict(sorted(self.faults.items())), "refused": self.receiver.refused,
+        }, default=str))
+
+
+def play_half(half: str, tmp: Path, pg: str | None, script: list[list[dict[str, Any]]],
+              seed: int, days: int, args: argparse.Namespace) -> dict[str, Any]:
+    """Play one half (the fault-free control on SQLite, or the chaos run on PostgreSQL) and
+    return its summary."""
+    t0, run = time.perf_counter(), None
+    try:
+        if half == "control":
+            run = Run(tmp / "control", f"sqlite:///{tmp}/control.db", False, seed,
+                      args.fault_every, sys.stdout)
+        else:
+            run = Run(tmp / "chaos", pg or "", True, seed, args.fault_every, sys.stdout)
+            if args.prefect:
+                from bench.soak_prefect import PrefectChaos
+
+                run.prefect = PrefectChaos(tmp / "chaos" / "prefect", run.env)
+        run.play(script)
+        run.stop()
+        out = run.summary(START + timedelta(days=days))
+        if run.prefect is not None:
+            from nim_pathway.app import build_service
+
+            out["reconcile"] = run.prefect.finish(lambda: build_service(
+                run.url, run.clock, closures=frozenset(), migrate=False))
+    finally:
+        if run is not None:
+            run.stop()
+            if run.prefect is not None:
+                run.prefect.stop()
+    out["wall_s"] = round(time.perf_counter() - t0, 1)
+    return out
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -382,7 +430,12 @@ def main(argv: list[str] | None = None) -> int:
                    "sync service under kill -9 too, and reconcile at the end")
     p.add_argument("--workdir", help="a folder of the caller's own for the run's files "
                    "(default: a temporary folder, removed afterwards)")
+    p.add_argument("--parallel", action="store_true",
+                   help="play the control half in a second process at the same time")
+    p.add_argument("--half", choices=("control", "chaos"), help=argparse.SUPPRESS)
+    p.add_argument("--save", help=argparse.SUPPRESS)  # with --half: its summary, as JSON
     args = p.parse_args(argv)
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))  # cleaned up: databases, folders
     seed = args.seed if args.seed is not None else random.SystemRandom().randrange(1, 10**6)
     days = round(args.months * 30.44)
     print(f"soak seed {seed}: {args.cases} cases, {args.months} months ({days} days), "
@@ -390,43 +443,38 @@ def main(argv: list[str] | None = None) -> int:
           f"CASES={args.cases} MONTHS={args.months}", flush=True)
     t0 = time.perf_counter()
     script, reference = build(args.cases, days, seed)
-    control = chaos = None
+    halves = [args.half] if args.half else ["chaos"] if args.parallel else ["control", "chaos"]
+    got: dict[str, dict[str, Any]] = {}
     with contextlib.ExitStack() as stack:
-        tmp = args.workdir or stack.enter_context(tempfile.TemporaryDirectory(prefix="nim-soak-"))
-        pg = stack.enter_context(throwaway_pg("nim_soak"))
-        try:
-            control = Run(Path(tmp) / "control", f"sqlite:///{tmp}/control.db", False, seed,
-                          args.fault_every, sys.stdout)
-            control.play(script)
-            t1 = time.perf_counter()
-            chaos = Run(Path(tmp) / "chaos", pg, True, seed, args.fault_every, sys.stdout)
-            if args.prefect:
-                from bench.soak_prefect import PrefectChaos
-
-                chaos.prefect = PrefectChaos(Path(tmp) / "chaos" / "prefect", chaos.env)
-            chaos.play(script)
-            chaos.stop()
-            result = compare(script, reference, control, chaos, START + timedelta(days=days))
-            if chaos.prefect is not None:
-                from nim_pathway.app import build_service
-
-                repaired = chaos.prefect.finish(lambda: build_service(
-                    pg, chaos.clock, closures=frozenset(), migrate=False))
-                result["differences"] += [f"reconcile repaired {r}" for r in repaired]
-                result["reconcile_repairs"] = len(repaired)
-        finally:
-            for run in (control, chaos):
-                if run is not None:
-                    run.stop()
-                    if run.prefect is not None:
-                        run.prefect.stop()
+        tmp = Path(args.workdir or stack.enter_context(
+            tempfile.TemporaryDirectory(prefix="nim-soak-")))
+        helper = None
+        if args.parallel and not args.half:
+            helper = subprocess.Popen([PY, "-m", "bench.soak", *(argv or sys.argv[1:]),
+                                       "--seed", str(seed), "--half", "control",
+                                       "--save", str(tmp / "control.json"),
+                                       "--workdir", str(tmp)], cwd=ROOT,
+                                      start_new_session=True)
+            stack.callback(lambda: helper.poll() is None and os.killpg(helper.pid, signal.SIGKILL))
+        pg = stack.enter_context(throwaway_pg("nim_soak")) if "chaos" in halves else None
+        for half in halves:
+            got[half] = play_half(half, tmp, pg, script, seed, days, args)
+        if pg:
             from store.db import get_engine
 
             get_engine(pg).dispose()
+        if helper is not None:
+            if helper.wait() != 0:
+                raise RuntimeError(f"the control half failed (exit {helper.returncode})")
+            got["control"] = json.loads((tmp / "control.json").read_text())
+    if args.half:
+        Path(args.save).write_text(json.dumps(got[args.half]))
+        return 0
+    result = compare(script, reference, got["control"], got["chaos"],
+                     START + timedelta(days=days))
     result.update(seed=seed, cases=args.cases, months=args.months, days=days,
-                  faults=dict(sorted(chaos.faults.items())),
-                  wall_s=round(time.perf_counter() - t0, 1), chaos_s=round(time.perf_counter()
-                                                                          - t1, 1))
+                  faults=got["chaos"]["faults"], wall_s=round(time.perf_counter() - t0, 1),
+                  chaos_s=got["chaos"]["wall_s"], control_s=got["control"]["wall_s"])
     for line in result["differences"][:20]:
         print(f"DIFFERENCE (seed {seed}): {line}")
     print(f"soak seed {seed}: {args.cases} cases, {days} days, {result['events']} events, "

@@ -2,61 +2,50 @@
 
 from __future__ import annotations
 
+import json
 from collections import Counter
 from datetime import date
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from bench.common import ROOT
-from bench.soak_script import SENTINEL, first_difference, snapshot, specs
-
-if TYPE_CHECKING:
-    from bench.soak import Run
+from bench.soak_script import first_difference, snapshot, specs
 
 
-def compare(script: list[list[dict[str, Any]]], reference: dict, control: Run, chaos: Run,
-            on: date) -> dict[str, Any]:
-    """The differential check; returns the figures and the differences found."""
-    from sqlalchemy import text
-
-    from store.db import get_engine
-
+def compare(script: list[list[dict[str, Any]]], reference: dict, control: dict[str, Any],
+            chaos: dict[str, Any], on: date) -> dict[str, Any]:
+    """The differential check over the two runs' summaries (bench.soak `Run.summary`);
+    returns the figures and the differences found."""
     all_specs = specs()
-    want = {i: snapshot(all_specs[c.jurisdiction], c, on) for i, c in reference.items()}
+    want = {str(i): json.loads(json.dumps(snapshot(all_specs[c.jurisdiction], c, on),
+                                          default=str)) for i, c in reference.items()}
     diffs: list[str] = []
     for name, run in (("control", control), ("chaos", chaos)):
-        got = run.snapshots(on)
-        for i in sorted(want):
-            why = first_difference(want[i], got.get(i, {})) if i in got else "not opened"
+        for i in sorted(want, key=int):
+            got = run["cases"].get(i)
+            why = first_difference(want[i], got) if got is not None else "not opened"
             if why:
-                diffs.append(f"{name} case #{i} ({run.refs.get(i)}): {why}")
-    sent_control = Counter((p, k) for p, k, _ in control.receiver.got)
-    sent_chaos = Counter((p, k) for p, k, _ in chaos.receiver.got)
+                diffs.append(f"{name} case #{i} ({run['refs'].get(i)}): {why}")
+    sent_control = Counter((p, k) for p, k, _ in control["got"])
+    sent_chaos = Counter((p, k) for p, k, _ in chaos["got"])
     lost = sorted(set(sent_control) - set(sent_chaos))
     extra = sorted(set(sent_chaos) - set(sent_control))
     repeats = {k: n - 1 for k, n in sent_chaos.items() if n > 1}
-    with get_engine(chaos.url).connect() as conn:
-        rows = {r.dedupe_key: r for r in conn.execute(text(
-            "SELECT dedupe_key, status, reclaimed FROM outbox"))}
-    unexplained = {k: n for k, n in repeats.items() if not rows.get(k[1]) or
-                   rows[k[1]].reclaimed == 0}
-    not_sent = [k for k in sent_chaos if k[1] in rows and rows[k[1]].status != "sent"]
+    rows = chaos["outbox"]  # key: [status, reclaimed]
+    unexplained = {k: n for k, n in repeats.items() if k[1] not in rows or rows[k[1]][1] == 0}
+    not_sent = [k for k in sent_chaos if k[1] in rows and rows[k[1]][0] != "sent"]
     diffs += [f"lost message {k}" for k in lost] + [f"extra message {k}" for k in extra]
     diffs += [f"duplicated message {k} x{n + 1} (not a reclaim)" for k, n in unexplained.items()]
     diffs += [f"delivered but not sent per the outbox: {k}" for k in not_sent]
     for name, run in (("control", control), ("chaos", chaos)):
-        diffs += [f"{name} audit: {p}" for p in run.svc.queries.verify_audit()]
-    hits = [f"message to {p}" for run in (control, chaos) for p, _, t in run.receiver.got
-            if SENTINEL in t]
-    for run in (control, chaos):
-        for log in run.folder.rglob("*.log"):
-            if SENTINEL in log.read_text(errors="replace"):
-                hits.append(f"log {log.name}")
-    diffs += [f"identity in {h}" for h in hits]
+        diffs += [f"{name} audit: {p}" for p in run["audit"]]
+        diffs += [f"identity in a message to {p} ({name})" for p, _, hit in run["got"] if hit]
+        diffs += [f"identity in log {log} ({name})" for log in run["log_hits"]]
+    diffs += [f"reconcile repaired {r}" for r in chaos.get("reconcile", [])]
     return {"differences": diffs, "messages": sum(sent_chaos.values()),
             "distinct_messages": len(sent_chaos), "control_messages": sum(sent_control.values()),
             "repeats_after_kill": sum(repeats.values()) - sum(unexplained.values()),
-            "refused_posts": chaos.receiver.refused,
-            "events": sum(len(d) for d in script)}
+            "refused_posts": chaos["refused"], "events": sum(len(d) for d in script),
+            "reconcile_repairs": len(chaos["reconcile"]) if "reconcile" in chaos else None}
 
 
 def write_results(r: dict[str, Any]) -> None:
