@@ -111,7 +111,22 @@ class PrefectChaos:
             if time.monotonic() > deadline:
                 raise RuntimeError(f"the sync service left changes pending after {timeout} s")
             time.sleep(0.5)
-        return [r.summary() for r in reconcile(svc) if r.started or r.resumed or r.cancelled]
+        repaired = [r for r in reconcile(svc) if r.started or r.resumed or r.cancelled]
+        return [f"{r.summary()} ({self.runs_of(svc, r.ref)})" for r in repaired]
+
+    def runs_of(self, svc: Any, ref: str) -> str:  # noqa: ANN401 - a Service
+        """A case's runs as Prefect has them (label, state), to show what reconcile found."""
+        from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterTags
+
+        from orchestration.prefect_api import prefect_client
+
+        with prefect_client(svc.settings) as client:
+            runs = client.read_flow_runs(flow_run_filter=FlowRunFilter(
+                tags=FlowRunFilterTags(all_=[f"case:{ref}"])))
+        return "; ".join(sorted(
+            f"{next((t for t in r.tags if t.startswith(('task:', 'stage:'))), '?')} "
+            f"{r.state.name if r.state else '-'} {r.state.message or '' if r.state else ''}"[:160]
+            for r in runs))
 
     def stop(self) -> None:
         for name in ("worker", "sync"):  # the worker before the server: the other order hangs
