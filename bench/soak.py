@@ -482,7 +482,7 @@ def main(argv: list[str] | None = None) -> int:
           f"({result['repeats_after_kill']} repeats after a kill mid-send), "
           f"{len(result['differences'])} differences, {result['wall_s']} s")
     if args.write_results:
-        write_results(result)
+        write_results(result, args.prefect)
     print(json.dumps({k: v for k, v in result.items() if k != "differences"}
                      | {"differences": len(result["differences"])}))
     return 1 if result["differences"] else 0

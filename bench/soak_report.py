@@ -48,25 +48,41 @@ def compare(script: list[list[dict[str, Any]]], reference: dict, control: dict[s
             "reconcile_repairs": len(chaos["reconcile"]) if "reconcile" in chaos else None}
 
 
-def write_results(r: dict[str, Any]) -> None:
-    """The soak's figures under their own heading in bench/RESULTS.md (replaced each run)."""
+HEAD = "## Chaos soak (`make soak`)"
+INTRO = ("The whole stack under faults against the pure engine (bench/soak.py, issue 30): the "
+         "chaos run on PostgreSQL with two dispatcher processes (and, where the variant says "
+         "so, a Prefect server, a worker and the sync service), its cases compared with the "
+         "pure engine and its messages with a fault-free run on SQLite. One row per variant, "
+         "replaced when that variant runs again.\n\n"
+         "| variant | seed | cases | virtual months (days) | events | faults injected | "
+         "messages delivered | differences | wall time |\n|---|---|---|---|---|---|---|---|---|\n")
+
+
+def write_results(r: dict[str, Any], prefect: bool = False) -> None:
+    """The soak's figures under their own heading in bench/RESULTS.md: one row per variant
+    (size, with or without Prefect), replaced when that variant runs again."""
     path = ROOT / "bench" / "RESULTS.md"
     text = path.read_text()
-    head = "## Chaos soak (`make soak`)"
+    variant = f"{r['cases']} cases, {r['months']} months" + (" + Prefect" if prefect else "")
     faults = ", ".join(f"{k} {v}" for k, v in r["faults"].items())
-    section = (f"{head}\n\nThe whole stack under faults against the pure engine "
-               f"(bench/soak.py, issue 30), on PostgreSQL with two dispatcher processes.\n\n"
-               f"| seed | cases | virtual months (days) | events | faults injected | "
-               f"messages delivered | differences | wall time |\n|---|---|---|---|---|---|---|---|\n"
-               f"| {r['seed']} | {r['cases']} | {r['months']} ({r['days']}) | {r['events']:,} | "
-               f"{sum(r['faults'].values())}: {faults} | {r['messages']:,} "
-               f"({r['repeats_after_kill']} repeats of a message in flight at a kill -9, each "
-               f"counted in outbox.reclaimed; {r['refused_posts']} posts refused) | "
-               f"{len(r['differences'])} | {r['wall_s']} s (chaos run {r['chaos_s']} s) |\n")
-    if head in text:
-        before, _, after = text.partition(head)
-        rest = after.split("\n## ", 1)
-        text = before + section + ("\n## " + rest[1] if len(rest) > 1 else "")
+    repaired = "" if r.get("reconcile_repairs") is None else \
+        f"; reconcile repaired {r['reconcile_repairs']}"
+    row = (f"| {variant} | {r['seed']} | {r['cases']} | {r['months']} ({r['days']}) | "
+           f"{r['events']:,} | {sum(r['faults'].values())}: {faults} | {r['messages']:,} "
+           f"({r['repeats_after_kill']} repeats of a message in flight at a kill -9, each "
+           f"counted in outbox.reclaimed; {r['refused_posts']} posts refused) | "
+           f"{len(r['differences'])}{repaired} | {r['wall_s']} s (chaos half "
+           f"{r['chaos_s']} s, control half {r.get('control_s', '-')} s) |\n")
+    before, found, after = text.partition(HEAD)
+    rows: list[str] = []
+    rest = ""
+    if found:
+        body, sep, tail = after.partition("\n## ")
+        rest = sep + tail
+        rows = [line + "\n" for line in body.splitlines()
+                if line.startswith("| ") and not line.startswith(("| variant", "| seed"))
+                and line.split(" | ")[0] != f"| {variant}" and "|---" not in line]
     else:
-        text = text.rstrip("\n") + "\n\n" + section
-    path.write_text(text)
+        before = text.rstrip("\n") + "\n\n"
+    section = f"{HEAD}\n\n{INTRO}" + "".join(rows) + row
+    path.write_text(before + section + (rest if rest else ""))
