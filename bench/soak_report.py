@@ -65,10 +65,11 @@ def write_results(r: dict[str, Any], prefect: bool = False) -> None:
     text = path.read_text()
     variant = f"{r['cases']} cases, {r['months']} months" + (" + Prefect" if prefect else "")
     faults = ", ".join(f"{k} {v}" for k, v in r["faults"].items())
+    injected = sum(v for k, v in r["faults"].items() if not k.endswith("not-reached"))
     repaired = "" if r.get("reconcile_repairs") is None else \
         f"; reconcile repaired {r['reconcile_repairs']}"
     row = (f"| {variant} | {r['seed']} | {r['cases']} | {r['months']} ({r['days']}) | "
-           f"{r['events']:,} | {sum(r['faults'].values())}: {faults} | {r['messages']:,} "
+           f"{r['events']:,} | {injected}: {faults} | {r['messages']:,} "
            f"({r['repeats_after_kill']} repeats of a message in flight at a kill -9, each "
            f"counted in outbox.reclaimed; {r['refused_posts']} posts refused) | "
            f"{len(r['differences'])}{repaired} | {r['wall_s']} s (chaos half "
