@@ -55,5 +55,5 @@ def test_short_chaos_soak_loses_nothing_and_equals_the_pure_engine(tmp_path):
     assert result["differences"] == 0
     assert result["messages"] > 0 and result["distinct_messages"] == result["control_messages"]
     faults = result["faults"]
-    assert sum(faults.values()) >= 5, faults
+    assert sum(n for kind, n in faults.items() if not kind.endswith("not-reached")) >= 5, faults
     assert "fault " in proc.stdout and "soak seed 20261206" in proc.stdout  # seed and faults logged
