@@ -269,7 +269,7 @@ class Run:
                 for what in self.prefect.keep_alive():
                     print(f"restart {day} {what}", file=self.log, flush=True)
                 if kind == "prefect-killed":
-                    self.fault(day, kind, self.prefect.fault(self.rng))
+                    self.fault(day, *self.prefect.fault(self.rng))
             if kind == "sweep-killed":
                 k = self.rng.randint(1, 3)
                 rc = self.child("sweep", {"batch": 2}, f"sweep-timer:{k}")

@@ -71,16 +71,19 @@ class PrefectChaos:
             os.killpg(proc.pid, signal.SIGKILL)
             proc.wait()
 
-    def fault(self, rng: random.Random) -> str:
-        """Kill one of the server, the worker and the sync service with SIGKILL and start it
-        again; returns what was done."""
-        name = rng.choice(("server", "worker", "sync"))
-        self.kill(name)
-        if name == "server":
+    def fault(self, rng: random.Random) -> tuple[str, str]:
+        """Kill the server, the worker or the sync service (each in turn, from a seeded
+        start) with SIGKILL and start it again; returns the fault's kind and what was done."""
+        names = ("prefect-server", "prefect-worker", "sync-service")
+        self.turn = getattr(self, "turn", rng.randrange(3)) + 1
+        name = names[self.turn % 3]
+        proc = {"prefect-server": "server", "prefect-worker": "worker", "sync-service": "sync"}
+        self.kill(proc[name])
+        if name == "prefect-server":
             self.server.start()  # the same database: its runs survive
         else:
-            self.start(name)
-        return f"Prefect {name} kill -9, started again"
+            self.start(proc[name])
+        return f"{name}-killed", f"{name} kill -9, started again"
 
     def keep_alive(self) -> list[str]:
         """Start again whatever died by itself (a sync service that found the old one's lock
