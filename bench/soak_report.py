@@ -85,5 +85,8 @@ def write_results(r: dict[str, Any], prefect: bool = False) -> None:
                 and line.split(" | ")[0] != f"| {variant}" and "|---" not in line]
     else:
         before = text.rstrip("\n") + "\n\n"
-    section = f"{HEAD}\n\n{INTRO}" + "".join(rows) + row
+    notes = [line + "\n" for line in (after.partition("\n## ")[0] if found else "").splitlines()
+             if line.startswith(("- ", "  "))]  # notes under the table are kept
+    section = f"{HEAD}\n\n{INTRO}" + "".join(rows) + row + ("\n" + "".join(notes)
+                                                              if notes else "")
     path.write_text(before + section + (rest if rest else ""))
