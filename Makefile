@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 PACKAGES := nim_pathway models store orchestration notifications reports flows tasks
 
-.PHONY: demo test test-fast lint bench clean docs
+.PHONY: demo test test-fast lint bench soak clean docs
 
 # Generated files: the CLI and pathway-file references (docs/gen/) and the bank-holiday table
 # (tools/); `make test` fails if a committed copy is stale or the docs site has a broken link.
@@ -45,6 +45,15 @@ docs: $(STAMP)
 
 bench: $(STAMP)
 	$(BIN)/python -m bench
+
+# The chaos soak (issue 30): a cohort through the commands on PostgreSQL under faults, checked
+# against the pure engine; its figures go to bench/RESULTS.md. Replay a run: make soak SEED=...
+CASES ?= 200
+MONTHS ?= 18
+FAULT_EVERY ?= 3
+soak: $(STAMP)
+	$(BIN)/python -m bench.soak --cases $(CASES) --months $(MONTHS) --fault-every $(FAULT_EVERY) \
+	  $(if $(SEED),--seed $(SEED)) --parallel --write-results
 
 clean:
 	rm -rf .nim .pytest_cache

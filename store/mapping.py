@@ -136,6 +136,9 @@ def save_state(session: Session, case: Case, state: eng.CaseState, effects: list
         elif row.value != value:
             row.value, row.cause = value, causes.get(name, row.cause)
             session.add(row)
+    for name, row in existing_anchors.items():  # a date the engine dropped (a pause's start,
+        if name not in state.anchors:  # on resuming) is gone from the case too
+            session.delete(row)
     rows = {t.key: t for t in session.exec(select(Task).where(Task.case_id == case.id))}
     created = []
     for t in state.tasks.values():

@@ -197,6 +197,26 @@ def test_pause_stops_nim_targets_not_statutory_limits(store, clock, db_url, prof
     assert store.queries.show(ref).paused_since is None and timeline
 
 
+def test_resuming_drops_the_pause_date_from_the_case(store, clock, db_url):
+    """Found by the chaos soak (issue 30): the engine drops `paused_since` on resuming, but the
+    store kept its row, so a resumed case still showed the pause's start among its key dates
+    and no longer equalled the engine's state."""
+    from store.mapping import find_case, load_state
+
+    ref = family(store)
+    store.cases.pause(ref, "parent in hospital", "coord.ali")
+    assert "paused_since" in store.queries.show(ref).dates
+    clock.set(datetime(2026, 1, 26, 10, tzinfo=UK))
+    store.cases.resume(ref, "coord.ali")
+    assert "paused_since" not in store.queries.show(ref).dates
+    with session_scope(db_url) as s:
+        case = find_case(s, ref)
+        state = load_state(s, case, store.ctx.spec(s, case.pathway_id), frozenset())
+    assert "paused_since" not in state.anchors and state.paused_since is None
+    store.cases.pause(ref, "again", "coord.ali")  # and a second pause starts afresh
+    assert store.queries.show(ref).dates["paused_since"] == date(2026, 1, 26)
+
+
 def test_eligibility_comes_from_the_pathway(store):
     with pytest.raises(Invalid, match="child-3 is 34 months old|placed with a parent"):
         family(store, children=[SIBLINGS[0], SIBLINGS[1], {**SIBLINGS[2], "placement": {

@@ -20,7 +20,7 @@ from models.schemas import ChildIn, child_identity
 from nim_pathway import policy
 from notifications.config import NotifyConfig
 from notifications.outbox import queue_handoffs
-from store import audit, journal, mapping, timers
+from store import audit, faults, journal, mapping, timers
 from store.context import StoreContext
 from store.queries import Queries
 from store.tables import Case, Practitioner, Task
@@ -112,6 +112,7 @@ class CommandBase:
         for e in effects:
             self.audit(session, actor, e.kind, case.ref, {"task": e.task, **e.detail})
         journal.note_change(session, case.ref, now)  # Prefect's runs follow, by change
+        faults.reached("command-commit")  # crash tests: everything written, not committed
 
     def _engine_event(self, ref: str, actor: str, action: str, doing: str,
                       event: Callable[..., list[eng.Effect]], *args: object) -> Result:
