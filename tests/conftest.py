@@ -6,6 +6,8 @@ import os
 import subprocess
 import sys
 import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import date, datetime
 from pathlib import Path
 
@@ -27,9 +29,9 @@ def _pg_admin():
     return create_engine(url, isolation_level="AUTOCOMMIT")
 
 
-@pytest.fixture(scope="session")
-def pg_url():
-    """A fresh PostgreSQL database for this test session, dropped afterwards."""
+@contextmanager
+def _new_database() -> Iterator[str]:
+    """A fresh, migrated PostgreSQL database, dropped afterwards (skips without a server)."""
     try:
         admin = _pg_admin()
         with admin.connect() as conn:
@@ -43,10 +45,27 @@ def pg_url():
         conn.execute(text(f'CREATE DATABASE "{name}"'))
     url = PG_ADMIN_URL.rsplit("/", 1)[0] + f"/{name}"
     migrate(url)
-    yield url
-    get_engine(url).dispose()
-    with admin.connect() as conn:
-        conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+    try:
+        yield url
+    finally:
+        get_engine(url).dispose()
+        with admin.connect() as conn:
+            conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+
+
+@pytest.fixture(scope="session")
+def pg_url():
+    """A fresh PostgreSQL database for this test session, dropped afterwards."""
+    with _new_database() as url:
+        yield url
+
+
+@pytest.fixture
+def own_pg_url():
+    """A PostgreSQL database of this test's own, for a test that creates tables the case
+    store does not have (a key store): the session's database stays the case store's alone."""
+    with _new_database() as url:
+        yield url
 
 
 def _truncate(url: str) -> None:

@@ -130,20 +130,21 @@ def test_after_erase_no_file_holds_the_case_or_its_key(site, clock):
 
 @pytest.mark.postgres
 def test_a_postgresql_key_store_forgets_the_key_row_and_its_dead_versions(tmp_path, clock,
-                                                                           pg_url):
+                                                                           own_pg_url):
     """With the key store on PostgreSQL the key row is overwritten, deleted and the table
     rewritten (VACUUM FULL): no live or dead version of it is left to read."""
     from nim_pathway.app import build_service
     from nim_pathway.demo import seed_team
     from nim_pathway.settings import Settings
     from store.db import migrate
-    from tests.conftest import _truncate
     from tests.security.conftest import site_env
 
+    # a database of its own: the key store's table must not enter the session's case store
+    # (tests/test_migrations.py compares that database with the models)
+    pg_url = own_pg_url
     data = tmp_path / "data"
     url = f"sqlite:///{tmp_path / 'nim.db'}"
     migrate(url)
-    _truncate(pg_url)
     svc = build_service(url, clock, migrate=False, settings=Settings.from_env(
         site_env(data, url, NIM_KEYSTORE_URL=pg_url)))
     seed_team(svc)
