@@ -19,7 +19,7 @@ import threading
 import time
 from collections import Counter
 from datetime import UTC, datetime
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from pathlib import Path
 from typing import Any
 
@@ -33,6 +33,7 @@ from bench.common import (
     throwaway_pg,
     worker_main,
 )
+from notifications.inbox import serve_http, stop_http
 
 AT = datetime(2027, 3, 8, 9, 5, tzinfo=UTC)
 REF = re.compile(r"ref: (\S+)")
@@ -60,9 +61,7 @@ class Receiver:
             def log_message(self, *args: Any) -> None:
                 pass
 
-        self.server = ThreadingHTTPServer(("127.0.0.1", self.port), Handler)
-        self.server.daemon_threads = True
-        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+        self.server = serve_http(Handler, self.port)
 
     def url(self, handle: str) -> str:
         return f"json://127.0.0.1:{self.port}/hook/{handle}"
@@ -81,8 +80,7 @@ class Receiver:
             self.seen.clear()
 
     def stop(self) -> None:
-        self.server.shutdown()
-        self.server.server_close()
+        stop_http(self.server)
 
 
 def fill_outbox(ctx: Any, url: str, receiver: Receiver, messages: int) -> dict[str, str]:

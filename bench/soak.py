@@ -37,7 +37,7 @@ import time
 from collections import Counter
 from datetime import date, datetime, timedelta
 from datetime import time as dtime
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from pathlib import Path
 from typing import Any
 
@@ -45,6 +45,7 @@ from bench.common import PY, ROOT, clean_env, free_port, throwaway_pg
 from bench.soak_procs import MANAGER, SECOND_MANAGER, execute
 from bench.soak_report import compare, write_results
 from bench.soak_script import SENTINEL, START, build, snapshot, specs
+from notifications.inbox import serve_http, stop_http
 
 REF = re.compile(r"ref: (\S+)")
 FAULT_KINDS = ("dispatcher-kill", "dispatcher-fault-point", "receiver-refuses",
@@ -82,16 +83,13 @@ class Receiver:
             def log_message(self, *args: Any) -> None:
                 pass
 
-        self.server = ThreadingHTTPServer(("127.0.0.1", self.port), Handler)
-        self.server.daemon_threads = True
-        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+        self.server = serve_http(Handler, self.port)
 
     def url(self, path: str) -> str:
         return f"json://127.0.0.1:{self.port}/{path}"
 
     def stop(self) -> None:
-        self.server.shutdown()
-        self.server.server_close()
+        stop_http(self.server)
 
 
 def uk(day: date, hour: int, minute: int = 0) -> datetime:
