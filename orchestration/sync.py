@@ -76,18 +76,20 @@ def start_task_run(client: Any, ref: str, task: Any, spec: Any, **run: Any) -> A
 
 
 def sync_case(svc: Service, ref: str, today: date | None = None, client: Any = None,
-              runs: list[Any] | None = None) -> SyncReport:  # noqa: ANN401 - Prefect's client
+              runs: list[Any] | None = None,
+              running_in: str | None = None) -> SyncReport:  # noqa: ANN401 - Prefect's client
     """Make Prefect's runs for one case match the case store (idempotent). Its runs are read
     by the ids the store recorded (or passed in `runs` by the audit, which read them all).
-    Pass `client` to reuse one Prefect client across cases (each costs an SSL context)."""
+    Pass `client` to reuse one Prefect client across cases (each costs an SSL context), and
+    `running_in`, the id of the flow run this sync runs inside (it reads the store after)."""
     if client is None:
         with prefect_client(svc.settings) as client:
-            return _sync_case(svc, ref, today, client, runs)
-    return _sync_case(svc, ref, today, client, runs)
+            return _sync_case(svc, ref, today, client, runs, running_in)
+    return _sync_case(svc, ref, today, client, runs, running_in)
 
 
 def _sync_case(svc: Service, ref: str, today: date | None, client: Any,  # noqa: ANN401
-               runs: list[Any] | None) -> SyncReport:
+               runs: list[Any] | None, running_in: str | None = None) -> SyncReport:
     from prefect.states import Cancelled
 
     report = SyncReport(ref)
@@ -170,18 +172,43 @@ def _sync_case(svc: Service, ref: str, today: date | None, client: Any,  # noqa:
     for stage, group in by_stage.items():
         if stage != current:
             for run in live(group):
-                resume(run, {"closed_on": str(today)}, f"stage:{stage}")
+                if str(run.id) == running_in:  # this very run: it reads the store next
+                    continue
+                run = _past_starting(client, run)
+                if run.state and run.state.type.value in STARTING:  # its process died (a
+                    cancel(run, "the stage closed while this run was starting",  # worker
+                           f"stage:{stage}")  # killed) or is stuck: it would wait for ever
+                else:  # paused: resumed; scheduled: it will read the closed stage and end
+                    resume(run, {"closed_on": str(today)}, f"stage:{stage}")
     if report.runs:
         svc.timers.record_flow_runs(ref, report.runs)
     return report
 
 
+STARTING = {"PENDING", "RUNNING"}  # a stage run's process is reading the store, then waits
+STAGE_SETTLE_S = 10.0  # how long a sync waits for a closed stage's starting run to pause
+
+
+def _past_starting(client: Any, run: Any) -> Any:  # noqa: ANN401 - Prefect's client and run
+    """The run once it is no longer starting, or as last read after STAGE_SETTLE_S. A stage
+    run reads the case store and then suspends: if its stage closes in between, a sync finds
+    nothing paused to resume, and the run then waited for ever (the soak found one; only
+    `reconcile` repaired it). Waiting here lets it pause and be resumed."""
+    import time
+
+    give_up = time.monotonic() + STAGE_SETTLE_S
+    while run.state and run.state.type.value in STARTING and time.monotonic() < give_up:
+        time.sleep(0.2)
+        run = client.read_flow_run(run.id)
+    return run
+
+
 def sync_now(svc: Service, ref: str, client: Any = None,  # noqa: ANN401
-             runs: list[Any] | None = None) -> SyncReport:
+             runs: list[Any] | None = None, running_in: str | None = None) -> SyncReport:
     """Sync one case right after a command committed, and mark the journal entries written
     before this sync read the store as applied (later ones wait for the drainer)."""
     last = svc.queries.last_change(ref)
-    report = sync_case(svc, ref, client=client, runs=runs)
+    report = sync_case(svc, ref, client=client, runs=runs, running_in=running_in)
     if last:
         svc.timers.changes_applied(ref, last)
     return report

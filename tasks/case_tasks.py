@@ -109,9 +109,12 @@ def record_outcome(ref: str, key: str, form: dict[str, Any], via: str) -> Record
       retry_delay_seconds=3)
 def sync_case_runs(ref: str) -> str:
     """Start, resume or cancel this case's runs to match the case store."""
+    from prefect.runtime import flow_run
+
     from orchestration.sync import sync_now
 
-    return sync_now(service(), ref).summary()
+    # the flow this runs in reads the store next: the sync must not wait for it to pause
+    return sync_now(service(), ref, running_in=flow_run.id).summary()
 
 
 @task(name="publish-task-card", cache_policy=REPLAY_SAFE, persist_result=True)

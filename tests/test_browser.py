@@ -104,6 +104,10 @@ def page(ui):
         # A regex, not a Python predicate: a predicate holds every request until Playwright's
         # loop runs again, so a form submitted before a plain wait_for would not be sent.
         context.route(re.compile(r"^(?!http://127\.0\.0\.1[:/])"), lambda route: route.abort())
+        # Playwright's default 30 s is a quiet machine's figure: CI runs this beside a Prefect
+        # server, a worker and pytest workers at a load of 8 or more (a run on c98864b timed
+        # out waiting for the Resume dialog)
+        context.set_default_timeout(120_000)
         yield context.new_page()
         browser.close()
 

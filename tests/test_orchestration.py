@@ -614,3 +614,83 @@ def test_a_failed_round_is_logged_counted_and_the_service_goes_on(stack, tmp_pat
         thread.join(30)
     assert not thread.is_alive()
     assert json.loads(served.settings.sync_service_health_file.read_text())["state"] == "stopped"
+
+
+def _close_first_stage_while_its_run_starts(store: Service):
+    """A case whose first stage closes while its stage run is Running (forced: the instant
+    between the flow's read of the case store and its suspend). Returns the case reference,
+    the stage and the run as it waited."""
+    from prefect.client.orchestration import get_client
+    from prefect.states import Running
+
+    from orchestration.sync import orchestrate_after
+
+    ref = store.cases.open_case(Referral.model_validate(referral_data()), "coord.ali").ref
+    orchestrate_after(store, ref)
+    first = store.queries.show(ref).stage
+    waiting = wait_for(lambda: _stage_run(ref, first, "Suspended"),
+                       f"{ref}'s {first} stage run to wait")
+    with get_client(sync_client=True) as client:
+        client.set_flow_run_state(waiting.id, Running(), force=True)
+    spec = store.queries.pathway(ref)
+    while store.queries.show(ref).stage == first:  # the stage's work is done: it closes
+        for t in open_tasks(store, ref):
+            if t.stage == first:
+                store.tasks.complete_task(TaskRef(ref, t.key), HANDLES[t.role],
+                                          sample_outcome(spec, t.spec_id, DECISIONS))
+    return ref, first, waiting
+
+
+def _stage_run(ref: str, stage: str, state: str):
+    return next((r for r in case_runs(ref) if "kind:stage" in r.tags
+                 and f"stage:{stage}" in r.tags and r.state.name == state), None)
+
+
+def test_a_stage_closing_while_its_run_starts_is_resumed_once_the_run_waits(stack, monkeypatch):
+    """Found by the soak (reconcile repaired one stage run): a stage run reads the case store,
+    finds its stage open, then suspends. If the stage closed in between, the sync found the run
+    Running, not paused, resumed nothing and marked the change applied: the run then waited
+    for ever. Now the sync waits for it to pause, then resumes it."""
+    from prefect.client.orchestration import get_client
+
+    from orchestration import sync
+    from orchestration.drain import drain_journal
+
+    monkeypatch.setattr(sync, "STAGE_SETTLE_S", 60.0)
+    store: Service = stack.store
+    ref, first, waiting = _close_first_stage_while_its_run_starts(store)
+
+    def suspends() -> None:  # as its process would, a moment later
+        import time
+
+        time.sleep(1.0)
+        with get_client(sync_client=True) as client:
+            client.set_flow_run_state(waiting.id, waiting.state.fresh_copy(), force=True)
+
+    later = threading.Thread(target=contextvars.copy_context().run, args=(suspends,))
+    later.start()
+    report = drain_journal(store)
+    later.join()
+    assert report.failed == 0, report.errors
+    assert all(applied for applied, _, _ in store.queries.changes_covering(ref, 0))
+    wait_for(lambda: _stage_run(ref, first, "Completed"),
+             f"the closed {first} stage run to complete", timeout=120)
+
+
+def test_a_closed_stage_whose_run_never_waits_is_cancelled(stack, monkeypatch):
+    """A stage run left Running by a process that died (a worker killed mid-run) will never
+    pause: once the sync has waited for it, it is cancelled with the reason, the change is
+    applied and nothing is retried for ever."""
+    from orchestration import sync
+    from orchestration.drain import drain_journal
+
+    monkeypatch.setattr(sync, "STAGE_SETTLE_S", 1.0)
+    store: Service = stack.store
+    ref, first, _ = _close_first_stage_while_its_run_starts(store)
+    report = drain_journal(store)
+    assert report.failed == 0, report.errors
+    assert all(applied for applied, _, _ in store.queries.changes_covering(ref, 0))
+    cancelled = wait_for(lambda: _stage_run(ref, first, "Cancelled"),
+                         f"the {first} stage run to be cancelled", timeout=60)
+    assert "closed while this run was starting" in cancelled.state.message
+    assert not drain_journal(store).claimed
