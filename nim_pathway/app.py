@@ -104,7 +104,7 @@ def build_service(url: str | None = None, clock: Clock | None = None,
     ctx = StoreContext(url or settings.database_url, clock or settings.clock,
                        settings.closure_days if closures is None else closures,
                        settings.audit_key, settings.audit_checkpoint, settings.secret_key,
-                       Keystore(settings.keystore_url))
+                       Keystore(settings.keystore_url), totp_key=lambda: settings.totp_key)
     if migrate:
         migrate_schema(ctx.url)
     queries = Queries(ctx)

@@ -28,6 +28,9 @@ prac_app = typer.Typer(help="Practitioners: add, update, change role, deactivate
 pathway_app = typer.Typer(help="Installed pathway versions (cases open only on these).",
                           no_args_is_help=True)
 
+keys_app = typer.Typer(help="The site's keys (the operator, on the service's host).",
+                       no_args_is_help=True)
+
 RoleOpt = Annotated[str, typer.Option(help="a role from an installed pathway, or admin")]
 NameOpt = Annotated[str, typer.Option(help="display name")]
 TeamOpt = Annotated[str, typer.Option()]
@@ -135,6 +138,19 @@ def practitioner_list(as_json: JsonOpt = False) -> None:
     emit([replace(p, contact=mask_url(p.contact)) for p in service().queries.practitioners()],
          as_json,
          ["handle", "display_name", "role", "team", "active", "enrolled", "locked"])
+
+
+@keys_app.command("split-totp")
+def keys_split_totp() -> None:
+    """Once, for a site from before the TOTP key: make the TOTP key (NIM_TOTP_KEY_FILE, else
+    totp.key in the data folder) if it is missing and move every enrolled second factor from
+    the secret key to it. Then only the workbench and the worker need it (docs/DEPLOY.md)."""
+    from nim_pathway.cli.io import settings
+
+    if settings().make_totp_key():
+        typer.echo(f"made the TOTP key {settings().totp_key_path} (0600): back it up with the "
+                   "other keys")
+    typer.echo(service().identity.split_totp_key().message)
 
 
 @pathway_app.command("install")

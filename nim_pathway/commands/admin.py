@@ -54,7 +54,7 @@ class AdminCommands(CommandBase):
                                   f"contact or digest with `nim-pathway practitioner update "
                                   f"{p.handle}`, their role with `practitioner role`")
             row = Practitioner(**p.model_dump())
-            enrolment = people.enrol(row, self.ctx.secret_key)
+            enrolment = people.enrol(row, people.held_totp_key(self.ctx.totp_key))
             people.save(session, row, self.ctx.secret_key)
             self.audit(session, actor, "practitioner-added", None,
                        {"handle": p.handle, "before": None, "after": people.public(row)})

@@ -1,6 +1,7 @@
 """What the identity and admin commands share about a practitioner row: the one way it is
 written (with a fresh seal), their second factor (RFC 6238 TOTP, the secret kept encrypted
-under NIM_SECRET_KEY_FILE), their CLI sessions ended, and what the audit keeps of them."""
+under the TOTP key, NIM_TOTP_KEY_FILE, which only the processes that check codes hold), their
+CLI sessions ended, and what the audit keeps of them."""
 
 from __future__ import annotations
 
@@ -11,7 +12,7 @@ from typing import Any
 
 from sqlmodel import Session, select
 
-from models.errors import NotFound, Refused
+from models.errors import ConfigError, NotFound, Refused
 from nim_pathway.policy import seal_of
 from store.row_seals import session_seal
 from store.tables import LoginSession, Practitioner
@@ -21,6 +22,11 @@ STEP_SECONDS = 30  # RFC 6238's default time step
 THROTTLE_AFTER = 5  # wrong codes in a row before each further try must wait
 FIRST_DELAY_SECONDS = 30  # the wait after THROTTLE_AFTER wrong codes, doubled with each more
 MAX_DELAY = timedelta(hours=1)  # the longest wait: no one is locked out for good
+INVITED = "i1:"  # no secret yet: an enrolment code was sent to the person (its keyed digest)
+WRAPPED = "t1:"  # a secret encrypted under the TOTP key; without it: under the secret key (old)
+NO_TOTP_KEY = ("this process does not hold the TOTP key ({why}), so it cannot check or enrol "
+               "one-time codes: sign in at the workbench, or run this as the service account "
+               "that holds NIM_TOTP_KEY_FILE (docs/DEPLOY.md)")
 
 
 @dataclass(frozen=True)
@@ -52,13 +58,45 @@ def save(session: Session, row: Practitioner, secret_key: bytes) -> None:
     session.add(row)
 
 
-def enrol(row: Practitioner, secret_key: bytes) -> Enrolment:
-    """A new second factor on the row (its old codes stop working); not yet saved."""
-    import pyotp
+def held_totp_key(source: Callable[[], bytes] | None) -> bytes:
+    """The TOTP key, if this process holds it; otherwise refused, saying where codes are
+    checked (an operator's CLI runs without it)."""
+    if source is None:
+        raise Refused(NO_TOTP_KEY.format(why="none configured"))
+    try:
+        return source()
+    except ConfigError as exc:
+        raise Refused(NO_TOTP_KEY.format(why=str(exc).rstrip("."))) from None
+
+
+def wrap_secret(secret: str, totp_key: bytes) -> str:
     from cryptography.fernet import Fernet
 
+    return WRAPPED + Fernet(totp_key).encrypt(secret.encode()).decode()
+
+
+def unwrap_secret(row: Practitioner, totp_key: bytes) -> str:
+    """The enrolled TOTP secret of `row`, opened with the TOTP key."""
+    from cryptography.fernet import Fernet, InvalidToken
+
+    value = row.totp_secret or ""
+    if not value.startswith(WRAPPED):
+        raise Refused(f"{row.handle}'s second factor is still encrypted under the secret key "
+                      "(enrolled before the TOTP key): the operator runs `nim-pathway keys "
+                      "split-totp` once on the service's host")
+    try:
+        return Fernet(totp_key).decrypt(value[len(WRAPPED):].encode()).decode()
+    except InvalidToken:
+        raise Refused(f"{row.handle}'s second factor was enrolled under another TOTP key "
+                      "(NIM_TOTP_KEY_FILE); an admin re-enrols them") from None
+
+
+def enrol(row: Practitioner, totp_key: bytes) -> Enrolment:
+    """A new second factor on the row (its old codes stop working); not yet saved."""
+    import pyotp
+
     secret = pyotp.random_base32()
-    row.totp_secret = Fernet(secret_key).encrypt(secret.encode()).decode()
+    row.totp_secret = wrap_secret(secret, totp_key)
     row.totp_last_step, row.failed_codes, row.locked_at = None, 0, None
     return Enrolment(row.handle, secret,
                      totp(secret).provisioning_uri(name=row.handle, issuer_name=ISSUER))
