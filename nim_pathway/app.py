@@ -85,9 +85,12 @@ class Service:
 
     def dispatcher(self, clock: Clock | None = None) -> Dispatcher:
         """The outbox dispatcher over this service's store and notification settings."""
+        from nim_pathway.commands.people import open_code
         from notifications.dispatcher import Dispatcher
 
-        return Dispatcher(self.url, clock or self.clock, self.notify_config())
+        key = self.ctx.secret_key
+        return Dispatcher(self.url, clock or self.clock, self.notify_config(),
+                          open_sealed=lambda sealed: open_code(key, sealed))
 
 
 def build_service(url: str | None = None, clock: Clock | None = None,
