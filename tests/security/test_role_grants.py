@@ -6,6 +6,8 @@ everyone is told (the issue's fallback)."""
 
 from __future__ import annotations
 
+import json
+
 import pytest
 from sqlalchemy import text
 from sqlmodel import select
@@ -94,7 +96,7 @@ def test_a_request_written_into_the_database_is_not_one(site):
             "INSERT INTO audit_event (at, actor, case_ref, action, detail, prev_hash, hash) "
             "VALUES (:at, 'it.second', NULL, 'role-grant-requested', :d, :p, :h)"),
             {"at": svc.clock.now(), "p": last.hash, "h": "0" * 64,
-             "d": '{"handle": "psy.chen", "role": "%s", "by": "it.second"}' % MANAGER})
+             "d": json.dumps({"handle": "psy.chen", "role": MANAGER, "by": "it.second"})})
     with pytest.raises(NotFound, match="no request"):
         svc.admin.approve_role("psy.chen", MANAGER, ADMIN)
     assert _role(svc, "psy.chen") == "psychologist"
