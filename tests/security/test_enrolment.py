@@ -94,9 +94,11 @@ def test_an_admin_reenrolling_a_manager_cannot_obtain_the_secret(site, hook):
     stored += "".join(p.read_text(errors="replace") for p in data.rglob("*.log"))
     assert secret not in stored and code not in stored
     with svc.ctx.read() as s:
-        actions = list(s.exec(select(AuditEvent.action).where(
-            AuditEvent.action.in_(("practitioner-enrolled", "enrolment-completed")))))
-    assert actions == ["practitioner-enrolled", "enrolment-completed"]
+        rows = s.exec(select(AuditEvent).where(AuditEvent.action.in_((
+            "practitioner-enrolled", "enrolment-completed"))).order_by(AuditEvent.id)).all()
+    actions = [(r.actor, r.action) for r in rows if r.detail["handle"] == "mgr.okafor"]
+    assert actions[-2:] == [(DEMO_ADMIN.handle, "practitioner-enrolled"),
+                            ("mgr.okafor", "enrolment-completed")]
 
 
 def test_an_enrolment_code_works_once_and_expires(site, hook):
