@@ -85,9 +85,12 @@ class Service:
 
     def dispatcher(self, clock: Clock | None = None) -> Dispatcher:
         """The outbox dispatcher over this service's store and notification settings."""
+        from nim_pathway.commands.people import open_code
         from notifications.dispatcher import Dispatcher
 
-        return Dispatcher(self.url, clock or self.clock, self.notify_config())
+        key = self.ctx.secret_key
+        return Dispatcher(self.url, clock or self.clock, self.notify_config(),
+                          open_sealed=lambda sealed: open_code(key, sealed))
 
 
 def build_service(url: str | None = None, clock: Clock | None = None,
@@ -104,7 +107,7 @@ def build_service(url: str | None = None, clock: Clock | None = None,
     ctx = StoreContext(url or settings.database_url, clock or settings.clock,
                        settings.closure_days if closures is None else closures,
                        settings.audit_key, settings.audit_checkpoint, settings.secret_key,
-                       Keystore(settings.keystore_url))
+                       Keystore(settings.keystore_url), totp_key=lambda: settings.totp_key)
     if migrate:
         migrate_schema(ctx.url)
     queries = Queries(ctx)

@@ -15,7 +15,7 @@ from models.errors import ConfigError
 
 PROJECT_DIR = Path(__file__).resolve().parent.parent
 STACK_URL = "http://127.0.0.1:4200/api"  # the local stack's Prefect server (`nim-pathway up`)
-KEY_FILES = ("audit.key", "secret.key")  # made once, for a new site, in the data folder
+KEY_FILES = ("audit.key", "secret.key", "totp.key")  # made once, for a new site, in the data folder
 # a data folder holding any of these is a site already: a missing key is not made again
 SITE_FILES = (*KEY_FILES, "nim.db", "keys.db", "audit.checkpoint")
 
@@ -116,7 +116,48 @@ class Settings:
         return base64.urlsafe_b64encode(hashlib.sha256(
             self._key("NIM_SECRET_KEY", "secret.key", "the secret key")).digest())
 
-    def _key(self, env: str, default_name: str, what: str) -> bytes:
+    @cached_property
+    def totp_key(self) -> bytes:
+        """The key practitioners' one-time-code secrets are encrypted with (Fernet), apart from
+        the secret key: NIM_TOTP_KEY_FILE, else NIM_TOTP_KEY, else `totp.key` in the data
+        folder. Only the processes that check codes hold it (the workbench and the worker:
+        docs/DEPLOY.md); an operator's CLI without it runs every command that checks no code.
+        A site from before this key makes it once with `nim-pathway keys split-totp`."""
+        import base64
+        import hashlib
+
+        return base64.urlsafe_b64encode(hashlib.sha256(
+            self._key("NIM_TOTP_KEY", "totp.key", "the TOTP key",
+                      "; a site from before the TOTP key runs `nim-pathway keys split-totp` "
+                      "once on the service's host")).digest())
+
+    @cached_property
+    def totp_key_path(self) -> Path:
+        """Where the TOTP key is (or is made by `keys split-totp`): NIM_TOTP_KEY_FILE, else
+        `totp.key` in the data folder."""
+        return Path(self.env.get("NIM_TOTP_KEY_FILE") or self.data_dir / "totp.key")
+
+    def make_totp_key(self) -> bool:
+        """Make the TOTP key file (0600) where `totp_key_path` says, unless it exists or the
+        key is given inline (NIM_TOTP_KEY); True if it was made now."""
+        import secrets
+
+        if self.env.get("NIM_TOTP_KEY") and not self.env.get("NIM_TOTP_KEY_FILE"):
+            return False
+        try:
+            fd = os.open(self.totp_key_path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW,
+                         0o600)
+        except FileExistsError:
+            return False
+        except OSError as exc:
+            raise ConfigError(f"the TOTP key {self.totp_key_path} cannot be made "
+                              f"({exc.strerror}); set NIM_TOTP_KEY_FILE to a path the service "
+                              "account may write") from None
+        with os.fdopen(fd, "w") as fh:
+            fh.write(secrets.token_hex(32))
+        return True
+
+    def _key(self, env: str, default_name: str, what: str, missing_hint: str = "") -> bytes:
         """A key from `{env}_FILE`, else `{env}`, else the file in the data folder. Both keys
         are made (0600) only for a new site, a data folder holding none of a site's files;
         a key missing or empty beside the others stops the service: a new key would leave
@@ -141,7 +182,8 @@ class Settings:
                 raise ConfigError(
                     f"{what} {path} is missing, but this data folder holds a site "
                     f"({', '.join(found)}): restore the key from its backup (or set "
-                    f"{env}_FILE); a new one would make every sealed value unreadable")
+                    f"{env}_FILE); a new one would make every sealed value unreadable"
+                    f"{missing_hint}")
             self._make_keys()
         key = read_bounded(path, f"{what} file", limit=4096).strip()
         if not key:

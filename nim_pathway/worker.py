@@ -54,7 +54,7 @@ def check_settings(settings: Settings) -> None:
                 f"{name} is not set on this worker ({what}): set it in the worker's "
                 "environment or the work pool's job variables (docs/DEPLOY.md)")
     for name in ("database_url", "keystore_url", "clock", "closure_days", "audit_key",
-                 "secret_key", "intake_days", "prefect_history_days"):
+                 "secret_key", "totp_key", "intake_days", "prefect_history_days"):
         getattr(settings, name)  # each raises a ConfigError naming its variable
     load_config(settings.notify_config_path, settings.notify_env)
 

@@ -20,6 +20,7 @@ import re
 import tempfile
 import threading
 import uuid
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
@@ -96,11 +97,15 @@ def apprise_send(url: str, title: str, body: str, html: bool, ics: str | None) -
 
 class Dispatcher:
     def __init__(self, url: str, clock: Clock, config: NotifyConfig,
-                 send=apprise_send) -> None:  # noqa: ANN001 - a callable like apprise_send
+                 send=apprise_send,  # noqa: ANN001 - a callable like apprise_send
+                 open_sealed: Callable[[str], str] | None = None) -> None:
         self.url = url
         self.clock = clock
         self.config = config
         self.send = send
+        # opens a message's `sealed_code` (an enrolment code) when it is sent; the text kept
+        # on the row never holds it
+        self.open_sealed = open_sealed
         self.token = uuid.uuid4().hex
 
     def run_once(self, limit: int = 500) -> DispatchReport:
@@ -207,7 +212,17 @@ class Dispatcher:
             raise ValueError(f"nobody holds role {name}; add a practitioner or a role channel")
         return self.config.resolve(row.recipient, contacts.get(name))
 
-    def _deliver(self, row: Outbox, url: str) -> tuple[Rendered, str | None]:
+    def _deliver(self, row: Outbox, url: str) -> tuple[Rendered | None, str | None]:
+        sealed = (row.meta or {}).get("sealed_code")
+        if sealed and not row.subject:  # sent with the code opened now; its text is not kept
+            if self.open_sealed is None:
+                return None, "this dispatcher cannot open the enrolment code (no secret key)"
+            context = revive(row.meta or {})
+            rendered = render_message(row.kind, {**context, "code": self.open_sealed(sealed)})
+            title, body = fit_for_channel(url, rendered)
+            error = self.send(url, title, body, is_email(url), None)
+            faults.reached("dispatch-sent")
+            return (self._rendered(row) if error is None else None), error
         rendered = self._rendered(row)
         title, body = fit_for_channel(url, rendered)
         error = self.send(url, title, body, is_email(url), rendered.ics if is_email(url) else None)
@@ -255,6 +270,9 @@ class Dispatcher:
                                             ok=error is None, error=error))
                 if error is None:
                     current.status, current.sent_at, current.last_error = "sent", now, None
+                    if "sealed_code" in (current.meta or {}):  # delivered: not kept, even sealed
+                        current.meta = {k: v for k, v in current.meta.items()
+                                        if k != "sealed_code"}
                     report.sent += 1
                     continue
                 report.errors.append(error)

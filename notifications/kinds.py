@@ -169,6 +169,12 @@ MESSAGE_KINDS: tuple[MessageKind, ...] = (
     MessageKind("exit"),
     MessageKind("audit-checkpoint"),
     MessageKind("sign-in-slowed"),  # wrong codes: to the person and the admins (identity.py)
+    # a one-time enrolment code, to the person's own contact only (people.send_invitation);
+    # the code is sealed in the row (`sealed_code`) and kept out of the stored text
+    MessageKind("enrolment"),
+    # a manager or admin role asked for or granted: to the person, every manager and the
+    # admins at once (nim_pathway/commands/grants.py)
+    MessageKind("role-grant"),
 )
 
 # by name, in the order above

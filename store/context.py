@@ -3,7 +3,7 @@ days and the pathway versions already read (a case keeps the version it started 
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import date, datetime
@@ -29,8 +29,11 @@ class StoreContext:
     closures: frozenset[date] = frozenset()
     audit_key: bytes | None = field(default=None, repr=False)  # held outside the database
     audit_checkpoint: Path | None = None  # where the chain's head is written after each write
-    secret_key: bytes = field(default=b"", repr=False)  # encrypts one-time-code secrets
+    secret_key: bytes = field(default=b"", repr=False)  # seals rows, keys session tokens
     keystore: Keystore | None = None  # per-case data keys, apart from the case store
+    # the TOTP key (one-time-code secrets), read when a code is first checked or enrolled:
+    # only the processes that check codes hold it (None, or raising ConfigError: not here)
+    totp_key: Callable[[], bytes] | None = field(default=None, repr=False)
     _specs: dict[int, PathwaySpec] = field(default_factory=dict, repr=False)
 
     def now(self) -> datetime:

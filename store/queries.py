@@ -101,7 +101,9 @@ class Queries:
     def practitioners(self) -> list[PractitionerView]:
         with self.ctx.read() as session:
             return [PractitionerView(p.handle, p.display_name, p.role, p.team, p.contact,
-                                     p.digest, p.active, p.kind, p.totp_secret is not None,
+                                     p.digest, p.active, p.kind,
+                                     # "i1:": an enrolment code sent, not yet used
+                                     bool(p.totp_secret) and not p.totp_secret.startswith("i1:"),
                                      p.locked_at is not None)
                     for p in session.exec(select(Practitioner).order_by(Practitioner.handle))]
 

@@ -227,7 +227,8 @@ def test_identity_is_proven_not_typed(team, cli_env, tmp_path):
                                                  code=2).stderr
     added = run("practitioner", "add", "x.mgr", "--role", "head-of-service", "--name", "X",
                 "--as", "admin.demo").stdout
-    assert "added x.mgr" in added and "key: " in added  # enrolled, shown once
+    # the admin never sees the new person's key: it is made when they enrol (/enrol)
+    assert "added x.mgr" in added and "key: " not in added and "no enrolment code" in added
     # a forged pathway file is neither opened on nor installed by a psychologist
     forged = tmp_path / "forged.yaml"
     forged.write_text(Path("pathways/england.yaml").read_text().replace(

@@ -18,7 +18,7 @@ from models.refs import TaskRef
 from models.schemas import PractitionerIn, Referral
 from models.simulate import sample_outcome
 from nim_pathway.app import Service, build_service  # noqa: F401
-from nim_pathway.demo import DEMO_ADMIN, DEMO_TEAM, ensure_admin
+from nim_pathway.demo import DEMO_ADMIN, DEMO_TEAM, accept_enrolment, ensure_admin
 from notifications.config import NotifyConfig
 from notifications.dispatcher import RECORD_EVERY, Dispatcher
 from notifications.outbox import outbox_listing
@@ -56,12 +56,17 @@ def team(db_url, clock, http, smtp, monkeypatch):
         contact = "email:chen@example.org" if role == "psychologist" else http.url(handle)
         store.admin.add_practitioner(PractitionerIn(handle=handle, display_name=name, role=role,
                                            team=team_name, contact=contact), DEMO_ADMIN.handle)
+        accept_enrolment(store, handle)  # each enrols with the code queued for them
+    with session_scope(store.url) as s:  # ... and those messages are theirs, not these tests'
+        for row in s.exec(select(Outbox).where(Outbox.kind.in_(("enrolment", "role-grant")))):
+            s.delete(row)
     return store
 
 
 def dispatcher(store, clock, **config) -> Dispatcher:
     base = store.notify_config().model_dump()
-    return Dispatcher(store.url, clock, NotifyConfig.model_validate({**base, **config}))
+    return Dispatcher(store.url, clock, NotifyConfig.model_validate({**base, **config}),
+                      open_sealed=store.dispatcher().open_sealed)  # enrolment codes too
 
 
 def open_case(store, **over):

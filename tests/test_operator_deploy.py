@@ -66,7 +66,7 @@ def deployment(tmp_path, pg_url):
     port = free_port()
     receiver = HttpReceiver().start()
     (tmp_path / "keys").mkdir(mode=0o700)
-    for key in ("audit", "secret"):
+    for key in ("audit", "secret", "totp"):
         (tmp_path / "keys" / f"{key}.key").write_text(uuid.uuid4().hex * 2)
     clean = {k: v for k, v in os.environ.items() if not k.startswith(("NIM_", "PREFECT_"))}
     env = {  # what the guide's table lists for the CLI and the workers
@@ -81,6 +81,7 @@ def deployment(tmp_path, pg_url):
         "NIM_DATA_DIR": str(tmp_path / "data"),
         "NIM_AUDIT_KEY_FILE": str(tmp_path / "keys" / "audit.key"),
         "NIM_SECRET_KEY_FILE": str(tmp_path / "keys" / "secret.key"),
+        "NIM_TOTP_KEY_FILE": str(tmp_path / "keys" / "totp.key"),  # CLI here: the service's
         "NIM_UI_URL": "https://pathway.example.org",
         "NIM_ADMIN_TARGETS": receiver.url("admin"),
         "NIM_CLOCK_FILE": str(tmp_path / "clock"),  # virtual time shared with the workers

@@ -72,6 +72,9 @@ REQUIRED: dict[str, dict] = {
                                        '"at": "2026-03-23T09:00:00+00:00", "rows": 42, "mac": "cd"}',
                          "row_id": 42, "rows": 42},
     "sign-in-slowed": {"handle": "psy.chen", "failures": 5, "until": "09:00:30 UK time"},
+    "enrolment": {"handle": "psy.chen", "expires": "09:00:00 UK time on 13 Jan"},
+    "role-grant": {"handle": "psy.chen", "role": "nim-service-manager", "state": "requested",
+                   "asked_by": "it.admin"},
 }
 HANDOVER = {"handed_over_by": "coordinator-jb", "handover_note": "Interpreter booked for the session."}
 DUE_KEYS = {"due": DUE, "due_explanation": TASK["due_explanation"]}
@@ -90,6 +93,8 @@ OPTIONAL: dict[str, dict] = {
     "exit": {},
     "audit-checkpoint": {},
     "sign-in-slowed": {},
+    "enrolment": {"code": "ABCD-EFGH-JKLM-NPQR"},
+    "role-grant": {"approved_by": "it.second"},
 }
 
 

@@ -27,7 +27,7 @@ GROUPS: dict[str, typer.Typer] = {
     "case": cases.case_app, "task": tasks.task_app, "practitioner": identity.prac_app,
     "pathway": identity.pathway_app, "audit": ops.audit_app, "outbox": ops.outbox_app,
     "notify": ops.notify_app, "report": reports.report_app, "export": reports.export_app,
-    "retention": ops.retention_app, "consent": cases.consent_app}
+    "retention": ops.retention_app, "consent": cases.consent_app, "keys": identity.keys_app}
 COMMANDS = (identity.init, identity.login, identity.logout, identity.whoami, cases.deadline,
             cases.decide, ops.erase, ops.up, ops.down, ops.status, ops.doctor, ops.reconcile,
             ops.drain, ops.sweep, ops.demo, ops.inbox, web.web)

@@ -28,6 +28,9 @@ prac_app = typer.Typer(help="Practitioners: add, update, change role, deactivate
 pathway_app = typer.Typer(help="Installed pathway versions (cases open only on these).",
                           no_args_is_help=True)
 
+keys_app = typer.Typer(help="The site's keys (the operator, on the service's host).",
+                       no_args_is_help=True)
+
 RoleOpt = Annotated[str, typer.Option(help="a role from an installed pathway, or admin")]
 NameOpt = Annotated[str, typer.Option(help="display name")]
 TeamOpt = Annotated[str, typer.Option()]
@@ -50,7 +53,7 @@ def _practitioner(handle: str, role: str, name: str, team: str,
 
 def show_enrolment(enrolment: Enrolment) -> None:
     """The QR code for an authenticator app, and the key for typing in; shown once, to the
-    person enrolling (it is not stored readable anywhere else)."""
+    first admin at `init` (everyone else enrols at the workbench's /enrol page)."""
     import segno
 
     typer.echo(f"\nEnrol {enrolment.handle}'s authenticator app (any RFC 6238 app): scan this, "
@@ -62,18 +65,28 @@ def show_enrolment(enrolment: Enrolment) -> None:
 @prac_app.command("add")
 def practitioner_add(handle: str, role: RoleOpt, name: NameOpt, actor: ActorOpt,
                      team: TeamOpt = "nim", contact: ContactOpt = None) -> None:
-    """Register a practitioner and enrol their one-time codes (admin only)."""
-    result, enrolment = service().admin.add_practitioner(
-        _practitioner(handle, role, name, team, contact), actor)
-    typer.echo(result.message)
-    show_enrolment(enrolment)
+    """Register a practitioner (admin only); a one-time enrolment code goes to their own
+    contact, and they enrol at the workbench's /enrol page: nobody else sees their key."""
+    typer.echo(service().admin.add_practitioner(
+        _practitioner(handle, role, name, team, contact), actor).message)
 
 
 @prac_app.command("role")
 def practitioner_role(handle: str, role: Annotated[str, typer.Argument(help="the new role")],
                       actor: ActorOpt) -> None:
-    """Change a practitioner's role (admin only; audited with before and after)."""
+    """Change a practitioner's role (admin only; audited with before and after). A manager or
+    admin role waits for a second admin's `approve-role`; with no second admin it is given at
+    once and the person, every manager and the admins are told."""
     typer.echo(service().admin.change_role(handle, role, actor).message)
+
+
+@prac_app.command("approve-role")
+def practitioner_approve_role(handle: str,
+                              role: Annotated[str, typer.Argument(help="the role asked for")],
+                              actor: ActorOpt) -> None:
+    """Approve a manager or admin role another admin asked for (a second admin only: not
+    whoever asked, nor the person); only then is it given. Audited; everyone is told."""
+    typer.echo(service().admin.approve_role(handle, role, actor).message)
 
 
 @prac_app.command("update")
@@ -102,10 +115,9 @@ def practitioner_deactivate(handle: str, actor: ActorOpt,
 
 @prac_app.command("enrol")
 def practitioner_enrol(handle: str, actor: ActorOpt) -> None:
-    """Enrol a practitioner's authenticator again (a lost phone): old codes stop working."""
-    result, enrolment = service().identity.reenrol(handle, actor)
-    typer.echo(result.message)
-    show_enrolment(enrolment)
+    """Enrol a practitioner's authenticator again (a lost phone): old codes stop working and
+    a one-time enrolment code goes to their own contact (never shown here)."""
+    typer.echo(service().identity.reenrol(handle, actor).message)
 
 
 @prac_app.command("unlock")
@@ -118,11 +130,10 @@ def practitioner_unlock(handle: str, actor: ActorOpt) -> None:
 def practitioner_recover_admin(
         handle: str,
         reason: Annotated[str, typer.Option(help="who asked and why (audited)")] = "") -> None:
-    """Break glass (operator only, on the service's host): enrol an admin's authenticator
-    again and lift any wait when no admin can sign in; audited with the reason."""
-    result, enrolment = service().identity.recover_admin(handle, reason)
-    typer.echo(result.message)
-    show_enrolment(enrolment)
+    """Break glass (operator only, on the service's host): send an admin a new enrolment
+    code at their own contact and lift any wait when no admin can sign in; audited with the
+    reason. The operator never sees the admin's key."""
+    typer.echo(service().identity.recover_admin(handle, reason).message)
 
 
 @prac_app.command("list")
@@ -135,6 +146,19 @@ def practitioner_list(as_json: JsonOpt = False) -> None:
     emit([replace(p, contact=mask_url(p.contact)) for p in service().queries.practitioners()],
          as_json,
          ["handle", "display_name", "role", "team", "active", "enrolled", "locked"])
+
+
+@keys_app.command("split-totp")
+def keys_split_totp() -> None:
+    """Once, for a site from before the TOTP key: make the TOTP key (NIM_TOTP_KEY_FILE, else
+    totp.key in the data folder) if it is missing and move every enrolled second factor from
+    the secret key to it. Then only the workbench and the worker need it (docs/DEPLOY.md)."""
+    from nim_pathway.cli.io import settings
+
+    if settings().make_totp_key():
+        typer.echo(f"made the TOTP key {settings().totp_key_path} (0600): back it up with the "
+                   "other keys")
+    typer.echo(service().identity.split_totp_key().message)
 
 
 @pathway_app.command("install")

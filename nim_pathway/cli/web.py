@@ -20,6 +20,7 @@ def web(port: Annotated[int | None, typer.Option(
     from nim_pathway.web import create_app
 
     chosen = port or settings().web_port
+    settings().totp_key  # noqa: B018 - the workbench checks codes: no key, no start
     typer.echo(f"workbench: http://127.0.0.1:{chosen}/  (stop with Ctrl-C)")
     uvicorn.run(create_app(service()), host="127.0.0.1", port=chosen, log_level="warning",
                 access_log=False, server_header=False)

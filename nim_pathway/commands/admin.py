@@ -16,9 +16,8 @@ from sqlmodel import Session, select
 from models.errors import AlreadyDone, Invalid, NotFound, Refused
 from models.pathway import PathwaySpec
 from models.schemas import PractitionerIn
-from nim_pathway.commands import people
+from nim_pathway.commands import grants, people
 from nim_pathway.commands.base import CommandBase, Result
-from nim_pathway.commands.people import Enrolment
 from nim_pathway.policy import ADMIN, SERVICE_ACTOR, Target
 from reports.packs import render_pack
 from store import mapping
@@ -44,8 +43,9 @@ from store.tables import (
 
 
 class AdminCommands(CommandBase):
-    def add_practitioner(self, p: PractitionerIn, actor: str) -> tuple[Result, Enrolment]:
-        """Register a practitioner and enrol their second factor (admin only)."""
+    def add_practitioner(self, p: PractitionerIn, actor: str) -> Result:
+        """Register a practitioner (admin only) and send them a one-time enrolment code at
+        their own contact: the admin never sees their secret (people.invite)."""
         with self.ctx.write() as session:
             self.authorize(session, actor, "manage-practitioners")
             self._known_role(session, p.role)
@@ -54,26 +54,101 @@ class AdminCommands(CommandBase):
                                   f"contact or digest with `nim-pathway practitioner update "
                                   f"{p.handle}`, their role with `practitioner role`")
             row = Practitioner(**p.model_dump())
-            enrolment = people.enrol(row, self.ctx.secret_key)
+            now = self.ctx.now()
+            privileged = grants.privileged_roles(session, self.ctx.spec)
+            if p.role in privileged and grants.second_admins(session, actor, p.handle):
+                raise Refused(f"{p.role} is a manager or admin role: granting it needs a second "
+                              f"admin. Add {p.handle} with their working role, then `practitioner "
+                              f"role {p.handle} {p.role}` asks another admin to approve it")
+            code, expires = people.invite(row, self.ctx.secret_key, now)
             people.save(session, row, self.ctx.secret_key)
+            told = people.send_invitation(session, self.notify, row, code, expires,
+                                          self.ctx.secret_key, now)
             self.audit(session, actor, "practitioner-added", None,
-                       {"handle": p.handle, "before": None, "after": people.public(row)})
-        return Result("", f"added {p.handle} ({p.role})"), enrolment
+                       {"handle": p.handle, "before": None, "after": people.public(row),
+                        "enrolment_sent_until": expires.isoformat()})
+            if p.role in privileged:  # the site's only admin: everyone is told at once
+                session.flush()
+                grants.tell(session, self.notify, now, privileged, p.handle, p.role,
+                            "granted-alone", actor)
+        return Result("", f"added {p.handle} ({p.role}); {told}")
 
     def change_role(self, handle: str, role: str, actor: str) -> Result:
-        def change(session: Session, row: Practitioner) -> None:
+        """Change a practitioner's role. A manager or admin role is only asked for: it takes
+        effect when a different admin approves (`approve_role`), or at once when there is no
+        second admin, with the person, every manager and the admins told (grants.py)."""
+        now = self.ctx.now()
+        with self.ctx.write() as session:
+            self.authorize(session, actor, "manage-practitioners")
             self._known_role(session, role)
+            row = people.person(session, handle)
             if row.role == role:
                 raise AlreadyDone(f"{handle} is {role} already")
-            row.role = role
-
-        self._change_standing(handle, actor, "change the role of", change)
+            privileged = grants.privileged_roles(session, self.ctx.spec)
+            others = grants.second_admins(session, actor, handle)
+            if role in privileged and others:
+                self.audit(session, actor, "role-grant-requested", None,
+                           {"handle": handle, "role": role, "by": actor,
+                            "until": (now + timedelta(days=grants.GRANT_DAYS)).isoformat()})
+                told = grants.tell(session, self.notify, now, privileged, handle, role,
+                                   "requested", actor)
+                return Result("", f"{role} for {handle} waits for a second admin "
+                                  f"({', '.join(others)}): `nim-pathway practitioner "
+                                  f"approve-role {handle} {role}`; it is not effective until "
+                                  f"then. Told: {', '.join(told) or 'nobody has a contact'}")
+            self._apply_role(session, row, role, actor)
+            if role in privileged:
+                told = grants.tell(session, self.notify, now, privileged, handle, role,
+                                   "granted-alone", actor)
+                return Result("", f"{handle} is now {role} (granted by the site's only admin; "
+                                  f"told: {', '.join(told) or 'nobody has a contact'}); their "
+                                  "CLI sessions were ended")
         return Result("", f"{handle} is now {role}; their CLI sessions were ended")
+
+    def approve_role(self, handle: str, role: str, actor: str) -> Result:
+        """A second admin approves a manager or admin role another admin asked for: only then
+        is it given. Whoever asked, and the person it is for, cannot approve it."""
+        now = self.ctx.now()
+        with self.ctx.write() as session:
+            self.authorize(session, actor, "manage-practitioners")
+            request = grants.pending(session, handle, role, now, self.ctx.audit_key)
+            if request is None:
+                raise NotFound(f"no request to make {handle} {role} is waiting (requests lapse "
+                               f"after {grants.GRANT_DAYS} days); `practitioner role {handle} "
+                               f"{role}` asks again")
+            asked_by = request.detail.get("by")
+            if actor in (asked_by, handle):
+                self.audit(session, actor, "refused-self-approval", None,
+                           {"handle": handle, "role": role})
+                session.commit()
+                raise Refused(f"a second admin approves this: {actor} "
+                              f"{'asked for it' if actor == asked_by else 'is the person it is for'}"
+                              f"; another admin runs `practitioner approve-role {handle} {role}`")
+            row = people.person(session, handle)
+            self._apply_role(session, row, role, actor, asked_by=asked_by)
+            self.audit(session, actor, "role-grant-approved", None,
+                       {"handle": handle, "role": role, "by": asked_by, "approved_by": actor})
+            grants.tell(session, self.notify, now, grants.privileged_roles(
+                session, self.ctx.spec), handle, role, "granted", asked_by, actor)
+        return Result("", f"{handle} is now {role} (asked by {asked_by}, approved by {actor}); "
+                          "their CLI sessions were ended")
+
+    def _apply_role(self, session: Session, row: Practitioner, role: str, actor: str,
+                    **audited: Any) -> None:  # noqa: ANN401
+        was_admin, before = row.role == ADMIN, people.public(row)
+        row.role = role
+        if was_admin:
+            self._keep_an_admin(session, row.handle, "change the role of")
+        people.revoke_sessions(session, row, self.ctx.now(), self.ctx.secret_key)
+        people.save(session, row, self.ctx.secret_key)
+        self.audit(session, actor, "practitioner-changed", None,
+                   {"handle": row.handle, "before": before, "after": people.public(row),
+                    **audited})
 
     def _change_standing(self, handle: str, actor: str, doing: str,
                          change: Callable[[Session, Practitioner], None],
                          **audited: Any) -> None:  # noqa: ANN401
-        """A change to who a practitioner is (role, active): checked, applied, their sessions
+        """A change to who a practitioner is (active): checked, applied, their sessions
         ended, the row resealed and audited; the last admin is never changed away."""
         with self.ctx.write() as session:
             self.authorize(session, actor, "manage-practitioners")

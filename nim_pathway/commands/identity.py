@@ -4,8 +4,10 @@ and changing practitioners is administration (admin.py).
 
 A handle alone proves nothing. The CLI and the Prefect forms turn a handle plus a one-time
 code (or a CLI session made with one) into an authenticated handle, and only then call the
-other commands, which take that handle as the actor. Secrets are kept encrypted with a key held
-outside the database (NIM_SECRET_KEY_FILE); session tokens are kept as SHA-256 only. Every
+other commands, which take that handle as the actor. Secrets are kept encrypted with the TOTP
+key (NIM_TOTP_KEY_FILE), held outside the database by the processes that check codes only (not
+by an operator's CLI: it refuses to check a code and says so); session tokens are kept as keyed
+SHA-256 only. Every
 refusal is audited (unknown handles and locked accounts at a capped rate)."""
 
 from __future__ import annotations
@@ -58,7 +60,7 @@ class IdentityCommands(CommandBase):
                 raise AlreadyDone("this site has an admin already; `nim-pathway init` runs "
                                   "once. An admin adds practitioners with `practitioner add`")
             row = Practitioner(**admin.model_dump())
-            enrolment = people.enrol(row, self.ctx.secret_key)
+            enrolment = people.enrol(row, self.totp_key())
             people.save(session, row, self.ctx.secret_key)
             if not session.exec(select(Practitioner).where(
                     Practitioner.handle == SERVICE_ACTOR)).first():  # made by migration 0008
@@ -95,18 +97,48 @@ class IdentityCommands(CommandBase):
             row = self._install(session, spec, actor, path.name)
         return Result("", f"installed {row.profile}@{row.version} (sha256 {row.sha256[:12]}…)")
 
-    def reenrol(self, handle: str, actor: str) -> tuple[Result, Enrolment]:
-        """A new second factor (a lost phone): the old codes and sessions stop working."""
+    def reenrol(self, handle: str, actor: str) -> Result:
+        """A new second factor (a lost phone): the old codes and sessions stop working, and a
+        one-time enrolment code goes to the person's own contact (never to the admin)."""
+        now = self.ctx.now()
         with self.ctx.write() as session:
             self.authorize(session, actor, "manage-practitioners")
             row = people.person(session, handle)
             before = people.public(row)
-            enrolment = people.enrol(row, self.ctx.secret_key)
-            people.revoke_sessions(session, row, self.ctx.now(), self.ctx.secret_key)
+            code, expires = people.invite(row, self.ctx.secret_key, now)
+            people.revoke_sessions(session, row, now, self.ctx.secret_key)
             people.save(session, row, self.ctx.secret_key)
+            told = people.send_invitation(session, self.notify, row, code, expires,
+                                          self.ctx.secret_key, now)
             self.audit(session, actor, "practitioner-enrolled", None,
-                       {"handle": handle, "before": before, "after": people.public(row)})
-        return Result("", f"{handle} enrolled again; their old codes no longer work"), enrolment
+                       {"handle": handle, "before": before, "after": people.public(row),
+                        "enrolment_sent_until": expires.isoformat()})
+        return Result("", f"{handle}'s old codes and sessions no longer work; {told}")
+
+    def redeem_enrolment(self, handle: str, code: str) -> Enrolment:
+        """The person, with the enrolment code sent to their own contact: their new second
+        factor, shown to them once (the workbench's /enrol page). Once only, before it
+        expires; a wrong code is refused and audited (at a capped rate)."""
+        totp_key = self.totp_key()
+        now = self.ctx.now()
+        with self.ctx.write() as session:
+            row = session.exec(select(Practitioner).where(Practitioner.handle == handle)
+                               .with_for_update()).first()
+            if row is None or not row.active or row.kind == "service":
+                audit_capped(session, now, handle, "refused-enrolment", None,
+                             {"handle_length": len(handle)}, self.ctx.audit_key)
+                raise Refused(f"wrong enrolment code for {handle[:60]}")
+            check_seal(session, now, row, self.ctx.secret_key, self.ctx.audit_key)
+            why = people.invitation_holds(row, self.ctx.secret_key, code, now)
+            if why is not None:
+                audit_capped(session, now, handle, "refused-enrolment", None, {},
+                             self.ctx.audit_key)
+                raise Refused(why)
+            enrolment = people.enrol(row, totp_key)
+            people.save(session, row, self.ctx.secret_key)
+            self.audit(session, handle, "enrolment-completed", None,
+                       {"handle": handle, "after": people.public(row)})
+        return enrolment
 
     def unlock(self, handle: str, actor: str) -> Result:
         with self.ctx.write() as session:
@@ -121,10 +153,11 @@ class IdentityCommands(CommandBase):
                        {"handle": handle, "before": before, "after": people.public(row)})
         return Result("", f"{handle} unlocked")
 
-    def recover_admin(self, handle: str, reason: str) -> tuple[Result, Enrolment]:
+    def recover_admin(self, handle: str, reason: str) -> Result:
         """Break glass (the operator, on the service's host, with its keys; no code asked):
-        enrol an admin's authenticator again and lift any wait, when no admin can sign in.
-        Only an admin is recovered; it is audited as the operator's, with the reason."""
+        send an admin a new enrolment code at their own contact and lift any wait, when no
+        admin can sign in. Only an admin is recovered; it is audited as the operator's, with
+        the reason; the operator never sees the admin's secret."""
         if not reason.strip():
             raise Invalid("give --reason: who asked for the recovery and why (it is audited)")
         with self.ctx.write() as session:
@@ -133,14 +166,17 @@ class IdentityCommands(CommandBase):
                 raise Refused(f"{handle} is not an active admin; break-glass recovery is for "
                               "the site's admins only (an admin re-enrols everyone else)")
             before = people.public(row)
-            enrolment = people.enrol(row, self.ctx.secret_key)
-            people.revoke_sessions(session, row, self.ctx.now(), self.ctx.secret_key)
+            now = self.ctx.now()
+            code, expires = people.invite(row, self.ctx.secret_key, now)
+            people.revoke_sessions(session, row, now, self.ctx.secret_key)
             people.save(session, row, self.ctx.secret_key)
+            told = people.send_invitation(session, self.notify, row, code, expires,
+                                          self.ctx.secret_key, now)
             self.audit(session, "operator", "break-glass-recovery", None,
                        {"handle": handle, "before": before, "after": people.public(row),
                         "why": reason})
-        return Result("", f"{handle} enrolled again by break-glass recovery (audited); their "
-                          "old codes and sessions no longer work"), enrolment
+        return Result("", f"{handle} recovered by break glass (audited): their old codes and "
+                          f"sessions no longer work; {told}")
 
     def authenticate(self, handle: str, code: str, case_ref: str | None = None,
                      via: str | None = None) -> str:
@@ -149,6 +185,7 @@ class IdentityCommands(CommandBase):
         (people.throttled_until, at most an hour); a try while slowed is counted, not checked.
         `via` names a form attempt: a replay of one already refused is refused again without
         counting. The row is locked while it is counted, so parallel tries all count."""
+        self.totp_key()  # a process without it says so before anything is counted
         now = self.ctx.now()
         with self.ctx.write() as session:
             if via is not None and refusal_seen(session, case_ref, via):
@@ -247,14 +284,46 @@ class IdentityCommands(CommandBase):
         """Keyed: a session row written straight into the database does not verify."""
         return hmac.new(self.ctx.secret_key, token.encode(), hashlib.sha256).hexdigest()
 
+    def totp_key(self) -> bytes:
+        """The TOTP key, if this process holds it (else refused, saying where codes are
+        checked)."""
+        return people.held_totp_key(self.ctx.totp_key)
+
     def enrolled_secret(self, row: Practitioner) -> str:
+        """`row`'s TOTP secret: only a process holding the TOTP key can open it."""
+        return people.unwrap_secret(row, self.totp_key())
+
+    def split_totp_key(self) -> Result:
+        """Move every second factor enrolled before the TOTP key from the secret key to the
+        TOTP key, once (the operator, on the service's host, holding both): afterwards the
+        secret key alone opens none. Rows already moved are left; audited with the count."""
         from cryptography.fernet import Fernet, InvalidToken
 
-        try:
-            return Fernet(self.ctx.secret_key).decrypt(row.totp_secret.encode()).decode()
-        except InvalidToken:
-            raise Refused(f"{row.handle}'s second factor was enrolled under another secret key "
-                          "(NIM_SECRET_KEY_FILE); an admin re-enrols them") from None
+        totp_key = self.totp_key()
+        moved, unreadable = [], []
+        with self.ctx.write() as session:
+            for row in session.exec(select(Practitioner).where(
+                    Practitioner.totp_secret.is_not(None)).with_for_update()):
+                if row.totp_secret.startswith((people.WRAPPED, people.INVITED)):
+                    continue
+                check_seal(session, self.ctx.now(), row, self.ctx.secret_key,
+                           self.ctx.audit_key)
+                try:
+                    secret = Fernet(self.ctx.secret_key).decrypt(
+                        row.totp_secret.encode()).decode()
+                except InvalidToken:
+                    unreadable.append(row.handle)
+                    continue
+                row.totp_secret = people.wrap_secret(secret, totp_key)
+                people.save(session, row, self.ctx.secret_key)
+                moved.append(row.handle)
+            if moved or unreadable:
+                self.audit(session, "operator", "totp-secrets-moved", None,
+                           {"moved": len(moved), "unreadable": unreadable})
+        left = (f"; {len(unreadable)} could not be opened with the secret key and need "
+                f"re-enrolling: {', '.join(unreadable)}" if unreadable else "")
+        return Result("", f"{len(moved)} second factor(s) moved to the TOTP key; the secret "
+                          f"key no longer opens them{left}")
 
     def _matching_step(self, row: Practitioner, code: str, now: datetime) -> int | None:
         """The 30-s step `code` belongs to (now, or one step either side for clock drift), if
@@ -285,11 +354,12 @@ class IdentityCommands(CommandBase):
             audit_capped(session, now, handle, "refused-service-sign-in", None, {},
                          self.ctx.audit_key)
             raise Refused(f"{handle} is the service identity: it runs flows and cannot sign in")
-        if row.totp_secret is None:
+        if not people.enrolled(row):
             audit_capped(session, now, handle, "refused-not-enrolled", None, {},
                          self.ctx.audit_key)
-            raise Refused(f"{handle} has no second factor yet; an admin enrols them with "
-                          f"`nim-pathway practitioner enrol {handle}`")
+            raise Refused(f"{handle} has no second factor yet: enrol at the workbench's "
+                          "/enrol page with the enrolment code sent to your contact (an admin "
+                          f"sends a new one with `nim-pathway practitioner enrol {handle}`)")
         return row
 
     def _install(self, session: Session, spec: PathwaySpec, actor: str,

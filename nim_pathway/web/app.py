@@ -17,7 +17,7 @@ from starlette.routing import Route
 from models.errors import AlreadyDone, CommandError
 from models.refs import TaskRef
 from nim_pathway.app import Service
-from nim_pathway.web import actions, board
+from nim_pathway.web import actions, board, enrol
 from nim_pathway.web.forms import field_errors, outcome_fields, outcome_from_form, task_label
 from nim_pathway.web.session import (
     SESSION_COOKIE,
@@ -111,6 +111,7 @@ def create_app(svc: Service) -> Starlette:
         Route("/", home),
         Route("/signin", signin, methods=["GET", "POST"]),
         Route("/signout", signed_in(svc, signout), methods=["POST"]),
+        *enrol.routes(svc),  # /enrol: a person's own enrolment, with the code sent to them
         Route("/work", signed_in(svc, my_work)),
         Route("/tasks/{ref}/{key}", signed_in(svc, task_form), methods=["GET", "POST"]),
         *[Route(path, signed_in(svc, h), methods=methods)  # /cases/new before /cases/{ref}

@@ -63,7 +63,7 @@ def test_keys_are_made_once_for_a_new_site_only(tmp_path):
     data = tmp_path / "fresh"
     settings = Settings.from_env({"NIM_DATA_DIR": str(data)})
     assert settings.audit_key and settings.secret_key
-    assert sorted(p.name for p in data.iterdir()) == ["audit.key", "secret.key"]
+    assert sorted(p.name for p in data.iterdir()) == ["audit.key", "secret.key", "totp.key"]
     assert (data / "audit.key").stat().st_mode & 0o777 == 0o600
 
 
