@@ -151,7 +151,9 @@ def _sync_case(svc: Service, ref: str, today: date | None, client: Any,  # noqa:
                 typed = spec.free_text_fields(t.spec_id)
                 outcome = {k: IN_STORE if k in typed and v else v  # empty fields absent,
                            for k, v in (t.outcome or {}).items() if v is not None}  # as a form
-                resume(run, {**outcome, "completed_by": t.completed_by}, key)
+                # the form's required code, empty: the flow finds the task done and records
+                # nothing (a code proves a person at a form; this is the case store's word)
+                resume(run, {**outcome, "completed_by": t.completed_by, "code": ""}, key)
         elif t.state == "cancelled":
             for run in live(group):
                 cancel(run, "task cancelled in the case store", key)

@@ -17,11 +17,11 @@ from typing import Any, Literal
 from prefect import get_run_logger, task
 from prefect.cache_policies import INPUTS, NO_CACHE, RUN_ID
 
-from models.errors import AlreadyDone, CommandError
+from models.errors import AlreadyDone, CommandError, WrongCode
 from models.pathway import PathwaySpec
 from models.refs import TaskRef
 from nim_pathway.app import Service, build_service
-from orchestration.forms import task_description
+from orchestration.forms import WRONG_CODE, task_description
 from store.views import FiredTimer, OpenTask, TaskView, jsonable
 
 REPLAY_SAFE = INPUTS + RUN_ID
@@ -100,6 +100,8 @@ def record_outcome(ref: str, key: str, form: dict[str, Any], via: str) -> Record
         result = svc.tasks.complete_task(TaskRef(ref, key), actor, form, via=via)
     except AlreadyDone as exc:
         return Recorded("already", str(exc))
+    except WrongCode as exc:  # said plainly, first on the form asked again
+        return Recorded("refused", f"{WRONG_CODE} ({exc})")
     except CommandError as exc:
         return Recorded("refused", str(exc))
     return Recorded("done", result.message)
