@@ -223,13 +223,21 @@ def dispatch_outbox() -> dict[str, int]:
 
 @task(name="publish-saved-views", cache_policy=NO_CACHE)
 def publish_views() -> int:
-    """A saved run-list view per practitioner and per role, for whoever joined since."""
+    """The run-list views (overdue work, each practitioner's and each role's queue): saved
+    on the server for whoever joined since, and as links into the v2 UI in the `run-views`
+    artifact (the v2 UI keeps saved filters per browser)."""
+    from prefect.artifacts import create_markdown_artifact
     from prefect.client.orchestration import get_client
 
-    from orchestration.reconcile import publish_saved_views, saved_views
+    from orchestration.reconcile import publish_saved_views, saved_views, views_markdown
 
+    svc = service()
+    views = saved_views(svc)
     with get_client(sync_client=True) as client:
-        return publish_saved_views(client, saved_views(service()))
+        written = publish_saved_views(client, views)
+    create_markdown_artifact(markdown=views_markdown(svc.notify_config().ui_url, views),
+                             key="run-views", description="Run views: links to waiting work")
+    return written
 
 
 @task(name="publish-oversight", cache_policy=NO_CACHE)
