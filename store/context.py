@@ -31,6 +31,9 @@ class StoreContext:
     audit_checkpoint: Path | None = None  # where the chain's head is written after each write
     secret_key: bytes = field(default=b"", repr=False)  # encrypts one-time-code secrets
     keystore: Keystore | None = None  # per-case data keys, apart from the case store
+    # the case references' series: None is NIM-<year>-NNNN; the demo's virtual case uses
+    # DEMO (DEMO-NNNN), so its messages never name a live case's reference
+    ref_series: str | None = None
     _specs: dict[int, PathwaySpec] = field(default_factory=dict, repr=False)
 
     def now(self) -> datetime:
