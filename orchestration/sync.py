@@ -76,40 +76,55 @@ def expected_start(due: date, now: datetime) -> datetime:
 def start_task_run(client: Any, ref: str, task: Any, spec: Any, **run: Any) -> Any:  # noqa: ANN401
     """A task's run, waiting (Suspended) with its form: no process starts until someone
     answers it (a run that started only to suspend cost a process, ~3-5 CPU-s, per task).
-    It is created Scheduled for the end of its due day and suspended at once: Prefect sets a
-    run's expected start time from its first state only, a Scheduled one's to its scheduled
-    time, so the run lists under its due date, sorts by it, and shows Prefect's "late" only
-    when overdue (created Suspended it would show "late" from the minute after it was made).
-    Resumed, the flow reads the answer before it would ask (flows/pathway_flows.py
-    `suspend_for`). The form is what the flow itself would save: the pathway's outcome model
-    and the task's description."""
+    It is created Scheduled for the end of its due day and suspended at once (`ask`):
+    Prefect sets a run's expected start time from its first state only, a Scheduled one's to
+    its scheduled time, so the run lists under its due date, sorts by it, and shows Prefect's
+    "late" only when overdue (created Suspended it would show "late" from the minute after it
+    was made). Resumed, the flow reads the answer before it would ask (flows/pathway_flows.py
+    `suspend_for`)."""
+    from prefect.states import Scheduled
+
+    when = expected_start(task.due, datetime.now(UTC))  # Prefect's clock, not the case's
+    created = start_run(client, TASK_DEPLOYMENT, state=Scheduled(scheduled_time=when), **run)
+    return ask(client, ref, task, spec, created)
+
+
+def unasked(run: Any) -> bool:  # noqa: ANN401
+    """A task run made but not yet suspended with its form (a sync stopped between the two
+    steps, or a racing one's run a moment old): Scheduled, never started. Not one answered
+    and resuming: Prefect names that state "Resuming"."""
+    return run.state is not None and run.state.type.value == "SCHEDULED" \
+        and run.state.name in ("Scheduled", "Late")
+
+
+def ask(client: Any, ref: str, task: Any, spec: Any, run: Any) -> Any:  # noqa: ANN401
+    """Suspend a task run with its form, unless it is suspended or answered already, and
+    write the form: what the flow itself would save (the pathway's outcome model and the
+    task's description). Idempotent: a racing sync (the same run) does the same."""
     import orjson
     from prefect._internal.pydantic.v2_schema import create_v2_schema
-    from prefect.client.schemas.objects import StateType
     from prefect.exceptions import PrefectHTTPStatusError
     from prefect.input.run_input import keyset_from_paused_state
-    from prefect.states import Scheduled, Suspended
+    from prefect.states import Suspended
 
     from orchestration.forms import form_model, task_description
 
     state = Suspended(pause_key=FIRST_ASK)
     keyset = state.state_details.run_input_keyset = keyset_from_paused_state(state)
-    when = expected_start(task.due, datetime.now(UTC))  # Prefect's clock, not the case's
-    created = start_run(client, TASK_DEPLOYMENT, state=Scheduled(scheduled_time=when), **run)
-    if created.state is not None and created.state.type == StateType.SCHEDULED:
-        # ours, or a racing sync's (same idempotency key) not yet suspended: suspending
-        # twice sets the same key, and an answered run is no longer Scheduled
-        client.set_flow_run_state(created.id, state, force=True)
+    if unasked(run):
+        now = client.set_flow_run_state(run.id, state, force=True).state or state
+        run = run.model_copy(update={"state": now, "state_type": now.type,
+                                     "state_name": now.name})
     form = form_model(spec, task.spec_id)
     inputs = {keyset["schema"]: create_v2_schema(form.__name__, model_base=form),
               keyset["description"]: task_description(ref, task)}
     for key, value in inputs.items():
         try:  # a racing sync (the same idempotency key) may have written them first
-            client.create_flow_run_input(created.id, key, orjson.dumps(value).decode())
+            client.create_flow_run_input(run.id, key, orjson.dumps(value).decode())
         except PrefectHTTPStatusError as exc:  # the sync client raises 409 as this, not as
             if exc.response.status_code != 409:  # ObjectAlreadyExists
                 raise
-    return created
+    return run
 
 
 def overdue_tags(client: Any, run: Any, overdue: bool) -> bool:  # noqa: ANN401
@@ -185,6 +200,9 @@ def _sync_case(svc: Service, ref: str, today: date | None, client: Any,  # noqa:
                     cancel(run, "replaced: the task was reassigned or re-dated", key)
                     group = [r for r in group if r.id != run.id]
         overdue = t.state == "open" and t.due < today
+        for run in live(group) if t.state == "open" else []:
+            if unasked(run):  # made, but its sync stopped before it was suspended
+                ask(client, ref, t, spec, run)
         if t.state == "open" and not live(group):
             started = start_task_run(
                 client, ref, t, spec, parameters={"ref": ref, "task_key": key},

@@ -337,7 +337,7 @@ def test_two_syncs_resuming_the_same_run_do_not_fail(stack):
                       and r.state.name == "Suspended"], f"{ref}'s stage run to suspend")
     stale = task_run(ref, "triage")  # every sync below read this snapshot: paused
     store.tasks.complete_task(TaskRef(ref, "triage"), "mgr.okafor", {"accepted": True})
-    answer = {"accepted": True, "completed_by": "mgr.okafor"}
+    answer = {"accepted": True, "completed_by": "mgr.okafor", "code": ""}  # as sync_case's
     start = threading.Barrier(6)
 
     def one_sync() -> bool:

@@ -187,3 +187,37 @@ def test_saved_views_list_waiting_runs_and_link_into_the_v2_ui(stack):
                     "&sort=START_TIME_ASC")
     table = views_markdown("http://127.0.0.1:4200", views).splitlines()
     assert table[6].startswith("| [Overdue](http://127.0.0.1:4200/v2/runs?tags=overdue&")
+
+
+def test_a_run_made_but_not_yet_suspended_is_asked_by_the_next_sync(stack):
+    """A sync that stopped between making a task's run (Scheduled, for the end of its due day)
+    and suspending it leaves a run without a form: the next sync suspends it with its form
+    instead of leaving it to start on its due day or making a second run."""
+    from prefect.states import Scheduled
+
+    from orchestration.naming import case_tags, run_name, shown_tags
+    from orchestration.prefect_api import TASK_DEPLOYMENT, start_run
+
+    store = stack.store
+    ref = store.cases.open_case(Referral.model_validate(referral_data()), "coord.ali").ref
+    t = store.queries.task(ref, "triage")
+    with client() as c:
+        made = start_run(c, TASK_DEPLOYMENT, state=Scheduled(
+            scheduled_time=expected_start(t.due, datetime.now(UTC))),
+            parameters={"ref": ref, "task_key": "triage"},
+            name=run_name(ref, t.stage, "triage", t.due),
+            tags=case_tags(ref, t.stage, "england-and-wales", t.role)
+            + ["task:triage", "kind:task", *sorted(shown_tags(t.assignee, t.due))],
+            idempotency_key=f"{ref}/triage#1")
+    store.timers.record_flow_runs(ref, {"triage": str(made.id)})
+    assert runs_of(ref)["triage"].state.name == "Scheduled"
+    orchestrate_after(store, ref)
+    run = wait_for(lambda: (r := runs_of(ref)["triage"]).state.name == "Suspended" and r,
+                   "the run to be suspended with its form")
+    assert run.id == made.id
+    with client() as c:
+        keyset = run.state.state_details.run_input_keyset
+        assert "Triage the referral" in c.read_flow_run_input(run.id, keyset["description"])
+        from orchestration.prefect_api import read_case_runs
+
+        assert [r.id for r in read_case_runs(c, ref) if "task:triage" in r.tags] == [made.id]
