@@ -20,6 +20,10 @@ class Refused(CommandError):
     """The actor may not do this (the access policy said no; the refusal is audited)."""
 
 
+class WrongCode(Refused):
+    """The one-time code was empty, wrong or used already: nothing was recorded."""
+
+
 class AlreadyDone(CommandError):
     """The work was done already (a task completed twice, a case erased twice)."""
 

@@ -42,6 +42,9 @@ DEMO_TEAM = [
 ]
 
 
+DEMO_SERIES = "DEMO"  # the virtual demo's case references: DEMO-0001, DEMO-0002, …
+
+
 DEMO_ADMIN = PractitionerIn(handle="admin.demo", display_name="Demo Site Admin", role="admin",
                             team="it")
 
@@ -177,9 +180,15 @@ def run_demo(settings: Settings, profile: str = "england", no_treatment: bool = 
     db.unlink(missing_ok=True)
     clock = VirtualClock(datetime(2026, 1, 12, 9, 0, tzinfo=UK))
     svc = build_service(f"sqlite:///{db}", clock, settings=settings)
+    svc.ctx.ref_series = DEMO_SERIES  # DEMO-0001: never a live case's reference
     seed_team(svc, settings.inbox_ports[0])
     read = svc.queries
     scotland = profile == "scotland"
+    from notifications.inbox import InboxStore
+
+    emptied = InboxStore(settings.inbox_dir).clear()  # each demo's messages, once
+    if emptied:
+        console.print(f"The local inbox was emptied ({emptied} messages from an earlier run).")
     referral = Referral(
         jurisdiction="scotland" if scotland else "england-and-wales", site="demo",
         first_entry_to_care=True,
@@ -367,29 +376,40 @@ def run_live_demo(settings: Settings) -> None:
     second = Referral.model_validate({**referral.model_dump(), "caregivers": [
         {"relationship": "mother"}, {"relationship": "father"}]})
     handle = svc.cases.stage_intake(second, "coord.ali")
-    waiting = [t for t in read.tasks(case=ref) if t.stage == "assessment"]
-    console.print(f"\n[bold]{ref}[/] is in its assessment stage; {len(waiting)} tasks wait for "
-                  "people, each as a Suspended flow run.\n")
-    console.print(f"Prefect UI: [bold]{url}[/]\n")
+    from orchestration.reconcile import OVERDUE_VIEW, view_link
+
+    shown = read.show(ref)  # the count `case show` gives: open and blocked work, every stage
+    blocked = sum(t.state == "blocked" for t in shown.open_tasks)
+    here = [t for t in read.tasks(case=ref) if t.stage == "assessment"]
+    console.print(f"\n[bold]{ref}[/] is in its assessment stage; {len(shown.open_tasks)} tasks "
+                  f"wait for people (`nim-pathway case show {ref}` lists the same), "
+                  f"{len(here)} of them this stage's; each open one waits as a Suspended flow "
+                  f"run" + (f" ({blocked} blocked until earlier work is done)" if blocked else "")
+                  + ".\n")
+    console.print(f"Prefect UI: [bold]{url}[/] (Prefect 3.9 opens its new UI, under /v2: "
+                  "every link here and in messages is to it)\n")
     console.print("What to click:")
-    wmci = next(t for t in waiting if t.key == "wmci-mother")
-    console.print(f"  1. Runs → filter by tag [bold]case:{ref}[/] (a case), or a saved view: "
-                  "[bold]My queue: psy.chen[/] (a practitioner's) or [bold]Queue: "
-                  "psychologist[/] (a role's); run names lead with the due date.")
-    console.print(f"  2. Open 'due {wmci.due} · {ref} · assessment · wmci-mother' → Resume → "
-                  "completed_by "
-                  "[bold]psy.chen[/], classification, code → Submit. The case store records "
-                  "it and the run completes.")
+    wmci = next(t for t in here if t.key == "wmci-mother")
+    console.print(f"  1. A view of waiting work, soonest due first (each run lists under its "
+                  f"due day; \"late\" only when overdue): this case "
+                  f"{view_link(url, f'case:{ref}')}, psy.chen's queue "
+                  f"{view_link(url, 'assignee:psy.chen')}, overdue work "
+                  f"({OVERDUE_VIEW}) {view_link(url, 'overdue')}. All views: Artifacts → "
+                  "run-views.")
+    console.print(f"  2. Open 'due {wmci.due} · {ref} · assessment · wmci-mother' → ⋮ → Resume → "
+                  "completed_by [bold]psy.chen[/], classification, code (required) → Resume. "
+                  "The case store records it and the run completes.")
     console.print("     The code: a person reads it from their authenticator app, enrolled from "
                   "the QR code `practitioner add` showed them. The demo team's phones are "
                   "simulated: [bold]nim-pathway demo --code-for psy.chen[/] prints psy.chen's "
                   "code now (demo site only).")
-    console.print("     Try a wrong code first: refused, the form asks again; five in a row lock "
-                  "the account until an admin unlocks it.")
-    console.print(f"  3. Deployments → open-case → Run → intake [bold]{handle}[/], coordinator "
-                  "[bold]coord.ali[/] and coord.ali's code: opens a second case without "
-                  "identity entering Prefect.")
-    console.print("  4. Artifacts: caseload-board, nim-kpis, breach-report, "
+    console.print("     Try a wrong code first: Prefect says \"resumed\", but nothing is saved "
+                  "and ⋮ → Resume shows the form again, first line: the code was wrong; five "
+                  "in a row slow the account down.")
+    console.print(f"  3. Deployments → open-case → Run → Custom run → intake [bold]{handle}[/], "
+                  "coordinator [bold]coord.ali[/] and coord.ali's code: opens a second case "
+                  "without identity entering Prefect.")
+    console.print("  4. Artifacts: caseload-board, nim-kpis, breach-report, run-views, "
                   f"timeline-{ref.lower()} and the pathway diagram (refreshed by every sweep).")
     console.print(f"  From the CLI: nim-pathway login --as psy.chen --code $(nim-pathway demo "
                   f"--code-for psy.chen); nim-pathway task list --case {ref}; nim-pathway task "

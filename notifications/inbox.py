@@ -102,6 +102,16 @@ class InboxStore:
     def boxes(self) -> set[str]:
         return {box for m in self._read_all() for box in m.to}
 
+    def clear(self) -> int:
+        """Remove every message (a new demo starts with an empty inbox); how many went."""
+        with self._lock:
+            gone = 0
+            for path in self.folder.glob("*.json"):
+                if path.stem.isdigit():
+                    path.unlink(missing_ok=True)
+                    gone += 1
+            return gone
+
 
 def box_of(address: str) -> str:
     """`psy.chen@inbox.local` -> `psy.chen`; another domain's address stays whole."""

@@ -81,12 +81,12 @@ class MessageKind:
 # -- context builders -------------------------------------------------------------------------
 
 def link_for(config: NotifyConfig, ref: str, flow_run_id: str | None) -> str:
-    """The task's own run (its Resume form) if it has one, else the case's runs. The run opens
-    in Prefect's v2 UI: its form shows the one-time code as a password field (the classic
-    UI's form shows it as plain text)."""
+    """The task's own run (its Resume form) if it has one, else the case's runs. Both open in
+    the UI Prefect 3.9 shows by default, the v2 UI (under /v2), as every link and view does:
+    its form shows the one-time code as a password field (the classic UI's, as plain text)."""
     if flow_run_id:
         return f"{config.ui_url}/v2/runs/flow-run/{flow_run_id}"
-    return f"{config.ui_url}/runs?tag=case:{ref}"
+    return f"{config.ui_url}/v2/runs?tags=case:{ref}"
 
 
 def task_label(title: str, caregiver: str | None = None, child: str | None = None) -> str:

@@ -18,7 +18,7 @@ from sqlmodel import Session, select
 from models.calendar import WorkingCalendar
 from notifications.config import NotifyConfig
 from notifications.kinds import Firing, link_for, message_kind, task_context
-from store.tables import Case, Outbox, Practitioner, Task
+from store.tables import Case, Outbox, Practitioner, Task, Timer
 from store.views import OutboxRow
 
 if TYPE_CHECKING:
@@ -282,14 +282,32 @@ def queue_handoffs(session: Session, config: NotifyConfig, case_id: int, ref: st
                                  now, directory) is not None
             continue
         kind = "gate" if task.spec_id in gate_tasks else "handoff"
+        # a reminder or due notice the next sweep would send now goes in this message
+        merged = due_now(session, case_id, task.key, now)
+        context["due_soon"] = bool(merged)
+        queued = 0
         for recipient in directory.recipients(task.role, task.assignee_id):
             key = f"{ref}/{task.key}/{kind}/{task.due}|{recipient}"
             # never tell people they completed their own part: the next task is just theirs
             told = {**context, "handed_over_by": None} \
                 if recipient == f"practitioner:{actor}" else context
-            count += enqueue(session, config, kind, key, ref, recipient, told,
-                             now, directory) is not None
+            queued += enqueue(session, config, kind, key, ref, recipient, told,
+                              now, directory) is not None
+        if queued and merged:
+            for timer in merged:
+                timer.fired_at, timer.skip_reason = now, f"merged into the {kind} message"
+                session.add(timer)
+        count += queued
     return count
+
+
+def due_now(session: Session, case_id: int, task_key: str, now: datetime) -> list[Timer]:
+    """The task's reminder and due-today timers that are due already: with a new task's
+    message they would arrive at once ("New task" then "Due in 2 days"), so the new-task
+    message says when it is due and they are settled with it."""
+    return list(session.exec(select(Timer).where(
+        Timer.case_id == case_id, Timer.task_key == task_key, Timer.kind.in_(("reminder", "due")),
+        Timer.fired_at.is_(None), Timer.cancelled_at.is_(None), Timer.due_at <= now)))
 
 
 def queue_digests(session: Session, config: NotifyConfig, now: datetime, today: date) -> int:

@@ -13,11 +13,16 @@ from pydantic import BaseModel, ConfigDict, Field, create_model
 from models.pathway import PathwaySpec
 from store.views import TaskView
 
-# The one-time code from the practitioner's authenticator app: a password field in the UI,
-# checked by the flow before anything is recorded, spent on use (a code works once), and
-# deleted from Prefect with the rest of the form response.
-CODE_FIELD: Any = Field(default="", description="one-time code from your authenticator app",
+# The one-time code from the practitioner's authenticator app: a required password field in
+# the UI, checked by the flow before anything is recorded, spent on use (a code works once),
+# and deleted from Prefect with the rest of the form response.
+CODE_FIELD: Any = Field(description="one-time code from your authenticator app",
                         json_schema_extra={"format": "password", "writeOnly": True})
+
+# What a form asked again after a wrong code says first. Prefect's own "Flow run resumed"
+# toast cannot be changed: the run is asked again at once and its form leads with this.
+WRONG_CODE = ("The code you entered was wrong — nothing was saved; enter the current code "
+              "from your authenticator app.")
 
 
 class OpenCaseForm(BaseModel):
@@ -59,6 +64,7 @@ def task_description(ref: str, view: TaskView, note: str = "") -> str:
                      f"`nim-pathway task list --case {ref} --json` (not shown in Prefect)")
     lines.append("Enter your practitioner handle in *completed_by* and the code your "
                  "authenticator app shows in *code*; the engine checks both, then your role.")
-    if note:
-        lines.insert(1, f"> **Not recorded:** {note}")
+    if note:  # the first thing the person reads when the form is asked again
+        said = note if note.startswith(WRONG_CODE) else f"Nothing was saved: {note}"
+        lines.insert(0, f"> **Not recorded.** {said}")
     return "\n\n".join(lines)

@@ -33,6 +33,9 @@ def _tag(run: Any, prefix: str) -> str | None:
     return next((t[len(prefix):] for t in run.tags if t.startswith(prefix)), None)
 
 
+OVERDUE = "overdue"  # the tag of a waiting task run past its due date (the "Overdue" view)
+
+
 FIRST_ASK = "outcome-1"  # the pause key of a task's first form (flows/pathway_flows.py asks it)
 
 

@@ -7,7 +7,8 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
-from orchestration.prefect_api import LIVE, prefect_client, read_all_runs
+from orchestration.naming import OVERDUE
+from orchestration.prefect_api import LIVE, WAITING, prefect_client, read_all_runs
 from orchestration.sync import SyncReport, sync_case
 
 if TYPE_CHECKING:
@@ -16,14 +17,20 @@ if TYPE_CHECKING:
 Progress = Callable[[str, int, int], None]  # (phase, done, total)
 
 
-VIEW_SPAN_S = 2 * 365 * 86400  # a saved view's time range: NIM work can wait for months
+# A saved view's time range: every run, past or to come. A task run's expected start is the
+# end of its due day (orchestration/sync.py `expected_start`), months ahead for NIM work, so a
+# span ending now ("past 2 years") would hide what is not due yet.
+VIEW_RANGE = {"type": "range", "startDate": "2000-01-01T00:00:00.000Z",
+              "endDate": "2100-01-01T00:00:00.000Z"}
+WAITING_STATES = ["Suspended", "Paused"]  # a task run waiting for its form is Suspended
+OVERDUE_VIEW = "Overdue"
 
 
 def saved_views(svc: Service) -> dict[str, str]:
-    """The run-list views a team needs, by name: each practitioner's own queue (their
-    `assignee:` tag), each role's (`role:`) and, where a site runs several programmes, each
-    programme's (`programme:`). Sort the list A to Z: names lead with the due date."""
-    views = {}
+    """The run-list views a team needs, by name: overdue work (the `overdue` tag), each
+    practitioner's own queue (their `assignee:` tag), each role's (`role:`) and, where a site
+    runs several programmes, each programme's (`programme:`). Each lists waiting runs only."""
+    views = {OVERDUE_VIEW: OVERDUE}
     for p in svc.queries.practitioners():
         if p.active and p.kind == "person":
             views[f"My queue: {p.handle}"] = f"assignee:{p.handle}"
@@ -34,21 +41,52 @@ def saved_views(svc: Service) -> dict[str, str]:
     return views
 
 
+def view_link(ui_url: str, tag: str) -> str:
+    """A view as a link into the UI Prefect 3.9 opens by default (the v2 UI at /v2): runs
+    with the tag, waiting (Suspended), soonest start first. A task run's start is the end of
+    its due day, so that is soonest due first. The v2 UI keeps its own saved filters in each
+    browser, not on the server: these links are how a team shares a view."""
+    from urllib.parse import urlencode
+
+    query = urlencode({"tags": tag, "state": "Suspended", "sort": "START_TIME_ASC"})
+    return f"{ui_url.rstrip('/')}/v2/runs?{query}"
+
+
+def views_markdown(ui_url: str, views: dict[str, str]) -> str:
+    """The `run-views` artifact: each view as a link, overdue work first."""
+    lines = ["# Run views", "",
+             "Waiting work (Suspended task runs), soonest due first. Prefect's run list "
+             "shows each run's due day as its start; \"late\" means overdue.", "",
+             "| view | tag |", "|---|---|"]
+    for name in sorted(views, key=lambda n: (n != OVERDUE_VIEW, n)):
+        lines.append(f"| [{name}]({view_link(ui_url, views[name])}) | `{views[name]}` |")
+    return "\n".join(lines)
+
+
+def view_filters(tag: str) -> list[dict[str, Any]]:
+    """A saved search's filters, in the format the server's saved searches take and its
+    classic UI reads: one tag, the waiting states, every date. A saved search has no sort."""
+    return [
+        {"object": "flowRun", "property": "tag", "type": "", "operation": "", "value": [tag]},
+        {"object": "flowRun", "property": "state", "type": "", "operation": "",
+         "value": WAITING_STATES},
+        {"object": "flowRun", "property": "range", "type": "", "operation": "",
+         "value": VIEW_RANGE}]
+
+
 def publish_saved_views(client: Any, views: dict[str, str]) -> int:  # noqa: ANN401
-    """Save the views Prefect's UI does not have yet (the UI's own format for a tag filter,
-    as its Save View writes it); returns how many were added."""
-    existing = {v["name"] for v in client.request("POST", "/saved_searches/filter",
-                                                  json={}).json()}
-    added = 0
+    """Save each view on the server (Prefect's saved searches) unless it is saved already
+    as it should be (a view saved by an earlier version, without the state filter, is
+    replaced: the server keeps one per name); returns how many were written."""
+    existing = {v["name"]: v["filters"] for v in client.request(
+        "POST", "/saved_searches/filter", json={}).json()}
+    written = 0
     for name, tag in sorted(views.items()):
-        if name not in existing:
-            client.request("PUT", "/saved_searches/", json={"name": name, "filters": [
-                {"object": "flowRun", "property": "tag", "type": "", "operation": "",
-                 "value": [tag]},
-                {"object": "flowRun", "property": "range", "type": "", "operation": "",
-                 "value": {"type": "span", "seconds": -VIEW_SPAN_S}}]})
-            added += 1
-    return added
+        filters = view_filters(tag)
+        if existing.get(name) != filters:
+            client.request("PUT", "/saved_searches/", json={"name": name, "filters": filters})
+            written += 1
+    return written
 
 
 def reconcile(svc: Service, refs: list[str] | None = None,
@@ -95,8 +133,10 @@ def reconcile(svc: Service, refs: list[str] | None = None,
 
 def differing_cases(svc: Service, live_by_case: dict[str, list[dict[str, Any]]]) -> list[str]:
     """Cases whose live runs (as read by the audit: plain dicts) are not exactly their open
-    tasks and their current stage."""
+    tasks and their current stage, or whose waiting task runs' `overdue` tags are not exactly
+    their overdue tasks (a due date passed since the case was last synced)."""
     shown: dict[str, set[str]] = {}
+    tagged: dict[str, set[str]] = {}
     for ref, runs in live_by_case.items():
         for run in runs:
             tags = run["tags"]
@@ -105,6 +145,10 @@ def differing_cases(svc: Service, live_by_case: dict[str, list[dict[str, Any]]])
             if kind and ref:
                 label = next((t for t in tags if t.startswith(kind)), kind)
                 shown.setdefault(ref, set()).add(label)
+                if OVERDUE in tags and run.get("state_type") in WAITING:
+                    tagged.setdefault(ref, set()).add(label)
     wanted = svc.queries.open_work()  # as sync_case: every case in a stage has its run
-    return sorted(ref for ref in set(shown) | set(wanted)
-                  if shown.get(ref, set()) != wanted.get(ref, set()))
+    overdue = svc.queries.overdue_work()
+    return sorted(ref for ref in set(shown) | set(wanted) | set(tagged) | set(overdue)
+                  if shown.get(ref, set()) != wanted.get(ref, set())
+                  or tagged.get(ref, set()) != overdue.get(ref, set()))

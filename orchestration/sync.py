@@ -11,10 +11,18 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import date
+from datetime import UTC, date, datetime, time, timedelta
 from typing import TYPE_CHECKING, Any
 
-from orchestration.naming import FIRST_ASK, IN_STORE, _tag, case_tags, run_name, shown_tags
+from orchestration.naming import (
+    FIRST_ASK,
+    IN_STORE,
+    OVERDUE,
+    _tag,
+    case_tags,
+    run_name,
+    shown_tags,
+)
 from orchestration.prefect_api import (
     LIVE,
     STAGE_DEPLOYMENT,
@@ -38,20 +46,61 @@ class SyncReport:
     started: list[str] = field(default_factory=list)
     resumed: list[str] = field(default_factory=list)
     cancelled: list[str] = field(default_factory=list)
+    retagged: list[str] = field(default_factory=list)  # `overdue` added or taken away
     runs: dict[str, str] = field(default_factory=dict)  # task key -> flow run id started
 
     def summary(self) -> str:
         parts = [f"{len(self.started)} started", f"{len(self.resumed)} resumed",
                  f"{len(self.cancelled)} cancelled"]
+        if self.retagged:
+            parts.append(f"{len(self.retagged)} retagged overdue")
         return f"{self.ref}: " + ", ".join(parts)
 
 
+HOLD_S = 600  # a run created for work already past its due day waits this long as Scheduled
+
+
+def expected_start(due: date, now: datetime) -> datetime:
+    """When Prefect should think a task run "starts": the end of its due day (UK). Prefect
+    counts a run "late" from its expected start while no process has started it, and a task
+    run starts only when answered, so a waiting run shows "(… late)" only once its task is
+    overdue (never from the moment it was made). Work past its due day already when its run is
+    made (re-dated into the past, or restored after a lost database) gets `now` + HOLD_S, so
+    the Scheduled moment below never offers it to a worker."""
+    from models.clock import UK
+
+    end_of_day = datetime.combine(due, time(23, 59), tzinfo=UK)
+    return max(end_of_day, now + timedelta(seconds=HOLD_S))
+
+
 def start_task_run(client: Any, ref: str, task: Any, spec: Any, **run: Any) -> Any:  # noqa: ANN401
-    """A task's run, created already Suspended with its form: no process starts until someone
-    answers it (a run that started only to suspend cost a process, ~3-5 CPU-s, per task; and
-    a Scheduled run shows Prefect's "late" start delay). Resumed, the flow reads the answer
-    before it would ask (flows/pathway_flows.py `suspend_for`). The form is what the flow
-    itself would save: the pathway's outcome model and the task's description."""
+    """A task's run, waiting (Suspended) with its form: no process starts until someone
+    answers it (a run that started only to suspend cost a process, ~3-5 CPU-s, per task).
+    It is created Scheduled for the end of its due day and suspended at once (`ask`):
+    Prefect sets a run's expected start time from its first state only, a Scheduled one's to
+    its scheduled time, so the run lists under its due date, sorts by it, and shows Prefect's
+    "late" only when overdue (created Suspended it would show "late" from the minute after it
+    was made). Resumed, the flow reads the answer before it would ask (flows/pathway_flows.py
+    `suspend_for`)."""
+    from prefect.states import Scheduled
+
+    when = expected_start(task.due, datetime.now(UTC))  # Prefect's clock, not the case's
+    created = start_run(client, TASK_DEPLOYMENT, state=Scheduled(scheduled_time=when), **run)
+    return ask(client, ref, task, spec, created)
+
+
+def unasked(run: Any) -> bool:  # noqa: ANN401
+    """A task run made but not yet suspended with its form (a sync stopped between the two
+    steps, or a racing one's run a moment old): Scheduled, never started. Not one answered
+    and resuming: Prefect names that state "Resuming"."""
+    return run.state is not None and run.state.type.value == "SCHEDULED" \
+        and run.state.name in ("Scheduled", "Late")
+
+
+def ask(client: Any, ref: str, task: Any, spec: Any, run: Any) -> Any:  # noqa: ANN401
+    """Suspend a task run with its form, unless it is suspended or answered already, and
+    write the form: what the flow itself would save (the pathway's outcome model and the
+    task's description). Idempotent: a racing sync (the same run) does the same."""
     import orjson
     from prefect._internal.pydantic.v2_schema import create_v2_schema
     from prefect.exceptions import PrefectHTTPStatusError
@@ -62,17 +111,31 @@ def start_task_run(client: Any, ref: str, task: Any, spec: Any, **run: Any) -> A
 
     state = Suspended(pause_key=FIRST_ASK)
     keyset = state.state_details.run_input_keyset = keyset_from_paused_state(state)
-    created = start_run(client, TASK_DEPLOYMENT, state=state, **run)
+    if unasked(run):
+        now = client.set_flow_run_state(run.id, state, force=True).state or state
+        run = run.model_copy(update={"state": now, "state_type": now.type,
+                                     "state_name": now.name})
     form = form_model(spec, task.spec_id)
     inputs = {keyset["schema"]: create_v2_schema(form.__name__, model_base=form),
               keyset["description"]: task_description(ref, task)}
     for key, value in inputs.items():
         try:  # a racing sync (the same idempotency key) may have written them first
-            client.create_flow_run_input(created.id, key, orjson.dumps(value).decode())
+            client.create_flow_run_input(run.id, key, orjson.dumps(value).decode())
         except PrefectHTTPStatusError as exc:  # the sync client raises 409 as this, not as
             if exc.response.status_code != 409:  # ObjectAlreadyExists
                 raise
-    return created
+    return run
+
+
+def overdue_tags(client: Any, run: Any, overdue: bool) -> bool:  # noqa: ANN401
+    """Give a run the `overdue` tag, or take it away; True if its tags changed. The tag makes
+    overdue work a filter (and the "Overdue" view) in Prefect's UI."""
+    if (OVERDUE in run.tags) == overdue:
+        return False
+    tags = [t for t in run.tags if t != OVERDUE] + ([OVERDUE] if overdue else [])
+    client.update_flow_run(run.id, tags=tags)
+    run.tags = tags
+    return True
 
 
 def sync_case(svc: Service, ref: str, today: date | None = None, client: Any = None,
@@ -138,12 +201,17 @@ def _sync_case(svc: Service, ref: str, today: date | None, client: Any,  # noqa:
                 if run.state.type.value in WAITING and not shown <= set(run.tags):
                     cancel(run, "replaced: the task was reassigned or re-dated", key)
                     group = [r for r in group if r.id != run.id]
+        overdue = t.state == "open" and t.due < today
+        for run in live(group) if t.state == "open" else []:
+            if unasked(run):  # made, but its sync stopped before it was suspended
+                ask(client, ref, t, spec, run)
         if t.state == "open" and not live(group):
             started = start_task_run(
                 client, ref, t, spec, parameters={"ref": ref, "task_key": key},
                 name=run_name(ref, t.stage, key, t.due),
                 tags=case_tags(ref, t.stage, jurisdiction, t.role, t.child, show.programme)
-                + [f"task:{key}", "kind:task", *sorted(shown)],
+                + [f"task:{key}", "kind:task", *sorted(shown)]
+                + ([OVERDUE] if overdue else []),
                 idempotency_key=next_key(key),
             )
             report.started.append(key)
@@ -153,10 +221,17 @@ def _sync_case(svc: Service, ref: str, today: date | None, client: Any,  # noqa:
                 typed = spec.free_text_fields(t.spec_id)
                 outcome = {k: IN_STORE if k in typed and v else v  # empty fields absent,
                            for k, v in (t.outcome or {}).items() if v is not None}  # as a form
-                resume(run, {**outcome, "completed_by": t.completed_by}, key)
+                # the form's required code, empty: the flow finds the task done and records
+                # nothing (a code proves a person at a form; this is the case store's word)
+                resume(run, {**outcome, "completed_by": t.completed_by, "code": ""}, key)
         elif t.state == "cancelled":
             for run in live(group):
                 cancel(run, "task cancelled in the case store", key)
+        # overdue while it waits; a run done, cancelled or replaced no longer is
+        for run in group:
+            waiting = run.state is not None and run.state.type.value in WAITING
+            if overdue_tags(client, run, overdue and waiting):
+                report.retagged.append(key)
 
     current = show.stage
     if current and not live(by_stage.get(current, [])):

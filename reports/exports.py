@@ -74,7 +74,7 @@ def practitioner_ics(queries: Queries, handle: str, config: NotifyConfig) -> str
     if handle not in {p.handle for p in queries.practitioners()}:
         raise NotFound(f"unknown practitioner {handle!r}")
     events = [{"case_ref": t.ref, "task_key": t.key, "title": t.title, "due": t.due,
-               "link": f"{config.ui_url}/runs?tag=case:{t.ref}",
+               "link": f"{config.ui_url}/v2/runs?tags=case:{t.ref}",
                "uid": f"{t.task}/{t.due}@nim-pathway"}
               for t in queries.tasks() if t.assignee == handle]
     return ics_calendar(events)

@@ -34,6 +34,9 @@ class StoreContext:
     # the TOTP key (one-time-code secrets), read when a code is first checked or enrolled:
     # only the processes that check codes hold it (None, or raising ConfigError: not here)
     totp_key: Callable[[], bytes] | None = field(default=None, repr=False)
+    # the case references' series: None is NIM-<year>-NNNN; the demo's virtual case uses
+    # DEMO (DEMO-NNNN), so its messages never name a live case's reference
+    ref_series: str | None = None
     _specs: dict[int, PathwaySpec] = field(default_factory=dict, repr=False)
 
     def now(self) -> datetime:

@@ -150,6 +150,17 @@ class Queries:
                 wanted.setdefault(ref, set()).add(f"task:{key}")
         return wanted
 
+    def overdue_work(self) -> dict[str, set[str]]:
+        """Every case's open tasks past their due date (`task:<key>` labels): their waiting
+        runs carry the `overdue` tag (the nightly audit compares)."""
+        wanted: dict[str, set[str]] = {}
+        with self.ctx.read() as session:
+            for ref, key in session.exec(select(Case.ref, Task.key).join(
+                    Task, Task.case_id == Case.id).where(Task.state == "open",
+                                                         Task.due < self.today())):
+                wanted.setdefault(ref, set()).add(f"task:{key}")
+        return wanted
+
     def cases(self) -> list[CaseSummary]:
         with self.ctx.read() as session:
             return [CaseSummary(c.ref, c.stage, c.jurisdiction, c.site, c.closed_on)

@@ -17,11 +17,11 @@ from typing import Any, Literal
 from prefect import get_run_logger, task
 from prefect.cache_policies import INPUTS, NO_CACHE, RUN_ID
 
-from models.errors import AlreadyDone, CommandError
+from models.errors import AlreadyDone, CommandError, WrongCode
 from models.pathway import PathwaySpec
 from models.refs import TaskRef
 from nim_pathway.app import Service, build_service
-from orchestration.forms import task_description
+from orchestration.forms import WRONG_CODE, task_description
 from store.views import FiredTimer, OpenTask, TaskView, jsonable
 
 REPLAY_SAFE = INPUTS + RUN_ID
@@ -100,6 +100,8 @@ def record_outcome(ref: str, key: str, form: dict[str, Any], via: str) -> Record
         result = svc.tasks.complete_task(TaskRef(ref, key), actor, form, via=via)
     except AlreadyDone as exc:
         return Recorded("already", str(exc))
+    except WrongCode as exc:  # said plainly, first on the form asked again
+        return Recorded("refused", f"{WRONG_CODE} ({exc})")
     except CommandError as exc:
         return Recorded("refused", str(exc))
     return Recorded("done", result.message)
@@ -224,13 +226,21 @@ def dispatch_outbox() -> dict[str, int]:
 
 @task(name="publish-saved-views", cache_policy=NO_CACHE)
 def publish_views() -> int:
-    """A saved run-list view per practitioner and per role, for whoever joined since."""
+    """The run-list views (overdue work, each practitioner's and each role's queue): saved
+    on the server for whoever joined since, and as links into the v2 UI in the `run-views`
+    artifact (the v2 UI keeps saved filters per browser)."""
+    from prefect.artifacts import create_markdown_artifact
     from prefect.client.orchestration import get_client
 
-    from orchestration.reconcile import publish_saved_views, saved_views
+    from orchestration.reconcile import publish_saved_views, saved_views, views_markdown
 
+    svc = service()
+    views = saved_views(svc)
     with get_client(sync_client=True) as client:
-        return publish_saved_views(client, saved_views(service()))
+        written = publish_saved_views(client, views)
+    create_markdown_artifact(markdown=views_markdown(svc.notify_config().ui_url, views),
+                             key="run-views", description="Run views: links to waiting work")
+    return written
 
 
 @task(name="publish-oversight", cache_policy=NO_CACHE)

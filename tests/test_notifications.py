@@ -91,9 +91,16 @@ def test_reminders_and_handoffs_arrive_once(team, clock, http, smtp):
     assert d.run_until_idle().sent >= 1
     handoff = [m for m in http.received if m["path"] == "/mgr.okafor"]
     assert handoff and ref in handoff[0]["title"] + handoff[0]["message"]
+    # triage is due 2026-01-19: its 5-working-day reminder was due at 09:00 on Monday 12 Jan,
+    # before the case opened at 10:00, so "New task" and "Due in 7 days" would arrive
+    # together: they are one message, and that reminder is settled with it
+    assert len(handoff) == 1
+    assert handoff[0]["title"] == f"[{ref}] New task for you, due in 7 days: Triage the referral"
+    with session_scope(store.url) as s:
+        merged = s.exec(select(Timer).where(Timer.key.like("%/triage/reminder-5wd/%"))).one()
+    assert merged.fired_at is not None and merged.skip_reason == "merged into the handoff message"
 
-    # triage is due 2026-01-19: the 5-working-day reminder fires on Monday 12 Jan, the
-    # 1-working-day one on Friday 16 Jan, at 09:00
+    # the 1-working-day one fires on Friday 16 Jan, at 09:00, on its own
     store.timers.fire_due_timers(at(clock, "2026-01-12"))
     store.timers.fire_due_timers(at(clock, "2026-01-16"))
     store.timers.fire_due_timers(at(clock, "2026-01-16"))  # a second sweep finds nothing new
@@ -101,9 +108,8 @@ def test_reminders_and_handoffs_arrive_once(team, clock, http, smtp):
     d.run_until_idle()  # a second dispatcher pass sends nothing twice
     reminders = [m for m in http.received if m["path"] == "/mgr.okafor"
                  and "/triage/reminder-" in m["message"]]
-    # each rung fires once, on its day: 5 working days before (Mon 12) and 1 (Fri 16)
     assert sorted(m["message"].rsplit("ref: ", 1)[1].split("/")[2] for m in reminders) == [
-        "reminder-1wd", "reminder-5wd"]
+        "reminder-1wd"]
 
     # completing triage hands consent work to the NIM social worker
     store.tasks.complete_task(TaskRef(ref, "triage"), "mgr.okafor", {"accepted": True})
@@ -134,7 +140,8 @@ def test_a_queued_message_can_be_read_before_it_is_sent(team, clock, http):
     ref = open_case(store)
     queued = [m for m in outbox_listing(store.queries) if m.status == "pending"]
     handoff = next(m for m in queued if m.recipient == "practitioner:mgr.okafor")
-    assert handoff.subject == f"[{ref}] New task for you: Triage the referral"
+    # its 5-working-day reminder was due at 09:00, before the case opened: one message
+    assert handoff.subject == f"[{ref}] New task for you, due in 7 days: Triage the referral"
     assert handoff.preview.startswith(f"Triage the referral on case {ref} is ready for you")
     assert len(handoff.preview) <= 120 and "\n" not in handoff.preview
     listed = str(outbox_listing(store.queries))
@@ -183,7 +190,8 @@ def test_on_time_sweeps_say_what_is_true_on_the_day(team, clock, http):
     """Daily sweeps on time: each of triage's timers fires on its day, none is skipped, and
     each says what is true that day (triage is due Mon 19 Jan 2026)."""
     store = team
-    open_case(store)
+    at(clock, "2026-01-12", hour=8, minute=30)  # before its first reminder is due (09:00):
+    open_case(store)  # else "New task" says "due in 7 days" itself (a reminder merged)
     d = dispatcher(store, clock)
     said = {}
     for day in ("2026-01-12", "2026-01-16", "2026-01-19", "2026-01-20", "2026-01-26"):
@@ -217,17 +225,20 @@ def test_a_sweep_after_weeks_down_sends_each_task_its_most_relevant_timer(team, 
                     placement={"kind": "foster", "start": "2026-03-23"})
     d = dispatcher(store, clock)
     # Opening day, on time: sw-visit-1 is due today (its reminders fell on 23 and 27 Mar,
-    # before the case was opened); triage (due Wed 8 Apr) gets its 5-working-day reminder.
+    # before the case was opened) and triage (due Wed 8 Apr) has its 5-working-day reminder
+    # due at 09:00, as the case opens: each "New task" message says when the work is due
+    # itself, and those timers are settled with it, so no second message follows
     store.timers.fire_due_timers(at(clock, "2026-03-30"))
     d.run_until_idle()
-    [(visit_title, visit_text)] = sent_for(http, "sw-visit-1")
-    assert visit_title == f"[{ref}] Due today: Social worker visit (child 1)"
-    assert "is due today." in visit_text
-    [(triage_title, _)] = sent_for(http, "triage")
-    assert triage_title == f"[{ref}] Due in 9 days: Triage the referral"
+    assert sent_for(http, "sw-visit-1") == [] and sent_for(http, "triage") == []
+    titles = [m["title"] for m in http.received]
+    assert titles.count(f"[{ref}] New task for you, due today: Social worker visit "
+                        "(child 1)") == 1
+    assert titles.count(f"[{ref}] New task for you, due in 9 days: Triage the referral") == 1
     visit = timers_of(store, "sw-visit-1")
-    assert {k: visit[k].skip_reason for k in ("reminder-5wd", "reminder-1wd")} == dict.fromkeys(
-        ("reminder-5wd", "reminder-1wd"), "superseded by due-0wd after catch-up")
+    assert {k: visit[k].skip_reason for k in ("reminder-5wd", "reminder-1wd", "due-0wd")} == \
+        dict.fromkeys(("reminder-5wd", "reminder-1wd", "due-0wd"),
+                      "merged into the handoff message")
 
     # Down until Thu 23 Apr, 08:30 (before the 09:00 send time). Working days in England:
     # weekends off, and Good Friday 3 Apr and Easter Monday 6 Apr are bank holidays.
@@ -244,11 +255,11 @@ def test_a_sweep_after_weeks_down_sends_each_task_its_most_relevant_timer(team, 
     # sw-visit-1, due Mon 30 Mar: working days after it up to Thu 23 Apr are 31 Mar, 1-2 Apr
     # (3), 7-10 Apr (4; 3 and 6 Apr are bank holidays), 13-17 Apr (5), 20-23 Apr (4) = 16.
     # Its tier 1 was skipped, never sent, so tier 2 does not say it was escalated before.
-    [(title, text)] = sent_for(http, "sw-visit-1")[1:]
+    [(title, text)] = sent_for(http, "sw-visit-1")
     assert "Escalation (tier 2)" in title and "is overdue by 16 working days." in text
     assert "escalated before" not in text
     # triage, due Wed 8 Apr: 9-10 Apr (2), 13-17 Apr (5), 20-23 Apr (4) = 11.
-    [(title, text)] = sent_for(http, "triage")[1:]
+    [(title, text)] = sent_for(http, "triage")
     assert "Escalation (tier 2)" in title and "is overdue by 11 working days." in text
     assert "escalated before" not in text
     # lac-review-1, due Wed 22 Apr: Thu 23 Apr = 1; its tier-1 escalation is not due until
@@ -261,9 +272,11 @@ def test_a_sweep_after_weeks_down_sends_each_task_its_most_relevant_timer(team, 
     skipped = {(task, rung): t.skip_reason for task in ("sw-visit-1", "triage", "lac-review-1")
                for rung, t in timers_of(store, task).items() if t.skip_reason}
     assert skipped == {
-        ("sw-visit-1", "reminder-5wd"): "superseded by due-0wd after catch-up",
-        ("sw-visit-1", "reminder-1wd"): "superseded by due-0wd after catch-up",
+        ("sw-visit-1", "reminder-5wd"): "merged into the handoff message",
+        ("sw-visit-1", "reminder-1wd"): "merged into the handoff message",
+        ("sw-visit-1", "due-0wd"): "merged into the handoff message",
         ("sw-visit-1", "escalation-1"): "superseded by escalation-2 after catch-up",
+        ("triage", "reminder-5wd"): "merged into the handoff message",
         ("triage", "reminder-1wd"): "superseded by escalation-2 after catch-up",
         ("triage", "due-0wd"): "superseded by escalation-2 after catch-up",
         ("triage", "escalation-1"): "superseded by escalation-2 after catch-up",
@@ -359,7 +372,7 @@ def test_handoff_links_to_the_task_run_started_after_it_was_queued(team, clock, 
     digest = [m for m in http.received if m["path"] == "/sw.jones"]
     assert len(digest) == 1, digest
     assert f"/runs/flow-run/{runs['consent-mother']}" in digest[0]["message"]
-    assert f"/runs?tag=case:{ref}" in digest[0]["message"]  # consent-father: no run yet
+    assert f"/v2/runs?tags=case:{ref}" in digest[0]["message"]  # consent-father: no run yet
 
 
 def test_a_reassignment_handoff_links_to_the_replacement_run(team, clock, http):

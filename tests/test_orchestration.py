@@ -168,9 +168,20 @@ def test_case_runs_from_referral_to_recommendation(stack):
     assert refused and store.queries.tasks(case=ref)[0].state == "open"
     complete_ui(store, ref, "triage", "mgr.okafor", {"accepted": True},
                 code=current_code(store, "la.patel"))
-    wait_for(lambda: task_run(ref, "triage").state.state_details.run_input_keyset["response"]
-             .startswith("suspended-outcome-3"), "the impersonated form to be asked again")
+    again = wait_for(lambda: (r := task_run(ref, "triage")).state.state_details
+                     .run_input_keyset["response"].startswith("suspended-outcome-3") and r,
+                     "the impersonated form to be asked again")
     assert store.queries.tasks(case=ref)[0].state == "open"
+    # the form asked again leads with why, plainly, where the person typed the code
+    with get_client(sync_client=True) as client:
+        shown = json.loads(client.read_flow_run_input(
+            again.id, again.state.state_details.run_input_keyset["description"]))
+        first = json.loads(client.read_flow_run_input(
+            refused.id, refused.state.state_details.run_input_keyset["description"]))
+    assert shown.splitlines()[0].startswith(
+        "> **Not recorded.** The code you entered was wrong — nothing was saved; enter the "
+        "current code from your authenticator app."), shown
+    assert first.splitlines()[0].startswith("> **Not recorded.** Nothing was saved: "), first
     with session_scope(store.url) as s:
         assert [a.actor for a in s.exec(select(AuditEvent).where(
             AuditEvent.action == "refused-code"))] == ["mgr.okafor"]
@@ -329,7 +340,7 @@ def test_two_syncs_resuming_the_same_run_do_not_fail(stack):
                       and r.state.name == "Suspended"], f"{ref}'s stage run to suspend")
     stale = task_run(ref, "triage")  # every sync below read this snapshot: paused
     store.tasks.complete_task(TaskRef(ref, "triage"), "mgr.okafor", {"accepted": True})
-    answer = {"accepted": True, "completed_by": "mgr.okafor"}
+    answer = {"accepted": True, "completed_by": "mgr.okafor", "code": ""}  # as sync_case's
     start = threading.Barrier(6)
 
     def one_sync() -> bool:

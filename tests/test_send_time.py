@@ -27,7 +27,10 @@ from tests.test_notifications import (  # noqa: F401 - fixtures
 
 def queued_triage_reminder(store, clock, http):
     """A case whose triage handoff went out, and whose 5-working-day triage reminder (Monday
-    12 January) is queued for mgr.okafor but not yet sent."""
+    12 January) is queued for mgr.okafor but not yet sent. The case opens at 08:30, before
+    that reminder is due (09:00): opened later, the handoff itself says "due in 7 days" and
+    the reminder is settled with it (tests/test_notifications.py)."""
+    at(clock, "2026-01-12", hour=8, minute=30)
     ref = open_case(store)
     dispatcher(store, clock).run_until_idle()
     store.timers.fire_due_timers(at(clock, "2026-01-12"))

@@ -93,7 +93,8 @@ class CaseCommands(CommandBase):
                     return Result(intake.case_ref, f"{intake_handle} was opened as "
                                   f"{intake.case_ref}")
             version = mapping.find_installed_pathway(session, spec.profile)
-            ref = _next_ref(session, on.year)  # on PostgreSQL, openings take turns from here
+            ref = _next_ref(session, on.year, self.ctx.ref_series)  # on PostgreSQL, openings
+            # take turns from here
             digests = [self.identity_digest(c) for c in referral.all_children]
             if not referral.new_episode:
                 _refuse_open_duplicates(session, referral, digests)
@@ -293,13 +294,14 @@ def _refuse_open_duplicates(session: Session, referral: Referral, digests: list[
                   "(`case open --new-episode`), else work on the open case")
 
 
-def _next_ref(session: Session, year: int) -> str:
-    """The year's next case reference. On PostgreSQL, openings take turns here until they
-    commit (a transaction-scoped advisory lock; SQLite has one writer already), so two at once
-    cannot take the same number."""
+def _next_ref(session: Session, year: int, series: str | None = None) -> str:
+    """The year's next case reference (NIM-2026-0001), or the next of a named series that
+    does not restart each year (the demo's DEMO-0001). On PostgreSQL, openings take turns
+    here until they commit (a transaction-scoped advisory lock; SQLite has one writer
+    already), so two at once cannot take the same number."""
     if session.get_bind().dialect.name == "postgresql":
         session.exec(text("SELECT pg_advisory_xact_lock(725)"))  # 724: the audit chain's
-    prefix = f"NIM-{year}-"
+    prefix = f"{series}-" if series else f"NIM-{year}-"
     last = session.exec(select(Case.ref).where(Case.ref.like(prefix + "%")).order_by(
         func.length(Case.ref).desc(), Case.ref.desc()).limit(1)).first()  # 10000 after 9999
     n = int(last.rsplit("-", 1)[1]) + 1 if last else 1

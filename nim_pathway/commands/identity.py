@@ -22,7 +22,7 @@ from pathlib import Path
 from sqlalchemy import func
 from sqlmodel import Session, select
 
-from models.errors import AlreadyDone, ConfigError, Invalid, NotFound, Refused
+from models.errors import AlreadyDone, ConfigError, Invalid, NotFound, Refused, WrongCode
 from models.pathway import PATHWAYS_DIR, PathwayError, PathwaySpec, parse_pathway
 from models.schemas import PractitionerIn
 from nim_pathway.commands import people
@@ -189,12 +189,12 @@ class IdentityCommands(CommandBase):
         now = self.ctx.now()
         with self.ctx.write() as session:
             if via is not None and refusal_seen(session, case_ref, via):
-                raise Refused(f"wrong or reused one-time code for {handle}")
+                raise WrongCode(f"wrong or reused one-time code for {handle}")
             row = self._sign_in_target(session, handle, now)
             code = code.strip()
             if not code:
-                raise Refused(f"enter the one-time code your authenticator app shows for "
-                              f"{handle}")
+                raise WrongCode(f"enter the one-time code your authenticator app shows for "
+                                f"{handle}")
             until = people.throttled_until(row)
             if until is not None and now < until:
                 row.failed_codes += 1
@@ -219,7 +219,7 @@ class IdentityCommands(CommandBase):
                         f"{people.uk_time(people.throttled_until(row))}." if slowed else
                         f" After {THROTTLE_AFTER - row.failed_codes} more wrong code(s) each "
                         "try has to wait.")
-                raise Refused(f"wrong or reused one-time code for {handle}.{more}")
+                raise WrongCode(f"wrong or reused one-time code for {handle}.{more}")
             row.totp_last_step, row.failed_codes, row.locked_at = step, 0, None
             people.save(session, row, self.ctx.secret_key)
         return handle

@@ -82,19 +82,28 @@ class TimerCommands(CommandBase):
 
     def publish_checkpoint(self) -> dict | None:
         """Queue the audit chain's signed head (row id, hash, rows up to it) to the admins,
-        a place the database owner does not control; returns the entry (for the Prefect
-        artifact), or None if the log is empty or this head was sent already. Not audited
+        a place the database owner does not control, at most once a (UK) day: the first
+        sweep of a day sends it, later sweeps that day do not (one every five minutes was
+        noise nobody read). Returns the entry (for the Prefect artifact), or None if the log
+        is empty, this head was sent already or today's was. Between messages the local
+        checkpoint file, written after every audited commit, keeps the head. Not audited
         itself: that would move the head on every sweep."""
+        now = self.ctx.now()
         try:
             with self.ctx.write() as session:
-                entry = head_entry(session, self.ctx.url, self.ctx.audit_key, self.ctx.now())
+                entry = head_entry(session, self.ctx.url, self.ctx.audit_key, now)
                 if entry is None:
                     return None
+                last = session.exec(select(Outbox.meta).where(
+                    Outbox.kind == "audit-checkpoint").order_by(Outbox.id.desc())).first()
+                if last and last.get("row_id") == entry["id"]:
+                    return None  # nothing new since the last one sent
+                day = now.astimezone(UK).date()
                 queued = enqueue(session, self.notify(), "audit-checkpoint",
-                                 f"audit-checkpoint/{entry['db']}/{entry['id']}", None,
+                                 f"audit-checkpoint/{entry['db']}/{day}", None,
                                  "admin", {"checkpoint": json.dumps(entry),
                                            "row_id": entry["id"], "rows": entry["rows"]},
-                                 self.ctx.now())
+                                 now)
         except IntegrityError:  # a racing sweep queued this head first
             return None
         return entry if queued is not None else None
