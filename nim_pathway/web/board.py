@@ -4,6 +4,7 @@ its timeline picture, and the pathway as a picture."""
 
 from __future__ import annotations
 
+import threading
 import weakref
 from collections import OrderedDict
 from typing import Any
@@ -48,6 +49,7 @@ RAG_WORDS = {"red": "red: own work overdue", "amber": "amber: own work due soon"
 _CACHE: weakref.WeakKeyDictionary[Queries, OrderedDict[tuple, dict]] = \
     weakref.WeakKeyDictionary()
 CACHED_BOARDS = 16  # per store: the filters a team uses
+_LOCK = threading.Lock()  # pages are served from a thread pool
 
 
 def board_data(svc: Service, programme: str | None, nation: str | None) -> dict:
@@ -56,13 +58,18 @@ def board_data(svc: Service, programme: str | None, nation: str | None) -> dict:
     otherwise the same cards and charts as the last request, without reading every case."""
     key = (svc.queries.last_audit(), svc.queries.today(), programme, nation,
            svc.settings.rag_amber_working_days)
-    boards = _CACHE.setdefault(svc.queries, OrderedDict())
-    if key not in boards:
-        boards[key] = compute_board(svc, programme, nation)
+    with _LOCK:
+        boards = _CACHE.setdefault(svc.queries, OrderedDict())
+        kept = boards.get(key)
+        if kept is not None:
+            boards.move_to_end(key)
+            return kept
+    data = compute_board(svc, programme, nation)  # two requests at once may both compute it
+    with _LOCK:
+        boards[key] = data
         while len(boards) > CACHED_BOARDS:
             boards.popitem(last=False)
-    boards.move_to_end(key)
-    return boards[key]
+    return data
 
 
 def compute_board(svc: Service, programme: str | None, nation: str | None) -> dict:
