@@ -8,7 +8,11 @@ of the machine hits both sides, fetches each page and runs its baseline in the s
 - My work (`GET /work`: mgr.okafor has triage open on every case) against the same reads
   through `svc.queries` without HTML (the role's and the person's open tasks);
 - the board (`GET /board`: cards by stage, RAG, and the two KPI charts drawn with pygal)
-  against `reports.oversight.caseload_board` and `kpis` through `svc.queries`, no HTML.
+  against `reports.oversight.caseload_board` and `kpis` through `svc.queries`, no HTML:
+  cold (the first view after a command changed the store, so every case is read and
+  computed again: a pause or a resume of one case before each) and kept (nothing changed
+  since the last view: the page keeps its board while the audit log and the day stay the
+  same).
 
 The ratio is what the page adds (session check, HTML, SVG) over the reads it shows.
 """
@@ -77,14 +81,23 @@ def driver(args: dict[str, Any]) -> dict[str, Any]:
         got = client.get("/board")
         assert got.status_code == 200 and got.text.count('class="card ') == n
 
+    def change(i: int) -> None:  # one command, audited: the kept board is out of date
+        ref = "NIM-2026-0001"  # paused, resumed, paused, ...
+        if i % 2:
+            svc.cases.resume(ref, "coord.ali")
+        else:
+            svc.cases.pause(ref, "bench", "coord.ali")
+
     out: dict[str, Any] = {"cases": n, "open_s": opened_s, "work_s": [], "work_base_s": [],
-                           "board_s": [], "board_base_s": []}
-    for _ in range(reps):
+                           "board_s": [], "board_base_s": [], "board_kept_s": []}
+    for i in range(reps):
         out["work_base_s"].append(timed(lambda: my_tasks(svc, me)))
         out["work_s"].append(timed(work_page))
         out["board_base_s"].append(timed(lambda: (caseload_board(svc.queries, None, amber),
                                                   kpis(svc.queries, None))))
+        change(i)
         out["board_s"].append(timed(board_page))
+        out["board_kept_s"].append(timed(board_page))
     return out
 
 
@@ -93,20 +106,25 @@ def figure(ctx: Any) -> list[Row]:  # noqa: ANN401
     reps = 2 if ctx.quick else 3
     r = run_worker("bench.workbench", {"tmp": str(ctx.tmp / "workbench"), "cases": cases,
                                        "reps": reps})
-    work, work_base, board, board_base = (statistics.median(r[k]) for k in (
-        "work_s", "work_base_s", "board_s", "board_base_s"))
+    work, work_base, board, board_base, kept = (statistics.median(r[k]) for k in (
+        "work_s", "work_base_s", "board_s", "board_base_s", "board_kept_s"))
     how = (f"median of {reps}, page and baseline interleaved in one process; {cases} open "
            f"cases on SQLite (opened through the commands in {r['open_s']:.0f} s)")
+    base = "caseload_board + kpis through svc.queries, no HTML"
     return [
         Row(figure=f"19. workbench My work page, {cases:,} open cases", value=work, unit="s",
-            target="<= 1.0 s", met=work <= 1.0, baseline=work_base,
+            target="<= 0.5 s", met=work <= 0.5, baseline=work_base,
             baseline_label="the same task reads through svc.queries, no HTML",
             ratio=work / work_base, note=f"{how}; {cases} rows on the page", details=r),
         Row(figure=f"19a. workbench board page (cards by stage, two KPI charts), {cases:,} "
-                   "open cases", value=board, unit="s", target="<= 5 s", met=board <= 5,
-            baseline=board_base,
-            baseline_label="caseload_board + kpis through svc.queries, no HTML",
-            ratio=board / board_base, note=how),
+                   "open cases, after a change", value=board, unit="s", target="<= 1 s",
+            met=board <= 1, baseline=board_base, baseline_label=base,
+            ratio=board / board_base,
+            note=f"{how}; one case paused or resumed before each view: every case read again"),
+        Row(figure=f"19b. workbench board page, {cases:,} open cases, nothing changed since "
+                   "the last view", value=kept, unit="s", target="<= 1 s", met=kept <= 1,
+            baseline=board_base, baseline_label=base, ratio=kept / board_base,
+            note=f"{how}; the board kept while the audit log and the day stay the same"),
     ]
 
 

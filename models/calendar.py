@@ -42,6 +42,7 @@ class CalendarError(ValueError):
 
 
 @lru_cache(maxsize=64)
+@lru_cache(maxsize=512)  # a year's table, read for every day a due date steps over
 def _bank_holidays(jurisdiction: str, year: int) -> dict[date, str]:
     if jurisdiction not in _SUBDIVISION:
         raise CalendarError(
@@ -103,17 +104,18 @@ class WorkingCalendar:
         return day, skipped
 
     def working_days_between(self, start: date, end: date) -> int:
-        """Working days after `start` up to and including `end` (negative if end < start)."""
+        """Working days after `start` up to and including `end` (negative if end < start):
+        the weekdays counted by whole weeks, less the bank holidays and closures among them."""
         if end == start:
             return 0
         sign = 1 if end > start else -1
         lo, hi = (start, end) if sign == 1 else (end, start)
-        count = 0
-        day = lo
-        while day < hi:
-            day += timedelta(days=1)
-            if self.is_working_day(day):
-                count += 1
+        weeks, rest = divmod((hi - lo).days, 7)
+        count = 5 * weeks + sum((lo.weekday() + k) % 7 < 5 for k in range(1, rest + 1))
+        off = set(self.closures)
+        for year in range(lo.year, hi.year + 1):
+            off.update(_bank_holidays(self.jurisdiction, year))
+        count -= sum(1 for day in off if lo < day <= hi and day.weekday() < 5)
         return sign * count
 
     def working_days_to_due(self, today: date, due: date) -> int:

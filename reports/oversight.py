@@ -55,9 +55,11 @@ def owner_side(spec: Any, team: str) -> str:
     return "court" if team in OUTSIDE_OWNERS else "la"
 
 
-def open_items(snap: Any, today: date, amber: int = AMBER_WORKING_DAYS) -> list[BoardItem]:
+def open_items(snap: Any, today: date, amber: int = AMBER_WORKING_DAYS,
+               clocks: list | None = None) -> list[BoardItem]:
     """Every open task and live statutory clock of one case, most urgent first. Working days
-    come from WorkingCalendar.working_days_to_due, the count `task list` shows too."""
+    come from WorkingCalendar.working_days_to_due, the count `task list` shows too. `clocks`:
+    the case's `clock_states` today, if the caller has them already."""
     spec, state = snap.spec, snap.state
     cal = state.calendar
     items = []
@@ -67,7 +69,7 @@ def open_items(snap: Any, today: date, amber: int = AMBER_WORKING_DAYS) -> list[
             items.append(BoardItem(snap.ref, "task", t.key, t.title, str(t.due), wd,
                                    rag(wd, amber), t.role))
     met_by = {c.id: c.met_by for c in spec.clocks}
-    for c in eng.clock_states(spec, state, today):
+    for c in clocks if clocks is not None else eng.clock_states(spec, state, today):
         if c.due is not None and c.state in _LIVE_CLOCK and met_by.get(c.clock_id):
             wd = cal.working_days_to_due(today, c.due)
             items.append(BoardItem(snap.ref, "clock", c.id, c.title, str(c.due), wd,
@@ -86,14 +88,14 @@ def caseload_board(queries: Queries, programme: str | None = None,
     rows = []
     for snap in queries.snapshots(open_only=True, programme=programme):
         state = snap.state
-        items = open_items(snap, today, amber)
+        clocks = eng.clock_states(snap.spec, state, today)
+        items = open_items(snap, today, amber, clocks)
         side = {i.item: owner_side(snap.spec, item_team(snap.spec, i)) for i in items}
         own = [i for i in items if side[i.item] == "own"]
         late = Counter(side[i.item] for i in items if i.working_days_to_due < 0)
         worst = own[0] if own else None
         work = [t for t in state.tasks.values() if t.state == eng.OPEN]
         nxt = min(work, key=lambda t: (t.stage == "statutory", t.due), default=None)
-        clocks = eng.clock_states(snap.spec, state, today)
         rows.append(BoardRow(
             case=snap.ref, rag=worst.rag if worst else "green", overdue=late["own"],
             la_late=late["la"], court_late=late["court"],
@@ -128,12 +130,12 @@ def case_detail(queries: Queries, ref: str, amber: int = AMBER_WORKING_DAYS) -> 
 
 
 def breaches(queries: Queries, ref: str | None = None,
-             programme: str | None = None) -> list[BreachRow]:
+             programme: str | None = None, clocks: bool = True) -> list[BreachRow]:
     """Work done late or still overdue, and statutory clocks breached, with their cause (of
     one case, or one programme's cases, if given). Each row names the team whose work it is:
     the report shows the programme's own apart from the LA's and the court's; another team's
     work already late on the day the case opened is marked so (it was never the
-    programme's)."""
+    programme's). `clocks=False`: the tasks' rows only."""
     today = queries.today()
     causes = queries.delay_causes()
     out = []
@@ -152,7 +154,7 @@ def breaches(queries: Queries, ref: str | None = None,
             out.append(BreachRow(snap.ref, "task", t.key, t.role, team, str(t.due), late,
                                  t.state == eng.OPEN, cause, t.due_explanation,
                                  own=team == spec.programme))
-        for clock, child in eng.clock_instances(spec, state):
+        for clock, child in eng.clock_instances(spec, state) if clocks else ():
             c = eng.clock_state(spec, state, clock, today, child)
             if c.state in ("breached", "breached-open") and c.days_late:
                 out.append(BreachRow(snap.ref, "clock", c.id, "", c.owner, str(c.due),
@@ -217,8 +219,7 @@ def kpis(queries: Queries, programme: str | None = None) -> Kpis:
                 ok = t.state == eng.DONE and t.completed_on <= t.due
                 on_time_kind[t.spec_id].append(ok)
                 on_time_role[t.role].append(ok)
-    causes = Counter(b.cause for b in breaches(queries, programme=programme)
-                     if b.kind == "task")
+    causes = Counter(b.cause for b in breaches(queries, programme=programme, clocks=False))
     counted = {s.programme for s in snaps}
     gates = sorted({g for s in snaps if (g := s.spec.reporting.treatment_gate)})
 

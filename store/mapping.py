@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from dataclasses import fields
 from datetime import date, datetime
+from typing import Any
 
 from sqlmodel import Session, select
 
@@ -60,21 +61,70 @@ def find_intake(session: Session, handle: str, lock: bool = False) -> Intake:
 
 def load_state(session: Session, case: Case, spec: PathwaySpec,
                closures: frozenset[date]) -> eng.CaseState:
-    """The engine's view of a case, read from its rows."""
+    """The engine's view of a case, read from its rows (its free text opened: a command
+    works on it and writes it back)."""
     anchors = {a.name: a.value for a in session.exec(
         select(CaseAnchor).where(CaseAnchor.case_id == case.id))}
-    carers = session.exec(select(Caregiver).where(Caregiver.case_id == case.id)
-                          .order_by(Caregiver.id)).all()
+    carers = [(c.key, c.relationship, c.children, c.consent, c.active) for c in session.exec(
+        select(Caregiver).where(Caregiver.case_id == case.id).order_by(Caregiver.id))]
     decisions = {d.kind: d.outcome for d in session.exec(
         select(Decision).where(Decision.case_id == case.id))}
+    children = list(session.exec(select(Child.key).where(
+        Child.case_id == case.id, Child.removed_on.is_(None)).order_by(Child.id)))
+    extensions = [(e.granted_on, e.weeks, e.reason) for e in session.exec(
+        select(CourtExtension).where(CourtExtension.case_id == case.id)
+        .order_by(CourtExtension.id))]
+    placements = {p.child: p.kind for p in session.exec(
+        select(Placement).where(Placement.case_id == case.id, Placement.end.is_(None)))}
+    tasks = [{name: getattr(row, name) for name in TASK_STATE_FIELDS} for row in session.exec(
+        select(Task).where(Task.case_id == case.id).order_by(Task.id))]
+    return _state(case, spec, closures, anchors, carers, decisions, children, extensions,
+                  placements, tasks)
+
+
+def load_states(session: Session, cases: list[Case], specs: dict[int, PathwaySpec],
+                closures: frozenset[date], ids: Any) -> dict[int, eng.CaseState]:  # noqa: ANN401
+    """The engine's view of many cases (by case id) for reading, not changing: one query per
+    table for all of them (`ids`: a select of their case ids), columns only. What people typed
+    (outcome notes and text fields, an extension's reason) stays sealed, as stored: the board,
+    the KPIs, the breaches and the timeline never show it, and no case key is opened."""
+    from collections import defaultdict
+
+    def rows(*columns: Any, order: Any = None, where: Any = None) -> dict[int, list]:  # noqa: ANN401
+        table = columns[0].class_
+        stmt = select(table.case_id, *columns).where(table.case_id.in_(ids))
+        if where is not None:
+            stmt = stmt.where(where)
+        grouped: dict[int, list] = defaultdict(list)
+        for row in session.exec(stmt.order_by(order if order is not None else table.id)):
+            grouped[row[0]].append(tuple(row[1:]))
+        return grouped
+
+    anchors = rows(CaseAnchor.name, CaseAnchor.value)
+    carers = rows(Caregiver.key, Caregiver.relationship, Caregiver.children, Caregiver.consent,
+                  Caregiver.active)
+    decisions = rows(Decision.kind, Decision.outcome)
+    children = rows(Child.key, where=Child.removed_on.is_(None))
+    extensions = rows(CourtExtension.granted_on, CourtExtension.weeks, CourtExtension.reason)
+    placements = rows(Placement.child, Placement.kind, where=Placement.end.is_(None))
+    tasks = rows(*(getattr(Task, name) for name in TASK_STATE_FIELDS))
+    return {case.id: _state(
+        case, specs[case.id], closures, dict(anchors[case.id]), carers[case.id],
+        dict(decisions[case.id]), [k for (k,) in children[case.id]], extensions[case.id],
+        dict(placements[case.id]), [dict(zip(TASK_STATE_FIELDS, t, strict=True))
+                                    for t in tasks[case.id]])
+        for case in cases if case.id is not None}
+
+
+def _state(case: Case, spec: PathwaySpec, closures: frozenset[date], anchors: dict[str, date],
+           carers: list, decisions: dict[str, str], children: list[str], extensions: list,
+           placements: dict[str, str], tasks: list[dict[str, Any]]) -> eng.CaseState:
     state = eng.CaseState(
         ref=case.ref, jurisdiction=case.jurisdiction, anchors=anchors,
         settings={**spec.settings, **(case.settings or {})},
-        caregivers=[eng.Caregiver(c.key, c.relationship, list(c.children or []), c.consent,
-                                  c.active) for c in carers],
-        children=list(session.exec(select(Child.key).where(
-            Child.case_id == case.id, Child.removed_on.is_(None)).order_by(Child.id)))
-        or [eng.FIRST_CHILD],
+        caregivers=[eng.Caregiver(key, relationship, list(kids or []), consent, active)
+                    for key, relationship, kids, consent, active in carers],
+        children=children or [eng.FIRST_CHILD],
         child_orders={k: eng.FinalOrder(date.fromisoformat(o["made_on"]), o["kind"],
                                         o["follows"]) for k, o in (case.child_orders or {}).items()},
         exit_reason=case.exit_reason, paused_since=case.paused_since,
@@ -85,20 +135,17 @@ def load_state(session: Session, case: Case, spec: PathwaySpec,
                                   date.fromisoformat(d["given_on"]), tuple(d["tasks"]))
                     for d in case.directions or []],
         stage=case.stage, decisions=decisions, closed_on=case.closed_on, closures=closures,
-        extensions=[eng.Extension(e.granted_on, e.weeks, e.reason) for e in session.exec(
-            select(CourtExtension).where(CourtExtension.case_id == case.id)
-            .order_by(CourtExtension.id))],
+        extensions=[eng.Extension(granted_on, weeks, reason)
+                    for granted_on, weeks, reason in extensions],
     )
     # each child's current placement kind: it picks the visit cadence (sw-visit-weekly)
-    state.placement_kinds = {p.child: p.kind for p in session.exec(
-        select(Placement).where(Placement.case_id == case.id, Placement.end.is_(None)))}
+    state.placement_kinds = placements
     if case.final_order_kind and "final_order" in anchors:
         state.final_order = eng.FinalOrder(anchors["final_order"], case.final_order_kind,
                                            bool(case.final_order_follows_recommendation))
-    for row in session.exec(select(Task).where(Task.case_id == case.id).order_by(Task.id)):
-        values = {name: getattr(row, name) for name in TASK_STATE_FIELDS}
+    for values in tasks:
         values["after"] = list(values["after"] or [])
-        state.tasks[row.key] = eng.TaskState(**values)
+        state.tasks[values["key"]] = eng.TaskState(**values)
     return state
 
 

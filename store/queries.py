@@ -17,7 +17,7 @@ from models.pathway import PathwaySpec
 from models.schemas import months_between
 from store import journal
 from store.context import StoreContext
-from store.mapping import find_case, load_state
+from store.mapping import find_case, load_state, load_states
 from store.sealing import open_task_view, sealer_of
 from store.tables import (
     Caregiver,
@@ -84,6 +84,17 @@ class Queries:
 
     def today(self) -> date:
         return self.ctx.today()
+
+    def last_audit(self) -> int:
+        """The newest audit event's id. Every command that changes a case, a person or a
+        pathway audits in its own transaction, so what is computed from the store holds while
+        this stays the same (the workbench's board keeps its cards and charts by it)."""
+        from sqlalchemy import func
+
+        from store.tables import AuditEvent
+
+        with self.ctx.read() as session:
+            return session.exec(select(func.max(AuditEvent.id))).one() or 0
 
     def verify_audit(self, external: list[dict] | None = None) -> list[str]:
         """Problems in the audit chain, checked with the key, the last local checkpoint and
@@ -184,7 +195,9 @@ class Queries:
 
     def snapshots(self, open_only: bool = False, ref: str | None = None,
                   programme: str | None = None) -> list[CaseSnapshot]:
-        """Each case with its engine state (one read transaction), of one programme if given."""
+        """Each case with its engine state (one read transaction, one query per table for all
+        the cases), of one programme if given. For reading: free text stays sealed (see
+        `load_states`)."""
         with self.ctx.read() as session:
             stmt = select(Case).order_by(Case.ref)
             if open_only:
@@ -193,13 +206,12 @@ class Queries:
                 stmt = stmt.where(Case.ref == ref)
             if programme is not None:
                 stmt = stmt.where(Case.programme == programme)
-            out = []
-            for case in session.exec(stmt):
-                spec = self.ctx.spec(session, case.pathway_id)
-                out.append(CaseSnapshot(case.ref, case.id, case.jurisdiction, case.closed_on,
-                                        spec, load_state(session, case, spec, self.ctx.closures),
-                                        case.programme))
-            return out
+            cases = list(session.exec(stmt))
+            specs = {c.id: self.ctx.spec(session, c.pathway_id) for c in cases}
+            ids = stmt.with_only_columns(Case.id).order_by(None)
+            states = load_states(session, cases, specs, self.ctx.closures, ids)
+            return [CaseSnapshot(c.ref, c.id, c.jurisdiction, c.closed_on, specs[c.id],
+                                 states[c.id], c.programme) for c in cases if c.id is not None]
 
     def snapshot(self, ref: str) -> CaseSnapshot:
         found = self.snapshots(ref=ref)

@@ -567,3 +567,27 @@ def test_bank_holidays_come_from_the_generated_table_inside_its_years_and_the_li
     calendar = WorkingCalendar("england-and-wales")
     assert calendar.why_not_working(date(2050, 12, 26)) == "bank holiday: Boxing Day"
     assert calendar.why_not_working(date(2050, 12, 27)) == "bank holiday: Christmas Day (observed)"
+
+
+def test_working_days_between_counts_as_stepping_day_by_day():
+    """The count by whole weeks less holidays and closures (the board reads it for every open
+    item) agrees with stepping over each day, in every nation, across years and closures."""
+    import random
+    from datetime import timedelta
+
+    from models.calendar import JURISDICTIONS, WorkingCalendar
+
+    def stepped(cal, start, end):
+        lo, hi = sorted((start, end))
+        count = sum(cal.is_working_day(lo + timedelta(days=k))
+                    for k in range(1, (hi - lo).days + 1))
+        return count if end >= start else -count
+
+    rnd = random.Random(29)
+    for nation in JURISDICTIONS:
+        cal = WorkingCalendar(nation, frozenset({date(2026, 3, 3), date(2026, 3, 7),
+                                                 date(2025, 12, 25)}))
+        for _ in range(400):
+            a = date(2024, 1, 1) + timedelta(days=rnd.randrange(1500))
+            b = a + timedelta(days=rnd.randrange(-400, 400))
+            assert cal.working_days_between(a, b) == stepped(cal, a, b), (nation, a, b)

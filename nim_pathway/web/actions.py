@@ -1,12 +1,14 @@
-"""The coordinator's actions as forms. Each runs the same domain command as the CLI, as the
-signed-in person, so the policy refuses here exactly what it refuses there (the refusal is
-the page's one error line). Input is checked by the domain's Pydantic models (a referral, a
+"""The coordinator's actions as forms: the machinery (`form_page`), and the case's own actions
+(open a case, pause or resume, exit, transfer). The family's forms are in family_forms.py, the
+court's in court_forms.py. Each runs the same domain command as the CLI, as the signed-in
+person, so the policy refuses here exactly what it refuses there (the refusal is the page's
+one error line). Input is checked by Pydantic models (the domain's own for a referral or a
 child) with errors per field, and kept on the page when refused."""
 
 from __future__ import annotations
 
 from collections.abc import Callable
-from datetime import date
+from dataclasses import dataclass
 from typing import Any
 
 from pydantic import BaseModel, Field, ValidationError
@@ -16,21 +18,21 @@ from starlette.responses import RedirectResponse, Response
 
 from models.errors import CommandError, Refused
 from models.pathway import PathwaySpec
-from models.schemas import MAX_CAREGIVERS, CaregiverIn, ChildIn, Referral
+from models.schemas import MAX_CAREGIVERS, CaregiverIn, Referral
 from nim_pathway.app import Service
-from nim_pathway.commands.base import DELAY_CAUSES
-from nim_pathway.web.forms import FormField, field_errors, model_fields, nested_data
+from nim_pathway.web.forms import FormField, field_errors, model_fields, nested_data, who_words
 from nim_pathway.web.session import Person, render
+from store.views import CaseView
 
 CAREGIVER_ROWS = min(3, MAX_CAREGIVERS)  # rows on the referral form
-COURT_DATES = ("proceedings_issued", "case_management_hearing", "cmh_held",
-               "issues_resolution_hearing", "final_hearing")
 
 
 class PauseForm(BaseModel):
-    action: str = Field(description="pause or resume NIM's work")
+    action: str = Field(description="pause or resume")
+    person: str | None = Field(default=None, max_length=40, description=(
+        "whose work (blank: the whole family's)"))
     reason: str | None = Field(default=None, max_length=500,
-                               description="why NIM's work pauses (not kept on the board)")
+                               description="why the work pauses (not kept on the board)")
 
 
 class ExitForm(BaseModel):
@@ -38,19 +40,10 @@ class ExitForm(BaseModel):
     note: str = Field(default="", max_length=2000)
 
 
-class FinalOrderForm(BaseModel):
-    made_on: date
-    kind: str = Field(min_length=1, max_length=100, description="kind of order")
-    follows_recommendation: bool = False
-    child: str | None = Field(default=None, pattern=r"^child-\d+$",
-                              description="one child (child-2) where the orders differ")
-
-
-class CourtDateForm(BaseModel):
-    anchor: str = Field(description="which date")
-    value: date = Field(description="the date")
-    cause: str = Field(min_length=1, max_length=500, description="why it is set or moved")
-    category: str = Field(default="court", description="cause of any delay")
+class TransferForm(BaseModel):
+    site: str = Field(min_length=1, max_length=100, description="the receiving site")
+    team: str = Field(min_length=1, max_length=100,
+                      description="the receiving team (takes the programme's open work)")
 
 
 def referral_fields(svc: Service) -> list[FormField]:
@@ -65,9 +58,42 @@ def referral_fields(svc: Service) -> list[FormField]:
     return fields[:at] + rows + fields[at:]
 
 
-def choose(fields: list[FormField], name: str, choices: list[str]) -> list[FormField]:
-    return [FormField(f.name, f.label, "choice", f.required, tuple((c, c) for c in choices))
-            if f.name == name else f for f in fields]
+def choose(fields: list[FormField], name: str,
+           choices: list[str] | list[tuple[str, str]]) -> list[FormField]:
+    """`fields` with `name` made a choice of `choices` (values, or (value, label) pairs)."""
+    pairs = tuple(c if isinstance(c, tuple) else (c, c) for c in choices)
+    return [FormField(f.name, f.label, "choice", f.required, pairs) if f.name == name else f
+            for f in fields]
+
+
+@dataclass(frozen=True)
+class CaseInfo:
+    """What a case's forms offer as choices: its pathway and its people, by key."""
+
+    spec: PathwaySpec
+    view: CaseView
+
+    def children(self) -> list[tuple[str, str]]:
+        return [(c.key, who_words(c.key)) for c in self.view.children]
+
+    def caregivers(self) -> list[tuple[str, str]]:
+        return [(c.key, f"{who_words(c.key)} (consent: {c.consent or 'not asked yet'})")
+                for c in self.view.caregivers if c.active]
+
+
+async def case_info(svc: Service, ref: str) -> CaseInfo | str:
+    """The case's pathway and people, or why there are none (an unknown reference)."""
+    def read() -> CaseInfo:
+        return CaseInfo(svc.queries.pathway(ref), svc.queries.show(ref))
+
+    try:
+        return await run_in_threadpool(read)
+    except CommandError as exc:
+        return str(exc)
+
+
+def not_found(me: Person, error: str) -> Response:
+    return render("error.html.j2", 404, me=me, title="Not found", error=error)
 
 
 async def form_page(request: Request, me: Person, heading: str, fields: list[FormField],
@@ -104,77 +130,54 @@ async def open_case(request: Request, svc: Service, me: Person) -> Response:
         lambda res: f"/cases/{res.ref}?done=opened", button="Open the case")
 
 
-async def add_child(request: Request, svc: Service, me: Person) -> Response:
-    ref = request.path_params["ref"]
-    return await form_page(request, me, f"{ref}: add a child", model_fields(ChildIn), ChildIn,
-                           lambda c: svc.family.add_child(ref, c, me.handle),
-                           lambda _: f"/cases/{ref}?done=child", ref, "Add the child")
-
-
 def _pause(svc: Service, ref: str, me: Person, form: PauseForm) -> Any:  # noqa: ANN401
     if form.action == "resume":
-        return svc.cases.resume(ref, me.handle)
-    return svc.cases.pause(ref, form.reason or "", me.handle)
+        return svc.cases.resume(ref, me.handle, form.person)
+    return svc.cases.pause(ref, form.reason or "", me.handle, form.person)
 
 
 async def pause(request: Request, svc: Service, me: Person) -> Response:
     ref = request.path_params["ref"]
-    fields = choose(model_fields(PauseForm), "action", ["pause", "resume"])
-    return await form_page(request, me, f"{ref}: pause or resume NIM's work", fields,
+    case = await case_info(svc, ref)
+    if isinstance(case, str):
+        return not_found(me, case)
+    people = [(k, w) for k, w in case.children()] + [
+        (c.key, who_words(c.key)) for c in case.view.caregivers if c.active]
+    fields = choose(choose(model_fields(PauseForm), "action", ["pause", "resume"]), "person",
+                    people)
+    return await form_page(request, me, f"{ref}: pause or resume the work", fields,
                            PauseForm, lambda f: _pause(svc, ref, me, f),
-                           lambda _: f"/cases/{ref}?done=pause", ref)
-
-
-async def _pathway_of(svc: Service, ref: str) -> PathwaySpec | str:
-    """The case's pathway, or why there is none (an unknown reference)."""
-    try:
-        return await run_in_threadpool(svc.queries.pathway, ref)
-    except CommandError as exc:
-        return str(exc)
+                           lambda f: f"/cases/{ref}?done=pause", ref)
 
 
 async def exit_case(request: Request, svc: Service, me: Person) -> Response:
     ref = request.path_params["ref"]
-    spec = await _pathway_of(svc, ref)
-    if isinstance(spec, str):
-        return render("error.html.j2", 404, me=me, title="Not found", error=spec)
-    fields = [FormField(f.name, f.label, "choice", f.required,
-                        tuple((k, e.label) for k, e in spec.exits.items()))
-              if f.name == "reason" else f for f in model_fields(ExitForm)]
+    case = await case_info(svc, ref)
+    if isinstance(case, str):
+        return not_found(me, case)
+    fields = choose(model_fields(ExitForm), "reason",
+                    [(k, e.label) for k, e in case.spec.exits.items()])
     return await form_page(request, me, f"{ref}: the family leaves the pathway", fields,
                            ExitForm, lambda f: svc.cases.exit_case(ref, f.reason, f.note,
                                                                    me.handle),
                            lambda _: f"/cases/{ref}?done=exit", ref, "Record the exit")
 
 
-async def final_order(request: Request, svc: Service, me: Person) -> Response:
+async def transfer(request: Request, svc: Service, me: Person) -> Response:
     ref = request.path_params["ref"]
-    spec = await _pathway_of(svc, ref)
-    if isinstance(spec, str):
-        return render("error.html.j2", 404, me=me, title="Not found", error=spec)
-    fields = [FormField(f.name, f.label, "choice", f.required,
-                        tuple(spec.court.order_kinds.items())) if f.name == "kind" else f
-              for f in model_fields(FinalOrderForm)]
-    return await form_page(
-        request, me, f"{ref}: record the final order", fields,
-        FinalOrderForm, lambda f: svc.court.record_final_order(
-            ref, f.made_on, f.kind, f.follows_recommendation, me.handle, f.child),
-        lambda _: f"/cases/{ref}?done=final-order", ref, "Record the order")
-
-
-async def court_date(request: Request, svc: Service, me: Person) -> Response:
-    ref = request.path_params["ref"]
-    fields = choose(choose(model_fields(CourtDateForm), "anchor", list(COURT_DATES)),
-                    "category", list(DELAY_CAUSES))
-    return await form_page(
-        request, me, f"{ref}: record a court date", fields, CourtDateForm,
-        lambda f: svc.cases.move_date(ref, f.anchor, f.value, f.cause, me.handle, f.category),
-        lambda _: f"/cases/{ref}?done=court-date", ref, "Record the date")
+    case = await case_info(svc, ref)
+    if isinstance(case, str):
+        return not_found(me, case)
+    teams = await run_in_threadpool(
+        lambda: sorted({p.team for p in svc.queries.practitioners() if p.active and p.team}))
+    fields = choose(model_fields(TransferForm), "team", teams)
+    return await form_page(request, me, f"{ref}: transfer to another site", fields,
+                           TransferForm, lambda f: svc.cases.transfer(ref, f.site, f.team,
+                                                                      me.handle),
+                           lambda _: f"/cases/{ref}?done=transfer", ref, "Transfer the case")
 
 
 ROUTES = [("/cases/new", open_case, ["GET", "POST"]),
-          ("/cases/{ref}/child", add_child, ["GET", "POST"]),
           ("/cases/{ref}/pause", pause, ["GET", "POST"]),
           ("/cases/{ref}/exit", exit_case, ["GET", "POST"]),
-          ("/cases/{ref}/final-order", final_order, ["GET", "POST"]),
-          ("/cases/{ref}/court-date", court_date, ["GET", "POST"])]
+          ("/cases/{ref}/transfer", transfer, ["GET", "POST"])]

@@ -1,5 +1,6 @@
 """The workbench's routes: sign-in and sign-out, My work and a task's form. The board and
-case pages are in board.py, the coordinator's forms in actions.py."""
+case pages are in board.py, the coordinator's forms in actions.py (the case's own),
+family_forms.py and court_forms.py."""
 
 from __future__ import annotations
 
@@ -17,7 +18,7 @@ from starlette.routing import Route
 from models.errors import AlreadyDone, CommandError
 from models.refs import TaskRef
 from nim_pathway.app import Service
-from nim_pathway.web import actions, board, enrol
+from nim_pathway.web import actions, board, court_forms, enrol, family_forms
 from nim_pathway.web.forms import field_errors, outcome_fields, outcome_from_form, task_label
 from nim_pathway.web.session import (
     SESSION_COOKIE,
@@ -115,7 +116,8 @@ def create_app(svc: Service) -> Starlette:
         Route("/work", signed_in(svc, my_work)),
         Route("/tasks/{ref}/{key}", signed_in(svc, task_form), methods=["GET", "POST"]),
         *[Route(path, signed_in(svc, h), methods=methods)  # /cases/new before /cases/{ref}
-          for path, h, methods in actions.ROUTES + board.ROUTES],
+          for path, h, methods in (actions.ROUTES + family_forms.ROUTES + court_forms.ROUTES
+                                    + board.ROUTES)],
     ]
     return Starlette(routes=routes)
 

@@ -4,6 +4,9 @@ its timeline picture, and the pathway as a picture."""
 
 from __future__ import annotations
 
+import threading
+import weakref
+from collections import OrderedDict
 from typing import Any
 
 from starlette.concurrency import run_in_threadpool
@@ -43,7 +46,33 @@ RAG_WORDS = {"red": "red: own work overdue", "amber": "amber: own work due soon"
              "green": "green: on track"}
 
 
+_CACHE: weakref.WeakKeyDictionary[Queries, OrderedDict[tuple, dict]] = \
+    weakref.WeakKeyDictionary()
+CACHED_BOARDS = 16  # per store: the filters a team uses
+_LOCK = threading.Lock()  # pages are served from a thread pool
+
+
 def board_data(svc: Service, programme: str | None, nation: str | None) -> dict:
+    """The board for these filters, computed again only when the store changed (a new audit
+    event: every command audits) or the day turned (RAG counts working days from today);
+    otherwise the same cards and charts as the last request, without reading every case."""
+    key = (svc.queries.last_audit(), svc.queries.today(), programme, nation,
+           svc.settings.rag_amber_working_days)
+    with _LOCK:
+        boards = _CACHE.setdefault(svc.queries, OrderedDict())
+        kept = boards.get(key)
+        if kept is not None:
+            boards.move_to_end(key)
+            return kept
+    data = compute_board(svc, programme, nation)  # two requests at once may both compute it
+    with _LOCK:
+        boards[key] = data
+        while len(boards) > CACHED_BOARDS:
+            boards.popitem(last=False)
+    return data
+
+
+def compute_board(svc: Service, programme: str | None, nation: str | None) -> dict:
     """The board's cards by stage (in the pathways' stage order), its filters and charts."""
     specs = svc.queries.installed_specs()
     programmes = sorted({s.programme for s in specs.values()})
