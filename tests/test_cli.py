@@ -400,12 +400,14 @@ def test_practitioner_update_and_outbox_preview_from_the_command_line(team, tmp_
     rows = json.loads(run("outbox", "list", "--json", "--as", "mgr.okafor").stdout)
     handoff = next(r for r in rows if r["recipient"] == "practitioner:mgr.okafor")
     assert handoff["status"] == "pending"
-    assert handoff["subject"] == "[NIM-2026-0001] New task for you: Triage the referral"
+    # triage is due in 7 days, so its 7-day notice is already due: one message says both
+    assert handoff["subject"] == ("[NIM-2026-0001] New task for you, due in 7 days: "
+                                  "Triage the referral")
     assert handoff["preview"].startswith("Triage the referral on case NIM-2026-0001")
     assert "Sentinel" not in json.dumps(rows)
     table = run("outbox", "list", "--as", "mgr.okafor").stdout  # not a terminal: tab-separated
     assert "subject\tpreview" in table.splitlines()[0]
-    assert "New task for you: Triage the referral" in table
+    assert "New task for you, due in 7 days: Triage the referral" in table
 
 
 def test_pause_one_caregiver_and_a_direction_that_binds_the_report(team, tmp_path):
