@@ -82,10 +82,13 @@ def load_state(session: Session, case: Case, spec: PathwaySpec,
                           p.get("person")) for p in case.pauses or []],
         paused_people={k: date.fromisoformat(v) for k, v in (case.paused_people or {}).items()},
         directions=[eng.Direction(d["document"], date.fromisoformat(d["by"]),
-                                  date.fromisoformat(d["given_on"]), tuple(d["tasks"]))
+                                  date.fromisoformat(d["given_on"]), tuple(d["tasks"]),
+                                  d.get("child"))
                     for d in case.directions or []],
+        orders=[eng.CourtOrder(date.fromisoformat(o["made_on"]), o["kind"], o["child"],
+                               o.get("court", "")) for o in case.orders or []],
         stage=case.stage, decisions=decisions, closed_on=case.closed_on, closures=closures,
-        extensions=[eng.Extension(e.granted_on, e.weeks, e.reason) for e in session.exec(
+        extensions=[eng.Extension(e.granted_on, e.weeks, e.reason, e.child) for e in session.exec(
             select(CourtExtension).where(CourtExtension.case_id == case.id)
             .order_by(CourtExtension.id))],
     )
@@ -112,7 +115,10 @@ def save_state(session: Session, case: Case, state: eng.CaseState, effects: list
                     **({"person": p.person} if p.person else {})} for p in state.pauses] or None
     case.paused_people = {k: str(v) for k, v in state.paused_people.items()} or None
     case.directions = [{"document": d.document, "by": str(d.by), "given_on": str(d.given_on),
-                        "tasks": list(d.tasks)} for d in state.directions] or None
+                        "tasks": list(d.tasks), **({"child": d.child} if d.child else {})}
+                       for d in state.directions] or None
+    case.orders = [{"made_on": str(o.made_on), "kind": o.kind, "child": o.child,
+                    **({"court": o.court} if o.court else {})} for o in state.orders] or None
     case.child_orders = {k: {"made_on": str(o.made_on), "kind": o.kind,
                              "follows": o.follows_recommendation}
                          for k, o in state.child_orders.items()} or None
@@ -124,7 +130,8 @@ def save_state(session: Session, case: Case, state: eng.CaseState, effects: list
         CourtExtension.case_id == case.id)).all())
     for ext in state.extensions[stored:]:  # extensions are only ever added
         session.add(CourtExtension(case_id=case.id, granted_on=ext.granted_on, weeks=ext.weeks,
-                                   reason=ext.reason, recorded_by=actor, recorded_at=now))
+                                   reason=ext.reason, child=ext.child, recorded_by=actor,
+                                   recorded_at=now))
     existing_anchors = {a.name: a for a in session.exec(
         select(CaseAnchor).where(CaseAnchor.case_id == case.id))}
     causes = {e.detail["anchor"]: e.detail["cause"] for e in effects if e.kind == "anchor-moved"}
