@@ -207,7 +207,7 @@ def _twins_in_assessment() -> eng.CaseState:
 
 def test_a_direction_naming_a_child_binds_that_childs_work_only():
     case = _twins_in_assessment()
-    mine, theirs = case.tasks["child-assessment-child-2"], case.tasks["child-assessment"]
+    mine, theirs = case.tasks["child-assessment-child-2"], case.tasks["child-assessment-child-1"]
     assert mine.due == theirs.due == date(2026, 3, 23)
     # Mon 2 Feb: in child-2's proceedings the court directs their assessment by Fri 13 Mar
     effects = eng.add_direction(SPEC, case, "child-assessment", None, date(2026, 3, 13),
@@ -249,13 +249,13 @@ def test_a_direction_for_a_child_is_kept_by_the_store(store, clock):
     tasks = _open_tasks(store, ref)
     # assessment from Mon 12 Jan: + 8 weeks = Mon 9 Mar, earlier than the court's 13 Mar:
     # the pathway's date stands for both children
-    assert tasks["child-assessment"].due == tasks["child-assessment-child-2"].due == \
+    assert tasks["child-assessment-child-1"].due == tasks["child-assessment-child-2"].due == \
         date(2026, 3, 9)
     clock.set(datetime(2026, 1, 13, 10, tzinfo=UK))
     store.cases.move_date(ref, "stage:assessment", date(2026, 1, 26), "corrected", "coord.ali")
     tasks = _open_tasks(store, ref)
     # 26 Jan + 56 days = Mon 23 Mar for child-1; child-2's direction binds: Fri 13 Mar
-    assert tasks["child-assessment"].due == date(2026, 3, 23)
+    assert tasks["child-assessment-child-1"].due == date(2026, 3, 23)
     assert tasks["child-assessment-child-2"].due == date(2026, 3, 13)
 
 
@@ -311,3 +311,49 @@ def test_each_nation_declares_the_adoption_order_and_what_it_ends():
         assert "placement-order" not in spec.court.ends_looked_after, profile
     for profile in ("england", "wales", "northern-ireland", "fdac-england"):
         assert load_pathway(profile).court.looked_after_under == ["interim-care-order"]
+
+
+# --- 4. the first child's keys in a sibling group -----------------------------------------------
+
+def _engine_case(children: list[str]) -> eng.CaseState:
+    case = eng.CaseState(ref="NIM-2026-0001", jurisdiction="england-and-wales",
+                         anchors={"care_entry": date(2026, 1, 5), "referral": date(2026, 1, 12),
+                                  "proceedings_issued": date(2026, 1, 8)},
+                         settings=dict(SPEC.settings), caregivers=eng.caregiver_keys(["mother"]),
+                         children=children)
+    eng.open_case(SPEC, case, date(2026, 1, 12))
+    return case
+
+
+def test_a_sibling_groups_first_child_has_their_key_on_every_piece_of_their_work():
+    case = _engine_case(["child-1", "child-2"])
+    mine = sorted(k for k, t in case.tasks.items() if t.child == "child-1")
+    assert mine == ["lac-review-child-1-1", "sw-visit-child-1-1"]
+    # first review 20 working days after Mon 5 Jan: Mon 2 Feb (6-9 Jan 4, 12-16 9, 19-23 14,
+    # 26-30 19, 2 Feb 20); held then, the next is its series' second, keyed the same way
+    eng.complete_task(SPEC, case, "lac-review-child-1-1", {}, "iro", date(2026, 2, 2))
+    assert "lac-review-child-1-2" in case.tasks and "lac-review-2" not in case.tasks
+    eng.complete_task(SPEC, case, "triage", {"accepted": True}, "mgr", date(2026, 2, 2))
+    eng.complete_task(SPEC, case, "consent-mother", {"consent": "given"}, "sw",
+                      date(2026, 2, 2))
+    assert {"child-assessment-child-1", "wmci-mother-child-1", "child-assessment-child-2",
+            "wmci-mother-child-2"} <= set(case.tasks)
+    # a new placement for child-1 restarts their visits under their key
+    eng.change_placement(SPEC, case, date(2026, 2, 9), "child-1", "foster")
+    assert case.tasks["sw-visit-child-1-2"].state == eng.OPEN
+
+
+def test_a_case_whose_first_child_has_plain_keys_keeps_them_when_a_sibling_joins():
+    # a one-child case (like every case stored before keys named the first child) keeps the
+    # first child's keys as they are: timers, runs, messages and the audit log name them
+    case = _engine_case(["child-1"])
+    assert "lac-review-1" in case.tasks
+    eng.add_child(SPEC, case, date(2026, 3, 2), looked_after_from=date(2026, 2, 23))
+    eng.complete_task(SPEC, case, "lac-review-1", {}, "iro", date(2026, 3, 2))
+    assert "lac-review-2" in case.tasks and "lac-review-child-1-2" not in case.tasks
+    assert "lac-review-child-2-1" in case.tasks
+    eng.complete_task(SPEC, case, "triage", {"accepted": True}, "mgr", date(2026, 3, 2))
+    eng.complete_task(SPEC, case, "consent-mother", {"consent": "given"}, "sw",
+                      date(2026, 3, 2))
+    assert {"child-assessment", "child-assessment-child-2"} <= set(case.tasks)
+    assert "child-assessment-child-1" not in case.tasks

@@ -11,6 +11,7 @@ from models.engine.scheduling import (
     _due,
     _task_key,
     again_anchor,
+    first_child_keyed,
     placement_applies,
     set_due,
 )
@@ -57,7 +58,7 @@ def change_placement(spec: PathwaySpec, case: CaseState, start: date,
         mine = child if per_child else None
         n = 1 + max((t.occurrence for t in case.tasks.values()
                      if t.spec_id == spec_task.id and t.child == mine), default=0)
-        key = _task_key(spec_task, None, n, True, mine)
+        key = _task_key(spec_task, None, n, True, mine, first_child_keyed(case))
         d = _due(case, spec_task.due, "placement start", start, spec_task.kind)
         case.tasks[key] = TaskState(key=key, spec_id=spec_task.id, stage="statutory",
                                     title=spec_task.title, role=spec_task.role, due=d.due,
@@ -124,7 +125,7 @@ def looked_after_again(spec: PathwaySpec, case: CaseState, on: date, why: str,
             continue
         n = 1 + max((t.occurrence for t in case.tasks.values()
                      if t.spec_id == spec_task.id and t.child == child), default=0)
-        key = _task_key(spec_task, None, n, True, child)
+        key = _task_key(spec_task, None, n, True, child, first_child_keyed(case))
         due, explanation = _apply_step(case, spec_task, 1, child)
         task = case.tasks[key] = TaskState(
             key=key, spec_id=spec_task.id, stage="statutory", title=spec_task.title,

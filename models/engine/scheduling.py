@@ -3,6 +3,7 @@ a recurring series, and re-dating open work when a date it hangs on moves."""
 
 from __future__ import annotations
 
+import re
 from datetime import date
 
 from models.calendar import ADJUST_FOR_KIND, compute_due
@@ -127,12 +128,27 @@ def set_due(case: CaseState, task: TaskState, due: date, why: str) -> bool:
     return moved
 
 
+_FIRST_CHILD_KEY = re.compile(rf"-{FIRST_CHILD}(-|$)")
+
+
+def first_child_keyed(case: CaseState) -> bool:
+    """Whether the first child's work carries their key beside a sibling's on this case
+    (`child-assessment-child-1` beside `child-assessment-child-2`). A case opened with a
+    sibling group does. A case whose first child already has work keyed without it keeps that
+    (every case stored before, and a one-child case that later gains a sibling): a stored key
+    never changes, since timers, Prefect runs, messages and the audit log name it."""
+    mine = [t.key for t in case.tasks.values() if t.child == FIRST_CHILD]
+    if mine:
+        return any(_FIRST_CHILD_KEY.search(k) for k in mine)
+    return len(case.children) > 1
+
+
 def _task_key(spec_task: TaskSpec, caregiver: str | None, occurrence: int, many: bool,
-              child: str | None = None) -> str:
+              child: str | None = None, first_keyed: bool = False) -> str:
     key = spec_task.id
     if caregiver:
         key += f"-{caregiver}"
-    if child and child != FIRST_CHILD:
+    if child and (child != FIRST_CHILD or first_keyed):
         key += f"-{child}"
     if many:
         key += f"-{occurrence}"
@@ -145,11 +161,12 @@ def _create_tasks(spec: PathwaySpec, case: CaseState, spec_task: TaskSpec, stage
     count = spec_task.count
     count = case.settings[count] if isinstance(count, str) else count
     many = count > 1 or bool(spec_task.then_every)
+    first_keyed = first_child_keyed(case)
     for child, caregiver in _subjects(spec, spec_task, case):
         if not placement_applies(spec, spec_task, case, child):
             continue
         for occurrence in range(1, count + 1):
-            key = _task_key(spec_task, caregiver, occurrence, many, child)
+            key = _task_key(spec_task, caregiver, occurrence, many, child, first_keyed)
             if key in case.tasks:
                 continue
             due, why = _apply_step(case, spec_task, occurrence, child, late_from)
@@ -188,7 +205,7 @@ def _next_in_series(
             child_anchor("ceased_looked_after", done.child) in case.anchors:
         return []  # no more reviews or visits once the child is no longer looked after
     n = done.occurrence + 1
-    key = _task_key(spec_task, done.caregiver, n, True, done.child)
+    key = _task_key(spec_task, done.caregiver, n, True, done.child, first_child_keyed(case))
     if key in case.tasks:
         return []
     step = _series_step(spec_task, done.occurrence, case, done.child)

@@ -21,7 +21,7 @@ class AlreadyCompleted(EngineError):
     """The task was completed before; nothing changes."""
 
 
-FIRST_CHILD = "child-1"  # a one-child case's keys carry no child suffix
+FIRST_CHILD = "child-1"  # a one-child case's keys carry no child suffix (first_child_keyed)
 
 
 @dataclass
