@@ -89,7 +89,7 @@ def direction_conflicts(sim: eng.CaseState) -> list[str]:
     for t in sorted(sim.tasks.values(), key=lambda t: (t.pathway_due or t.due, t.key)):
         if t.pathway_due is None or t.state == eng.CANCELLED:
             continue
-        binding = min((d for d in sim.directions if t.spec_id in d.tasks and d.by < t.pathway_due),
+        binding = min((d for d in sim.directions if d.binds(t.spec_id, t.child) and d.by < t.pathway_due),
                       key=lambda d: (d.by, d.given_on), default=None)
         if binding is None:
             continue

@@ -71,7 +71,7 @@ def load_state(session: Session, case: Case, spec: PathwaySpec,
         select(Decision).where(Decision.case_id == case.id))}
     children = list(session.exec(select(Child.key).where(
         Child.case_id == case.id, Child.removed_on.is_(None)).order_by(Child.id)))
-    extensions = [(e.granted_on, e.weeks, e.reason) for e in session.exec(
+    extensions = [(e.granted_on, e.weeks, e.reason, e.child) for e in session.exec(
         select(CourtExtension).where(CourtExtension.case_id == case.id)
         .order_by(CourtExtension.id))]
     placements = {p.child: p.kind for p in session.exec(
@@ -105,7 +105,8 @@ def load_states(session: Session, cases: list[Case], specs: dict[int, PathwaySpe
                   Caregiver.active)
     decisions = rows(Decision.kind, Decision.outcome)
     children = rows(Child.key, where=Child.removed_on.is_(None))
-    extensions = rows(CourtExtension.granted_on, CourtExtension.weeks, CourtExtension.reason)
+    extensions = rows(CourtExtension.granted_on, CourtExtension.weeks, CourtExtension.reason,
+                      CourtExtension.child)
     placements = rows(Placement.child, Placement.kind, where=Placement.end.is_(None))
     tasks = rows(*(getattr(Task, name) for name in TASK_STATE_FIELDS))
     return {case.id: _state(
@@ -132,11 +133,14 @@ def _state(case: Case, spec: PathwaySpec, closures: frozenset[date], anchors: di
                           p.get("person")) for p in case.pauses or []],
         paused_people={k: date.fromisoformat(v) for k, v in (case.paused_people or {}).items()},
         directions=[eng.Direction(d["document"], date.fromisoformat(d["by"]),
-                                  date.fromisoformat(d["given_on"]), tuple(d["tasks"]))
+                                  date.fromisoformat(d["given_on"]), tuple(d["tasks"]),
+                                  d.get("child"))
                     for d in case.directions or []],
+        orders=[eng.CourtOrder(date.fromisoformat(o["made_on"]), o["kind"], o["child"],
+                               o.get("court", "")) for o in case.orders or []],
         stage=case.stage, decisions=decisions, closed_on=case.closed_on, closures=closures,
-        extensions=[eng.Extension(granted_on, weeks, reason)
-                    for granted_on, weeks, reason in extensions],
+        extensions=[eng.Extension(granted_on, weeks, reason, child)
+                    for granted_on, weeks, reason, child in extensions],
     )
     # each child's current placement kind: it picks the visit cadence (sw-visit-weekly)
     state.placement_kinds = placements
@@ -159,7 +163,10 @@ def save_state(session: Session, case: Case, state: eng.CaseState, effects: list
                     **({"person": p.person} if p.person else {})} for p in state.pauses] or None
     case.paused_people = {k: str(v) for k, v in state.paused_people.items()} or None
     case.directions = [{"document": d.document, "by": str(d.by), "given_on": str(d.given_on),
-                        "tasks": list(d.tasks)} for d in state.directions] or None
+                        "tasks": list(d.tasks), **({"child": d.child} if d.child else {})}
+                       for d in state.directions] or None
+    case.orders = [{"made_on": str(o.made_on), "kind": o.kind, "child": o.child,
+                    **({"court": o.court} if o.court else {})} for o in state.orders] or None
     case.child_orders = {k: {"made_on": str(o.made_on), "kind": o.kind,
                              "follows": o.follows_recommendation}
                          for k, o in state.child_orders.items()} or None
@@ -171,7 +178,8 @@ def save_state(session: Session, case: Case, state: eng.CaseState, effects: list
         CourtExtension.case_id == case.id)).all())
     for ext in state.extensions[stored:]:  # extensions are only ever added
         session.add(CourtExtension(case_id=case.id, granted_on=ext.granted_on, weeks=ext.weeks,
-                                   reason=ext.reason, recorded_by=actor, recorded_at=now))
+                                   reason=ext.reason, child=ext.child, recorded_by=actor,
+                                   recorded_at=now))
     existing_anchors = {a.name: a for a in session.exec(
         select(CaseAnchor).where(CaseAnchor.case_id == case.id))}
     causes = {e.detail["anchor"]: e.detail["cause"] for e in effects if e.kind == "anchor-moved"}

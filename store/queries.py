@@ -43,6 +43,7 @@ from store.views import (
     FinalOrderView,
     InstalledPathway,
     OpenTask,
+    OrderView,
     PlacementView,
     PractitionerView,
     RetentionRow,
@@ -285,13 +286,15 @@ class Queries:
             dates=dict(sorted(state.anchors.items(), key=lambda kv: kv[1])),
             decisions=dict(state.decisions),
             court=CourtView(
-                tuple(ExtensionView(e.granted_on, e.weeks, e.reason) for e in state.extensions),
+                tuple(ExtensionView(e.granted_on, e.weeks, e.reason, e.child)
+                      for e in state.extensions),
                 FinalOrderView(state.final_order.made_on, state.final_order.kind,
                                state.final_order.follows_recommendation)
                 if state.final_order else None,
                 {k: FinalOrderView(o.made_on, o.kind, o.follows_recommendation)
                  for k, o in state.child_orders.items()} or None,
-                tuple((d.document, d.by, d.given_on) for d in state.directions)),
+                tuple((d.document, d.by, d.given_on) for d in state.directions),
+                tuple(OrderView(o.child, o.kind, o.made_on, o.court) for o in state.orders)),
             looked_after=any(eng.child_anchor("ceased_looked_after", c) not in state.anchors
                              for c in state.children),  # any child of the family still is
             children=tuple(ChildView(
@@ -366,8 +369,13 @@ class Queries:
             rows.append(TimelineRow(state.closed_on, f"left the pathway: {state.exit_reason}",
                                     None, "", ""))
         for ext in state.extensions:  # the court's reason stays in the case store
-            rows.append(TimelineRow(ext.granted_on, f"court timetable extended {ext.weeks} weeks",
-                                    None, "", ""))
+            whose = f" ({ext.child}'s own application)" if ext.child else ""
+            rows.append(TimelineRow(ext.granted_on, f"court timetable extended {ext.weeks} "
+                                    f"weeks{whose}", None, "", ""))
+        labels = {**spec.court.order_kinds, **spec.court.interim_order_kinds}
+        for o in state.orders:  # interim orders, and orders after the final one
+            rows.append(TimelineRow(o.made_on, f"{labels.get(o.kind, o.kind).lower()} made for "
+                                    f"{o.child}", None, "", ""))
         if state.closed_on:
             rows.append(TimelineRow(state.closed_on, "case closed", None, "", ""))
         rows.sort(key=lambda r: (r.date, r.event))
@@ -445,7 +453,8 @@ def _birthday(dob: date, years: int) -> date:
 
 def _left_care(spec: PathwaySpec, state: eng.CaseState, child: str, on: date) -> str:
     """Why a child stopped being looked after: the order that ended it, or a recorded end."""
-    order = state.child_orders.get(child) or state.final_order
+    order = next((o for o in reversed(state.orders) if o.child == child and o.made_on == on),
+                 None) or state.child_orders.get(child) or state.final_order
     if order and order.made_on == on and order.kind in spec.court.ends_looked_after:
         return (f"{child} no longer looked after: {spec.court.order_kinds[order.kind].lower()} "
                 f"made on {on}")

@@ -61,6 +61,9 @@ class Case(SQLModel, table=True):
     # court directions binding the tasks that produce a document:
     # [{document, by, given_on, tasks}], in the order given
     directions: list | None = _json()
+    # interim orders (and orders after the disposal, e.g. adoption) made for each child:
+    # [{made_on, kind, child, court}], in the order recorded
+    orders: list | None = _json()
 
 
 class CourtExtension(SQLModel, table=True):
@@ -72,6 +75,7 @@ class CourtExtension(SQLModel, table=True):
     granted_on: date
     weeks: int
     reason: str
+    child: str | None = None  # a child's own application's timetable; None: the family's
     recorded_by: str
     recorded_at: datetime
 

@@ -123,6 +123,17 @@ class ExtensionView:
     granted_on: date
     weeks: int
     reason: str
+    child: str | None = None  # a child's own application's; None: the family's
+
+
+@dataclass(frozen=True, slots=True)
+class OrderView:
+    """An interim order, or an order after the final one (adoption), made for one child."""
+
+    child: str
+    kind: str
+    made_on: date
+    court: str = ""
 
 
 @dataclass(frozen=True, slots=True)
@@ -141,6 +152,8 @@ class CourtView:
     child_orders: dict[str, FinalOrderView] | None = None  # where a sibling group's differ
     # directions binding the work that produces a document: (document, by, given on)
     directions: tuple[tuple[str, date, date], ...] = ()
+    # interim orders and orders after the final one, per child, in the order recorded
+    orders: tuple[OrderView, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)

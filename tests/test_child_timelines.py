@@ -91,7 +91,7 @@ def test_a_sibling_groups_later_child_in_the_referral_has_their_own_dates(store)
     # 19-23 14, 26-30 19, 2 Feb 20); child-2 from Fri 9 Jan: 12-16 5, 19-23 10, 26-30 15,
     # 2-6 Feb 20 -> Fri 6 Feb
     tasks = _open_tasks(store, ref)
-    assert tasks["lac-review-1"].due == date(2026, 2, 2)
+    assert tasks["lac-review-child-1-1"].due == date(2026, 2, 2)
     assert tasks["lac-review-child-2-1"].due == date(2026, 2, 6)
     # the family's placement cannot have begun before the child was looked after
     with pytest.raises(ValidationError, match="placement start 2026-01-05 is before care entry "

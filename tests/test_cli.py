@@ -35,7 +35,7 @@ def test_open_from_file_then_work_the_case(team, tmp_path):
     referral = tmp_path / "referral.yaml"
     referral.write_text(yaml.safe_dump(referral_data()))
     out = run("case", "open", "--file", str(referral), "--as", "coord.ali").stdout
-    assert out.startswith("opened NIM-2026-0001 on pathway england@2026.8")
+    assert out.startswith("opened NIM-2026-0001 on pathway england@2026.9")
     shown = json.loads(run("case", "show", "NIM-2026-0001", "--json").stdout)
     assert shown["stage"] == "referral" and "Sentinel" not in json.dumps(shown)
     tasks = json.loads(run("task", "list", "--role", "nim-service-manager", "--json").stdout)
@@ -78,7 +78,7 @@ def test_open_from_flags_and_refusals(team):
     assert "before the date of birth" in before_birth.stderr
     assert json.loads(run("case", "list", "--json").stdout) == []
     ok = run(*args, "--dob", "2025-10-01", "--setting", "treatment_months=9")
-    assert "scotland@2026.8" in ok.stdout
+    assert "scotland@2026.9" in ok.stdout
     run("case", "show", "NIM-2099-0009", code=2)
     unknown_role = run("practitioner", "add", "x.y", "--role", "wizard", "--name", "X",
                        "--as", "admin.demo", code=2)
@@ -232,7 +232,7 @@ def test_identity_is_proven_not_typed(team, cli_env, tmp_path):
     # a forged pathway file is neither opened on nor installed by a psychologist
     forged = tmp_path / "forged.yaml"
     forged.write_text(Path("pathways/england.yaml").read_text().replace(
-        'version: "2026.8"', 'version: "2099.1"'))
+        'version: "2026.9"', 'version: "2099.1"'))
     err = run("case", "open", "--file", str(referral), "--pathway", str(forged),
               "--as", "coord.ali", code=2).stderr
     assert "pathway" in err

@@ -272,7 +272,7 @@ def test_a_site_runs_both_programmes_and_reports_each(store, clock):
     fdac = store.cases.open_case(_fdac_referral(), "coord.ali").ref
     assert store.queries.show(nim).programme == "nim"
     shown = store.queries.show(fdac)
-    assert (shown.programme, shown.pathway, shown.stage) == ("fdac", "fdac-england@2026.2",
+    assert (shown.programme, shown.pathway, shown.stage) == ("fdac", "fdac-england@2026.3",
                                                              "introduction")
     q = store.queries
     assert [r.case for r in caseload_board(q, "fdac")] == [fdac]
@@ -348,7 +348,7 @@ def test_cli_open_on_fdac_work_the_trial_and_decide(cli_run, tmp_path):
     assert "error: pathway england runs programme nim, not fdac" in refused.stderr
     out = run("case", "open", "--file", str(referral), "--programme", "fdac",
               "--as", "coord.ali").stdout
-    assert out.startswith("opened NIM-2026-0001 on pathway fdac-england@2026.2")
+    assert out.startswith("opened NIM-2026-0001 on pathway fdac-england@2026.3")
     ref = "NIM-2026-0001"
 
     def complete(task: str, who: str, *fields: str) -> str:

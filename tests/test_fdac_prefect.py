@@ -52,7 +52,7 @@ def test_fdac_case_runs_to_the_trial_for_change_gate(stack):
                                         "code": next_code(store, "coord.ali")}})
     ref = wait_for(lambda: next((c.ref for c in store.queries.cases()), None), "the case to open")
     shown = store.queries.show(ref)
-    assert (shown.programme, shown.pathway) == ("fdac", "fdac-england@2026.2")
+    assert (shown.programme, shown.pathway) == ("fdac", "fdac-england@2026.3")
 
     spec = store.queries.pathway(ref)
     via_ui = True

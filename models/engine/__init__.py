@@ -26,7 +26,13 @@ from models.engine.clocks import (
     clock_states,
     is_stopped,
 )
-from models.engine.court import add_direction, extend_timetable, record_final_order, refer_out
+from models.engine.court import (
+    add_direction,
+    extend_timetable,
+    record_final_order,
+    record_interim_order,
+    refer_out,
+)
 from models.engine.family import (
     add_caregiver,
     add_child,
@@ -45,7 +51,12 @@ from models.engine.lifecycle import (
     resume,
     validate_outcome,
 )
-from models.engine.placement import cease_looked_after, change_placement, end_looked_after
+from models.engine.placement import (
+    cease_looked_after,
+    change_placement,
+    end_looked_after,
+    looked_after_again,
+)
 from models.engine.scheduling import _apply_step, redate_open_tasks
 from models.engine.state import (
     BLOCKED,
@@ -56,6 +67,7 @@ from models.engine.state import (
     AlreadyCompleted,
     Caregiver,
     CaseState,
+    CourtOrder,
     Direction,
     Effect,
     EngineError,
@@ -72,7 +84,8 @@ from models.pathway import CARER_RELATIONSHIPS, PARENT_RELATIONSHIPS, RELATIONSH
 __all__ = [
     # state
     "OPEN", "BLOCKED", "DONE", "CANCELLED", "FIRST_CHILD", "EngineError", "AlreadyCompleted",
-    "Caregiver", "Pause", "TaskState", "Extension", "Direction", "FinalOrder", "CaseState", "Effect",
+    "Caregiver", "Pause", "TaskState", "Extension", "Direction", "FinalOrder", "CourtOrder",
+    "CaseState", "Effect",
     "caregiver_keys", "child_anchor",
     # scheduling (`_apply_step` is used by tests/test_clocks.py)
     "_apply_step", "redate_open_tasks",
@@ -83,9 +96,10 @@ __all__ = [
     "withdraw_consent", "add_caregiver", "remove_caregiver", "add_child", "link_caregiver",
     "remove_child",
     # placement
-    "change_placement", "cease_looked_after", "end_looked_after",
+    "change_placement", "cease_looked_after", "end_looked_after", "looked_after_again",
     # court
-    "extend_timetable", "record_final_order", "add_direction", "refer_out",
+    "extend_timetable", "record_final_order", "record_interim_order", "add_direction",
+    "refer_out",
     # clocks and timers
     "ClockState", "clock_instances", "clock_state", "clock_states", "TimerPlan",
     "planned_timers", "opened_on",

@@ -94,11 +94,13 @@ def _clock_anchor(spec: PathwaySpec, case: CaseState, clock: ClockSpec,
     return _own_date(case, clock.anchor, child)
 
 
-def _extended(clock: ClockSpec, case: CaseState, legal_end: date) -> tuple[date, str]:
-    """The legal last day after each extension: up to N weeks after the later of the current
-    end and the day the extension was granted (s32(8))."""
+def _extended(clock: ClockSpec, case: CaseState, legal_end: date,
+              child: str | None = None) -> tuple[date, str]:
+    """The legal last day after each extension of this application (the family's, or
+    `child`'s own): up to N weeks after the later of the current end and the day the extension
+    was granted (s32(8))."""
     notes = []
-    for ext in case.extensions:
+    for ext in (e for e in case.extensions if e.child == child):
         legal_end = max(legal_end, ext.granted_on) + timedelta(weeks=ext.weeks)
         notes.append(f"extended {ext.weeks} weeks on {ext.granted_on.isoformat()} to "
                      f"{legal_end.isoformat()}")
@@ -148,8 +150,8 @@ def clock_state(spec: PathwaySpec, case: CaseState, clock: ClockSpec, on: date,
         moved = compute_due(case.calendar, due, case.paused_days, "days", "the target",
                             adjust="forward")  # NIM's own targets stop while paused
         due, why = moved.due, f"{why}; {moved.explanation} (paused)"
-    if clock.extensions and case.extensions and child is None:  # the family application's
-        legal_end, notes = _extended(clock, case, due)
+    if clock.extensions and any(e.child == child for e in case.extensions):  # this one's own
+        legal_end, notes = _extended(clock, case, due, child)
         d2 = compute_due(case.calendar, legal_end, 0, "days", "the extended limit",
                          adjust=ADJUST_FOR_KIND[kind])
         due, why = d2.due, f"{why}; {notes}; {d2.explanation}"

@@ -8,13 +8,14 @@ from typing import Any
 
 from models.engine.clocks import clock_state
 from models.engine.family import _caregiver, _child_of
-from models.engine.placement import end_looked_after
+from models.engine.placement import end_looked_after, looked_after_again
 from models.engine.scheduling import court_bound
 from models.engine.state import (
     CANCELLED,
     DONE,
     FIRST_CHILD,
     CaseState,
+    CourtOrder,
     Direction,
     Effect,
     EngineError,
@@ -27,32 +28,43 @@ from models.pathway import DIRECTION_TASK, REFERRAL_OUT_TASK, PathwaySpec, TaskS
 
 
 def extend_timetable(spec: PathwaySpec, case: CaseState, granted_on: date, weeks: int,
-                     reason: str, on: date) -> list[Effect]:
+                     reason: str, on: date, child: str | None = None) -> list[Effect]:
     """Record one extension of the court's timetable (s32(5): one at a time, each up to the
-    clock's maximum, with its reason)."""
+    clock's maximum, with its reason). With `child`, of that child's own application: only
+    their own clock instance (`care-proceedings-26-weeks@child-2`) moves."""
     clock = next((c for c in spec.clocks if c.extensions), None)
     if clock is None:
         raise EngineError(f"pathway {spec.profile} has no court timetable that can be extended")
-    if clock.anchor not in case.anchors:
+    if child is not None:
+        _child_of(case, child)
+        if not own_application(case, child):
+            raise EngineError(f"{child} is on the family's application: record the extension "
+                              "without --child (it extends the family's timetable), or give "
+                              f"{child}'s own application first")
+    anchor_name = child_anchor(clock.anchor, child)
+    if anchor_name not in case.anchors:
         raise EngineError(f"record {clock.anchor.replace('_', ' ')} before extending its "
                           "timetable")
+    issued = case.anchors[anchor_name]
     if not 1 <= weeks <= clock.max_extension_weeks:
         raise EngineError(f"an extension is for 1 to {clock.max_extension_weeks} weeks "
                           f"({clock.source}); record a further extension when it is granted")
     if not reason.strip():
         raise EngineError("give the court's reason for the extension (--reason)")
-    if granted_on < case.anchors[clock.anchor] or granted_on > on:
-        raise EngineError(f"extension granted {granted_on} must be between "
-                          f"{case.anchors[clock.anchor]} and today ({on})")
-    if case.extensions and granted_on < case.extensions[-1].granted_on:
+    if granted_on < issued or granted_on > on:
+        raise EngineError(f"extension granted {granted_on} must be between {issued} and today "
+                          f"({on})")
+    mine = [e for e in case.extensions if e.child == child]
+    if mine and granted_on < mine[-1].granted_on:
         raise EngineError(f"extensions are recorded in the order granted; the last was granted "
-                          f"{case.extensions[-1].granted_on}")
-    before = clock_state(spec, case, clock, on)
-    case.extensions.append(Extension(granted_on, weeks, reason))
-    after = clock_state(spec, case, clock, on)
-    return [Effect("timetable-extended", None, {"clock": clock.id, "weeks": weeks,
+                          f"{mine[-1].granted_on}")
+    before = clock_state(spec, case, clock, on, child)
+    case.extensions.append(Extension(granted_on, weeks, reason, child))
+    after = clock_state(spec, case, clock, on, child)
+    return [Effect("timetable-extended", None, {"clock": after.id, "weeks": weeks,
                                                 "granted_on": str(granted_on),
-                                                "from": str(before.due), "to": str(after.due)})]
+                                                "from": str(before.due), "to": str(after.due),
+                                                **({"child": child} if child else {})})]
 
 
 def own_application(case: CaseState, child: str | None) -> bool:
@@ -71,11 +83,18 @@ def record_final_order(spec: PathwaySpec, case: CaseState, made_on: date, kind: 
     longer looked after (the pathway's `court.ends_looked_after`) ends their reviews, visits
     and NIM's work for them alone."""
     if kind not in spec.court.order_kinds:
-        raise EngineError(f"unknown order kind {kind!r}; use one of "
+        hint = " (an interim order: `case interim-order`)" \
+            if kind in spec.court.interim_order_kinds else ""
+        raise EngineError(f"unknown order kind {kind!r}{hint}; use one of "
                           f"{', '.join(spec.court.order_kinds) or '(none declared)'}")
     if child is not None:
         _child_of(case, child)
     own = own_application(case, child)
+    earlier = case.child_orders.get(child) if child is not None else None
+    if earlier is None and not own:
+        earlier = case.final_order
+    if earlier is not None:  # an order after the disposal: an adoption order, say
+        return _later_order(spec, case, earlier, made_on, kind, on, child)
     issued = case.anchors.get(child_anchor("proceedings_issued", child) if own
                               else "proceedings_issued")
     if issued is None:
@@ -98,39 +117,124 @@ def record_final_order(spec: PathwaySpec, case: CaseState, made_on: date, kind: 
     effects = [Effect("final-order-recorded", None, {
         "on": str(made_on), "kind": kind, "follows_recommendation": follows_recommendation,
         **({"child": child} if child else {})})]
-    if kind in spec.court.ends_looked_after:
-        why = (f"{spec.court.order_kinds[kind].lower()} made on {made_on}: no longer looked "
-               f"after ({spec.court.ends_looked_after_source or 'the pathway'})")
-        for c in covered:
-            if child_anchor("ceased_looked_after", c) not in case.anchors:
-                effects += end_looked_after(spec, case, made_on, why, c,
-                                            nim_work=len(case.children) > 1)
+    return effects + _order_ends_looked_after(spec, case, kind, made_on, covered)
+
+
+def _order_ends_looked_after(spec: PathwaySpec, case: CaseState, kind: str, made_on: date,
+                             covered: list[str]) -> list[Effect]:
+    """An order after which the children it covers are no longer looked after ends their
+    reviews, visits and (in a sibling group) NIM's work for them, naming the order."""
+    if kind not in spec.court.ends_looked_after:
+        return []
+    why = (f"{spec.court.order_kinds[kind].lower()} made on {made_on}: no longer looked "
+           f"after ({spec.court.ends_looked_after_source or 'the pathway'})")
+    effects: list[Effect] = []
+    for c in covered:
+        if child_anchor("ceased_looked_after", c) not in case.anchors:
+            effects += end_looked_after(spec, case, made_on, why, c,
+                                        nim_work=len(case.children) > 1)
+    return effects
+
+
+def _later_order(spec: PathwaySpec, case: CaseState, earlier: FinalOrder, made_on: date,
+                 kind: str, on: date, child: str | None) -> list[Effect]:
+    """An order made after the application was disposed of (an adoption order after the
+    placement order): kept with the child's orders, it leaves the disposal's date (and the
+    26-week clock it met) as it was, and changes looked-after status as its kind says."""
+    whose = f"{child}'s" if child else "the family's"
+    if kind == "withdrawn":
+        raise EngineError(f"{whose} application was disposed of by a "
+                          f"{spec.court.order_kinds.get(earlier.kind, earlier.kind).lower()} "
+                          f"on {earlier.made_on}: it cannot be withdrawn after that")
+    if not earlier.made_on < made_on <= on:
+        raise EngineError(
+            f"{whose} application was disposed of by a "
+            f"{spec.court.order_kinds.get(earlier.kind, earlier.kind).lower()} on "
+            f"{earlier.made_on}: a later order (an adoption order, say) is made after that day "
+            f"and by today ({on}); the final order itself cannot be recorded twice")
+    covered = [child] if child is not None else \
+        [c for c in case.children if not own_application(case, c)]
+    effects = []
+    for c in covered:
+        case.orders.append(CourtOrder(made_on, kind, c))
+        effects.append(Effect("later-order-recorded", None, {
+            "on": str(made_on), "kind": kind, "child": c, "after": earlier.kind}))
+    return effects + _order_ends_looked_after(spec, case, kind, made_on, covered)
+
+
+def record_interim_order(spec: PathwaySpec, case: CaseState, made_on: date, kind: str,
+                         court: str, on: date, child: str | None = None) -> list[Effect]:
+    """An interim order for one child (s38: made while the application is adjourned, before
+    the final order). It meets no clock. Under an order of `court.looked_after_under` (an
+    interim care order) the child is looked after: one recorded as no longer looked after
+    before it is looked after again from its date (their reviews and visits start again)."""
+    kinds = spec.court.interim_order_kinds
+    if kind not in kinds:
+        raise EngineError(f"unknown interim order kind {kind!r}; use one of "
+                          f"{', '.join(kinds) or '(none declared in this pathway)'}")
+    child = _child_of(case, child)
+    court = " ".join(court.split())
+    if not court:
+        raise EngineError("name the court that made the order (--court), e.g. 'Family Court "
+                          "at Leeds' (a court's name, never a person's)")
+    if len(court) > 120:
+        raise EngineError("the court's name is at most 120 characters")
+    own = own_application(case, child)
+    issued = case.anchors.get(child_anchor("proceedings_issued", child) if own
+                              else "proceedings_issued")
+    if issued is None:
+        raise EngineError(f"record when {child}'s application was issued first: an interim "
+                          "order is made in proceedings (Children Act 1989 s38(1))")
+    final = case.child_orders.get(child) or (None if own else case.final_order)
+    last = min(on, final.made_on) if final else on
+    if not issued <= made_on <= last:
+        until = f"the final order ({final.made_on})" if final and final.made_on < on \
+            else f"today ({on})"
+        raise EngineError(f"interim order date {made_on} must be between the application's "
+                          f"issue ({issued}) and {until}")
+    case.orders.append(CourtOrder(made_on, kind, child, court))
+    effects = [Effect("interim-order-recorded", None, {"on": str(made_on), "kind": kind,
+                                                      "child": child})]
+    ceased = case.anchors.get(child_anchor("ceased_looked_after", child))
+    if kind in spec.court.looked_after_under and ceased is not None and ceased <= made_on:
+        why = (f"{kinds[kind].lower()} made on {made_on} "
+               f"({spec.court.looked_after_under_source or 'the pathway'})")
+        effects += looked_after_again(spec, case, made_on, why, child)
     return effects
 
 
 def add_direction(spec: PathwaySpec, case: CaseState, document: str, role: str | None,
-                  by: date, on: date) -> list[Effect]:
+                  by: date, on: date, child: str | None = None) -> list[Effect]:
     """A court direction to file a document by a date. A document the pathway's own tasks
     produce (`court.produced_by`) binds them: each open one is due by the earlier of its date
     and the court's, one not yet made is bound when it is made, one already done is only
-    recorded against ("already filed on ..."). Any other document is a task for `role`."""
+    recorded against ("already filed on ..."). Any other document is a task for `role`. With
+    `child`, a direction in that child's proceedings: it binds their own tasks and the
+    family's, never a sibling's."""
     governs = spec.court.produced_by.get(document)
     if not governs and role is None:
         raise EngineError(f"{document} is produced by no task of this pathway: name the role "
                           "that files it (--role)")
+    if child is not None:
+        _child_of(case, child)
     _check_dated(spec, "document", document, spec.court.documents, role, by, on)
     if not governs:
-        return _dated_task(case, DIRECTION_TASK, "court", str(role), by,
-                           f"File {spec.court.documents[document]} (court direction)",
-                           f"filing deadline set by the court on {on.isoformat()}",
-                           "direction", {"document": document})
-    direction = Direction(document, by, on, tuple(governs))
+        effects = _dated_task(case, DIRECTION_TASK, "court", str(role), by,
+                              f"File {spec.court.documents[document]} (court direction)",
+                              f"filing deadline set by the court on {on.isoformat()}",
+                              "direction", {"document": document,
+                                            **({"child": child} if child else {})})
+        case.tasks[effects[0].task].child = child
+        return effects
+    direction = Direction(document, by, on, tuple(governs), child)
     case.directions.append(direction)
-    bound = [t for t in case.tasks.values() if t.spec_id in governs and t.state != CANCELLED]
+    bound = [t for t in case.tasks.values() if direction.binds(t.spec_id, t.child)
+             and t.state != CANCELLED]
     effects = [Effect("direction-recorded", None, {
         "document": document, "by": str(by), "given_on": str(on), "tasks": list(governs),
         "bound": [t.key for t in bound if t.state != DONE],
-        "pending": not bound})]  # no such task yet: bound when the pathway makes it
+        "pending": not bound,  # no such task yet: bound when the pathway makes it
+        **({"child": child} if child else {})})]
     for task in bound:
         if task.state == DONE:
             effects.append(Effect("direction-already-met", task.key, {
@@ -138,7 +242,8 @@ def add_direction(spec: PathwaySpec, case: CaseState, document: str, role: str |
                 "note": f"already filed on {task.completed_on}"}))
             continue
         pathway_due = task.pathway_due or task.due
-        due, why, _ = court_bound(case, task.spec_id, pathway_due, "as the pathway dated it")
+        due, why, _ = court_bound(case, task.spec_id, pathway_due, "as the pathway dated it",
+                                  task.child)
         if due < task.due:
             effects.append(Effect("task-redated", task.key, {
                 "from": str(task.due), "to": str(due), "cause": direction.names()}))

@@ -6,7 +6,15 @@ from __future__ import annotations
 from datetime import date
 
 from models.engine.family import _child_of
-from models.engine.scheduling import _due, _task_key, placement_applies
+from models.engine.scheduling import (
+    _apply_step,
+    _due,
+    _task_key,
+    again_anchor,
+    first_child_keyed,
+    placement_applies,
+    set_due,
+)
 from models.engine.state import (
     BLOCKED,
     CANCELLED,
@@ -50,7 +58,7 @@ def change_placement(spec: PathwaySpec, case: CaseState, start: date,
         mine = child if per_child else None
         n = 1 + max((t.occurrence for t in case.tasks.values()
                      if t.spec_id == spec_task.id and t.child == mine), default=0)
-        key = _task_key(spec_task, None, n, True, mine)
+        key = _task_key(spec_task, None, n, True, mine, first_child_keyed(case))
         d = _due(case, spec_task.due, "placement start", start, spec_task.kind)
         case.tasks[key] = TaskState(key=key, spec_id=spec_task.id, stage="statutory",
                                     title=spec_task.title, role=spec_task.role, due=d.due,
@@ -94,4 +102,35 @@ def end_looked_after(spec: PathwaySpec, case: CaseState, on: date, why: str, chi
         if statutory or (nim_work and t.child == child and t.stage not in ("statutory", "court")):
             t.state = CANCELLED
             effects.append(Effect("task-cancelled", t.key, {"reason": reason}))
+    return effects
+
+
+def looked_after_again(spec: PathwaySpec, case: CaseState, on: date, why: str,
+                       child: str) -> list[Effect]:
+    """`child`, recorded as no longer looked after, is looked after again from `on` (an interim
+    care order): their reviews count from that day (`looked_after_again@child`, reg 33(1): from
+    the day the child becomes looked after), their placement as a looked-after child starts no
+    earlier, and their visits restart from it at the cadence of their placement's kind."""
+    case.anchors.pop(child_anchor("ceased_looked_after", child))
+    case.anchors[again_anchor(child)] = on
+    placed = child_anchor("placement_start", child)
+    if case.anchors.get(placed, on) < on:
+        case.anchors[placed] = on
+    effects = [Effect("looked-after-again", None, {"on": str(on), "child": child,
+                                                   "reason": f"looked after again ({why})"})]
+    for spec_task in spec.statutory:
+        if not spec_task.while_looked_after or spec_task.per != "child" or \
+                spec_task.due.anchor not in ("care_entry", "placement_start") or \
+                not placement_applies(spec, spec_task, case, child):
+            continue
+        n = 1 + max((t.occurrence for t in case.tasks.values()
+                     if t.spec_id == spec_task.id and t.child == child), default=0)
+        key = _task_key(spec_task, None, n, True, child, first_child_keyed(case))
+        due, explanation = _apply_step(case, spec_task, 1, child)
+        task = case.tasks[key] = TaskState(
+            key=key, spec_id=spec_task.id, stage="statutory", title=spec_task.title,
+            role=spec_task.role, due=due, due_explanation=explanation,
+            anchor=spec_task.due.anchor, occurrence=n, child=child)
+        set_due(case, task, due, explanation)
+        effects.append(Effect("task-created", key, {"role": spec_task.role, "due": str(task.due)}))
     return effects

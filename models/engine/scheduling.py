@@ -3,6 +3,7 @@ a recurring series, and re-dating open work when a date it hangs on moves."""
 
 from __future__ import annotations
 
+import re
 from datetime import date
 
 from models.calendar import ADJUST_FOR_KIND, compute_due
@@ -72,7 +73,12 @@ def _due(case: CaseState, rule: Offset, anchor_name: str, anchor: date, kind: st
 def _apply_step(case: CaseState, spec_task: TaskSpec, occurrence: int,
                 child: str | None = None, late_from: date | None = None) -> tuple[date, str]:
     due_rule, every = spec_task.due, spec_task.every
-    anchor = _resolve_anchor(case, due_rule.anchor, child)
+    anchor, name = _resolve_anchor(case, due_rule.anchor, child), due_rule.anchor
+    if spec_task.while_looked_after and due_rule.anchor == "care_entry":
+        # looked after again (an interim care order after their status had ended): their
+        # reviews count from that day, not from the care entry the case began with
+        name = "looked after again" if again_anchor(child) in case.anchors else name
+        anchor = case.anchors.get(again_anchor(child), anchor)
     if late_from is not None and due_rule.anchor.startswith("stage:") and anchor is not None:
         # work for someone who joined after the stage began runs from the day they joined
         anchor = max(anchor, late_from)
@@ -80,7 +86,7 @@ def _apply_step(case: CaseState, spec_task: TaskSpec, occurrence: int,
         raise EngineError(
             f"case {case.ref} has no {due_rule.anchor!r} date yet; record it before this stage"
         )
-    first = _due(case, due_rule, due_rule.anchor, anchor, spec_task.kind)
+    first = _due(case, due_rule, name, anchor, spec_task.kind)
     if occurrence == 1 or every is None or spec_task.then_every:
         return first.due, first.explanation  # a series restarts from its anchor
     # occurrence n is the first due date plus (n-1) spacings, computed in the spacing's unit
@@ -90,13 +96,21 @@ def _apply_step(case: CaseState, spec_task: TaskSpec, occurrence: int,
     return d.due, f"occurrence {occurrence}: {d.explanation} ({first.explanation})"
 
 
-def court_bound(case: CaseState, spec_id: str, due: date, why: str
+def again_anchor(child: str | None) -> str:
+    """The day a child became looked after again, after their status had ended (always
+    suffixed, the first child's too: the family's care entry stays the case's)."""
+    return f"looked_after_again@{child or FIRST_CHILD}"
+
+
+def court_bound(case: CaseState, spec_id: str, due: date, why: str, child: str | None = None
                 ) -> tuple[date, str, date | None]:
     """The due date a court direction allows: the earlier of the pathway's `due` and the
-    earliest direction governing tasks of `spec_id`, with its explanation, and the pathway's own
-    date when the court's is the earlier (None otherwise). Re-dating by the pathway (a pause,
-    a moved date) goes through here, so it never moves work past the court's date."""
-    binding = [d for d in case.directions if spec_id in d.tasks]
+    earliest direction governing tasks of `spec_id` about `child` (a direction naming a child
+    binds that child's tasks and the family's, never a sibling's), with its explanation, and
+    the pathway's own date when the court's is the earlier (None otherwise). Re-dating by the
+    pathway (a pause, a moved date) goes through here, so it never moves work past the
+    court's date."""
+    binding = [d for d in case.directions if d.binds(spec_id, child)]
     if not binding:
         return due, why, None
     first = min(binding, key=lambda d: (d.by, d.given_on))
@@ -107,19 +121,34 @@ def court_bound(case: CaseState, spec_id: str, due: date, why: str
 
 def set_due(case: CaseState, task: TaskState, due: date, why: str) -> bool:
     """Give `task` the pathway's `due` (bound by any court direction); whether it moved."""
-    due, why, pathway_due = court_bound(case, task.spec_id, due, why)
+    due, why, pathway_due = court_bound(case, task.spec_id, due, why, task.child)
     moved = due != task.due
     if moved or pathway_due != task.pathway_due:
         task.due, task.due_explanation, task.pathway_due = due, why, pathway_due
     return moved
 
 
+_FIRST_CHILD_KEY = re.compile(rf"-{FIRST_CHILD}(-|$)")
+
+
+def first_child_keyed(case: CaseState) -> bool:
+    """Whether the first child's work carries their key beside a sibling's on this case
+    (`child-assessment-child-1` beside `child-assessment-child-2`). A case opened with a
+    sibling group does. A case whose first child already has work keyed without it keeps that
+    (every case stored before, and a one-child case that later gains a sibling): a stored key
+    never changes, since timers, Prefect runs, messages and the audit log name it."""
+    mine = [t.key for t in case.tasks.values() if t.child == FIRST_CHILD]
+    if mine:
+        return any(_FIRST_CHILD_KEY.search(k) for k in mine)
+    return len(case.children) > 1
+
+
 def _task_key(spec_task: TaskSpec, caregiver: str | None, occurrence: int, many: bool,
-              child: str | None = None) -> str:
+              child: str | None = None, first_keyed: bool = False) -> str:
     key = spec_task.id
     if caregiver:
         key += f"-{caregiver}"
-    if child and child != FIRST_CHILD:
+    if child and (child != FIRST_CHILD or first_keyed):
         key += f"-{child}"
     if many:
         key += f"-{occurrence}"
@@ -132,11 +161,12 @@ def _create_tasks(spec: PathwaySpec, case: CaseState, spec_task: TaskSpec, stage
     count = spec_task.count
     count = case.settings[count] if isinstance(count, str) else count
     many = count > 1 or bool(spec_task.then_every)
+    first_keyed = first_child_keyed(case)
     for child, caregiver in _subjects(spec, spec_task, case):
         if not placement_applies(spec, spec_task, case, child):
             continue
         for occurrence in range(1, count + 1):
-            key = _task_key(spec_task, caregiver, occurrence, many, child)
+            key = _task_key(spec_task, caregiver, occurrence, many, child, first_keyed)
             if key in case.tasks:
                 continue
             due, why = _apply_step(case, spec_task, occurrence, child, late_from)
@@ -175,7 +205,7 @@ def _next_in_series(
             child_anchor("ceased_looked_after", done.child) in case.anchors:
         return []  # no more reviews or visits once the child is no longer looked after
     n = done.occurrence + 1
-    key = _task_key(spec_task, done.caregiver, n, True, done.child)
+    key = _task_key(spec_task, done.caregiver, n, True, done.child, first_child_keyed(case))
     if key in case.tasks:
         return []
     step = _series_step(spec_task, done.occurrence, case, done.child)

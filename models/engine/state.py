@@ -21,7 +21,7 @@ class AlreadyCompleted(EngineError):
     """The task was completed before; nothing changes."""
 
 
-FIRST_CHILD = "child-1"  # a one-child case's keys carry no child suffix
+FIRST_CHILD = "child-1"  # a one-child case's keys carry no child suffix (first_child_keyed)
 
 
 @dataclass
@@ -53,9 +53,15 @@ class Direction:
     by: date
     given_on: date  # the day it was recorded
     tasks: tuple[str, ...]  # the task spec ids it governs
+    child: str | None = None  # one child's (their tasks only, and the family's); None: all
 
     def names(self) -> str:
-        return f"court direction of {self.given_on}: file {self.document} by {self.by}"
+        whose = f" for {self.child}" if self.child else ""
+        return f"court direction of {self.given_on}: file {self.document}{whose} by {self.by}"
+
+    def binds(self, spec_id: str, child: str | None) -> bool:
+        """Whether it governs a task of `spec_id` about `child` (None: the family's task)."""
+        return spec_id in self.tasks and (self.child is None or child in (None, self.child))
 
 
 @dataclass
@@ -87,6 +93,20 @@ class Extension:
     granted_on: date
     weeks: int
     reason: str
+    child: str | None = None  # a child's own application's timetable; None: the family's
+
+
+@dataclass(frozen=True)
+class CourtOrder:
+    """An order for one child that does not dispose of the application: an interim order
+    (care or supervision, s38) before the final order, or a later order after it (an adoption
+    order after a placement order). It changes that child's looked-after status as the
+    pathway says (`court.looked_after_under`, `court.ends_looked_after`)."""
+
+    made_on: date
+    kind: str
+    child: str
+    court: str = ""  # the court that made it (a court's name, never a person's)
 
 
 @dataclass(frozen=True)
@@ -122,6 +142,8 @@ class CaseState:
     # each child's current placement kind (foster, kinship, home, ...), where known: it picks
     # the visit cadence (a kinship or home placement is visited weekly until the first review)
     placement_kinds: dict[str, str] = field(default_factory=dict)
+    # interim and later orders made for each child, in the order recorded (CourtOrder)
+    orders: list[CourtOrder] = field(default_factory=list)
 
     @property
     def paused_days(self) -> int:

@@ -292,6 +292,14 @@ class CourtSpec(_Strict):
     # stop, and NIM's work for that child alone, with the order named as the reason
     ends_looked_after: list[str] = []
     ends_looked_after_source: str = ""  # the law that says so (act and section)
+    # interim orders the court may make for a child before the final order (code -> label):
+    # they do not dispose of the application, so they meet no clock
+    interim_order_kinds: dict[str, str] = {}
+    # the interim order kinds under which the child is looked after (in the authority's care):
+    # one made for a child recorded as no longer looked after makes them looked after again
+    # from its date (their reviews and visits start again); the others change nothing
+    looked_after_under: list[str] = []
+    looked_after_under_source: str = ""  # the law that says so
     documents: dict[str, str] = {}  # code -> label, e.g. final-report: Final report
     # a document the programme or the LA produces -> the task(s) that produce it: a direction
     # to file it binds those tasks (due by the earlier of the pathway's date and the court's)

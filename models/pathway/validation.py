@@ -375,10 +375,19 @@ def exit_problems(spec: PathwaySpec) -> list[str]:
 
 
 def order_problems(spec: PathwaySpec) -> list[str]:
-    """An order that ends looked-after status is one of the pathway's order kinds."""
-    return [f"court.ends_looked_after: unknown order kind {k!r}; the court's order_kinds are "
-            f"{', '.join(spec.court.order_kinds) or '(none)'}"
-            for k in spec.court.ends_looked_after if k not in spec.court.order_kinds]
+    """An order that ends looked-after status is one of the pathway's order kinds; one under
+    which a child is looked after is one of its interim order kinds; no code is both."""
+    court = spec.court
+    problems = [f"court.ends_looked_after: unknown order kind {k!r}; the court's order_kinds "
+                f"are {', '.join(court.order_kinds) or '(none)'}"
+                for k in court.ends_looked_after if k not in court.order_kinds]
+    problems += [f"court.looked_after_under: unknown interim order kind {k!r}; the court's "
+                 f"interim_order_kinds are {', '.join(court.interim_order_kinds) or '(none)'}"
+                 for k in court.looked_after_under if k not in court.interim_order_kinds]
+    problems += [f"court.interim_order_kinds: {k!r} is a final order kind too; give the "
+                 "interim order its own code" for k in court.interim_order_kinds
+                 if k in court.order_kinds]
+    return problems
 
 
 def consent_problems(spec: PathwaySpec) -> list[str]:

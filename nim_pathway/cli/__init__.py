@@ -14,6 +14,7 @@ from typing import Annotated
 import typer
 
 from nim_pathway.cli import cases, identity, ops, reports, tasks, web
+from nim_pathway.cli import court as court  # registers the court commands on `case`
 from nim_pathway.cli.io import (
     ONE_TIME_CODE,
     UserError,

@@ -18,11 +18,20 @@ TIMETABLE = "record-court-timetable"  # the policy's action for timetable events
 
 class CourtCommands(CommandBase):
     def extend_timetable(self, ref: str, granted_on: date, weeks: int, reason: str,
-                         actor: str) -> Result:
-        """The court extended its timetable (one extension: up to 8 weeks, with a reason)."""
+                         actor: str, child: str | None = None) -> Result:
+        """The court extended its timetable (one extension: up to 8 weeks, with a reason); with
+        `child`, the timetable of that child's own application."""
         return self._engine_event(ref, actor, TIMETABLE, f"extend the timetable by {weeks} weeks",
                                   eng.extend_timetable, granted_on, weeks, reason,
-                                  self.ctx.today())
+                                  self.ctx.today(), child)
+
+    def record_interim_order(self, ref: str, made_on: date, kind: str, court: str, actor: str,
+                             child: str | None = None) -> Result:
+        """An interim order for a child (s38): it meets no clock; an interim care order keeps
+        the child looked after, or makes them looked after again."""
+        return self._engine_event(ref, actor, TIMETABLE, f"record an interim order ({kind})",
+                                  eng.record_interim_order, made_on, kind, court,
+                                  self.ctx.today(), child)
 
     def record_final_order(self, ref: str, made_on: date, kind: str,
                            follows_recommendation: bool, actor: str,
@@ -49,12 +58,14 @@ class CourtCommands(CommandBase):
         return Result(ref, f"{ref}: record the final order ({kind})", effects)
 
     def add_direction(self, ref: str, document: str, role: str | None, by: date,
-                      actor: str) -> Result:
+                      actor: str, child: str | None = None) -> Result:
         """A court direction to file a document by a date: it binds the pathway's task that
-        produces the document (`court.produced_by`), else it is a task for the named role."""
+        produces the document (`court.produced_by`), else it is a task for the named role;
+        with `child`, only that child's work (and the family's)."""
         return self._engine_event(ref, actor, TIMETABLE,
                                   f"record a direction to file {document} by {by}",
-                                  eng.add_direction, document, role, by, self.ctx.today())
+                                  eng.add_direction, document, role, by, self.ctx.today(),
+                                  child)
 
     def cease_looked_after(self, ref: str, on: date, reason: str, actor: str,
                            child: str | None = None) -> Result:
