@@ -151,6 +151,22 @@ def referral_data(**over) -> dict:
     return data
 
 
+TWINS = [{"given_name": "Sentinel-Given", "family_name": "Sentinel-Family",
+          "date_of_birth": "2025-06-01"},
+         {"given_name": "Sentinel-Twin", "family_name": "Sentinel-Family",
+          "date_of_birth": "2025-06-01"}]
+
+
+def open_referral(store, **over) -> str:  # noqa: ANN001 - a Service
+    """Open a case from `referral_data(**over)` (`children=` replaces the one child)."""
+    from models.schemas import Referral
+
+    data = referral_data(**over)
+    if "children" in over:
+        data.pop("child")
+    return store.cases.open_case(Referral.model_validate(data), "coord.ali").ref
+
+
 TODAY = date(2026, 1, 12)
 
 

@@ -21,24 +21,15 @@ from models.errors import CommandError
 from models.forecast import direction_conflicts
 from models.pathway import load_pathway
 from models.refs import TaskRef
-from models.schemas import ChildIn, Referral
-from tests.conftest import referral_data
+from models.schemas import ChildIn
+from tests.conftest import TWINS, open_referral
 
 SPEC = load_pathway("england")
 NEWBORN = {"given_name": "Sentinel-Newborn", "family_name": "Sentinel-Family",
            "date_of_birth": "2026-02-20", "looked_after_from": "2026-02-23",
            "proceedings_issued": "2026-02-25"}
-TWINS = [{"given_name": "Sentinel-Given", "family_name": "Sentinel-Family",
-          "date_of_birth": "2025-06-01"},
-         {"given_name": "Sentinel-Twin", "family_name": "Sentinel-Family",
-          "date_of_birth": "2025-06-01"}]
 
 
-def _open(store, **over) -> str:
-    data = referral_data(**over)
-    if "children" in over:
-        data.pop("child")
-    return store.cases.open_case(Referral.model_validate(data), "coord.ali").ref
 
 
 def _open_tasks(store, ref) -> dict[str, object]:
@@ -53,7 +44,7 @@ def _clocks(store, ref) -> dict[str, object]:
 
 def test_an_interim_care_order_makes_a_child_home_again_looked_after_with_weekly_visits(
         store, clock):
-    ref = _open(store)
+    ref = open_referral(store)
     # Mon 16 Feb: the child went home and their accommodation ended (recorded by hand)
     clock.set(datetime(2026, 2, 16, 10, tzinfo=UK))
     store.family.change_placement(ref, "home", date(2026, 2, 16), "returned home", "coord.ali")
@@ -95,7 +86,7 @@ def test_an_interim_care_order_makes_a_child_home_again_looked_after_with_weekly
 
 def test_an_interim_order_for_a_looked_after_child_keeps_them_so_and_meets_no_clock(
         store, clock):
-    ref = _open(store)
+    ref = open_referral(store)
     clock.set(datetime(2026, 1, 12, 10, tzinfo=UK))
     before = _open_tasks(store, ref)
     for kind in ("interim-care-order", "interim-supervision-order"):
@@ -109,7 +100,7 @@ def test_an_interim_order_for_a_looked_after_child_keeps_them_so_and_meets_no_cl
 
 def test_an_interim_supervision_order_leaves_a_child_who_left_care_not_looked_after(
         store, clock):
-    ref = _open(store)
+    ref = open_referral(store)
     clock.set(datetime(2026, 2, 16, 10, tzinfo=UK))
     store.court.cease_looked_after(ref, date(2026, 2, 16), "returned home", "coord.ali")
     store.court.record_interim_order(ref, date(2026, 2, 16), "interim-supervision-order",
@@ -120,7 +111,7 @@ def test_an_interim_supervision_order_leaves_a_child_who_left_care_not_looked_af
 
 
 def test_interim_orders_are_refused_with_how_to_fix(store, clock):
-    ref = _open(store)
+    ref = open_referral(store)
     clock.set(datetime(2026, 7, 1, 10, tzinfo=UK))
     cases = [
         (dict(kind="care-order"), "unknown interim order kind 'care-order'; use one of "
@@ -151,7 +142,7 @@ def test_interim_orders_are_refused_with_how_to_fix(store, clock):
 # --- 2. one child's own timetable and directions ----------------------------------------------
 
 def test_an_extension_of_a_childs_own_application_moves_only_their_clock(store, clock):
-    ref = _open(store)
+    ref = open_referral(store)
     clock.set(datetime(2026, 3, 2, 10, tzinfo=UK))
     store.family.add_child(ref, ChildIn.model_validate(NEWBORN), "coord.ali")
     # child-2's own application, issued Wed 25 Feb: 26 weeks beginning with that day end
@@ -237,7 +228,7 @@ def test_a_direction_naming_a_child_binds_that_childs_work_only():
 
 
 def test_a_direction_for_a_child_is_kept_by_the_store(store, clock):
-    ref = _open(store, children=TWINS)
+    ref = open_referral(store, children=TWINS)
     clock.set(datetime(2026, 1, 12, 10, tzinfo=UK))
     store.court.add_direction(ref, "child-assessment", None, date(2026, 3, 13), "coord.ali",
                               child="child-2")
@@ -263,7 +254,7 @@ def test_a_direction_for_a_child_is_kept_by_the_store(store, clock):
 
 def test_a_placement_order_keeps_a_child_looked_after_and_an_adoption_order_ends_it(
         store, clock):
-    ref = _open(store, children=TWINS)
+    ref = open_referral(store, children=TWINS)
     clock.set(datetime(2026, 6, 15, 10, tzinfo=UK))
     # Mon 15 Jun: a placement order for child-2 (ACA 2002 s18(3): looked after), an SGO
     # for child-1: the family's application is disposed of by the later, Mon 15 Jun

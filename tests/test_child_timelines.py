@@ -19,21 +19,12 @@ from pydantic import ValidationError
 
 from models.clock import UK
 from models.schemas import ChildIn, Referral
-from tests.conftest import referral_data
+from tests.conftest import TWINS, open_referral, referral_data
 
 NEWBORN = {"given_name": "Sentinel-Newborn", "family_name": "Sentinel-Family",
            "date_of_birth": "2026-02-20"}
-TWINS = [{"given_name": "Sentinel-Given", "family_name": "Sentinel-Family",
-          "date_of_birth": "2025-06-01"},
-         {"given_name": "Sentinel-Twin", "family_name": "Sentinel-Family",
-          "date_of_birth": "2025-06-01"}]
 
 
-def _open(store, **over) -> str:
-    data = referral_data(**over)
-    if "children" in over:
-        data.pop("child")
-    return store.cases.open_case(Referral.model_validate(data), "coord.ali").ref
 
 
 def _open_tasks(store, ref, child=None) -> dict[str, object]:
@@ -46,7 +37,7 @@ def _clocks(store, ref) -> dict[str, object]:
 
 
 def test_a_newborn_added_later_gets_their_own_dates_not_the_familys(store, clock):
-    ref = _open(store)
+    ref = open_referral(store)
     clock.set(datetime(2026, 3, 2, 10, tzinfo=UK))  # Mon 2 March
     child = ChildIn.model_validate({**NEWBORN, "looked_after_from": "2026-02-23",
                                     "proceedings_issued": "2026-02-25"})
@@ -74,7 +65,7 @@ def test_a_newborn_added_later_gets_their_own_dates_not_the_familys(store, clock
 
 
 def test_a_child_added_without_dates_is_looked_after_from_the_day_added(store, clock):
-    ref = _open(store)
+    ref = open_referral(store)
     clock.set(datetime(2026, 3, 2, 10, tzinfo=UK))
     store.family.add_child(ref, ChildIn.model_validate(NEWBORN), "coord.ali")
     # 20 working days after Mon 2 Mar: 3-6 Mar = 4, 9-13 = 9, 16-20 = 14, 23-27 = 19, Mon 30 Mar
@@ -86,7 +77,7 @@ def test_a_child_added_without_dates_is_looked_after_from_the_day_added(store, c
 def test_a_sibling_groups_later_child_in_the_referral_has_their_own_dates(store):
     later = {**TWINS[1], "date_of_birth": "2025-12-28", "looked_after_from": "2026-01-09",
              "placement": {"kind": "foster", "start": "2026-01-09"}}
-    ref = _open(store, children=[TWINS[0], later])
+    ref = open_referral(store, children=[TWINS[0], later])
     # child-1 from the family's care entry Mon 5 Jan: 20 wd -> Mon 2 Feb (6-9 Jan 4, 12-16 9,
     # 19-23 14, 26-30 19, 2 Feb 20); child-2 from Fri 9 Jan: 12-16 5, 19-23 10, 26-30 15,
     # 2-6 Feb 20 -> Fri 6 Feb
@@ -113,7 +104,7 @@ def test_the_first_childs_dates_are_the_referrals_and_a_childs_own_dates_follow_
 
 def test_a_special_guardianship_order_for_one_child_ends_only_their_looked_after_work(
         store, clock):
-    ref = _open(store, children=TWINS)
+    ref = open_referral(store, children=TWINS)
     clock.set(datetime(2026, 6, 15, 10, tzinfo=UK))
     store.court.record_final_order(ref, date(2026, 6, 12), "special-guardianship-order",
                                    False, "coord.ali", child="child-2")
@@ -144,7 +135,7 @@ def test_a_special_guardianship_order_for_one_child_ends_only_their_looked_after
 
 
 def test_an_order_on_a_childs_own_application_meets_their_clock_not_the_familys(store, clock):
-    ref = _open(store)
+    ref = open_referral(store)
     clock.set(datetime(2026, 3, 2, 10, tzinfo=UK))
     store.family.add_child(ref, ChildIn.model_validate(
         {**NEWBORN, "looked_after_from": "2026-02-23", "proceedings_issued": "2026-02-25"}),
@@ -170,7 +161,7 @@ def test_an_order_on_a_childs_own_application_meets_their_clock_not_the_familys(
 
 def test_a_child_who_returns_home_under_an_interim_care_order_is_still_looked_after(
         store, clock):
-    ref = _open(store)
+    ref = open_referral(store)
     clock.set(datetime(2026, 2, 16, 10, tzinfo=UK))
     store.cases.exit_case(ref, "child-returned-home", "", "coord.ali")
     # NIM's work ends; the LA's reviews and visits go on while the interim care order stands
@@ -188,7 +179,7 @@ def test_a_child_who_returns_home_under_an_interim_care_order_is_still_looked_af
 def test_a_childs_own_hearing_dates_are_recorded_against_their_application(store, clock):
     from models.errors import Invalid
 
-    ref = _open(store)
+    ref = open_referral(store)
     clock.set(datetime(2026, 3, 2, 10, tzinfo=UK))
     store.family.add_child(ref, ChildIn.model_validate(
         {**NEWBORN, "looked_after_from": "2026-02-23", "proceedings_issued": "2026-02-25"}),

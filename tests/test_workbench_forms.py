@@ -53,6 +53,8 @@ FORMS = [
                     "category": "court"}, "coord.ali"),
     ("direction", {"document": "final-report", "by": "2026-05-01"}, "coord.ali"),
     ("extension", {"granted_on": TODAY, "weeks": "8", "reason": "Kept reason"}, "coord.ali"),
+    ("interim-order", {"made_on": TODAY, "kind": "interim-care-order",
+                       "court": "Kept Court"}, "coord.ali"),
     ("final-order", {"made_on": TODAY, "kind": "care-order"}, "coord.ali"),
     ("looked-after", {"on": TODAY, "reason": "Kept reason"}, "coord.ali"),
     ("child", {"given_name": "Kept-Sib", "family_name": "Kept", "date_of_birth": "2025-11-01"},
@@ -210,3 +212,29 @@ def test_a_form_for_an_unknown_case_is_not_found(web):
                  "final-order", "looked-after"):
         r = c.get(f"/cases/NIM-2026-9999/{form}")
         assert r.status_code == 404 and "NIM-2026-9999" in r.text, form
+
+
+def test_an_interim_order_and_a_childs_own_timetable_from_their_forms(web):
+    """The interim order form records the order for the child it names; an extension for a
+    child on the family's application is the command's refusal, with the input kept."""
+    svc = web["svc"]
+    ref = accepted(web)
+    coord = sign_in(web, "coord.ali")
+    r = post(coord, f"/cases/{ref}/court-date", {
+        "anchor": "proceedings_issued", "value": "2026-01-08", "cause": "Kept cause",
+        "category": "court"})
+    assert r.status_code == 303, r.text
+    r = post(coord, f"/cases/{ref}/interim-order", {
+        "made_on": "2026-01-09", "kind": "interim-care-order", "court": "Kept Court",
+        "child": "child-1"})
+    assert r.status_code == 303, r.text
+    assert r.headers["location"] == f"/cases/{ref}?done=interim-order"
+    view = svc.queries.show(ref)
+    assert [(o.child, o.kind, str(o.made_on)) for o in view.court.orders] == [
+        ("child-1", "interim-care-order", "2026-01-09")]
+    assert view.looked_after
+    r = post(coord, f"/cases/{ref}/extension", {
+        "granted_on": TODAY, "weeks": "8", "reason": "Kept reason", "child": "child-1"})
+    assert r.status_code in (400, 409, 422), r.text
+    assert "family's application" in alert(r.text) and "Kept reason" in r.text
+    assert not svc.queries.show(ref).court.extensions
