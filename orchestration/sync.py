@@ -249,30 +249,32 @@ def _sync_case(svc: Service, ref: str, today: date | None, client: Any,  # noqa:
             for run in live(group):
                 if str(run.id) == running_in:  # this very run: it reads the store next
                     continue
-                run = _past_starting(client, run)
-                if run.state and run.state.type.value in STARTING:  # its process died (a
+                run = _past_running(client, run)
+                if run.state and run.state.type.value == "RUNNING":  # its process died (a
                     cancel(run, "the stage closed while this run was starting",  # worker
                            f"stage:{stage}")  # killed) or is stuck: it would wait for ever
-                else:  # paused: resumed; scheduled: it will read the closed stage and end
-                    resume(run, {"closed_on": str(today)}, f"stage:{stage}")
+                else:  # paused: resumed; scheduled or pending: it has not read the store
+                    resume(run, {"closed_on": str(today)}, f"stage:{stage}")  # yet: it ends
     if report.runs:
         svc.timers.record_flow_runs(ref, report.runs)
     return report
 
 
-STARTING = {"PENDING", "RUNNING"}  # a stage run's process is reading the store, then waits
-STAGE_SETTLE_S = 10.0  # how long a sync waits for a closed stage's starting run to pause
+# how long a sync waits for a closed stage's running run to pause: a loaded machine's start-up
+# (the run syncs its case and publishes a timeline before it reads the stage) fits well inside
+STAGE_SETTLE_S = 30.0
 
 
-def _past_starting(client: Any, run: Any) -> Any:  # noqa: ANN401 - Prefect's client and run
-    """The run once it is no longer starting, or as last read after STAGE_SETTLE_S. A stage
+def _past_running(client: Any, run: Any) -> Any:  # noqa: ANN401 - Prefect's client and run
+    """The run once it is no longer Running, or as last read after STAGE_SETTLE_S. A stage
     run reads the case store and then suspends: if its stage closes in between, a sync finds
     nothing paused to resume, and the run then waited for ever (the soak found one; only
-    `reconcile` repaired it). Waiting here lets it pause and be resumed."""
+    `reconcile` repaired it). Waiting here lets it pause and be resumed. (A Scheduled or
+    Pending run has not read the store yet: it will find its stage closed and end.)"""
     import time
 
     give_up = time.monotonic() + STAGE_SETTLE_S
-    while run.state and run.state.type.value in STARTING and time.monotonic() < give_up:
+    while run.state and run.state.type.value == "RUNNING" and time.monotonic() < give_up:
         time.sleep(0.2)
         run = client.read_flow_run(run.id)
     return run
