@@ -19,7 +19,13 @@ import pytest
 from models.clock import UK, FileClock
 from models.schemas import PractitionerIn, Referral
 from nim_pathway.app import Service, build_service  # noqa: F401
-from nim_pathway.demo import DEMO_ADMIN, DEMO_TEAM, current_code, ensure_admin
+from nim_pathway.demo import (
+    DEMO_ADMIN,
+    DEMO_TEAM,
+    accept_enrolment,
+    current_code,
+    ensure_admin,
+)
 from store.db import migrate
 from tests.conftest import referral_data
 from tests.prefect_stack import Stack, wait_for
@@ -78,6 +84,7 @@ def ui(tmp_path_factory):
                 store.admin.add_practitioner(PractitionerIn(handle=handle, display_name=name,
                                                    role=role, team=team,
                                                    contact=receiver.url(handle)), DEMO_ADMIN.handle)
+                accept_enrolment(store, handle)  # each enrols with the code sent to them
             from orchestration.sync import orchestrate_after
 
             ref = store.cases.open_case(Referral.model_validate(referral_data(
@@ -247,7 +254,7 @@ def test_task_completed_from_the_notification_link(ui, page):
     assert not [i.key for i in left if i.key.endswith("response")]
     # the next role hears about its work
     store.dispatcher().run_until_idle()
-    handoff = [m for m in receiver.received if m["path"] == "/sw.jones"]
+    handoff = [m for m in receiver.received if m["path"] == "/sw.jones" and ref in m["message"]]
     assert handoff and "consent" in handoff[0]["message"].lower()
     page.goto(link, wait_until="networkidle")
     page.get_by_text("Completed").first.wait_for()

@@ -80,7 +80,8 @@ def test_an_admin_cannot_make_themselves_a_manager_alone(site, hook):
     assert any(f"{ADMIN} is now {MANAGER}" in t for t in told["mgr.okafor"])
     with svc.ctx.read() as s:
         actions = list(s.exec(select(AuditEvent.action).where(AuditEvent.action.in_((
-            "role-grant-requested", "refused-self-approval", "role-grant-approved")))))
+            "role-grant-requested", "refused-self-approval", "role-grant-approved"))
+        ).order_by(AuditEvent.id)))
     assert actions == ["role-grant-requested", "refused-self-approval", "role-grant-approved"]
 
 
