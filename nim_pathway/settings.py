@@ -20,6 +20,22 @@ KEY_FILES = ("audit.key", "secret.key", "totp.key")  # made once, for a new site
 SITE_FILES = (*KEY_FILES, "nim.db", "keys.db", "audit.checkpoint")
 
 
+def _data_dir_path(env: Mapping[str, str]) -> Path:
+    return Path(env.get("NIM_DATA_DIR") or PROJECT_DIR / ".nim")  # empty: unset
+
+
+def process_environment() -> dict[str, str]:
+    """This process's environment as it is (the launcher hands it to the preloaded CLI)."""
+    return dict(os.environ)
+
+
+def adopt_environment(env: Mapping[str, str]) -> None:
+    """A preloaded CLI's forked child runs one command for a client process: it takes that
+    process's environment whole, as exec would, before the command reads its settings."""
+    os.environ.clear()
+    os.environ.update(env)
+
+
 @dataclass(frozen=True)
 class Settings:
     """Every setting, from one snapshot of the environment. Built once by the composition
@@ -39,7 +55,13 @@ class Settings:
         missing; an existing folder is used as it is, never chmodded)."""
         from store.files import private_dir
 
-        return private_dir(Path(self.env.get("NIM_DATA_DIR") or PROJECT_DIR / ".nim"))  # empty: unset
+        return private_dir(_data_dir_path(self.env))
+
+    @property
+    def preload_socket(self) -> Path:
+        """The preloaded CLI's socket (nim_pathway/preload.py) in the data folder. Not made
+        here: a client asking where it is must not create the folder."""
+        return _data_dir_path(self.env) / "cli.sock"
 
     @cached_property
     def database_url(self) -> str:
@@ -332,7 +354,7 @@ class Settings:
         return self.env.get("PREFECT_API_AUTH_STRING") or self.env.get("NIM_PREFECT_AUTH") or None
 
     def stack_pid(self, name: str) -> int | None:
-        """A local stack process (`server`, `worker`, `sync`, `inbox`: nim_pathway/stack.py),
+        """A local stack process (`server`, `worker`, `sync`, `preload`, `inbox`: nim_pathway/stack.py),
         if its pid file names a live process (a stale pid file is removed). Read each time:
         the stack starts and stops under a running process."""
         from store.files import read_bounded

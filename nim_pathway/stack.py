@@ -1,6 +1,7 @@
 """The local stack: a Prefect server on 127.0.0.1:4200, a process work pool, the deployments
 from prefect.yaml, a worker, the sync service (`nim-pathway drain --follow`, which applies each
-command's change so the command need not import Prefect) and the local inbox
+command's change so the command need not import Prefect), the preloaded CLI (commands start
+without their imports) and the local inbox
 (notifications/inbox.py) that the stack's admin target and the demo team's contacts point at.
 State (SQLite, logs, pids, received messages) lives under the data folder."""
 
@@ -138,7 +139,20 @@ class LocalStack:
                                    "--limit", "50"], env)
         if self.pid("sync") is None:  # commands wait for it instead of importing Prefect
             self._spawn("sync", [_bin("nim-pathway"), "drain", "--follow"], env)
+        self.start_preload(env)
         return f"http://{HOST}:{port}"
+
+    def start_preload(self, env: dict[str, str]) -> None:
+        """Start (or reuse) the preloaded CLI: commands skip their imports
+        (nim_pathway/preload.py); wait until it serves."""
+        if self.pid("preload") is None:
+            self._spawn("preload", [sys.executable, "-m", "nim_pathway.preload"], env)
+        deadline = time.monotonic() + 30
+        while not self.settings.preload_socket.exists():
+            if self.pid("preload") is None or time.monotonic() > deadline:
+                raise RuntimeError(f"the preloaded CLI did not start; see "
+                                   f"{self.folder / 'preload.log'}")
+            time.sleep(0.1)
 
     def _stop(self, name: str, grace: float = 15) -> bool:
         pid = self.pid(name)
@@ -156,11 +170,12 @@ class LocalStack:
     def down(self) -> list[str]:
         """Stop the sync service and the worker first, then the server (the other order hangs
         on shutdown), then the inbox (last: the worker may still be delivering)."""
-        return [name for name in ("sync", "worker", "server", "inbox") if self._stop(name)]
+        return [name for name in ("preload", "sync", "worker", "server", "inbox")
+                if self._stop(name)]
 
     def status(self) -> dict[str, str]:
         out = {name: (f"running (pid {pid})" if (pid := self.pid(name)) else "stopped")
-               for name in ("server", "worker", "sync", "inbox")}
+               for name in ("server", "worker", "sync", "preload", "inbox")}
         out["ui"] = f"http://{HOST}:{PORT}" if self.running() else "-"
         out["inbox page"] = (f"http://{HOST}:{self.settings.inbox_ports[1]}/"
                              if self.pid("inbox") else "-")

@@ -9,6 +9,7 @@ written.
 from __future__ import annotations
 
 import sys
+from pathlib import Path
 from typing import Annotated
 
 import typer
@@ -81,7 +82,8 @@ def main() -> None:
     bare_group = getattr(clicks, "NoArgsIsHelpError", ())
     cli = _app_for(sys.argv[1:])
     try:
-        code = cli(standalone_mode=False)  # click's own refusals come here too, as one line
+        # named after the command typed, also when the preloaded CLI runs it (nim_pathway/preload.py)
+        code = cli(standalone_mode=False, prog_name=Path(sys.argv[0]).name)
     except bare_group as exc:  # a group without a command: its help
         exc.show()
         sys.exit(2)

@@ -7,7 +7,8 @@ child) with errors per field, and kept on the page when refused."""
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import functools
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -96,6 +97,32 @@ def not_found(me: Person, error: str) -> Response:
     return render("error.html.j2", 404, me=me, title="Not found", error=error)
 
 
+Page = Callable[[Request, Service, Person], Awaitable[Response]]
+
+
+def case_form(handler: Callable[[Request, Service, Person, CaseInfo], Awaitable[Response]]
+              ) -> Page:
+    """A form on one case: the reference from the path, the case read first (its pathway and
+    people give the form's choices); an unknown reference is the not-found page."""
+    @functools.wraps(handler)
+    async def page(request: Request, svc: Service, me: Person) -> Response:
+        case = await case_info(svc, request.path_params["ref"])
+        if isinstance(case, str):
+            return not_found(me, case)
+        return await handler(request, svc, me, case)
+    return page
+
+
+async def case_form_page(request: Request, me: Person, case: CaseInfo, heading: str,
+                         fields: list[FormField], model: type[BaseModel],
+                         act: Callable[[Any], Any], done: str, button: str = "Save") -> Response:
+    """`form_page` for one case: headed by its reference, back to its page when done (the
+    page says what was `done`)."""
+    ref = case.view.ref
+    return await form_page(request, me, f"{ref}: {heading}", fields, model, act,
+                           lambda _: f"/cases/{ref}?done={done}", ref, button)
+
+
 async def form_page(request: Request, me: Person, heading: str, fields: list[FormField],
                     model: type[BaseModel], act: Callable[[Any], Any], done: Callable[[Any], str],
                     ref: str | None = None, button: str = "Save") -> Response:
@@ -136,45 +163,36 @@ def _pause(svc: Service, ref: str, me: Person, form: PauseForm) -> Any:  # noqa:
     return svc.cases.pause(ref, form.reason or "", me.handle, form.person)
 
 
-async def pause(request: Request, svc: Service, me: Person) -> Response:
-    ref = request.path_params["ref"]
-    case = await case_info(svc, ref)
-    if isinstance(case, str):
-        return not_found(me, case)
+@case_form
+async def pause(request: Request, svc: Service, me: Person, case: CaseInfo) -> Response:
+    ref = case.view.ref
     people = [(k, w) for k, w in case.children()] + [
         (c.key, who_words(c.key)) for c in case.view.caregivers if c.active]
     fields = choose(choose(model_fields(PauseForm), "action", ["pause", "resume"]), "person",
                     people)
-    return await form_page(request, me, f"{ref}: pause or resume the work", fields,
-                           PauseForm, lambda f: _pause(svc, ref, me, f),
-                           lambda f: f"/cases/{ref}?done=pause", ref)
+    return await case_form_page(request, me, case, "pause or resume the work", fields,
+                                PauseForm, lambda f: _pause(svc, ref, me, f), "pause")
 
 
-async def exit_case(request: Request, svc: Service, me: Person) -> Response:
-    ref = request.path_params["ref"]
-    case = await case_info(svc, ref)
-    if isinstance(case, str):
-        return not_found(me, case)
+@case_form
+async def exit_case(request: Request, svc: Service, me: Person, case: CaseInfo) -> Response:
     fields = choose(model_fields(ExitForm), "reason",
                     [(k, e.label) for k, e in case.spec.exits.items()])
-    return await form_page(request, me, f"{ref}: the family leaves the pathway", fields,
-                           ExitForm, lambda f: svc.cases.exit_case(ref, f.reason, f.note,
-                                                                   me.handle),
-                           lambda _: f"/cases/{ref}?done=exit", ref, "Record the exit")
+    return await case_form_page(
+        request, me, case, "the family leaves the pathway", fields, ExitForm,
+        lambda f: svc.cases.exit_case(case.view.ref, f.reason, f.note, me.handle), "exit",
+        "Record the exit")
 
 
-async def transfer(request: Request, svc: Service, me: Person) -> Response:
-    ref = request.path_params["ref"]
-    case = await case_info(svc, ref)
-    if isinstance(case, str):
-        return not_found(me, case)
+@case_form
+async def transfer(request: Request, svc: Service, me: Person, case: CaseInfo) -> Response:
     teams = await run_in_threadpool(
         lambda: sorted({p.team for p in svc.queries.practitioners() if p.active and p.team}))
     fields = choose(model_fields(TransferForm), "team", teams)
-    return await form_page(request, me, f"{ref}: transfer to another site", fields,
-                           TransferForm, lambda f: svc.cases.transfer(ref, f.site, f.team,
-                                                                      me.handle),
-                           lambda _: f"/cases/{ref}?done=transfer", ref, "Transfer the case")
+    return await case_form_page(
+        request, me, case, "transfer to another site", fields, TransferForm,
+        lambda f: svc.cases.transfer(case.view.ref, f.site, f.team, me.handle), "transfer",
+        "Transfer the case")
 
 
 ROUTES = [("/cases/new", open_case, ["GET", "POST"]),

@@ -14,7 +14,7 @@ from starlette.responses import Response
 
 from nim_pathway.app import Service
 from nim_pathway.commands.base import DELAY_CAUSES
-from nim_pathway.web.actions import case_info, choose, form_page, not_found
+from nim_pathway.web.actions import CaseInfo, case_form, case_form_page, choose
 from nim_pathway.web.forms import model_fields
 from nim_pathway.web.session import Person
 
@@ -76,82 +76,67 @@ class LookedAfterForm(BaseModel):
                               description="which child (blank: child 1)")
 
 
-async def court_date(request: Request, svc: Service, me: Person) -> Response:
-    ref = request.path_params["ref"]
+@case_form
+async def court_date(request: Request, svc: Service, me: Person, case: CaseInfo) -> Response:
     fields = choose(choose(model_fields(CourtDateForm), "anchor", list(COURT_DATES)),
                     "category", list(DELAY_CAUSES))
-    return await form_page(
-        request, me, f"{ref}: record a court date", fields, CourtDateForm,
-        lambda f: svc.cases.move_date(ref, f.anchor, f.value, f.cause, me.handle, f.category),
-        lambda _: f"/cases/{ref}?done=court-date", ref, "Record the date")
+    return await case_form_page(
+        request, me, case, "record a court date", fields, CourtDateForm,
+        lambda f: svc.cases.move_date(case.view.ref, f.anchor, f.value, f.cause, me.handle,
+                                      f.category), "court-date", "Record the date")
 
 
-async def direction(request: Request, svc: Service, me: Person) -> Response:
-    ref = request.path_params["ref"]
-    case = await case_info(svc, ref)
-    if isinstance(case, str):
-        return not_found(me, case)
+@case_form
+async def direction(request: Request, svc: Service, me: Person, case: CaseInfo) -> Response:
     fields = choose(choose(choose(model_fields(DirectionForm), "document",
                                   list(case.spec.court.documents.items())), "role",
                            sorted(case.spec.roles)), "child", case.children())
-    return await form_page(
-        request, me, f"{ref}: record a court direction", fields, DirectionForm,
-        lambda f: svc.court.add_direction(ref, f.document, f.role, f.by, me.handle, f.child),
-        lambda _: f"/cases/{ref}?done=direction", ref, "Record the direction")
+    return await case_form_page(
+        request, me, case, "record a court direction", fields, DirectionForm,
+        lambda f: svc.court.add_direction(case.view.ref, f.document, f.role, f.by, me.handle,
+                                          f.child), "direction", "Record the direction")
 
 
-async def extension(request: Request, svc: Service, me: Person) -> Response:
-    ref = request.path_params["ref"]
-    case = await case_info(svc, ref)
-    if isinstance(case, str):
-        return not_found(me, case)
-    return await form_page(
-        request, me, f"{ref}: record an extension of the court's timetable",
+@case_form
+async def extension(request: Request, svc: Service, me: Person, case: CaseInfo) -> Response:
+    return await case_form_page(
+        request, me, case, "record an extension of the court's timetable",
         choose(model_fields(ExtensionForm), "child", case.children()), ExtensionForm,
-        lambda f: svc.court.extend_timetable(ref, f.granted_on, f.weeks, f.reason, me.handle,
-                                             f.child),
-        lambda _: f"/cases/{ref}?done=extension", ref, "Record the extension")
+        lambda f: svc.court.extend_timetable(case.view.ref, f.granted_on, f.weeks, f.reason,
+                                             me.handle, f.child),
+        "extension", "Record the extension")
 
 
-async def interim_order(request: Request, svc: Service, me: Person) -> Response:
-    ref = request.path_params["ref"]
-    case = await case_info(svc, ref)
-    if isinstance(case, str):
-        return not_found(me, case)
+@case_form
+async def interim_order(request: Request, svc: Service, me: Person, case: CaseInfo) -> Response:
     fields = choose(choose(model_fields(InterimOrderForm), "kind",
                            list(case.spec.court.interim_order_kinds.items())),
                     "child", case.children())
-    return await form_page(
-        request, me, f"{ref}: record an interim order", fields, InterimOrderForm,
-        lambda f: svc.court.record_interim_order(ref, f.made_on, f.kind, f.court, me.handle,
-                                                 f.child),
-        lambda _: f"/cases/{ref}?done=interim-order", ref, "Record the order")
+    return await case_form_page(
+        request, me, case, "record an interim order", fields, InterimOrderForm,
+        lambda f: svc.court.record_interim_order(case.view.ref, f.made_on, f.kind, f.court,
+                                                 me.handle, f.child),
+        "interim-order", "Record the order")
 
 
-async def final_order(request: Request, svc: Service, me: Person) -> Response:
-    ref = request.path_params["ref"]
-    case = await case_info(svc, ref)
-    if isinstance(case, str):
-        return not_found(me, case)
+@case_form
+async def final_order(request: Request, svc: Service, me: Person, case: CaseInfo) -> Response:
     fields = choose(choose(model_fields(FinalOrderForm), "kind",
                            list(case.spec.court.order_kinds.items())), "child", case.children())
-    return await form_page(
-        request, me, f"{ref}: record the final order", fields,
-        FinalOrderForm, lambda f: svc.court.record_final_order(
-            ref, f.made_on, f.kind, f.follows_recommendation, me.handle, f.child),
-        lambda _: f"/cases/{ref}?done=final-order", ref, "Record the order")
+    return await case_form_page(
+        request, me, case, "record the final order", fields, FinalOrderForm,
+        lambda f: svc.court.record_final_order(case.view.ref, f.made_on, f.kind,
+                                               f.follows_recommendation, me.handle, f.child),
+        "final-order", "Record the order")
 
 
-async def looked_after(request: Request, svc: Service, me: Person) -> Response:
-    ref = request.path_params["ref"]
-    case = await case_info(svc, ref)
-    if isinstance(case, str):
-        return not_found(me, case)
+@case_form
+async def looked_after(request: Request, svc: Service, me: Person, case: CaseInfo) -> Response:
     fields = choose(model_fields(LookedAfterForm), "child", case.children())
-    return await form_page(
-        request, me, f"{ref}: a child no longer looked after", fields, LookedAfterForm,
-        lambda f: svc.court.cease_looked_after(ref, f.on, f.reason, me.handle, f.child),
-        lambda _: f"/cases/{ref}?done=looked-after", ref, "Record it")
+    return await case_form_page(
+        request, me, case, "a child no longer looked after", fields, LookedAfterForm,
+        lambda f: svc.court.cease_looked_after(case.view.ref, f.on, f.reason, me.handle,
+                                               f.child), "looked-after", "Record it")
 
 
 ROUTES = [("/cases/{ref}/court-date", court_date, ["GET", "POST"]),

@@ -16,7 +16,7 @@ from models.errors import Invalid
 from models.refs import TaskRef
 from models.schemas import MAX_CHILDREN, PLACEMENT_KINDS, CaregiverIn, ChildIn
 from nim_pathway.app import Service
-from nim_pathway.web.actions import CaseInfo, case_info, choose, form_page, not_found
+from nim_pathway.web.actions import CaseInfo, case_form, case_form_page, choose
 from nim_pathway.web.forms import FormField, model_fields
 from nim_pathway.web.session import Person
 
@@ -61,19 +61,19 @@ def caregiver_fields() -> list[FormField]:
         FormField("children", CaregiverForm.model_fields["children"].description or "", "text")]
 
 
-async def add_child(request: Request, svc: Service, me: Person) -> Response:
-    ref = request.path_params["ref"]
-    return await form_page(request, me, f"{ref}: add a child", model_fields(ChildIn), ChildIn,
-                           lambda c: svc.family.add_child(ref, c, me.handle),
-                           lambda _: f"/cases/{ref}?done=child", ref, "Add the child")
+@case_form
+async def add_child(request: Request, svc: Service, me: Person, case: CaseInfo) -> Response:
+    return await case_form_page(
+        request, me, case, "add a child", model_fields(ChildIn), ChildIn,
+        lambda c: svc.family.add_child(case.view.ref, c, me.handle), "child", "Add the child")
 
 
-async def add_caregiver(request: Request, svc: Service, me: Person) -> Response:
-    ref = request.path_params["ref"]
-    return await form_page(
-        request, me, f"{ref}: add a caregiver", caregiver_fields(), CaregiverForm,
-        lambda f: svc.family.add_caregiver(ref, f.relationship, f.name, f.children, me.handle),
-        lambda _: f"/cases/{ref}?done=caregiver", ref, "Add the caregiver")
+@case_form
+async def add_caregiver(request: Request, svc: Service, me: Person, case: CaseInfo) -> Response:
+    return await case_form_page(
+        request, me, case, "add a caregiver", caregiver_fields(), CaregiverForm,
+        lambda f: svc.family.add_caregiver(case.view.ref, f.relationship, f.name, f.children,
+                                           me.handle), "caregiver", "Add the caregiver")
 
 
 def consent_choices(case: CaseInfo) -> list[str]:
@@ -105,30 +105,24 @@ def record_consent(svc: Service, case: CaseInfo, form: ConsentForm, actor: str) 
     return svc.tasks.complete_task(TaskRef(ref, task.key), actor, outcome)
 
 
-async def consent(request: Request, svc: Service, me: Person) -> Response:
-    ref = request.path_params["ref"]
-    case = await case_info(svc, ref)
-    if isinstance(case, str):
-        return not_found(me, case)
+@case_form
+async def consent(request: Request, svc: Service, me: Person, case: CaseInfo) -> Response:
     fields = choose(choose(model_fields(ConsentForm), "caregiver", case.caregivers()),
                     "consent", consent_choices(case))
-    return await form_page(request, me, f"{ref}: record a caregiver's consent", fields,
-                           ConsentForm, lambda f: record_consent(svc, case, f, me.handle),
-                           lambda _: f"/cases/{ref}?done=consent", ref, "Record the consent")
+    return await case_form_page(request, me, case, "record a caregiver's consent", fields,
+                                ConsentForm, lambda f: record_consent(svc, case, f, me.handle),
+                                "consent", "Record the consent")
 
 
-async def placement(request: Request, svc: Service, me: Person) -> Response:
-    ref = request.path_params["ref"]
-    case = await case_info(svc, ref)
-    if isinstance(case, str):
-        return not_found(me, case)
+@case_form
+async def placement(request: Request, svc: Service, me: Person, case: CaseInfo) -> Response:
     fields = choose(choose(model_fields(PlacementForm), "kind", list(PLACEMENT_KINDS)),
                     "child", case.children())
-    return await form_page(
-        request, me, f"{ref}: record a placement change", fields, PlacementForm,
-        lambda f: svc.family.change_placement(ref, f.kind, f.start, f.reason, me.handle,
-                                              f.child),
-        lambda _: f"/cases/{ref}?done=placement", ref, "Record the placement")
+    return await case_form_page(
+        request, me, case, "record a placement change", fields, PlacementForm,
+        lambda f: svc.family.change_placement(case.view.ref, f.kind, f.start, f.reason,
+                                              me.handle, f.child),
+        "placement", "Record the placement")
 
 
 ROUTES = [("/cases/{ref}/child", add_child, ["GET", "POST"]),
