@@ -145,7 +145,7 @@ def test_a_referral_setting_out_of_range_is_refused_and_nothing_written(store, d
     before = snapshot(db_url)
     with pytest.raises(Invalid) as err:
         open_case(store, settings=settings)
-    assert f"pathway setting out of range on england@2026.9: {says}" in str(err.value)
+    assert f"pathway setting out of range on england@2026.10: {says}" in str(err.value)
     assert snapshot(db_url) == before
 
 

@@ -35,7 +35,7 @@ def test_open_from_file_then_work_the_case(team, tmp_path):
     referral = tmp_path / "referral.yaml"
     referral.write_text(yaml.safe_dump(referral_data()))
     out = run("case", "open", "--file", str(referral), "--as", "coord.ali").stdout
-    assert out.startswith("opened NIM-2026-0001 on pathway england@2026.9")
+    assert out.startswith("opened NIM-2026-0001 on pathway england@2026.10")
     shown = json.loads(run("case", "show", "NIM-2026-0001", "--json").stdout)
     assert shown["stage"] == "referral" and "Sentinel" not in json.dumps(shown)
     tasks = json.loads(run("task", "list", "--role", "nim-service-manager", "--json").stdout)
@@ -232,7 +232,7 @@ def test_identity_is_proven_not_typed(team, cli_env, tmp_path):
     # a forged pathway file is neither opened on nor installed by a psychologist
     forged = tmp_path / "forged.yaml"
     forged.write_text(Path("pathways/england.yaml").read_text().replace(
-        'version: "2026.9"', 'version: "2099.1"'))
+        'version: "2026.10"', 'version: "2099.1"'))
     err = run("case", "open", "--file", str(referral), "--pathway", str(forged),
               "--as", "coord.ali", code=2).stderr
     assert "pathway" in err

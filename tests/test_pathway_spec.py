@@ -363,3 +363,13 @@ def test_d2_decision_choices_follow_the_profile(eng, sco):
             {"decision": "permanence_order"})
     assert eng.outcome_model("recommendation-signoff").model_validate(
         {"decision": "adoption"}).decision == "adoption"
+
+
+def test_until_final_order_names_only_the_series_own_placements(eng_text):
+    """A kind the series does not follow cannot end with the final order: refused, naming
+    the series' placements."""
+    bad = _replace_once(eng_text, "    until_final_order: [home]\n",
+                        "    until_final_order: [foster]\n")
+    said = _refused(bad)
+    assert "until_final_order: 'foster' is not one of this series' placements (kinship, home)" \
+        in said, said

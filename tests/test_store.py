@@ -190,8 +190,8 @@ def test_case_keeps_its_pathway_version(store, db_url, tmp_path):
     edited.write_text(edited_text)
     with pytest.raises(CommandError, match="give the edited file a new 'version'"):
         store.identity.install_pathway(edited, DEMO_ADMIN.handle)
-    edited.write_text(edited_text.replace('version: "2026.9"', 'version: "2026.10"'))
-    assert "installed england@2026.10" in store.identity.install_pathway(
+    edited.write_text(edited_text.replace('version: "2026.10"', 'version: "2026.11"'))
+    assert "installed england@2026.11" in store.identity.install_pathway(
         edited, DEMO_ADMIN.handle).message
     second = open_case(store).ref  # the newest installed version
     assert store.queries.pathway(first).settings["triage_working_days"] == 5

@@ -112,6 +112,45 @@ def test_england_move_to_kinship_restarts_weekly_until_the_next_review():
     assert (open_visit(case).spec_id, open_visit(case).due) == ("sw-visit", date(2026, 4, 20))
 
 
+def test_england_home_under_an_ico_is_weekly_until_the_final_care_order_then_six_weekly():
+    # reg 28(4) covers a child "placed with a parent ... under an interim care order": with
+    # their mother from Mon 5 Jan 2026, proceedings issued that day
+    spec, case = open_case("england", "home")
+    case.anchors["proceedings_issued"] = CARE_ENTRY
+    v = open_visit(case)
+    assert (v.key, v.due) == ("sw-visit-weekly-1", date(2026, 1, 12))  # 5 Jan + 7
+    done(spec, case, v.key, date(2026, 1, 12))
+    done(spec, case, "sw-visit-weekly-2", date(2026, 1, 16))  # Fri 16 Jan
+    assert open_visit(case).due == date(2026, 1, 23)  # weekly: 16 Jan + 7
+    # the final care order, Tue 20 Jan: placed with a parent under a care order now, so reg
+    # 28(2)'s default: not more than six weeks from the last visit, Fri 16 Jan + 42 days =
+    # Fri 27 Feb (16 Jan + 15 = 31 Jan, + 27 = 27 Feb; a working day)
+    effects = eng.record_final_order(spec, case, date(2026, 1, 20), "care-order", True,
+                                     date(2026, 1, 20))
+    assert case.tasks["sw-visit-weekly-3"].state == eng.CANCELLED
+    assert any(e.kind == "task-cancelled" and e.task == "sw-visit-weekly-3" for e in effects)
+    v = open_visit(case)
+    assert (v.key, v.due) == ("sw-visit-1", date(2026, 2, 27)), v.due_explanation
+    assert "final order 2026-01-20" in v.due_explanation
+    done(spec, case, v.key, date(2026, 2, 23))
+    # 23 Feb + 42 = Mon 6 Apr (Easter Monday), Fri 3 Apr is Good Friday: Thu 2 Apr (R5)
+    assert (open_visit(case).key, open_visit(case).due) == ("sw-visit-2", date(2026, 4, 2))
+    # a move home after the order is at the default cadence from the start
+    eng.change_placement(spec, case, date(2026, 4, 13), kind="home")
+    assert (open_visit(case).spec_id, open_visit(case).due) == ("sw-visit", date(2026, 4, 20))
+
+
+def test_england_kinship_stays_weekly_after_the_final_order():
+    # reg 24's temporary approval of a connected person does not end with the order
+    spec, case = open_case("england", "kinship")
+    case.anchors["proceedings_issued"] = CARE_ENTRY
+    done(spec, case, "sw-visit-weekly-1", date(2026, 1, 12))
+    eng.record_final_order(spec, case, date(2026, 1, 14), "care-order", True,
+                           date(2026, 1, 14))
+    assert (open_visit(case).key, open_visit(case).due) == ("sw-visit-weekly-2",
+                                                            date(2026, 1, 19))  # 12 Jan + 7
+
+
 def test_wales_placement_with_a_parent_under_an_ico_is_weekly():
     # SI 2015/1818 reg 31(4): placed with a parent (ICO) Mon 18 May 2026; visit 1 within a
     # week: Mon 25 May, a bank holiday, pulled back to Fri 22 May (reg 31(2)(a))

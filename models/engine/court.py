@@ -8,12 +8,11 @@ from typing import Any
 
 from models.engine.clocks import clock_state
 from models.engine.family import _caregiver, _child_of
-from models.engine.placement import end_looked_after, looked_after_again
-from models.engine.scheduling import court_bound
+from models.engine.placement import end_looked_after, final_order_cadence, looked_after_again
+from models.engine.scheduling import court_bound, own_application
 from models.engine.state import (
     CANCELLED,
     DONE,
-    FIRST_CHILD,
     CaseState,
     CourtOrder,
     Direction,
@@ -67,11 +66,6 @@ def extend_timetable(spec: PathwaySpec, case: CaseState, granted_on: date, weeks
                                                 **({"child": child} if child else {})})]
 
 
-def own_application(case: CaseState, child: str | None) -> bool:
-    """Whether a child has an application of their own, apart from the family's."""
-    return child not in (None, FIRST_CHILD) and \
-        child_anchor("proceedings_issued", child) in case.anchors
-
 
 def record_final_order(spec: PathwaySpec, case: CaseState, made_on: date, kind: str,
                        follows_recommendation: bool, on: date,
@@ -117,7 +111,8 @@ def record_final_order(spec: PathwaySpec, case: CaseState, made_on: date, kind: 
     effects = [Effect("final-order-recorded", None, {
         "on": str(made_on), "kind": kind, "follows_recommendation": follows_recommendation,
         **({"child": child} if child else {})})]
-    return effects + _order_ends_looked_after(spec, case, kind, made_on, covered)
+    return effects + _order_ends_looked_after(spec, case, kind, made_on, covered) + \
+        final_order_cadence(spec, case, made_on, covered)
 
 
 def _order_ends_looked_after(spec: PathwaySpec, case: CaseState, kind: str, made_on: date,

@@ -18,6 +18,7 @@ from models.engine.scheduling import (
 from models.engine.state import (
     BLOCKED,
     CANCELLED,
+    DONE,
     OPEN,
     CaseState,
     Effect,
@@ -65,6 +66,58 @@ def change_placement(spec: PathwaySpec, case: CaseState, start: date,
                                     due_explanation=d.explanation, anchor="placement_start",
                                     occurrence=n, child=mine)
         effects.append(Effect("task-created", key, {"role": spec_task.role, "due": str(d.due)}))
+    return effects
+
+
+def final_order_cadence(spec: PathwaySpec, case: CaseState, made_on: date,
+                        children: list[str]) -> list[Effect]:
+    """The final order for children still looked after whose placement kind a visit series
+    follows only until it (a child with a parent under an interim care order, visited weekly:
+    SI 2010/959 reg 28(4)): that series' open visit ends and the default cadence takes over,
+    due its interval after the last visit (within the placement's first week if none yet)."""
+    effects: list[Effect] = []
+    hangs = [t for t in spec.statutory if t.due.anchor == "placement_start"]
+    for child in children:
+        kind = case.placement_kinds.get(child)
+        ending = {t.id for t in hangs if kind in t.until_final_order}
+        if not ending or child_anchor("ceased_looked_after", child) in case.anchors:
+            continue
+        start = case.anchors.get(child_anchor("placement_start", child))
+        visits = [t for t in case.tasks.values() if t.spec_id in {h.id for h in hangs}
+                  and t.child in (child, None)]
+        for t in visits:
+            if t.spec_id in ending and t.state in (OPEN, BLOCKED):
+                t.state = CANCELLED
+                effects.append(Effect("task-cancelled", t.key, {
+                    "reason": f"final order {made_on}: the interim order's visit cadence ends"}))
+        done = sorted((t for t in visits if t.state == DONE and t.completed_on
+                       and (start is None or t.completed_on >= start)),
+                      key=lambda t: t.completed_on or date.min)
+        for spec_task in hangs:
+            if spec_task.id in ending or not placement_applies(spec, spec_task, case, child) \
+                    or any(t.spec_id == spec_task.id and t.state in (OPEN, BLOCKED)
+                           and t.child == child for t in visits):
+                continue
+            mine = child if spec_task.per == "child" else None
+            n = 1 + max((t.occurrence for t in case.tasks.values()
+                         if t.spec_id == spec_task.id and t.child == mine), default=0)
+            key = _task_key(spec_task, None, n, True, mine, first_child_keyed(case))
+            if done and spec_task.then_every:
+                last = done[-1]
+                d = _due(case, spec_task.then_every[0], f"last visit ({last.key}) completed; "
+                         f"final order {made_on}", last.completed_on, spec_task.kind)
+                anchor = f"done:{last.key}"
+            elif start is not None:
+                d = _due(case, spec_task.due, "placement start", start, spec_task.kind)
+                anchor = "placement_start"
+            else:
+                continue
+            case.tasks[key] = TaskState(key=key, spec_id=spec_task.id, stage="statutory",
+                                        title=spec_task.title, role=spec_task.role, due=d.due,
+                                        due_explanation=d.explanation, anchor=anchor,
+                                        occurrence=n, child=mine)
+            effects.append(Effect("task-created", key, {"role": spec_task.role,
+                                                        "due": str(d.due)}))
     return effects
 
 

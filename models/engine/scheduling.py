@@ -39,19 +39,38 @@ def _subjects(spec: PathwaySpec, spec_task: TaskSpec,
     return [(child, c.key) for child in case.children for c in carers if c.cares_for(child)]
 
 
+def own_application(case: CaseState, child: str | None) -> bool:
+    """Whether a child has an application of their own, apart from the family's."""
+    return child not in (None, FIRST_CHILD) and \
+        child_anchor("proceedings_issued", child) in case.anchors
+
+
+def has_final_order(case: CaseState, child: str | None) -> bool:
+    """Whether the child's proceedings have their final order (their own, or the family's
+    for a child on the family's application)."""
+    child = child or FIRST_CHILD
+    return child in case.child_orders or (
+        case.final_order is not None and not own_application(case, child))
+
+
+def _follows(spec_task: TaskSpec, kind: str | None, ordered: bool) -> bool:
+    return kind in spec_task.placements and not (ordered and kind in spec_task.until_final_order)
+
+
 def placement_applies(spec: PathwaySpec, spec_task: TaskSpec, case: CaseState,
                       child: str | None) -> bool:
     """Whether a series that hangs on the placement runs for this child's placement kind: a
-    series naming `placements:` runs for those kinds; one naming none for every other kind
-    (and when the kind is not known)."""
+    series naming `placements:` runs for those kinds (those in its `until_final_order` only
+    until the child's final order); one naming none for every other kind (and when the kind
+    is not known)."""
     if spec_task.due.anchor != "placement_start":
         return True
     kind = case.placement_kinds.get(child or FIRST_CHILD)
+    ordered = has_final_order(case, child)
     if spec_task.placements:
-        return kind in spec_task.placements
-    claimed = {k for t in spec.statutory if t.due.anchor == "placement_start"
-               for k in t.placements}
-    return kind not in claimed
+        return _follows(spec_task, kind, ordered)
+    return not any(_follows(t, kind, ordered) for t in spec.statutory
+                   if t.due.anchor == "placement_start")
 
 
 def _resolve_anchor(case: CaseState, anchor: str, child: str | None = None) -> date | None:

@@ -117,6 +117,10 @@ class TaskSpec(_Strict):
     # one of these kinds (foster, kinship, mother-and-baby, residential, home); [] = every
     # kind no other series of the same anchor names (the default cadence)
     placements: list[str] = []
+    # kinds among `placements` this series follows only until the child's final order (a
+    # child with a parent under an INTERIM care order: SI 2010/959 reg 28(4)); after the
+    # order the default cadence of the same anchor applies to them
+    until_final_order: list[str] = []
     # the cadence changes once a review is held: e.g. weekly "until the first review", then
     # at intervals of not more than four weeks (SI 2010/959 reg 28(4))
     after_review: ReviewSwitch | None = None

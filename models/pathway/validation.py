@@ -260,6 +260,9 @@ def statutory_problems(spec: PathwaySpec, anchors: set[str]) -> list[str]:
         problems += [f"statutory.{ti}.placements: unknown placement kind {k!r}; use "
                      f"{', '.join(PLACEMENT_KINDS)}" for k in task.placements
                      if k not in PLACEMENT_KINDS]
+        problems += [f"statutory.{ti}.until_final_order: {k!r} is not one of this series' "
+                     f"placements ({', '.join(task.placements) or 'none'})"
+                     for k in task.until_final_order if k not in task.placements]
         if task.after_review and task.after_review.task not in statutory_ids:
             problems.append(f"statutory.{ti}.after_review.task: unknown statutory task "
                             f"{task.after_review.task!r}")
