@@ -62,6 +62,7 @@ def _signin_csrf(client: TestClient, path: str) -> str:
 
 def _enrol_at_workbench(svc, handle: str, code: str) -> tuple[int, str]:
     client = TestClient(create_app(svc))
+    assert 'href="/enrol"' in client.get("/signin").text  # reached from the sign-in page
     csrf = _signin_csrf(client, "/enrol")
     page = client.post("/enrol", data={"handle": handle, "code": code, "csrf": csrf})
     return page.status_code, page.text
