@@ -126,8 +126,9 @@ def _life_action(spec: PathwaySpec, case: eng.CaseState, kind: str, i: int,
             "date_of_birth": str(day - timedelta(days=10)), "address": f"{SENTINEL} Street {i}",
             "looked_after_from": str(day - timedelta(days=3)),
             "proceedings_issued": str(day - timedelta(days=1)) if issued else None}}
-    if kind == "kinship-placement":
-        return {"kind": "placement", "placement": "kinship", "start": str(day)}
+    if kind in ("kinship-placement", "home-placement"):
+        return {"kind": "placement", "placement": kind.removesuffix("-placement"),
+                "start": str(day)}
     if kind == "court-direction" and "final-report" in spec.court.documents:
         report = spec.task_by_id.get("final-report")
         return {"kind": "direction", "document": "final-report",

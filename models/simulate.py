@@ -43,7 +43,8 @@ class LifeEvent:
     """Something that happens to a family while the pathway runs, `after_days` from the
     referral: a later-born sibling (with their own application where the family has one), an
     order ending one child's looked-after status, a withdrawal, a move to a kinship placement,
-    a court direction for NIM's final report."""
+    a court direction for NIM's final report, a child going home to a parent (under the interim
+    care order: weekly visits until the final order)."""
 
     after_days: int
     kind: str
@@ -52,7 +53,7 @@ class LifeEvent:
 # Life events per 100 families (defaults, not measured rates): later-born siblings are common
 # in recurrent proceedings; kinship placements common in NIM families (issue 27).
 LIFE_EVENT_SHARE = {"later-born-child": 8, "kinship-placement": 15, "court-direction": 20,
-                    "order-for-one-child": 30, "proceedings-withdrawn": 3}
+                    "order-for-one-child": 30, "proceedings-withdrawn": 3, "home-placement": 10}
 
 
 def life_events(i: int, children: int) -> list[LifeEvent]:
@@ -64,7 +65,7 @@ def life_events(i: int, children: int) -> list[LifeEvent]:
             continue
         out.append(LifeEvent({"later-born-child": 40, "kinship-placement": 20,
                               "court-direction": 60, "order-for-one-child": 150,
-                              "proceedings-withdrawn": 90}[kind], kind))
+                              "proceedings-withdrawn": 90, "home-placement": 110}[kind], kind))
     return sorted(out, key=lambda e: e.after_days)
 
 
@@ -80,6 +81,8 @@ def apply_life_event(spec: PathwaySpec, case: eng.CaseState, event: LifeEvent,
                              proceedings_issued=day - timedelta(days=1) if issued else None)
     if event.kind == "kinship-placement":
         return eng.change_placement(spec, case, day, eng.FIRST_CHILD, "kinship")
+    if event.kind == "home-placement":
+        return eng.change_placement(spec, case, day, eng.FIRST_CHILD, "home")
     if event.kind == "court-direction" and "final-report" in spec.court.documents:
         report = spec.task_by_id.get("final-report")
         return eng.add_direction(spec, case, "final-report",

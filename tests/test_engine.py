@@ -287,7 +287,7 @@ def test_research_follow_up_runs_only_when_a_site_switches_it_on(england):
 def test_a_cohort_with_life_events_runs_to_close_on_each_childs_own_dates(england, scotland):
     """models.simulate's cohort (the demo's, the benchmarks' and the soak's script) includes
     later-born siblings with their own application, an order for one child, withdrawals,
-    kinship placements and court directions; every case still closes, and each event leaves
+    kinship and home placements and court directions; every case still closes, and each event leaves
     the child's own dates."""
     from datetime import timedelta
 
@@ -312,7 +312,7 @@ def test_a_cohort_with_life_events_runs_to_close_on_each_childs_own_dates(englan
                 first = case.tasks[f"lac-review-{child}-1"]
                 assert first.due > own, (i, first.due, own)
     assert seen == {"later-born-child", "kinship-placement", "court-direction",
-                    "order-for-one-child", "proceedings-withdrawn"}
+                    "order-for-one-child", "proceedings-withdrawn", "home-placement"}
     # one event by hand: a newborn looked after 3 days before being added on day 40
     case = new_case(england)
     eng.open_case(england, case, REFERRAL)
