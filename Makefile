@@ -13,9 +13,12 @@ DOCS_GEN := docs/gen/cli_reference.py docs/gen/pathway_reference.py tools/gen_ba
 export NO_MKDOCS_2_WARNING := 1
 
 $(STAMP): pyproject.toml
+	@echo "Installing nim-pathway and its dependencies into $(VENV) (1-2 minutes the first time) ..."
 	test -x $(BIN)/python || $(PY) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
-	$(BIN)/pip install --quiet -e '.[test]'
+	@# setuptools' notice that an editable install follows the working tree says what we want
+	PYTHONWARNINGS="ignore:Editable installation:UserWarning" $(BIN)/pip install --quiet -e '.[test]'
+	@echo "... installed; byte-compiling the project"
 	@# byte-compile the project as pip does installed packages: with PYTHONDONTWRITEBYTECODE set
 	@# every command would otherwise compile its modules from source (~0.13 s each time)
 	$(BIN)/python -m compileall -q $(PACKAGES) >/dev/null
