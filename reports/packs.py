@@ -11,6 +11,7 @@ from typing import Any
 from models import engine as eng
 from models.errors import Invalid
 from models.schemas import months_between
+from reports import charts
 from store.queries import Queries
 
 TEMPLATES = Path(__file__).resolve().parent / "templates"
@@ -68,6 +69,9 @@ def pack_context(queries: Queries, ref: str, kind: str) -> dict[str, Any]:
                        "decided_on": d.decided_on, "decided_by": d.decided_by,
                        "rationale": d.rationale} for d in record.decisions],
         "chronology": queries.timeline(ref),
+        # the workbench's picture of the case (planned against actual, clocks with their
+        # owners, pauses, extensions): task keys and roles only, never identity
+        "timeline_svg": charts.timeline(spec, state, today),
     }
 
 

@@ -190,6 +190,10 @@ def test_report_packs_render_and_are_audited(store, clock, tmp_path):
     html = path.read_text()
     assert "Sentinel-Given" in html  # the one place identity belongs
     assert "Working Model of the Child Interview" in html and "Go on to treatment" in html
+    # the workbench's timeline picture, the same SVG, with no identity in it
+    svg = html[html.index("<svg"):html.index("</svg>")]
+    assert "planned" in svg and "triage" in svg
+    assert not [i for i in IDENTITY if i in svg]
     assert hashlib.sha256(path.read_bytes()).hexdigest() == digest
     drive(store, clock, ref, "closure")
     pdf, pdf_digest = store.admin.write_pack(ref, "final", "pdf", tmp_path, "lead.singh")

@@ -15,8 +15,9 @@ from starlette.responses import Response
 
 from models.errors import CommandError
 from nim_pathway.app import Service
-from nim_pathway.web import charts, diagram
+from nim_pathway.web import diagram
 from nim_pathway.web.session import Person, render
+from reports import charts
 from reports.oversight import caseload_board, kpis
 from store.queries import CaseSnapshot, Queries
 from store.views import BoardRow

@@ -1,4 +1,5 @@
-"""The workbench's pictures, drawn server-side as SVG with pygal (no script in the browser):
+"""The pictures, drawn server-side as SVG with pygal (no script in the browser), shown by the
+workbench and put into the report packs:
 a case's Gantt-style timeline (planned against actual per task, each clock with its owner,
 pauses and court extensions), and the KPI charts (on-time rate by role, exits by reason).
 Labels carry task keys, roles and owners only, never identity."""
