@@ -159,3 +159,26 @@ def start_run(client: Any, deployment: str, **run: Any) -> Any:  # noqa: ANN401
     if deployment not in ids:
         ids[deployment] = client.read_deployment_by_name(deployment).id
     return client.create_flow_run_from_deployment(ids[deployment], **run)
+
+
+def published_checkpoints(settings: Settings, limit: int = 20) -> list[str]:
+    """The texts of Prefect's newest `audit-checkpoint` artifacts (the sweep's copies of the
+    audit log's signed head, which the case store's owner cannot change), newest first."""
+    from prefect.client.schemas.filters import ArtifactFilter, ArtifactFilterKey
+    from prefect.client.schemas.sorting import ArtifactSort
+
+    url = settings.prefect_api_url
+    if not url:
+        raise OrchestrationUnavailable("no Prefect server is configured (PREFECT_API_URL): "
+                                       "its audit-checkpoint artifacts cannot be read")
+    try:
+        check_reachable(url)
+    except OrchestrationUnavailable:
+        raise OrchestrationUnavailable(f"Prefect at {url} is unreachable: its audit-checkpoint "
+                                       "artifacts cannot be read; try again when it is up, or "
+                                       "pass a saved copy with --checkpoint") from None
+    with prefect_client(settings) as client:
+        found = client.read_artifacts(artifact_filter=ArtifactFilter(
+            key=ArtifactFilterKey(any_=["audit-checkpoint"])), sort=ArtifactSort.CREATED_DESC,
+            limit=limit)
+    return [a.data for a in found if isinstance(a.data, str)]

@@ -282,6 +282,13 @@ def test_cli_verify_with_a_checkpoint_copy(store, db_url, clock, owner, tmp_path
     bad = cli("verify", "--checkpoint", str(email), code=1)
     assert "truncated" in bad.stderr and "checkpoint of row" in bad.stderr
 
+    # --prefect with Prefect down: one line saying so and what to do instead
+    down = subprocess.run([CLI, "audit", "verify", "--prefect"], text=True, capture_output=True,
+                          env={**env, "PREFECT_API_URL": "http://127.0.0.1:9/api"}, timeout=60,
+                          stdin=subprocess.DEVNULL)
+    assert down.returncode == 2 and "unreachable" in down.stderr and "--checkpoint" in down.stderr
+    assert "Traceback" not in down.stderr
+
     empty = tmp_path / "empty.txt"
     empty.write_text("no JSON here")
     assert "holds no audit checkpoint" in cli("verify", "--checkpoint", str(empty),
@@ -313,6 +320,14 @@ def test_the_sweep_task_publishes_an_artifact(sqlite_url, clock, monkeypatch, tm
         with get_client(sync_client=True) as client:
             artifacts = client.read_artifacts(artifact_filter=ArtifactFilter(
                 key=ArtifactFilterKey(any_=["audit-checkpoint"])))
+        # what `audit verify --prefect` reads: the artifact, straight from Prefect's API
+        from prefect.settings import PREFECT_API_URL
+
+        from nim_pathway.settings import Settings
+        from orchestration.prefect_api import published_checkpoints
+
+        read = published_checkpoints(Settings.from_env({"PREFECT_API_URL": PREFECT_API_URL.value()}))
+        assert [c for text in read for c in parse_checkpoints(text)] == [entry]
     assert len(artifacts) == 1  # the second call found the head published already
     assert parse_checkpoints(artifacts[0].data) == [entry]
     assert "audit verify --checkpoint" in artifacts[0].data

@@ -21,6 +21,9 @@ def audit_verify(checkpoint: Annotated[list[str] | None, typer.Option(
         "--checkpoint", metavar="FILE",
         help="a copy of a checkpoint kept outside the database (the admin message or the "
              "Prefect artifact `audit-checkpoint`, pasted into a file); repeatable")] = None,
+        prefect: Annotated[bool, typer.Option(
+            "--prefect", help="also check against the audit-checkpoint artifacts Prefect "
+                              "holds (read from its API)")] = False,
                  ) -> None:
     """Check the hash chain with the audit key and against the latest checkpoint (the local
     file and each --checkpoint copy): an edited, inserted or deleted row, a recomputed chain
@@ -43,6 +46,14 @@ def audit_verify(checkpoint: Annotated[list[str] | None, typer.Option(
                             "admin message or the Prefect artifact `audit-checkpoint` into it "
                             "(it starts {\"db\": ...)")
         external += found
+    if prefect:
+        from orchestration.prefect_api import published_checkpoints
+
+        copies = [c for text in published_checkpoints(settings()) for c in parse_checkpoints(text)]
+        if not copies:
+            raise UserError("Prefect holds no audit-checkpoint artifact yet: the sweep "
+                            "publishes one when the log has moved (at most daily)")
+        external += copies
     problems = service().queries.verify_audit(external)
     for p in problems:
         typer.echo(p, err=True)
