@@ -22,7 +22,8 @@ NOT_PRELOADED = frozenset({"up", "down", "drain", "web", "inbox", "demo"})
 # request: its length, with the client's stdin, stdout and stderr as SCM_RIGHTS; then the JSON
 HEADER = struct.Struct("!I")
 # replies: b"P" + the command's pid once it starts, b"X" + its exit code when it ends,
-# b"S" when the preloader's code is older than the installed code (it restarts itself)
+# b"S" when the preloader's code is older than the installed code (it restarts itself), b"N"
+# when the client is another install's (another checkout or interpreter on the same folder)
 REPLY = struct.Struct("!ci")
 
 
@@ -52,7 +53,7 @@ def read_reply(sock: socket.socket) -> tuple[bytes, int]:
 def run_preloaded(argv: list[str]) -> int | None:
     """The command's exit code, run by the preloaded CLI; None when none could take it (no
     preloader, a stale one, or a command that runs here), so it runs in this process."""
-    from nim_pathway.settings import Settings, process_environment
+    from nim_pathway.settings import PROJECT_DIR, Settings, process_environment
 
     env = process_environment()
     if (len(argv) > 1 and argv[1] in NOT_PRELOADED) or env.get("NIM_PRELOAD") == "off":
@@ -62,8 +63,8 @@ def run_preloaded(argv: list[str]) -> int | None:
         sock.connect(str(Settings.from_env(env).preload_socket))
         umask = os.umask(0o077)
         os.umask(umask)
-        request = json.dumps({"argv": argv, "env": env, "cwd": os.getcwd(),
-                              "umask": umask}).encode()
+        request = json.dumps({"argv": argv, "env": env, "cwd": os.getcwd(), "umask": umask,
+                              "code": [str(PROJECT_DIR), sys.executable]}).encode()
         sock.sendmsg([HEADER.pack(len(request))], [(socket.SOL_SOCKET, socket.SCM_RIGHTS,
                                                     array.array("i", [0, 1, 2]))])
         sock.sendall(request)
@@ -73,7 +74,7 @@ def run_preloaded(argv: list[str]) -> int | None:
         return None
     with sock:
         if kind != b"P":
-            return None  # stale: it restarts with the installed code; this one runs here
+            return None  # stale (it restarts) or another install's: this one runs here
 
         def forward(signum: int, _frame: object) -> None:  # Ctrl-C reaches the command
             try:

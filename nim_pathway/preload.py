@@ -153,6 +153,9 @@ def run_command(conn: socket.socket, listener: socket.socket, request: dict[str,
     try:
         listener.close()
         log.handlers.clear()
+        # its own session, with no controlling terminal: a prompt for a code reads the
+        # client's terminal (stdin), never one the preloader was started from
+        os.setsid()
         for signum in (signal.SIGCHLD, signal.SIGTERM, signal.SIGHUP):
             signal.signal(signum, signal.SIG_DFL)
         signal.signal(signal.SIGINT, signal.default_int_handler)
@@ -162,6 +165,7 @@ def run_command(conn: socket.socket, listener: socket.socket, request: dict[str,
         os.chdir(request["cwd"])
         os.umask(request["umask"])
         adopt_environment(request["env"])
+        time.tzset()  # the client's TZ, if it set one
         sys.stdin = open(0, encoding="utf-8", closefd=False)  # noqa: SIM115 - the process's own
         sys.stdout = open(1, "w", encoding="utf-8", closefd=False,  # noqa: SIM115
                           buffering=1 if os.isatty(1) else -1)
@@ -225,6 +229,11 @@ def serve(settings: Settings) -> None:
                     request, fds = receive(conn)
                 except (OSError, ValueError) as exc:
                     log.warning("refused a request: %s", exc)
+                    continue
+                if request.get("code") != [str(PROJECT_DIR), sys.executable]:
+                    for fd in fds:
+                        os.close(fd)
+                    conn.sendall(REPLY.pack(b"N", 0))  # another install: it runs its own
                     continue
                 if fingerprint() != loaded:
                     for fd in fds:

@@ -5,6 +5,7 @@ the service's own user is served; a change to the code is noticed."""
 from __future__ import annotations
 
 import array
+import json
 import os
 import shutil
 import socket
@@ -13,6 +14,7 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+from unittest import mock
 
 import pytest
 import yaml
@@ -126,12 +128,12 @@ def test_the_socket_answers_only_its_own_user(site, preloader):
         "    print('denied'); sys.exit(0)\n"
         "body = json.dumps({'argv': ['nim-pathway', 'case', 'list'], 'env': {}, 'cwd': '/',"
         " 'umask': 0}).encode()\n"
-        f"s.sendmsg([struct.pack('!I', len(body))], [(socket.SOL_SOCKET, socket.SCM_RIGHTS,"
+        "try:  # the preloader may hang up before the request is even sent\n"
+        f"    s.sendmsg([struct.pack('!I', len(body))], [(socket.SOL_SOCKET, socket.SCM_RIGHTS,"
         " array.array('i', [0, 1, 2]))])\n"
-        "s.sendall(body)\n"
-        "try:\n"
+        "    s.sendall(body)\n"
         "    print('answered' if s.recv(8) else 'closed')\n"
-        "except ConnectionResetError:\n"
+        "except (BrokenPipeError, ConnectionResetError):\n"
         "    print('closed')\n")
 
     def as_nobody() -> str:
@@ -247,3 +249,68 @@ def test_something_else_at_the_socket_path_is_left_alone(site):
     listed = subprocess.run([CLI, "case", "list"], env=env, capture_output=True, text=True,
                             timeout=60)
     assert listed.returncode == 0  # the commands run in their own process meanwhile
+
+
+def test_another_installs_command_is_left_to_run_itself(site, preloader):
+    """A client from another checkout or interpreter sharing the data folder is told so (b"N")
+    and runs the command in its own process: never with the preloader's code."""
+    from nim_pathway.launch import REPLY, read_reply
+
+    env, _, data = site
+    _, log = preloader
+    body = json.dumps({"argv": ["nim-pathway", "case", "list"], "env": env, "cwd": "/",
+                       "umask": 0o077, "code": ["/elsewhere/nim-pathway", sys.executable]})
+    with socket.socket(socket.AF_UNIX) as s:
+        s.connect(str(data / "cli.sock"))
+        s.sendmsg([HEADER.pack(len(body))], [(socket.SOL_SOCKET, socket.SCM_RIGHTS,
+                                              array.array("i", [0, 1, 2]))])
+        s.sendall(body.encode())
+        assert read_reply(s) == (b"N", 0) and REPLY.size == 5
+    assert served(log) == 0
+
+
+def test_a_code_is_asked_on_the_persons_own_terminal_and_not_echoed(site, preloader):
+    """An interactive command through the preloader: the code prompt appears on the terminal
+    the person typed the command in (a pseudo-terminal here), with echo off, and the answer
+    reaches the command."""
+    import pty
+    import select
+
+    from nim_pathway.app import build_service
+    from nim_pathway.demo import current_code
+
+    env, _, data = site
+    _, log = preloader
+    referral = data / "referral.yaml"
+    referral.write_text(yaml.safe_dump(referral_data()))
+    # no login, so a code is asked; a minute on, so the code is not the one login used
+    nobody = {**env, "NIM_SESSION_FILE": str(data / "no-session"), "NIM_CLOCK": "2026-01-12T10:01"}
+    master, slave = pty.openpty()
+    proc = subprocess.Popen([CLI, "case", "open", "--file", str(referral), "--as", "coord.ali"],
+                            env=nobody, stdin=slave, stdout=slave, stderr=slave)
+    os.close(slave)
+    seen = b""
+
+    def read_until(needle: bytes) -> None:
+        nonlocal seen
+        deadline = time.monotonic() + 60
+        while needle not in seen and time.monotonic() < deadline:
+            if select.select([master], [], [], 0.5)[0]:
+                try:
+                    seen += os.read(master, 4096)
+                except OSError:  # the terminal closed: the command ended
+                    break
+        assert needle in seen, seen
+
+    try:
+        read_until(b"one-time code for coord.ali")
+        with mock.patch.dict(os.environ, nobody):
+            code = current_code(build_service(), "coord.ali")
+        os.write(master, code.encode() + b"\n")
+        read_until(b"opened NIM-2026-0001")
+        assert proc.wait(60) == 0
+    finally:
+        proc.kill()
+        os.close(master)
+    assert code.encode() not in seen  # echo was off on the person's terminal
+    assert served(log) == 1
