@@ -45,6 +45,7 @@ from bench.common import PY, ROOT, clean_env, free_port, throwaway_pg
 from bench.soak_procs import MANAGER, SECOND_MANAGER, execute
 from bench.soak_report import compare, write_results
 from bench.soak_script import SENTINEL, START, build, snapshot, specs
+from notifications import IDEMPOTENCY_HEADER
 from notifications.inbox import serve_http, stop_http
 
 REF = re.compile(r"ref: (\S+)")
@@ -54,11 +55,15 @@ FAULT_KINDS = ("dispatcher-kill", "dispatcher-fault-point", "receiver-refuses",
 
 class Receiver:
     """The notification target: Apprise `json://` posts, kept with their `ref:` key; it can
-    be told to refuse (HTTP 500) the next `n` posts."""
+    be told to refuse (HTTP 500) the next `n` posts. Like the local inbox it keeps the first
+    post of each Idempotency-Key and answers a repeat (a send after a kill mid-send) without
+    keeping it: those are counted apart, each to be explained by an outbox reclaim."""
 
     def __init__(self) -> None:
         self.port = free_port()
         self.got: list[tuple[str, str, str]] = []  # (path, key, text)
+        self.absorbed: list[tuple[str, str]] = []  # (path, key) of repeats not kept
+        self.seen: set[str] = set()
         self.refuse = 0
         self.refused = 0
         self.lock = threading.Lock()
@@ -74,7 +79,11 @@ class Receiver:
                     if refuse:
                         receiver.refuse -= 1
                         receiver.refused += 1
+                    elif (key := self.headers.get(IDEMPOTENCY_HEADER)) in receiver.seen:
+                        receiver.absorbed.append((self.path, found.group(1) if found else "?"))
                     else:
+                        if key:
+                            receiver.seen.add(key)
                         receiver.got.append((self.path, found.group(1) if found else "?", text))
                 self.send_response(500 if refuse else 200)
                 self.send_header("Content-Length", "0")
@@ -378,6 +387,7 @@ class Run:
         return json.loads(json.dumps({
             "refs": {str(i): ref for i, ref in self.refs.items()}, "cases": cases,
             "got": [[p, k, SENTINEL in t] for p, k, t in self.receiver.got],
+            "absorbed": [[p, k] for p, k in self.receiver.absorbed],
             "outbox": outbox, "audit": self.svc.queries.verify_audit(),
             "log_hits": [str(p.name) for p in self.folder.rglob("*.log")
                          if SENTINEL in p.read_text(errors="replace")],
@@ -477,7 +487,8 @@ def main(argv: list[str] | None = None) -> int:
         print(f"DIFFERENCE (seed {seed}): {line}")
     print(f"soak seed {seed}: {args.cases} cases, {days} days, {result['events']} events, "
           f"faults {result['faults']}, {result['messages']} messages delivered "
-          f"({result['repeats_after_kill']} repeats after a kill mid-send), "
+          f"({result['repeats_after_kill']} shown twice; {result['absorbed_repeats']} sent again "
+          f"after a kill mid-send, kept once by the receiver's Idempotency-Key), "
           f"{len(result['differences'])} differences, {result['wall_s']} s")
     if args.write_results:
         write_results(result, args.prefect)

@@ -36,6 +36,10 @@ def compare(script: list[list[dict[str, Any]]], reference: dict, control: dict[s
     diffs += [f"lost message {k}" for k in lost] + [f"extra message {k}" for k in extra]
     diffs += [f"duplicated message {k} x{n + 1} (not a reclaim)" for k, n in unexplained.items()]
     diffs += [f"delivered but not sent per the outbox: {k}" for k in not_sent]
+    # repeats the receiver kept once by their Idempotency-Key: each must be a reclaimed send
+    absorbed = Counter((p, k) for p, k in chaos.get("absorbed", []))
+    diffs += [f"sent again with no reclaim: {k} x{n + 1}" for k, n in absorbed.items()
+              if k[1] not in rows or rows[k[1]][1] == 0]
     for name, run in (("control", control), ("chaos", chaos)):
         diffs += [f"{name} audit: {p}" for p in run["audit"]]
         diffs += [f"identity in a message to {p} ({name})" for p, _, hit in run["got"] if hit]
@@ -44,6 +48,7 @@ def compare(script: list[list[dict[str, Any]]], reference: dict, control: dict[s
     return {"differences": diffs, "messages": sum(sent_chaos.values()),
             "distinct_messages": len(sent_chaos), "control_messages": sum(sent_control.values()),
             "repeats_after_kill": sum(repeats.values()) - sum(unexplained.values()),
+            "absorbed_repeats": sum(absorbed.values()),
             "refused_posts": chaos["refused"], "events": sum(len(d) for d in script),
             "reconcile_repairs": len(chaos["reconcile"]) if "reconcile" in chaos else None}
 
@@ -70,8 +75,9 @@ def write_results(r: dict[str, Any], prefect: bool = False) -> None:
         f"; reconcile repaired {r['reconcile_repairs']}"
     row = (f"| {variant} | {r['seed']} | {r['cases']} | {r['months']} ({r['days']}) | "
            f"{r['events']:,} | {injected}: {faults} | {r['messages']:,} "
-           f"({r['repeats_after_kill']} repeats of a message in flight at a kill -9, each "
-           f"counted in outbox.reclaimed; {r['refused_posts']} posts refused) | "
+           f"({r['repeats_after_kill']} shown twice; {r.get('absorbed_repeats', 0)} sent again "
+           f"after a kill -9 mid-send, each counted in outbox.reclaimed and kept once by the "
+           f"receiver's Idempotency-Key; {r['refused_posts']} posts refused) | "
            f"{len(r['differences'])}{repaired} | {r['wall_s']} s (chaos half "
            f"{r['chaos_s']} s, control half {r.get('control_s', '-')} s) |\n")
     before, found, after = text.partition(HEAD)

@@ -30,6 +30,7 @@ from sqlmodel import select
 
 from models.clock import UK, Clock
 from models.redaction import scrub_text
+from notifications import IDEMPOTENCY_HEADER
 from notifications.config import NotifyConfig
 from notifications.outbox import DROPPED, enqueue, fresh_items, refresh_links, revive, why_stale
 from notifications.render import Rendered, fit_for_channel, is_email, is_sms, render_message
@@ -72,13 +73,21 @@ def _apprise_for(url: str):  # noqa: ANN202 - apprise is imported lazily
     return apps[url]
 
 
-def apprise_send(url: str, title: str, body: str, html: bool, ics: str | None) -> str | None:
-    """Send one message; None on success, else the reason (never the URL)."""
+def apprise_send(url: str, title: str, body: str, html: bool, ics: str | None,
+                 key: str | None = None) -> str | None:
+    """Send one message (with its key, where the target takes headers); None on success, else
+    the reason (never the URL)."""
     import apprise
 
     app = _apprise_for(url)
     if app is None:
         return "target URL not understood by Apprise; check its scheme and fields"
+    for plugin in app:  # this thread's own objects: the header is this message's
+        headers = getattr(plugin, "headers", None)
+        if isinstance(headers, dict):
+            headers.pop(IDEMPOTENCY_HEADER, None)
+            if key:
+                headers[IDEMPOTENCY_HEADER] = key
     with contextlib.ExitStack() as stack:
         attach = None
         if ics:  # a temporary file only when there is a calendar event to attach
@@ -220,12 +229,13 @@ class Dispatcher:
             context = revive(row.meta or {})
             rendered = render_message(row.kind, {**context, "code": self.open_sealed(sealed)})
             title, body = fit_for_channel(url, rendered)
-            error = self.send(url, title, body, is_email(url), None)
+            error = self.send(url, title, body, is_email(url), None, row.dedupe_key)
             faults.reached("dispatch-sent")
             return (self._rendered(row) if error is None else None), error
         rendered = self._rendered(row)
         title, body = fit_for_channel(url, rendered)
-        error = self.send(url, title, body, is_email(url), rendered.ics if is_email(url) else None)
+        error = self.send(url, title, body, is_email(url), rendered.ics if is_email(url) else None,
+                          row.dedupe_key)
         faults.reached("dispatch-sent")  # crash tests: sent, not yet recorded
         return rendered, error
 

@@ -14,6 +14,7 @@ NIM_INBOX_WEB_PORT and NIM_DATA_DIR from nim_pathway/settings.py.
 from __future__ import annotations
 
 import email
+import hashlib
 import html
 import json
 import os
@@ -30,6 +31,7 @@ from pathlib import Path
 from urllib.parse import unquote
 
 from models.clock import UK, Clock
+from notifications import IDEMPOTENCY_HEADER
 from store.files import PRIVATE_FILE, private_dir
 
 DOMAIN = "inbox.local"
@@ -67,8 +69,13 @@ class InboxStore:
         self.folder = private_dir(Path(folder))
         self._lock = threading.Lock()
 
-    def add(self, to: list[str], subject: str, body: str, at: datetime) -> InboxMessage:
+    def add(self, to: list[str], subject: str, body: str, at: datetime,
+            key: str | None = None) -> InboxMessage | None:
+        """Keep one message; None when its key (the sender's Idempotency-Key) was kept before:
+        a message sent again after a dispatcher died mid-send is shown once."""
         with self._lock:
+            if key and not self._first(key):
+                return None
             number = max((int(p.stem) for p in self.folder.glob("*.json") if p.stem.isdigit()),
                          default=0) + 1
             tmp = self.folder / f".{os.getpid()}-{threading.get_ident()}.tmp"
@@ -84,6 +91,18 @@ class InboxStore:
                     number += 1
                 finally:
                     tmp.unlink(missing_ok=True)
+
+    def _first(self, key: str) -> bool:
+        """Record `key` as seen; False if it was already (a marker file made exclusively, so
+        two receiving threads or processes agree)."""
+        seen = private_dir(self.folder / "seen")
+        name = hashlib.sha256(key.encode()).hexdigest()
+        try:
+            os.close(os.open(seen / name, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW,
+                             PRIVATE_FILE))
+        except FileExistsError:
+            return False
+        return True
 
     def _read_all(self) -> list[InboxMessage]:
         out = []
@@ -110,6 +129,9 @@ class InboxStore:
                 if path.stem.isdigit():
                     path.unlink(missing_ok=True)
                     gone += 1
+            for marker in (self.folder / "seen").glob("*"):  # the keys seen go with them
+                if len(marker.name) == 64:
+                    marker.unlink(missing_ok=True)
             return gone
 
 
@@ -299,7 +321,7 @@ class Inbox:
     def _received(self, message: EmailMessage, rcpt_tos: list[str]) -> None:
         to = list(dict.fromkeys(box_of(a) for a in rcpt_tos))
         self.store.add(to, str(message.get("Subject", "")), plain_text(message),
-                       self.clock.now())
+                       self.clock.now(), message.get(IDEMPOTENCY_HEADER))
 
     def address(self, box: str) -> str:
         return inbox_url(box, self.smtp.port)

@@ -121,6 +121,29 @@ def test_dispatched_messages_arrive_in_each_practitioners_inbox(site, clock, dat
     assert not [s for s in SENTINELS + ("Sentinel",) if s in raw]
 
 
+def test_a_message_sent_again_after_a_crash_is_shown_once(site):
+    """Delivery is at least once: a dispatcher killed after the send and before recording it
+    sends the message again. Each message carries its outbox key (Idempotency-Key, through
+    Apprise's email plugin here); the inbox keeps the first and shows it once."""
+    from notifications.dispatcher import apprise_send
+    from notifications.inbox import inbox_url
+
+    _svc, inbox = site
+    target = inbox_url("psy.chen", inbox.smtp.port)
+    for _ in range(2):  # the same message, sent twice
+        assert apprise_send(target, "[NIM-2026-0001] Due soon", "body", False, None,
+                            key="NIM-2026-0001/wmci-mother/reminder") is None
+    assert apprise_send(target, "[NIM-2026-0001] Due now", "body", False, None,
+                        key="NIM-2026-0001/wmci-mother/due") is None  # another message
+    assert apprise_send(target, "[NIM-2026-0001] A test", "body", False, None) is None  # no key
+    assert sorted(m.subject for m in inbox.store.messages("psy.chen")) == [
+        "[NIM-2026-0001] A test", "[NIM-2026-0001] Due now", "[NIM-2026-0001] Due soon"]
+    inbox.store.clear()  # a new demo run starts empty, its keys unseen
+    assert apprise_send(target, "[NIM-2026-0001] Due soon", "body", False, None,
+                        key="NIM-2026-0001/wmci-mother/reminder") is None
+    assert len(inbox.store.messages("psy.chen")) == 1
+
+
 def test_unknown_handle_is_refused_clearly(site):
     svc, inbox = site
     refused = inbox_cli(svc, "nobody.here", code=2)

@@ -198,7 +198,7 @@ clock = VirtualClock(at)
 svc = build_service(url, clock, migrate=False)
 fired = svc.timers.fire_due_timers(at)
 sent = []
-def send(target, title, body, html, ics):
+def send(target, title, body, html, ics, key=None):
     sent.append({"title": title, "body": body, "ics": ics})
 Dispatcher(url, clock, svc.notify_config(), send=send).run_until_idle()
 print(json.dumps({"fired": [t.kind for t in fired], "sent": sent}))

@@ -424,7 +424,7 @@ def test_sms_waits_for_the_end_of_quiet_hours(team, clock, http):
     open_case(store)
     at(clock, "2026-01-12", hour=22)
     d = Dispatcher(store.url, clock, dispatcher(store, clock).config,
-                   send=lambda url, title, body, html, ics: sent.append((url, body)))
+                   send=lambda url, title, body, html, ics, key: sent.append((url, body)))
     report = d.run_until_idle()
     assert report.deferred >= 1 and not [u for u, _ in sent if u.startswith("sms")]
     deferred = [m for m in outbox(store) if m.recipient == "practitioner:mgr.okafor"]
