@@ -220,39 +220,45 @@ def serve(settings: Settings) -> None:
         while True:
             conn, _ = listener.accept()
             with conn:
-                uid = peer_uid(conn)
-                if uid != os.getuid():
-                    log.warning("refused a connection from uid %d (serves uid %d only)",
-                                uid, os.getuid())
-                    continue
                 try:
-                    request, fds = receive(conn)
-                except (OSError, ValueError) as exc:
-                    log.warning("refused a request: %s", exc)
-                    continue
-                if request.get("code") != [str(PROJECT_DIR), sys.executable]:
-                    for fd in fds:
-                        os.close(fd)
-                    conn.sendall(REPLY.pack(b"N", 0))  # another install: it runs its own
-                    continue
-                if fingerprint() != loaded:
-                    for fd in fds:
-                        os.close(fd)
-                    conn.sendall(REPLY.pack(b"S", 0))
-                    log.info("the installed code changed: restarting")
-                    listener.close()
-                    os.unlink(path)
-                    os.execv(sys.executable, [sys.executable, "-m", "nim_pathway.preload"])
-                started = time.monotonic()
-                if os.fork() == 0:
-                    run_command(conn, listener, request, fds)
-                for fd in fds:
-                    os.close(fd)
-                log.info("started a command in %.3f s", time.monotonic() - started)
+                    handle(conn, listener, loaded, path)
+                except OSError as exc:  # this client went away or a fork failed: the next
+                    log.warning("a command could not be started: %s", exc)  # one is served
     finally:
         listener.close()
         with contextlib.suppress(OSError):
             os.unlink(path)
+
+
+def handle(conn: socket.socket, listener: socket.socket, loaded: dict[str, tuple[int, int]],
+           path: Path) -> None:
+    """One connection: check who asks and what, then fork the command (or say why not)."""
+    uid = peer_uid(conn)
+    if uid != os.getuid():
+        log.warning("refused a connection from uid %d (serves uid %d only)", uid, os.getuid())
+        return
+    try:
+        request, fds = receive(conn)
+    except (OSError, ValueError) as exc:
+        log.warning("refused a request: %s", exc)
+        return
+    try:
+        if request.get("code") != [str(PROJECT_DIR), sys.executable]:
+            conn.sendall(REPLY.pack(b"N", 0))  # another install: it runs its own
+            return
+        if fingerprint() != loaded:
+            conn.sendall(REPLY.pack(b"S", 0))
+            log.info("the installed code changed: restarting")
+            listener.close()
+            os.unlink(path)
+            os.execv(sys.executable, [sys.executable, "-m", "nim_pathway.preload"])
+        started = time.monotonic()
+        if os.fork() == 0:
+            run_command(conn, listener, request, fds)
+        log.info("started a command in %.3f s", time.monotonic() - started)
+    finally:
+        for fd in fds:  # the child has its own copies
+            os.close(fd)
 
 
 if __name__ == "__main__":
