@@ -23,7 +23,7 @@ NOT_PRELOADED = frozenset({"up", "down", "drain", "web", "inbox", "demo"})
 HEADER = struct.Struct("!I")
 # replies: b"P" + the command's pid once it starts, b"X" + its exit code when it ends,
 # b"S" when the preloader's code is older than the installed code (it restarts itself), b"N"
-# when the client is another install's (another checkout or interpreter on the same folder)
+# when the client is another install's (another checkout or environment on the same folder)
 REPLY = struct.Struct("!ci")
 
 
@@ -64,7 +64,7 @@ def run_preloaded(argv: list[str]) -> int | None:
         umask = os.umask(0o077)
         os.umask(umask)
         request = json.dumps({"argv": argv, "env": env, "cwd": os.getcwd(), "umask": umask,
-                              "code": [str(PROJECT_DIR), sys.executable]}).encode()
+                              "code": [str(PROJECT_DIR), sys.prefix]}).encode()
         sock.sendmsg([HEADER.pack(len(request))], [(socket.SOL_SOCKET, socket.SCM_RIGHTS,
                                                     array.array("i", [0, 1, 2]))])
         sock.sendall(request)

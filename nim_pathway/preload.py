@@ -243,7 +243,7 @@ def handle(conn: socket.socket, listener: socket.socket, loaded: dict[str, tuple
         log.warning("refused a request: %s", exc)
         return
     try:
-        if request.get("code") != [str(PROJECT_DIR), sys.executable]:
+        if request.get("code") != [str(PROJECT_DIR), sys.prefix]:
             conn.sendall(REPLY.pack(b"N", 0))  # another install: it runs its own
             return
         if fingerprint() != loaded:

@@ -113,10 +113,12 @@ def test_dispatched_messages_arrive_in_each_practitioners_inbox(site, clock, dat
     status, index = get(inbox.web.url())
     assert status == 200 and 'href="/sw.jones"' in index
 
-    stored = list((data_dir / "inbox").iterdir())
+    stored = list((data_dir / "inbox").glob("*.json"))
     assert len(stored) == len(everyone)
-    assert stat.S_IMODE((data_dir / "inbox").stat().st_mode) == 0o700
-    assert {stat.S_IMODE(p.stat().st_mode) for p in stored} == {0o600}
+    seen = data_dir / "inbox" / "seen"  # each message's key, as a hash: kept once
+    assert len(list(seen.iterdir())) == len(everyone)
+    assert {stat.S_IMODE(p.stat().st_mode) for p in (data_dir / "inbox", seen)} == {0o700}
+    assert {stat.S_IMODE(p.stat().st_mode) for p in stored + list(seen.iterdir())} == {0o600}
     raw = "".join(p.read_text() for p in stored)
     assert not [s for s in SENTINELS + ("Sentinel",) if s in raw]
 

@@ -259,7 +259,7 @@ def test_another_installs_command_is_left_to_run_itself(site, preloader):
     env, _, data = site
     _, log = preloader
     body = json.dumps({"argv": ["nim-pathway", "case", "list"], "env": env, "cwd": "/",
-                       "umask": 0o077, "code": ["/elsewhere/nim-pathway", sys.executable]})
+                       "umask": 0o077, "code": ["/elsewhere/nim-pathway", sys.prefix]})
     with socket.socket(socket.AF_UNIX) as s:
         s.connect(str(data / "cli.sock"))
         s.sendmsg([HEADER.pack(len(body))], [(socket.SOL_SOCKET, socket.SCM_RIGHTS,
@@ -303,7 +303,9 @@ def test_a_code_is_asked_on_the_persons_own_terminal_and_not_echoed(site, preloa
         assert needle in seen, seen
 
     try:
-        read_until(b"one-time code for coord.ali")
+        # click prints the question, then getpass turns echo off and prints its own " ": type
+        # only after that space, as a person would, or the terminal may still echo the code
+        read_until(b"one-time code for coord.ali: ")
         with mock.patch.dict(os.environ, nobody):
             code = current_code(build_service(), "coord.ali")
         os.write(master, code.encode() + b"\n")
