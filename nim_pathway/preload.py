@@ -78,7 +78,7 @@ def fingerprint(roots: tuple[str, ...] = (str(PROJECT_DIR), sys.prefix)
 def listen(path: Path) -> socket.socket:
     """The socket at `path`, made 0600. An old socket of ours nobody answers on is replaced;
     anything else at that path is refused, never removed."""
-    if len(os.fsencode(path)) > UNIX_PATH_MAX:
+    if len(os.fsencode(path)) + 12 > UNIX_PATH_MAX:  # room for the name it is built under
         raise RuntimeError(f"{path} is too long for a Unix socket ({UNIX_PATH_MAX} bytes): "
                            "set NIM_DATA_DIR to a shorter folder")
     try:
@@ -98,13 +98,19 @@ def listen(path: Path) -> socket.socket:
             raise RuntimeError(f"a preloader already serves {path.parent}")
         finally:
             probe.close()
+    # bound and listening under a temporary name, then renamed: a client never finds a socket
+    # that refuses it because it is not listening yet
+    building = path.with_name(f".{path.name}.{os.getpid()}")
+    with contextlib.suppress(FileNotFoundError):
+        os.unlink(building)  # our own, left by a process of this pid that was killed
     listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
     old = os.umask(0o177)
     try:
-        listener.bind(str(path))
+        listener.bind(str(building))
     finally:
         os.umask(old)
     listener.listen(64)
+    os.rename(building, path)
     return listener
 
 
