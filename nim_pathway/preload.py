@@ -14,6 +14,7 @@ process while the preloader restarts itself with the new code."""
 
 from __future__ import annotations
 
+import atexit
 import contextlib
 import importlib
 import json
@@ -191,6 +192,8 @@ def run_command(conn: socket.socket, listener: socket.socket, request: dict[str,
     except BaseException:  # noqa: BLE001 - the client is told the command failed, not why here
         code = 1
     finally:
+        with contextlib.suppress(BaseException):  # what a process does at exit (temporary
+            atexit._run_exitfuncs()  # folders, logging), as the command's own process would
         for stream in (sys.stdout, sys.stderr):
             with contextlib.suppress(Exception):
                 stream.flush()
