@@ -26,7 +26,22 @@ from models.engine.state import (
     TaskState,
     child_anchor,
 )
-from models.pathway import PathwaySpec
+from models.pathway import PathwaySpec, TaskSpec
+
+
+def _next_occurrence(case: CaseState, spec_task: TaskSpec, child: str | None, due: date,
+                     explanation: str, anchor: str) -> Effect:
+    """A statutory series' next occurrence for `child` (None: the family's), due as given
+    (bound by any court direction)."""
+    n = 1 + max((t.occurrence for t in case.tasks.values()
+                 if t.spec_id == spec_task.id and t.child == child), default=0)
+    key = _task_key(spec_task, None, n, True, child, first_child_keyed(case))
+    task = case.tasks[key] = TaskState(
+        key=key, spec_id=spec_task.id, stage="statutory", title=spec_task.title,
+        role=spec_task.role, due=due, due_explanation=explanation, anchor=anchor,
+        occurrence=n, child=child)
+    set_due(case, task, due, explanation)
+    return Effect("task-created", key, {"role": spec_task.role, "due": str(task.due)})
 
 
 def change_placement(spec: PathwaySpec, case: CaseState, start: date,
@@ -56,16 +71,9 @@ def change_placement(spec: PathwaySpec, case: CaseState, start: date,
             effects.append(Effect("task-cancelled", t.key, {"reason": "new placement"}))
         if not placement_applies(spec, spec_task, case, child):
             continue  # another cadence applies to this kind of placement
-        mine = child if per_child else None
-        n = 1 + max((t.occurrence for t in case.tasks.values()
-                     if t.spec_id == spec_task.id and t.child == mine), default=0)
-        key = _task_key(spec_task, None, n, True, mine, first_child_keyed(case))
         d = _due(case, spec_task.due, "placement start", start, spec_task.kind)
-        case.tasks[key] = TaskState(key=key, spec_id=spec_task.id, stage="statutory",
-                                    title=spec_task.title, role=spec_task.role, due=d.due,
-                                    due_explanation=d.explanation, anchor="placement_start",
-                                    occurrence=n, child=mine)
-        effects.append(Effect("task-created", key, {"role": spec_task.role, "due": str(d.due)}))
+        effects.append(_next_occurrence(case, spec_task, child if per_child else None, d.due,
+                                        d.explanation, "placement_start"))
     return effects
 
 
@@ -98,10 +106,6 @@ def final_order_cadence(spec: PathwaySpec, case: CaseState, made_on: date,
                     or any(t.spec_id == spec_task.id and t.state in (OPEN, BLOCKED)
                            and t.child == child for t in visits):
                 continue
-            mine = child if spec_task.per == "child" else None
-            n = 1 + max((t.occurrence for t in case.tasks.values()
-                         if t.spec_id == spec_task.id and t.child == mine), default=0)
-            key = _task_key(spec_task, None, n, True, mine, first_child_keyed(case))
             if done and spec_task.then_every:
                 last = done[-1]
                 d = _due(case, spec_task.then_every[0], f"last visit ({last.key}) completed; "
@@ -112,12 +116,9 @@ def final_order_cadence(spec: PathwaySpec, case: CaseState, made_on: date,
                 anchor = "placement_start"
             else:
                 continue
-            case.tasks[key] = TaskState(key=key, spec_id=spec_task.id, stage="statutory",
-                                        title=spec_task.title, role=spec_task.role, due=d.due,
-                                        due_explanation=d.explanation, anchor=anchor,
-                                        occurrence=n, child=mine)
-            effects.append(Effect("task-created", key, {"role": spec_task.role,
-                                                        "due": str(d.due)}))
+            effects.append(_next_occurrence(case, spec_task,
+                                            child if spec_task.per == "child" else None,
+                                            d.due, d.explanation, anchor))
     return effects
 
 
@@ -176,14 +177,7 @@ def looked_after_again(spec: PathwaySpec, case: CaseState, on: date, why: str,
                 spec_task.due.anchor not in ("care_entry", "placement_start") or \
                 not placement_applies(spec, spec_task, case, child):
             continue
-        n = 1 + max((t.occurrence for t in case.tasks.values()
-                     if t.spec_id == spec_task.id and t.child == child), default=0)
-        key = _task_key(spec_task, None, n, True, child, first_child_keyed(case))
         due, explanation = _apply_step(case, spec_task, 1, child)
-        task = case.tasks[key] = TaskState(
-            key=key, spec_id=spec_task.id, stage="statutory", title=spec_task.title,
-            role=spec_task.role, due=due, due_explanation=explanation,
-            anchor=spec_task.due.anchor, occurrence=n, child=child)
-        set_due(case, task, due, explanation)
-        effects.append(Effect("task-created", key, {"role": spec_task.role, "due": str(task.due)}))
+        effects.append(_next_occurrence(case, spec_task, child, due, explanation,
+                                        spec_task.due.anchor))
     return effects
